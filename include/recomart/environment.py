@@ -1,0 +1,116 @@
+"""The environment that dbt, Feast, MLflow, psql and Airflow need, derived from :class:`Settings`.
+
+``recomart env`` prints these as ``export`` lines; the CLI, the tests and the
+Airflow processes all start their subprocesses with them, so every tool talks
+to the same services.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from recomart.config import Settings
+
+
+def _persistent_secret(path: Path, generate) -> str:
+    """A secret kept in the state folder so every Airflow component shares it."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def redis_host_port_db(s: Settings) -> tuple[str, int, int]:
+    parts = urlsplit(s.redis_url)
+    db = int(parts.path.strip("/") or 0)
+    return parts.hostname or "127.0.0.1", parts.port or 6379, db
+
+
+def service_env(s: Settings) -> dict[str, str]:
+    """Every variable a tool needs to reach this deployment's services."""
+    pg = s.pg_parts
+    user = pg.username or "postgres"
+    password = pg.password or ""
+    host, port = pg.hostname or "127.0.0.1", str(pg.port or 5432)
+    auth = quote(user) + (f":{quote(password)}" if password else "")
+    redis_host, redis_port, redis_db = redis_host_port_db(s)
+    secrets_dir = s.state_dir / "secrets"
+    airflow_api = f"http://127.0.0.1:{s.airflow_port}"
+    env = {
+        # RecoMart itself
+        "RECOMART_PG_URL": s.pg_server_url if not s.embedded_pg else "",
+        "RECOMART_REDIS_URL": s.redis_url if not s.embedded_redis else "",
+        "RECOMART_STATE_DIR": str(s.state_dir),
+        "RECOMART_DB_PREFIX": s.db_prefix,
+        "RECOMART_DATASET": s.dataset,
+        "RECOMART_LANDING_DIR": str(s.landing_dir),
+        "RECOMART_CATALOG_HOST": s.catalog_api_host,
+        "RECOMART_CATALOG_PORT": str(s.catalog_api_port),
+        "RECOMART_MODEL_NAME": s.model_name,
+        "RECOMART_FEAST_PROJECT": s.feast_project,
+        "RECOMART_AIRFLOW_PORT": str(s.airflow_port),
+        "RECOMART_MLFLOW_PORT": str(s.mlflow_port),
+        # libpq: psql, dbt's profiles.yml and Feast's feature_store.yaml read these
+        "PGHOST": host,
+        "PGPORT": port,
+        "PGUSER": user,
+        "PGPASSWORD": password,
+        "PGDATABASE": s.warehouse_db,
+        # dbt
+        "DBT_PROFILES_DIR": str(s.dbt_project_dir),
+        "DBT_PROJECT_DIR": str(s.dbt_project_dir),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        # Feast
+        "FEAST_REGISTRY_URL": f"postgresql+psycopg://{auth}@{host}:{port}/{s.feast_registry_db}",
+        "FEAST_REDIS_CONNECTION": f"{redis_host}:{redis_port},db={redis_db}",
+        "FEAST_USAGE": "False",
+        # MLflow
+        "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
+        "MLFLOW_REGISTRY_URI": s.mlflow_tracking_uri,
+        # Airflow
+        "AIRFLOW_HOME": str(s.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(s.dags_dir),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(s.project_root / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__FERNET_KEY": _persistent_secret(secrets_dir / "fernet_key", _fernet_key),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_api}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(secrets_dir / "airflow_passwords.json"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+            f"postgresql+psycopg2://{auth}@{host}:{port}/{s.airflow_db}"
+        ),
+        "AIRFLOW__API__PORT": str(s.airflow_port),
+        "AIRFLOW__API__BASE_URL": airflow_api,
+        "AIRFLOW__API__SECRET_KEY": _persistent_secret(secrets_dir / "api_secret", secrets.token_hex),
+        "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(secrets_dir / "jwt_secret", secrets.token_hex),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.airflow_home / "logs"),
+        "AIRFLOW_CONN_RECOMART_WAREHOUSE": f"postgres://{auth}@{host}:{port}/{s.warehouse_db}",
+        "AIRFLOW_CONN_RECOMART_CATALOG_API": f"http://{s.catalog_api_host}:{s.catalog_api_port}",
+        # telemetry off
+        "DO_NOT_TRACK": "true",
+        "SCARF_ANALYTICS": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    return env
+
+
+def export_lines(env: dict[str, str]) -> str:
+    """Render ``env`` as shell ``export`` lines."""
+    import shlex
+
+    return "\n".join(f"export {key}={shlex.quote(value)}" for key, value in env.items())

@@ -1,0 +1,59 @@
+"""Shared fixtures: every test run gets its own databases and Redis key prefix on real servers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from recomart import services
+from recomart.config import Settings, load_settings
+from recomart.environment import service_env
+
+RUN_TAG = f"t{uuid.uuid4().hex[:8]}"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings for this test run: private databases, Feast project (Redis key prefix) and landing dir."""
+    landing = tmp_path_factory.mktemp("landing")
+    overrides = {
+        "RECOMART_DB_PREFIX": f"recomart_{RUN_TAG}",
+        "RECOMART_FEAST_PROJECT": f"recomart_{RUN_TAG}",
+        "RECOMART_MODEL_NAME": f"recomart_{RUN_TAG}",
+        "RECOMART_LANDING_DIR": str(landing),
+        "RECOMART_CATALOG_PORT": os.environ.get("RECOMART_TEST_CATALOG_PORT", "18765"),
+        "RECOMART_AIRFLOW_PORT": os.environ.get("RECOMART_TEST_AIRFLOW_PORT", "18080"),
+    }
+    s = load_settings({**os.environ, **overrides})
+    services.ensure_services(s)
+    yield s
+    services.drop_databases(s)
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(match=f"*{s.feast_project}*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture(scope="session")
+def warehouse_dsn(test_settings: Settings) -> str:
+    """libpq URL of this run's private warehouse database."""
+    return test_settings.warehouse_url
+
+
+@pytest.fixture(scope="session")
+def tool_env(test_settings: Settings) -> dict[str, str]:
+    """Environment for subprocesses (airflow, dbt, feast) pointed at this run's services."""
+    return {**os.environ, **service_env(test_settings)}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip when this checkout has no shared folder beside it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data sets not found at {SHARED_DATA} (needs ../shared/data beside the repo)")
+    return SHARED_DATA
