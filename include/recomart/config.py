@@ -154,3 +154,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def settings() -> Settings:
     """Process-wide settings, read once."""
     return load_settings()
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's environment, for starting tools (dbt, feast, airflow) as subprocesses."""
+    return dict(os.environ)

@@ -1,0 +1,33 @@
+"""Default task arguments and connection helpers shared by every RecoMart DAG."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import BaseHook
+
+from recomart.alerts import log_failure_summary
+
+WAREHOUSE_CONN_ID = "recomart_warehouse"
+CATALOG_CONN_ID = "recomart_catalog_api"
+
+DEFAULT_ARGS = {
+    "owner": "recomart",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+    "on_failure_callback": log_failure_summary,
+}
+
+
+def warehouse_dsn() -> str:
+    """libpq URL of the warehouse, from the ``AIRFLOW_CONN_RECOMART_WAREHOUSE`` connection."""
+    conn = BaseHook.get_connection(WAREHOUSE_CONN_ID)
+    return conn.get_uri().replace("postgres://", "postgresql://", 1)
+
+
+def catalog_base_url() -> str:
+    """Base URL of the catalog API, from the ``AIRFLOW_CONN_RECOMART_CATALOG_API`` connection."""
+    conn = BaseHook.get_connection(CATALOG_CONN_ID)
+    return f"{conn.schema or 'http'}://{conn.host}:{conn.port}" if conn.port else f"http://{conn.host}"

@@ -1,0 +1,64 @@
+"""
+### transform
+
+Runs when new raw events or products land (`recomart_raw_events` OR `recomart_raw_products`):
+
+1. `dbt build` of `dbt_project/` (staging views, intermediate, marts, snapshot and all tests).
+   A failing model or test fails this task, the log names it, and nothing downstream runs.
+2. `feast apply` of `feature_repo/` (SQL registry in Postgres).
+3. Materialize the feature views into Redis for an **explicit window**: the union of the windows in
+   the triggering asset events' `extra`, extended to the load ledger's range; never `now()`.
+
+Emits `recomart_marts`, which starts `train`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+from recomart_dag_utils.assets import MARTS, RAW_EVENTS, RAW_PRODUCTS
+from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
+
+
+@dag(
+    dag_id="transform",
+    schedule=(RAW_EVENTS | RAW_PRODUCTS),
+    start_date=pendulum.datetime(2010, 12, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["recomart", "dbt", "feast"],
+    doc_md=__doc__,
+)
+def transform():
+    @task
+    def dbt_build():
+        """`dbt build` of the whole project; fails with the names of failing nodes."""
+        from recomart.config import settings
+        from recomart.pipeline import build_warehouse_models
+
+        return build_warehouse_models(settings())
+
+    @task
+    def feast_apply():
+        """Register entities, feature views and feature services in the SQL registry."""
+        from recomart.config import settings
+        from recomart.pipeline import apply_feature_repo
+
+        apply_feature_repo(settings())
+
+    @task(outlets=[MARTS])
+    def materialize(triggering_asset_events=None, outlet_events=None):
+        """Materialize the explicit window taken from the asset events and the load ledger."""
+        from recomart.config import settings
+        from recomart.pipeline import materialize_features, windows_from_asset_events
+
+        windows = windows_from_asset_events(triggering_asset_events)
+        summary = materialize_features(settings(), warehouse_dsn(), windows)
+        outlet_events[MARTS].extra = summary
+        return summary
+
+    dbt_build() >> feast_apply() >> materialize()
+
+
+transform()
