@@ -40,6 +40,7 @@ class Settings:
     landing_dir: Path
     catalog_api_host: str
     catalog_api_port: int
+    airflow_api_host: str
     airflow_port: int
     mlflow_port: int
     model_name: str
@@ -139,6 +140,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         landing_dir=Path(_env("RECOMART_LANDING_DIR", str(state_dir / "landing"))).resolve(),
         catalog_api_host=_env("RECOMART_CATALOG_HOST", "127.0.0.1"),
         catalog_api_port=int(_env("RECOMART_CATALOG_PORT", "8765")),
+        airflow_api_host=_env("RECOMART_AIRFLOW_API_HOST", "127.0.0.1"),
         airflow_port=int(_env("RECOMART_AIRFLOW_PORT", "8080")),
         mlflow_port=int(_env("RECOMART_MLFLOW_PORT", "5000")),
         model_name=_env("RECOMART_MODEL_NAME", "recomart_recommender"),

@@ -44,11 +44,9 @@ def service_env(s: Settings) -> dict[str, str]:
     auth = quote(user) + (f":{quote(password)}" if password else "")
     redis_host, redis_port, redis_db = redis_host_port_db(s)
     secrets_dir = s.state_dir / "secrets"
-    airflow_api = f"http://127.0.0.1:{s.airflow_port}"
+    airflow_api = f"http://{s.airflow_api_host}:{s.airflow_port}"
     env = {
         # RecoMart itself
-        "RECOMART_PG_URL": s.pg_server_url if not s.embedded_pg else "",
-        "RECOMART_REDIS_URL": s.redis_url if not s.embedded_redis else "",
         "RECOMART_STATE_DIR": str(s.state_dir),
         "RECOMART_DB_PREFIX": s.db_prefix,
         "RECOMART_DATASET": s.dataset,
@@ -57,6 +55,7 @@ def service_env(s: Settings) -> dict[str, str]:
         "RECOMART_CATALOG_PORT": str(s.catalog_api_port),
         "RECOMART_MODEL_NAME": s.model_name,
         "RECOMART_FEAST_PROJECT": s.feast_project,
+        "RECOMART_AIRFLOW_API_HOST": s.airflow_api_host,
         "RECOMART_AIRFLOW_PORT": str(s.airflow_port),
         "RECOMART_MLFLOW_PORT": str(s.mlflow_port),
         # libpq: psql, dbt's profiles.yml and Feast's feature_store.yaml read these
@@ -92,7 +91,6 @@ def service_env(s: Settings) -> dict[str, str]:
             f"postgresql+psycopg2://{auth}@{host}:{port}/{s.airflow_db}"
         ),
         "AIRFLOW__API__PORT": str(s.airflow_port),
-        "AIRFLOW__API__BASE_URL": airflow_api,
         "AIRFLOW__API__SECRET_KEY": _persistent_secret(secrets_dir / "api_secret", secrets.token_hex),
         "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(secrets_dir / "jwt_secret", secrets.token_hex),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
@@ -106,6 +104,10 @@ def service_env(s: Settings) -> dict[str, str]:
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
+    if not s.embedded_pg:
+        env["RECOMART_PG_URL"] = s.pg_server_url
+    if not s.embedded_redis:
+        env["RECOMART_REDIS_URL"] = s.redis_url
     return env
 
 

@@ -1,0 +1,136 @@
+"""``recomart`` command line: one entry point for users (``./recomart <command>``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from datetime import date
+
+from recomart import services
+from recomart.config import settings
+from recomart.environment import export_lines, service_env
+
+
+def _cmd_env(_: argparse.Namespace) -> int:
+    print(export_lines(service_env(settings())))
+    return 0
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    s = settings()
+    if args.action == "up":
+        services.ensure_services(s)
+        print(f"Postgres: {s.pg_server_url} (databases: {', '.join(s.all_databases)})")
+        print(f"Redis:    {s.redis_url}")
+    else:
+        services.stop_embedded(s)
+        print("embedded Postgres and Redis stopped" if s.embedded_pg or s.embedded_redis
+              else "external services are not managed by RecoMart")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from recomart.datasets.generator import generate
+
+    s = settings()
+    summary = generate(
+        s.landing_dir / "generated", users=args.users or s.generator_users, items=args.items or s.generator_items,
+        days=args.days or s.generator_days, seed=s.seed if args.seed is None else args.seed,
+        end_date=date.fromisoformat(args.end_date) if args.end_date else None,
+    )
+    print(summary)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from recomart.demo import run_demo
+
+    return run_demo(settings(), dataset=args.dataset)
+
+
+def _cmd_up(_: argparse.Namespace) -> int:
+    from recomart.stack import start_stack
+
+    start_stack(settings())
+    return 0
+
+
+def _cmd_down(_: argparse.Namespace) -> int:
+    from recomart.stack import stop_stack
+
+    stop_stack(settings())
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from recomart.features.store import online_features
+    from recomart.tools import tool_env
+
+    s = settings()
+    result = online_features(s.feature_repo_dir, tool_env(s), args.entity, args.entity_id)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    """Lint, then run pytest; 'no tests collected' (exit 5) is a failure, never a pass."""
+    s = settings()
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=s.project_root)
+    if lint.returncode != 0:
+        print("ruff found problems: fix them before the tests run", file=sys.stderr)
+        return lint.returncode
+    code = subprocess.run([sys.executable, "-m", "pytest", *args.pytest_args], cwd=s.project_root).returncode
+    if code == 5:
+        print("pytest collected no tests: treating that as a failure", file=sys.stderr)
+        return 1
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recomart", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("env", help="print export lines for psql, dbt, feast, mlflow and airflow").set_defaults(
+        func=_cmd_env)
+
+    svc = sub.add_parser("services", help="start or stop the embedded Postgres and Redis")
+    svc.add_argument("action", choices=["up", "down"])
+    svc.set_defaults(func=_cmd_services)
+
+    gen = sub.add_parser("generate", help="write the generated shop data set into the landing folder")
+    gen.add_argument("--users", type=int)
+    gen.add_argument("--items", type=int)
+    gen.add_argument("--days", type=int)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--end-date", help="last day of events (default: today, UTC)")
+    gen.set_defaults(func=_cmd_generate)
+
+    demo = sub.add_parser("demo", help="the main job: generate, ingest, dbt, Feast, train, recommend, report")
+    demo.add_argument("--dataset", choices=["generated", "uci"], default=None,
+                      help="data set (default: RECOMART_DATASET or 'generated')")
+    demo.set_defaults(func=_cmd_demo)
+
+    sub.add_parser("up", help="start Airflow (UI), the catalog API and the MLflow UI in the background"
+                   ).set_defaults(func=_cmd_up)
+    sub.add_parser("down", help="stop what `up` started").set_defaults(func=_cmd_down)
+
+    feat = sub.add_parser("features", help="print a user's or item's online features (Feast, Redis)")
+    feat.add_argument("entity", choices=["user", "item"])
+    feat.add_argument("entity_id")
+    feat.set_defaults(func=_cmd_features)
+
+    test = sub.add_parser("test", help="ruff, then the test suite (pytest arguments may follow)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(func=_cmd_test)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The main job's closing report: rows per layer, model vs popularity, sample recommendations."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+from psycopg import sql
+
+from recomart.config import Settings
+
+LAYERS = ("raw", "quarantine", "staging", "intermediate", "marts", "reco", "ops")
+
+
+def layer_counts(dsn: str) -> dict[str, dict[str, int]]:
+    """Row counts of every table and view in the pipeline's schemas."""
+    counts: dict[str, dict[str, int]] = {}
+    with psycopg.connect(dsn) as conn:
+        relations = conn.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema = any(%s) and table_name not like '%%\\_\\_staging' "
+            "order by array_position(%s, table_schema::text), table_name",
+            (list(LAYERS), list(LAYERS)),
+        ).fetchall()
+        for schema, table in relations:
+            query = sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            counts.setdefault(schema, {})[table] = conn.execute(query).fetchone()[0]
+    return counts
+
+
+def latest_model_decision(dsn: str) -> dict | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select model_version, decision, reason, metrics from ops.model_promotions "
+            "order by decided_at desc limit 1"
+        ).fetchone()
+    if row is None:
+        return None
+    metrics = row[3] if isinstance(row[3], dict) else json.loads(row[3])
+    return {"version": row[0], "decision": row[1], "reason": row[2], "metrics": metrics}
+
+
+def sample_recommendations(dsn: str, users: int = 3, k: int = 10) -> dict[str, list[tuple]]:
+    """Top-k of the first ``users`` users (by id) that have personalised recommendations."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "with sample as (select distinct user_id from reco.user_recommendations "
+            "where strategy <> 'popular_cold_start' order by user_id limit %s) "
+            "select r.user_id, r.rank, r.item_id, coalesce(r.title, ''), r.score, r.strategy "
+            "from reco.user_recommendations_enriched r join sample using (user_id) "
+            "where r.rank <= %s order by r.user_id, r.rank",
+            (users, k),
+        ).fetchall()
+    out: dict[str, list[tuple]] = {}
+    for user_id, rank, item_id, title, score, strategy in rows:
+        out.setdefault(user_id, []).append((rank, item_id, title, score, strategy))
+    return out
+
+
+def print_report(s: Settings) -> None:
+    dsn = s.warehouse_url
+    print("\n" + "=" * 78 + "\nRecoMart report\n" + "=" * 78)
+    print("\nRows per layer")
+    for schema, tables in layer_counts(dsn).items():
+        for table, count in tables.items():
+            print(f"  {schema + '.' + table:<48} {count:>12,}")
+
+    decision = latest_model_decision(dsn)
+    print("\nModel (held-out split) vs popularity")
+    if decision is None:
+        print("  no model trained yet")
+    else:
+        metrics = decision["metrics"]
+        for name in sorted(k for k in metrics.get("model", {}) if not k.startswith("_")):
+            print(f"  {name:<24} model {metrics['model'][name]:>8.4f}   popularity "
+                  f"{metrics.get('popularity', {}).get(name, float('nan')):>8.4f}")
+        print(f"  version {decision['version']}: {decision['decision']} ({decision['reason']})")
+
+    print("\nSample recommendations")
+    for user_id, recs in sample_recommendations(dsn).items():
+        print(f"  user {user_id}")
+        for rank, item_id, title, score, strategy in recs:
+            print(f"    {rank:>2}. {item_id:<10} {title[:48]:<48} {score:8.4f}  {strategy}")
+
+    print("\nNext steps")
+    print("  eval \"$(./recomart env)\"                      # psql, dbt, feast, airflow now use these services")
+    print("  psql -c \"select * from reco.user_recommendations_enriched where user_id = "
+          "(select min(user_id) from reco.user_recommendations) order by rank\"")
+    print("  ./recomart features user <user_id>             # online features from Redis via Feast")
+    print("  (cd dbt_project && dbt build)                 # rebuild and test the marts")
+    print("  ./recomart up                                 # Airflow UI, MLflow UI, catalog API")

@@ -1,0 +1,71 @@
+"""`recomart up` / `recomart down`: the Airflow UI stack, the catalog API and the MLflow UI."""
+
+from __future__ import annotations
+
+import json
+
+from recomart import processes, services
+from recomart.config import Settings
+from recomart.tools import airflow_migrate, tool_env, venv_bin
+
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def catalog_api_args(s: Settings) -> list[str]:
+    """Command line of the catalog API serving the configured data set's catalogue file."""
+    from recomart.pipeline import catalog_file
+
+    return [venv_bin("python"), "-m", "recomart.catalog_api.app", "--products", str(catalog_file(s)),
+            "--host", s.catalog_api_host, "--port", str(s.catalog_api_port)]
+
+
+def start_catalog_api(s: Settings) -> None:
+    processes.start(s, "catalog-api", catalog_api_args(s), tool_env(s))
+    processes.wait_http(f"{s.catalog_api_url}/health", "catalog API", 60, processes.logfile(s, "catalog-api"))
+
+
+def airflow_login(s: Settings) -> tuple[str, str]:
+    """The simple auth manager's admin user and its generated password."""
+    path = s.state_dir / "secrets" / "airflow_passwords.json"
+    passwords = json.loads(path.read_text()) if path.exists() else {}
+    return "admin", passwords.get("admin", f"(see {path})")
+
+
+def start_stack(s: Settings) -> None:
+    """Start everything in the background and print where to find it."""
+    services.ensure_services(s)
+    env = tool_env(s)
+    airflow_migrate(s)
+    start_catalog_api(s)
+    for component in AIRFLOW_COMPONENTS:
+        args = [venv_bin("airflow"), component]
+        if component == "api-server":
+            args += ["--port", str(s.airflow_port)]
+        processes.start(s, f"airflow-{component}", args, env)
+    s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
+    processes.start(
+        s, "mlflow-ui",
+        [venv_bin("mlflow"), "server", "--backend-store-uri", s.mlflow_tracking_uri,
+         "--default-artifact-root", s.mlflow_artifacts_dir.as_uri(), "--host", "127.0.0.1",
+         "--port", str(s.mlflow_port), "--workers", "1"],
+        env,
+    )
+    airflow_url = f"http://127.0.0.1:{s.airflow_port}"
+    processes.wait_http(f"{airflow_url}/api/v2/monitor/health", "Airflow api-server", 180,
+                        processes.logfile(s, "airflow-api-server"))
+    processes.wait_http(f"http://127.0.0.1:{s.mlflow_port}/health", "MLflow UI", 180,
+                        processes.logfile(s, "mlflow-ui"))
+    user, password = airflow_login(s)
+    print(f"Airflow UI   {airflow_url}   login: {user} / {password}")
+    print(f"MLflow UI    http://127.0.0.1:{s.mlflow_port}")
+    print(f"Catalog API  {s.catalog_api_url}/products")
+    print(f"Logs         {s.state_dir / 'logs'}")
+    print("All five DAGs are unpaused. Trigger `ingest_events` for a day; transform, train and recommend "
+          "follow through assets. Stop everything with: ./recomart down")
+
+
+def stop_stack(s: Settings) -> None:
+    """Stop what `start_stack` started (the embedded databases keep running)."""
+    for name in ("mlflow-ui", *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS), "catalog-api"):
+        if processes.stop(s, name):
+            print(f"stopped {name}")
