@@ -8,6 +8,7 @@ command reuses them.  ``stop_embedded`` stops both.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -131,10 +132,8 @@ def start_embedded_redis(s: Settings) -> None:
 def stop_embedded_redis(s: Settings) -> None:
     pidfile = s.state_dir / "redis" / "redis.pid"
     if pidfile.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text().strip()), 15)
-        except (ProcessLookupError, ValueError):
-            pass
         pidfile.unlink(missing_ok=True)
 
 

@@ -54,11 +54,14 @@ PARSE_SCRIPT = textwrap.dedent(
 def parsed(tool_env: dict[str, str]) -> dict:
     proc = subprocess.run(
         [sys.executable, "-c", PARSE_SCRIPT, str(DAGS_DIR)],
-        env=tool_env, capture_output=True, text=True, timeout=300,
+        env=tool_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
     assert line, f"DAG parse script failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 def test_every_dag_file_imports_without_io(parsed: dict) -> None:
@@ -84,13 +87,25 @@ def test_dag_conventions(parsed: dict, dag_id: str) -> None:
     assert dag["failure_callbacks"]
     # An explicit timetable object or assets: a bare cron string gives zero-width intervals in Airflow 3.
     assert dag["timetable"] in {
-        "CronDataIntervalTimetable", "AssetTriggeredTimetable", "AssetOrTimeSchedule", "NullTimetable",
+        "CronDataIntervalTimetable",
+        "AssetTriggeredTimetable",
+        "AssetOrTimeSchedule",
+        "NullTimetable",
     }, dag["timetable"]
 
 
 def test_dag_files_have_no_top_level_heavy_imports() -> None:
-    heavy = ("import feast", "import mlflow", "import surprise", "import great_expectations",
-             "import pandas", "import psycopg", "from feast", "from mlflow", "from surprise")
+    heavy = (
+        "import feast",
+        "import mlflow",
+        "import surprise",
+        "import great_expectations",
+        "import pandas",
+        "import psycopg",
+        "from feast",
+        "from mlflow",
+        "from surprise",
+    )
     for path in DAGS_DIR.rglob("*.py"):
         top_level = [line for line in path.read_text().splitlines() if not line.startswith((" ", "\t"))]
         offenders = [line for line in top_level if line.startswith(heavy)]
