@@ -1,0 +1,58 @@
+"""Feature views: one per entity, so an online lookup costs one Redis read per entity.
+
+``ttl`` bounds the point-in-time join (a value older than ``ttl`` before the label time
+is not used). Feast does not enforce it on online reads, so
+``recomart.features.online_features`` flags values older than ``ttl`` as stale.
+"""
+
+from datetime import timedelta
+
+from data_sources import item_features_source, user_features_source
+from entities import item, user
+from feast import FeatureView, Field
+from feast.types import Float64, Int64, String, UnixTimestamp
+
+FEATURE_TTL = timedelta(days=90)
+
+user_features = FeatureView(
+    name="user_features",
+    entities=[user],
+    ttl=FEATURE_TTL,
+    schema=[
+        Field(name="user_id", dtype=String),
+        Field(name="recency_days", dtype=Float64, description="Days since the last interaction."),
+        Field(name="frequency", dtype=Int64, description="Number of interactions."),
+        Field(name="monetary", dtype=Float64, description="Purchase revenue."),
+        Field(name="distinct_items", dtype=Int64),
+        Field(name="favourite_category", dtype=String),
+        Field(name="country", dtype=String),
+        Field(name="segment", dtype=String),
+        Field(name="days_since_first_seen", dtype=Float64),
+    ],
+    online=True,
+    source=user_features_source,
+    tags={"stage": "features", "owner": "recomart"},
+)
+
+item_features = FeatureView(
+    name="item_features",
+    entities=[item],
+    ttl=FEATURE_TTL,
+    schema=[
+        Field(name="item_id", dtype=String),
+        Field(name="pop_7d", dtype=Int64, description="Distinct users in the last 7 days."),
+        Field(name="pop_30d", dtype=Int64),
+        Field(name="pop_90d", dtype=Int64),
+        Field(name="distinct_buyers", dtype=Int64),
+        Field(name="revenue", dtype=Float64),
+        Field(name="price", dtype=Float64),
+        Field(name="price_band", dtype=String),
+        Field(name="category", dtype=String),
+        Field(name="brand", dtype=String),
+        Field(name="content_text", dtype=String),
+        Field(name="first_seen_at", dtype=UnixTimestamp),
+    ],
+    online=True,
+    source=item_features_source,
+    tags={"stage": "features", "owner": "recomart"},
+)

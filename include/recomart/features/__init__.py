@@ -1,0 +1,46 @@
+"""RecoMart's Feast feature store: apply, materialize explicit windows, read online and offline.
+
+Importing this package does not import feast (Airflow DAG files import it at parse time).
+"""
+
+from recomart.features.materialize import (
+    MaterializeResult,
+    invalidate_online_entities,
+    materialize_window,
+    rematerialize_entities,
+    rematerialize_window,
+)
+from recomart.features.names import ENTITIES, FEATURE_SERVICE, EntitySpec, entity_spec
+from recomart.features.retrieval import historical_features, online_features
+from recomart.features.store import (
+    FeatureStoreConfigError,
+    apply,
+    clear_store_cache,
+    feature_store,
+    load_repo_config,
+    overwriting_store,
+    plan,
+    resolve_config_text,
+)
+
+__all__ = [
+    "ENTITIES",
+    "FEATURE_SERVICE",
+    "EntitySpec",
+    "FeatureStoreConfigError",
+    "MaterializeResult",
+    "apply",
+    "clear_store_cache",
+    "entity_spec",
+    "feature_store",
+    "historical_features",
+    "invalidate_online_entities",
+    "load_repo_config",
+    "materialize_window",
+    "online_features",
+    "overwriting_store",
+    "plan",
+    "rematerialize_entities",
+    "rematerialize_window",
+    "resolve_config_text",
+]
