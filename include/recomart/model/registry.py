@@ -1,0 +1,259 @@
+"""Log a trained recommender to MLflow, register it, and point the ``champion`` / ``challenger`` aliases.
+
+Stages are deprecated (mlflow#10336): promotion is an alias.  A version that beats popularity on
+nDCG@10 becomes ``@champion``; otherwise it gets ``@challenger`` and the champion is left alone.
+MLflow keeps no audit trail of alias moves (mlflow#2169): keep a promotion log of your own from
+the returned :class:`RegisteredModel`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import scipy.sparse as sp
+
+from recomart.model.factors import FactorModel
+from recomart.model.train import DECISION_METRIC, TrainResult
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "recomart"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_ARTIFACT_NAME = "recommender"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_RUNTIME_PACKAGES = ("numpy", "pandas", "scipy", "numba", "mlflow")
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """The registered version and whether it was promoted to ``@champion`` (and why)."""
+
+    version: str
+    run_id: str
+    promoted: bool
+    reason: str
+    model_name: str = ""
+    alias: str = ""
+
+
+def git_commit(cwd: Path = _PACKAGE_DIR) -> str | None:
+    """The commit the code was loaded from, or ``None`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, artifact_dir: Path, name: str = EXPERIMENT_NAME) -> str:
+    """Id of experiment ``name``, created with ``artifact_location=file://<artifact_dir>`` if missing."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    location = Path(artifact_dir).resolve().as_uri()
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created concurrently by another task
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    if exp.artifact_location.rstrip("/") != location.rstrip("/"):
+        log.warning("experiment %s keeps its artifact location %s (not %s)", name, exp.artifact_location, location)
+    return exp.experiment_id
+
+
+def _pip_requirements() -> list[str]:
+    reqs = []
+    for name in _RUNTIME_PACKAGES:
+        try:
+            reqs.append(f"{name}=={importlib_metadata.version(name)}")
+        except importlib_metadata.PackageNotFoundError:
+            reqs.append(name)
+    return reqs
+
+
+def _decide(result: TrainResult) -> tuple[bool, str]:
+    ours = result.metrics["model"][DECISION_METRIC]
+    pop = result.metrics["popularity"][DECISION_METRIC]
+    if result.beats_popularity:
+        return True, f"{DECISION_METRIC} {ours:.4f} > popularity {pop:.4f}: promoted to @{CHAMPION}"
+    return False, f"{DECISION_METRIC} {ours:.4f} <= popularity {pop:.4f}: kept as @{CHALLENGER}"
+
+
+def _stringify(values: dict[str, Any]) -> dict[str, str]:
+    return {key: str(value) for key, value in values.items() if value is not None}
+
+
+def log_and_register(
+    result: TrainResult,
+    *,
+    tracking_uri: str,
+    model_name: str,
+    artifact_dir: Path,
+    feature_service: str = "recommender_v1",
+    tags: dict | None = None,
+) -> RegisteredModel:
+    """Log params / metrics / the pyfunc recommender, register a version and set its alias."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from recomart.model.pyfunc import (
+        FACTORS_ARTIFACT,
+        METADATA_ARTIFACT,
+        SEEN_ARTIFACT,
+        RecommenderModel,
+        recommender_signature,
+    )
+
+    experiment_id = ensure_experiment(tracking_uri, artifact_dir)
+    promoted, reason = _decide(result)
+    commit = git_commit()
+    run_tags = _stringify(
+        {
+            "data_digest": result.data_digest,
+            "git_commit": commit,
+            "feature_service": feature_service,
+            "model_kind": "surprise.SVD(biased=True)",
+            "served_model": "refit_on_all_data" if result.refit_full else "train_split_model",
+            "beats_popularity": result.beats_popularity,
+            "promotion_reason": reason,
+            **(tags or {}),
+        }
+    )
+    metadata = {
+        **result.metadata,
+        "params": result.params,
+        "metrics": result.metrics,
+        "split": result.split,
+        "data_digest": result.data_digest,
+        "feature_service": feature_service,
+        "git_commit": commit,
+        "refit_full": result.refit_full,
+    }
+    client = _client(tracking_uri)
+    previous_uri = mlflow.get_tracking_uri()
+    previous_registry = mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="recomart-model-") as tmp,
+            mlflow.start_run(
+                experiment_id=experiment_id, run_name=f"svd-{result.data_digest[:12]}", tags=run_tags
+            ) as run,
+        ):
+            factors_path = result.model.save(Path(tmp) / "factors.npz")
+            seen_path = Path(tmp) / "seen.npz"
+            sp.save_npz(seen_path, sp.csr_matrix(result.seen, dtype="int8"), compressed=True)
+            meta_path = Path(tmp) / "metadata.json"
+            meta_path.write_text(json.dumps(metadata, indent=2, default=str))
+            mlflow.log_params(_stringify(result.params))
+            mlflow.log_metrics(result.flat_metrics())
+            mlflow.log_metrics({f"time_{key}": value for key, value in result.timings.items()})
+            mlflow.log_dict(result.split, "split.json")
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT_NAME,
+                python_model=RecommenderModel(),
+                artifacts={
+                    FACTORS_ARTIFACT: str(factors_path),
+                    SEEN_ARTIFACT: str(seen_path),
+                    METADATA_ARTIFACT: str(meta_path),
+                },
+                code_paths=[str(_PACKAGE_DIR)],
+                signature=recommender_signature(int(result.params.get("k", 10))),
+                input_example=pd.DataFrame({"user_id": result.model.user_ids[:2].astype(str)}),
+                pip_requirements=_pip_requirements(),
+                registered_model_name=model_name,
+            )
+            run_id = run.info.run_id
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+        mlflow.set_registry_uri(previous_registry)
+
+    version = str(info.registered_model_version)
+    for key, value in {**run_tags, "run_id": run_id}.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    alias = CHAMPION if promoted else CHALLENGER
+    client.set_registered_model_alias(model_name, alias, version)
+    log.info("registered %s v%s as @%s: %s", model_name, version, alias, reason)
+    return RegisteredModel(
+        version=version, run_id=run_id, promoted=promoted, reason=reason, model_name=model_name, alias=alias
+    )
+
+
+def current_champion_version(tracking_uri: str, model_name: str) -> str | None:
+    """The version behind ``@champion``, or ``None`` while there is none (or no such model)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    try:
+        return str(_client(tracking_uri).get_model_version_by_alias(model_name, CHAMPION).version)
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+
+
+def load_champion(tracking_uri: str, model_name: str) -> tuple[FactorModel, dict, str] | None:
+    """``(factors, metadata, version)`` of ``models:/<model_name>@champion``, or ``None`` if there is none.
+
+    ``metadata`` holds the training params, metrics, split, data digest and anything the trainer put
+    in ``TrainResult.metadata`` (e.g. blend weights).
+    """
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    from recomart.model.pyfunc import FACTORS_ARTIFACT, METADATA_ARTIFACT
+
+    client = _client(tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+    with tempfile.TemporaryDirectory(prefix="recomart-champion-") as tmp:
+        # resolve the storage location with our client: a ``models:/`` URI would be resolved against
+        # the process-global registry URI (a ./mlflow.db by default), not ``tracking_uri``
+        source = client.get_model_version_download_uri(model_name, str(mv.version))
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri))
+        factors = FactorModel.load(_find_artifact(local, FACTORS_ARTIFACT, "factors.npz"))
+        meta = json.loads(_find_artifact(local, METADATA_ARTIFACT, "metadata.json").read_text())
+    meta = {**meta, "version": str(mv.version), "run_id": mv.run_id, "tags": dict(mv.tags or {})}
+    return factors, meta, str(mv.version)
+
+
+def _find_artifact(model_dir: Path, key: str, filename: str) -> Path:
+    """Path of a pyfunc artifact inside a downloaded model directory (MLmodel records where it went)."""
+    import yaml
+
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    rel = artifacts.get(key, {}).get("path")
+    path = model_dir / rel if rel else model_dir / "artifacts" / filename
+    if not path.exists():
+        raise FileNotFoundError(f"{filename} missing from the registered model at {model_dir}")
+    return path

@@ -1,0 +1,206 @@
+"""Train on planted tastes without surprise's per-pair path, beat popularity, register in MLflow on Postgres."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+import surprise
+from psycopg import sql
+
+from recomart.model.registry import load_champion, log_and_register
+from recomart.model.train import load_ratings, train_and_evaluate
+
+pytestmark = pytest.mark.integration
+
+
+def planted_ratings(
+    n_users: int = 300, n_items: int = 100, n_clusters: int = 5, per_user: int = 20, seed: int = 7
+) -> pd.DataFrame:
+    """Users of 5 taste clusters pick 80 % of their items in their cluster, under a Zipf popularity skew."""
+    rng = np.random.default_rng(seed)
+    item_cluster = rng.integers(0, n_clusters, n_items)
+    popularity = (1.0 / np.arange(1, n_items + 1) ** 0.8)[rng.permutation(n_items)]
+    user_cluster = rng.integers(0, n_clusters, n_users)
+    own = np.where(item_cluster[None, :] == np.arange(n_clusters)[:, None], popularity, 0.0)
+    weights = 0.8 * own / own.sum(axis=1, keepdims=True) + 0.2 * popularity / popularity.sum()
+    # Gumbel top-k = weighted sampling without replacement, for all users at once
+    keys = np.log(weights[user_cluster]) + rng.gumbel(size=(n_users, n_items))
+    items = np.argsort(-keys, axis=1)[:, :per_user]
+    users = np.repeat(np.arange(n_users), per_user)
+    items = items.ravel()
+    liked = item_cluster[items] == user_cluster[users]
+    rating = np.clip(np.where(liked, 4.0, 2.0) + rng.normal(0, 0.7, len(users)), 1, 5).round(1)
+    ts = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, 60, len(users)), unit="D")
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{u:04d}" for u in users],
+            "item_id": [f"i{i:03d}" for i in items],
+            "rating": rating,
+            "event_timestamp": ts,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def ratings() -> pd.DataFrame:
+    return planted_ratings()
+
+
+@pytest.fixture()
+def no_per_pair_surprise(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args, **kwargs):
+        raise AssertionError("per-pair surprise prediction must not be used")
+
+    for name in ("predict", "test", "estimate"):
+        monkeypatch.setattr(surprise.SVD, name, boom)
+
+
+@pytest.fixture(scope="module")
+def trained(ratings: pd.DataFrame):
+    with pytest.MonkeyPatch.context() as mp:
+
+        def boom(*args, **kwargs):
+            raise AssertionError("per-pair surprise prediction must not be used")
+
+        for name in ("predict", "test", "estimate"):
+            mp.setattr(surprise.SVD, name, boom)
+        return train_and_evaluate(ratings, seed=42, k=10)
+
+
+def test_patch_really_blocks_per_pair_path(no_per_pair_surprise) -> None:
+    with pytest.raises(AssertionError, match="per-pair"):
+        surprise.SVD().predict("u", "i")
+
+
+def test_svd_beats_popularity_on_planted_tastes(trained, ratings: pd.DataFrame) -> None:
+    model_m, pop_m = trained.metrics["model"], trained.metrics["popularity"]
+    assert trained.beats_popularity
+    assert model_m["ndcg_at_10"] > 1.3 * pop_m["ndcg_at_10"]
+    assert model_m["precision_at_10"] > pop_m["precision_at_10"]
+    assert trained.split["n_eval_users"] > 250
+    assert 0.15 < trained.split["n_test"] / len(ratings) < 0.25
+    # refit on all data: every user and item of the frame is servable
+    assert trained.refit_full and trained.model.n_users == ratings.user_id.nunique()
+    assert trained.model.n_items == ratings.item_id.nunique()
+    assert trained.seen.nnz == len(ratings.drop_duplicates(["user_id", "item_id"]))
+
+
+def test_same_data_same_model_whatever_the_row_order(trained, ratings, no_per_pair_surprise) -> None:
+    again = train_and_evaluate(ratings.sample(frac=1.0, random_state=3), seed=42, k=10)
+    np.testing.assert_array_equal(again.model.user_factors, trained.model.user_factors)
+    np.testing.assert_array_equal(again.model.item_bias, trained.model.item_bias)
+    assert again.data_digest == trained.data_digest
+    assert again.metrics == trained.metrics
+    other_seed = train_and_evaluate(ratings, seed=1, k=10, refit_full=False)
+    assert not np.array_equal(other_seed.model.user_factors, trained.model.user_factors)
+
+
+def test_load_ratings_reads_the_mart_in_one_query(warehouse_dsn: str, ratings: pd.DataFrame) -> None:
+    schema = f"model_test_{uuid.uuid4().hex[:8]}"
+    sample = ratings.head(500)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
+        conn.execute(
+            sql.SQL(
+                "create table {}.user_item_ratings (user_id text, item_id text, rating double precision,"
+                " interactions int, purchases int, last_interaction_at timestamptz,"
+                " event_timestamp timestamptz)"
+            ).format(sql.Identifier(schema))
+        )
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                sql.SQL("copy {}.user_item_ratings (user_id, item_id, rating, event_timestamp) from stdin").format(
+                    sql.Identifier(schema)
+                )
+            ) as copy,
+        ):
+            for row in sample.itertuples(index=False):
+                copy.write_row(row)
+        try:
+            got = load_ratings(warehouse_dsn, relation=f"{schema}.user_item_ratings")
+        finally:
+            conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+    expected = sample.sort_values(["user_id", "item_id"], ignore_index=True)
+    assert list(got.columns) == ["user_id", "item_id", "rating", "event_timestamp"]
+    pd.testing.assert_series_equal(got.user_id, expected.user_id)
+    np.testing.assert_allclose(got.rating, expected.rating)
+    delta = (got.event_timestamp - expected.event_timestamp).abs().max()
+    assert delta < pd.Timedelta(milliseconds=1)
+    assert str(got.event_timestamp.dt.tz) == "UTC"
+
+
+def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> None:
+    from mlflow import MlflowClient
+
+    uri = test_settings.mlflow_tracking_uri
+    name = f"{test_settings.model_name}_svd"
+    assert load_champion(uri, name) is None
+    trained.metadata["blend_weights"] = {"svd": 1.0}
+    reg = log_and_register(
+        trained, tracking_uri=uri, model_name=name, artifact_dir=tmp_path / "mlartifacts", tags={"suite": "it"}
+    )
+    assert reg.promoted and reg.version == "1"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mv = client.get_model_version_by_alias(name, "champion")
+    assert str(mv.version) == reg.version and mv.run_id == reg.run_id
+    assert mv.tags["feature_service"] == "recommender_v1"
+    assert mv.tags["data_digest"] == trained.data_digest
+    run = client.get_run(reg.run_id)
+    assert run.data.metrics["model_ndcg_at_10"] == pytest.approx(trained.metrics["model"]["ndcg_at_10"])
+    assert "popularity_ndcg_at_10" in run.data.metrics
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.name == "recomart"
+    assert exp.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
+    assert any((tmp_path / "mlartifacts").rglob("factors.npz"))
+
+    loaded = load_champion(uri, name)
+    assert loaded is not None
+    factors, meta, version = loaded
+    assert version == reg.version
+    np.testing.assert_array_equal(factors.item_factors, trained.model.item_factors)
+    np.testing.assert_array_equal(factors.user_ids, trained.model.user_ids)
+    assert meta["blend_weights"] == {"svd": 1.0}
+    assert meta["data_digest"] == trained.data_digest
+
+    # the pyfunc serves top-k unseen items per user, vectorised
+    import mlflow.pyfunc
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    users = trained.model.user_ids[:3].tolist() + ["new-user"]
+    out = pyfunc.predict(pd.DataFrame({"user_id": users}), params={"k": 5})
+    assert list(out.columns) == ["user_id", "rank", "item_id", "score"]
+    assert out.groupby("user_id").size().to_dict() == dict.fromkeys(users, 5)
+    seen_pairs = set(
+        zip(
+            *trained.model.user_ids[trained.seen.nonzero()[0]].reshape(1, -1),
+            trained.model.item_ids[trained.seen.nonzero()[1]],
+            strict=True,
+        )
+    )
+    assert not {(u, i) for u, i in zip(out.user_id, out.item_id, strict=True)} & seen_pairs
+
+    # a version that loses to popularity becomes the challenger; the champion stays
+    weaker = dataclasses.replace(
+        trained,
+        beats_popularity=False,
+        metrics={**trained.metrics, "model": {**trained.metrics["model"], "ndcg_at_10": 0.0}},
+    )
+    reg2 = log_and_register(weaker, tracking_uri=uri, model_name=name, artifact_dir=tmp_path / "mlartifacts")
+    assert not reg2.promoted and "popularity" in reg2.reason
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == reg2.version
+    assert str(client.get_model_version_by_alias(name, "champion").version) == reg.version
+    assert client.get_model_version(name, reg2.version).tags["promotion_reason"] == reg2.reason
+    assert load_champion(uri, name)[2] == reg.version
