@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,17 +16,21 @@ from recomart.config import Settings, load_settings
 from recomart.environment import service_env
 
 RUN_TAG = f"t{uuid.uuid4().hex[:8]}"
+_MODULE_COUNTER = itertools.count(1)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings for this test run: private databases, Feast project (Redis key prefix) and landing dir."""
+    """Settings for one test module: private databases, Feast project (Redis key prefix), model name
+    and landing dir, created for the module and dropped after it, so modules never see each other's
+    tables and concurrent runs on a shared server never collide."""
     landing = tmp_path_factory.mktemp("landing")
+    tag = f"recomart_{RUN_TAG}_{next(_MODULE_COUNTER)}"
     overrides = {
-        "RECOMART_DB_PREFIX": f"recomart_{RUN_TAG}",
-        "RECOMART_FEAST_PROJECT": f"recomart_{RUN_TAG}",
-        "RECOMART_MODEL_NAME": f"recomart_{RUN_TAG}",
+        "RECOMART_DB_PREFIX": tag,
+        "RECOMART_FEAST_PROJECT": tag,
+        "RECOMART_MODEL_NAME": tag,
         "RECOMART_LANDING_DIR": str(landing),
         "RECOMART_CATALOG_PORT": os.environ.get("RECOMART_TEST_CATALOG_PORT", "18765"),
         "RECOMART_AIRFLOW_PORT": os.environ.get("RECOMART_TEST_AIRFLOW_PORT", "18080"),
@@ -39,13 +44,13 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
         client.delete(key)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def warehouse_dsn(test_settings: Settings) -> str:
     """libpq URL of this run's private warehouse database."""
     return test_settings.warehouse_url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tool_env(test_settings: Settings) -> dict[str, str]:
     """Environment for subprocesses (airflow, dbt, feast) pointed at this run's services."""
     return {**os.environ, **service_env(test_settings)}

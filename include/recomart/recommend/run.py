@@ -1,0 +1,189 @@
+"""The nightly recommendation run: read the marts, load the champion, score every user, swap reco.* in."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from recomart.recommend.hybrid import BlendWeights, ExcludePolicy, HybridInputs, build_inputs, recommend
+from recomart.recommend.popularity import popular_items_frame
+from recomart.recommend.tables import (
+    POPULAR_ITEMS,
+    USER_RECOMMENDATIONS,
+    begin_generation,
+    mark_failed,
+    mark_live,
+)
+from recomart.recommend.writer import publish
+
+RATINGS_SQL = (
+    "SELECT user_id::text AS user_id, item_id::text AS item_id, rating, purchases, last_interaction_at"
+    " FROM marts.user_item_ratings"
+)
+USERS_SQL = "SELECT user_id::text AS user_id, segment FROM marts.user_features"
+PRODUCTS_SQL = "SELECT item_id::text AS item_id, title, description, category, brand, price FROM marts.dim_products"
+ITEM_FEATURES_SQL = "SELECT item_id::text AS item_id, price_band FROM marts.item_features"
+
+_TEXT = {
+    "user_id": str,
+    "item_id": str,
+    "segment": str,
+    "title": str,
+    "description": str,
+    "category": str,
+    "brand": str,
+    "price_band": str,
+}
+
+
+@dataclass(frozen=True)
+class WarehouseData:
+    """The mart extracts the recommender needs."""
+
+    ratings: pd.DataFrame
+    users: pd.DataFrame
+    products: pd.DataFrame
+
+
+@dataclass
+class GenerationResult:
+    """What one run published."""
+
+    generation_id: int
+    model_version: str | None
+    strategy_counts: dict[str, int]
+    users: int
+    rows: int
+    popular_rows: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def read_frame(conn: psycopg.Connection, query: str) -> pd.DataFrame:
+    """Run ``query`` through ``COPY (…) TO STDOUT`` (CSV) into a DataFrame; ids and text stay strings."""
+    buf = io.BytesIO()
+    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(sql.SQL(query))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for chunk in copy:
+            buf.write(chunk)
+    buf.seek(0)
+    return pd.read_csv(buf, dtype=_TEXT, keep_default_na=False, na_values=[""])
+
+
+def read_warehouse(dsn: str) -> WarehouseData:
+    """One query per mart; ``item_features.price_band`` is joined onto the products when present."""
+    with psycopg.connect(dsn) as conn:
+        ratings = read_frame(conn, RATINGS_SQL)
+        users = read_frame(conn, USERS_SQL)
+        products = read_frame(conn, PRODUCTS_SQL)
+        has_features = conn.execute("SELECT to_regclass('marts.item_features') IS NOT NULL").fetchone()[0]
+        if has_features:
+            bands = read_frame(conn, ITEM_FEATURES_SQL).drop_duplicates("item_id")
+            products = products.merge(bands, on="item_id", how="left")
+    ratings["last_interaction_at"] = pd.to_datetime(ratings["last_interaction_at"], utc=True)
+    return WarehouseData(ratings, users, products)
+
+
+def _popular_frame(inputs: HybridInputs, generation_id: int, n: int) -> pd.DataFrame:
+    frame = popular_items_frame(inputs.popularity, inputs.item_ids, n)
+    frame.insert(0, "generation_id", generation_id)
+    return frame
+
+
+def publish_generation(
+    dsn: str,
+    recs: pd.DataFrame,
+    inputs: HybridInputs,
+    *,
+    model_version: str | None,
+    popular_n: int = 100,
+    details: dict[str, Any] | None = None,
+    log: Callable[[str], Any] = print,
+) -> GenerationResult:
+    """Append a generation, then swap ``reco.user_recommendations`` + ``reco.popular_items`` in together."""
+    t0 = time.perf_counter()
+    generation_id = begin_generation(dsn, model_version, details)
+    try:
+        recs = recs.copy()
+        recs.insert(0, "generation_id", generation_id)
+        popular = _popular_frame(inputs, generation_id, popular_n)
+        counts = {str(k): int(v) for k, v in recs.groupby("strategy")["user_id"].nunique().items()}
+        users = int(recs["user_id"].nunique())
+
+        def on_swap(cur: psycopg.Cursor) -> None:
+            mark_live(
+                cur,
+                generation_id,
+                strategy_summary=counts,
+                row_count=len(recs),
+                user_count=users,
+                popular_item_count=len(popular),
+            )
+
+        publish(dsn, [(USER_RECOMMENDATIONS, recs), (POPULAR_ITEMS, popular)], on_swap=on_swap, log=log)
+    except BaseException as exc:
+        mark_failed(dsn, generation_id, f"{type(exc).__name__}: {exc}")
+        raise
+    return GenerationResult(
+        generation_id, model_version, counts, users, len(recs), len(popular), time.perf_counter() - t0
+    )
+
+
+def generate_recommendations(
+    dsn: str,
+    *,
+    tracking_uri: str,
+    model_name: str,
+    k: int = 10,
+    block_size: int = 2048,
+    exclude: ExcludePolicy = "purchased",
+    popular_n: int = 100,
+    log: Callable[[str], Any] = print,
+) -> GenerationResult:
+    """Score every warehouse user with the champion (or popularity) and publish the result atomically."""
+    from recomart.model.registry import load_champion
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - t, 3)
+        return now
+
+    t = time.perf_counter()
+    data = read_warehouse(dsn)
+    t = lap("read_marts", t)
+    log(f"read marts: {len(data.ratings)} ratings, {len(data.users)} users, {len(data.products)} products")
+
+    champion = load_champion(tracking_uri, model_name)
+    if champion is None:
+        model, meta, version = None, {}, None
+        log("no champion model registered yet: serving popularity")
+    else:
+        model, meta, version = champion
+        log(f"champion {model_name} v{version}: {model.n_users} users x {model.n_items} items")
+    weights = BlendWeights.from_meta(meta)
+    t = lap("load_champion", t)
+
+    inputs = build_inputs(data.ratings, data.users, data.products, exclude=exclude)
+    t = lap("build_inputs", t)
+    recs = recommend(inputs, model, model_version=version, weights=weights, k=k, block_size=block_size)
+    t = lap("score", t)
+    details = {"k": k, "exclude": exclude, "weights": weights.__dict__, "model_name": model_name}
+    result = publish_generation(dsn, recs, inputs, model_version=version, popular_n=popular_n, details=details, log=log)
+    lap("publish", t)
+    result.timings = timings
+    result.seconds = round(time.perf_counter() - started, 3)
+    log(
+        f"generation {result.generation_id}: {result.rows} rows for {result.users} users "
+        f"{result.strategy_counts} in {result.seconds:.1f}s {timings}"
+    )
+    return result

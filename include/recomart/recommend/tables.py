@@ -1,0 +1,142 @@
+"""The ``reco`` tables: specs of the swapped tables and the append-only ``reco.generations`` log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from recomart.recommend.writer import Index, TableSpec, View
+
+SCHEMA = "reco"
+
+USER_RECOMMENDATIONS = TableSpec(
+    schema=SCHEMA,
+    name="user_recommendations",
+    columns_ddl=(
+        ("generation_id", "bigint NOT NULL"),
+        ("user_id", "text NOT NULL"),
+        ("rank", "smallint NOT NULL"),
+        ("item_id", "text NOT NULL"),
+        ("score", "real NOT NULL"),
+        ("svd_score", "real"),
+        ("content_score", "real"),
+        ("popularity_score", "real"),
+        ("strategy", "text NOT NULL"),
+        ("model_version", "text"),
+    ),
+    indexes=(Index(("user_id", "rank"), unique=True), Index(("item_id",))),
+    comments={
+        "": "Top-k recommendations per user of the live generation (swapped in atomically each night).",
+        "generation_id": "reco.generations row that produced this table.",
+        "rank": "1 = best.",
+        "score": "Ranking score: blended normalised components (hybrid) or segment popularity (popular_*).",
+        "svd_score": "Unclipped mu + bu + bi + pu.qi of the champion (NULL for popular strategies).",
+        "content_score": "TF-IDF similarity of the item to the user's recency-weighted profile (or NULL).",
+        "popularity_score": "Trending popularity of the item in the user's segment, in [0, 1].",
+        "strategy": "hybrid | popular_cold_start (user unknown to the model) | popular_no_model.",
+        "model_version": "Champion model version of the generation (NULL when no model was registered).",
+    },
+    views=(
+        View(
+            name="user_recommendations_enriched",
+            select_sql=(
+                "SELECT r.generation_id, r.user_id, r.rank, r.item_id, p.title, p.category, p.price,"
+                " r.score, r.strategy, r.model_version"
+                " FROM reco.user_recommendations AS r"
+                " LEFT JOIN marts.dim_products AS p ON p.item_id = r.item_id"
+            ),
+            comment="reco.user_recommendations with title, category and price from marts.dim_products.",
+            requires=("marts.dim_products",),
+        ),
+    ),
+)
+
+POPULAR_ITEMS = TableSpec(
+    schema=SCHEMA,
+    name="popular_items",
+    columns_ddl=(
+        ("generation_id", "bigint NOT NULL"),
+        ("segment", "text NOT NULL"),
+        ("rank", "smallint NOT NULL"),
+        ("item_id", "text NOT NULL"),
+        ("score", "real NOT NULL"),
+    ),
+    indexes=(Index(("segment", "rank"), unique=True),),
+    comments={
+        "": "Trending items per user segment ('__all__' = every user), relative to the data's latest event.",
+        "score": "Popularity in [0, 1] (1 = the segment's most trending item).",
+    },
+)
+
+_GENERATIONS_DDL = """
+CREATE SCHEMA IF NOT EXISTS reco;
+CREATE TABLE IF NOT EXISTS reco.generations (
+    generation_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at         timestamptz NOT NULL DEFAULT now(),
+    built_at           timestamptz,
+    model_version      text,
+    status             text NOT NULL DEFAULT 'building'
+                       CHECK (status IN ('building', 'live', 'superseded', 'failed')),
+    is_live            boolean NOT NULL DEFAULT false,
+    strategy_summary   jsonb NOT NULL DEFAULT '{}'::jsonb,
+    row_count          bigint,
+    user_count         bigint,
+    popular_item_count bigint,
+    details            jsonb
+);
+CREATE UNIQUE INDEX IF NOT EXISTS generations_one_live ON reco.generations (is_live) WHERE is_live;
+COMMENT ON TABLE reco.generations IS
+    'Append-only log of recommendation generations; exactly one row is_live (the tables being served).';
+"""
+
+
+def ensure_generations_table(conn: psycopg.Connection) -> None:
+    """Create ``reco.generations`` if missing (idempotent) and commit."""
+    conn.execute(_GENERATIONS_DDL)
+    conn.commit()
+
+
+def begin_generation(dsn: str, model_version: str | None, details: Mapping[str, Any] | None = None) -> int:
+    """Append a ``building`` generation row and return its id."""
+    with psycopg.connect(dsn) as conn:
+        ensure_generations_table(conn)
+        row = conn.execute(
+            "INSERT INTO reco.generations (model_version, details) VALUES (%s, %s) RETURNING generation_id",
+            (model_version, Jsonb(dict(details or {}))),
+        ).fetchone()
+    return int(row[0])
+
+
+def mark_live(
+    cur: psycopg.Cursor,
+    generation_id: int,
+    *,
+    strategy_summary: Mapping[str, int],
+    row_count: int,
+    user_count: int,
+    popular_item_count: int,
+) -> None:
+    """Inside the swap transaction: supersede the live generation and make ``generation_id`` live."""
+    cur.execute("UPDATE reco.generations SET is_live = false, status = 'superseded' WHERE is_live")
+    cur.execute(
+        """UPDATE reco.generations
+              SET is_live = true, status = 'live', built_at = now(), strategy_summary = %s,
+                  row_count = %s, user_count = %s, popular_item_count = %s
+            WHERE generation_id = %s""",
+        (Jsonb(dict(strategy_summary)), row_count, user_count, popular_item_count, generation_id),
+    )
+
+
+def mark_failed(dsn: str, generation_id: int, error: str) -> None:
+    """Record a failed generation (the live tables are untouched)."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            """UPDATE reco.generations
+                  SET status = 'failed',
+                      details = coalesce(details, '{}'::jsonb) || jsonb_build_object('error', %s::text)
+                WHERE generation_id = %s AND NOT is_live""",
+            (error[:2000], generation_id),
+        )

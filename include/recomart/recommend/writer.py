@@ -1,0 +1,360 @@
+"""Atomic write-back: COPY into ``<schema>.<name>__staging``, then swap it in by rename in one transaction.
+
+Sequence per publish (one connection, serialised across processes by an advisory lock):
+
+1. ``<name>__staging`` is created, filled with ``COPY … FROM STDIN (FORMAT csv)``, indexed and
+   ``ANALYZE``d, and committed.  Readers are not affected.
+2. One transaction (``lock_timeout`` bounded, retried): drop the dependent views, drop
+   ``<name>_previous``, rename ``<name>`` → ``<name>_previous`` and ``<name>__staging`` → ``<name>``
+   (indexes follow the same names), ``COMMENT ON`` table and columns, grant ``SELECT`` to the
+   read-only role, recreate the views, run the caller's ``on_swap`` hook (e.g. mark a generation
+   live), commit.
+
+A reader on another connection (READ COMMITTED) sees the old table until the commit and the new one
+after it, never an empty or partial table: its statement either finishes before the swap takes its
+ACCESS EXCLUSIVE locks or waits for the commit and then resolves the name again.  A REPEATABLE READ
+transaction that started before the swap sees the new table as empty (its snapshot predates the
+load), as with any rewrite in Postgres.
+
+Views of other owners on the swapped table follow it to ``<name>_previous`` and are dropped with it
+on the next swap; declare the views you need in :class:`TableSpec`.  dbt drops dependants of its own
+tables with CASCADE on rebuild, so call :func:`recreate_views` after ``dbt build`` if it matters.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+READER_ROLE = "recomart_reader"
+PUBLISH_LOCK_KEY = 0x7265636F  # advisory lock serialising publishes to the same database
+CSV_CHUNK_ROWS = 100_000
+
+_CREATE_ROLE = """
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'recomart_reader') THEN
+        CREATE ROLE recomart_reader NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- created concurrently by another session: roles are cluster-wide
+END
+$$;
+"""
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index on the swapped table; its name is derived from the table name and its position."""
+
+    columns: tuple[str, ...]
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    """A view recreated on every swap; ``requires`` lists relations it needs (skipped if missing)."""
+
+    name: str
+    select_sql: str
+    comment: str = ""
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table published by swap.  ``comments`` maps column → comment; the key ``""`` is the table's."""
+
+    schema: str
+    name: str
+    columns_ddl: tuple[tuple[str, str], ...]
+    indexes: tuple[Index, ...] = ()
+    comments: Mapping[str, str] = field(default_factory=dict)
+    views: tuple[View, ...] = ()
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c, _ in self.columns_ddl]
+
+    def ident(self, suffix: str = "") -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name + suffix)
+
+    def index_name(self, suffix: str, n: int) -> str:
+        return f"{self.name}{suffix}_i{n}"
+
+
+STAGING, PREVIOUS = "__staging", "_previous"
+
+
+def _as_index(index: Index | str | Sequence[str]) -> Index:
+    if isinstance(index, Index):
+        return index
+    if isinstance(index, str):
+        return Index(tuple(c.strip() for c in index.split(",")))
+    return Index(tuple(index))
+
+
+# --- roles and loading -------------------------------------------------------------
+def ensure_reader_role(conn: psycopg.Connection, log: Callable[[str], Any] = print) -> bool:
+    """Create the cluster-wide read-only role if missing; False if it is missing and we may not create it."""
+    try:
+        conn.execute(_CREATE_ROLE)
+        conn.commit()
+        return True
+    except psycopg.errors.InsufficientPrivilege:
+        conn.rollback()
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER_ROLE,)).fetchone()
+        conn.commit()
+        if not exists:
+            log(f"role {READER_ROLE} missing and this user may not create it: grants skipped")
+        return bool(exists)
+
+
+def _copy_frame(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, frame: pd.DataFrame) -> None:
+    """COPY a DataFrame as CSV in chunks (NaN/None → NULL)."""
+    frame = frame[spec.columns]
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    )
+    with cur.copy(stmt) as copy:
+        for start in range(0, len(frame), CSV_CHUNK_ROWS):
+            buf = io.StringIO()
+            frame.iloc[start : start + CSV_CHUNK_ROWS].to_csv(buf, header=False, index=False, na_rep="")
+            copy.write(buf.getvalue().encode())
+
+
+def _copy_rows(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, rows: Iterable[Sequence]) -> None:
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(table, sql.SQL(", ").join(map(sql.Identifier, spec.columns)))
+    with cur.copy(stmt) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def load_staging(conn: psycopg.Connection, spec: TableSpec, data: pd.DataFrame | Iterable[Sequence]) -> int:
+    """(Re)create ``<name>__staging``, COPY ``data`` in, build the indexes, ANALYZE; commit; return rows."""
+    staging = spec.ident(STAGING)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(spec.schema)))
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(staging))
+        cols = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(ddl)) for c, ddl in spec.columns_ddl
+        )
+        cur.execute(sql.SQL("CREATE TABLE {} ({})").format(staging, cols))
+        if isinstance(data, pd.DataFrame):
+            _copy_frame(cur, spec, staging, data)
+        else:
+            _copy_rows(cur, spec, staging, data)
+        for n, index in enumerate(map(_as_index, spec.indexes)):
+            cur.execute(
+                sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
+                    sql.SQL("UNIQUE " if index.unique else ""),
+                    sql.Identifier(spec.index_name(STAGING, n)),
+                    staging,
+                    sql.SQL(", ").join(map(sql.Identifier, index.columns)),
+                )
+            )
+        cur.execute(sql.SQL("ANALYZE {}").format(staging))
+        count = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(staging)).fetchone()[0]
+    conn.commit()
+    return int(count)
+
+
+# --- the swap ----------------------------------------------------------------------------
+def _relation_exists(cur: psycopg.Cursor, name: str) -> bool:
+    return cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+
+def _create_views(cur: psycopg.Cursor, spec: TableSpec, grant: bool, log: Callable[[str], Any]) -> None:
+    for view in spec.views:
+        missing = [r for r in view.requires if not _relation_exists(cur, r)]
+        if missing:
+            log(f"view {spec.schema}.{view.name} not created: missing {', '.join(missing)}")
+            continue
+        ident = sql.Identifier(spec.schema, view.name)
+        cur.execute(sql.SQL("CREATE VIEW {} AS {}").format(ident, sql.SQL(view.select_sql)))
+        if view.comment:
+            cur.execute(sql.SQL("COMMENT ON VIEW {} IS {}").format(ident, sql.Literal(view.comment)))
+        if grant:
+            cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(ident, sql.Identifier(READER_ROLE)))
+
+
+def _drop_views(cur: psycopg.Cursor, spec: TableSpec) -> None:
+    for view in spec.views:
+        cur.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(spec.schema, view.name)))
+
+
+def _rename_indexes(cur: psycopg.Cursor, spec: TableSpec, old: str, new: str, must_exist: bool) -> None:
+    for n in range(len(spec.indexes)):
+        cur.execute(
+            sql.SQL("ALTER INDEX {}{} RENAME TO {}").format(
+                sql.SQL("" if must_exist else "IF EXISTS "),
+                sql.Identifier(spec.schema, spec.index_name(old, n)),
+                sql.Identifier(spec.index_name(new, n)),
+            )
+        )
+
+
+def _swap_one(cur: psycopg.Cursor, spec: TableSpec, grant: bool) -> None:
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(spec.ident(PREVIOUS)))
+    cur.execute(
+        sql.SQL("ALTER TABLE IF EXISTS {} RENAME TO {}").format(spec.ident(), sql.Identifier(spec.name + PREVIOUS))
+    )
+    _rename_indexes(cur, spec, "", PREVIOUS, must_exist=False)
+    cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(spec.ident(STAGING), sql.Identifier(spec.name)))
+    _rename_indexes(cur, spec, STAGING, "", must_exist=True)
+    for column, comment in spec.comments.items():
+        target = (
+            sql.SQL("TABLE {}").format(spec.ident())
+            if column == ""
+            else sql.SQL("COLUMN {}").format(sql.Identifier(spec.schema, spec.name, column))
+        )
+        cur.execute(sql.SQL("COMMENT ON {} IS {}").format(target, sql.Literal(comment)))
+    if grant:
+        cur.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(spec.schema), sql.Identifier(READER_ROLE))
+        )
+        cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(spec.ident(), sql.Identifier(READER_ROLE)))
+
+
+def _prefer_to_be_deadlock_victim(conn: psycopg.Connection, cur: psycopg.Cursor) -> None:
+    """Lower this transaction's ``deadlock_timeout`` so that, in a deadlock with a reader, the swap
+    (which retries) notices first and aborts instead of the reader.  Needs superuser or, on PG 15+,
+    ``GRANT SET ON PARAMETER deadlock_timeout``; silently skipped otherwise."""
+    try:
+        with conn.transaction():  # a savepoint: a refusal must not abort the swap
+            cur.execute("SET LOCAL deadlock_timeout = '50ms'")
+    except psycopg.errors.InsufficientPrivilege:
+        pass
+
+
+def swap_staged(
+    conn: psycopg.Connection,
+    specs: Sequence[TableSpec],
+    *,
+    grant: bool = True,
+    on_swap: Callable[[psycopg.Cursor], None] | None = None,
+    lock_timeout_s: float = 30.0,
+    give_up_after_s: float = 120.0,
+    log: Callable[[str], Any] = print,
+) -> None:
+    """Swap every staged table of ``specs`` in, all in ONE transaction.
+
+    Locks are taken views first, then tables (the order a query on a view takes them).  A reader
+    whose single statement takes them in the other order can deadlock with the swap; the swap is
+    then the victim (see :func:`_prefer_to_be_deadlock_victim`) and is retried with a short jittered
+    backoff until ``give_up_after_s``.  The attempts only rename, so each costs milliseconds.
+    """
+    deadline = time.monotonic() + give_up_after_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                timeout = sql.Literal(f"{int(lock_timeout_s * 1000)}ms")
+                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(timeout))
+                _prefer_to_be_deadlock_victim(conn, cur)
+                for spec in specs:
+                    _drop_views(cur, spec)
+                for spec in specs:
+                    _swap_one(cur, spec, grant)
+                for spec in specs:
+                    _create_views(cur, spec, grant, log)
+                if on_swap is not None:
+                    on_swap(cur)
+            if attempt > 1:
+                log(f"swap succeeded on attempt {attempt}")
+            return
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log(f"swap attempt {attempt} could not get its locks ({exc.sqlstate}); retrying")
+            time.sleep(random.uniform(0.05, min(0.1 * attempt, 1.0)))
+
+
+def publish(
+    dsn: str,
+    tables: Sequence[tuple[TableSpec, pd.DataFrame | Iterable[Sequence]]],
+    *,
+    on_swap: Callable[[psycopg.Cursor], None] | None = None,
+    allow_empty: bool = False,
+    lock_timeout_s: float = 30.0,
+    log: Callable[[str], Any] = print,
+) -> dict[str, int]:
+    """Stage every table, then swap them all in at once; returns row counts by table name.
+
+    Refuses (ValueError, nothing swapped) when a staged table is empty and ``allow_empty`` is False.
+    """
+    counts: dict[str, int] = {}
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (PUBLISH_LOCK_KEY,))
+        conn.commit()
+        try:
+            grant = ensure_reader_role(conn, log)
+            for spec, data in tables:
+                t0 = time.perf_counter()
+                counts[spec.name] = load_staging(conn, spec, data)
+                took = time.perf_counter() - t0
+                log(f"staged {spec.schema}.{spec.name}: {counts[spec.name]} rows in {took:.2f}s")
+                if counts[spec.name] == 0 and not allow_empty:
+                    raise ValueError(f"{spec.schema}.{spec.name}: staged table is empty, not swapping")
+            t0 = time.perf_counter()
+            swap_staged(
+                conn,
+                [s for s, _ in tables],
+                grant=grant,
+                on_swap=on_swap,
+                lock_timeout_s=lock_timeout_s,
+                log=log,
+            )
+            log(f"swapped in {', '.join(s.name for s, _ in tables)} in {time.perf_counter() - t0:.3f}s")
+        finally:
+            if not conn.closed:
+                conn.rollback()
+                conn.execute("SELECT pg_advisory_unlock(%s)", (PUBLISH_LOCK_KEY,))
+                conn.commit()
+    return counts
+
+
+def swap_in_table(
+    dsn: str,
+    schema: str,
+    name: str,
+    df_or_rows: pd.DataFrame | Iterable[Sequence],
+    columns_ddl: Sequence[tuple[str, str]],
+    indexes: Sequence[Index | str | Sequence[str]] = (),
+    comments: Mapping[str, str] | None = None,
+    *,
+    views: Sequence[View] = (),
+    on_swap: Callable[[psycopg.Cursor], None] | None = None,
+    allow_empty: bool = False,
+    log: Callable[[str], Any] = print,
+) -> int:
+    """Publish one table by staging + atomic rename (see the module docstring); returns its row count."""
+    spec = TableSpec(
+        schema,
+        name,
+        tuple(columns_ddl),
+        tuple(_as_index(i) for i in indexes),
+        dict(comments or {}),
+        tuple(views),
+    )
+    return publish(dsn, [(spec, df_or_rows)], on_swap=on_swap, allow_empty=allow_empty, log=log)[name]
+
+
+def recreate_views(dsn: str, specs: Sequence[TableSpec], log: Callable[[str], Any] = print) -> None:
+    """Drop and recreate the declared views of ``specs`` (e.g. after dbt rebuilt a table they join)."""
+    with psycopg.connect(dsn) as conn:
+        grant = ensure_reader_role(conn, log)
+        with conn.transaction(), conn.cursor() as cur:
+            for spec in specs:
+                if _relation_exists(cur, f"{spec.schema}.{spec.name}"):
+                    _drop_views(cur, spec)
+                    _create_views(cur, spec, grant, log)
