@@ -1,0 +1,54 @@
+{#
+    One row per product: the catalog, plus products that appear in the
+    interactions but not (yet) in the catalog, described from the feed itself
+    (UCI: most frequent order-line description and median unit price).
+#}
+
+with
+
+as_of as (
+
+    select as_of from {{ ref('int_as_of') }}
+
+),
+
+catalog as (
+
+    select * from {{ ref('stg_catalog__products') }}
+
+),
+
+observed as (
+
+    select
+        item_id,
+        mode() within group (order by item_description) as observed_title,
+        percentile_cont(0.5) within group (
+            order by unit_price
+        ) filter (where unit_price > 0) as observed_price
+
+    from {{ ref('int_interactions') }}
+    group by item_id
+
+),
+
+products as (
+
+    select
+        coalesce(catalog.item_id, observed.item_id) as item_id,
+        coalesce(catalog.title, observed.observed_title) as title,
+        catalog.description,
+        catalog.category,
+        catalog.brand,
+        coalesce(catalog.price, observed.observed_price::numeric)::numeric(12, 4) as price,
+        catalog.item_id is not null as in_catalog,
+        catalog.updated_at,
+        as_of.as_of as event_timestamp
+
+    from catalog
+    full outer join observed on catalog.item_id = observed.item_id
+    cross join as_of
+
+)
+
+select * from products

@@ -1,0 +1,135 @@
+{#
+    One row per known user (users file or interactions), as of int_as_of:
+    RFM (recency, frequency, monetary), breadth, taste and profile.
+#}
+
+with
+
+as_of as (
+
+    select as_of from {{ ref('int_as_of') }}
+
+),
+
+interactions as (
+
+    select interactions.*
+    from {{ ref('int_interactions') }} as interactions
+    cross join as_of
+    where interactions.event_time <= as_of.as_of
+
+),
+
+profiles as (
+
+    select
+        user_profiles.user_id,
+        user_profiles.country,
+        user_profiles.segment,
+        user_profiles.signup_date
+
+    from {{ ref('int_users') }} as user_profiles
+    cross join as_of
+    where user_profiles.signup_date is null or user_profiles.signup_date <= as_of.as_of
+
+),
+
+products as (
+
+    select
+        item_id,
+        category
+
+    from {{ ref('dim_products') }}
+
+),
+
+activity as (
+
+    select
+        user_id,
+        min(event_time) as first_interaction_at,
+        max(event_time) as last_interaction_at,
+        count(distinct order_id) filter (where event_type = 'purchase') as frequency,
+        coalesce(sum(revenue), 0) as monetary,
+        count(distinct item_id) as distinct_items
+
+    from interactions
+    group by user_id
+
+),
+
+category_counts as (
+
+    select
+        interactions.user_id,
+        products.category,
+        count(*) as category_interactions,
+        max(interactions.event_time) as last_category_interaction_at
+
+    from interactions
+    inner join products on interactions.item_id = products.item_id
+    where products.category is not null
+    group by interactions.user_id, products.category
+
+),
+
+favourite_categories as (
+
+    select distinct on (user_id)
+        user_id,
+        category as favourite_category
+
+    from category_counts
+    order by
+        user_id asc,
+        category_interactions desc,
+        last_category_interaction_at desc,
+        category asc
+
+),
+
+all_users as (
+
+    select user_id from profiles
+    union
+    select user_id from activity
+
+),
+
+features as (
+
+    select
+        all_users.user_id,
+        as_of.as_of as event_timestamp,
+        round(
+            (extract(epoch from as_of.as_of - activity.last_interaction_at) / 86400.0)::numeric, 4
+        )::float8 as recency_days,
+        coalesce(activity.frequency, 0)::integer as frequency,
+        round(coalesce(activity.monetary, 0)::numeric, 2)::float8 as monetary,
+        coalesce(activity.distinct_items, 0)::integer as distinct_items,
+        favourite_categories.favourite_category,
+        profiles.country,
+        profiles.segment,
+        round(
+            (
+                extract(
+                    epoch from as_of.as_of - least(
+                        activity.first_interaction_at,
+                        profiles.signup_date::timestamp at time zone 'utc'
+                    )
+                ) / 86400.0
+            )::numeric,
+            4
+        )::float8 as days_since_first_seen,
+        activity.last_interaction_at
+
+    from all_users
+    cross join as_of
+    left join profiles on all_users.user_id = profiles.user_id
+    left join activity on all_users.user_id = activity.user_id
+    left join favourite_categories on all_users.user_id = favourite_categories.user_id
+
+)
+
+select * from features

@@ -1,0 +1,26 @@
+with
+
+source as (
+
+    select * from {{ source('catalog', 'products') }}
+
+),
+
+renamed as (
+
+    select
+        item_id::text as item_id,
+        nullif(trim(title::text), '') as title,
+        nullif(trim(description::text), '') as description,
+        nullif(trim(category::text), '') as category,
+        nullif(trim(brand::text), '') as brand,
+        price::numeric(12, 4) as price,
+        updated_at::timestamptz as updated_at,
+        _load_id::text as load_id,
+        _loaded_at::timestamptz as loaded_at
+
+    from source
+
+)
+
+select * from renamed
