@@ -37,7 +37,7 @@ def transform():
         from recomart.config import settings
         from recomart.pipeline import build_warehouse_models
 
-        return build_warehouse_models(settings())
+        return build_warehouse_models(settings(), warehouse_dsn())
 
     @task
     def feast_apply():

@@ -115,13 +115,16 @@ def test_load_ratings_reads_the_mart_in_one_query(warehouse_dsn: str, ratings: p
         with (
             conn.cursor() as cur,
             cur.copy(
-                sql.SQL("copy {}.user_item_ratings (user_id, item_id, rating, event_timestamp) from stdin").format(
+                sql.SQL("copy {}.user_item_ratings (user_id, item_id, rating, last_interaction_at) from stdin").format(
                     sql.Identifier(schema)
                 )
             ) as copy,
         ):
             for row in sample.itertuples(index=False):
                 copy.write_row(row)
+        # the mart's event_timestamp is its as-of time (one value for all rows); the split needs each pair's
+        # last interaction, which load_ratings returns as event_timestamp
+        conn.execute(sql.SQL("update {}.user_item_ratings set event_timestamp = now()").format(sql.Identifier(schema)))
         try:
             got = load_ratings(warehouse_dsn, relation=f"{schema}.user_item_ratings")
         finally:

@@ -83,7 +83,11 @@ class TrainResult:
 
 # --- loading -------------------------------------------------------------------
 def load_ratings(dsn: str, *, relation: str = RATINGS_RELATION) -> pd.DataFrame:
-    """``user_id, item_id, rating, event_timestamp`` (UTC) of ``marts.user_item_ratings`` in one COPY query."""
+    """``user_id, item_id, rating, event_timestamp`` (UTC) of ``marts.user_item_ratings`` in one COPY query.
+
+    ``event_timestamp`` is the pair's ``last_interaction_at``: the time the split orders pairs by. (The
+    mart's own ``event_timestamp`` is its as-of time, the same for every row, for Feast.)
+    """
     import psycopg
     from psycopg import sql
 
@@ -91,7 +95,7 @@ def load_ratings(dsn: str, *, relation: str = RATINGS_RELATION) -> pd.DataFrame:
     ident = sql.Identifier(schema, table) if schema else sql.Identifier(table)
     query = sql.SQL(
         "copy (select user_id::text, item_id::text, rating::float8, "
-        "extract(epoch from event_timestamp)::float8 from {} order by user_id, item_id) "
+        "extract(epoch from last_interaction_at)::float8 from {} order by user_id, item_id) "
         "to stdout with (format csv)"
     ).format(ident)
     buf = io.BytesIO()

@@ -1,0 +1,258 @@
+"""Task-level entry points: what each DAG task does, in plain Python (no Airflow import).
+
+Each function takes the settings and the warehouse DSN (from the Airflow connection) explicitly and
+returns a small JSON-safe summary, which the DAG publishes as XCom and asset-event ``extra``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from recomart.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+# --- windows ----------------------------------------------------------------
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def days_in_window(
+    start_day: str | None, end_day: str | None, interval_start: Any, interval_end: Any
+) -> list[date]:
+    """The days a run loads: the trigger form's ``start_day``..``end_day`` (inclusive) if given, else
+    every day in the run's data interval ``[start, end)`` (one day for the daily timetable)."""
+    if start_day:
+        first, last = _as_date(start_day), _as_date(end_day or start_day)
+    elif interval_start is not None:
+        first = _as_date(interval_start)
+        end = _as_date(interval_end) if interval_end is not None else first + timedelta(days=1)
+        last = max(first, end - timedelta(days=1))
+    else:
+        raise ValueError("no window: give start_day/end_day or run with a data interval")
+    if last < first:
+        raise ValueError(f"end_day {last} is before start_day {first}")
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _day_window(days: list[date]) -> dict[str, str]:
+    start = datetime.combine(days[0], time(), UTC)
+    end = datetime.combine(days[-1] + timedelta(days=1), time(), UTC)
+    return {"start": start.isoformat(), "end": end.isoformat()}
+
+
+def windows_from_asset_events(events: Mapping[Any, Iterable[Any]] | None) -> list[tuple[datetime, datetime]]:
+    """The ``[start, end)`` windows carried in the ``extra`` of the triggering asset events."""
+    windows = []
+    for asset_events in (events or {}).values():
+        for event in asset_events:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get("start") and extra.get("end"):
+                windows.append((datetime.fromisoformat(extra["start"]), datetime.fromisoformat(extra["end"])))
+    return windows
+
+
+def ledger_window(dsn: str) -> tuple[datetime, datetime] | None:
+    """``[first loaded day, last loaded day + 1)`` from ``ops.loaded_files``, or None before any load."""
+    with psycopg.connect(dsn) as conn:
+        exists = conn.execute("select to_regclass('ops.loaded_files')").fetchone()[0]
+        if exists is None:
+            return None
+        first, last = conn.execute(
+            "select min(logical_date), max(logical_date) from ops.loaded_files where status = 'loaded'"
+        ).fetchone()
+    if first is None:
+        return None
+    return datetime.combine(first, time(), UTC), datetime.combine(last + timedelta(days=1), time(), UTC)
+
+
+# --- landing data -------------------------------------------------------------
+def landing_days(s: Settings) -> list[date]:
+    """The days that have a file of the data set's first (daily) feed in the landing folder."""
+    from recomart.ingest.feeds import feeds_for_dataset
+
+    daily = [f for f in feeds_for_dataset(s.dataset) if f.mode == "daily_partition"][0]
+    folder = daily.path_for(s.landing_dir, date(2000, 1, 1)).parent
+    return sorted(date.fromisoformat(p.stem) for p in folder.glob("*.csv")) if folder.is_dir() else []
+
+
+def catalog_file(s: Settings) -> Path:
+    """The catalogue file the catalog API serves for the configured data set."""
+    return s.landing_dir / s.dataset / "products.csv"
+
+
+def prepare_dataset(s: Settings) -> str:
+    """Write (generated) or link (UCI) the data set's landing files; return a one-line summary."""
+    if s.dataset == "generated":
+        from recomart.datasets.generator import generate
+
+        summary = generate(s.landing_dir / "generated", users=s.generator_users, items=s.generator_items,
+                           days=s.generator_days, seed=s.seed)
+        return (f"{summary.users:,} users, {summary.items:,} items, {summary.events:,} events in "
+                f"{summary.event_files} daily files ({summary.start_date} .. {summary.end_date})")
+    raise ValueError(f"unknown data set {s.dataset!r}")
+
+
+# --- ingest -------------------------------------------------------------------
+def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict:
+    """Load every feed of the data set for each day; one transaction per feed and day."""
+    from recomart.ingest.feeds import feeds_for_dataset
+    from recomart.ingest.load import load_feed_date
+
+    totals = {"loaded": 0, "unchanged": 0, "skipped_missing": 0, "records_loaded": 0, "records_rejected": 0}
+    feeds = feeds_for_dataset(s.dataset)
+    # daily feeds load every day of the window; a snapshot feed (e.g. users) once, as of the last day
+    plan = [(f, d) for d in days for f in feeds if f.mode == "daily_partition"]
+    plan += [(f, days[-1]) for f in feeds if f.mode != "daily_partition"]
+    for feed, day in plan:
+        result = load_feed_date(dsn, feed, s.landing_dir, day)
+        log.info("%s %s: %s (%d loaded, %d rejected) %s", feed.name, day, result.status,
+                 result.records_loaded, result.records_rejected, result.message)
+        totals[result.status] = totals.get(result.status, 0) + 1
+        totals["records_loaded"] += result.records_loaded
+        totals["records_rejected"] += result.records_rejected
+    return {"window": _day_window(days), "days": len(days), "dataset": s.dataset, **totals}
+
+
+def ingest_catalog_snapshot(dsn: str, base_url: str, *, full_refresh: bool) -> dict:
+    """Fetch the catalogue (incrementally unless ``full_refresh``) and upsert ``raw.products``."""
+    from recomart.ingest.catalog import ingest_catalog
+
+    result = ingest_catalog(dsn, base_url, incremental=not full_refresh)
+    return result.as_dict()
+
+
+# --- transform: dbt + Feast ------------------------------------------------------
+def build_warehouse_models(s: Settings, dsn: str) -> dict:
+    """``dbt build`` of the whole project (models, snapshot, tests) for the configured data set, then
+    re-create the ``reco`` views that join the marts (dbt's table swap drops dependants with CASCADE)."""
+    from recomart.recommend.tables import USER_RECOMMENDATIONS
+    from recomart.recommend.writer import recreate_views
+    from recomart.tools import tool_env
+    from recomart.transform.dbt import dbt_build
+
+    result = dbt_build(s.dbt_project_dir, tool_env(s), vars={"dataset": s.dataset})
+    recreate_views(dsn, [USER_RECOMMENDATIONS], log=log.info)
+    return result.as_dict() if hasattr(result, "as_dict") else {"ok": True}
+
+
+def apply_feature_repo(s: Settings) -> None:
+    """``feast apply`` of ``feature_repo/`` into the SQL registry."""
+    from recomart.features import apply
+    from recomart.tools import tool_env
+
+    log.info(apply(s.feature_repo_dir, tool_env(s)))
+
+
+def _marts_latest_timestamp(dsn: str) -> datetime | None:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "select greatest((select max(event_timestamp) from marts.user_features), "
+            "(select max(event_timestamp) from marts.item_features))"
+        ).fetchone()[0]
+
+
+def materialization_window(dsn: str, windows: list[tuple[datetime, datetime]]) -> tuple[datetime, datetime]:
+    """One explicit window: the asset events' windows and the ledger's range, stretched to the marts'
+    latest feature timestamp. Derived from data only, never from the wall clock."""
+    candidates = list(windows)
+    from_ledger = ledger_window(dsn)
+    if from_ledger:
+        candidates.append(from_ledger)
+    latest = _marts_latest_timestamp(dsn)
+    if not candidates and latest is None:
+        raise RuntimeError("nothing to materialize: no loaded files in ops.loaded_files and empty marts")
+    start = min((w[0] for w in candidates), default=latest)
+    end = max([w[1] for w in candidates] + ([latest] if latest else []))
+    return start, end
+
+
+def materialize_features(s: Settings, dsn: str, windows: list[tuple[datetime, datetime]]) -> dict:
+    """Write every entity's latest feature row in the window to Redis, overwriting same-time rows so
+    that a rebuilt mart's corrections reach the online store (Feast's Redis writer skips them)."""
+    from recomart.features import rematerialize_window
+    from recomart.tools import tool_env
+
+    start, end = materialization_window(dsn, windows)
+    result = rematerialize_window(s.feature_repo_dir, tool_env(s), start, end)
+    log.info("materialized %s for [%s, %s] in %.1fs", result.feature_views, start, end, result.seconds)
+    return {"start": start.isoformat(), "end": end.isoformat(), "feature_views": list(result.feature_views),
+            "seconds": round(result.seconds, 2)}
+
+
+# --- train ------------------------------------------------------------------------
+PROMOTIONS_DDL = """
+create schema if not exists ops;
+create table if not exists ops.model_promotions (
+    decided_at timestamptz not null default now(),
+    model_name text not null,
+    model_version text not null,
+    previous_champion text,
+    decision text not null check (decision in ('promoted', 'rejected')),
+    reason text not null,
+    metrics jsonb not null,
+    run_id text,
+    data_digest text
+)
+"""
+
+
+def record_promotion(dsn: str, row: dict) -> None:
+    """Append one decision to ``ops.model_promotions`` (MLflow keeps no audit trail of aliases)."""
+    import json
+
+    with psycopg.connect(dsn) as conn:
+        conn.execute(PROMOTIONS_DDL)
+        conn.execute(
+            "insert into ops.model_promotions (model_name, model_version, previous_champion, decision, "
+            "reason, metrics, run_id, data_digest) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (row["model_name"], row["model_version"], row.get("previous_champion"), row["decision"],
+             row["reason"], json.dumps(row["metrics"]), row.get("run_id"), row.get("data_digest")),
+        )
+
+
+def train_and_register(s: Settings, dsn: str) -> dict:
+    """Train BiasedSVD on the ratings mart, evaluate it against popularity, log and register it."""
+    from recomart.features import FEATURE_SERVICE
+    from recomart.model.registry import current_champion_version, log_and_register
+    from recomart.model.train import load_ratings, train_and_evaluate
+
+    ratings = load_ratings(dsn)
+    result = train_and_evaluate(ratings, seed=s.seed)
+    previous = current_champion_version(s.mlflow_tracking_uri, s.model_name)
+    registered = log_and_register(
+        result, tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name,
+        artifact_dir=s.mlflow_artifacts_dir, feature_service=FEATURE_SERVICE,
+        tags={"dataset": s.dataset},
+    )
+    log.info("model %s v%s: %s", s.model_name, registered.version, registered.reason)
+    summary = {
+        "model_name": s.model_name, "model_version": registered.version, "previous_champion": previous,
+        "decision": "promoted" if registered.promoted else "rejected", "reason": registered.reason,
+        "metrics": result.metrics, "run_id": registered.run_id, "data_digest": result.data_digest,
+    }
+    record_promotion(dsn, summary)
+    return summary
+
+
+# --- recommend ----------------------------------------------------------------------
+def publish_recommendations(s: Settings, dsn: str) -> dict:
+    """Score every user with the champion (or popularity) and swap the ``reco`` tables in."""
+    from recomart.recommend.run import generate_recommendations
+
+    result = generate_recommendations(dsn, tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name,
+                                      log=log.info)
+    return {"generation_id": result.generation_id, "model_version": result.model_version,
+            "users": result.users, "rows": result.rows, "strategies": result.strategy_counts,
+            "seconds": round(result.seconds, 2)}
