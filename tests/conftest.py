@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,13 @@ _MODULE_COUNTER = itertools.count(1)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def _free_port() -> int:
+    """A TCP port nobody listens on right now, so concurrent test runs never share a server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings for one test module: private databases, Feast project (Redis key prefix), model name
@@ -32,8 +40,8 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
         "RECOMART_FEAST_PROJECT": tag,
         "RECOMART_MODEL_NAME": tag,
         "RECOMART_LANDING_DIR": str(landing),
-        "RECOMART_CATALOG_PORT": os.environ.get("RECOMART_TEST_CATALOG_PORT", "18765"),
-        "RECOMART_AIRFLOW_PORT": os.environ.get("RECOMART_TEST_AIRFLOW_PORT", "18080"),
+        "RECOMART_CATALOG_PORT": str(_free_port()),
+        "RECOMART_AIRFLOW_PORT": str(_free_port()),
     }
     s = load_settings({**os.environ, **overrides})
     services.ensure_services(s)

@@ -16,11 +16,12 @@ from recomart.config import Settings
 
 
 def _pidfile(s: Settings, name: str) -> Path:
-    return s.state_dir / "run" / f"{name}.pid"
+    # keyed by the deployment's database prefix, so a test run never mistakes the demo's process for its own
+    return s.state_dir / "run" / f"{s.db_prefix}-{name}.pid"
 
 
 def logfile(s: Settings, name: str) -> Path:
-    return s.state_dir / "logs" / f"{name}.log"
+    return s.state_dir / "logs" / f"{s.db_prefix}-{name}.log"
 
 
 def running_pid(s: Settings, name: str) -> int | None:

@@ -31,28 +31,40 @@ def airflow_login(s: Settings) -> tuple[str, str]:
     return "admin", passwords.get("admin", f"(see {path})")
 
 
-def start_stack(s: Settings) -> None:
-    """Start everything in the background and print where to find it."""
-    services.ensure_services(s)
+def start_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) -> str:
+    """Start Airflow components in the background; return the api-server URL once it is healthy."""
     env = tool_env(s)
-    airflow_migrate(s)
-    start_catalog_api(s)
-    for component in AIRFLOW_COMPONENTS:
+    for component in components:
         args = [venv_bin("airflow"), component]
         if component == "api-server":
             args += ["--port", str(s.airflow_port)]
         processes.start(s, f"airflow-{component}", args, env)
+    url = f"http://127.0.0.1:{s.airflow_port}"
+    processes.wait_http(f"{url}/api/v2/monitor/health", "Airflow api-server", 180,
+                        processes.logfile(s, "airflow-api-server"))
+    return url
+
+
+def stop_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) -> None:
+    for component in components:
+        if processes.stop(s, f"airflow-{component}"):
+            print(f"stopped airflow-{component}")
+
+
+def start_stack(s: Settings) -> None:
+    """Start everything in the background and print where to find it."""
+    services.ensure_services(s)
+    airflow_migrate(s)
+    start_catalog_api(s)
+    airflow_url = start_airflow(s)
     s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
     processes.start(
         s, "mlflow-ui",
         [venv_bin("mlflow"), "server", "--backend-store-uri", s.mlflow_tracking_uri,
          "--default-artifact-root", s.mlflow_artifacts_dir.as_uri(), "--host", "127.0.0.1",
          "--port", str(s.mlflow_port), "--workers", "1"],
-        env,
+        tool_env(s),
     )
-    airflow_url = f"http://127.0.0.1:{s.airflow_port}"
-    processes.wait_http(f"{airflow_url}/api/v2/monitor/health", "Airflow api-server", 180,
-                        processes.logfile(s, "airflow-api-server"))
     processes.wait_http(f"http://127.0.0.1:{s.mlflow_port}/health", "MLflow UI", 180,
                         processes.logfile(s, "mlflow-ui"))
     user, password = airflow_login(s)
@@ -66,6 +78,7 @@ def start_stack(s: Settings) -> None:
 
 def stop_stack(s: Settings) -> None:
     """Stop what `start_stack` started (the embedded databases keep running)."""
-    for name in ("mlflow-ui", *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS), "catalog-api"):
+    stop_airflow(s)
+    for name in ("mlflow-ui", "catalog-api"):
         if processes.stop(s, name):
             print(f"stopped {name}")
