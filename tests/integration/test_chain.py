@@ -124,7 +124,7 @@ def test_second_full_run_leaves_business_rows_unchanged(chain) -> None:
     changed = {name: (first[name], second[name]) for name in first if first[name] != second[name]}
     assert not changed, f"tables whose business columns changed on a re-run: {changed}"
     # the exclusions are explicit, and the append-only logs really did grow by one run
-    assert EXCLUDED_TABLES == {"reco.generations", "ops.model_promotions"}
+    assert {"reco.generations", "ops.model_promotions"} == EXCLUDED_TABLES
     assert "generation_id" in RUN_METADATA_COLUMNS["reco.user_recommendations"]
     assert _scalar(s.warehouse_url, "select count(*) from reco.generations where status = 'live'") == 1
     assert _scalar(s.warehouse_url, "select count(*) from ops.model_promotions") == 2
