@@ -38,6 +38,7 @@ class Settings:
     db_prefix: str
     dataset: str
     landing_dir: Path
+    uci_dir: Path
     catalog_api_host: str
     catalog_api_port: int
     airflow_api_host: str
@@ -138,6 +139,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         db_prefix=_env("RECOMART_DB_PREFIX", "recomart"),
         dataset=_env("RECOMART_DATASET", "generated"),
         landing_dir=Path(_env("RECOMART_LANDING_DIR", str(state_dir / "landing"))).resolve(),
+        uci_dir=Path(_env("RECOMART_UCI_DIR", str(root.parent / "shared/data/uci-online-retail/by-day"))),
         catalog_api_host=_env("RECOMART_CATALOG_HOST", "127.0.0.1"),
         catalog_api_port=int(_env("RECOMART_CATALOG_PORT", "8765")),
         airflow_api_host=_env("RECOMART_AIRFLOW_API_HOST", "127.0.0.1"),

@@ -51,6 +51,7 @@ def service_env(s: Settings) -> dict[str, str]:
         "RECOMART_DB_PREFIX": s.db_prefix,
         "RECOMART_DATASET": s.dataset,
         "RECOMART_LANDING_DIR": str(s.landing_dir),
+        "RECOMART_UCI_DIR": str(s.uci_dir),
         "RECOMART_CATALOG_HOST": s.catalog_api_host,
         "RECOMART_CATALOG_PORT": str(s.catalog_api_port),
         "RECOMART_MODEL_NAME": s.model_name,

@@ -101,6 +101,10 @@ def prepare_dataset(s: Settings) -> str:
                            days=s.generator_days, seed=s.seed)
         return (f"{summary.users:,} users, {summary.items:,} items, {summary.events:,} events in "
                 f"{summary.event_files} daily files ({summary.start_date} .. {summary.end_date})")
+    if s.dataset == "uci":
+        from recomart.datasets.uci import prepare_uci_landing
+
+        return prepare_uci_landing(s.landing_dir, s.uci_dir, dbt_project_file=s.dbt_project_dir / "dbt_project.yml")
     raise ValueError(f"unknown data set {s.dataset!r}")
 
 

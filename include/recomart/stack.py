@@ -32,16 +32,22 @@ def airflow_login(s: Settings) -> tuple[str, str]:
 
 
 def start_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) -> str:
-    """Start Airflow components in the background; return the api-server URL once it is healthy."""
+    """Start Airflow components in the background; return the api-server URL once it is healthy.
+
+    The api-server comes first: tasks report to its execution API, so a scheduler started before it
+    would fail its first task instances with "connection refused".
+    """
     env = tool_env(s)
-    for component in components:
+    url = f"http://127.0.0.1:{s.airflow_port}"
+    ordered = sorted(components, key=lambda c: c != "api-server")
+    for component in ordered:
         args = [venv_bin("airflow"), component]
         if component == "api-server":
             args += ["--port", str(s.airflow_port)]
         processes.start(s, f"airflow-{component}", args, env)
-    url = f"http://127.0.0.1:{s.airflow_port}"
-    processes.wait_http(f"{url}/api/v2/monitor/health", "Airflow api-server", 180,
-                        processes.logfile(s, "airflow-api-server"))
+        if component == "api-server":
+            processes.wait_http(f"{url}/api/v2/monitor/health", "Airflow api-server", 180,
+                                processes.logfile(s, "airflow-api-server"))
     return url
 
 

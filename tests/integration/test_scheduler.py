@@ -25,7 +25,7 @@ CHAIN = ("ingest_events", "transform", "train", "recommend")
 @pytest.fixture(scope="module")
 def airflow_api(test_settings: Settings):
     s = test_settings
-    generate(s.landing_dir / "generated", users=400, items=120, days=14, seed=5)
+    generate(s.landing_dir / "generated", users=500, items=150, days=21, seed=11)
     airflow_migrate(s)
     start_catalog_api(s)
     try:
