@@ -17,7 +17,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from recomart_dag_utils.assets import RAW_PRODUCTS
-from recomart_dag_utils.defaults import DEFAULT_ARGS, catalog_base_url, warehouse_dsn
+from recomart_dag_utils.defaults import DEFAULT_ARGS, catalog_base_url, fail_fast_on_bad_data, warehouse_dsn
 
 
 @dag(
@@ -34,17 +34,25 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, catalog_base_url, warehous
     },
 )
 def ingest_catalog():
-    @task(outlets=[RAW_PRODUCTS])
-    def fetch_and_upsert_products(params=None, outlet_events=None):
+    @task
+    def fetch_and_upsert_products(params=None) -> dict:
         """Fetch the catalogue pages and upsert them in one transaction."""
         from recomart.pipeline import ingest_catalog_snapshot
 
-        summary = ingest_catalog_snapshot(warehouse_dsn(), catalog_base_url(),
-                                          full_refresh=bool(params.get("full_refresh")))
-        outlet_events[RAW_PRODUCTS].extra = summary
-        return summary
+        return ingest_catalog_snapshot(warehouse_dsn(), catalog_base_url(),
+                                       full_refresh=bool(params.get("full_refresh")))
 
-    fetch_and_upsert_products()
+    @task(outlets=[RAW_PRODUCTS])
+    def validate_products(load_summary: dict, outlet_events=None) -> dict:
+        """Great Expectations on raw.products; only a valid catalogue publishes the asset event."""
+        from recomart.config import settings
+        from recomart.pipeline import validate_raw_tables
 
+        with fail_fast_on_bad_data():
+            result = validate_raw_tables(warehouse_dsn(), settings(), tables=["products"])
+        outlet_events[RAW_PRODUCTS].extra = load_summary
+        return result
+
+    validate_products(fetch_and_upsert_products())
 
 ingest_catalog()

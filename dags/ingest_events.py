@@ -8,6 +8,8 @@ default, or UCI Online Retail) into `raw.*` with `COPY`, one transaction per fil
   replaces that day's rows atomically. Every file is recorded in `ops.loaded_files`.
 * **Lossless**: malformed records go to `quarantine.<feed>` with the reason; the task fails only when the
   rejected share exceeds the feed's threshold.
+* **Validated**: Great Expectations suites run on the loaded partition (`validate_raw`); a critical
+  failure fails the run without retries and names the expectation and sample values.
 * **Window**: the run's data interval (one UTC day per run, `CronDataIntervalTimetable`), or the
   trigger-form parameters `start_day` / `end_day` to load a range in one run.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from recomart_dag_utils.assets import RAW_EVENTS
-from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
+from recomart_dag_utils.defaults import DEFAULT_ARGS, fail_fast_on_bad_data, warehouse_dsn
 
 
 @dag(
@@ -42,19 +44,27 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
     },
 )
 def ingest_events():
-    @task(outlets=[RAW_EVENTS])
-    def load_landing_files(params=None, data_interval_start=None, data_interval_end=None, outlet_events=None):
-        """Load every feed of the data set for each day of the window; publish the window."""
+    @task
+    def load_landing_files(params=None, data_interval_start=None, data_interval_end=None) -> dict:
+        """Load every feed of the data set for each day of the window."""
         from recomart.config import settings
         from recomart.pipeline import days_in_window, ingest_landing_files
 
         days = days_in_window(params.get("start_day"), params.get("end_day"),
                               data_interval_start, data_interval_end)
-        summary = ingest_landing_files(warehouse_dsn(), settings(), days)
-        outlet_events[RAW_EVENTS].extra = summary["window"]
-        return summary
+        return ingest_landing_files(warehouse_dsn(), settings(), days)
 
-    load_landing_files()
+    @task(outlets=[RAW_EVENTS])
+    def validate_raw(load_summary: dict, outlet_events=None) -> dict:
+        """Great Expectations on what was loaded; only a valid load publishes the asset event."""
+        from recomart.config import settings
+        from recomart.pipeline import validate_raw_tables
 
+        with fail_fast_on_bad_data():
+            result = validate_raw_tables(warehouse_dsn(), settings(), days=load_summary["day_list"])
+        outlet_events[RAW_EVENTS].extra = load_summary["window"]
+        return result
+
+    validate_raw(load_landing_files())
 
 ingest_events()

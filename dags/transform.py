@@ -5,8 +5,9 @@ Runs when new raw events or products land (`recomart_raw_events` OR `recomart_ra
 
 1. `dbt build` of `dbt_project/` (staging views, intermediate, marts, snapshot and all tests).
    A failing model or test fails this task, the log names it, and nothing downstream runs.
-2. `feast apply` of `feature_repo/` (SQL registry in Postgres).
-3. Materialize the feature views into Redis for an **explicit window**: the union of the windows in
+2. Great Expectations suites on the marts (critical failures stop here, naming the expectation).
+3. `feast apply` of `feature_repo/` (SQL registry in Postgres).
+4. Materialize the feature views into Redis for an **explicit window**: the union of the windows in
    the triggering asset events' `extra`, extended to the load ledger's range; never `now()`.
 
 Emits `recomart_marts`, which starts `train`.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 from recomart_dag_utils.assets import MARTS, RAW_EVENTS, RAW_PRODUCTS
-from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
+from recomart_dag_utils.defaults import DEFAULT_ARGS, fail_fast_on_bad_data, warehouse_dsn
 
 
 @dag(
@@ -40,6 +41,15 @@ def transform():
         return build_warehouse_models(settings(), warehouse_dsn())
 
     @task
+    def validate_marts() -> dict:
+        """Great Expectations on the marts; a critical failure stops Feast and training."""
+        from recomart.config import settings
+        from recomart.pipeline import validate_mart_tables
+
+        with fail_fast_on_bad_data():
+            return validate_mart_tables(warehouse_dsn(), settings())
+
+    @task
     def feast_apply():
         """Register entities, feature views and feature services in the SQL registry."""
         from recomart.config import settings
@@ -58,7 +68,7 @@ def transform():
         outlet_events[MARTS].extra = summary
         return summary
 
-    dbt_build() >> feast_apply() >> materialize()
+    dbt_build() >> validate_marts() >> feast_apply() >> materialize()
 
 
 transform()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
 
 from recomart.alerts import log_failure_summary
 
@@ -31,3 +34,14 @@ def catalog_base_url() -> str:
     """Base URL of the catalog API, from the ``AIRFLOW_CONN_RECOMART_CATALOG_API`` connection."""
     conn = BaseHook.get_connection(CATALOG_CONN_ID)
     return f"{conn.schema or 'http'}://{conn.host}:{conn.port}" if conn.port else f"http://{conn.host}"
+
+
+@contextmanager
+def fail_fast_on_bad_data() -> Iterator[None]:
+    """Turn a critical data-quality failure into a failure without retries: bad data stays bad."""
+    from recomart.quality import DataQualityError
+
+    try:
+        yield
+    except DataQualityError as exc:
+        raise AirflowFailException(str(exc)) from exc

@@ -126,7 +126,8 @@ def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict:
         totals[result.status] = totals.get(result.status, 0) + 1
         totals["records_loaded"] += result.records_loaded
         totals["records_rejected"] += result.records_rejected
-    return {"window": _day_window(days), "days": len(days), "dataset": s.dataset, **totals}
+    return {"window": _day_window(days), "days": len(days), "day_list": [d.isoformat() for d in days],
+            "dataset": s.dataset, **totals}
 
 
 def ingest_catalog_snapshot(dsn: str, base_url: str, *, full_refresh: bool) -> dict:
@@ -267,3 +268,26 @@ def publish_recommendations(s: Settings, dsn: str) -> dict:
     return {"generation_id": result.generation_id, "model_version": result.model_version,
             "users": result.users, "rows": result.rows, "strategies": result.strategy_counts,
             "seconds": round(result.seconds, 2)}
+
+
+# --- data quality (Great Expectations) ----------------------------------------------
+def validate_raw_tables(dsn: str, s: Settings, *, days: list[date] | list[str] | None = None,
+                        tables: list[str] | None = None) -> dict:
+    """Run the raw suites (one day's partition when the run loaded one day); raise
+    ``DataQualityError`` naming the expectation and sample values on a critical failure."""
+    from recomart.ingest.feeds import feeds_for_dataset
+    from recomart.quality import validate_raw
+
+    summary = validate_raw(
+        dsn, s.dataset, docs_dir=s.gx_docs_dir,
+        logical_date=_as_date(days[0]) if days and len(days) == 1 else None,
+        tables=tables or [f.table for f in feeds_for_dataset(s.dataset)],
+    )
+    return summary.to_dict()
+
+
+def validate_mart_tables(dsn: str, s: Settings) -> dict:
+    """Run the mart suites after ``dbt build``; a critical failure stops Feast and training."""
+    from recomart.quality import validate_marts
+
+    return validate_marts(dsn, s.dataset, docs_dir=s.gx_docs_dir).to_dict()
