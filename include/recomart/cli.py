@@ -65,7 +65,7 @@ def _cmd_down(_: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from recomart.features.store import online_features
+    from recomart.features import online_features
     from recomart.tools import tool_env
 
     s = settings()
