@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -75,3 +78,116 @@ def per_user_random_split(
     pair_is_test[first.to_numpy()] = ranks < n_test
     is_test = pair_is_test[pair_code]
     return df[~is_test], df[is_test]
+
+
+# --- three-way splits: hyper-parameters on validation, test scored once ------------------
+@dataclass(frozen=True)
+class Split:
+    """``train`` < ``valid`` < ``test`` (time) or disjoint per-user parts (random), plus a description."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    info: dict[str, Any]
+
+    @property
+    def train_valid(self) -> pd.DataFrame:
+        """Train and validation together: what the final candidate is refitted on before the test."""
+        return pd.concat([self.train, self.valid], ignore_index=True)
+
+
+def time_window_split(
+    df: pd.DataFrame,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    *,
+    time_column: str = "event_timestamp",
+) -> Split:
+    """Train before a cutoff, then a validation window, then a test window (row quantiles in time).
+
+    The test window holds the last ``test_fraction`` of the rows, the validation window the
+    ``valid_fraction`` before it.
+    """
+    if min(valid_fraction, test_fraction) <= 0.0 or valid_fraction + test_fraction >= 1.0:
+        raise ValueError("need 0 < valid_fraction, 0 < test_fraction and their sum < 1")
+    cutoff_test = time_cutoff(df, test_fraction, time_column=time_column)
+    cutoff_valid = time_cutoff(df, test_fraction + valid_fraction, time_column=time_column)
+    train, valid, test = time_split(df, cutoff_valid, cutoff_test, time_column=time_column)
+    info = {
+        "kind": "time",
+        "cutoff_valid": pd.Timestamp(cutoff_valid).isoformat(),
+        "cutoff_test": pd.Timestamp(cutoff_test).isoformat(),
+        "valid_fraction": float(valid_fraction),
+        "test_fraction": float(test_fraction),
+    }
+    return Split(train, valid, test, info)
+
+
+def time_days_split(
+    df: pd.DataFrame,
+    valid_days: float,
+    test_days: float,
+    *,
+    time_column: str = "event_timestamp",
+) -> Split:
+    """Test = the last ``test_days`` before the latest timestamp, validation = the ``valid_days`` before."""
+    ts = _timestamps(df, time_column)
+    end = ts.max()
+    cutoff_test = end - pd.Timedelta(days=test_days)
+    cutoff_valid = cutoff_test - pd.Timedelta(days=valid_days)
+    train, valid, test = time_split(df, cutoff_valid, cutoff_test, time_column=time_column)
+    info = {
+        "kind": "time_days",
+        "cutoff_valid": cutoff_valid.isoformat(),
+        "cutoff_test": cutoff_test.isoformat(),
+        "valid_days": float(valid_days),
+        "test_days": float(test_days),
+    }
+    return Split(train, valid, test, info)
+
+
+def per_user_three_way_split(
+    df: pd.DataFrame,
+    test_frac: float = 0.25,
+    valid_frac: float = 0.2,
+    seed: int = 42,
+    *,
+    user_column: str = "user_id",
+    item_column: str = "item_id",
+) -> Split:
+    """Per-user stratified ``1 - test_frac`` / ``test_frac`` split (seeded), validation carved out of train.
+
+    ``valid_frac`` is the share of each user's *training* pairs moved to validation, so the test
+    part is exactly the one :func:`per_user_random_split` gives for the same seed (comparable with
+    published 75/25 results).
+    """
+    rest, test = per_user_random_split(df, test_frac, seed, user_column=user_column, item_column=item_column)
+    train, valid = per_user_random_split(
+        rest, valid_frac, seed + 1, user_column=user_column, item_column=item_column
+    )
+    info = {
+        "kind": "per_user_random",
+        "test_frac": float(test_frac),
+        "valid_frac": float(valid_frac),
+        "seed": int(seed),
+    }
+    return Split(train, valid, test, info)
+
+
+def make_split(df: pd.DataFrame, kind: str = "time", *, seed: int = 42, **options: Any) -> Split:
+    """Dispatch on ``kind``: ``time`` (fractions), ``time_days`` (windows in days) or ``per_user_random``."""
+    if kind == "time":
+        return time_window_split(df, **options)
+    if kind == "time_days":
+        return time_days_split(df, **options)
+    if kind == "per_user_random":
+        return per_user_three_way_split(df, seed=seed, **options)
+    raise ValueError(f"unknown split kind {kind!r} (time, time_days or per_user_random)")
+
+
+def overlapping_pairs(a: pd.DataFrame, b: pd.DataFrame, columns: tuple[str, str] = ("user_id", "item_id")) -> int:
+    """Number of distinct (user, item) pairs present in both frames (0 for a leak-free split)."""
+    cols = list(columns)
+    left = a[cols].astype(str).drop_duplicates()
+    right = b[cols].astype(str).drop_duplicates()
+    return int(len(left.merge(right, on=cols, how="inner")))

@@ -44,6 +44,7 @@ DEFAULT_SVD_PARAMS: dict[str, Any] = {
     "init_std_dev": 0.1,
 }
 DECISION_METRIC = "ndcg_at_10"
+NEGATIVE_SCHEMES = ("uniform", "popularity")
 
 
 @dataclass(eq=False)
@@ -66,10 +67,18 @@ class TrainResult:
     refit_full: bool
     timings: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    primary_metric: str = DECISION_METRIC
+    gate_margin: float = 0.0
+    champion_version: str | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    curves: dict[str, Any] = field(default_factory=dict)
+    score_samples: dict[str, list[float]] = field(default_factory=dict)
+    dataset_source: str = RATINGS_RELATION
+    data: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def decision_metric(self) -> str:
-        return DECISION_METRIC
+        return self.primary_metric
 
     def flat_metrics(self) -> dict[str, float]:
         """``{"model_ndcg_at_10": …, "popularity_ndcg_at_10": …}`` for MLflow (NaNs dropped)."""
@@ -158,12 +167,17 @@ def sample_negatives(
     n_items: int,
     ratio: float,
     rng: np.random.Generator,
+    scheme: str = "uniform",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """About ``ratio × positives`` distinct unobserved items per user (uniform, vectorised).
+    """About ``ratio × positives`` distinct unobserved items per user (vectorised).
 
-    Draws with replacement, then drops draws that hit a positive or repeat; users who have seen
-    nearly the whole catalogue get fewer negatives.
+    ``scheme`` ``uniform`` draws items uniformly; ``popularity`` draws them in proportion to their
+    number of positives (popular unobserved items are the informative negatives).  Draws with
+    replacement, then drops draws that hit a positive or repeat; users who have seen nearly the
+    whole catalogue get fewer negatives.
     """
+    if scheme not in NEGATIVE_SCHEMES:
+        raise ValueError(f"unknown negative sampling scheme {scheme!r} ({', '.join(NEGATIVE_SCHEMES)})")
     if ratio <= 0 or len(user_codes) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     users, counts = np.unique(user_codes, return_counts=True)
@@ -171,7 +185,11 @@ def sample_negatives(
     # oversample a little so collisions with positives rarely leave a user short
     draws = np.minimum(np.ceil(wanted * 1.3).astype(np.int64) + 2, 4 * n_items)
     neg_users = np.repeat(users, draws)
-    neg_items = rng.integers(0, n_items, size=len(neg_users))
+    if scheme == "popularity":
+        counts_per_item = np.bincount(item_codes, minlength=n_items).astype(np.float64) + 1.0
+        neg_items = rng.choice(n_items, size=len(neg_users), p=counts_per_item / counts_per_item.sum())
+    else:
+        neg_items = rng.integers(0, n_items, size=len(neg_users))
     pos_keys = np.unique(user_codes.astype(np.int64) * n_items + item_codes)
     keys = neg_users.astype(np.int64) * n_items + neg_items
     keep = ~np.isin(keys, pos_keys)
@@ -232,6 +250,7 @@ class _FitConfig:
     implicit: bool
     negative_ratio: float
     negative_rating: float
+    negative_sampling: str = "uniform"
 
 
 def _fit(df: pd.DataFrame, cfg: _FitConfig) -> tuple[FactorModel, Any, int]:
@@ -246,7 +265,9 @@ def _fit(df: pd.DataFrame, cfg: _FitConfig) -> tuple[FactorModel, Any, int]:
         u_codes, u_uniques = pd.factorize(pd.Series(users), sort=True)
         i_codes, i_uniques = pd.factorize(pd.Series(items), sort=True)
         rng = np.random.default_rng(cfg.seed)
-        nu, ni = sample_negatives(u_codes, i_codes, len(i_uniques), cfg.negative_ratio, rng)
+        nu, ni = sample_negatives(
+            u_codes, i_codes, len(i_uniques), cfg.negative_ratio, rng, cfg.negative_sampling
+        )
         n_neg = len(nu)
         users = np.concatenate([users, np.asarray(u_uniques)[nu]])
         items = np.concatenate([items, np.asarray(i_uniques)[ni]])
@@ -256,6 +277,23 @@ def _fit(df: pd.DataFrame, cfg: _FitConfig) -> tuple[FactorModel, Any, int]:
     algo = SVD(biased=True, random_state=cfg.seed, **cfg.svd_params)
     algo.fit(trainset)
     return FactorModel.from_surprise(algo, trainset), algo, n_neg
+
+
+def fit_factors(
+    df: pd.DataFrame,
+    params: dict[str, Any] | None = None,
+    *,
+    seed: int = 42,
+    implicit: bool = True,
+    negative_ratio: float = 1.0,
+    negative_rating: float = 0.0,
+    negative_sampling: str = "uniform",
+) -> FactorModel:
+    """Fit ``surprise.SVD(biased=True)`` on a ``user_id, item_id, rating`` frame and return its factors."""
+    svd = {key: value for key, value in {**DEFAULT_SVD_PARAMS, **(params or {})}.items()
+           if key not in ("biased", "random_state")}
+    cfg = _FitConfig(svd, int(seed), bool(implicit), float(negative_ratio), float(negative_rating), negative_sampling)
+    return _fit(df, cfg)[0]
 
 
 def interaction_matrix(model: FactorModel, user_ids: Any, item_ids: Any) -> sp.csr_matrix:
@@ -415,4 +453,210 @@ def train_and_evaluate(
         seen=seen,
         refit_full=bool(refit_full),
         timings=timings,
+    )
+
+
+def _saw_test(trained_through: str | None, test: pd.DataFrame) -> bool | None:
+    """Whether a model fitted on data up to ``trained_through`` may have seen rows of ``test``."""
+    if not trained_through or test.empty:
+        return None
+    first_test = pd.to_datetime(test["event_timestamp"], utc=True).min()
+    saw = bool(pd.Timestamp(trained_through) >= first_test)
+    if saw:
+        log.warning("the champion was trained on data up to %s, past the test part's start %s: "
+                    "its test figures are optimistic", trained_through, first_test)
+    return saw
+
+
+# --- tuned training with a three-way split and the champion re-scored ---------------------------
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`train_tune_evaluate` trains, tunes and evaluates (everything is explicit).
+
+    ``mode``: ``implicit`` (positives + sampled negatives, the default for shop data) or
+    ``explicit`` (fit the ratings).  ``split``: ``time`` (fractions of rows in time), ``time_days``
+    (``split_options`` ``valid_days`` / ``test_days``) or ``per_user_random`` (75/25 per user,
+    validation carved out of train).  ``tuning_metric`` defaults to ``primary_metric`` in implicit
+    mode and ``rmse`` in explicit mode.
+    """
+
+    mode: str = "implicit"
+    negative_ratio: float = 1.0
+    negative_sampling: str = "uniform"
+    negative_rating: float = 0.0
+    split: str = "time"
+    split_options: dict[str, Any] = field(default_factory=lambda: {"valid_fraction": 0.1, "test_fraction": 0.2})
+    k: int = 10
+    primary_metric: str = DECISION_METRIC
+    gate_margin: float = 0.0
+    tuning_metric: str | None = None
+    search_space: dict[str, list[Any]] | None = None
+    max_trials: int = 8
+    tuning_budget_s: float = 120.0
+    base_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SVD_PARAMS))
+    seed: int = 42
+    seen_policy_exclude: bool = True
+    refit_full: bool = True
+    block_size: int = DEFAULT_BLOCK_SIZE
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("implicit", "explicit"):
+            raise ValueError(f"mode must be implicit or explicit, not {self.mode!r}")
+        if self.negative_sampling not in NEGATIVE_SCHEMES:
+            raise ValueError(f"negative_sampling must be one of {NEGATIVE_SCHEMES}")
+
+    @property
+    def implicit(self) -> bool:
+        return self.mode == "implicit"
+
+    @property
+    def effective_tuning_metric(self) -> str:
+        return self.tuning_metric or (self.primary_metric if self.implicit else "rmse")
+
+    def fit_config(self, params: dict[str, Any]) -> _FitConfig:
+        svd = {key: value for key, value in params.items() if key not in ("biased", "random_state")}
+        return _FitConfig(
+            svd, int(self.seed), self.implicit, float(self.negative_ratio), float(self.negative_rating),
+            self.negative_sampling,
+        )
+
+
+def train_tune_evaluate(
+    ratings: pd.DataFrame,
+    config: TrainConfig | None = None,
+    *,
+    champion: FactorModel | None = None,
+    champion_version: str | None = None,
+    champion_trained_through: str | None = None,
+    dataset_source: str = RATINGS_RELATION,
+) -> TrainResult:
+    """Split three ways, tune on validation, refit on train + validation, score the test part once.
+
+    The test part is scored once, for the tuned candidate, popularity and ``champion`` (the current
+    champion's factors, re-scored on this split).  A champion whose training data reaches past this
+    split's earliest test row (``champion_trained_through``, from its metadata) has seen part of the
+    test part: the split info flags it (``champion_saw_test_data``), as the comparison then favours
+    the champion.  The served model is refitted on all the data
+    with the chosen parameters when ``config.refit_full``.
+    """
+    from recomart.model.evaluate import evaluate_models
+    from recomart.model.split import make_split, overlapping_pairs
+    from recomart.model.tuning import DEFAULT_SEARCH_SPACE, candidate_params, tune
+
+    cfg = config or TrainConfig()
+    t0 = time.perf_counter()
+    df = prepare_ratings(ratings)
+    if df.empty:
+        raise ValueError("no ratings to train on")
+    split = make_split(df, cfg.split, seed=cfg.seed, **cfg.split_options)
+    if split.train.empty or split.test.empty:
+        raise ValueError(f"split {split.info} leaves an empty train or test part")
+    leaks = overlapping_pairs(split.train_valid, split.test)
+    if leaks:
+        raise ValueError(f"{leaks} test user-item pairs also appear in train: the split leaks")
+    timings: dict[str, float] = {"prepare_s": time.perf_counter() - t0}
+
+    # 1. tuning on validation only
+    t = time.perf_counter()
+    metric = cfg.effective_tuning_metric
+    candidates = candidate_params(cfg.search_space or DEFAULT_SEARCH_SPACE, cfg.max_trials, cfg.seed, cfg.base_params)
+    trials: list[dict[str, Any]] = []
+    best_params = dict(cfg.base_params)
+    if not split.valid.empty and len(candidates) > 1:
+
+        def evaluate_params(params: dict[str, Any]) -> dict[str, float]:
+            model, _, _ = _fit(split.train, cfg.fit_config(params))
+            ev = evaluate_models(split.train, split.valid, {"model": model}, k=cfg.k,
+                                 exclude_seen=cfg.seen_policy_exclude, block_size=cfg.block_size)
+            pop = {f"popularity_{key}": value for key, value in ev["metrics"]["popularity"].items()}
+            return {**ev["metrics"]["model"], **pop}
+
+        try:
+            tuned = tune(evaluate_params, candidates, metric=metric, budget_s=cfg.tuning_budget_s)
+            best_params = tuned.best_params
+            trials = [{"index": tr.index, "params": tr.params, "metrics": tr.metrics, "seconds": tr.seconds}
+                      for tr in tuned.trials]
+        except ValueError as exc:  # validation part without a warm user: keep the base parameters
+            log.warning("tuning skipped: %s", exc)
+    timings["tuning_s"] = time.perf_counter() - t
+
+    # 2. the candidate on train + validation, the test part scored once for all contenders
+    t = time.perf_counter()
+    fit_cfg = cfg.fit_config(best_params)
+    train_valid = split.train_valid
+    eval_model, _, n_neg = _fit(train_valid, fit_cfg)
+    timings["fit_train_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    models = {"model": eval_model, **({"champion": champion} if champion is not None else {})}
+    ev = evaluate_models(train_valid, split.test, models, k=cfg.k, exclude_seen=cfg.seen_policy_exclude,
+                         block_size=cfg.block_size, seed=cfg.seed)
+    metrics = ev["metrics"]
+    timings["evaluate_s"] = time.perf_counter() - t
+
+    # 3. the served model
+    if cfg.refit_full:
+        t = time.perf_counter()
+        model, _, _ = _fit(df, fit_cfg)
+        timings["fit_full_s"] = time.perf_counter() - t
+    else:
+        model = eval_model
+    seen_df = df if cfg.refit_full else train_valid
+    seen = interaction_matrix(model, seen_df["user_id"], seen_df["item_id"])
+    beats = metrics["model"][cfg.primary_metric] > metrics["popularity"][cfg.primary_metric]
+    split_info = {
+        **split.info,
+        "n_ratings": int(len(df)),
+        "n_train": int(len(split.train)),
+        "n_valid": int(len(split.valid)),
+        "n_test": int(len(split.test)),
+        "n_negatives_train": int(n_neg),
+        "test_pairs_in_train": int(leaks),
+        "champion_saw_test_data": _saw_test(champion_trained_through, split.test),
+        **ev["info"],
+    }
+    all_params = {
+        **fit_cfg.svd_params,
+        "biased": True,
+        "seed": int(cfg.seed),
+        "k": int(cfg.k),
+        "mode": cfg.mode,
+        "implicit": cfg.implicit,
+        "negative_ratio": float(cfg.negative_ratio),
+        "negative_sampling": cfg.negative_sampling,
+        "negative_rating": float(cfg.negative_rating),
+        "seen_policy_exclude": bool(cfg.seen_policy_exclude),
+        "refit_full": bool(cfg.refit_full),
+        "split": cfg.split,
+        **{f"split_{key}": value for key, value in cfg.split_options.items()},
+        "tuning_metric": metric,
+        "tuning_trials": len(trials),
+        "tuning_budget_s": float(cfg.tuning_budget_s),
+        "primary_metric": cfg.primary_metric,
+        "gate_margin": float(cfg.gate_margin),
+    }
+    timings["total_s"] = time.perf_counter() - t0
+    log.info("SVD %s=%.4f vs popularity %.4f%s after %d trials in %.1fs", cfg.primary_metric,
+             metrics["model"][cfg.primary_metric], metrics["popularity"][cfg.primary_metric],
+             f" vs champion {metrics['champion'][cfg.primary_metric]:.4f}" if "champion" in metrics else "",
+             len(trials), timings["total_s"])
+    return TrainResult(
+        model=model,
+        eval_model=eval_model,
+        metrics=metrics,
+        beats_popularity=bool(beats),
+        params=all_params,
+        data_digest=data_digest(df),
+        split=split_info,
+        seen=seen,
+        refit_full=bool(cfg.refit_full),
+        timings=timings,
+        primary_metric=cfg.primary_metric,
+        gate_margin=float(cfg.gate_margin),
+        champion_version=champion_version if champion is not None else None,
+        trials=trials,
+        curves=ev["curves"],
+        score_samples=ev["scores"],
+        dataset_source=dataset_source,
+        data=df,
+        metadata={"eval_trained_through": pd.Timestamp(train_valid["event_timestamp"].max()).isoformat()},
     )

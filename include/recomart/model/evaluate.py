@@ -1,0 +1,139 @@
+"""Score several factor models and a popularity baseline on one split, over one catalogue.
+
+Every model ranks the same users over the same items (those of the training part), with the same
+mask of seen items, so their metrics are comparable.  A model fitted on other data (the current
+champion) is first *aligned* to this catalogue: users or items it does not know get zero factors
+and zero bias, which is exactly ``SVD.estimate`` dropping the missing terms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recomart.model import metrics as M
+from recomart.model.factors import FactorModel
+from recomart.model.scoring import DEFAULT_BLOCK_SIZE, pair_scores, recommend_top_k, static_top_k, svd_scores
+
+CURVE_KS = (1, 2, 3, 5, 10, 15, 20)
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+
+
+def align_factors(model: FactorModel, user_ids: Any, item_ids: Any) -> FactorModel:
+    """``model`` re-indexed onto ``user_ids`` × ``item_ids``; unknown ids get zero factors and bias.
+
+    Scores of the aligned model equal ``mu + bu + bi + pu·qi`` with the missing terms dropped, as
+    ``surprise.SVD.estimate`` does for an unknown user or item.
+    """
+    u = model.user_index(user_ids)
+    i = model.item_index(item_ids)
+    ku, ki = u >= 0, i >= 0
+
+    def take(values: np.ndarray, rows: np.ndarray, known: np.ndarray) -> np.ndarray:
+        out = values[np.where(known, rows, 0)].copy()
+        out[~known] = 0.0
+        return out
+
+    return FactorModel(
+        user_ids=np.asarray(user_ids, dtype=object),
+        item_ids=np.asarray(item_ids, dtype=object),
+        global_mean=model.global_mean,
+        user_bias=take(model.user_bias, u, ku),
+        item_bias=take(model.item_bias, i, ki),
+        user_factors=take(model.user_factors, u, ku),
+        item_factors=take(model.item_factors, i, ki),
+    )
+
+
+def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
+    return index.get_indexer(values.astype(str).to_numpy()).astype(np.int64)
+
+
+def evaluate_models(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    models: dict[str, FactorModel],
+    *,
+    k: int = 10,
+    exclude_seen: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    curve_ks: tuple[int, ...] = CURVE_KS,
+    score_sample: int = 20_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Metrics of each model in ``models`` and of ``popularity`` (train counts) on ``test``.
+
+    Users: test users present in ``train`` with at least one test item of the train catalogue.
+    User coverage is the share of all test users a model has factors for.  Returns
+    ``{"metrics": {name: {...}}, "curves": {name: {k: {...}}}, "scores": {name: [...]}, "info": {...}}``.
+    """
+    users = pd.Index(np.sort(train["user_id"].astype(str).unique()))
+    items = pd.Index(np.sort(train["item_id"].astype(str).unique()))
+    tu, ti = _codes(test["user_id"], users), _codes(test["item_id"], items)
+    keep = (tu >= 0) & (ti >= 0)
+    eval_users, rel_rows = np.unique(tu[keep], return_inverse=True)
+    if len(eval_users) == 0:
+        raise ValueError("no test pair has a user and an item of the training part: split too small")
+    relevant = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.int8), (rel_rows, ti[keep])), shape=(len(eval_users), len(items))
+    )
+    su, si = _codes(train["user_id"], users), _codes(train["item_id"], items)
+    seen = sp.csr_matrix((np.ones(len(su), dtype=np.int8), (su, si)), shape=(len(users), len(items)))
+    seen.sum_duplicates()
+    seen.data[:] = 1
+    exclude = seen if exclude_seen else None
+    k_max = max(max(curve_ks), k)
+    ks = sorted({int(k), 10, *curve_ks})
+    truth = test["rating"].to_numpy(dtype=np.float64)[keep] if "rating" in test else None
+    lo, hi = (float(train["rating"].min()), float(train["rating"].max())) if "rating" in train else (None, None)
+    test_user_ids = test["user_id"].astype(str).drop_duplicates().to_numpy()
+    rng = np.random.default_rng(seed)
+    sample_users = eval_users[rng.permutation(len(eval_users))[: max(1, score_sample // max(len(items), 1))]]
+
+    tops: dict[str, np.ndarray] = {}
+    out: dict[str, Any] = {"metrics": {}, "curves": {}, "scores": {}}
+    for name, model in models.items():
+        aligned = align_factors(model, users, items)
+        tops[name], _ = recommend_top_k(aligned, eval_users, k_max, exclude, eval_users, block_size)
+        m: dict[str, float] = {}
+        if truth is not None:
+            est = np.clip(pair_scores(aligned, tu[keep], ti[keep]), lo, hi)
+            m["rmse"], m["mae"] = M.rmse(truth, est), M.mae(truth, est)
+        m["user_coverage"] = M.user_coverage(model.user_index(test_user_ids))
+        out["metrics"][name] = m
+        out["scores"][name] = svd_scores(aligned, sample_users).ravel()[:score_sample].astype(float).tolist()
+    popularity = np.asarray(seen.sum(axis=0)).ravel().astype(np.float32)
+    tops["popularity"], _ = static_top_k(popularity, len(eval_users), k_max, exclude, eval_users, block_size)
+    out["metrics"]["popularity"] = {}
+    for name, top in tops.items():
+        for kk in ks:
+            out["metrics"][name].update(M.ranking_metrics(top[:, :kk], relevant, kk))
+        out["metrics"][name]["catalog_coverage"] = M.catalog_coverage(top[:, :k], len(items))
+        out["curves"][name] = {
+            str(kk): {
+                "ndcg": out["metrics"][name][f"ndcg_at_{kk}"],
+                "precision": out["metrics"][name][f"precision_at_{kk}"],
+                "recall": out["metrics"][name][f"recall_at_{kk}"],
+            }
+            for kk in curve_ks
+        }
+    out["info"] = {
+        "n_eval_users": int(len(eval_users)),
+        "n_test_pairs_evaluated": int(keep.sum()),
+        "n_test_pairs_cold_user": int((tu < 0).sum()),
+        "n_test_pairs_cold_item": int(((tu >= 0) & (ti < 0)).sum()),
+        "n_items": int(len(items)),
+    }
+    return out
+
+
+def better(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
+    """Whether ``a`` beats ``b`` on ``metric`` by the relative ``margin`` (direction-aware, NaN never wins)."""
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return False
+    if metric.split("_at_")[0] in LOWER_IS_BETTER or metric in LOWER_IS_BETTER:
+        return a < b * (1.0 - margin)
+    return a > b * (1.0 + margin) if b > 0 else a > b + margin

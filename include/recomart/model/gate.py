@@ -1,0 +1,67 @@
+"""The promotion gate: a candidate becomes ``@champion`` only if it beats the champion and popularity.
+
+All three are scored on the same split of the same run (the champion is re-scored, never read back
+from its old run).  While there is no champion the candidate only has to beat popularity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from recomart.model.evaluate import better
+
+DEFAULT_PRIMARY_METRIC = "ndcg_at_10"
+DEFAULT_MARGIN = 0.0
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether to promote, and why, with the figures the decision was made on."""
+
+    promote: bool
+    reason: str
+    metric: str
+    margin: float
+    candidate: float
+    popularity: float
+    champion: float | None
+    champion_version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    metrics: dict[str, dict[str, float]],
+    *,
+    metric: str = DEFAULT_PRIMARY_METRIC,
+    margin: float = DEFAULT_MARGIN,
+    champion_version: str | None = None,
+) -> GateDecision:
+    """Gate on ``metrics["model"]`` vs ``metrics["popularity"]`` and, if present, ``metrics["champion"]``.
+
+    ``margin`` is relative: with 0.02 the candidate must be 2 % better than each baseline (lower
+    for rmse / mae).  A missing or non-finite candidate figure is never promoted.
+    """
+    if margin < 0:
+        raise ValueError("margin must not be negative")
+    cand = float(metrics["model"].get(metric, float("nan")))
+    pop = float(metrics["popularity"].get(metric, float("nan")))
+    champ_metrics = metrics.get("champion")
+    champ = None if champ_metrics is None else float(champ_metrics.get(metric, float("nan")))
+    margin_txt = f" by {margin:.1%}" if margin else ""
+    who = f"champion v{champion_version}" if champion_version else "champion"
+    failures = []
+    if not better(metric, cand, pop, margin):
+        failures.append(f"does not beat popularity {pop:.4f}{margin_txt}")
+    if champ is not None and not better(metric, cand, champ, margin):
+        failures.append(f"does not beat {who} {champ:.4f}{margin_txt}")
+    head = f"{metric} {cand:.4f}"
+    if failures:
+        reason = f"{head} " + " and ".join(failures) + ": kept as @challenger"
+    elif champ is None:
+        reason = f"{head} beats popularity {pop:.4f}{margin_txt} and there is no champion yet: promoted to @champion"
+    else:
+        reason = f"{head} beats popularity {pop:.4f} and {who} {champ:.4f}{margin_txt}: promoted to @champion"
+    return GateDecision(not failures, reason, metric, float(margin), cand, pop, champ, champion_version)

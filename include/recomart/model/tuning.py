@@ -1,0 +1,110 @@
+"""Bounded hyper-parameter search: a few seeded points of a small grid, under a wall-clock budget.
+
+The search only ever sees the validation part of a split; the caller scores the test part once,
+for the chosen parameters, afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recomart.model.evaluate import better
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEARCH_SPACE: dict[str, list[Any]] = {
+    "n_factors": [16, 32, 64],
+    "n_epochs": [10, 20, 40],
+    "lr_all": [0.005, 0.01],
+    "reg_all": [0.02, 0.05, 0.1],
+}
+
+
+@dataclass
+class Trial:
+    """One evaluated point of the search: its parameters, validation metrics and duration."""
+
+    index: int
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class TuningResult:
+    """The best parameters on validation and every trial in the order it ran."""
+
+    best_params: dict[str, Any]
+    best_value: float
+    metric: str
+    trials: list[Trial] = field(default_factory=list)
+    stopped_by_budget: bool = False
+
+
+def candidate_params(
+    space: Mapping[str, Sequence[Any]],
+    n_trials: int,
+    seed: int,
+    base: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """``base`` first (if given), then distinct seeded random points of the grid ``space``.
+
+    With ``n_trials`` at least the grid size, every grid point is returned (a full grid search).
+    """
+    keys = sorted(space)
+    grid = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(space[key] for key in keys))]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(grid))
+    out: list[dict[str, Any]] = []
+    if base is not None:
+        out.append(dict(base))
+    for idx in order:
+        if len(out) >= n_trials:
+            break
+        point = {**(base or {}), **grid[idx]}
+        if point not in out:
+            out.append(point)
+    return out[: max(n_trials, 1)]
+
+
+def tune(
+    evaluate: Callable[[dict[str, Any]], dict[str, float]],
+    candidates: Sequence[dict[str, Any]],
+    *,
+    metric: str,
+    budget_s: float,
+    on_trial: Callable[[Trial], None] | None = None,
+) -> TuningResult:
+    """Evaluate ``candidates`` in order until the budget is spent (the first one always runs).
+
+    ``evaluate(params)`` returns validation metrics; the best on ``metric`` (direction-aware, see
+    :func:`recomart.model.evaluate.better`) wins, the earlier trial on ties.
+    """
+    if not candidates:
+        raise ValueError("no candidate parameters to try")
+    start = time.perf_counter()
+    trials: list[Trial] = []
+    best: Trial | None = None
+    stopped = False
+    for index, params in enumerate(candidates):
+        if trials and time.perf_counter() - start >= budget_s:
+            stopped = True
+            break
+        t = time.perf_counter()
+        metrics = evaluate(dict(params))
+        trial = Trial(index, dict(params), dict(metrics), time.perf_counter() - t)
+        trials.append(trial)
+        if on_trial is not None:
+            on_trial(trial)
+        if best is None or better(metric, metrics[metric], best.metrics[metric]):
+            best = trial
+        log.info("trial %d %s: %s=%.4f (%.1fs)", index, params, metric, metrics[metric], trial.seconds)
+    assert best is not None
+    return TuningResult(best.params, float(best.metrics[metric]), metric, trials, stopped)
