@@ -1,4 +1,5 @@
-"""Offline sources: the dbt marts ``marts.user_features`` and ``marts.item_features``.
+"""Offline sources: the dbt history marts ``marts.user_features_history`` and ``marts.item_features_history``
+(one snapshot per entity and dbt build, so point-in-time joins see the values as of a label's time).
 
 Each source is a query that casts every column to the type its feature view declares,
 so Feast's Postgres reader (which maps ``numeric`` to float64 in Arrow but receives
@@ -25,10 +26,10 @@ user_features_source = PostgreSQLSource(
             country::text as country,
             segment::text as segment,
             days_since_first_seen::double precision as days_since_first_seen
-        from marts.user_features
+        from marts.user_features_history
     """,
     timestamp_field="event_timestamp",
-    description="One row per user and feature date, built by dbt (marts.user_features).",
+    description="One row per user and feature date, one snapshot per dbt build (marts.user_features_history).",
 )
 
 item_features_source = PostgreSQLSource(
@@ -48,8 +49,8 @@ item_features_source = PostgreSQLSource(
             brand::text as brand,
             content_text::text as content_text,
             first_seen_at::timestamptz as first_seen_at
-        from marts.item_features
+        from marts.item_features_history
     """,
     timestamp_field="event_timestamp",
-    description="One row per item and feature date, built by dbt (marts.item_features).",
+    description="One row per item and feature date, one snapshot per dbt build (marts.item_features_history).",
 )

@@ -38,7 +38,7 @@ LATER_END = datetime(2025, 6, 1, tzinfo=UTC)
 
 MARTS_DDL = """
 create schema if not exists marts;
-create table marts.user_features (
+create table marts.user_features_history (
     user_id text not null,
     event_timestamp timestamptz not null,
     recency_days float8,
@@ -50,7 +50,7 @@ create table marts.user_features (
     segment text,
     days_since_first_seen float8
 );
-create table marts.item_features (
+create table marts.item_features_history (
     item_id text not null,
     event_timestamp timestamptz not null,
     pop_7d integer,
@@ -65,7 +65,7 @@ create table marts.item_features (
     content_text text,
     first_seen_at timestamptz
 );
-insert into marts.user_features values
+insert into marts.user_features_history values
     ('u1', '2025-03-01 00:00:00+00', 2, 10, 123.45, 7, 'books', 'GB', 'loyal', 300),
     ('u2', '2025-02-01 00:00:00+00', 30, 3, 20.00, 2, 'toys', 'FR', 'new', 40),
     ('u2', '2025-03-15 12:30:00+00', 1, 9, 80.50, 5, 'toys', 'FR', 'regular', 82),
@@ -73,7 +73,7 @@ insert into marts.user_features values
     ('u4', '2025-05-01 00:00:00+00', 0, 1, 5.00, 1, 'books', 'ES', 'new', 0),
     ('u5', '2025-03-05 00:00:00+00', null, 0, 0.00, 0, null, 'IT', 'new', 60.25),
     ('u6', '2025-03-20 00:00:00+00', 3.5, 2, 15.00, 2, 'toys', 'NL', 'new', 10);
-insert into marts.item_features values
+insert into marts.item_features_history values
     ('i1', '2025-03-01 00:00:00+00', 4, 12, 30, 9, 450.00, 19.99, 'low', 'books', 'acme',
      'A book about gardens', '2024-06-01 00:00:00+00'),
     ('i2', '2025-03-02 00:00:00+00', 1, 2, 2, 1, 89.00, 89.00, 'high', 'garden', 'leafy',
@@ -126,7 +126,7 @@ def _project_snapshot(client: redis.Redis, project: str) -> dict[bytes, dict[byt
 
 def _set_monetary(dsn: str, user_id: str, value: float) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("update marts.user_features set monetary = %s where user_id = %s", (value, user_id))
+        conn.execute("update marts.user_features_history set monetary = %s where user_id = %s", (value, user_id))
 
 
 # --- configuration ---------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_rebuilt_snapshot_is_rewritten_by_rematerialize_window(
     assert read("u6")["features"]["segment"] == "new"
     u1_before = read("u1")
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute("update marts.user_features set segment = 'vip' where user_id = 'u6'")
+        conn.execute("update marts.user_features_history set segment = 'vip' where user_id = 'u6'")
     materialize_window(repo_dir, feast_env, as_of, as_of, feature_views=["user_features"])
     assert read("u6")["features"]["segment"] == "new"  # skipped: same event time
 
