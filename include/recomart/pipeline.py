@@ -112,20 +112,18 @@ def prepare_dataset(s: Settings) -> str:
 def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict:
     """Load every feed of the data set for each day; one transaction per feed and day."""
     from recomart.ingest.feeds import feeds_for_dataset
-    from recomart.ingest.load import load_feed_date
+    from recomart.ingest.load import load_feed_dates
 
     totals = {"loaded": 0, "unchanged": 0, "skipped_missing": 0, "records_loaded": 0, "records_rejected": 0}
-    feeds = feeds_for_dataset(s.dataset)
-    # daily feeds load every day of the window; a snapshot feed (e.g. users) once, as of the last day
-    plan = [(f, d) for d in days for f in feeds if f.mode == "daily_partition"]
-    plan += [(f, days[-1]) for f in feeds if f.mode != "daily_partition"]
-    for feed, day in plan:
-        result = load_feed_date(dsn, feed, s.landing_dir, day)
-        log.info("%s %s: %s (%d loaded, %d rejected) %s", feed.name, day, result.status,
-                 result.records_loaded, result.records_rejected, result.message)
-        totals[result.status] = totals.get(result.status, 0) + 1
-        totals["records_loaded"] += result.records_loaded
-        totals["records_rejected"] += result.records_rejected
+    for feed in feeds_for_dataset(s.dataset):
+        # daily feeds load every day of the window; a snapshot feed (e.g. users) once, as of the last day
+        feed_days = days if feed.mode == "daily_partition" else [days[-1]]
+        for result in load_feed_dates(dsn, feed, s.landing_dir, feed_days):
+            log.info("%s %s: %s (%d loaded, %d rejected) %s", feed.name, result.logical_date, result.status,
+                     result.records_loaded, result.records_rejected, result.message)
+            totals[result.status] = totals.get(result.status, 0) + 1
+            totals["records_loaded"] += result.records_loaded
+            totals["records_rejected"] += result.records_rejected
     return {"window": _day_window(days), "days": len(days), "day_list": [d.isoformat() for d in days],
             "dataset": s.dataset, **totals}
 

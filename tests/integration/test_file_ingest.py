@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from recomart.ingest.feeds import GENERATED_EVENTS, GENERATED_USERS, UCI_ORDERS, Feed
-from recomart.ingest.load import LoadResult, RejectedShareExceeded, load_feed_date
+from recomart.ingest.load import LoadResult, RejectedShareExceeded, load_feed_date, load_feed_dates
 from recomart.ingest.parse import FeedSchemaError
 
 pytestmark = pytest.mark.integration
@@ -378,3 +378,49 @@ def test_real_uci_days(warehouse_dsn, landing, shared_data):
     )
     saturday = date(2010, 12, 4)
     assert load_feed_date(warehouse_dsn, UCI_ORDERS, landing, saturday).status == "skipped_missing"
+
+
+def test_batch_load_matches_single_loads_reruns_as_noop_and_stops_at_the_first_failure(warehouse_dsn, landing):
+    days = [BASE + timedelta(days=40 + i) for i in range(3)]
+    write_events(landing, days[0], event_rows(days[0], 150), ["bad,2031-02-10 00:00:00,u,i,view,1,oops"])
+    write_events(landing, days[1], event_rows(days[1], 30))
+    original = event_rows(days[2], 20)
+    write_events(landing, days[2], original)
+
+    results = load_feed_dates(warehouse_dsn, GENERATED_EVENTS, landing, days)
+    assert [(r.logical_date, r.status, r.records_loaded, r.records_rejected) for r in results] == [
+        (days[0], "loaded", 150, 1),
+        (days[1], "loaded", 30, 0),
+        (days[2], "loaded", 20, 0),
+    ]
+    assert len({r.load_id for r in results}) == 3
+    for r in results:
+        assert partition_count(warehouse_dsn, "raw", GENERATED_EVENTS, r.logical_date) == r.records_loaded
+        assert partition_count(warehouse_dsn, "quarantine", GENERATED_EVENTS, r.logical_date) == r.records_rejected
+        ledger = ledger_row(warehouse_dsn, GENERATED_EVENTS, r.logical_date)
+        assert (ledger["status"], ledger["sha256"], ledger["load_id"]) == ("loaded", r.sha256, r.load_id)
+    assert scalar(warehouse_dsn, "select reltuples from pg_class where oid = 'raw.events'::regclass") > 0  # analysed
+    checksum = business_checksum(warehouse_dsn, GENERATED_EVENTS, days[2])
+
+    again = load_feed_dates(warehouse_dsn, GENERATED_EVENTS, landing, days)
+    assert [r.status for r in again] == ["unchanged"] * 3
+    assert [r.load_id for r in again] == [r.load_id for r in results]
+
+    # the batch writes what a single load writes: reload the last date alone with another file, then the original
+    write_events(landing, days[2], event_rows(days[2], 5, tag="x"))
+    assert load_feed_date(warehouse_dsn, GENERATED_EVENTS, landing, days[2]).status == "loaded"
+    write_events(landing, days[2], original)
+    assert load_feed_date(warehouse_dsn, GENERATED_EVENTS, landing, days[2]).status == "loaded"
+    assert business_checksum(warehouse_dsn, GENERATED_EVENTS, days[2]) == checksum
+
+    # a missing file of a "fail" feed stops the batch there: earlier dates stay loaded, later ones are untouched
+    later = [BASE + timedelta(days=50 + i) for i in range(3)]
+    write_events(landing, later[0], event_rows(later[0], 10))
+    write_events(landing, later[2], event_rows(later[2], 10))
+    with pytest.raises(FileNotFoundError, match=str(GENERATED_EVENTS.path_for(landing, later[1]))):
+        load_feed_dates(warehouse_dsn, GENERATED_EVENTS, landing, later)
+    assert ledger_row(warehouse_dsn, GENERATED_EVENTS, later[0])["status"] == "loaded"
+    assert partition_count(warehouse_dsn, "raw", GENERATED_EVENTS, later[0]) == 10
+    assert ledger_row(warehouse_dsn, GENERATED_EVENTS, later[1])["status"] == "failed"
+    assert ledger_row(warehouse_dsn, GENERATED_EVENTS, later[2]) is None
+    assert partition_count(warehouse_dsn, "raw", GENERATED_EVENTS, later[2]) == 0

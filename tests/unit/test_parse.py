@@ -131,6 +131,9 @@ def test_wrong_field_count():
         ("unit_price", b"9,99", None),  # unquoted comma: a field-count problem
         ("unit_price", b"NaN", "unit_price 'NaN' is not a number"),
         ("unit_price", b"1.2.3", "unit_price '1.2.3' is not a number"),
+        ("unit_price", b"1" * 1001, "is not a number"),  # longer than NUMERIC_MAX_CHARS
+        ("unit_price", b"1e", "unit_price '1e' is not a number"),
+        ("unit_price", b".", "unit_price '.' is not a number"),
         ("event_time", b"2024-02-30 10:00:00", "event_time '2024-02-30 10:00:00' is not a valid timestamp"),
         ("event_time", b"01/03/2024 10:00", "is not a valid timestamp"),
         ("event_time", b"2024-03-01", "is not a valid timestamp"),
@@ -145,6 +148,15 @@ def test_bad_values_are_rejected_with_column_and_value(field, value, reason):
     assert got.startswith("line 3: ")
     assert (reason or "field count 8, expected 7") in got
     assert result.records_loaded == 1
+
+
+@pytest.mark.parametrize("value", [b"1", b"-2.", b"+.5", b"3.25e-2", b"1E+10", b"0" * 1000])
+def test_numbers_postgres_accepts_are_loaded(value):
+    values = dict(zip(HEADER.strip().split(b","), GOOD.strip().split(b","), strict=True))
+    values[b"unit_price"] = value
+    result = parse(b",".join(values.values()) + b"\n")
+    assert result.records_rejected == 0, result.rejected_reasons
+    assert result.good.column("unit_price").to_pylist() == [value.decode()]
 
 
 def test_bad_date():

@@ -72,9 +72,14 @@ def upsert_entry(
     records_loaded: int | None = None,
     records_rejected: int | None = None,
     error: str | None = None,
-) -> None:
-    """Insert or replace the ledger row of (feed, logical_date); ``finished_at`` is the clock now."""
-    conn.execute(
+    unless_loaded: bool = False,
+) -> bool:
+    """Insert or replace the ledger row of (feed, logical_date); ``finished_at`` is the clock now.
+
+    With ``unless_loaded`` a row whose status is ``loaded`` is kept as it is.  Returns whether the row
+    was written (reading the answer ends a pipeline's batch).
+    """
+    cur = conn.execute(
         """
         insert into ops.loaded_files as l (feed, logical_date, source_file, sha256, records_read,
             records_loaded, records_rejected, status, started_at, finished_at, load_id, error)
@@ -85,6 +90,8 @@ def upsert_entry(
             records_rejected = excluded.records_rejected, status = excluded.status,
             started_at = excluded.started_at, finished_at = excluded.finished_at,
             load_id = excluded.load_id, error = excluded.error
+        where not (%s and l.status = 'loaded')
+        returning true
         """,
         (
             feed,
@@ -98,5 +105,17 @@ def upsert_entry(
             started_at,
             load_id,
             error,
+            unless_loaded,
         ),
     )
+    return not unless_loaded or cur.fetchone() is not None
+
+
+def loaded_sha256s(conn: psycopg.Connection, feed: str, days: list[date]) -> dict[date, str]:
+    """sha256 of the loaded file of each of ``days`` that has one (one query for a batch of dates)."""
+    rows = conn.execute(
+        "select logical_date, sha256 from ops.loaded_files"
+        " where feed = %s and logical_date = any(%s) and status = 'loaded' and sha256 is not null",
+        (feed, days),
+    ).fetchall()
+    return {d: sha for d, sha in rows}

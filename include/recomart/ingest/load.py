@@ -4,6 +4,10 @@
 transaction (under an advisory lock on the feed and date) replaces the date's rows (or the
 whole table for a snapshot feed) in ``raw`` and ``quarantine``, COPYs the new rows in and
 upserts the ledger ``ops.loaded_files``.  A file whose sha256 is already loaded is a no-op.
+
+:func:`load_feed_dates` does the same for many dates over one connection (backfills, the
+benchmark): the next file is parsed in a worker thread while the current one is in Postgres, the
+per-date commits are flushed to disk once at the end, and the table is analysed once at the end.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 LoadStatus = Literal["loaded", "unchanged", "skipped_missing", "failed"]
 RAW_META_COLUMNS = ("_logical_date", "_load_id", "_source_file", "_line_number", "_loaded_at")
 COPY_BATCH_ROWS = 200_000
+ANALYZE_MIN_SHARE = 0.1
+PREFETCH_FILES = 2  # files read and parsed ahead by load_feed_dates
 SETTING_DATE, SETTING_LOAD_ID, SETTING_SOURCE = "recomart.logical_date", "recomart.load_id", "recomart.source_file"
 
 
@@ -73,8 +82,9 @@ def _raw_ddl(feed: Feed) -> sql.Composed:
         )
         for c in feed.columns
     ]
-    # The per-load constants are not sent with every COPY row (that doubled the COPY time):
-    # they default to transaction-local settings that the load sets (see ``_set_load_context``).
+    # The loader sends the per-load constants with every COPY row (cheaper for the server than evaluating
+    # per-row defaults); the defaults from transaction-local settings (``_set_load_context``) stay for
+    # tables created by older versions and for manual inserts inside a load context.
     cols += [
         sql.SQL(f"_logical_date date not null default current_setting('{SETTING_DATE}')::date"),
         sql.SQL(f"_load_id text not null default current_setting('{SETTING_LOAD_ID}') check (_load_id <> '')"),
@@ -101,12 +111,15 @@ def _index_ddl(schema: str, feed: Feed) -> sql.Composed:
     )
 
 
-def _existing_columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
-    rows = conn.execute(
-        "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
-        (schema, table),
-    ).fetchall()
-    return [r[0] for r in rows]
+def _catalog_state(conn: psycopg.Connection, objects: list[str], table: str) -> tuple[int, list[str]]:
+    """(how many of ``objects`` exist, the columns of ``table``) in one pg_catalog round trip."""
+    row = conn.execute(
+        "select (select count(to_regclass(o)) from unnest(%s::text[]) o),"
+        " array(select a.attname::text from pg_attribute a"
+        "       where a.attrelid = to_regclass(%s) and a.attnum > 0 and not a.attisdropped)",
+        (objects, table),
+    ).fetchone()
+    return (0, []) if row is None else (row[0], list(row[1]))
 
 
 def ensure_tables(conn: psycopg.Connection, feed: Feed) -> None:
@@ -118,15 +131,39 @@ def ensure_tables(conn: psycopg.Connection, feed: Feed) -> None:
         f"raw.{feed.table}__logical_date_idx",
         f"quarantine.{feed.table}__logical_date_idx",
     ]
-    found = conn.execute("select count(to_regclass(o)) from unnest(%s::text[]) o", (objects,)).fetchone()
-    if found is None or found[0] < len(objects):  # create only when needed: CREATE INDEX locks the table
+    found, columns = _catalog_state(conn, objects, f"raw.{feed.table}")
+    if found < len(objects):  # create only when needed: CREATE INDEX locks the table
         _create_tables(conn, feed)
-    expected = set(feed.column_names) | set(RAW_META_COLUMNS)
-    missing = expected - set(_existing_columns(conn, "raw", feed.table))
+        found, columns = _catalog_state(conn, objects, f"raw.{feed.table}")
+    missing = (set(feed.column_names) | set(RAW_META_COLUMNS)) - set(columns)
     if missing:
         raise RuntimeError(
             f"raw.{feed.table} exists without columns {sorted(missing)} of feed {feed.name}; migrate it first"
         )
+
+
+def _analyze(conn: psycopg.Connection, feed: Feed) -> None:
+    conn.execute(sql.SQL("analyze raw.{}").format(sql.Identifier(feed.table)))
+
+
+def analyze_feed(dsn: str, feed: Feed) -> None:
+    """``analyze`` the feed's raw table (after a batch of loads made with ``analyze=False``)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _analyze(conn, feed)
+
+
+def _analyze_if_meaningful(conn: psycopg.Connection, feed: Feed, rows: int) -> bool:
+    """Analyze when ``rows`` are at least ``ANALYZE_MIN_SHARE`` of the table's estimated size (or it never was).
+
+    Smaller loads are left to autovacuum, whose default analyze threshold is the same 10 %: analysing a
+    large table after every small day cost more than the load itself.
+    """
+    row = conn.execute("select reltuples from pg_class where oid = to_regclass(%s)", (f"raw.{feed.table}",)).fetchone()
+    reltuples = float(row[0]) if row else -1.0
+    if reltuples >= 0 and rows < ANALYZE_MIN_SHARE * reltuples:
+        return False
+    _analyze(conn, feed)
+    return True
 
 
 def _create_tables(conn: psycopg.Connection, feed: Feed) -> None:
@@ -146,33 +183,86 @@ def _constant(value: str, n: int) -> pa.Array:
     return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))
 
 
-def _copy_table(conn: psycopg.Connection, schema: str, table: str, data: pa.Table) -> None:
+@dataclass(frozen=True)
+class _CsvPayload:
+    """A table encoded as COPY CSV chunks (no header), with its column names."""
+
+    columns: list[str]
+    chunks: list[memoryview]
+
+
+def _encode_csv(data: pa.Table) -> _CsvPayload:
+    options = pacsv.WriteOptions(include_header=False)
+    chunks = []
+    for batch in data.to_batches(max_chunksize=COPY_BATCH_ROWS):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(batch, sink, write_options=options)
+        chunks.append(memoryview(sink.getvalue()))
+    return _CsvPayload(data.column_names, chunks)
+
+
+def _copy_table(conn: psycopg.Connection, schema: str, table: str, data: pa.Table | _CsvPayload) -> None:
     """COPY ``data`` (columns named like the target's) into ``schema.table`` as CSV, in batches."""
+    payload = data if isinstance(data, _CsvPayload) else _encode_csv(data)
     stmt = sql.SQL("copy {}.{} ({}) from stdin (format csv)").format(
         sql.Identifier(schema),
         sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, data.column_names)),
+        sql.SQL(", ").join(map(sql.Identifier, payload.columns)),
     )
-    options = pacsv.WriteOptions(include_header=False)
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        for batch in data.to_batches(max_chunksize=COPY_BATCH_ROWS):
-            sink = pa.BufferOutputStream()
-            pacsv.write_csv(batch, sink, write_options=options)
-            copy.write(sink.getvalue().to_pybytes())
+        for chunk in payload.chunks:
+            copy.write(chunk)
 
 
-def _raw_rows(feed: Feed, parsed: ParseResult) -> pa.Table:
-    """The COPY payload of raw rows; ``_logical_date``, ``_load_id``, ``_source_file`` come from defaults."""
-    return parsed.good.select([*feed.column_names, LINE_NUMBER])
+def _raw_rows(feed: Feed, parsed: ParseResult, logical_date: date, load_id: str, source: str) -> pa.Table:
+    """The COPY payload of raw rows, with the per-load constants ``_logical_date``, ``_load_id``, ``_source_file``."""
+    rows = parsed.good.select([*feed.column_names, LINE_NUMBER])
+    n = rows.num_rows
+    for name, value in (("_logical_date", logical_date.isoformat()), ("_load_id", load_id), ("_source_file", source)):
+        rows = rows.append_column(name, _constant(value, n))
+    return rows
 
 
-def _set_load_context(conn: psycopg.Connection, feed: Feed, logical_date: date, load_id: str, source: str) -> None:
-    """Transaction-local settings: the feed's time zone for naive timestamps and the raw defaults."""
+def _set_load_context(
+    conn: psycopg.Connection, feed: Feed, logical_date: date, load_id: str, source: str, durable: bool = True
+) -> None:
+    """Transaction-local settings: the feed's time zone for naive timestamps and the raw defaults.
+
+    ``durable=False`` commits without waiting for the WAL flush (``synchronous_commit = off``, still
+    atomic); :func:`load_feed_dates` uses it for each date and flushes once before returning or raising.
+    """
     conn.execute(
         "select set_config('TimeZone', %s, true), set_config(%s, %s, true), set_config(%s, %s, true),"
-        " set_config(%s, %s, true)",
-        (feed.timezone, SETTING_DATE, logical_date.isoformat(), SETTING_LOAD_ID, load_id, SETTING_SOURCE, source),
+        " set_config(%s, %s, true), set_config('synchronous_commit', %s, true)",
+        (
+            feed.timezone,
+            SETTING_DATE,
+            logical_date.isoformat(),
+            SETTING_LOAD_ID,
+            load_id,
+            SETTING_SOURCE,
+            source,
+            "on" if durable else "off",
+        ),
     )
+
+
+def _rollback_quietly(conn: psycopg.Connection) -> None:
+    """End a failed explicit transaction (the connection may be broken: then there is nothing to end)."""
+    try:
+        if not conn.closed:
+            conn.rollback()
+    except psycopg.Error:
+        log.warning("rollback failed", exc_info=True)
+
+
+def _flush_commits(conn: psycopg.Connection) -> None:
+    """Wait until every earlier commit of this server is on disk: a synchronous commit that assigns a
+    transaction id flushes the WAL up to its own commit record, which follows all earlier ones."""
+    try:
+        conn.execute("select set_config('synchronous_commit', 'on', false), pg_current_xact_id()")
+    except psycopg.Error:  # a broken connection: do not hide the error that broke it
+        log.warning("could not flush the batch's commits", exc_info=True)
 
 
 def _quarantine_rows(parsed: ParseResult, logical_date: date, load_id: str, source: str) -> pa.Table:
@@ -199,10 +289,13 @@ def _delete_partition(conn: psycopg.Connection, schema: str, feed: Feed, logical
     return cur.rowcount
 
 
-def _lock(conn: psycopg.Connection, feed: Feed, logical_date: date) -> None:
+def _lock(conn: psycopg.Connection, feed: Feed, logical_date: date, durable: bool = True) -> None:
     """Serialise loads of the same feed and date (of the same feed, for a snapshot feed)."""
     key = f"recomart.ingest:{feed.name}" + ("" if feed.mode == "snapshot" else f":{logical_date}")
-    conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+    conn.execute(
+        "select pg_advisory_xact_lock(hashtextextended(%s, 0)), set_config('synchronous_commit', %s, true)",
+        (key, "on" if durable else "off"),
+    )
 
 
 # --- the load ----------------------------------------------------------------
@@ -223,30 +316,26 @@ def _unchanged(entry: ledger.LedgerEntry, feed: Feed, path: Path, logical_date: 
 
 
 def _load_missing(
-    conn, feed: Feed, path: Path, source: str, logical_date: date, load_id: str, started: datetime
+    conn, feed: Feed, path: Path, source: str, logical_date: date, load_id: str, started: datetime, durable: bool
 ) -> LoadResult:
-    with conn.transaction():
-        _lock(conn, feed, logical_date)
-        entry = ledger.get_entry(conn, feed.name, logical_date)
-        if entry is not None and entry.status == "loaded":
-            return _unchanged(
-                entry,
-                feed,
-                path,
-                logical_date,
-                f"{path} is no longer in the landing folder; keeping the rows loaded before",
-            )
-        status = "skipped_missing" if feed.on_missing == "skip" else "failed"
-        ledger.upsert_entry(
+    with conn.transaction(), conn.pipeline():  # one round trip before the commit
+        _lock(conn, feed, logical_date, durable)
+        written = ledger.upsert_entry(
             conn,
             feed=feed.name,
             logical_date=logical_date,
             source_file=source,
-            status=status,
+            status="skipped_missing" if feed.on_missing == "skip" else "failed",
             started_at=started,
             load_id=load_id,
             error=f"missing file {path}",
+            unless_loaded=True,
         )
+    if not written:  # the date is loaded: keep it
+        entry = ledger.get_entry(conn, feed.name, logical_date)
+        assert entry is not None
+        msg = f"{path} is no longer in the landing folder; keeping the rows loaded before"
+        return _unchanged(entry, feed, path, logical_date, msg)
     if feed.on_missing == "fail":
         raise FileNotFoundError(f"feed {feed.name}: landing file for {logical_date} not found: {path}")
     log.info("feed %s: no file for %s (%s), skipped", feed.name, logical_date, path)
@@ -284,7 +373,7 @@ def _record_failure(
 
 
 def load_feed_date(
-    dsn: str, feed: Feed, landing_dir: Path, logical_date: date, *, load_id: str | None = None
+    dsn: str, feed: Feed, landing_dir: Path, logical_date: date, *, load_id: str | None = None, analyze: bool = True
 ) -> LoadResult:
     """Load ``feed``'s file for ``logical_date`` from ``landing_dir`` into the warehouse at ``dsn``.
 
@@ -293,53 +382,163 @@ def load_feed_date(
     file of a ``fail`` feed, :class:`FeedSchemaError` for a wrong header and
     :class:`RejectedShareExceeded` (after committing the quarantine rows and a ``failed`` ledger
     row, leaving the raw rows as they were) when too many records are rejected.
+
+    ``analyze``: analyze ``raw.<table>`` afterwards when the load is at least ``ANALYZE_MIN_SHARE`` of
+    the table; pass ``False`` when loading many dates and call :func:`analyze_feed` once at the end
+    (or use :func:`load_feed_dates`, which also reuses one connection).
     """
-    load_id = load_id or uuid.uuid4().hex
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_tables(conn, feed)
+        return _load_on(conn, dsn, feed, landing_dir, logical_date, load_id or uuid.uuid4().hex, analyze)
+
+
+def load_feed_dates(
+    dsn: str, feed: Feed, landing_dir: Path, days: Iterable[date], *, analyze: bool = True
+) -> list[LoadResult]:
+    """:func:`load_feed_date` for each of ``days`` in order, over one connection, analysing once at the end.
+
+    Each date is still its own transaction with its own load id and the same checks, so the result for
+    each date is the same as loading the dates one by one.  While one date is in Postgres, a worker
+    thread reads, hashes and parses the next file (skipping the parse when the ledger already holds
+    its sha256).  Each date commits without waiting for its WAL flush (still atomic); one flush
+    before returning (or raising) makes all of them durable.  The first failing date raises (the
+    dates before it stay loaded, not analysed), exactly like a loop over :func:`load_feed_date`.
+    """
+    days = list(days)
+    results: list[LoadResult] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_tables(conn, feed)
+        known = ledger.loaded_sha256s(conn, feed.name, days)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recomart-parse") as pool:
+            load_ids = {day: uuid.uuid4().hex for day in days}
+            ahead: deque[Future[_Prepared]] = deque()
+            todo = iter(days)
+            try:
+                for day in days:
+                    while len(ahead) < PREFETCH_FILES and (nxt := next(todo, None)) is not None:
+                        path = feed.path_for(Path(landing_dir), nxt)
+                        ahead.append(pool.submit(_prepare, path, feed, known.get(nxt), nxt, load_ids[nxt]))
+                    prepared = ahead.popleft().result()
+                    results.append(_load_on(conn, dsn, feed, landing_dir, day, load_ids[day], False, prepared))
+            finally:
+                for fut in ahead:
+                    fut.cancel()
+                _flush_commits(conn)  # the dates committed so far are durable, also when one failed
+        if analyze and any(r.status == "loaded" for r in results):
+            _analyze(conn, feed)
+    return results
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A landing file read, hashed and (unless its sha256 was already loaded) parsed, off the connection."""
+
+    sha256: str | None  # None: no file
+    parsed: ParseResult | None = None
+    error: Exception | None = None
+    load_id: str | None = None  # the load id ``raw_csv`` was encoded with
+    raw_csv: _CsvPayload | None = None
+
+    @property
+    def matched_ledger(self) -> bool:
+        """The file's sha256 was the ledger's, so it was not parsed."""
+        return self.sha256 is not None and self.parsed is None and self.error is None
+
+
+def _prepare(
+    path: Path, feed: Feed, loaded_sha256: str | None, logical_date: date | None = None, load_id: str | None = None
+) -> _Prepared:
+    """Read, hash and parse ``path``; with ``logical_date`` and ``load_id`` also encode the raw COPY payload."""
+    if not path.is_file():
+        return _Prepared(None)
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if sha == loaded_sha256:
+        return _Prepared(sha)
+    try:
+        parsed = parse_feed_bytes(data, feed)
+    except Exception as exc:  # re-raised by the load, after recording it in the ledger
+        return _Prepared(sha, error=exc)
+    if logical_date is None or load_id is None:
+        return _Prepared(sha, parsed)
+    rows = _raw_rows(feed, parsed, logical_date, load_id, feed.relative_path(logical_date))
+    return _Prepared(sha, parsed, load_id=load_id, raw_csv=_encode_csv(rows))
+
+
+def _load_on(
+    conn: psycopg.Connection,
+    dsn: str,
+    feed: Feed,
+    landing_dir: Path,
+    logical_date: date,
+    load_id: str,
+    analyze: bool,
+    prepared: _Prepared | None = None,
+) -> LoadResult:
+    """One feed and date on an open autocommit connection whose tables exist (see :func:`load_feed_date`).
+
+    ``prepared`` (from :func:`load_feed_dates`) is the file already read and parsed unless the ledger
+    held its sha256; the loads of a batch are not ``durable`` one by one (the batch flushes at its end).
+    """
     started = datetime.now(UTC)
     path = feed.path_for(Path(landing_dir), logical_date)
     source = feed.relative_path(logical_date)
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        ensure_tables(conn, feed)
-        if not path.is_file():
-            return _load_missing(conn, feed, path, source, logical_date, load_id, started)
-
-        data = path.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
+    durable = prepared is None
+    if prepared is None or prepared.matched_ledger:  # the ledger may say this file is loaded already
         entry = ledger.get_entry(conn, feed.name, logical_date)
+        loaded_sha = entry.sha256 if entry is not None and entry.status == "loaded" else None
+        if prepared is None:
+            prepared = _prepare(path, feed, loaded_sha)
+        if entry is not None and prepared.sha256 is not None and prepared.sha256 == loaded_sha:
+            msg = f"{source} (sha256 {prepared.sha256[:12]}) already loaded"
+            return _unchanged(entry, feed, path, logical_date, msg)
+    sha = prepared.sha256
+    if sha is None:
+        return _load_missing(conn, feed, path, source, logical_date, load_id, started, durable)
+    if prepared.matched_ledger:  # the ledger changed since the file was prepared
+        prepared = _prepare(path, feed, None)
+
+    if isinstance(prepared.error, FeedSchemaError):
+        _record_failure(dsn, feed, logical_date, source, started, load_id, sha, str(prepared.error))
+        raise FeedSchemaError(f"{path}: {prepared.error}") from prepared.error
+    if prepared.error is not None:
+        error = f"{type(prepared.error).__name__}: {prepared.error}"
+        _record_failure(dsn, feed, logical_date, source, started, load_id, sha, error)
+        raise prepared.error
+    parsed = prepared.parsed
+    assert parsed is not None
+    exceeded = parsed.rejected_share > feed.max_rejected_share
+
+    concurrent: ledger.LedgerEntry | None = None
+    try:
+        # Explicit BEGIN/COMMIT so that they share round trips with the statements around them (COPY cannot
+        # run in pipeline mode): 1) begin, lock, settings, deletes, the ledger row read after the lock;
+        # 2) COPY; 3) ledger upsert and commit.
+        with conn.pipeline():
+            conn.execute("begin")
+            _lock(conn, feed, logical_date)
+            _set_load_context(conn, feed, logical_date, load_id, source, durable)
+            if not exceeded:
+                _delete_partition(conn, "raw", feed, logical_date)
+            _delete_partition(conn, "quarantine", feed, logical_date)
+            entry = ledger.get_entry(conn, feed.name, logical_date)
         if entry is not None and entry.status == "loaded" and entry.sha256 == sha:
-            return _unchanged(entry, feed, path, logical_date, f"{source} (sha256 {sha[:12]}) already loaded")
-
-        try:
-            parsed = parse_feed_bytes(data, feed)
-        except FeedSchemaError as exc:
-            _record_failure(dsn, feed, logical_date, source, started, load_id, sha, str(exc))
-            raise FeedSchemaError(f"{path}: {exc}") from exc
-        except Exception as exc:
-            _record_failure(dsn, feed, logical_date, source, started, load_id, sha, f"{type(exc).__name__}: {exc}")
-            raise
-        exceeded = parsed.rejected_share > feed.max_rejected_share
-
-        try:
-            with conn.transaction():
-                _lock(conn, feed, logical_date)
-                entry = ledger.get_entry(conn, feed.name, logical_date)  # a concurrent load may have won
-                if entry is not None and entry.status == "loaded" and entry.sha256 == sha:
-                    msg = f"{source} already loaded concurrently"
-                    return _unchanged(entry, feed, path, logical_date, msg)
-                _set_load_context(conn, feed, logical_date, load_id, source)
-                if not exceeded:
-                    _delete_partition(conn, "raw", feed, logical_date)
-                    _copy_table(conn, "raw", feed.table, _raw_rows(feed, parsed))
-                _delete_partition(conn, "quarantine", feed, logical_date)
+            concurrent = entry  # a concurrent load of the same file won: undo the deletes
+            conn.rollback()
+        else:
+            if not exceeded:
+                raw = prepared.raw_csv if prepared.load_id == load_id and prepared.raw_csv is not None else None
+                _copy_table(conn, "raw", feed.table, raw or _raw_rows(feed, parsed, logical_date, load_id, source))
+            if parsed.records_rejected:
                 _copy_table(conn, "quarantine", feed.table, _quarantine_rows(parsed, logical_date, load_id, source))
-                message = (
-                    f"{path}: {parsed.records_rejected} of {parsed.records_read} records rejected"
-                    f" (share {parsed.rejected_share:.4f} > max {feed.max_rejected_share}); rows not loaded,"
-                    f" see quarantine.{feed.table} where load_id = '{load_id}'"
-                    if exceeded
-                    else ""
-                )
+            message = (
+                f"{path}: {parsed.records_rejected} of {parsed.records_read} records rejected"
+                f" (share {parsed.rejected_share:.4f} > max {feed.max_rejected_share}); rows not loaded,"
+                f" see quarantine.{feed.table} where load_id = '{load_id}'"
+                if exceeded
+                else ""
+            )
+            with conn.pipeline():
                 ledger.upsert_entry(
                     conn,
                     feed=feed.name,
@@ -354,14 +553,20 @@ def load_feed_date(
                     records_rejected=parsed.records_rejected,
                     error=message or None,
                 )
-        except Exception as exc:  # the transaction rolled back: rows are as before, the ledger says failed
+                conn.execute("commit")
+    except BaseException as exc:  # roll back: rows are as before, the ledger says failed
+        _rollback_quietly(conn)
+        if isinstance(exc, Exception):
             error = f"{type(exc).__name__}: {exc}"
             _record_failure(dsn, feed, logical_date, source, started, load_id, sha, error)
-            raise
+        raise
+    if concurrent is not None:
+        return _unchanged(concurrent, feed, path, logical_date, f"{source} already loaded concurrently")
 
-        if exceeded:
-            raise RejectedShareExceeded(message)
-        conn.execute(sql.SQL("analyze raw.{}").format(sql.Identifier(feed.table)))
+    if exceeded:
+        raise RejectedShareExceeded(message)
+    if analyze:
+        _analyze_if_meaningful(conn, feed, parsed.records_loaded)
 
     log.info(
         "feed %s %s: %d read, %d loaded, %d quarantined from %s",
