@@ -16,10 +16,13 @@ SCHEMAS = ("raw", "quarantine", "staging", "intermediate", "marts", "snapshots",
 RUN_METADATA_COLUMNS: dict[str, set[str]] = {
     "*": {"_load_id", "_loaded_at", "load_id", "loaded_at", "quarantined_at"},
     "ops.loaded_files": {"started_at", "finished_at"},
-    "ops.catalog_watermark": {"last_load_id", "last_success_at"},
+    # the watermark itself is business state; the counts describe the last run (full, then incremental)
+    "ops.catalog_watermark": {"last_load_id", "last_success_at", "fetched", "upserted", "unchanged", "quarantined"},
     "reco.user_recommendations": {"generation_id", "model_version"},
     "reco.user_recommendations_enriched": {"generation_id", "model_version"},
     "reco.popular_items": {"generation_id"},
+    "reco.similar_items": {"generation_id"},
+    "reco.similar_items_enriched": {"generation_id"},
     "snapshots.snap_catalog__products": {"dbt_scd_id", "dbt_updated_at", "dbt_valid_from", "dbt_valid_to"},
 }
 
