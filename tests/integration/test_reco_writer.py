@@ -26,7 +26,10 @@ from recomart.recommend.writer import View, swap_in_table
 pytestmark = pytest.mark.integration
 
 N_USERS, N_ITEMS, N_RATINGS = 400, 120, 3000
-BUSINESS = "user_id, rank, item_id, score, svd_score, content_score, popularity_score, strategy, model_version"
+BUSINESS = (
+    "user_id, rank, item_id, score, svd_score, item_item_score, content_score, buy_again_score, popularity_score,"
+    " strategy, model_version"
+)
 
 _MARTS_DDL = """
 CREATE SCHEMA marts;
@@ -143,7 +146,7 @@ def test_two_runs_publish_identical_business_rows(two_generations, reco_dsn: str
     assert "no champion model registered yet: serving popularity" in logs
     assert rows_first == rows_second
     assert len(rows_first) == N_USERS * 10  # every warehouse user, ten items each
-    assert {r[7] for r in rows_first} == {"popular_no_model"}
+    assert {r[9] for r in rows_first} == {"popular_no_model"}
     assert second.generation_id > first.generation_id
     assert second.strategy_counts == {"popular_no_model": N_USERS}
 
@@ -224,10 +227,21 @@ def test_hybrid_generation_with_a_champion(two_generations, reco_dsn: str) -> No
         "SELECT strategy, count(DISTINCT user_id), count(*) FILTER (WHERE svd_score IS NULL),"
         " bool_and(model_version = '42') FROM reco.user_recommendations GROUP BY 1 ORDER BY 1",
     )
+    n_active = int(inputs.has_history.sum())
+    no_svd = n_active - len(known_users)
     assert stored == [
         ("hybrid", len(known_users), 0, True),
-        ("popular_cold_start", N_USERS - len(known_users), 10 * (N_USERS - len(known_users)), True),
+        ("hybrid_no_svd", no_svd, 10 * no_svd, True),
+        ("popular_cold_start", N_USERS - n_active, 10 * (N_USERS - n_active), True),
     ]
+    # generated feed: no repeats, so no buy-again score; the other components are filled for hybrid rows
+    nulls = _rows(
+        reco_dsn,
+        "SELECT strategy, count(*) FILTER (WHERE buy_again_score IS NOT NULL),"
+        " count(*) FILTER (WHERE item_item_score IS NULL), count(*) FILTER (WHERE content_score IS NULL)"
+        " FROM reco.user_recommendations GROUP BY 1 ORDER BY 1",
+    )
+    assert nulls == [("hybrid", 0, 0, 0), ("hybrid_no_svd", 0, 0, 0), ("popular_cold_start", 0, 400, 400)]
     bought = _one(
         reco_dsn,
         "SELECT count(*) FROM reco.user_recommendations r JOIN marts.user_item_ratings m"
@@ -268,8 +282,11 @@ def _swap_probe(dsn: str, frame: pd.DataFrame, log=lambda _: None) -> int:
     )
 
 
-def test_reader_only_sees_old_or_new_table_during_a_swap(reco_dsn: str) -> None:
-    n_old, n_new = 200_000, 230_000
+@pytest.mark.parametrize(
+    ("n_old", "n_new"),
+    [(200_000, 230_000), pytest.param(1_000_000, 1_050_000, marks=pytest.mark.slow, id="1M")],
+)
+def test_reader_only_sees_old_or_new_table_during_a_swap(reco_dsn: str, n_old: int, n_new: int) -> None:
     assert _swap_probe(reco_dsn, _frame(n_old, 0)) == n_old
     seen: list[tuple[int, int]] = []
     errors: list[BaseException] = []
@@ -315,3 +332,70 @@ def test_empty_or_failing_load_leaves_the_live_table(reco_dsn: str) -> None:
         _swap_probe(reco_dsn, bad)
     assert _one(reco_dsn, "SELECT count(*) FROM reco.swap_probe") == 1000
     assert _one(reco_dsn, "SELECT count(*) FROM reco.swap_probe_top1") == 100
+
+
+def test_similar_items_published_with_the_generation(two_generations, reco_dsn: str) -> None:
+    live = _one(reco_dsn, "SELECT generation_id FROM reco.generations WHERE is_live")
+    gens, n, bad_rank, self_pairs, top = _rows(
+        reco_dsn,
+        "SELECT array_agg(DISTINCT generation_id), count(*), count(*) FILTER (WHERE rank < 1 OR rank > 50),"
+        " count(*) FILTER (WHERE item_id = similar_item_id), max(score) FROM reco.similar_items",
+    )[0]
+    assert gens == [live] and n > 0 and bad_rank == 0 and self_pairs == 0 and 0 < top <= 1
+    assert _one(reco_dsn, "SELECT similar_item_count FROM reco.generations WHERE is_live") == n
+    # brand-new items (no interactions) have no neighbours; a popular item has some
+    assert _one(reco_dsn, "SELECT count(*) FROM reco.similar_items WHERE item_id >= 'p0100'") == 0
+    assert _one(reco_dsn, "SELECT count(*) FROM reco.similar_items WHERE item_id = 'p0000'") > 0
+    # scores are non-increasing with rank for every item
+    assert (
+        _one(
+            reco_dsn,
+            "SELECT count(*) FROM (SELECT score, lag(score) OVER (PARTITION BY item_id ORDER BY rank) AS prev"
+            " FROM reco.similar_items) t WHERE score > prev",
+        )
+        == 0
+    )
+    titles = _one(reco_dsn, "SELECT count(*) FILTER (WHERE similar_title IS NULL) FROM reco.similar_items_enriched")
+    assert titles == 0
+    assert _one(reco_dsn, "SELECT has_table_privilege('recomart_reader', 'reco.similar_items', 'SELECT')")
+
+
+def test_every_reco_table_and_column_has_a_comment(two_generations, reco_dsn: str) -> None:
+    missing = _rows(
+        reco_dsn,
+        "SELECT c.relname, a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        " WHERE n.nspname = 'reco' AND c.relkind = 'r' AND c.relname IN"
+        " ('user_recommendations', 'similar_items', 'popular_items')"
+        " AND col_description(c.oid, a.attnum) IS NULL",
+    )
+    assert missing == []
+
+
+def test_repeat_purchase_feed_gets_buy_again_and_keeps_purchases(two_generations, reco_dsn: str) -> None:
+    """The UCI policy: purchased items stay recommendable and buy-again is a weighted component."""
+    from recomart.recommend.hybrid import BlendWeights
+
+    data = read_warehouse(reco_dsn)
+    inputs = build_inputs(data.ratings, data.users, data.products, repeat_purchases=True)
+    assert inputs.exclude is None and inputs.buy_again is not None
+    weights = BlendWeights(cf=0.0, content=0.0, popularity=0.0, item_item=0.0, buy_again=1.0)
+    model = FactorModel(
+        inputs.user_ids[inputs.has_history],
+        np.array(["p0000"], dtype=object),
+        3.0,
+        np.zeros(int(inputs.has_history.sum())),
+        np.zeros(1),
+        np.zeros((int(inputs.has_history.sum()), 2)),
+        np.zeros((1, 2)),
+    )
+    recs = recommend(inputs, model, model_version="1", weights=weights, k=10)
+    result = publish_generation(reco_dsn, recs, inputs, model_version="1", log=lambda _: None)
+    assert result.rows == len(recs)
+    # a buyer's top item is the one they bought most (recency weighted): buy-again score is the row's max
+    top = _rows(
+        reco_dsn,
+        "SELECT count(*), count(*) FILTER (WHERE b.purchases > 0) FROM reco.user_recommendations r"
+        " JOIN marts.user_item_ratings b USING (user_id, item_id) WHERE r.rank = 1 AND r.buy_again_score > 0",
+    )[0]
+    assert top[0] > 100 and top[0] == top[1]

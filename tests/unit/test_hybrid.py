@@ -14,6 +14,7 @@ from recomart.recommend.hybrid import (
     STRATEGY_COLD_START,
     STRATEGY_HYBRID,
     STRATEGY_NO_MODEL,
+    STRATEGY_NO_SVD,
     BlendWeights,
     build_inputs,
     minmax_rows,
@@ -185,11 +186,12 @@ def test_cold_start_users_get_segment_popularity(ratings, users, products, model
     assert set(u3["strategy"]) == {STRATEGY_COLD_START}
     assert list(u3["item_id"][:2]) == ["i7", "i5"]
     assert u3["svd_score"].isna().all() and u3["content_score"].isna().all()
-    # u4: known to the warehouse, absent from the model → popular in b, minus what u4 bought (i5)
+    # u4: has history but is absent from the model → the blend without SVD, minus what u4 bought (i5)
     u4 = _user(recs, "u4")
-    assert set(u4["strategy"]) == {STRATEGY_COLD_START}
-    assert "i5" not in set(u4["item_id"]) and u4["item_id"].iloc[0] == "i7"
-    assert list(u4["rank"]) == [1, 2, 3]
+    assert set(u4["strategy"]) == {STRATEGY_NO_SVD}
+    assert "i5" not in set(u4["item_id"]) and u4["svd_score"].isna().all()
+    assert u4["content_score"].notna().all() and list(u4["rank"]) == [1, 2, 3]
+    assert u4["item_id"].iloc[0] == "i4"  # same category and brand as i5 (content, default weights)
 
 
 def test_no_model_serves_popularity(ratings, users, products) -> None:

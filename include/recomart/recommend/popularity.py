@@ -5,6 +5,8 @@ with it falls in the last ``window_days`` before the data's **max** timestamp (p
 double), plus 1 % of the same count over all time as a tie-breaker.  Scores are scaled to [0, 1]
 per segment, and a segment's row is blended with the overall row (``global_share``) so that a
 small segment still ranks every item.  Row 0 is the overall ranking (:data:`ALL_SEGMENTS`).
+The hybrid's popularity *prior* is separate: ``log(1 + distinct users)`` of each item over all time,
+scaled to [0, 1] (trending is for cold start and ``reco.popular_items``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class Popularity:
     scores: np.ndarray  # float32[n_segments, n_items]
     reference_time: pd.Timestamp | None
     window_days: int
+    #: float32[n_items] in [0, 1]: log(1 + distinct users of the item, all time), scaled; the blend's prior
+    prior: np.ndarray | None = None
 
     def segment_index(self, segment: pd.Series) -> np.ndarray:
         """Row of ``scores`` for each segment value; unknown or missing segments map to 0 (overall)."""
@@ -54,6 +58,7 @@ def compute_popularity(
     segments = np.array([ALL_SEGMENTS, *sorted(set(seg_values.unique()) - {ALL_SEGMENTS})], dtype=object)
     n_items, n_seg = len(item_ids), len(segments)
     raw = np.zeros((n_seg, n_items), dtype=np.float64)
+    prior = np.zeros(n_items, dtype=np.float64)
     reference = None
     if len(ratings) and n_items:
         cols = np.searchsorted(item_ids, ratings["item_id"].to_numpy())
@@ -69,12 +74,15 @@ def compute_popularity(
         seg_rows = ratings["user_id"].map(seg_values).map(lookup).fillna(-1).to_numpy(dtype=np.int64)
         score, cols, seg_rows = score[valid], cols[valid], seg_rows[valid]
         raw[0] = np.bincount(cols, weights=score, minlength=n_items)
+        prior = np.log1p(np.bincount(cols, minlength=n_items).astype(np.float64))
         in_seg = seg_rows > 0
         flat = np.bincount(seg_rows[in_seg] * n_items + cols[in_seg], weights=score[in_seg], minlength=n_seg * n_items)
         raw[1:] = flat.reshape(n_seg, n_items)[1:]
     scaled = _scale_rows(raw)
     scaled[1:] = (1.0 - global_share) * scaled[1:] + global_share * scaled[0]
-    return Popularity(segments, scaled.astype(np.float32), reference, window_days)
+    top = prior.max() if n_items else 0.0
+    prior = prior / top if top > 0 else prior
+    return Popularity(segments, scaled.astype(np.float32), reference, window_days, prior.astype(np.float32))
 
 
 def popular_items_frame(pop: Popularity, item_ids: np.ndarray, n: int = 100) -> pd.DataFrame:

@@ -13,9 +13,11 @@ import psycopg
 from psycopg import sql
 
 from recomart.recommend.hybrid import BlendWeights, ExcludePolicy, HybridInputs, build_inputs, recommend
+from recomart.recommend.item_item import similar_items_frame
 from recomart.recommend.popularity import popular_items_frame
 from recomart.recommend.tables import (
     POPULAR_ITEMS,
+    SIMILAR_ITEMS,
     USER_RECOMMENDATIONS,
     begin_generation,
     mark_failed,
@@ -64,6 +66,7 @@ class GenerationResult:
     popular_rows: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    similar_rows: int = 0
 
 
 def read_frame(conn: psycopg.Connection, query: str) -> pd.DataFrame:
@@ -91,6 +94,28 @@ def read_warehouse(dsn: str) -> WarehouseData:
     return WarehouseData(ratings, users, products)
 
 
+def repeat_purchases_allowed(dataset: str | None) -> bool:
+    """The feed policy of data set ``dataset``: True if any of its feeds declares
+    ``repeat_purchases_recommendable`` (UCI), False for the generated shop and unknown data sets."""
+    from recomart.ingest.feeds import feeds_for_dataset
+
+    if not dataset:
+        return False
+    try:
+        return any(feed.repeat_purchases_recommendable for feed in feeds_for_dataset(dataset))
+    except KeyError:
+        return False
+
+
+def _similar_frame(inputs: HybridInputs, generation_id: int) -> pd.DataFrame:
+    if inputs.similarity is None:
+        frame = pd.DataFrame({"item_id": [], "rank": [], "similar_item_id": [], "score": []})
+    else:
+        frame = similar_items_frame(inputs.similarity, inputs.item_ids)
+    frame.insert(0, "generation_id", generation_id)
+    return frame
+
+
 def _popular_frame(inputs: HybridInputs, generation_id: int, n: int) -> pd.DataFrame:
     frame = popular_items_frame(inputs.popularity, inputs.item_ids, n)
     frame.insert(0, "generation_id", generation_id)
@@ -107,13 +132,15 @@ def publish_generation(
     details: dict[str, Any] | None = None,
     log: Callable[[str], Any] = print,
 ) -> GenerationResult:
-    """Append a generation, then swap ``reco.user_recommendations`` + ``reco.popular_items`` in together."""
+    """Append a generation, then swap ``reco.user_recommendations``, ``reco.similar_items`` and
+    ``reco.popular_items`` in together (``similar_items`` may be empty: no co-occurrence yet)."""
     t0 = time.perf_counter()
     generation_id = begin_generation(dsn, model_version, details)
     try:
         recs = recs.copy()
         recs.insert(0, "generation_id", generation_id)
         popular = _popular_frame(inputs, generation_id, popular_n)
+        similar = _similar_frame(inputs, generation_id)
         counts = {str(k): int(v) for k, v in recs.groupby("strategy")["user_id"].nunique().items()}
         users = int(recs["user_id"].nunique())
 
@@ -125,14 +152,28 @@ def publish_generation(
                 row_count=len(recs),
                 user_count=users,
                 popular_item_count=len(popular),
+                similar_item_count=len(similar),
             )
 
-        publish(dsn, [(USER_RECOMMENDATIONS, recs), (POPULAR_ITEMS, popular)], on_swap=on_swap, log=log)
+        publish(
+            dsn,
+            [(USER_RECOMMENDATIONS, recs), (SIMILAR_ITEMS, similar), (POPULAR_ITEMS, popular)],
+            on_swap=on_swap,
+            allow_empty=(SIMILAR_ITEMS.name,),
+            log=log,
+        )
     except BaseException as exc:
         mark_failed(dsn, generation_id, f"{type(exc).__name__}: {exc}")
         raise
     return GenerationResult(
-        generation_id, model_version, counts, users, len(recs), len(popular), time.perf_counter() - t0
+        generation_id,
+        model_version,
+        counts,
+        users,
+        len(recs),
+        len(popular),
+        time.perf_counter() - t0,
+        similar_rows=len(similar),
     )
 
 
@@ -143,11 +184,17 @@ def generate_recommendations(
     model_name: str,
     k: int = 10,
     block_size: int = 2048,
-    exclude: ExcludePolicy = "purchased",
+    dataset: str | None = None,
+    repeat_purchases: bool | None = None,
+    exclude: ExcludePolicy | None = None,
     popular_n: int = 100,
     log: Callable[[str], Any] = print,
 ) -> GenerationResult:
-    """Score every warehouse user with the champion (or popularity) and publish the result atomically."""
+    """Score every warehouse user with the champion (or popularity) and publish the result atomically.
+
+    ``repeat_purchases`` (default: the policy of ``dataset``'s feeds, see :func:`repeat_purchases_allowed`)
+    enables buy-again and stops excluding purchased items; ``exclude`` overrides the exclusion alone.
+    """
     from recomart.model.registry import load_champion
 
     started = time.perf_counter()
@@ -173,11 +220,21 @@ def generate_recommendations(
     weights = BlendWeights.from_meta(meta)
     t = lap("load_champion", t)
 
-    inputs = build_inputs(data.ratings, data.users, data.products, exclude=exclude)
+    if repeat_purchases is None:
+        repeat_purchases = repeat_purchases_allowed(dataset)
+    inputs = build_inputs(data.ratings, data.users, data.products, repeat_purchases=repeat_purchases, exclude=exclude)
     t = lap("build_inputs", t)
     recs = recommend(inputs, model, model_version=version, weights=weights, k=k, block_size=block_size)
     t = lap("score", t)
-    details = {"k": k, "exclude": exclude, "weights": weights.__dict__, "model_name": model_name}
+    details = {
+        "k": k,
+        "dataset": dataset,
+        "repeat_purchases": repeat_purchases,
+        "exclude": exclude or ("none" if repeat_purchases else "purchased"),
+        "weights": weights.as_dict(),
+        "weights_source": "champion" if isinstance((meta or {}).get("weights"), dict) else "default",
+        "model_name": model_name,
+    }
     result = publish_generation(dsn, recs, inputs, model_version=version, popular_n=popular_n, details=details, log=log)
     lap("publish", t)
     result.timings = timings

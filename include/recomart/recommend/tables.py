@@ -23,6 +23,8 @@ USER_RECOMMENDATIONS = TableSpec(
         ("score", "real NOT NULL"),
         ("svd_score", "real"),
         ("content_score", "real"),
+        ("item_item_score", "real"),
+        ("buy_again_score", "real"),
         ("popularity_score", "real"),
         ("strategy", "text NOT NULL"),
         ("model_version", "text"),
@@ -31,12 +33,29 @@ USER_RECOMMENDATIONS = TableSpec(
     comments={
         "": "Top-k recommendations per user of the live generation (swapped in atomically each night).",
         "generation_id": "reco.generations row that produced this table.",
+        "user_id": "Warehouse user id (marts.user_features).",
         "rank": "1 = best.",
-        "score": "Ranking score: blended normalised components (hybrid) or segment popularity (popular_*).",
-        "svd_score": "Unclipped mu + bu + bi + pu.qi of the champion (NULL for popular strategies).",
+        "item_id": "Recommended item (marts.dim_products).",
+        "score": (
+            "Ranking score: weighted sum of the per-user min-max normalised components (hybrid*),"
+            " or segment popularity (popular_*)."
+        ),
+        "svd_score": "Unclipped mu + bu + bi + pu.qi of the champion (NULL when the user has no factors).",
+        "item_item_score": (
+            "Sum over the user's recency-weighted items of their co-occurrence similarity to this item (or NULL)."
+        ),
         "content_score": "TF-IDF similarity of the item to the user's recency-weighted profile (or NULL).",
-        "popularity_score": "Trending popularity of the item in the user's segment, in [0, 1].",
-        "strategy": "hybrid | popular_cold_start (user unknown to the model) | popular_no_model.",
+        "buy_again_score": (
+            "Recency-weighted count of the user's own purchases of this item; NULL unless the feed allows repeats."
+        ),
+        "popularity_score": (
+            "hybrid*: the all-time prior log(1 + distinct users) scaled to [0, 1];"
+            " popular_*: trending popularity of the item in the user's segment, in [0, 1]."
+        ),
+        "strategy": (
+            "hybrid (user has factors) | hybrid_no_svd (history, no factors) | popular_cold_start (no history)"
+            " | popular_no_model (no champion yet)."
+        ),
         "model_version": "Champion model version of the generation (NULL when no model was registered).",
     },
     views=(
@@ -49,6 +68,41 @@ USER_RECOMMENDATIONS = TableSpec(
                 " LEFT JOIN marts.dim_products AS p ON p.item_id = r.item_id"
             ),
             comment="reco.user_recommendations with title, category and price from marts.dim_products.",
+            requires=("marts.dim_products",),
+        ),
+    ),
+)
+
+SIMILAR_ITEMS = TableSpec(
+    schema=SCHEMA,
+    name="similar_items",
+    columns_ddl=(
+        ("generation_id", "bigint NOT NULL"),
+        ("item_id", "text NOT NULL"),
+        ("rank", "smallint NOT NULL"),
+        ("similar_item_id", "text NOT NULL"),
+        ("score", "real NOT NULL"),
+    ),
+    indexes=(Index(("item_id", "rank"), unique=True),),
+    comments={
+        "": "Customers who bought this also bought: top-N co-occurrence neighbours per item (live generation).",
+        "generation_id": "reco.generations row that produced this table.",
+        "item_id": "The item being looked at.",
+        "rank": "1 = most similar.",
+        "similar_item_id": "A neighbour of item_id.",
+        "score": "Jaccard (or cosine) similarity of the two items' sets of customers, in (0, 1].",
+    },
+    views=(
+        View(
+            name="similar_items_enriched",
+            select_sql=(
+                "SELECT s.generation_id, s.item_id, a.title AS item_title, s.rank, s.similar_item_id,"
+                " b.title AS similar_title, b.category AS similar_category, b.price AS similar_price, s.score"
+                " FROM reco.similar_items AS s"
+                " LEFT JOIN marts.dim_products AS a ON a.item_id = s.item_id"
+                " LEFT JOIN marts.dim_products AS b ON b.item_id = s.similar_item_id"
+            ),
+            comment="reco.similar_items with the titles of both items and the neighbour's category and price.",
             requires=("marts.dim_products",),
         ),
     ),
@@ -67,6 +121,10 @@ POPULAR_ITEMS = TableSpec(
     indexes=(Index(("segment", "rank"), unique=True),),
     comments={
         "": "Trending items per user segment ('__all__' = every user), relative to the data's latest event.",
+        "generation_id": "reco.generations row that produced this table.",
+        "segment": "User segment from marts.user_features, or '__all__' for the overall ranking.",
+        "rank": "1 = most trending in the segment.",
+        "item_id": "A trending item.",
         "score": "Popularity in [0, 1] (1 = the segment's most trending item).",
     },
 )
@@ -87,6 +145,7 @@ CREATE TABLE IF NOT EXISTS reco.generations (
     popular_item_count bigint,
     details            jsonb
 );
+ALTER TABLE reco.generations ADD COLUMN IF NOT EXISTS similar_item_count bigint;
 CREATE UNIQUE INDEX IF NOT EXISTS generations_one_live ON reco.generations (is_live) WHERE is_live;
 COMMENT ON TABLE reco.generations IS
     'Append-only log of recommendation generations; exactly one row is_live (the tables being served).';
@@ -118,15 +177,16 @@ def mark_live(
     row_count: int,
     user_count: int,
     popular_item_count: int,
+    similar_item_count: int | None = None,
 ) -> None:
     """Inside the swap transaction: supersede the live generation and make ``generation_id`` live."""
     cur.execute("UPDATE reco.generations SET is_live = false, status = 'superseded' WHERE is_live")
     cur.execute(
         """UPDATE reco.generations
               SET is_live = true, status = 'live', built_at = now(), strategy_summary = %s,
-                  row_count = %s, user_count = %s, popular_item_count = %s
+                  row_count = %s, user_count = %s, popular_item_count = %s, similar_item_count = %s
             WHERE generation_id = %s""",
-        (Jsonb(dict(strategy_summary)), row_count, user_count, popular_item_count, generation_id),
+        (Jsonb(dict(strategy_summary)), row_count, user_count, popular_item_count, similar_item_count, generation_id),
     )
 
 

@@ -2,8 +2,10 @@
 
 Sequence per publish (one connection, serialised across processes by an advisory lock):
 
-1. ``<name>__staging`` is created, filled with ``COPY … FROM STDIN (FORMAT csv)``, indexed and
-   ``ANALYZE``d, and committed.  Readers are not affected.
+1. ``<name>__staging`` is created and filled with ``COPY … FROM STDIN`` (binary format encoded by
+   :mod:`recomart.recommend.pgbinary` when every column type allows, CSV otherwise) and committed;
+   its indexes are built concurrently on one connection each, then it is ``ANALYZE``d.  Readers are
+   not affected.
 2. One transaction (``lock_timeout`` bounded, retried): drop the dependent views, drop
    ``<name>_previous``, rename ``<name>`` → ``<name>_previous`` and ``<name>__staging`` → ``<name>``
    (indexes follow the same names), ``COMMENT ON`` table and columns, grant ``SELECT`` to the
@@ -25,8 +27,9 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +40,7 @@ from psycopg import sql
 READER_ROLE = "recomart_reader"
 PUBLISH_LOCK_KEY = 0x7265636F  # advisory lock serialising publishes to the same database
 CSV_CHUNK_ROWS = 100_000
+BINARY_CHUNK_ROWS = 250_000
 
 _CREATE_ROLE = """
 DO $$
@@ -119,16 +123,43 @@ def ensure_reader_role(conn: psycopg.Connection, log: Callable[[str], Any] = pri
 
 
 def _copy_frame(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, frame: pd.DataFrame) -> None:
-    """COPY a DataFrame as CSV in chunks (NaN/None → NULL)."""
-    frame = frame[spec.columns]
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        table, sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    """COPY a DataFrame in chunks: binary format when every column type is supported by
+    :mod:`recomart.recommend.pgbinary` (numbers travel unformatted), CSV otherwise.  NaN/None → NULL.
+
+    Binary chunks are encoded one ahead on a helper thread, so encoding overlaps the server's ingest.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recomart.recommend import pgbinary
+
+    types = [pgbinary.base_type(ddl) for _, ddl in spec.columns_ddl]
+    binary = pgbinary.supports(types)
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, spec.columns)), sql.SQL("binary" if binary else "csv")
     )
-    with cur.copy(stmt) as copy:
-        for start in range(0, len(frame), CSV_CHUNK_ROWS):
-            buf = io.StringIO()
-            frame.iloc[start : start + CSV_CHUNK_ROWS].to_csv(buf, header=False, index=False, na_rep="")
-            copy.write(buf.getvalue().encode())
+    if not binary:
+        frame = frame[spec.columns]
+        with cur.copy(stmt) as copy:
+            for start in range(0, len(frame), CSV_CHUNK_ROWS):
+                buf = io.StringIO()
+                frame.iloc[start : start + CSV_CHUNK_ROWS].to_csv(buf, header=False, index=False, na_rep="")
+                copy.write(buf.getvalue().encode())
+        return
+    columns = {c: frame[c] for c in spec.columns}
+    starts = list(range(0, len(frame), BINARY_CHUNK_ROWS)) or [0]
+
+    def encode(n: int) -> memoryview:
+        lo = starts[n]
+        chunk = pd.DataFrame({c: col.iloc[lo : lo + BINARY_CHUNK_ROWS] for c, col in columns.items()}, copy=False)
+        return pgbinary.encode(chunk, types, header=n == 0, trailer=n == len(starts) - 1)
+
+    with cur.copy(stmt) as copy, ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(encode, 0)
+        for n in range(len(starts)):
+            data = pending.result()
+            if n + 1 < len(starts):
+                pending = pool.submit(encode, n + 1)
+            copy.write(data)
 
 
 def _copy_rows(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, rows: Iterable[Sequence]) -> None:
@@ -138,9 +169,52 @@ def _copy_rows(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, rows
             copy.write_row(row)
 
 
-def load_staging(conn: psycopg.Connection, spec: TableSpec, data: pd.DataFrame | Iterable[Sequence]) -> int:
-    """(Re)create ``<name>__staging``, COPY ``data`` in, build the indexes, ANALYZE; commit; return rows."""
+def _create_index(cur: psycopg.Cursor, spec: TableSpec, n: int, index: Index) -> None:
+    cur.execute(
+        sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
+            sql.SQL("UNIQUE " if index.unique else ""),
+            sql.Identifier(spec.index_name(STAGING, n)),
+            spec.ident(STAGING),
+            sql.SQL(", ").join(map(sql.Identifier, index.columns)),
+        )
+    )
+
+
+def _create_indexes_in_parallel(dsn: str, spec: TableSpec) -> None:
+    """One connection per index, all at once (CREATE INDEX takes SHARE locks, which do not conflict)."""
+    errors: list[BaseException] = []
+
+    def build(n: int, index: Index) -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+                cur.execute("SET maintenance_work_mem = '256MB'")
+                _create_index(cur, spec, n, index)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(n, index)) for n, index in enumerate(map(_as_index, spec.indexes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def load_staging(
+    conn: psycopg.Connection,
+    spec: TableSpec,
+    data: pd.DataFrame | Iterable[Sequence],
+    *,
+    index_dsn: str | None = None,
+) -> int:
+    """(Re)create ``<name>__staging``, COPY ``data`` in, build the indexes, ANALYZE; commit; return rows.
+
+    With ``index_dsn`` (and more than one index) the loaded table is committed first and its indexes
+    are built concurrently on their own connections.
+    """
     staging = spec.ident(STAGING)
+    parallel = index_dsn is not None and len(spec.indexes) > 1
     with conn.cursor() as cur:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(spec.schema)))
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(staging))
@@ -148,19 +222,17 @@ def load_staging(conn: psycopg.Connection, spec: TableSpec, data: pd.DataFrame |
             sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(ddl)) for c, ddl in spec.columns_ddl
         )
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(staging, cols))
+        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")  # index sorts of ~1M rows stay in memory
         if isinstance(data, pd.DataFrame):
             _copy_frame(cur, spec, staging, data)
         else:
             _copy_rows(cur, spec, staging, data)
-        for n, index in enumerate(map(_as_index, spec.indexes)):
-            cur.execute(
-                sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
-                    sql.SQL("UNIQUE " if index.unique else ""),
-                    sql.Identifier(spec.index_name(STAGING, n)),
-                    staging,
-                    sql.SQL(", ").join(map(sql.Identifier, index.columns)),
-                )
-            )
+        if parallel:
+            conn.commit()
+            _create_indexes_in_parallel(index_dsn, spec)
+        else:
+            for n, index in enumerate(map(_as_index, spec.indexes)):
+                _create_index(cur, spec, n, index)
         cur.execute(sql.SQL("ANALYZE {}").format(staging))
         count = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(staging)).fetchone()[0]
     conn.commit()
@@ -284,13 +356,14 @@ def publish(
     tables: Sequence[tuple[TableSpec, pd.DataFrame | Iterable[Sequence]]],
     *,
     on_swap: Callable[[psycopg.Cursor], None] | None = None,
-    allow_empty: bool = False,
+    allow_empty: bool | Collection[str] = False,
     lock_timeout_s: float = 30.0,
     log: Callable[[str], Any] = print,
 ) -> dict[str, int]:
     """Stage every table, then swap them all in at once; returns row counts by table name.
 
-    Refuses (ValueError, nothing swapped) when a staged table is empty and ``allow_empty`` is False.
+    Refuses (ValueError, nothing swapped) when a staged table is empty, unless ``allow_empty`` is
+    True or names that table.
     """
     counts: dict[str, int] = {}
     with psycopg.connect(dsn) as conn:
@@ -300,10 +373,11 @@ def publish(
             grant = ensure_reader_role(conn, log)
             for spec, data in tables:
                 t0 = time.perf_counter()
-                counts[spec.name] = load_staging(conn, spec, data)
+                counts[spec.name] = load_staging(conn, spec, data, index_dsn=dsn)
                 took = time.perf_counter() - t0
                 log(f"staged {spec.schema}.{spec.name}: {counts[spec.name]} rows in {took:.2f}s")
-                if counts[spec.name] == 0 and not allow_empty:
+                may_be_empty = allow_empty if isinstance(allow_empty, bool) else spec.name in allow_empty
+                if counts[spec.name] == 0 and not may_be_empty:
                     raise ValueError(f"{spec.schema}.{spec.name}: staged table is empty, not swapping")
             t0 = time.perf_counter()
             swap_staged(

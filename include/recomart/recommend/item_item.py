@@ -1,0 +1,125 @@
+"""Item-to-item collaborative scores ("customers who bought this also bought") from sparse co-occurrence.
+
+The user × item incidence ``X`` (1 = interacted) gives the co-occurrence ``C = Xᵀ X`` and the item
+supports ``n_i = C_ii``.  Similarity is Jaccard ``c_ij / (n_i + n_j - c_ij)`` or cosine
+``c_ij / sqrt(n_i n_j)``, computed for one block of items at a time as a sparse product and cut to the
+``top_n`` neighbours of each item, so neither a dense items × items matrix nor the full sparse ``C``
+is ever held.  A user's score of item ``j`` is ``Σ_i w_ui · S_ij`` over the items ``i`` of the user's
+(recency-weighted) history, evaluated per user block.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+Similarity = Literal["jaccard", "cosine"]
+
+
+def incidence(user_rows: np.ndarray, item_cols: np.ndarray, n_users: int, n_items: int) -> sparse.csr_matrix:
+    """Binary user × item matrix (float32) of the given pairs (duplicates collapse to 1)."""
+    x = sparse.csr_matrix((np.ones(len(user_rows), dtype=np.float32), (user_rows, item_cols)), shape=(n_users, n_items))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
+
+
+def top_n_per_row(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
+    """Keep the ``n`` largest positive entries of each row (ties: lower column first); vectorised."""
+    m = sparse.csr_matrix(matrix)
+    m.eliminate_zeros()
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    cols, vals = m.indices, m.data
+    keep = vals > 0
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    if len(rows):
+        starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
+        first = np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+        rank = np.arange(len(rows)) - first
+        sel = rank < n
+        rows, cols, vals = rows[sel], cols[sel], vals[sel]
+    out = sparse.csr_matrix((vals.astype(np.float32), (rows, cols)), shape=m.shape)
+    out.sort_indices()
+    return out
+
+
+def item_similarity(
+    x: sparse.csr_matrix,
+    *,
+    top_n: int = 50,
+    method: Similarity = "jaccard",
+    min_cooccurrence: int = 1,
+    block_items: int = 2048,
+) -> sparse.csr_matrix:
+    """Sparse items × items similarity, top ``top_n`` neighbours per item, no self-similarity.
+
+    ``x`` is the binary user × item incidence (see :func:`incidence`).
+    """
+    if method not in ("jaccard", "cosine"):
+        raise ValueError(f"unknown similarity {method!r}")
+    x = sparse.csr_matrix(x, dtype=np.float32)
+    n_items = x.shape[1]
+    support = np.asarray(x.sum(axis=0)).ravel().astype(np.float64)
+    xc = x.tocsc()
+    xt = x.T.tocsr()  # items × users
+    parts: list[sparse.csr_matrix] = []
+    for start in range(0, n_items, block_items):
+        stop = min(start + block_items, n_items)
+        co = sparse.csr_matrix(xt[start:stop] @ xc, dtype=np.float64)  # block × items, counts
+        r = np.repeat(np.arange(stop - start), np.diff(co.indptr))
+        c = co.indices
+        gi, gj = support[r + start], support[c]
+        if method == "jaccard":
+            sim = co.data / np.maximum(gi + gj - co.data, 1.0)
+        else:
+            sim = co.data / np.sqrt(np.maximum(gi * gj, 1.0))
+        sim[(c == r + start) | (co.data < min_cooccurrence)] = 0.0
+        co.data = sim
+        parts.append(top_n_per_row(co, top_n))
+    if not parts:
+        return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
+    return sparse.csr_matrix(sparse.vstack(parts, format="csr"), dtype=np.float32)
+
+
+def user_item_weights(
+    user_rows: np.ndarray, item_cols: np.ndarray, weights: np.ndarray, n_users: int, n_items: int
+) -> sparse.csr_matrix:
+    """Users × items sparse matrix of (recency) weights; duplicates are summed."""
+    w = sparse.csr_matrix((np.asarray(weights, dtype=np.float32), (user_rows, item_cols)), shape=(n_users, n_items))
+    w.sum_duplicates()
+    return w
+
+
+def item_item_scores(history: sparse.csr_matrix, similarity: sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """Dense float32 ``[len(rows), n_items]``: ``history[rows] @ similarity`` (one user block)."""
+    return np.asarray((history[rows] @ similarity).toarray(), dtype=np.float32)
+
+
+def similar_items_frame(similarity: sparse.csr_matrix, item_ids: np.ndarray) -> pd.DataFrame:
+    """Rows ``item_id, rank, similar_item_id, score`` of a top-N similarity, best neighbour first."""
+    s = sparse.csr_matrix(similarity)
+    rows = np.repeat(np.arange(s.shape[0]), np.diff(s.indptr))
+    cols, vals = s.indices, s.data
+    keep = vals > 0
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    if len(rows):
+        starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
+        first = np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+        rank = (np.arange(len(rows)) - first + 1).astype(np.int32)
+    else:
+        rank = np.zeros(0, dtype=np.int32)
+    return pd.DataFrame(
+        {
+            "item_id": item_ids[rows] if len(rows) else np.array([], dtype=object),
+            "rank": rank,
+            "similar_item_id": item_ids[cols] if len(cols) else np.array([], dtype=object),
+            "score": vals.astype(np.float64),
+        }
+    )

@@ -1,0 +1,159 @@
+"""Item-to-item co-occurrence, buy-again and the feed's repeat-purchase policy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from recomart.recommend.hybrid import BlendWeights, build_inputs, exclusion_for, recommend
+from recomart.recommend.item_item import (
+    incidence,
+    item_item_scores,
+    item_similarity,
+    similar_items_frame,
+    top_n_per_row,
+)
+from recomart.recommend.run import repeat_purchases_allowed
+
+
+def _random_incidence(seed: int = 3, n_users: int = 60, n_items: int = 25) -> sparse.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < rng.uniform(0.02, 0.4, n_items)
+    r, c = np.nonzero(dense)
+    return incidence(r, c, n_users, n_items)
+
+
+def _dense_similarity(x: sparse.csr_matrix, method: str) -> np.ndarray:
+    d = x.toarray().astype(np.float64)
+    co = d.T @ d
+    n = np.diag(co)
+    if method == "jaccard":
+        sim = co / np.maximum(n[:, None] + n[None, :] - co, 1.0)
+    else:
+        sim = co / np.sqrt(np.maximum(np.outer(n, n), 1.0))
+    np.fill_diagonal(sim, 0.0)
+    return sim
+
+
+@pytest.mark.parametrize("method", ["jaccard", "cosine"])
+def test_similarity_matches_a_dense_reference_and_keeps_top_n(method: str) -> None:
+    x = _random_incidence()
+    ref = _dense_similarity(x, method)
+    full = item_similarity(x, top_n=100, method=method).toarray()
+    np.testing.assert_allclose(full, ref, rtol=1e-6, atol=1e-7)
+    top = item_similarity(x, top_n=3, method=method, block_items=4)
+    assert top.shape == (25, 25) and np.all(np.diff(top.indptr) <= 3)
+    assert np.all(top.diagonal() == 0)
+    dense_top = top.toarray()
+    for i in range(25):  # each kept value is among the row's three largest
+        kept = dense_top[i][dense_top[i] > 0]
+        assert len(kept) == min(3, int((ref[i] > 0).sum()))
+        if len(kept):
+            assert kept.min() >= np.sort(ref[i])[-3] - 1e-7
+
+
+def test_block_size_does_not_change_the_result() -> None:
+    x = _random_incidence(seed=8)
+    a = item_similarity(x, top_n=5, block_items=1)
+    b = item_similarity(x, top_n=5, block_items=4096)
+    assert (a != b).nnz == 0
+
+
+def test_top_n_ties_prefer_the_lower_column() -> None:
+    m = sparse.csr_matrix(np.array([[0.5, 0.5, 0.5, 0.1], [0.0, 0.0, 0.0, 0.0]], dtype=np.float32))
+    out = top_n_per_row(m, 2).toarray()
+    np.testing.assert_array_equal(out[0], [0.5, 0.5, 0.0, 0.0])
+    assert not out[1].any()
+
+
+def test_user_scores_are_the_weighted_sum_of_neighbour_similarities() -> None:
+    x = _random_incidence(seed=5)
+    sim = item_similarity(x, top_n=4)
+    rng = np.random.default_rng(1)
+    history = sparse.csr_matrix(x.multiply(rng.uniform(0.1, 1.0, x.shape)).astype(np.float32))
+    rows = np.array([3, 0, 17])
+    got = item_item_scores(history, sim, rows)
+    want = history.toarray()[rows] @ sim.toarray()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_similar_items_frame_ranks_neighbours() -> None:
+    sim = sparse.csr_matrix(np.array([[0, 0.2, 0.9], [0.2, 0, 0], [0.9, 0, 0]], dtype=np.float32))
+    frame = similar_items_frame(sim, np.array(["a", "b", "c"], dtype=object))
+    assert frame.to_dict("list") == {
+        "item_id": ["a", "a", "b", "c"],
+        "rank": [1, 2, 1, 1],
+        "similar_item_id": ["c", "b", "a", "a"],
+        "score": pytest.approx([0.9, 0.2, 0.2, 0.9]),
+    }
+
+
+# --- the feed policy and buy-again ------------------------------------------------------
+T = pd.Timestamp("2021-06-30", tz="UTC")
+
+
+def _shop() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    products = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "title": ["tea cup", "tea pot", "coffee mug", "garden hose"],
+            "description": ["", "", "", ""],
+            "category": ["kitchen", "kitchen", "kitchen", "garden"],
+            "brand": ["x", "x", "y", "z"],
+            "price": [3.0, 20.0, 4.0, 15.0],
+        }
+    )
+    rows = [  # user, item, purchases, days ago
+        ("u1", "a", 5, 1),
+        ("u1", "c", 1, 90),
+        ("u2", "a", 1, 2),
+        ("u2", "b", 1, 2),
+        ("u3", "a", 2, 5),
+        ("u3", "b", 1, 5),
+        ("u4", "d", 1, 1),
+    ]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "purchases", "age"])
+    ratings["last_interaction_at"] = T - pd.to_timedelta(ratings.pop("age"), unit="D")
+    ratings["rating"] = 1.0
+    users = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u4"], "segment": ["s"] * 4})
+    return ratings, users, products
+
+
+def test_feed_policy_decides_exclusion_and_buy_again() -> None:
+    assert repeat_purchases_allowed("uci") is True
+    assert repeat_purchases_allowed("generated") is False
+    assert repeat_purchases_allowed(None) is False and repeat_purchases_allowed("nope") is False
+    assert exclusion_for(True) == "none" and exclusion_for(False) == "purchased"
+    ratings, users, products = _shop()
+    no_repeat = build_inputs(ratings, users, products, repeat_purchases=False)
+    assert no_repeat.buy_again is None and no_repeat.exclude is not None
+    repeat = build_inputs(ratings, users, products, repeat_purchases=True)
+    assert repeat.exclude is None
+    u1 = repeat.buy_again[0].toarray().ravel()  # u1: a bought 5x yesterday beats c bought once 90 days ago
+    assert u1[0] > u1[2] > 0 and u1[1] == 0
+
+
+def test_buy_again_ranks_reorders_first_only_when_repeats_are_allowed() -> None:
+    ratings, users, products = _shop()
+    weights = BlendWeights(cf=0.0, content=0.0, popularity=0.0, item_item=0.2, buy_again=0.8)
+    # users with factors take the blend (a trivial model: SVD gets no weight here)
+    from recomart.model.factors import FactorModel
+
+    model = FactorModel(
+        ["u1", "u2", "u3", "u4"], ["a"], 1.0, np.zeros(4), np.zeros(1), np.zeros((4, 1)), np.zeros((1, 1))
+    )
+    repeat = recommend(build_inputs(ratings, users, products, repeat_purchases=True), model, weights=weights, k=4)
+    u1 = repeat[repeat["user_id"] == "u1"]
+    assert u1["item_id"].iloc[0] == "a" and u1["buy_again_score"].iloc[0] > 0  # the frequent recent reorder
+    again_only = BlendWeights(cf=0.0, content=0.0, popularity=0.0, item_item=0.0, buy_again=1.0)
+    inputs = build_inputs(ratings, users, products, repeat_purchases=True)
+    u1 = recommend(inputs, model, weights=again_only, k=4).query("user_id == 'u1'")
+    assert list(u1["item_id"][:2]) == ["a", "c"]  # then the older, single purchase
+    assert u1["buy_again_score"].iloc[0] > u1["buy_again_score"].iloc[1] > 0
+    once = recommend(build_inputs(ratings, users, products, repeat_purchases=False), model, weights=weights, k=4)
+    u1 = once[once["user_id"] == "u1"]
+    assert not {"a", "c"} & set(u1["item_id"]) and u1["buy_again_score"].isna().all()
+    assert u1["item_id"].iloc[0] == "b"  # co-bought with a by u2 and u3
+    assert u1["item_item_score"].iloc[0] > 0
