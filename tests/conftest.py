@@ -70,3 +70,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data sets not found at {SHARED_DATA} (needs ../shared/data beside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _surprise_per_pair_path_refused(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring and evaluation must never fall back to surprise's per-pair ``predict`` / ``test`` /
+    ``estimate``: they raise in every test, except the reference checks marked ``surprise_reference``
+    that compare our vectorised scores with one real ``predict``."""
+    if request.node.get_closest_marker("surprise_reference"):
+        return
+    import surprise
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("per-pair surprise prediction (SVD.predict/test/estimate) must not be used")
+
+    for name in ("predict", "test", "estimate"):
+        monkeypatch.setattr(surprise.SVD, name, refuse)

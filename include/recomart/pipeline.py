@@ -275,7 +275,7 @@ def publish_recommendations(s: Settings, dsn: str) -> dict:
     from recomart.recommend.run import generate_recommendations
 
     result = generate_recommendations(dsn, tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name,
-                                      log=log.info)
+                                      dataset=s.dataset, log=log.info)
     return {"generation_id": result.generation_id, "model_version": result.model_version,
             "users": result.users, "rows": result.rows, "strategies": result.strategy_counts,
             "seconds": round(result.seconds, 2)}

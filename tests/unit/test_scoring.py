@@ -120,6 +120,7 @@ def test_svd_scores_equal_the_biased_svd_formula(fitted) -> None:
             assert scores[b, j] == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.surprise_reference
 def test_svd_scores_match_one_real_surprise_predict(fitted) -> None:
     algo, trainset, model = fitted
     item = model.item_ids[5]
