@@ -47,6 +47,10 @@ class Settings:
     model_name: str
     feast_project: str
     seed: int
+    train_mode: str
+    train_split: str
+    gate_metric: str
+    gate_margin: float
     generator_users: int
     generator_items: int
     generator_days: int
@@ -148,6 +152,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model_name=_env("RECOMART_MODEL_NAME", "recomart_recommender"),
         feast_project=_env("RECOMART_FEAST_PROJECT", "recomart"),
         seed=int(_env("RECOMART_SEED", "42")),
+        train_mode=_env("RECOMART_TRAIN_MODE", "implicit"),
+        train_split=_env("RECOMART_TRAIN_SPLIT", "time"),
+        gate_metric=_env("RECOMART_GATE_METRIC", "ndcg_at_10"),
+        gate_margin=float(_env("RECOMART_GATE_MARGIN", "0.0")),
         generator_users=int(_env("RECOMART_USERS", "2000")),
         generator_items=int(_env("RECOMART_ITEMS", "500")),
         generator_days=int(_env("RECOMART_DAYS", "60")),

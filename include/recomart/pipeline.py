@@ -234,10 +234,13 @@ NEGATIVE_RATIO = 3.0
 
 SEARCH_SPACE = {"n_factors": [16, 32, 64], "n_epochs": [20, 40], "lr_all": [0.005, 0.01, 0.02],
                 "reg_all": [0.02, 0.05, 0.1]}
+SPLIT_OPTIONS = {  # RECOMART_TRAIN_SPLIT: time-based for shop data, or per-user 75/25 (MovieLens protocol)
+    "time": {"valid_fraction": 0.1, "test_fraction": 0.2},
+    "time_days": {"valid_days": 14, "test_days": 30},
+    "per_user_random": {"test_frac": 0.25, "valid_frac": 0.2},
+}
 TUNING_TRIALS = 8
 TUNING_BUDGET_S = 300.0
-GATE_METRIC = "ndcg_at_10"
-GATE_MARGIN = 0.0
 
 
 def train_and_register(s: Settings, dsn: str) -> dict:
@@ -249,11 +252,11 @@ def train_and_register(s: Settings, dsn: str) -> dict:
     from recomart.model.train import DEFAULT_SVD_PARAMS, RATINGS_RELATION, TrainConfig, load_ratings
 
     config = TrainConfig(
-        mode="implicit", negative_ratio=NEGATIVE_RATIO, negative_sampling="uniform",
-        split="time", split_options={"valid_fraction": 0.1, "test_fraction": 0.2},
+        mode=s.train_mode, negative_ratio=NEGATIVE_RATIO, negative_sampling="uniform",
+        split=s.train_split, split_options=SPLIT_OPTIONS[s.train_split],
         base_params={**DEFAULT_SVD_PARAMS, **TRAIN_PARAMS}, search_space=SEARCH_SPACE,
         max_trials=TUNING_TRIALS, tuning_budget_s=TUNING_BUDGET_S,
-        primary_metric=GATE_METRIC, gate_margin=GATE_MARGIN, seed=s.seed,
+        primary_metric=s.gate_metric, gate_margin=s.gate_margin, seed=s.seed,
     )
     outcome = train_and_gate(
         load_ratings(dsn), tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name,
