@@ -66,14 +66,22 @@ def print_report(s: Settings) -> None:
             print(f"  {schema + '.' + table:<48} {count:>12,}")
 
     decision = latest_model_decision(dsn)
-    print("\nModel (held-out split) vs popularity")
+    print("\nModel on the held-out test window (K = 10)")
     if decision is None:
         print("  no model trained yet")
     else:
         metrics = decision["metrics"]
-        for name in sorted(k for k in metrics.get("model", {}) if not k.startswith("_")):
-            print(f"  {name:<24} model {metrics['model'][name]:>8.4f}   popularity "
-                  f"{metrics.get('popularity', {}).get(name, float('nan')):>8.4f}")
+        shown = [name for name in sorted(metrics.get("model", {}))
+                 if name.endswith("_at_10") or name.endswith("coverage") or name in ("rmse", "mae")]
+        columns = [c for c in ("model", "popularity", "champion") if metrics.get(c)]
+        print("  " + f"{'metric':<24}" + "".join(f"{c:>12}" for c in columns))
+        for name in shown:
+            values = [metrics[c].get(name) for c in columns]
+            baseline = metrics.get("popularity", {}).get(name)
+            if name in ("rmse", "mae") and (baseline is None or baseline != baseline):
+                continue  # implicit mode: rating errors against sampled negatives say nothing
+            print("  " + f"{name:<24}" + "".join(
+                f"{v:>12.4f}" if isinstance(v, int | float) and v == v else f"{'-':>12}" for v in values))
         print(f"  version {decision['version']}: {decision['decision']} ({decision['reason']})")
 
     print("\nSample recommendations")
