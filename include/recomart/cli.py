@@ -9,7 +9,7 @@ import sys
 from datetime import date
 
 from recomart import services
-from recomart.config import settings
+from recomart.config import load_settings, process_environment, settings
 from recomart.environment import export_lines, service_env
 
 
@@ -47,7 +47,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from recomart.demo import run_demo
 
-    return run_demo(settings(), dataset=args.dataset)
+    s = load_settings({**process_environment(), "RECOMART_DATASET": args.dataset}) if args.dataset else settings()
+    return run_demo(s)
 
 
 def _cmd_up(_: argparse.Namespace) -> int:

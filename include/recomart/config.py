@@ -131,6 +131,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     root = Path(_env("RECOMART_PROJECT_ROOT", str(PROJECT_ROOT)))
     state_dir = Path(_env("RECOMART_STATE_DIR", str(root / ".state"))).resolve()
+    dataset = _env("RECOMART_DATASET", "generated")
+    # each data set gets its own databases and Feast project by default, so they never mix
+    prefix = _env("RECOMART_DB_PREFIX", "recomart" if dataset == "generated" else f"recomart_{dataset}")
     pg_url = _env("RECOMART_PG_URL")
     redis_url = _env("RECOMART_REDIS_URL")
     return Settings(
@@ -140,8 +143,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url or f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0",
         embedded_pg=pg_url is None,
         embedded_redis=redis_url is None,
-        db_prefix=_env("RECOMART_DB_PREFIX", "recomart"),
-        dataset=_env("RECOMART_DATASET", "generated"),
+        db_prefix=prefix,
+        dataset=dataset,
         landing_dir=Path(_env("RECOMART_LANDING_DIR", str(state_dir / "landing"))).resolve(),
         uci_dir=Path(_env("RECOMART_UCI_DIR", str(root.parent / "shared/data/uci-online-retail/by-day"))),
         catalog_api_host=_env("RECOMART_CATALOG_HOST", "127.0.0.1"),
@@ -150,7 +153,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         airflow_port=int(_env("RECOMART_AIRFLOW_PORT", "8080")),
         mlflow_port=int(_env("RECOMART_MLFLOW_PORT", "5000")),
         model_name=_env("RECOMART_MODEL_NAME", "recomart_recommender"),
-        feast_project=_env("RECOMART_FEAST_PROJECT", "recomart"),
+        feast_project=_env("RECOMART_FEAST_PROJECT", prefix),
         seed=int(_env("RECOMART_SEED", "42")),
         train_mode=_env("RECOMART_TRAIN_MODE", "implicit"),
         train_split=_env("RECOMART_TRAIN_SPLIT", "time"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 
@@ -52,10 +51,8 @@ def run_chain(s: Settings, *, quiet: bool = True) -> None:
         done()
 
 
-def run_demo(s: Settings, dataset: str | None = None) -> int:
+def run_demo(s: Settings) -> int:
     """Everything from a fresh checkout to recommendations you can query, then a report."""
-    if dataset:
-        s = dataclasses.replace(s, dataset=dataset)
     done = _step("services (Postgres, Redis) and databases")
     services.ensure_services(s)
     done()

@@ -49,3 +49,9 @@ def test_service_env_points_every_tool_at_the_same_services(tmp_path: Path) -> N
     # secrets shared by every Airflow component are stable across calls
     assert service_env(s)["AIRFLOW__CORE__FERNET_KEY"] == env["AIRFLOW__CORE__FERNET_KEY"]
     assert "export PGHOST=db.internal" in export_lines(env)
+
+
+def test_each_data_set_gets_its_own_databases_unless_told_otherwise() -> None:
+    uci = load_settings({"RECOMART_DATASET": "uci"})
+    assert uci.warehouse_db == "recomart_uci" and uci.feast_project == "recomart_uci"
+    assert load_settings({"RECOMART_DATASET": "uci", "RECOMART_DB_PREFIX": "shop"}).warehouse_db == "shop"
