@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -18,9 +15,8 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
-from recomart.catalog_api.app import create_app
+from recomart.catalog_api.app import serve_in_thread
 from recomart.datasets.generator import generate
 from recomart.ingest.catalog import CatalogIngestError, ensure_catalog_tables, ingest_catalog
 
@@ -31,31 +27,6 @@ select item_id, title, coalesce(description, ''), category, coalesce(brand, ''),
        to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')
 from raw.products
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _serve(products_csv: Path) -> Iterator[str]:
-    """The real catalog API under uvicorn in a background thread; yields its base URL."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(products_csv), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "catalog API did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -92,7 +63,7 @@ def catalog_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(catalog_csv: Path) -> Iterator[str]:
-    with _serve(catalog_csv) as url:
+    with serve_in_thread(catalog_csv) as url:
         yield url
 
 
@@ -205,7 +176,7 @@ def test_incremental_run_fetches_only_changes_since_the_watermark(dsn: str, cata
     served = tmp_path / "products.csv"
     shutil.copy(catalog_csv, served)
     rows = _csv_rows(served)
-    with _serve(served) as url:
+    with serve_in_thread(served) as url:
         full = ingest_catalog(dsn, url, page_size=100, incremental=True)
         assert full.updated_since is None and full.inserted == len(rows)
 

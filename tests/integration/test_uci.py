@@ -3,17 +3,13 @@ catalogue and the by-day reconstruction of the official file. Needs ../shared/da
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import hashlib
 import socket
 import statistics
-import threading
-import time
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,9 +17,8 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import psycopg
 import pytest
-import uvicorn
 
-from recomart.catalog_api.app import create_app
+from recomart.catalog_api.app import serve_in_thread
 from recomart.config import Settings
 from recomart.datasets import uci
 from recomart.ingest.catalog import ingest_catalog
@@ -77,27 +72,6 @@ def ledger(dsn: str, first: date, last: date) -> dict[date, tuple[str, str]]:
         rows = conn.execute("select logical_date, status, load_id from ops.loaded_files where feed = %s"
                             " and logical_date between %s and %s", (UCI_ORDERS.name, first, last)).fetchall()
     return {d: (status, load_id) for d, status, load_id in rows}
-
-
-@contextlib.contextmanager
-def serve_catalog(products_csv: Path) -> Iterator[str]:
-    """The real catalog API under uvicorn in a background thread; yields its base URL."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(products_csv), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "catalog API did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -301,7 +275,7 @@ def test_products_csv_derivation_and_catalog_ingest(uci_settings: Settings, ware
     assert any(code.upper() == "POST" for code in _codes(ten_day_source))
 
     # the catalog API serves it and the catalog client accepts every record
-    with serve_catalog(products_csv) as base_url:
+    with serve_in_thread(products_csv) as base_url:
         result = ingest_catalog(warehouse_dsn, base_url, page_size=500)
     assert (result.fetched, result.quarantined) == (len(rows), 0)
     assert scalar(warehouse_dsn, "select count(*) from raw.products") == len(rows)

@@ -19,12 +19,13 @@ import asyncio
 import base64
 import binascii
 import bisect
+import contextlib
 import csv
 import json
 import random
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -229,6 +230,38 @@ def create_app(products_csv: Path, faults: FaultConfig | dict | None = None) -> 
         return JSONResponse(body)
 
     return app
+
+
+@contextlib.contextmanager
+def serve_in_thread(products_csv: Path, faults: FaultConfig | dict | None = None,
+                    host: str = "127.0.0.1") -> Iterator[str]:
+    """Run the API under uvicorn in a background thread on a free port; yield its base URL.
+
+    For embedding the catalog in tests and notebooks; ``main`` is the stand-alone server.
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(products_csv, faults), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"catalog API did not start on {host}:{port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
