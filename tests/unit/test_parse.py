@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import pickle
 from datetime import date
 
 import pytest
@@ -242,3 +243,14 @@ def test_good_rows_match_the_csv_module_on_clean_input():
     assert result.records_loaded == len(expected) == 500
     got = result.good.drop_columns(["_line_number"]).to_pylist()
     assert got == expected
+
+
+def test_without_rows_keeps_counts_and_rejects_and_drops_the_row_buffers():
+    body = (GOOD * 2000) + b"x\n"
+    result = parse(body)
+    slim = result.without_rows()
+    assert (slim.records_read, slim.records_loaded, slim.records_rejected) == (2001, 2000, 1)
+    assert slim.rejected_table().equals(result.rejected_table())
+    assert slim.good.num_rows == 0 and slim.good.schema == result.good.schema
+    # what a worker process sends back: not the good rows' buffers (a zero-row slice would still carry them)
+    assert len(pickle.dumps(slim)) < len(pickle.dumps(result)) / 10

@@ -19,7 +19,7 @@ Only the rejected records are handled one by one (to build their reasons).  The 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -50,14 +50,15 @@ class ParseResult:
     """Good rows (strings, validated; ``None`` for empty values) and rejected records of one file."""
 
     records_read: int
-    good: pa.Table  # the feed's columns (string) + ``_line_number`` (int32)
+    records_loaded: int
+    good: pa.Table  # the feed's columns (string) + ``_line_number`` (int32); empty after ``without_rows``
     rejected_line_numbers: list[int]
     rejected_raw: list[str]
     rejected_reasons: list[str]
 
-    @property
-    def records_loaded(self) -> int:
-        return self.good.num_rows
+    def without_rows(self) -> ParseResult:
+        """The same counts and rejected records without the good rows (cheap to send to another process)."""
+        return replace(self, good=self.good.schema.empty_table())
 
     @property
     def records_rejected(self) -> int:
@@ -306,6 +307,7 @@ def parse_feed_bytes(data: bytes, feed: Feed) -> ParseResult:
     order = sorted(problems)
     return ParseResult(
         records_read=lines.count - 1,
+        records_loaded=good.num_rows,
         good=good,
         rejected_line_numbers=[i + 1 for i in order],
         rejected_raw=[lines.raw(data, i) for i in order],
