@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from recomart import processes, services
 from recomart.config import Settings
@@ -31,13 +32,16 @@ def airflow_login(s: Settings) -> tuple[str, str]:
     return "admin", passwords.get("admin", f"(see {path})")
 
 
-def start_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) -> str:
+def start_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS, *,
+                  paused_at_creation: bool = False) -> str:
     """Start Airflow components in the background; return the api-server URL once it is healthy.
 
     The api-server comes first: tasks report to its execution API, so a scheduler started before it
-    would fail its first task instances with "connection refused".
+    would fail its first task instances with "connection refused". ``paused_at_creation`` registers
+    new DAGs paused (the backfill test unpauses only what its procedure needs); by default they are
+    unpaused.
     """
-    env = tool_env(s)
+    env = {**tool_env(s), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation)}
     url = f"http://127.0.0.1:{s.airflow_port}"
     ordered = sorted(components, key=lambda c: c != "api-server")
     for component in ordered:
@@ -52,9 +56,13 @@ def start_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS)
 
 
 def stop_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) -> None:
-    for component in components:
-        if processes.stop(s, f"airflow-{component}"):
-            print(f"stopped airflow-{component}")
+    """Stop the components concurrently: each may take its whole grace period to shut down."""
+    names = [f"airflow-{component}" for component in components]
+    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        stopped = list(pool.map(lambda name: processes.stop(s, name), names))
+    for name, was_running in zip(names, stopped, strict=True):
+        if was_running:
+            print(f"stopped {name}")
 
 
 def start_stack(s: Settings) -> None:
