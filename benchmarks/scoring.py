@@ -3,10 +3,11 @@
 At 100k users × 20k items × 64 factors (float32, seeded random factors), every measurement runs in
 its own child process with the same BLAS / numba thread counts and the same block size:
 
-- ``gemm_s``: the bare ``P[block] @ Q.T`` over every user block (a fresh result array per block, as
-  the scorer allocates);
-- ``total_s``: the BiasedSVD scoring the nightly job runs: ``svd_scores`` (``mu + bu + bi + pu·qi``
-  in one GEMM on augmented matrices) and the numba ``top_k`` with each user's seen items masked;
+- ``gemm_s``: the bare ``np.matmul(P[block], Q.T, out=buf)`` over every user block, into one
+  block-sized result buffer allocated per pass (as the scorer does);
+- ``total_s``: the BiasedSVD scoring the nightly job runs, ``recommend_top_k``: the same GEMM per
+  block into its buffer, then the numba selection adding ``bi``, masking each user's seen items and
+  keeping the top k (``mu + bu`` added to the k selected scores);
   both are the best of ``--repeats`` passes, measured alternately in the same process;
 - ``peak_rss_mb``: ``ru_maxrss`` of a child that only builds the arrays and runs ``total`` once;
 - ``speedup_vs_surprise_predict``: a real ``surprise.SVD`` (fitted on a tiny set, then given these
@@ -91,36 +92,34 @@ def peak_rss_mb() -> float:
 
 # --- children -----------------------------------------------------------------------------------
 def _gemm_pass(model, block: int) -> float:
-    p, q = model.user_factors, model.item_factors
+    """The bare ``P[block] @ Q.T`` of every user block into one result buffer allocated per pass."""
+    p, q_t = model.user_factors, model.item_factors.T
     t = time.perf_counter()
+    out = np.empty((min(block, model.n_users), model.n_items), dtype=np.float32)
     for start in range(0, model.n_users, block):
-        out = p[start : start + block] @ q.T
-        del out
+        stop = min(start + block, model.n_users)
+        np.matmul(p[start:stop], q_t, out=out[: stop - start])
     return time.perf_counter() - t
 
 
 def _total_pass(model, seen, block: int, k: int) -> float:
-    from recomart.model.scoring import svd_scores, top_k
+    """``recommend_top_k`` of every user (biases, seen items masked, top-k) with the same block size."""
+    from recomart.model.scoring import recommend_top_k
 
     rows = np.arange(model.n_users)
     t = time.perf_counter()
-    for start in range(0, model.n_users, block):
-        r = rows[start : start + block]
-        scores = svd_scores(model, r)
-        top_k(scores, k, seen, r)
-        del scores
+    recommend_top_k(model, rows, k, seen, block_size=block)
     return time.perf_counter() - t
 
 
 def child_svd(a: argparse.Namespace) -> dict[str, Any]:
     import numba
 
-    from recomart.model.scoring import svd_scores, top_k
+    from recomart.model.scoring import recommend_top_k
 
     model = make_model(a.users, a.items, a.factors, a.seed)
     seen = make_seen(a.users, a.items, a.seen, a.seed)
-    model.item_matrix_augmented()
-    top_k(svd_scores(model, np.arange(8)), a.k, seen, np.arange(8))  # JIT warm-up (cached)
+    recommend_top_k(model, np.arange(8), a.k, seen)  # JIT warm-up (cached)
     _gemm_pass(make_model(a.block_size, a.items, a.factors, a.seed), a.block_size)  # BLAS warm-up
     gemm, total = [], []
     for _ in range(a.repeats):
@@ -184,10 +183,10 @@ def child_surprise(a: argparse.Namespace) -> dict[str, Any]:
         check = check or (u, [p.iid for p in best])
     took = time.perf_counter() - t
     # the same user's top-k from the vectorised scorer must agree with surprise's
-    from recomart.model.scoring import svd_scores, top_k
+    from recomart.model.scoring import recommend_top_k
 
     u, want = check
-    idx, _ = top_k(svd_scores(model, np.array([u])), a.k, seen, np.array([u]))
+    idx, _ = recommend_top_k(model, np.array([u]), a.k, seen)
     agree = [iids[i] for i in idx[0]] == want
     return {
         "surprise_users_timed": int(a.surprise_users),

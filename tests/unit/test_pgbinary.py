@@ -53,3 +53,18 @@ def test_base_types() -> None:
     assert pgbinary.base_type("text NOT NULL") == "text"
     assert pgbinary.base_type("timestamptz") is None
     assert not pgbinary.supports([pgbinary.base_type("jsonb"), "text"])
+
+
+def test_text_columns_of_other_objects_and_arrow_strings() -> None:
+    frame = pd.DataFrame(
+        {
+            "mixed": pd.Series([12, "a", None, 3.5], dtype=object),  # non-str objects go through str()
+            "arrow": pd.Series(["x", None, "ÿz", ""], dtype="string[pyarrow]"),
+            "n": pd.array([1, None, 3, 4], dtype="Int64"),
+        }
+    )
+    types = ["text", "text", "integer"]
+    expected = pd.DataFrame(
+        {"mixed": ["12", "a", None, "3.5"], "arrow": ["x", None, "ÿz", ""], "n": [1, None, 3, 4]}, dtype=object
+    )
+    assert bytes(pgbinary.encode(frame, types, header=True, trailer=True)) == _reference(expected, types)

@@ -49,6 +49,26 @@ def test_top_k_matches_argsort_with_exclusions(k: int) -> None:
             assert not dense[r, idx[b][idx[b] >= 0]].any()
 
 
+def test_top_k_across_many_chunks_with_rising_scores_nan_and_ties() -> None:
+    """Rows much wider than the kernel's chunk: candidates keep arriving late (rising trend), masked
+    columns sit among the best, NaN is scattered and whole chunks tie."""
+    from recomart.model.scoring import CHUNK
+
+    rng = np.random.default_rng(5)
+    n_cols = 7 * CHUNK + 13
+    scores = (rng.normal(size=(40, n_cols)) + np.linspace(0, 3, n_cols)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.01] = np.nan
+    scores[3] = 1.0  # one row of ties: the lowest unmasked columns win
+    best = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=1)[:, :4]
+    rows = np.repeat(np.arange(40), 4)
+    exclude = sp.csr_matrix((np.ones(rows.size), (rows, best.ravel())), shape=(40, n_cols))
+    exclude = exclude + sp.random(40, n_cols, density=0.2, random_state=6, format="csr")
+    idx, val = top_k(scores, 10, exclude)
+    ref_idx, ref_val = _reference_top_k(np.nan_to_num(scores, nan=-np.inf), 10, exclude)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(val, ref_val)
+
+
 def test_top_k_without_mask_and_unsorted_csr() -> None:
     rng = np.random.default_rng(1)
     scores = rng.normal(size=(10, 25)).astype(np.float32)

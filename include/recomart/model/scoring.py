@@ -1,9 +1,11 @@
 """Batch scoring with the factors: one GEMM per user block, then a compiled top-k selection.
 
 ``surprise``'s per-pair ``predict`` (and ``build_anti_testset``) cost hours on a real catalogue
-(surprise#261, #368); here a block of users is scored against every item with a single matrix
-product ``[pu, 1, mu+bu] @ [qi, bi, 1].T`` and the k best unmasked items of each row are picked
-by a numba kernel that never sorts the whole row.
+(surprise#261, #368).  :func:`recommend_top_k` scores a block of users against every item with one
+product ``[pu, 1, 0] @ [qi, bi, 1].T`` into a reused buffer, and a numba kernel skips seen items and
+keeps the k best of each row in one read, never sorting a row; ``mu + bu`` (constant along a row)
+is added to the selected scores only.  :func:`svd_scores` returns the full estimate matrix
+``[pu, 1, mu+bu] @ [qi, bi, 1].T`` for callers that blend it with other components.
 """
 
 from __future__ import annotations
@@ -66,46 +68,94 @@ def pair_scores(model: FactorModel, user_rows: np.ndarray, item_rows: np.ndarray
     return est
 
 
+CHUNK = 64  # columns tested at once (vectorised) against a row's running k-th best score
+
+
+@numba.njit(inline="always")
+def _insert(vals, idxs, count, k, s, j):  # pragma: no cover - jit
+    """Insert ``(s, j)`` into the descending buffer (ties keep the lower column first); new count."""
+    if count < k:
+        pos = count
+        count += 1
+    else:
+        pos = k - 1
+    while pos > 0 and vals[pos - 1] < s:
+        vals[pos] = vals[pos - 1]
+        idxs[pos] = idxs[pos - 1]
+        pos -= 1
+    vals[pos] = s
+    idxs[pos] = j
+    return count
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _top_k_kernel(scores, k, ex_indptr, ex_indices, ex_rows, out_idx, out_val):  # pragma: no cover - jit
+def _top_k_kernel(scores, row_offset, k, ex_indptr, ex_indices, ex_rows, out_idx, out_val):  # pragma: no cover - jit
+    """Per row, the ``k`` best ``scores[b, j]`` outside the row's sorted mask.
+
+    Each row is read once: a chunk of ``CHUNK`` columns is first tested in one vectorised pass
+    against the running k-th best (``thr``); only chunks holding a candidate are scanned one column
+    at a time (with the mask pointer advanced lazily), so after the first few chunks almost every
+    chunk costs one SIMD comparison.  ``row_offset[b]`` is added to the k selected values only.
+    NaN never passes ``> thr`` and ``thr`` starts at ``-inf``, so NaN and ``-inf`` are never picked.
+    """
     n_rows, n_cols = scores.shape
     for b in numba.prange(n_rows):
         row = scores[b]
         vals = out_val[b]
         idxs = out_idx[b]
         r = ex_rows[b]
-        p = 0
-        end = 0
+        p, end = 0, 0
         if r >= 0:
-            p = ex_indptr[r]
-            end = ex_indptr[r + 1]
-        thr = -np.inf  # a candidate must beat this; NaN and -inf never do
+            p, end = ex_indptr[r], ex_indptr[r + 1]
+        thr = np.float32(-np.inf)
         count = 0
-        lo = 0
-        while True:
-            # scan the gap up to the next masked column (mask rows are sorted) with a tight loop
-            hi = ex_indices[p] if p < end else n_cols
-            for j in range(lo, hi):
-                s = row[j]
+        for lo in range(0, n_cols, CHUNK):
+            seg = row[lo : lo + CHUNK]  # a 0-based slice lets LLVM vectorise the test
+            hit = 0
+            for j in range(len(seg)):
+                if seg[j] > thr:
+                    hit += 1
+            if hit == 0:
+                continue
+            for j in range(len(seg)):
+                s = seg[j]
                 if s > thr:
-                    if count < k:
-                        pos = count
-                        count += 1
-                    else:
-                        pos = k - 1
-                    # insertion into the descending buffer; ties keep the lower column first
-                    while pos > 0 and vals[pos - 1] < s:
-                        vals[pos] = vals[pos - 1]
-                        idxs[pos] = idxs[pos - 1]
-                        pos -= 1
-                    vals[pos] = s
-                    idxs[pos] = j
+                    col = lo + j
+                    while p < end and ex_indices[p] < col:
+                        p += 1
+                    if p < end and ex_indices[p] == col:
+                        continue
+                    count = _insert(vals, idxs, count, k, s, col)
                     if count == k:
                         thr = vals[k - 1]
-            if p >= end:
-                break
-            lo = max(lo, hi + 1)
-            p += 1
+        off = row_offset[b]
+        for m in range(count):
+            vals[m] = np.float32(np.float64(vals[m]) + off)
+
+
+def _mask_arrays(
+    exclude: sp.csr_matrix | None, exclude_rows: np.ndarray | None, n_rows: int, n_cols: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indptr int64, sorted indices int32, row of each score row)`` for the kernel (-1: no mask)."""
+    if exclude is None:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.full(n_rows, -1, dtype=np.int64)
+    exclude = sp.csr_matrix(exclude)
+    if exclude.shape[1] != n_cols:
+        raise ValueError(f"exclude has {exclude.shape[1]} columns, scores have {n_cols}")
+    if not exclude.has_sorted_indices:
+        exclude = exclude.sorted_indices()
+    indptr = exclude.indptr.astype(np.int64, copy=False)
+    indices = exclude.indices.astype(np.int32, copy=False)
+    if exclude_rows is None:
+        if exclude.shape[0] != n_rows:
+            raise ValueError("exclude must have one row per score row when exclude_rows is None")
+        return indptr, indices, np.arange(n_rows, dtype=np.int64)
+    rows = np.asarray(exclude_rows, dtype=np.int64)
+    if rows.shape != (n_rows,):
+        raise ValueError("exclude_rows must have one entry per score row")
+    if rows.size and (rows.max() >= exclude.shape[0]):
+        raise ValueError("exclude_rows points past the last row of exclude")
+    return indptr, indices, rows
 
 
 def top_k(
@@ -128,31 +178,10 @@ def top_k(
     n_rows, n_cols = scores.shape
     if k <= 0:
         raise ValueError("k must be positive")
-    if exclude is None:
-        indptr = np.zeros(1, dtype=np.int64)
-        indices = np.zeros(0, dtype=np.int32)
-        rows = np.full(n_rows, -1, dtype=np.int64)
-    else:
-        exclude = sp.csr_matrix(exclude)
-        if exclude.shape[1] != n_cols:
-            raise ValueError(f"exclude has {exclude.shape[1]} columns, scores have {n_cols}")
-        if not exclude.has_sorted_indices:
-            exclude = exclude.sorted_indices()
-        indptr = exclude.indptr.astype(np.int64, copy=False)
-        indices = exclude.indices.astype(np.int32, copy=False)
-        if exclude_rows is None:
-            if exclude.shape[0] != n_rows:
-                raise ValueError("exclude must have one row per score row when exclude_rows is None")
-            rows = np.arange(n_rows, dtype=np.int64)
-        else:
-            rows = np.asarray(exclude_rows, dtype=np.int64)
-            if rows.shape != (n_rows,):
-                raise ValueError("exclude_rows must have one entry per score row")
-            if rows.size and (rows.max() >= exclude.shape[0]):
-                raise ValueError("exclude_rows points past the last row of exclude")
+    indptr, indices, rows = _mask_arrays(exclude, exclude_rows, n_rows, n_cols)
     out_idx = np.full((n_rows, k), -1, dtype=np.int32)
     out_val = np.full((n_rows, k), -np.inf, dtype=np.float32)
-    _top_k_kernel(scores, k, indptr, indices, rows, out_idx, out_val)
+    _top_k_kernel(scores, np.zeros(n_rows), k, indptr, indices, rows, out_idx, out_val)
     return out_idx, out_val
 
 
@@ -164,20 +193,38 @@ def recommend_top_k(
     exclude_rows: np.ndarray | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`svd_scores` + :func:`top_k` over user blocks; memory is bounded by ``block_size × n_items``.
+    """The ``k`` best unmasked items of each user by unclipped ``mu + bu + bi + pu·qi`` (as :func:`top_k`).
 
-    ``exclude_rows`` (aligned with ``user_rows``) selects each user's mask row in ``exclude``; it
-    defaults to ``user_rows`` itself (mask rows indexed like the model's users).
+    Per user block: one GEMM ``[pu, 1, 0] @ [qi, bi, 1].T = pu·qi + bi`` into a buffer allocated
+    once (memory is bounded by ``block_size × n_items``), then the compiled selection reads each row
+    once; ``mu + bu`` is constant along a row, so it is added to the k selected scores only.  An
+    unknown user (-1) gets ``mu + bi``.  ``exclude_rows`` (aligned with ``user_rows``) selects each user's
+    mask row in ``exclude``; it defaults to ``user_rows`` itself.
     """
     user_rows = np.asarray(user_rows, dtype=np.int64)
+    if k <= 0:
+        raise ValueError("k must be positive")
+    n, n_items = len(user_rows), model.n_items
     if exclude is not None and exclude_rows is None:
         exclude_rows = user_rows
-    idx = np.empty((len(user_rows), k), dtype=np.int32)
-    val = np.empty((len(user_rows), k), dtype=np.float32)
-    for block in iter_blocks(len(user_rows), block_size):
-        scores = svd_scores(model, user_rows[block])
-        rows = None if exclude is None else np.asarray(exclude_rows)[block]
-        idx[block], val[block] = top_k(scores, k, exclude, rows)
+    indptr, indices, mask_rows = _mask_arrays(exclude, exclude_rows, n, n_items)
+    known = user_rows >= 0
+    safe = np.where(known, user_rows, 0)
+    offsets = np.where(known, model.global_mean + model.user_bias[safe].astype(np.float64), model.global_mean)
+    q_t = model.item_matrix_augmented().T
+    f = model.n_factors
+    bs = max(1, min(block_size, n))
+    users = np.zeros((bs, f + 2), dtype=np.float32)
+    users[:, f] = 1.0  # picks up bi; column f + 1 stays 0 (mu + bu is added after the selection)
+    scores = np.empty((bs, n_items), dtype=np.float32)
+    idx = np.full((n, k), -1, dtype=np.int32)
+    val = np.full((n, k), -np.inf, dtype=np.float32)
+    for block in iter_blocks(n, block_size):
+        m = block.stop - block.start
+        np.take(model.user_factors, safe[block], axis=0, out=users[:m, :f])
+        users[:m, :f][~known[block]] = 0.0
+        np.matmul(users[:m], q_t, out=scores[:m])
+        _top_k_kernel(scores[:m], offsets[block], k, indptr, indices, mask_rows[block], idx[block], val[block])
     return idx, val
 
 

@@ -1,9 +1,9 @@
 """Vectorised encoder of Postgres' binary COPY format for DataFrames (no per-row Python).
 
 Supported column types: ``smallint``, ``integer``, ``bigint``, ``real``, ``double precision`` and
-``text``; NaN / None / NA become NULL.  Text comes from Arrow's string buffers, numbers from big-endian
-numpy views, and a compiled kernel writes the tuples in one pass, so encoding costs about as much as
-copying the bytes and the server parses no text numbers.
+``text``; NaN / None / NA become NULL.  Text comes from Arrow's string buffers, numbers as their bit
+patterns, and a compiled kernel writes the tuples (big-endian) in one pass, so encoding costs about
+as much as copying the bytes and the server parses no text numbers.
 """
 
 from __future__ import annotations
@@ -32,50 +32,50 @@ def supports(types: list[str | None]) -> bool:
 
 
 def _fixed(series: pd.Series, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """(lengths int64[n], bytes uint8[n, width]) with -1 for NULL."""
+    """(lengths int64[n] with -1 for NULL, the values' bit patterns as int64[n]) for a fixed-width type."""
     null = series.isna().to_numpy()
-    if np.dtype(dtype).kind == "f":
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan).astype(dtype)
+    target = np.dtype(dtype).newbyteorder("=")
+    if target.kind == "f":
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan).astype(target)
+    elif null.any():
+        values = series.to_numpy(dtype=np.float64, na_value=0).astype(np.int64).astype(target)
     else:
-        values = (
-            series.to_numpy(dtype=np.float64, na_value=0).astype(np.int64).astype(dtype)
-            if null.any()
-            else (series.to_numpy().astype(dtype))
-        )
-    width = np.dtype(dtype).itemsize
-    lengths = np.where(null, -1, width).astype(np.int64)
-    return lengths, values.view(np.uint8).reshape(len(series), width)
+        values = series.to_numpy().astype(target)
+    bits = values.view(f"i{target.itemsize}").astype(np.int64)
+    lengths = np.where(null, -1, target.itemsize).astype(np.int64)
+    return lengths, bits
 
 
 def _text(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lengths int64[n] with -1 for NULL, utf-8 data uint8[...], start offset of each value).
 
-    Values are factorised first, so only the distinct strings are converted (recommendation rows
-    repeat user ids, item ids, strategies and model versions many times).
+    Strings go through Arrow's C++ conversion in one call; a column holding other objects is
+    converted with ``str`` first.
     """
     import pyarrow as pa
 
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    values = pd.Series(np.asarray(uniques, dtype=object)).map(str)
-    arr = pa.array(values, type=pa.string())
+    try:
+        arr = pa.array(series, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = pa.array(series.map(str, na_action="ignore"), type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
     _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=len(arr) + 1 + arr.offset)[arr.offset :]
-    offsets = offsets.astype(np.int64)
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=len(arr) + 1 + arr.offset)[arr.offset :]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
-    null = codes < 0
-    safe = np.where(null, 0, codes)
-    if len(arr) == 0:
-        return np.full(len(series), -1, dtype=np.int64), np.zeros(1, dtype=np.uint8), np.zeros(len(series), np.int64)
-    lengths = np.where(null, -1, np.diff(offsets)[safe])
-    return lengths.astype(np.int64), data, offsets[:-1][safe]
+    null = arr.is_null().to_numpy(zero_copy_only=False)
+    lengths = np.where(null, -1, np.diff(offsets))
+    return lengths.astype(np.int64), data, offsets[:-1].copy()
 
 
 @numba.njit(cache=True, nogil=True)
-def _pack(
-    out, offset, ncols, kinds, fix_off, widths, text_idx, lengths, fixed, text_data, text_start
-):  # pragma: no cover
-    """Write the tuples sequentially into ``out`` from ``offset`` (compiled: one pass over the bytes)."""
-    n = lengths.shape[1]
+def _pack(out, offset, kinds, widths, slots, lengths, words, text_data, text_start):  # pragma: no cover
+    """Write the tuples sequentially into ``out`` from ``offset`` (compiled: one pass over the bytes).
+
+    Fixed-width values are written big-endian from their bit patterns (``words[slot]``), text is
+    copied from ``text_data`` at ``text_start[slot]``.
+    """
+    ncols, n = lengths.shape
     p = offset
     for r in range(n):
         out[p] = (ncols >> 8) & 0xFF
@@ -92,13 +92,12 @@ def _pack(
             if length <= 0:
                 continue
             if kinds[c] == 0:
-                base = fix_off[c]
+                w = words[slots[c], r]
                 for j in range(widths[c]):
-                    out[p + j] = fixed[r, base + j]
+                    out[p + j] = (w >> (8 * (widths[c] - 1 - j))) & 0xFF
             else:
-                src = text_start[text_idx[c], r]
-                for j in range(length):
-                    out[p + j] = text_data[src + j]
+                src = text_start[slots[c], r]
+                out[p : p + length] = text_data[src : src + length]
             p += length
     return p
 
@@ -109,24 +108,22 @@ def encode(frame: pd.DataFrame, types: list[str], *, header: bool, trailer: bool
     lengths = np.zeros((ncols, n), dtype=np.int64)
     kinds = np.zeros(ncols, dtype=np.int64)
     widths = np.zeros(ncols, dtype=np.int64)
-    fix_off = np.zeros(ncols, dtype=np.int64)
-    text_idx = np.zeros(ncols, dtype=np.int64)
-    fixed_parts, text_parts, text_starts = [], [], []
-    width_total, text_total = 0, 0
+    slots = np.zeros(ncols, dtype=np.int64)
+    words, text_parts, text_starts = [], [], []
+    text_total = 0
     for c, ((_, series), typ) in enumerate(zip(frame.items(), types, strict=True)):
         if typ == "text":
             lens, data, starts = _text(series)
-            kinds[c], text_idx[c] = 1, len(text_parts)
+            kinds[c], slots[c] = 1, len(text_parts)
             text_parts.append(data)
             text_starts.append(starts + text_total)
             text_total += len(data)
         else:
-            lens, raw = _fixed(series, _FIXED[typ])
-            widths[c], fix_off[c] = raw.shape[1], width_total
-            fixed_parts.append(raw)
-            width_total += raw.shape[1]
+            lens, bits = _fixed(series, _FIXED[typ])
+            widths[c], slots[c] = np.dtype(_FIXED[typ]).itemsize, len(words)
+            words.append(bits)
         lengths[c] = lens
-    fixed = np.ascontiguousarray(np.hstack(fixed_parts)) if fixed_parts else np.zeros((n, 1), dtype=np.uint8)
+    word_matrix = np.vstack(words) if words else np.zeros((1, n), dtype=np.int64)
     text_data = np.concatenate(text_parts) if text_parts else np.zeros(1, dtype=np.uint8)
     text_start = np.vstack(text_starts) if text_starts else np.zeros((1, n), dtype=np.int64)
     lead = len(HEADER) if header else 0
@@ -134,7 +131,7 @@ def encode(frame: pd.DataFrame, types: list[str], *, header: bool, trailer: bool
     buf = np.empty(total, dtype=np.uint8)
     if header:
         buf[:lead] = np.frombuffer(HEADER, dtype=np.uint8)
-    end = _pack(buf, lead, ncols, kinds, fix_off, widths, text_idx, lengths, fixed, text_data, text_start)
+    end = _pack(buf, lead, kinds, widths, slots, lengths, word_matrix, text_data, text_start)
     if trailer:
         buf[end:] = np.frombuffer(TRAILER, dtype=np.uint8)
     return memoryview(buf)

@@ -29,7 +29,7 @@ USER_RECOMMENDATIONS = TableSpec(
         ("strategy", "text NOT NULL"),
         ("model_version", "text"),
     ),
-    indexes=(Index(("user_id", "rank"), unique=True), Index(("item_id",))),
+    indexes=(Index(("user_id", "rank"), unique=True),),  # readers look up one user's list
     comments={
         "": "Top-k recommendations per user of the live generation (swapped in atomically each night).",
         "generation_id": "reco.generations row that produced this table.",

@@ -2,10 +2,13 @@
 
 Sequence per publish (one connection, serialised across processes by an advisory lock):
 
-1. ``<name>__staging`` is created and filled with ``COPY … FROM STDIN`` (binary format encoded by
-   :mod:`recomart.recommend.pgbinary` when every column type allows, CSV otherwise) and committed;
-   its indexes are built concurrently on one connection each, then it is ``ANALYZE``d.  Readers are
-   not affected.
+1. ``<name>__staging`` is created and filled with ``COPY … FROM STDIN (FREEZE)`` in the same
+   transaction (binary format encoded by :mod:`recomart.recommend.pgbinary` when every column type
+   allows, CSV otherwise); a single index is built in that transaction too, several are built
+   concurrently on one connection each after a commit; then its indexed columns are ``ANALYZE``d.
+   These steps commit without waiting for their WAL flush (``synchronous_commit = off``): the
+   swap's own commit flushes all of it, so nothing reaches readers undurably.  Readers are not
+   affected.
 2. One transaction (``lock_timeout`` bounded, retried): drop the dependent views, drop
    ``<name>_previous``, rename ``<name>`` → ``<name>_previous`` and ``<name>__staging`` → ``<name>``
    (indexes follow the same names), ``COMMENT ON`` table and columns, grant ``SELECT`` to the
@@ -15,8 +18,8 @@ Sequence per publish (one connection, serialised across processes by an advisory
 A reader on another connection (READ COMMITTED) sees the old table until the commit and the new one
 after it, never an empty or partial table: its statement either finishes before the swap takes its
 ACCESS EXCLUSIVE locks or waits for the commit and then resolves the name again.  A REPEATABLE READ
-transaction that started before the swap sees the new table as empty (its snapshot predates the
-load), as with any rewrite in Postgres.
+transaction that started before the swap sees the new table's rows too once the name resolves to it
+(frozen rows are visible to every snapshot), never an empty table.
 
 Views of other owners on the swapped table follow it to ``<name>_previous`` and are dropped with it
 on the next swap; declare the views you need in :class:`TableSpec`.  dbt drops dependants of its own
@@ -122,6 +125,15 @@ def ensure_reader_role(conn: psycopg.Connection, log: Callable[[str], Any] = pri
         return bool(exists)
 
 
+def _copy_stmt(spec: TableSpec, table: sql.Identifier, fmt: str) -> sql.Composed:
+    """``COPY … FROM STDIN (FORMAT fmt, FREEZE)``: rows are written frozen, so the index builds and
+    ``ANALYZE`` that follow do not rewrite every page to set hint bits.  FREEZE needs the table to
+    have been created in the same transaction, which :func:`load_staging` guarantees."""
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, spec.columns)), sql.SQL(fmt)
+    )
+
+
 def _copy_frame(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, frame: pd.DataFrame) -> None:
     """COPY a DataFrame in chunks: binary format when every column type is supported by
     :mod:`recomart.recommend.pgbinary` (numbers travel unformatted), CSV otherwise.  NaN/None → NULL.
@@ -134,9 +146,7 @@ def _copy_frame(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, fra
 
     types = [pgbinary.base_type(ddl) for _, ddl in spec.columns_ddl]
     binary = pgbinary.supports(types)
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
-        table, sql.SQL(", ").join(map(sql.Identifier, spec.columns)), sql.SQL("binary" if binary else "csv")
-    )
+    stmt = _copy_stmt(spec, table, "binary" if binary else "csv")
     if not binary:
         frame = frame[spec.columns]
         with cur.copy(stmt) as copy:
@@ -163,8 +173,7 @@ def _copy_frame(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, fra
 
 
 def _copy_rows(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, rows: Iterable[Sequence]) -> None:
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(table, sql.SQL(", ").join(map(sql.Identifier, spec.columns)))
-    with cur.copy(stmt) as copy:
+    with cur.copy(_copy_stmt(spec, table, "text")) as copy:
         for row in rows:
             copy.write_row(row)
 
@@ -188,6 +197,7 @@ def _create_indexes_in_parallel(dsn: str, spec: TableSpec) -> None:
         try:
             with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
                 cur.execute("SET maintenance_work_mem = '256MB'")
+                cur.execute("SET synchronous_commit = off")  # flushed by the swap's commit
                 _create_index(cur, spec, n, index)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
@@ -201,20 +211,29 @@ def _create_indexes_in_parallel(dsn: str, spec: TableSpec) -> None:
         raise errors[0]
 
 
+def _analyze_columns(spec: TableSpec) -> list[str]:
+    """The columns readers filter and join on (those of the indexes); every column if none."""
+    indexed = dict.fromkeys(c for index in map(_as_index, spec.indexes) for c in index.columns)
+    return list(indexed) or spec.columns
+
+
 def load_staging(
     conn: psycopg.Connection,
     spec: TableSpec,
     data: pd.DataFrame | Iterable[Sequence],
     *,
     index_dsn: str | None = None,
+    log: Callable[[str], Any] | None = None,
 ) -> int:
-    """(Re)create ``<name>__staging``, COPY ``data`` in, build the indexes, ANALYZE; commit; return rows.
+    """(Re)create ``<name>__staging`` and COPY ``data`` in (one transaction, ``FREEZE``), build the
+    indexes, ``ANALYZE`` the indexed columns; commit; return the number of rows COPY loaded.
 
     With ``index_dsn`` (and more than one index) the loaded table is committed first and its indexes
-    are built concurrently on their own connections.
+    are built concurrently on their own connections.  ``log`` receives the time of each phase.
     """
     staging = spec.ident(STAGING)
     parallel = index_dsn is not None and len(spec.indexes) > 1
+    t0 = time.perf_counter()
     with conn.cursor() as cur:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(spec.schema)))
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(staging))
@@ -222,20 +241,30 @@ def load_staging(
             sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(ddl)) for c, ddl in spec.columns_ddl
         )
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(staging, cols))
+        # the staging table is invisible to readers until the swap, whose commit flushes the WAL
+        # written here too: this commit need not wait for its own flush
+        cur.execute("SET LOCAL synchronous_commit = off")
         cur.execute("SET LOCAL maintenance_work_mem = '256MB'")  # index sorts of ~1M rows stay in memory
         if isinstance(data, pd.DataFrame):
             _copy_frame(cur, spec, staging, data)
         else:
             _copy_rows(cur, spec, staging, data)
+        count = max(cur.rowcount, 0)
+        t1 = time.perf_counter()
         if parallel:
             conn.commit()
+            cur.execute("SET LOCAL synchronous_commit = off")
             _create_indexes_in_parallel(index_dsn, spec)
         else:
             for n, index in enumerate(map(_as_index, spec.indexes)):
                 _create_index(cur, spec, n, index)
-        cur.execute(sql.SQL("ANALYZE {}").format(staging))
-        count = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(staging)).fetchone()[0]
+        t2 = time.perf_counter()
+        columns = sql.SQL(", ").join(map(sql.Identifier, _analyze_columns(spec)))
+        cur.execute(sql.SQL("ANALYZE {} ({})").format(staging, columns))
     conn.commit()
+    if log is not None:
+        t3 = time.perf_counter()
+        log(f"staged {spec.schema}.{spec.name}: copy {t1 - t0:.2f}s, indexes {t2 - t1:.2f}s, analyze {t3 - t2:.2f}s")
     return int(count)
 
 
@@ -373,7 +402,7 @@ def publish(
             grant = ensure_reader_role(conn, log)
             for spec, data in tables:
                 t0 = time.perf_counter()
-                counts[spec.name] = load_staging(conn, spec, data, index_dsn=dsn)
+                counts[spec.name] = load_staging(conn, spec, data, index_dsn=dsn, log=log)
                 took = time.perf_counter() - t0
                 log(f"staged {spec.schema}.{spec.name}: {counts[spec.name]} rows in {took:.2f}s")
                 may_be_empty = allow_empty if isinstance(allow_empty, bool) else spec.name in allow_empty
