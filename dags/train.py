@@ -1,13 +1,17 @@
 """
 ### train
 
-Runs when the marts are rebuilt (`recomart_marts`). Fits `surprise.SVD(biased=True)` on
-`marts.user_item_ratings` (seeded: the same data gives the same model), evaluates it against a
-popularity baseline on a held-out time split with vectorised ranking, logs params, metrics and a
-pyfunc recommender to MLflow (Postgres tracking and registry) and registers a new version.
+Runs when the marts are rebuilt (`recomart_marts`). Splits `marts.user_item_ratings` in time (train <
+validation < test window), tunes `surprise.SVD(biased=True)` on validation (seeded: the same data gives
+the same model) and fits the hybrid's blend weights (SVD, item-to-item, content, buy-again when the feed
+allows repeats, popularity) on the same window, then scores the blend, each component, popularity and
+the current champion's blend once on the test window. Logs params (`weight_<component>`), metrics, the
+blend fit (`blend.json`) and a pyfunc to MLflow (Postgres tracking and registry) and registers a version
+that carries its weights.
 
-The version gets alias `champion` only when it beats popularity on the held-out split, otherwise
-`challenger`; the decision and reason are in the log and in `ops.model_promotions`.
+The version gets alias `champion` only when its blend beats popularity and the champion's blend on the
+test window, otherwise `challenger`; the decision, reason and weights are in the log and in
+`ops.model_promotions`. The recommend DAG applies the champion's weights.
 
 Emits `recomart_model`, which starts `recommend`.
 """
@@ -33,7 +37,7 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
 def train():
     @task(outlets=[MODEL])
     def train_evaluate_register(outlet_events=None):
-        """Train, evaluate against popularity, log to MLflow and apply the promotion gate."""
+        """Train SVD, fit the blend weights, evaluate against popularity and the champion, gate, register."""
         from recomart.config import settings
         from recomart.pipeline import train_and_register
 

@@ -207,7 +207,8 @@ create table if not exists ops.model_promotions (
     metrics jsonb not null,
     run_id text,
     data_digest text
-)
+);
+alter table ops.model_promotions add column if not exists blend jsonb
 """
 
 
@@ -219,9 +220,10 @@ def record_promotion(dsn: str, row: dict) -> None:
         conn.execute(PROMOTIONS_DDL)
         conn.execute(
             "insert into ops.model_promotions (model_name, model_version, previous_champion, decision, "
-            "reason, metrics, run_id, data_digest) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+            "reason, metrics, run_id, data_digest, blend) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (row["model_name"], row["model_version"], row.get("previous_champion"), row["decision"],
-             row["reason"], json.dumps(row["metrics"]), row.get("run_id"), row.get("data_digest")),
+             row["reason"], json.dumps(row["metrics"]), row.get("run_id"), row.get("data_digest"),
+             None if row.get("blend") is None else json.dumps(row["blend"])),
         )
 
 
@@ -244,12 +246,16 @@ TUNING_BUDGET_S = 300.0
 
 
 def train_and_register(s: Settings, dsn: str) -> dict:
-    """Train BiasedSVD on the ratings mart: time split (train < validation < test window), bounded
-    tuning on validation, then the candidate, popularity and the current champion scored once on the
-    test window; the gate registers @champion or @challenger and the decision goes to ops."""
+    """Train the hybrid on the marts: time split (train < validation < test window), bounded BiasedSVD
+    tuning and the blend weights fitted on validation (products and segments from the marts, the
+    data set's repeat-purchase policy), then the blend, each component, popularity and the current
+    champion's blend scored once on the test window; the gate registers @champion or @challenger and
+    the decision (with the weights) goes to ``ops.model_promotions``."""
     from recomart.features import FEATURE_SERVICE
+    from recomart.model.blend_eval import Catalogue
     from recomart.model.promotion import train_and_gate
     from recomart.model.train import DEFAULT_SVD_PARAMS, RATINGS_RELATION, TrainConfig, load_ratings
+    from recomart.recommend.run import repeat_purchases_allowed
 
     config = TrainConfig(
         mode=s.train_mode, negative_ratio=NEGATIVE_RATIO, negative_sampling="uniform",
@@ -262,6 +268,7 @@ def train_and_register(s: Settings, dsn: str) -> dict:
         load_ratings(dsn), tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name,
         artifact_dir=s.mlflow_artifacts_dir, config=config, feature_service=FEATURE_SERVICE,
         dataset_source=RATINGS_RELATION, tags={"dataset": s.dataset},
+        catalogue=Catalogue.from_warehouse(dsn, repeat_purchases=repeat_purchases_allowed(s.dataset)),
     )
     summary = outcome.summary(s.model_name)
     if outcome.registered.promoted:

@@ -1,4 +1,4 @@
-"""The main job's closing report: rows per layer, model vs popularity, sample recommendations."""
+"""The main job's closing report: rows per layer, the hybrid vs its components and popularity, samples."""
 
 from __future__ import annotations
 
@@ -40,6 +40,32 @@ def latest_model_decision(dsn: str) -> dict | None:
     return {"version": row[0], "decision": row[1], "reason": row[2], "metrics": metrics}
 
 
+#: report columns of the metrics stored in ops.model_promotions: the blend, each component, the baselines
+METRIC_COLUMNS = {"model": "hybrid", "svd": "svd", "item_item": "item_item", "content": "content",
+                  "buy_again": "buy_again", "popularity": "popularity", "champion": "champion"}
+
+
+def champion_blend(dsn: str) -> tuple[str, dict] | None:
+    """(version, blend record) of the latest promoted model, or None (no promotion, or logged without weights)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select model_version, to_jsonb(p) -> 'blend' from ops.model_promotions p "
+            "where decision = 'promoted' order by decided_at desc limit 1"
+        ).fetchone()
+    if row is None or row[1] is None:
+        return None
+    return row[0], row[1] if isinstance(row[1], dict) else json.loads(row[1])
+
+
+def format_weights(blend: dict) -> str:
+    """``svd 0.60, item_item 0.40 (fitted: validation nDCG@10 0.4329)`` or ``... (default: <reason>)``."""
+    names = {"cf": "svd"}
+    parts = ", ".join(f"{names.get(c, c)} {w:.2f}" for c, w in blend.get("weights", {}).items() if w)
+    if blend.get("fitted"):
+        return f"{parts} (fitted: validation nDCG@10 {blend.get('validation_ndcg') or float('nan'):.4f})"
+    return f"{parts} (default: {blend.get('reason', 'not fitted')})"
+
+
 def sample_recommendations(dsn: str, users: int = 3, k: int = 10) -> dict[str, list[tuple]]:
     """Top-k of the first ``users`` users (by id) that have personalised recommendations."""
     with psycopg.connect(dsn) as conn:
@@ -66,15 +92,15 @@ def print_report(s: Settings) -> None:
             print(f"  {schema + '.' + table:<48} {count:>12,}")
 
     decision = latest_model_decision(dsn)
-    print("\nModel on the held-out test window (K = 10)")
+    print("\nHybrid, each component alone and popularity on the held-out test window (K = 10)")
     if decision is None:
         print("  no model trained yet")
     else:
         metrics = decision["metrics"]
         shown = [name for name in sorted(metrics.get("model", {}))
                  if name.endswith("_at_10") or name.endswith("coverage") or name in ("rmse", "mae")]
-        columns = [c for c in ("model", "popularity", "champion") if metrics.get(c)]
-        print("  " + f"{'metric':<24}" + "".join(f"{c:>12}" for c in columns))
+        columns = [c for c in METRIC_COLUMNS if metrics.get(c)]
+        print("  " + f"{'metric':<24}" + "".join(f"{METRIC_COLUMNS[c]:>12}" for c in columns))
         for name in shown:
             values = [metrics[c].get(name) for c in columns]
             baseline = metrics.get("popularity", {}).get(name)
@@ -83,6 +109,9 @@ def print_report(s: Settings) -> None:
             print("  " + f"{name:<24}" + "".join(
                 f"{v:>12.4f}" if isinstance(v, int | float) and v == v else f"{'-':>12}" for v in values))
         print(f"  version {decision['version']}: {decision['decision']} ({decision['reason']})")
+        champion = champion_blend(dsn)
+        if champion is not None:
+            print(f"  champion v{champion[0]} blend weights: {format_weights(champion[1])}")
 
     print("\nSample recommendations")
     for user_id, recs in sample_recommendations(dsn).items():

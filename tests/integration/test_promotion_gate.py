@@ -1,4 +1,8 @@
-"""The promotion gate end to end on MLflow (Postgres tracking + registry): first model, promotion, refusal."""
+"""The promotion gate end to end on MLflow (Postgres tracking + registry): first model, promotion, refusal.
+
+The gate judges blends: the candidate's fitted weights over its SVD, against popularity and the
+champion's own factors blended with the champion's stored weights.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ from test_train import planted_ratings  # tests/integration is on sys.path (root
 from recomart.model.promotion import train_and_gate
 from recomart.model.train import TrainConfig
 from recomart.pipeline import record_promotion
+from recomart.recommend.hybrid import BlendWeights
 
 pytestmark = pytest.mark.integration
 
 FAST = {"max_trials": 2, "tuning_budget_s": 30.0}
+TINY_VALIDATION = {"valid_fraction": 0.02, "test_fraction": 0.2}  # too few users to fit blend weights
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +32,12 @@ def rounds(test_settings, tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("mlartifacts")
     ratings = planted_ratings()
     out = []
-    # 1. the very first model, trained on a third of the users: only has to beat popularity
-    # 2. the full data set: beats popularity and the champion of round 1, re-scored on this split
+    # 1. the very first model, trained on a third of the users with a validation window too small to
+    #    fit blend weights (so it keeps the default 0.7 SVD / 0.3 content): only has to beat popularity
+    # 2. the full data set: its fitted blend beats popularity and round 1's blend, re-scored on this split
     # 3. the same data with a 50 % margin: cannot beat the champion of round 2 by that much
     for data, cfg in (
-        (ratings[ratings.user_id < "u0100"], TrainConfig(**FAST)),
+        (ratings[ratings.user_id < "u0100"], TrainConfig(**FAST, split_options=TINY_VALIDATION)),
         (ratings, TrainConfig(**FAST)),
         (ratings, TrainConfig(**FAST, gate_margin=0.5)),
     ):
@@ -49,6 +56,9 @@ def test_very_first_model_is_promoted_against_popularity_only(rounds) -> None:
     assert "champion" not in first.result.metrics
     assert first.registered.promoted and first.registered.version == "1"
     assert "no champion yet" in first.registered.reason
+    blend = first.result.metadata["blend"]
+    assert not blend["fitted"] and "validation users < 50: default weights" in blend["reason"]
+    assert first.result.metadata["weights"] == BlendWeights().as_dict()
 
 
 def test_candidate_beating_champion_and_popularity_is_promoted(rounds, test_settings) -> None:
@@ -57,6 +67,9 @@ def test_candidate_beating_champion_and_popularity_is_promoted(rounds, test_sett
     assert second.previous_champion == "1" and second.result.champion_version == "1"
     assert m["model"]["ndcg_at_10"] > m["champion"]["ndcg_at_10"] > 0
     assert m["model"]["ndcg_at_10"] > m["popularity"]["ndcg_at_10"]
+    assert second.result.metadata["blend"]["fitted"]
+    assert second.registered.gate["candidate"] == m["model"]["ndcg_at_10"]
+    assert second.registered.gate["champion"] == m["champion"]["ndcg_at_10"]
     # the champion (fitted on a third of the users) is scored on this split's users: unknown ones
     # get mu + bi, so it covers only part of the test users
     assert 0.2 < m["champion"]["user_coverage"] < 0.5
@@ -114,7 +127,7 @@ def test_every_decision_is_in_ops_model_promotions(rounds, warehouse_dsn) -> Non
     name, outcomes = rounds
     with psycopg.connect(warehouse_dsn) as conn:
         rows = conn.execute(
-            "select model_version, previous_champion, decision, reason, metrics from ops.model_promotions "
+            "select model_version, previous_champion, decision, reason, metrics, blend from ops.model_promotions "
             "where model_name = %s order by decided_at, model_version",
             (name,),
         ).fetchall()
@@ -122,7 +135,10 @@ def test_every_decision_is_in_ops_model_promotions(rounds, warehouse_dsn) -> Non
     assert decisions == [("1", None, "promoted"), ("2", "1", "promoted"), ("3", "2", "rejected")]
     assert rows[2][3] == outcomes[2].registered.reason
     metrics = rows[1][4] if isinstance(rows[1][4], dict) else json.loads(rows[1][4])
-    assert set(metrics) == {"model", "popularity", "champion"}
+    assert set(metrics) == {"model", "svd", "item_item", "content", "popularity", "champion", "champion_svd"}
+    blends = [r[5] if isinstance(r[5], dict) else json.loads(r[5]) for r in rows]
+    assert [b["weights"] for b in blends] == [o.result.metadata["weights"] for o in outcomes]
+    assert [b["fitted"] for b in blends] == [False, True, True]
 
 
 def test_champion_for_evaluation_is_the_pre_test_model(rounds, test_settings) -> None:

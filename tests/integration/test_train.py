@@ -1,10 +1,13 @@
-"""Train on planted tastes without surprise's per-pair path, beat popularity, register in MLflow on Postgres."""
+"""Train on planted tastes without surprise's per-pair path, fit the blend, beat popularity, register in MLflow."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
+from pathlib import Path
 
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import psycopg
@@ -13,7 +16,7 @@ import surprise
 from psycopg import sql
 
 from recomart.model.registry import load_champion, log_and_register
-from recomart.model.train import load_ratings, train_and_evaluate
+from recomart.model.train import TrainConfig, load_ratings, train_tune_evaluate
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +63,9 @@ def no_per_pair_surprise(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(surprise.SVD, name, boom)
 
 
+NO_TUNING = TrainConfig(max_trials=1, seed=42, k=10)  # the base parameters, no search: fast and fixed
+
+
 @pytest.fixture(scope="module")
 def trained(ratings: pd.DataFrame):
     with pytest.MonkeyPatch.context() as mp:
@@ -69,7 +75,7 @@ def trained(ratings: pd.DataFrame):
 
         for name in ("predict", "test", "estimate"):
             mp.setattr(surprise.SVD, name, boom)
-        return train_and_evaluate(ratings, seed=42, k=10)
+        return train_tune_evaluate(ratings, NO_TUNING)
 
 
 def test_patch_really_blocks_per_pair_path(no_per_pair_surprise) -> None:
@@ -77,11 +83,12 @@ def test_patch_really_blocks_per_pair_path(no_per_pair_surprise) -> None:
         surprise.SVD().predict("u", "i")
 
 
-def test_svd_beats_popularity_on_planted_tastes(trained, ratings: pd.DataFrame) -> None:
-    model_m, pop_m = trained.metrics["model"], trained.metrics["popularity"]
+def test_svd_and_blend_beat_popularity_on_planted_tastes(trained, ratings: pd.DataFrame) -> None:
+    svd_m, model_m, pop_m = trained.metrics["svd"], trained.metrics["model"], trained.metrics["popularity"]
     assert trained.beats_popularity
+    assert svd_m["ndcg_at_10"] > 1.3 * pop_m["ndcg_at_10"]
+    assert svd_m["precision_at_10"] > pop_m["precision_at_10"]
     assert model_m["ndcg_at_10"] > 1.3 * pop_m["ndcg_at_10"]
-    assert model_m["precision_at_10"] > pop_m["precision_at_10"]
     assert trained.split["n_eval_users"] > 250
     assert 0.15 < trained.split["n_test"] / len(ratings) < 0.25
     # refit on all data: every user and item of the frame is servable
@@ -90,13 +97,33 @@ def test_svd_beats_popularity_on_planted_tastes(trained, ratings: pd.DataFrame) 
     assert trained.seen.nnz == len(ratings.drop_duplicates(["user_id", "item_id"]))
 
 
+def test_metrics_hold_the_blend_each_component_and_popularity(trained) -> None:
+    m = trained.metrics
+    # no champion yet and no repeat purchases (so no buy-again): model = the blend, then each component
+    assert set(m) == {"model", "svd", "item_item", "content", "popularity"}
+    for name, values in m.items():
+        for key in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10", "catalog_coverage"):
+            assert 0.0 <= values[key] <= 1.0, (name, key)
+        assert set(trained.curves[name]) == {"1", "2", "3", "5", "10", "15", "20"}
+    # the blend carries its SVD part's user coverage; a component differs from the blend it is part of
+    assert m["model"]["user_coverage"] == m["svd"]["user_coverage"] == 1.0
+    assert m["item_item"]["ndcg_at_10"] != m["content"]["ndcg_at_10"]
+    blend = trained.metadata["blend"]
+    assert blend["fitted"] and blend["weights"] == trained.metadata["weights"]
+    assert sum(blend["weights"].values()) == pytest.approx(1.0)
+    assert set(blend["component_validation_ndcg"]) == {"svd", "item_item", "content", "popularity"}
+    # the search keeps the best validation figure it saw, at least the best single component's
+    assert blend["validation_ndcg"] >= max(blend["component_validation_ndcg"].values())
+
+
 def test_same_data_same_model_whatever_the_row_order(trained, ratings, no_per_pair_surprise) -> None:
-    again = train_and_evaluate(ratings.sample(frac=1.0, random_state=3), seed=42, k=10)
+    again = train_tune_evaluate(ratings.sample(frac=1.0, random_state=3), NO_TUNING)
     np.testing.assert_array_equal(again.model.user_factors, trained.model.user_factors)
     np.testing.assert_array_equal(again.model.item_bias, trained.model.item_bias)
     assert again.data_digest == trained.data_digest
     assert again.metrics == trained.metrics
-    other_seed = train_and_evaluate(ratings, seed=1, k=10, refit_full=False)
+    assert again.metadata["weights"] == trained.metadata["weights"]
+    other_seed = train_tune_evaluate(ratings, dataclasses.replace(NO_TUNING, seed=1, refit_full=False))
     assert not np.array_equal(other_seed.model.user_factors, trained.model.user_factors)
 
 
@@ -144,7 +171,6 @@ def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> 
     uri = test_settings.mlflow_tracking_uri
     name = f"{test_settings.model_name}_svd"
     assert load_champion(uri, name) is None
-    trained.metadata["blend_weights"] = {"svd": 1.0}
     reg = log_and_register(
         trained, tracking_uri=uri, model_name=name, artifact_dir=tmp_path / "mlartifacts", tags={"suite": "it"}
     )
@@ -156,7 +182,13 @@ def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> 
     assert mv.tags["data_digest"] == trained.data_digest
     run = client.get_run(reg.run_id)
     assert run.data.metrics["model_ndcg_at_10"] == pytest.approx(trained.metrics["model"]["ndcg_at_10"])
-    assert "popularity_ndcg_at_10" in run.data.metrics
+    assert "popularity_ndcg_at_10" in run.data.metrics and "item_item_ndcg_at_10" in run.data.metrics
+    assert run.data.metrics["svd_ndcg_at_10"] == pytest.approx(trained.metrics["svd"]["ndcg_at_10"])
+    weights = trained.metadata["weights"]
+    assert {k: float(v) for k, v in run.data.params.items() if k.startswith("weight_")} == {
+        f"weight_{c}": w for c, w in weights.items()}
+    blend_json = client.download_artifacts(reg.run_id, "blend.json", str(tmp_path))
+    assert json.loads(Path(blend_json).read_text()) == trained.metadata["blend"]
     exp = client.get_experiment(run.info.experiment_id)
     assert exp.name == "recomart"
     assert exp.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
@@ -168,12 +200,10 @@ def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> 
     assert version == reg.version
     np.testing.assert_array_equal(factors.item_factors, trained.model.item_factors)
     np.testing.assert_array_equal(factors.user_ids, trained.model.user_ids)
-    assert meta["blend_weights"] == {"svd": 1.0}
+    assert meta["weights"] == weights and meta["blend"] == trained.metadata["blend"]
     assert meta["data_digest"] == trained.data_digest
 
     # the pyfunc serves top-k unseen items per user, vectorised
-    import mlflow.pyfunc
-
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

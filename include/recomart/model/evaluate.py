@@ -8,6 +8,7 @@ and zero bias, which is exactly ``SVD.estimate`` dropping the missing terms.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,24 +53,41 @@ def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     return index.get_indexer(values.astype(str).to_numpy()).astype(np.int64)
 
 
-def evaluate_models(
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    models: dict[str, FactorModel],
-    *,
-    k: int = 10,
-    exclude_seen: bool = True,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-    curve_ks: tuple[int, ...] = CURVE_KS,
-    score_sample: int = 20_000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Metrics of each model in ``models`` and of ``popularity`` (train counts) on ``test``.
+@dataclass(frozen=True)
+class EvalSet:
+    """Who is ranked over what on one split: the training part's sorted ``users`` and ``items``, the
+    test users ranked (``eval_users``, rows of ``users``) with their ``relevant`` test items, the
+    training pairs (``seen``) and the test pairs' codes (``test_users`` / ``test_items``, -1 unknown)."""
 
-    Users: test users present in ``train`` with at least one test item of the train catalogue.
-    User coverage is the share of all test users a model has factors for.  Returns
-    ``{"metrics": {name: {...}}, "curves": {name: {k: {...}}}, "scores": {name: [...]}, "info": {...}}``.
-    """
+    users: pd.Index
+    items: pd.Index
+    eval_users: np.ndarray
+    relevant: sp.csr_matrix
+    seen: sp.csr_matrix
+    test_users: np.ndarray
+    test_items: np.ndarray
+
+    @property
+    def evaluated(self) -> np.ndarray:
+        """bool mask of the test pairs that are scored (known user and item)."""
+        return (self.test_users >= 0) & (self.test_items >= 0)
+
+    @property
+    def eval_user_ids(self) -> np.ndarray:
+        return self.users.to_numpy()[self.eval_users]
+
+    def info(self) -> dict[str, int]:
+        return {
+            "n_eval_users": int(len(self.eval_users)),
+            "n_test_pairs_evaluated": int(self.evaluated.sum()),
+            "n_test_pairs_cold_user": int((self.test_users < 0).sum()),
+            "n_test_pairs_cold_item": int(((self.test_users >= 0) & (self.test_items < 0)).sum()),
+            "n_items": int(len(self.items)),
+        }
+
+
+def eval_set(train: pd.DataFrame, test: pd.DataFrame) -> EvalSet:
+    """Test users present in ``train`` with at least one test item of the train catalogue, and their items."""
     users = pd.Index(np.sort(train["user_id"].astype(str).unique()))
     items = pd.Index(np.sort(train["item_id"].astype(str).unique()))
     tu, ti = _codes(test["user_id"], users), _codes(test["item_id"], items)
@@ -84,9 +102,51 @@ def evaluate_models(
     seen = sp.csr_matrix((np.ones(len(su), dtype=np.int8), (su, si)), shape=(len(users), len(items)))
     seen.sum_duplicates()
     seen.data[:] = 1
-    exclude = seen if exclude_seen else None
+    return EvalSet(users, items, eval_users, relevant, seen, tu, ti)
+
+
+def ranking_summary(
+    top: np.ndarray, relevant: sp.csr_matrix, n_items: int, k: int, ks: list[int], curve_ks: tuple[int, ...]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Ranking metrics of ``top`` (item indices, best first, -1 empty) at every ``ks``, catalog
+    coverage at ``k`` and the metric-vs-K curve at ``curve_ks``."""
+    metrics: dict[str, float] = {}
+    for kk in ks:
+        metrics.update(M.ranking_metrics(top[:, :kk], relevant, kk))
+    metrics["catalog_coverage"] = M.catalog_coverage(top[:, :k], n_items)
+    curve = {str(kk): {key: metrics[f"{key}_at_{kk}"] for key in ("ndcg", "precision", "recall")} for kk in curve_ks}
+    return metrics, curve
+
+
+def metric_ks(k: int, curve_ks: tuple[int, ...] = CURVE_KS) -> list[int]:
+    """The cut-offs every contender is scored at: ``k``, 10 and the curve's."""
+    return sorted({int(k), 10, *curve_ks})
+
+
+def evaluate_models(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    models: dict[str, FactorModel],
+    *,
+    k: int = 10,
+    exclude_seen: bool = True,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    curve_ks: tuple[int, ...] = CURVE_KS,
+    score_sample: int = 20_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Metrics of each model in ``models`` and of ``popularity`` (train counts) on ``test``.
+
+    Users: test users present in ``train`` with at least one test item of the train catalogue
+    (:func:`eval_set`).  User coverage is the share of all test users a model has factors for.  Returns
+    ``{"metrics": {name: {...}}, "curves": {name: {k: {...}}}, "scores": {name: [...]}, "info": {...}}``.
+    """
+    es = eval_set(train, test)
+    users, items, eval_users, keep = es.users, es.items, es.eval_users, es.evaluated
+    tu, ti = es.test_users, es.test_items
+    exclude = es.seen if exclude_seen else None
     k_max = max(max(curve_ks), k)
-    ks = sorted({int(k), 10, *curve_ks})
+    ks = metric_ks(k, curve_ks)
     truth = test["rating"].to_numpy(dtype=np.float64)[keep] if "rating" in test else None
     lo, hi = (float(train["rating"].min()), float(train["rating"].max())) if "rating" in train else (None, None)
     test_user_ids = test["user_id"].astype(str).drop_duplicates().to_numpy()
@@ -105,28 +165,13 @@ def evaluate_models(
         m["user_coverage"] = M.user_coverage(model.user_index(test_user_ids))
         out["metrics"][name] = m
         out["scores"][name] = svd_scores(aligned, sample_users).ravel()[:score_sample].astype(float).tolist()
-    popularity = np.asarray(seen.sum(axis=0)).ravel().astype(np.float32)
+    popularity = np.asarray(es.seen.sum(axis=0)).ravel().astype(np.float32)
     tops["popularity"], _ = static_top_k(popularity, len(eval_users), k_max, exclude, eval_users, block_size)
     out["metrics"]["popularity"] = {}
     for name, top in tops.items():
-        for kk in ks:
-            out["metrics"][name].update(M.ranking_metrics(top[:, :kk], relevant, kk))
-        out["metrics"][name]["catalog_coverage"] = M.catalog_coverage(top[:, :k], len(items))
-        out["curves"][name] = {
-            str(kk): {
-                "ndcg": out["metrics"][name][f"ndcg_at_{kk}"],
-                "precision": out["metrics"][name][f"precision_at_{kk}"],
-                "recall": out["metrics"][name][f"recall_at_{kk}"],
-            }
-            for kk in curve_ks
-        }
-    out["info"] = {
-        "n_eval_users": int(len(eval_users)),
-        "n_test_pairs_evaluated": int(keep.sum()),
-        "n_test_pairs_cold_user": int((tu < 0).sum()),
-        "n_test_pairs_cold_item": int(((tu >= 0) & (ti < 0)).sum()),
-        "n_items": int(len(items)),
-    }
+        ranking, out["curves"][name] = ranking_summary(top, es.relevant, len(items), k, ks, curve_ks)
+        out["metrics"][name].update(ranking)
+    out["info"] = es.info()
     return out
 
 

@@ -1,7 +1,10 @@
 """The promotion gate: a candidate becomes ``@champion`` only if it beats the champion and popularity.
 
 All three are scored on the same split of the same run (the champion is re-scored, never read back
-from its old run).  While there is no champion the candidate only has to beat popularity.
+from its old run).  The candidate is the hybrid as it will be served (``metrics["model"]``: its SVD
+blended with the weights fitted on validation) and the champion is its own blend (its factors with its
+stored weights); ``metrics["svd"]`` and the other components alone are reported, never gated on.
+While there is no champion the candidate only has to beat popularity.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""One training round: load the champion, train + tune + evaluate, gate, log and register.
+"""One training round: load the champion, train + tune + fit the blend + evaluate, gate, log and register.
 
 The train DAG's task calls :func:`train_and_gate` and appends :meth:`PromotionOutcome.summary` to
-``ops.model_promotions``.
+``ops.model_promotions``.  The gate judges the whole blend: ``metrics["model"]`` is the hybrid with its
+fitted weights and ``metrics["champion"]`` the champion's factors with the champion's stored weights.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from recomart.model.blend_eval import Catalogue
 from recomart.model.registry import RegisteredModel, load_champion, log_and_register
 from recomart.model.train import RATINGS_RELATION, TrainConfig, TrainResult, train_tune_evaluate
 
@@ -38,6 +40,7 @@ class PromotionOutcome:
             "metrics": self.result.metrics,
             "run_id": self.registered.run_id,
             "data_digest": self.result.data_digest,
+            "blend": self.result.metadata.get("blend"),
         }
 
 
@@ -51,13 +54,18 @@ def train_and_gate(
     feature_service: str = "recommender_v1",
     dataset_source: str = RATINGS_RELATION,
     tags: dict[str, Any] | None = None,
+    catalogue: Catalogue | None = None,
 ) -> PromotionOutcome:
     """Re-score the current champion on this run's split next to the tuned candidate and popularity,
     then register the candidate as ``@champion`` or ``@challenger`` (see :mod:`recomart.model.gate`).
 
     The champion is re-scored with the factors its own test figures came from (fitted on its train
-    and validation parts), so a champion refitted on all data does not win on rows it was fitted on.
+    and validation parts), so a champion refitted on all data does not win on rows it was fitted on,
+    blended with its stored weights (the default 0.7 CF / 0.3 content for a version that has none).
+    ``catalogue``: products, user segments and feed policy for the blend (see :class:`Catalogue`).
     """
+    from recomart.recommend.hybrid import BlendWeights
+
     loaded = load_champion(tracking_uri, model_name, for_evaluation=True)
     champion, meta, version = loaded if loaded is not None else (None, {}, None)
     result = train_tune_evaluate(
@@ -66,6 +74,8 @@ def train_and_gate(
         champion=champion,
         champion_version=version,
         champion_trained_through=meta.get("factors_trained_through"),
+        champion_weights=BlendWeights.from_meta(meta) if champion is not None else None,
+        catalogue=catalogue,
         dataset_source=dataset_source,
     )
     registered = log_and_register(

@@ -158,6 +158,12 @@ def _trained_through(result: TrainResult) -> str | None:
     return pd.Timestamp(result.data["event_timestamp"].max()).isoformat()
 
 
+def blend_params(metadata: dict[str, Any]) -> dict[str, float]:
+    """``weight_<component>`` of the blend weights stored with the model (empty without weights)."""
+    weights = metadata.get("weights") or {}
+    return {f"weight_{name}": float(value) for name, value in weights.items()}
+
+
 def _stringify(values: dict[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in values.items() if value is not None}
 
@@ -193,7 +199,8 @@ def log_and_register(
             "data_digest": result.data_digest,
             "git_commit": commit,
             "feature_service": feature_service,
-            "model_kind": "surprise.SVD(biased=True)",
+            "model_kind": "hybrid blend over surprise.SVD(biased=True)",
+            "blend_fitted": (result.metadata.get("blend") or {}).get("fitted"),
             "served_model": "refit_on_all_data" if result.refit_full else "train_split_model",
             "beats_popularity": result.beats_popularity,
             "promotion_reason": reason,
@@ -240,6 +247,9 @@ def log_and_register(
             meta_path = Path(tmp) / "metadata.json"
             meta_path.write_text(json.dumps(metadata, indent=2, default=str))
             mlflow.log_params(_stringify(result.params))
+            mlflow.log_params(_stringify(blend_params(result.metadata)))
+            if result.metadata.get("blend"):
+                mlflow.log_dict(result.metadata["blend"], "blend.json")
             mlflow.log_metrics(result.flat_metrics())
             mlflow.log_metrics({f"time_{key}": value for key, value in result.timings.items()})
             mlflow.log_dict(result.split, "split.json")
@@ -308,7 +318,8 @@ def load_champion(
     """``(factors, metadata, version)`` of ``models:/<model_name>@champion``, or ``None`` if there is none.
 
     ``metadata`` holds the training params, metrics, split, data digest and anything the trainer put
-    in ``TrainResult.metadata`` (e.g. blend weights).  With ``for_evaluation`` the factors are those
+    in ``TrainResult.metadata``: the blend weights (``"weights"``, applied by the recommend DAG) and
+    their fit evidence (``"blend"``).  With ``for_evaluation`` the factors are those
     the champion's own test figures were measured on (fitted before its test window), when it has
     them, and ``metadata["evaluation_factors"]`` says which were returned: re-scoring the served
     factors, refitted on all data, would favour the champion on any window it was trained on.

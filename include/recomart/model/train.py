@@ -18,16 +18,19 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recomart.model import metrics as M
 from recomart.model.factors import FactorModel
-from recomart.model.scoring import DEFAULT_BLOCK_SIZE, pair_scores, recommend_top_k, static_top_k
-from recomart.model.split import time_cutoff, time_split
+from recomart.model.scoring import DEFAULT_BLOCK_SIZE
+
+if TYPE_CHECKING:
+    from recomart.model.blend_eval import Catalogue
+    from recomart.model.split import Split
+    from recomart.recommend.hybrid import BlendWeights
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +52,13 @@ NEGATIVE_SCHEMES = ("uniform", "popularity")
 
 @dataclass(eq=False)
 class TrainResult:
-    """What :func:`train_and_evaluate` produced.
+    """What :func:`train_tune_evaluate` produced.
 
-    ``model`` is the model to serve: with ``refit_full=True`` (default) it is refitted with the same
+    ``model`` is the SVD to serve: with ``refit_full=True`` (default) it is refitted with the same
     hyper-parameters and seed on ALL ratings (the held-out window holds the freshest interactions);
-    ``eval_model`` is the train-split model the metrics were measured on.
+    ``eval_model`` is the train-split model the metrics were measured on.  The registered recommender
+    is the blend of ``model`` with ``metadata["weights"]`` (fit evidence in ``metadata["blend"]``):
+    ``metrics["model"]`` is that blend on the test window, ``metrics["svd"]`` the SVD alone.
     """
 
     model: FactorModel
@@ -308,154 +313,6 @@ def interaction_matrix(model: FactorModel, user_ids: Any, item_ids: Any) -> sp.c
     return mat
 
 
-def _evaluate(
-    model: FactorModel,
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    ks: list[int],
-    seen_policy_exclude: bool,
-    block_size: int,
-) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Rank every warm test user over the catalogue with the model and with popularity, same split."""
-    test_u = model.user_index(test["user_id"])
-    test_i = model.item_index(test["item_id"])
-    keep = (test_u >= 0) & (test_i >= 0)
-    eval_users, rel_rows = np.unique(test_u[keep], return_inverse=True)
-    if len(eval_users) == 0:
-        raise ValueError("no test user–item pair has a user and item seen in training: split too small")
-    relevant = sp.csr_matrix(
-        (np.ones(int(keep.sum()), dtype=np.int8), (rel_rows, test_i[keep])),
-        shape=(len(eval_users), model.n_items),
-    )
-    seen = interaction_matrix(model, train["user_id"], train["item_id"])
-    exclude = seen if seen_policy_exclude else None
-    k_max = max(ks)
-    top_model, _ = recommend_top_k(model, eval_users, k_max, exclude, eval_users, block_size)
-    popularity = np.asarray(seen.sum(axis=0)).ravel().astype(np.float32)
-    top_pop, _ = static_top_k(popularity, len(eval_users), k_max, exclude, eval_users, block_size)
-
-    out: dict[str, dict[str, float]] = {"model": {}, "popularity": {}}
-    for k in ks:
-        out["model"].update(M.ranking_metrics(top_model[:, :k], relevant, k))
-        out["popularity"].update(M.ranking_metrics(top_pop[:, :k], relevant, k))
-    out["model"]["catalog_coverage"] = M.catalog_coverage(top_model, model.n_items)
-    out["popularity"]["catalog_coverage"] = M.catalog_coverage(top_pop, model.n_items)
-    test_users_all = model.user_index(test["user_id"].drop_duplicates())
-    out["model"]["user_coverage"] = M.user_coverage(test_users_all)
-    # rating accuracy on the held-out positives, clipped to the observed rating range as predict() does
-    lo, hi = float(train["rating"].min()), float(train["rating"].max())
-    est = np.clip(pair_scores(model, test_u[keep], test_i[keep]), lo, hi)
-    truth = test["rating"].to_numpy(dtype=np.float64)[keep]
-    out["model"]["rmse"] = M.rmse(truth, est)
-    out["model"]["mae"] = M.mae(truth, est)
-    info = {
-        "n_eval_users": int(len(eval_users)),
-        "n_test_pairs_evaluated": int(keep.sum()),
-        "n_test_pairs_cold_user": int((test_u < 0).sum()),
-        "n_test_pairs_cold_item": int(((test_u >= 0) & (test_i < 0)).sum()),
-    }
-    return out, info
-
-
-def train_and_evaluate(
-    ratings: pd.DataFrame,
-    *,
-    seed: int = 42,
-    k: int = 10,
-    params: dict | None = None,
-    seen_policy_exclude: bool = True,
-    implicit: bool = True,
-    negative_ratio: float = 1.0,
-    negative_rating: float = 0.0,
-    test_fraction: float = 0.2,
-    refit_full: bool = True,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-) -> TrainResult:
-    """Fit ``surprise.SVD(biased=True, random_state=seed, **params)`` and evaluate it on a time split.
-
-    The last ``test_fraction`` of the rows in time (``event_timestamp`` quantile) are held out; the
-    model and a popularity baseline (train-split interaction counts) rank, for every test user seen
-    in training, all items not seen in train (``seen_policy_exclude``), and are scored at ``k`` and
-    at 10.  ``beats_popularity`` compares nDCG@10.  See :class:`TrainResult` for which model is served.
-    """
-    t0 = time.perf_counter()
-    df = prepare_ratings(ratings)
-    if df.empty:
-        raise ValueError("no ratings to train on")
-    svd_params = {**DEFAULT_SVD_PARAMS, **(params or {})}
-    for reserved in ("biased", "random_state"):
-        svd_params.pop(reserved, None)
-    cfg = _FitConfig(svd_params, int(seed), bool(implicit), float(negative_ratio), float(negative_rating))
-    cutoff = time_cutoff(df, test_fraction)
-    train, _, test = time_split(df, cutoff, cutoff)
-    if train.empty or test.empty:
-        raise ValueError(f"time split at {cutoff} leaves an empty train or test set")
-    timings: dict[str, float] = {"prepare_s": time.perf_counter() - t0}
-
-    t = time.perf_counter()
-    eval_model, _, n_neg_train = _fit(train, cfg)
-    timings["fit_train_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    ks = sorted({int(k), 10})
-    metrics, info = _evaluate(eval_model, train, test, ks, seen_policy_exclude, block_size)
-    timings["evaluate_s"] = time.perf_counter() - t
-
-    if refit_full:
-        t = time.perf_counter()
-        model, _, _ = _fit(df, cfg)
-        timings["fit_full_s"] = time.perf_counter() - t
-    else:
-        model = eval_model
-    seen_df = df if refit_full else train
-    seen = interaction_matrix(model, seen_df["user_id"], seen_df["item_id"])
-
-    beats = metrics["model"][DECISION_METRIC] > metrics["popularity"][DECISION_METRIC]
-    split = {
-        "kind": "time",
-        "cutoff": pd.Timestamp(cutoff).isoformat(),
-        "test_fraction": float(test_fraction),
-        "n_ratings": int(len(df)),
-        "n_train": int(len(train)),
-        "n_test": int(len(test)),
-        "n_negatives_train": int(n_neg_train),
-        **info,
-    }
-    all_params = {
-        **svd_params,
-        "biased": True,
-        "seed": int(seed),
-        "k": int(k),
-        "implicit": bool(implicit),
-        "negative_ratio": float(negative_ratio),
-        "negative_rating": float(negative_rating),
-        "seen_policy_exclude": bool(seen_policy_exclude),
-        "refit_full": bool(refit_full),
-        "test_fraction": float(test_fraction),
-    }
-    timings["total_s"] = time.perf_counter() - t0
-    log.info(
-        "SVD %s=%.4f vs popularity %.4f (%d eval users) in %.1fs",
-        DECISION_METRIC,
-        metrics["model"][DECISION_METRIC],
-        metrics["popularity"][DECISION_METRIC],
-        info["n_eval_users"],
-        timings["total_s"],
-    )
-    return TrainResult(
-        model=model,
-        eval_model=eval_model,
-        metrics=metrics,
-        beats_popularity=bool(beats),
-        params=all_params,
-        data_digest=data_digest(df),
-        split=split,
-        seen=seen,
-        refit_full=bool(refit_full),
-        timings=timings,
-    )
-
-
 def _saw_test(trained_through: str | None, test: pd.DataFrame) -> bool | None:
     """Whether a model fitted on data up to ``trained_through`` may have seen rows of ``test``."""
     if not trained_through or test.empty:
@@ -521,6 +378,48 @@ class TrainConfig:
         )
 
 
+def _tune(split: Split, cfg: TrainConfig) -> tuple[dict[str, Any], list[dict[str, Any]], FactorModel | None]:
+    """Bounded search on the validation window: (best params, trials, the best params' SVD fitted on
+    ``split.train``, kept for the blend fit; ``None`` when tuning did not run)."""
+    from recomart.model.evaluate import evaluate_models
+    from recomart.model.tuning import DEFAULT_SEARCH_SPACE, candidate_params, tune
+
+    candidates = candidate_params(cfg.search_space or DEFAULT_SEARCH_SPACE, cfg.max_trials, cfg.seed, cfg.base_params)
+    if split.valid.empty or len(candidates) <= 1:
+        return dict(cfg.base_params), [], None
+    fitted: dict[str, FactorModel] = {}
+
+    def evaluate_params(params: dict[str, Any]) -> dict[str, float]:
+        model, _, _ = _fit(split.train, cfg.fit_config(params))
+        fitted[repr(sorted(params.items()))] = model
+        ev = evaluate_models(split.train, split.valid, {"model": model}, k=cfg.k,
+                             exclude_seen=cfg.seen_policy_exclude, block_size=cfg.block_size)
+        pop = {f"popularity_{key}": value for key, value in ev["metrics"]["popularity"].items()}
+        return {**ev["metrics"]["model"], **pop}
+
+    try:
+        tuned = tune(evaluate_params, candidates, metric=cfg.effective_tuning_metric, budget_s=cfg.tuning_budget_s)
+    except ValueError as exc:  # validation part without a warm user: keep the base parameters
+        log.warning("tuning skipped: %s", exc)
+        return dict(cfg.base_params), [], None
+    trials = [{"index": tr.index, "params": tr.params, "metrics": tr.metrics, "seconds": tr.seconds}
+              for tr in tuned.trials]
+    return tuned.best_params, trials, fitted.get(repr(sorted(tuned.best_params.items())))
+
+
+def _merge_blend_metrics(
+    svd: dict[str, dict[str, float]], blends: dict[str, dict[str, float]], factors_of: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    """SVD-alone and blend metrics in one mapping; a blend carries its factors' rating errors and user
+    coverage (the share of test users its SVD part knows)."""
+    carried = ("rmse", "mae", "user_coverage")
+    out = dict(svd)
+    for name, values in blends.items():
+        source = svd.get(factors_of.get(name, ""), {})
+        out[name] = {**values, **{key: source[key] for key in carried if key in source}}
+    return out
+
+
 def train_tune_evaluate(
     ratings: pd.DataFrame,
     config: TrainConfig | None = None,
@@ -528,22 +427,34 @@ def train_tune_evaluate(
     champion: FactorModel | None = None,
     champion_version: str | None = None,
     champion_trained_through: str | None = None,
+    champion_weights: BlendWeights | None = None,
+    catalogue: Catalogue | None = None,
     dataset_source: str = RATINGS_RELATION,
 ) -> TrainResult:
-    """Split three ways, tune on validation, refit on train + validation, score the test part once.
+    """Split three ways, tune SVD and fit the blend weights on validation, score the test part once.
 
-    The test part is scored once, for the tuned candidate, popularity and ``champion`` (the current
-    champion's factors, re-scored on this split).  A champion whose training data reaches past this
-    split's earliest test row (``champion_trained_through``, from its metadata) has seen part of the
-    test part: the split info flags it (``champion_saw_test_data``), as the comparison then favours
-    the champion.  The served model is refitted on all the data
-    with the chosen parameters when ``config.refit_full``.
+    1. SVD hyper-parameters are tuned on the validation window (fitted on the train part).
+    2. The hybrid's weights are fitted on the same window with that SVD
+       (:func:`recomart.model.blend_eval.fit_weights`; default 0.7 CF / 0.3 content, ``fitted=False``,
+       when there is too little data) over ``catalogue`` (products, segments, feed policy:
+       :class:`recomart.model.blend_eval.Catalogue`; ids only by default).
+    3. The candidate SVD is refitted on train + validation and the test part is scored once for:
+       ``model`` (the blend that gets registered), ``svd`` and every other component alone,
+       ``popularity``, and ``champion``: the current champion's evaluation factors blended with its
+       stored weights (``champion_weights``, a :class:`BlendWeights`; default weights when it has none),
+       its SVD alone as ``champion_svd``.  A champion whose training data reaches past this split's
+       earliest test row (``champion_trained_through``) is flagged (``champion_saw_test_data``).
+
+    The served SVD is refitted on all the data with the chosen parameters when ``config.refit_full``.
     """
-    from recomart.model.evaluate import evaluate_models
+    from recomart.model.blend_eval import COMPONENT_KEYS, Catalogue, blend_record, evaluate_blends, fit_weights
+    from recomart.model.blend_eval import single_component as alone
+    from recomart.model.evaluate import eval_set, evaluate_models
     from recomart.model.split import make_split, overlapping_pairs
-    from recomart.model.tuning import DEFAULT_SEARCH_SPACE, candidate_params, tune
+    from recomart.recommend.hybrid import BlendWeights
 
     cfg = config or TrainConfig()
+    cat = catalogue if catalogue is not None else Catalogue()
     t0 = time.perf_counter()
     df = prepare_ratings(ratings)
     if df.empty:
@@ -556,44 +467,40 @@ def train_tune_evaluate(
         raise ValueError(f"{leaks} test user-item pairs also appear in train: the split leaks")
     timings: dict[str, float] = {"prepare_s": time.perf_counter() - t0}
 
-    # 1. tuning on validation only
+    # 1. SVD tuning on validation only
     t = time.perf_counter()
-    metric = cfg.effective_tuning_metric
-    candidates = candidate_params(cfg.search_space or DEFAULT_SEARCH_SPACE, cfg.max_trials, cfg.seed, cfg.base_params)
-    trials: list[dict[str, Any]] = []
-    best_params = dict(cfg.base_params)
-    if not split.valid.empty and len(candidates) > 1:
-
-        def evaluate_params(params: dict[str, Any]) -> dict[str, float]:
-            model, _, _ = _fit(split.train, cfg.fit_config(params))
-            ev = evaluate_models(split.train, split.valid, {"model": model}, k=cfg.k,
-                                 exclude_seen=cfg.seen_policy_exclude, block_size=cfg.block_size)
-            pop = {f"popularity_{key}": value for key, value in ev["metrics"]["popularity"].items()}
-            return {**ev["metrics"]["model"], **pop}
-
-        try:
-            tuned = tune(evaluate_params, candidates, metric=metric, budget_s=cfg.tuning_budget_s)
-            best_params = tuned.best_params
-            trials = [{"index": tr.index, "params": tr.params, "metrics": tr.metrics, "seconds": tr.seconds}
-                      for tr in tuned.trials]
-        except ValueError as exc:  # validation part without a warm user: keep the base parameters
-            log.warning("tuning skipped: %s", exc)
+    best_params, trials, train_model = _tune(split, cfg)
+    fit_cfg = cfg.fit_config(best_params)
     timings["tuning_s"] = time.perf_counter() - t
 
-    # 2. the candidate on train + validation, the test part scored once for all contenders
+    # 2. blend weights on validation, with the tuned SVD fitted on the train part
     t = time.perf_counter()
-    fit_cfg = cfg.fit_config(best_params)
+    if train_model is None and not split.valid.empty:
+        train_model = _fit(split.train, fit_cfg)[0]
+    fit = fit_weights(split.train, split.valid, train_model, cat, exclude_seen=cfg.seen_policy_exclude,
+                      k=cfg.k, seed=cfg.seed)
+    weights = BlendWeights.from_meta({"weights": fit.weights})
+    timings["blend_fit_s"] = time.perf_counter() - t
+
+    # 3. the candidate on train + validation, the test part scored once for all contenders
+    t = time.perf_counter()
     train_valid = split.train_valid
     eval_model, _, n_neg = _fit(train_valid, fit_cfg)
     timings["fit_train_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    models = {"model": eval_model, **({"champion": champion} if champion is not None else {})}
-    ev = evaluate_models(train_valid, split.test, models, k=cfg.k, exclude_seen=cfg.seen_policy_exclude,
+    factor_models = {"svd": eval_model, **({"champion_svd": champion} if champion is not None else {})}
+    ev = evaluate_models(train_valid, split.test, factor_models, k=cfg.k, exclude_seen=cfg.seen_policy_exclude,
                          block_size=cfg.block_size, seed=cfg.seed)
-    metrics = ev["metrics"]
+    blends = {"model": (weights, eval_model)}
+    blends.update({COMPONENT_KEYS[c]: (alone(c), None) for c in cat.components() if c in COMPONENT_KEYS and c != "cf"})
+    if champion is not None:
+        blends["champion"] = (champion_weights or BlendWeights(), champion)
+    bl = evaluate_blends(train_valid, eval_set(train_valid, split.test), blends, cat, k=cfg.k,
+                         exclude_seen=cfg.seen_policy_exclude)
+    metrics = _merge_blend_metrics(ev["metrics"], bl["metrics"], {"model": "svd", "champion": "champion_svd"})
     timings["evaluate_s"] = time.perf_counter() - t
 
-    # 3. the served model
+    # 4. the served SVD
     if cfg.refit_full:
         t = time.perf_counter()
         model, _, _ = _fit(df, fit_cfg)
@@ -628,17 +535,19 @@ def train_tune_evaluate(
         "refit_full": bool(cfg.refit_full),
         "split": cfg.split,
         **{f"split_{key}": value for key, value in cfg.split_options.items()},
-        "tuning_metric": metric,
+        "tuning_metric": cfg.effective_tuning_metric,
         "tuning_trials": len(trials),
         "tuning_budget_s": float(cfg.tuning_budget_s),
         "primary_metric": cfg.primary_metric,
         "gate_margin": float(cfg.gate_margin),
+        "repeat_purchases": bool(cat.repeat_purchases),
     }
     timings["total_s"] = time.perf_counter() - t0
-    log.info("SVD %s=%.4f vs popularity %.4f%s after %d trials in %.1fs", cfg.primary_metric,
-             metrics["model"][cfg.primary_metric], metrics["popularity"][cfg.primary_metric],
-             f" vs champion {metrics['champion'][cfg.primary_metric]:.4f}" if "champion" in metrics else "",
-             len(trials), timings["total_s"])
+    pm = cfg.primary_metric
+    log.info("blend %s=%.4f (svd %.4f) vs popularity %.4f%s; weights %s (%s) after %d trials in %.1fs", pm,
+             metrics["model"][pm], metrics["svd"][pm], metrics["popularity"][pm],
+             f" vs champion {metrics['champion'][pm]:.4f}" if "champion" in metrics else "",
+             fit.weights, fit.reason, len(trials), timings["total_s"])
     return TrainResult(
         model=model,
         eval_model=eval_model,
@@ -654,9 +563,13 @@ def train_tune_evaluate(
         gate_margin=float(cfg.gate_margin),
         champion_version=champion_version if champion is not None else None,
         trials=trials,
-        curves=ev["curves"],
+        curves={**ev["curves"], **bl["curves"]},
         score_samples=ev["scores"],
         dataset_source=dataset_source,
         data=df,
-        metadata={"eval_trained_through": pd.Timestamp(train_valid["event_timestamp"].max()).isoformat()},
+        metadata={
+            "eval_trained_through": pd.Timestamp(train_valid["event_timestamp"].max()).isoformat(),
+            "weights": dict(fit.weights),
+            "blend": blend_record(fit),
+        },
     )
