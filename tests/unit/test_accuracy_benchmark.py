@@ -115,3 +115,22 @@ def test_clean_uci_mirrors_the_dbt_rules() -> None:
     ]
     pairs = A.uci_pairs(clean)
     assert pairs.purchases.tolist() == [1, 1] and pairs.rating.tolist() == [1.0, 1.0]
+
+
+def test_extra_scorers_get_the_benchmark_validation_and_a_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType("fake_hook_kwargs")
+    seen: dict = {}
+
+    def benchmark_scorers(dataset: str, setting: str, k: int = 10, **kwargs) -> dict:
+        seen.update(kwargs)
+        return {}
+
+    fake.benchmark_scorers = benchmark_scorers
+    monkeypatch.setitem(sys.modules, "fake_hook_kwargs", fake)
+
+    def splitter(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return frame, frame
+
+    record: dict = {}
+    A.extra_scorers("uci", "replenishment", module_name="fake_hook_kwargs", validation=splitter, record=record)
+    assert seen["validation"] is splitter and seen["record"] is record

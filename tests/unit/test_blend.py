@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recomart.recommend.blend import DEFAULT_WEIGHTS, fit_blend, fit_blend_weights
+from recomart.recommend.blend import (
+    DEFAULT_WEIGHTS,
+    fit_blend,
+    fit_blend_options,
+    fit_blend_weights,
+    option_candidates,
+)
 from recomart.recommend.evaluation import component_scorer, hybrid_scorers, last_days_validation
 from recomart.recommend.hybrid import COMPONENTS, BlendWeights
 
@@ -67,7 +73,7 @@ def test_offline_scorers_return_k_ids_and_never_the_seen_items() -> None:
     train, valid, products = _planted(seed=1)
     record: dict = {}
     scorers = hybrid_scorers(products, validation=last_days_validation(20), k=10, record=record)
-    assert set(scorers) == {"hybrid", "item_item", "content"}
+    assert set(scorers) == {"hybrid", "item_item", "content", "popularity_recent"}
     users = np.array(["u000", "u001", "nobody"], dtype=object)
     for name, scorer in scorers.items():
         ids = scorer(train, users)
@@ -76,6 +82,22 @@ def test_offline_scorers_return_k_ids_and_never_the_seen_items() -> None:
         seen = set(train.loc[train["user_id"] == "u000", "item_id"])
         assert not seen & set(ids[0]), name
     assert record["fitted"] and set(record["weights"]) == set(COMPONENTS)
+    assert record["options"] in option_candidates(False) and len(record["candidates"]) == 4
     # the planted group of u000 (items i000..i011) dominates its item-item list
     top = component_scorer("item_item", products, k=5)(train, users[:1])[0]
     assert sum(int(i[1:]) < 12 for i in top) >= 4
+
+
+def test_option_candidates_cover_the_grid() -> None:
+    plain, repeat = option_candidates(False), option_candidates(True)
+    assert len(plain) == 4 and all("buy_again_half_life_days" not in c for c in plain)
+    assert len(repeat) == 8 and {"top_n": 10, "prior_days": 30, "buy_again_half_life_days": 365.0} in repeat
+
+
+def test_options_are_chosen_by_validation_ndcg() -> None:
+    train, valid, products = _planted()
+    fit = fit_blend_options(train, valid, products, candidates=[{"top_n": 1}, {"top_n": 50}])
+    assert [t["options"] for t in fit.trials] == [{"top_n": 1}, {"top_n": 50}]
+    assert fit.validation_ndcg == max(t["validation_ndcg"] for t in fit.trials)
+    # one neighbour cannot reach the rest of the planted group: the wider neighbourhood wins
+    assert fit.options == {"top_n": 50} and fit.trials[0]["validation_ndcg"] < fit.validation_ndcg

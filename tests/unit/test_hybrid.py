@@ -249,3 +249,25 @@ def test_deterministic_across_runs_row_order_and_block_size(ratings, users, prod
     )
     again = recommend(shuffled, model, model_version="7", k=5, block_size=2)
     pd.testing.assert_frame_equal(base, again)
+
+
+# --- input options chosen on the validation window ---------------------------------------
+def test_prior_days_ranks_recent_demand_above_all_time_demand(ratings, users, products) -> None:
+    ids = list(products["item_id"])
+    all_time = build_inputs(ratings, users, products).popularity.prior
+    recent = build_inputs(ratings, users, products, prior_days=30).popularity.prior
+    # i3: 4 users, none in the last 30 days; i7: 2 users, both recent
+    assert all_time[ids.index("i3")] > all_time[ids.index("i7")]
+    assert recent[ids.index("i7")] > recent[ids.index("i3")] > 0  # all-time count still breaks ties
+    assert recent.max() == pytest.approx(1.0) and all_time.max() == pytest.approx(1.0)
+
+
+def test_buy_again_half_life_is_separate_from_the_history(ratings, users, products) -> None:
+    short = build_inputs(ratings, users, products, repeat_purchases=True)
+    long = build_inputs(ratings, users, products, repeat_purchases=True, buy_again_half_life_days=365.0)
+    # u5 bought i4 (its latest) and, a day earlier, i5
+    u, i4, i5 = list(short.user_ids).index("u5"), list(short.item_ids).index("i4"), list(short.item_ids).index("i5")
+    ratio = lambda inputs: inputs.buy_again[u, i5] / inputs.buy_again[u, i4]  # noqa: E731
+    assert ratio(short) == pytest.approx(0.5 ** (1 / 30), rel=1e-5)
+    assert ratio(long) == pytest.approx(0.5 ** (1 / 365), rel=1e-5)
+    assert (short.history != long.history).nnz == 0  # item-item and content history keep 30 days

@@ -8,11 +8,14 @@ fixed default 0.7 CF / 0.3 content is returned.
 
 Each component is scored once for a seeded sample of validation users and normalised per user
 (as the nightly blend does), so every weight vector tried costs one weighted sum and one top-k.
+:func:`fit_blend_options` also chooses the input options of :func:`build_inputs` (neighbour count,
+popularity prior window, buy-again half-life) among a few candidates, by the same validation nDCG.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +37,12 @@ from recomart.recommend.hybrid import (
 if TYPE_CHECKING:
     from recomart.model.factors import FactorModel
 
-DEFAULT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+DEFAULT_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.35, 0.5, 0.75, 1.0)
 DEFAULT_WEIGHTS = BlendWeights()
+#: candidate :func:`build_inputs` options: item-item neighbours, popularity prior window (days, None = all time)
+OPTION_GRID: dict[str, tuple[Any, ...]] = {"top_n": (10, 50), "prior_days": (None, 30)}
+#: for feeds with repeat purchases: the buy-again half-life (None = the history's 30 days)
+REPEAT_OPTION_GRID: dict[str, tuple[Any, ...]] = {"buy_again_half_life_days": (None, 365.0)}
 
 
 @dataclass
@@ -50,6 +57,8 @@ class BlendFit:
     single_ndcg: dict[str, float] = field(default_factory=dict)
     n_users: int = 0
     evaluations: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
 
 def as_ratings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -149,9 +158,10 @@ def fit_blend(
     max_users: int = 3000,
     max_cells: int = 60_000_000,
     grid: Sequence[float] = DEFAULT_GRID,
-    rounds: int = 3,
+    rounds: int = 5,
     seed: int = 42,
     block_size: int = 1024,
+    options: Mapping[str, Any] | None = None,
 ) -> BlendFit:
     """Coordinate search of the component weights maximising validation nDCG@``k``.
 
@@ -161,6 +171,7 @@ def fit_blend(
     users are those of ``train`` with a relevant item, sampled (seeded) to ``max_users`` and to at most
     ``max_cells`` user × item cells per component.  Components that do not exist (no model, no repeats)
     keep weight 0.  Returns the default 0.7 / 0.3 with ``fitted=False`` below ``min_users`` users.
+    ``options`` are passed to :func:`build_inputs` (and kept in the result).
     """
     ratings = as_ratings(train)
     if products is None:
@@ -169,12 +180,15 @@ def fit_blend(
         products = products[products["item_id"].astype(str).isin(set(ratings["item_id"]))]
     if users is None:
         users = pd.DataFrame({"user_id": ratings["user_id"].unique(), "segment": None})
-    inputs = build_inputs(ratings, users, products, repeat_purchases=repeat_purchases, exclude=exclude)
+    options = dict(options or {})
+    inputs = build_inputs(ratings, users, products, repeat_purchases=repeat_purchases, exclude=exclude, **options)
     relevant = relevant_matrix(inputs, validation)
     candidates = np.flatnonzero((np.diff(relevant.indptr) > 0) & inputs.has_history)
     default = DEFAULT_WEIGHTS.as_dict()
     if len(candidates) < min_users:
-        return BlendFit(default, False, f"{len(candidates)} validation users < {min_users}: default weights")
+        return BlendFit(
+            default, False, f"{len(candidates)} validation users < {min_users}: default weights", options=options
+        )
     n_items = max(len(inputs.item_ids), 1)
     cap = max(min_users, min(max_users, max_cells // (n_items * len(COMPONENTS))))
     rng = np.random.default_rng(seed)
@@ -221,7 +235,39 @@ def fit_blend(
         single_ndcg=single,
         n_users=len(rows),
         evaluations=evaluations,
+        options=options,
     )
+
+
+def option_candidates(repeat_purchases: bool) -> list[dict[str, Any]]:
+    """Every combination of :data:`OPTION_GRID` (and :data:`REPEAT_OPTION_GRID` for repeat feeds)."""
+    grid = {**OPTION_GRID, **(REPEAT_OPTION_GRID if repeat_purchases else {})}
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def fit_blend_options(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    products: pd.DataFrame | None = None,
+    users: pd.DataFrame | None = None,
+    *,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
+    repeat_purchases: bool = False,
+    **kwargs: Any,
+) -> BlendFit:
+    """:func:`fit_blend` for each candidate option set (default :func:`option_candidates`); the fit with
+    the best validation nDCG wins (ties: the earlier candidate).  Every candidate's outcome is in ``trials``."""
+    candidates = option_candidates(repeat_purchases) if candidates is None else candidates
+    fits = [
+        fit_blend(train, validation, products, users, repeat_purchases=repeat_purchases, options=c, **kwargs)
+        for c in candidates
+    ]
+    best = fits[max(range(len(fits)), key=lambda i: (fits[i].fitted, fits[i].validation_ndcg or 0.0, -i))]
+    best.trials = [
+        {"options": f.options, "weights": f.weights, "validation_ndcg": f.validation_ndcg, "fitted": f.fitted}
+        for f in fits
+    ]
+    return best
 
 
 def fit_blend_weights(

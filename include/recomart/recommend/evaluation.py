@@ -3,8 +3,11 @@
 A scorer is ``fn(train_df, users) -> object[len(users), k]`` of item ids (``None`` pads), given only
 the training pairs (``user_id, item_id, rating, event_timestamp`` and optional ``purchases``).
 :func:`benchmark_scorers` is the hook the accuracy benchmark imports; :func:`hybrid_scorers` builds
-the same scorers for any catalogue.  The hybrid fits its weights with :func:`blend.fit_blend` on a
-validation split carved out of ``train`` (never the test window), then ranks with them.
+the same scorers for any catalogue.  The hybrid fits its weights and input options with
+:func:`blend.fit_blend_options` on a validation split carved out of ``train`` (never the test
+window), then ranks with them.  The benchmark passes its own splitter: for order lines it rebuilds
+the fit part from the lines before the cut, so a pair bought before and again inside the validation
+window stays in the fit part (:func:`last_days_validation`, on pairs only, cannot do that).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from recomart.recommend.blend import as_ratings, default_products, fit_blend
+from recomart.recommend.blend import as_ratings, default_products, fit_blend_options
 from recomart.recommend.hybrid import (
     BlendWeights,
     HybridInputs,
@@ -73,14 +76,22 @@ def top_items(
     return out
 
 
-def _inputs(train: pd.DataFrame, products: pd.DataFrame | None, repeat_purchases: bool, exclude_seen: bool):
+def _inputs(
+    train: pd.DataFrame,
+    products: pd.DataFrame | None,
+    repeat_purchases: bool,
+    exclude_seen: bool,
+    options: dict[str, Any] | None = None,
+) -> HybridInputs:
     ratings = as_ratings(train)
     known = sorted(ratings["item_id"].unique())
     # the catalogue as of the training data: items that only appear later cannot be evaluated anyway
     catalogue = default_products(known) if products is None else products[products["item_id"].isin(known)]
     users = pd.DataFrame({"user_id": ratings["user_id"].unique(), "segment": None})
     exclude = "interacted" if exclude_seen else "none"
-    return build_inputs(ratings, users, catalogue, repeat_purchases=repeat_purchases, exclude=exclude)
+    return build_inputs(
+        ratings, users, catalogue, repeat_purchases=repeat_purchases, exclude=exclude, **(options or {})
+    )
 
 
 def component_scorer(
@@ -90,12 +101,14 @@ def component_scorer(
     k: int = 10,
     repeat_purchases: bool = False,
     exclude_seen: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> Scorer:
-    """Ranks by one component alone (``item_item``, ``content``, ``buy_again`` or ``popularity``)."""
+    """Ranks by one component alone (``item_item``, ``content``, ``buy_again`` or ``popularity``), built
+    with the :func:`build_inputs` ``options`` given (default: its defaults)."""
     weights = BlendWeights(**{name: (1.0 if name == component else 0.0) for name in BlendWeights().as_dict()})
 
     def score(train: pd.DataFrame, users: np.ndarray) -> np.ndarray:
-        inputs = _inputs(train, products, repeat_purchases, exclude_seen)
+        inputs = _inputs(train, products, repeat_purchases, exclude_seen, options)
         return top_items(inputs, users, weights, k)
 
     return score
@@ -111,13 +124,14 @@ def hybrid_scorer(
     model_fitter: ModelFitter | None = None,
     record: dict[str, Any] | None = None,
 ) -> Scorer:
-    """The blend with weights fitted on ``validation(train)`` (fit part, validation pairs); the SVD
-    (``model_fitter``) is fitted on the fit part for the search and refitted on all of ``train``."""
+    """The blend with weights and input options fitted on ``validation(train)`` (fit part, validation
+    pairs); the SVD (``model_fitter``) is fitted on the fit part for the search and refitted on all of
+    ``train``.  The fit's evidence (weights, options, validation nDCG, every candidate) goes to ``record``."""
 
     def score(train: pd.DataFrame, users: np.ndarray) -> np.ndarray:
         fit_part, valid_part = validation(train)
         model = model_fitter(fit_part) if model_fitter is not None else None
-        fit = fit_blend(
+        fit = fit_blend_options(
             fit_part,
             valid_part,
             products,
@@ -130,13 +144,19 @@ def hybrid_scorer(
         if record is not None:
             record.update(
                 weights=fit.weights,
+                options=fit.options,
                 fitted=fit.fitted,
                 reason=fit.reason,
+                n_validation_users=fit.n_users,
                 validation_ndcg_at_10=fit.validation_ndcg,
+                validation_default_ndcg_at_10=fit.default_ndcg,
                 validation_single_ndcg_at_10=fit.single_ndcg,
+                candidates=fit.trials,
+                n_fit_pairs=len(fit_part),
+                n_validation_pairs=len(valid_part),
             )
         final = model_fitter(train) if (model_fitter is not None and weights.cf > 0) else None
-        inputs = _inputs(train, products, repeat_purchases, exclude_seen)
+        inputs = _inputs(train, products, repeat_purchases, exclude_seen, fit.options)
         return top_items(inputs, users, weights, k, model=final)
 
     return score
@@ -152,7 +172,8 @@ def hybrid_scorers(
     model_fitter: ModelFitter | None = None,
     record: dict[str, Any] | None = None,
 ) -> dict[str, Scorer]:
-    """``{"hybrid", "item_item", "content"[, "buy_again_recency"]}`` scorers for one setting."""
+    """``{"hybrid", "item_item", "content", "popularity_recent"[, "buy_again_recency"]}`` scorers for one
+    setting; ``popularity_recent`` is the prior over the last 30 days alone (the trending baseline)."""
     common = {"k": k, "repeat_purchases": repeat_purchases, "exclude_seen": exclude_seen}
     scorers: dict[str, Scorer] = {
         "hybrid": hybrid_scorer(products, validation=validation, model_fitter=model_fitter, record=record, **common),
@@ -160,6 +181,7 @@ def hybrid_scorers(
     }
     if products is not None:
         scorers["content"] = component_scorer("content", products, **common)
+    scorers["popularity_recent"] = component_scorer("popularity", products, options={"prior_days": 30}, **common)
     if repeat_purchases:
         scorers["buy_again_recency"] = component_scorer("buy_again", products, **common)
     return scorers
@@ -202,7 +224,11 @@ def _per_user_validation(seed: int) -> Splitter:
 
 
 def last_days_validation(days: int = 30) -> Splitter:
-    """Pairs whose last interaction falls in the last ``days`` of ``train`` validate; the rest fit."""
+    """Pairs whose last interaction falls in the last ``days`` of ``train`` validate; the rest fit.
+
+    Pairs only: a pair bought before and again inside the window leaves the fit part, so the window
+    looks like discovery.  With repeat purchases, prefer a splitter over order lines (the benchmark's).
+    """
 
     def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         ts = pd.to_datetime(frame["event_timestamp"], utc=True)
@@ -221,18 +247,29 @@ def _svd_fitter(seed: int) -> ModelFitter:
     return fit
 
 
-def benchmark_scorers(dataset: str, setting: str, k: int = 10, *, seed: int = 42) -> dict[str, Scorer]:
+def benchmark_scorers(
+    dataset: str,
+    setting: str,
+    k: int = 10,
+    *,
+    seed: int = 42,
+    validation: Splitter | None = None,
+    record: dict[str, Any] | None = None,
+) -> dict[str, Scorer]:
     """Extra scorers for ``benchmarks/accuracy.py``: ``dataset`` is ``ml_latest_small`` or ``uci``,
-    ``setting`` ``ranking``, ``discovery`` or ``replenishment``."""
+    ``setting`` ``ranking``, ``discovery`` or ``replenishment``.  ``validation`` is the benchmark's own
+    splitter (default: per-user 80/20 for MovieLens, the last 30 days of pairs for UCI); the hybrid's
+    fit evidence goes to ``record``."""
     if dataset == "ml_latest_small":
-        products, validation, repeat = movielens_products(), _per_user_validation(seed + 11), False
+        products, default_validation, repeat = movielens_products(), _per_user_validation(seed + 11), False
     elif dataset == "uci":
-        products, validation, repeat = uci_products(), last_days_validation(30), setting == "replenishment"
+        products, default_validation, repeat = uci_products(), last_days_validation(30), setting == "replenishment"
     else:
         raise ValueError(f"unknown data set {dataset!r}")
     return hybrid_scorers(
         products,
-        validation=validation,
+        validation=validation or default_validation,
+        record=record,
         k=k,
         repeat_purchases=repeat,
         exclude_seen=setting != "replenishment",

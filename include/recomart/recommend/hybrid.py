@@ -170,6 +170,8 @@ def build_inputs(
     window_days: int = 30,
     similarity: Similarity = "jaccard",
     top_n: int = 50,
+    prior_days: int | None = None,
+    buy_again_half_life_days: float | None = None,
 ) -> HybridInputs:
     """Align the marts into matrices.
 
@@ -177,7 +179,10 @@ def build_inputs(
     ``products``: ``item_id, title, description, category, brand, price`` (+ optional ``price_band``).
     Users are those of ``users`` plus any user with ratings; items those of ``products`` plus rated items.
     ``repeat_purchases`` is the feed's policy: it enables buy-again and, unless ``exclude`` overrides
-    it, stops excluding purchased items (:func:`exclusion_for`).
+    it, stops excluding purchased items (:func:`exclusion_for`).  ``top_n`` neighbours per item,
+    ``prior_days`` (popularity prior window, ``None``: all time) and ``buy_again_half_life_days``
+    (``None``: ``half_life_days``) are the options :func:`recomart.recommend.blend.fit_blend_options`
+    chooses on the validation window.
     """
     exclude = exclusion_for(repeat_purchases) if exclude is None else exclude
     users = users.dropna(subset=["user_id"]).drop_duplicates("user_id")
@@ -200,19 +205,21 @@ def build_inputs(
         ts = pd.to_datetime(ratings["last_interaction_at"], utc=True)
         reference = ts.groupby(ratings["user_id"].to_numpy()).transform("max")
         weights = recency_weights(ts, reference, half_life_days=half_life_days)
+        again_hl = buy_again_half_life_days or half_life_days
+        again_weights = recency_weights(ts, reference, half_life_days=again_hl)
     else:
-        weights = np.zeros(0, dtype=np.float32)
+        weights = again_weights = np.zeros(0, dtype=np.float32)
     profiles = user_profiles(rows, cols, weights, n_users, items)
     history = user_item_weights(rows, cols, weights, n_users, n_items)
     sim = item_similarity(incidence(rows, cols, n_users, n_items), top_n=top_n, method=similarity)
     again = None
     if repeat_purchases:
         purchases = ratings["purchases"] if "purchases" in ratings else np.zeros(len(ratings))
-        again = buy_again_matrix(rows, cols, purchase_weights(purchases, weights), n_users, n_items)
+        again = buy_again_matrix(rows, cols, purchase_weights(purchases, again_weights), n_users, n_items)
     excl = _exclusion_matrix(ratings, rows, cols, (n_users, n_items), exclude)
 
     segments = users.set_index("user_id")["segment"] if "segment" in users else pd.Series(dtype=object)
-    popularity = compute_popularity(ratings, item_ids, segments, window_days=window_days)
+    popularity = compute_popularity(ratings, item_ids, segments, window_days=window_days, prior_days=prior_days)
     segment_rows = popularity.segment_index(segments.reindex(user_ids))
     return HybridInputs(
         user_ids,

@@ -5,8 +5,10 @@ with it falls in the last ``window_days`` before the data's **max** timestamp (p
 double), plus 1 % of the same count over all time as a tie-breaker.  Scores are scaled to [0, 1]
 per segment, and a segment's row is blended with the overall row (``global_share``) so that a
 small segment still ranks every item.  Row 0 is the overall ranking (:data:`ALL_SEGMENTS`).
-The hybrid's popularity *prior* is separate: ``log(1 + distinct users)`` of each item over all time,
-scaled to [0, 1] (trending is for cold start and ``reco.popular_items``).
+The hybrid's popularity *prior* is separate: ``log(1 + distinct users)`` of each item, scaled to [0, 1]:
+over all time by default, or counting the users of the last ``prior_days`` (plus 1 % of the all-time
+count as a tie-breaker) when a seasonal catalogue ranks better on recent demand (chosen on the
+validation window, see :func:`recomart.recommend.blend.fit_blend_options`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class Popularity:
     scores: np.ndarray  # float32[n_segments, n_items]
     reference_time: pd.Timestamp | None
     window_days: int
-    #: float32[n_items] in [0, 1]: log(1 + distinct users of the item, all time), scaled; the blend's prior
+    #: float32[n_items] in [0, 1]: log(1 + distinct users of the item), scaled; the blend's prior
     prior: np.ndarray | None = None
 
     def segment_index(self, segment: pd.Series) -> np.ndarray:
@@ -48,11 +50,13 @@ def compute_popularity(
     *,
     window_days: int = 30,
     global_share: float = 0.1,
+    prior_days: int | None = None,
 ) -> Popularity:
-    """Popularity from ``ratings`` (``user_id, item_id, purchases, last_interaction_at``).
+    """Popularity from ``ratings`` (``user_id, item_id, purchases, last_interaction_at``, one row per pair).
 
     ``item_ids`` is the sorted item universe (the score columns); ``user_segments`` maps
-    ``user_id`` (index) to segment.  Items outside ``item_ids`` are ignored.
+    ``user_id`` (index) to segment.  Items outside ``item_ids`` are ignored.  ``prior_days``: the
+    prior counts the users of the last ``prior_days`` only (``None``: all time).
     """
     seg_values = user_segments.dropna().astype(str)
     segments = np.array([ALL_SEGMENTS, *sorted(set(seg_values.unique()) - {ALL_SEGMENTS})], dtype=object)
@@ -74,7 +78,12 @@ def compute_popularity(
         seg_rows = ratings["user_id"].map(seg_values).map(lookup).fillna(-1).to_numpy(dtype=np.int64)
         score, cols, seg_rows = score[valid], cols[valid], seg_rows[valid]
         raw[0] = np.bincount(cols, weights=score, minlength=n_items)
-        prior = np.log1p(np.bincount(cols, minlength=n_items).astype(np.float64))
+        users_all = np.bincount(cols, minlength=n_items).astype(np.float64)
+        if prior_days is None:
+            prior = np.log1p(users_all)
+        else:
+            since = (ts >= reference - pd.Timedelta(days=prior_days)).to_numpy()[valid]
+            prior = np.log1p(np.bincount(cols, weights=since.astype(np.float64), minlength=n_items) + 0.01 * users_all)
         in_seg = seg_rows > 0
         flat = np.bincount(seg_rows[in_seg] * n_items + cols[in_seg], weights=score[in_seg], minlength=n_seg * n_items)
         raw[1:] = flat.reshape(n_seg, n_items)[1:]
