@@ -6,7 +6,7 @@ Into a scratch database (created, then dropped; a fresh one per run) on the conf
    (default: all 305 files, 2010-12-01 .. 2011-12-09): per day exactly what ``load_feed_date`` does (the logged
    ``raw.uci_orders`` rows with load metadata, the strict parser, ``quarantine.uci_orders`` and the
    ``ops.loaded_files`` ledger, one transaction per day; days without a file are recorded as
-   ``skipped_missing``), over one connection, the next files parsed in a worker process, one analyze at the end.
+   ``skipped_missing``), over one connection, the next files parsed in a worker thread, one analyze at the end.
 2. **\\copy**: ``psql \\copy ... (format csv, header true)`` of the same files into a plain table with the
    same typed columns (no metadata, no validation), one psql session, same server.
 
@@ -203,7 +203,7 @@ def benchmark(s: Settings, source_dir: Path, n_files: int | None, output: Path, 
             "first_day": calendar_days[0].isoformat(),
             "last_day": calendar_days[-1].isoformat(),
             "what": "load_feed_dates over every calendar day (what load_feed_date does per day, on one connection, "
-                    "next files parsed in a forked worker process): strict parse, COPY into logged raw.uci_orders "
+                    "next files parsed in a worker thread): strict parse, COPY into logged raw.uci_orders "
                     "with load metadata (BRIN index on the logical date, summarised by each load), "
                     "quarantine.uci_orders, ops.loaded_files ledger, one transaction per day, commits flushed once "
                     "at the end, one analyze at the end",

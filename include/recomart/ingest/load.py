@@ -6,7 +6,7 @@ whole table for a snapshot feed) in ``raw`` and ``quarantine``, COPYs the new ro
 upserts the ledger ``ops.loaded_files``.  A file whose sha256 is already loaded is a no-op.
 
 :func:`load_feed_dates` does the same for many dates over one connection (backfills, the
-benchmark): the next files are parsed in a worker process while the current one is in Postgres, the
+benchmark): the next files are parsed in a worker thread while the current one is in Postgres, the
 per-date commits are flushed to disk once at the end, and the table is analysed once at the end.
 """
 
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -414,15 +413,19 @@ def load_feed_dates(
 
     Each date is still its own transaction with its own load id and the same checks, so the result for
     each date is the same as loading the dates one by one.  While one date is in Postgres, a worker
-    process (:func:`_parse_pool`) reads, hashes, parses and encodes the next files (skipping the parse
-    when the ledger already holds its sha256).  Each date commits without waiting for its WAL flush
-    (still atomic); one flush before returning (or raising) makes all of them durable.  The first
-    failing date raises (the dates before it stay loaded, not analysed), exactly like a loop over
-    :func:`load_feed_date`.
+    thread reads, hashes, parses and encodes the next files (skipping the parse when the ledger
+    already holds its sha256); a forked worker process was measured no faster on an idle 2-core
+    machine, and forking a task process whose other threads may hold locks is unsafe.  Each date
+    commits without waiting for its WAL flush (still atomic); one flush before returning (or
+    raising) makes all of them durable.  The first failing date raises (the dates before it stay
+    loaded, not analysed), exactly like a loop over :func:`load_feed_date`.
     """
     days = list(days)
     results: list[LoadResult] = []
-    with _parse_pool() as pool, psycopg.connect(dsn, autocommit=True) as conn:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="recomart-parse") as pool,
+        psycopg.connect(dsn, autocommit=True) as conn,
+    ):
         ensure_tables(conn, feed)
         known = ledger.loaded_sha256s(conn, feed.name, days)
         load_ids = {day: uuid.uuid4().hex for day in days}
@@ -444,20 +447,6 @@ def load_feed_dates(
     return results
 
 
-def _parse_pool() -> Executor:
-    """One worker *process* for :func:`_prepare`, so parsing overlaps Postgres on another core.
-
-    Forked (started here, before the caller connects): the child has the parser's modules loaded
-    already, where a spawned one would spend about a second importing them.  Where fork is not
-    available, a worker thread (same results, less overlap: the parser holds the GIL).
-    """
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="recomart-parse")
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-    pool.submit(int).result()  # fork now, while this process holds no connection
-    return pool
-
-
 @dataclass(frozen=True)
 class _Prepared:
     """A landing file read, hashed and (unless its sha256 was already loaded) parsed, off the connection."""
@@ -475,7 +464,7 @@ class _Prepared:
 
 
 def _prepare(path: Path, feed: Feed, loaded_sha256: str | None, logical_date: date, load_id: str) -> _Prepared:
-    """Read, hash and parse ``path`` and build the raw COPY payload (in a worker process for a batch)."""
+    """Read, hash and parse ``path`` and build the raw COPY payload (in the worker thread for a batch)."""
     if not path.is_file():
         return _Prepared(None)
     data = path.read_bytes()
