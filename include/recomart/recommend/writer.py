@@ -5,7 +5,7 @@ Sequence per publish (one connection, serialised across processes by an advisory
 1. ``<name>__staging`` is created and filled with ``COPY … FROM STDIN (FREEZE)`` in the same
    transaction (binary format encoded by :mod:`recomart.recommend.pgbinary` when every column type
    allows, CSV otherwise); a single index is built in that transaction too, several are built
-   concurrently on one connection each after a commit; then its indexed columns are ``ANALYZE``d.
+   concurrently on one connection each after a commit; then it is ``ANALYZE``d.
    These steps commit without waiting for their WAL flush (``synchronous_commit = off``): the
    swap's own commit flushes all of it, so nothing reaches readers undurably.  Readers are not
    affected.
@@ -211,12 +211,6 @@ def _create_indexes_in_parallel(dsn: str, spec: TableSpec) -> None:
         raise errors[0]
 
 
-def _analyze_columns(spec: TableSpec) -> list[str]:
-    """The columns readers filter and join on (those of the indexes); every column if none."""
-    indexed = dict.fromkeys(c for index in map(_as_index, spec.indexes) for c in index.columns)
-    return list(indexed) or spec.columns
-
-
 def load_staging(
     conn: psycopg.Connection,
     spec: TableSpec,
@@ -226,7 +220,7 @@ def load_staging(
     log: Callable[[str], Any] | None = None,
 ) -> int:
     """(Re)create ``<name>__staging`` and COPY ``data`` in (one transaction, ``FREEZE``), build the
-    indexes, ``ANALYZE`` the indexed columns; commit; return the number of rows COPY loaded.
+    indexes, ``ANALYZE``; commit; return the number of rows COPY loaded.
 
     With ``index_dsn`` (and more than one index) the loaded table is committed first and its indexes
     are built concurrently on their own connections.  ``log`` receives the time of each phase.
@@ -259,8 +253,7 @@ def load_staging(
             for n, index in enumerate(map(_as_index, spec.indexes)):
                 _create_index(cur, spec, n, index)
         t2 = time.perf_counter()
-        columns = sql.SQL(", ").join(map(sql.Identifier, _analyze_columns(spec)))
-        cur.execute(sql.SQL("ANALYZE {} ({})").format(staging, columns))
+        cur.execute(sql.SQL("ANALYZE {}").format(staging))
     conn.commit()
     if log is not None:
         t3 = time.perf_counter()
