@@ -6,7 +6,9 @@ ENV RECOMART_PROJECT_ROOT=/opt/recomart \
     PYTHONPATH=/opt/recomart/include \
     DO_NOT_TRACK=true \
     GX_ANALYTICS_ENABLED=false \
-    DBT_SEND_ANONYMOUS_USAGE_STATS=False
+    DBT_SEND_ANONYMOUS_USAGE_STATS=False \
+    OMP_WAIT_POLICY=PASSIVE \
+    OPENBLAS_THREAD_TIMEOUT=4
 
 USER airflow
 COPY --chown=airflow:root requirements.txt /opt/recomart/requirements.txt

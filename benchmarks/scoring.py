@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recomart.environment import THREAD_POOL_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "scoring.json"
 COMMAND = ".venv/bin/python -m benchmarks.scoring"
@@ -264,12 +266,14 @@ CHILDREN = {"svd": child_svd, "rss": child_rss, "surprise": child_surprise, "hyb
 
 
 def run_child(name: str, a: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter with the parent's environment; parse its JSON line."""
+    """Run one measurement in a fresh interpreter with the parent's environment plus the thread-pool
+    settings every RecoMart process gets (:data:`recomart.environment.THREAD_POOL_ENV`); parse its JSON line."""
     args = [sys.executable, "-m", "benchmarks.scoring", "--child", name, *_forward(a)]
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     t = time.perf_counter()
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+    env = {**os.environ, **THREAD_POOL_ENV}  # what the Airflow task processes get (service_env)
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"child {name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -456,6 +460,7 @@ def machine_info() -> dict[str, Any]:
                 "NUMBA_NUM_THREADS",
             )
         },
+        "child_thread_pool_env": THREAD_POOL_ENV,
     }
 
 
