@@ -66,6 +66,17 @@ def format_weights(blend: dict) -> str:
     return f"{parts} (default: {blend.get('reason', 'not fitted')})"
 
 
+def format_options(blend: dict) -> str:
+    """``top_n 10, prior_days 30 (best of 4 candidates on validation)``; ``defaults`` when none were chosen
+    (a ``None`` value is ``build_inputs``' default: all-time prior, the history's half-life)."""
+    options = blend.get("options") or {}
+    if not options:
+        return "defaults"
+    shown = ", ".join(f"{name} {'default' if value is None else value}" for name, value in options.items())
+    n = len(blend.get("candidates") or [])
+    return f"{shown} (best of {n} candidates on validation)" if n else shown
+
+
 def sample_recommendations(dsn: str, users: int = 3, k: int = 10) -> dict[str, list[tuple]]:
     """Top-k of the first ``users`` users (by id) that have personalised recommendations."""
     with psycopg.connect(dsn) as conn:
@@ -112,6 +123,7 @@ def print_report(s: Settings) -> None:
         champion = champion_blend(dsn)
         if champion is not None:
             print(f"  champion v{champion[0]} blend weights: {format_weights(champion[1])}")
+            print(f"  champion v{champion[0]} blend options: {format_options(champion[1])}")
 
     print("\nSample recommendations")
     for user_id, recs in sample_recommendations(dsn).items():

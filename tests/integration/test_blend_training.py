@@ -1,8 +1,10 @@
-"""The train DAG's path fits the hybrid's blend weights, stores them with the registered version, gates on
-the blend, and the recommend DAG's path applies the champion's weights (real Postgres, MLflow, fitted data)."""
+"""The train DAG's path fits the hybrid's blend weights and input options, stores them with the registered
+version, gates on the blend, and the recommend DAG's path applies the champion's weights and options (real
+Postgres, MLflow, fitted data)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 
@@ -19,7 +21,7 @@ from recomart.model.promotion import train_and_gate
 from recomart.model.registry import load_champion
 from recomart.model.train import DEFAULT_SVD_PARAMS, TrainConfig
 from recomart.recommend.blend import DEFAULT_WEIGHTS
-from recomart.recommend.hybrid import BlendWeights
+from recomart.recommend.hybrid import BlendWeights, build_inputs
 
 pytestmark = pytest.mark.integration
 
@@ -69,11 +71,18 @@ def marts_dsn(warehouse_dsn: str) -> Iterator[str]:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_registered_weights_are_the_fitted_ones_and_recommend_applies_them(marts_dsn, test_settings) -> None:
+@pytest.fixture(scope="module")
+def trained(marts_dsn: str, test_settings) -> dict:
+    """The train DAG's task on the marts: the summary of the first (promoted) version."""
     from recomart.pipeline import train_and_register
+
+    return train_and_register(test_settings, marts_dsn)
+
+
+def test_registered_weights_are_the_fitted_ones_and_recommend_applies_them(marts_dsn, test_settings, trained) -> None:
     from recomart.recommend.run import generate_recommendations
 
-    summary = train_and_register(test_settings, marts_dsn)
+    summary = trained
     assert summary["decision"] == "promoted"
     blend = summary["blend"]
     assert blend["fitted"] and blend["weights"] != DEFAULT_WEIGHTS.as_dict()
@@ -99,6 +108,48 @@ def test_registered_weights_are_the_fitted_ones_and_recommend_applies_them(marts
     details = details if isinstance(details, dict) else json.loads(details)
     assert details["weights_source"] == "champion"
     assert details["weights"] == pytest.approx(BlendWeights.from_meta({"weights": blend["weights"]}).as_dict())
+
+
+def test_recommend_uses_the_input_options_registered_with_the_champion(marts_dsn, test_settings, trained) -> None:
+    """The options chosen on validation (the best candidate) are stored with the champion, and the nightly
+    run builds its inputs with exactly those: ``reco.similar_items`` has the champion's neighbour count and
+    the written popularity scores are the prior over the champion's window."""
+    from recomart.recommend.run import blend_options, generate_recommendations, read_warehouse
+
+    _, meta, version = load_champion(test_settings.mlflow_tracking_uri, test_settings.model_name)
+    assert version == trained["model_version"]
+    blend = meta["blend"]
+    assert blend["fitted"] and blend["options"] and len(blend["candidates"]) >= 4
+    best = max(blend["candidates"], key=lambda c: c["validation_ndcg"])
+    assert blend["validation_ndcg"] == pytest.approx(best["validation_ndcg"])
+    assert blend["options"] in [c["options"] for c in blend["candidates"]]
+
+    result = generate_recommendations(marts_dsn, tracking_uri=test_settings.mlflow_tracking_uri,
+                                      model_name=test_settings.model_name, dataset=test_settings.dataset,
+                                      log=lambda _: None)
+    assert result.model_version == version
+    assert result.options == blend_options(meta) == blend["options"]
+    top_n = blend["options"].get("top_n", inspect.signature(build_inputs).parameters["top_n"].default)
+    with psycopg.connect(marts_dsn) as conn:
+        details = conn.execute("select details from reco.generations where generation_id = %s",
+                               (result.generation_id,)).fetchone()[0]
+        neighbours = conn.execute("select max(rank) from reco.similar_items").fetchone()[0]
+        written = pd.DataFrame(conn.execute("select item_id, popularity_score from reco.user_recommendations "
+                                            "where strategy = 'hybrid'").fetchall(), columns=["item_id", "score"])
+    details = details if isinstance(details, dict) else json.loads(details)
+    assert details["blend_options"] == blend["options"]
+    assert neighbours == top_n  # 100 items that all co-occur: every item has more than top_n neighbours
+
+    data = read_warehouse(marts_dsn)
+
+    def prior(options: dict) -> np.ndarray:
+        inputs = build_inputs(data.ratings, data.users, data.products,
+                              repeat_purchases=details["repeat_purchases"], **options)
+        return pd.Series(inputs.popularity.prior, index=inputs.item_ids).loc[written["item_id"]].to_numpy()
+
+    assert written["score"].to_numpy() == pytest.approx(prior(blend["options"]), rel=1e-6)
+    if blend["options"].get("prior_days") is not None:  # the all-time prior would have written other scores
+        assert written["score"].to_numpy() != pytest.approx(prior({}), rel=1e-6)
 
 
 def test_too_little_data_stores_the_default_weights_unfitted(test_settings, tmp_path) -> None:

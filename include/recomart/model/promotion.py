@@ -61,10 +61,12 @@ def train_and_gate(
 
     The champion is re-scored with the factors its own test figures came from (fitted on its train
     and validation parts), so a champion refitted on all data does not win on rows it was fitted on,
-    blended with its stored weights (the default 0.7 CF / 0.3 content for a version that has none).
+    blended with its stored weights and input options (the default 0.7 CF / 0.3 content and default
+    options for a version that has none).
     ``catalogue``: products, user segments and feed policy for the blend (see :class:`Catalogue`).
     """
     from recomart.recommend.hybrid import BlendWeights
+    from recomart.recommend.run import blend_options
 
     loaded = load_champion(tracking_uri, model_name, for_evaluation=True)
     champion, meta, version = loaded if loaded is not None else (None, {}, None)
@@ -75,6 +77,7 @@ def train_and_gate(
         champion_version=version,
         champion_trained_through=meta.get("factors_trained_through"),
         champion_weights=BlendWeights.from_meta(meta) if champion is not None else None,
+        champion_options=blend_options(meta) if champion is not None else None,
         catalogue=catalogue,
         dataset_source=dataset_source,
     )

@@ -158,10 +158,15 @@ def _trained_through(result: TrainResult) -> str | None:
     return pd.Timestamp(result.data["event_timestamp"].max()).isoformat()
 
 
-def blend_params(metadata: dict[str, Any]) -> dict[str, float]:
-    """``weight_<component>`` of the blend weights stored with the model (empty without weights)."""
+def blend_params(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``weight_<component>`` of the blend weights and ``blend_<option>`` of the input options stored
+    with the model (empty without them)."""
     weights = metadata.get("weights") or {}
-    return {f"weight_{name}": float(value) for name, value in weights.items()}
+    options = (metadata.get("blend") or {}).get("options") or {}
+    return {
+        **{f"weight_{name}": float(value) for name, value in weights.items()},
+        **{f"blend_{name}": value for name, value in options.items()},
+    }
 
 
 def _stringify(values: dict[str, Any]) -> dict[str, str]:

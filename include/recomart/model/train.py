@@ -17,6 +17,7 @@ import io
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -428,26 +429,37 @@ def train_tune_evaluate(
     champion_version: str | None = None,
     champion_trained_through: str | None = None,
     champion_weights: BlendWeights | None = None,
+    champion_options: Mapping[str, Any] | None = None,
     catalogue: Catalogue | None = None,
     dataset_source: str = RATINGS_RELATION,
 ) -> TrainResult:
     """Split three ways, tune SVD and fit the blend weights on validation, score the test part once.
 
     1. SVD hyper-parameters are tuned on the validation window (fitted on the train part).
-    2. The hybrid's weights are fitted on the same window with that SVD
-       (:func:`recomart.model.blend_eval.fit_weights`; default 0.7 CF / 0.3 content, ``fitted=False``,
-       when there is too little data) over ``catalogue`` (products, segments, feed policy:
-       :class:`recomart.model.blend_eval.Catalogue`; ids only by default).
+    2. The hybrid's weights and input options (neighbours, popularity prior window, buy-again
+       half-life) are fitted on the same window with that SVD
+       (:func:`recomart.model.blend_eval.fit_weights`; default 0.7 CF / 0.3 content and default
+       options, ``fitted=False``, when there is too little data) over ``catalogue`` (products,
+       segments, feed policy: :class:`recomart.model.blend_eval.Catalogue`; ids only by default).
     3. The candidate SVD is refitted on train + validation and the test part is scored once for:
        ``model`` (the blend that gets registered), ``svd`` and every other component alone,
        ``popularity``, and ``champion``: the current champion's evaluation factors blended with its
-       stored weights (``champion_weights``, a :class:`BlendWeights`; default weights when it has none),
-       its SVD alone as ``champion_svd``.  A champion whose training data reaches past this split's
-       earliest test row (``champion_trained_through``) is flagged (``champion_saw_test_data``).
+       stored weights and options (``champion_weights``, a :class:`BlendWeights`, and
+       ``champion_options``; defaults when it has none), its SVD alone as ``champion_svd``.  The
+       candidate and the components alone are ranked over inputs built with the fitted options.
+       A champion whose training data reaches past this split's earliest test row
+       (``champion_trained_through``) is flagged (``champion_saw_test_data``).
 
     The served SVD is refitted on all the data with the chosen parameters when ``config.refit_full``.
     """
-    from recomart.model.blend_eval import COMPONENT_KEYS, Catalogue, blend_record, evaluate_blends, fit_weights
+    from recomart.model.blend_eval import (
+        COMPONENT_KEYS,
+        Catalogue,
+        Contender,
+        blend_record,
+        evaluate_blends,
+        fit_weights,
+    )
     from recomart.model.blend_eval import single_component as alone
     from recomart.model.evaluate import eval_set, evaluate_models
     from recomart.model.split import make_split, overlapping_pairs
@@ -491,10 +503,11 @@ def train_tune_evaluate(
     factor_models = {"svd": eval_model, **({"champion_svd": champion} if champion is not None else {})}
     ev = evaluate_models(train_valid, split.test, factor_models, k=cfg.k, exclude_seen=cfg.seen_policy_exclude,
                          block_size=cfg.block_size, seed=cfg.seed)
-    blends = {"model": (weights, eval_model)}
-    blends.update({COMPONENT_KEYS[c]: (alone(c), None) for c in cat.components() if c in COMPONENT_KEYS and c != "cf"})
+    blends = {"model": Contender(weights, eval_model, fit.options)}
+    blends.update({COMPONENT_KEYS[c]: Contender(alone(c), None, fit.options)
+                   for c in cat.components() if c in COMPONENT_KEYS and c != "cf"})
     if champion is not None:
-        blends["champion"] = (champion_weights or BlendWeights(), champion)
+        blends["champion"] = Contender(champion_weights or BlendWeights(), champion, dict(champion_options or {}))
     bl = evaluate_blends(train_valid, eval_set(train_valid, split.test), blends, cat, k=cfg.k,
                          exclude_seen=cfg.seen_policy_exclude)
     metrics = _merge_blend_metrics(ev["metrics"], bl["metrics"], {"model": "svd", "champion": "champion_svd"})
@@ -544,10 +557,10 @@ def train_tune_evaluate(
     }
     timings["total_s"] = time.perf_counter() - t0
     pm = cfg.primary_metric
-    log.info("blend %s=%.4f (svd %.4f) vs popularity %.4f%s; weights %s (%s) after %d trials in %.1fs", pm,
-             metrics["model"][pm], metrics["svd"][pm], metrics["popularity"][pm],
+    log.info("blend %s=%.4f (svd %.4f) vs popularity %.4f%s; weights %s options %s (%s, %.1fs) after %d trials "
+             "in %.1fs", pm, metrics["model"][pm], metrics["svd"][pm], metrics["popularity"][pm],
              f" vs champion {metrics['champion'][pm]:.4f}" if "champion" in metrics else "",
-             fit.weights, fit.reason, len(trials), timings["total_s"])
+             fit.weights, fit.options, fit.reason, timings["blend_fit_s"], len(trials), timings["total_s"])
     return TrainResult(
         model=model,
         eval_model=eval_model,

@@ -50,29 +50,45 @@ def top_items(
     model: FactorModel | None = None,
     block_size: int = 1024,
 ) -> np.ndarray:
-    """object[len(users), k] of the blend's top item ids (unknown users: ``None`` row)."""
+    """object[len(users), k] of the blend's top item ids (users outside ``inputs``: ``None`` row).
+
+    Users are treated as :func:`recomart.recommend.hybrid.recommend` treats them: users ``model``
+    knows get the full blend; users it does not know (or all users, without a model) get the blend
+    without the SVD component (the popularity prior when nothing weighted remains), or their
+    segment's popular items when they have no history either.
+    """
     out = np.full((len(users), k), None, dtype=object)
     rows = pd.Index(inputs.user_ids).get_indexer(pd.Series(users).astype(str).to_numpy())
     known = np.flatnonzero(rows >= 0)
+    model_rows = np.full(len(known), -1, dtype=np.int64)
+    if model is not None and len(known):
+        model_rows = np.asarray(model.user_index(inputs.user_ids[rows[known]]), dtype=np.int64)
+    history = inputs.has_history[rows[known]]
     items_csc = inputs.items.tocsc()
     item_rows = None if model is None else np.asarray(model.item_index(inputs.item_ids), dtype=np.int64)
     needed = weights.as_dict()
-    for start in range(0, len(known), block_size):
-        pos = known[start : start + block_size]
-        r = rows[pos]
-        ex_r, ex_c = _excluded_cells(inputs.exclude, r)
-        comps = component_scores(inputs, r, items_csc=items_csc, needed=needed)
-        if model is not None and needed["cf"] > 0:
-            mr = np.asarray(model.user_index(inputs.user_ids[r]), dtype=np.int64)
-            cf = np.zeros((len(r), len(inputs.item_ids)), dtype=np.float32)
-            if (mr >= 0).any():
-                cf[mr >= 0] = component_scores(
-                    inputs, r[mr >= 0], model=model, model_rows=mr[mr >= 0], item_rows=item_rows, needed={"cf": 1}
-                )["cf"]
-            comps["cf"] = cf
-        b, c, _ = _select(blend(comps, weights, ex_r, ex_c), k, inputs.exclude, r)
-        rank = np.arange(len(b)) - np.searchsorted(b, b)  # picks are grouped by block row, best first
-        out[pos[b], rank] = inputs.item_ids[c]
+    groups = (
+        (model_rows >= 0, True),  # hybrid
+        ((model_rows < 0) & history, False),  # hybrid_no_svd
+        ((model_rows < 0) & ~history, None),  # cold start: segment popularity
+    )
+    for mask, with_model in groups:
+        members = np.flatnonzero(mask)
+        for start in range(0, len(members), block_size):
+            sel = members[start : start + block_size]
+            pos, r = known[sel], rows[known[sel]]
+            if with_model is None:
+                scores = inputs.popularity.scores[inputs.segment_rows[r]]
+            else:
+                ex_r, ex_c = _excluded_cells(inputs.exclude, r)
+                comps = component_scores(
+                    inputs, r, model=model if with_model else None, model_rows=model_rows[sel] if with_model else None,
+                    item_rows=item_rows, items_csc=items_csc, needed=needed,
+                )
+                scores = blend(comps, weights, ex_r, ex_c)
+            b, c, _ = _select(scores, k, inputs.exclude, r)
+            rank = np.arange(len(b)) - np.searchsorted(b, b)  # picks are grouped by block row, best first
+            out[pos[b], rank] = inputs.item_ids[c]
     return out
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,11 @@ RATINGS_SQL = (
 USERS_SQL = "SELECT user_id::text AS user_id, segment FROM marts.user_features"
 PRODUCTS_SQL = "SELECT item_id::text AS item_id, title, description, category, brand, price FROM marts.dim_products"
 ITEM_FEATURES_SQL = "SELECT item_id::text AS item_id, price_band FROM marts.item_features"
+
+#: the :func:`build_inputs` options a champion may carry in ``metadata["blend"]["options"]`` and their types
+BLEND_OPTION_TYPES: dict[str, type] = {"top_n": int, "prior_days": int, "buy_again_half_life_days": float}
+#: options that may be ``None`` (``build_inputs``' own default: all-time prior, the history's half-life)
+_NULLABLE_OPTIONS = ("prior_days", "buy_again_half_life_days")
 
 _TEXT = {
     "user_id": str,
@@ -67,6 +73,7 @@ class GenerationResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     similar_rows: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def read_frame(conn: psycopg.Connection, query: str) -> pd.DataFrame:
@@ -105,6 +112,28 @@ def repeat_purchases_allowed(dataset: str | None) -> bool:
         return any(feed.repeat_purchases_recommendable for feed in feeds_for_dataset(dataset))
     except KeyError:
         return False
+
+
+def blend_options(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :func:`build_inputs` options chosen with the champion's weights (``metadata["blend"]["options"]``:
+    ``top_n``, ``prior_days``, ``buy_again_half_life_days``); ``{}`` (the defaults) when absent, and when
+    any key is unknown or any value is not a positive number of its type (or ``None`` where allowed)."""
+    blend = (meta or {}).get("blend")
+    raw = blend.get("options") if isinstance(blend, Mapping) else None
+    if not isinstance(raw, Mapping) or not set(raw) <= set(BLEND_OPTION_TYPES):
+        return {}
+    options: dict[str, Any] = {}
+    for name, value in raw.items():
+        if value is None and name in _NULLABLE_OPTIONS:
+            options[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            return {}
+        typed = BLEND_OPTION_TYPES[name](value)
+        if typed != value:  # e.g. 12.5 neighbours
+            return {}
+        options[name] = typed
+    return options
 
 
 def _similar_frame(inputs: HybridInputs, generation_id: int) -> pd.DataFrame:
@@ -194,6 +223,8 @@ def generate_recommendations(
 
     ``repeat_purchases`` (default: the policy of ``dataset``'s feeds, see :func:`repeat_purchases_allowed`)
     enables buy-again and stops excluding purchased items; ``exclude`` overrides the exclusion alone.
+    The champion's weights and input options (:func:`blend_options`) are applied as they were fitted;
+    the options are in the result and in ``reco.generations.details["blend_options"]``.
     """
     from recomart.model.registry import load_champion
 
@@ -217,12 +248,14 @@ def generate_recommendations(
     else:
         model, meta, version = champion
         log(f"champion {model_name} v{version}: {model.n_users} users x {model.n_items} items")
-    weights = BlendWeights.from_meta(meta)
+    weights, options = BlendWeights.from_meta(meta), blend_options(meta)
     t = lap("load_champion", t)
 
     if repeat_purchases is None:
         repeat_purchases = repeat_purchases_allowed(dataset)
-    inputs = build_inputs(data.ratings, data.users, data.products, repeat_purchases=repeat_purchases, exclude=exclude)
+    inputs = build_inputs(
+        data.ratings, data.users, data.products, repeat_purchases=repeat_purchases, exclude=exclude, **options
+    )
     t = lap("build_inputs", t)
     recs = recommend(inputs, model, model_version=version, weights=weights, k=k, block_size=block_size)
     t = lap("score", t)
@@ -233,14 +266,15 @@ def generate_recommendations(
         "exclude": exclude or ("none" if repeat_purchases else "purchased"),
         "weights": weights.as_dict(),
         "weights_source": "champion" if isinstance((meta or {}).get("weights"), dict) else "default",
+        "blend_options": options,
         "model_name": model_name,
     }
     result = publish_generation(dsn, recs, inputs, model_version=version, popular_n=popular_n, details=details, log=log)
     lap("publish", t)
-    result.timings = timings
+    result.timings, result.options = timings, options
     result.seconds = round(time.perf_counter() - started, 3)
     log(
         f"generation {result.generation_id}: {result.rows} rows for {result.users} users "
-        f"{result.strategy_counts} in {result.seconds:.1f}s {timings}"
+        f"{result.strategy_counts} in {result.seconds:.1f}s {timings}, options {options or 'default'}"
     )
     return result
