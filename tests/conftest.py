@@ -6,11 +6,14 @@ import itertools
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from recomart import services
 from recomart.config import Settings, load_settings
@@ -56,6 +59,26 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
 def warehouse_dsn(test_settings: Settings) -> str:
     """libpq URL of this run's private warehouse database."""
     return test_settings.warehouse_url
+
+
+@pytest.fixture(scope="module")
+def private_database(warehouse_dsn: str) -> Iterator[Callable[[str], str]]:
+    """A factory of extra databases ``<warehouse>_<suffix>`` on this module's server (returns the DSN),
+    all dropped after the module."""
+    created: list[str] = []
+
+    def create(suffix: str) -> str:
+        name = f"{conninfo_to_dict(warehouse_dsn)['dbname']}_{suffix}"
+        with psycopg.connect(warehouse_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return make_conninfo(warehouse_dsn, dbname=name)
+
+    yield create
+    with psycopg.connect(warehouse_dsn, autocommit=True) as admin:
+        for name in created:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from test_train import planted_ratings  # tests/integration is on sys.path (rootdir import mode)
+from test_reco_writer import copy_frame  # tests/integration is on sys.path (rootdir import mode)
+from test_train import planted_ratings
 
 from recomart.model.gate import decide
 from recomart.model.promotion import train_and_gate
@@ -35,23 +33,10 @@ CREATE TABLE marts.dim_products (item_id text, title text, description text, cat
 """
 
 
-def _copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
-    )
-    with conn.cursor().copy(stmt) as copy:
-        for row in frame.itertuples(index=False):
-            copy.write_row(row)
-
-
 @pytest.fixture(scope="module")
-def marts_dsn(warehouse_dsn: str) -> Iterator[str]:
+def marts_dsn(private_database) -> str:
     """A private database with the three marts the train and recommend paths read, from planted tastes."""
-    name = conninfo_to_dict(warehouse_dsn)["dbname"] + "_blend"
-    with psycopg.connect(warehouse_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = make_conninfo(warehouse_dsn, dbname=name)
+    dsn = private_database("blend")
     ratings = planted_ratings()
     items = np.sort(ratings["item_id"].unique())
     users = np.sort(ratings["user_id"].unique())
@@ -61,14 +46,12 @@ def marts_dsn(warehouse_dsn: str) -> Iterator[str]:
     as_of = ratings["event_timestamp"].max()
     with psycopg.connect(dsn) as conn:
         conn.execute(_MARTS_DDL)
-        _copy(conn, "marts.dim_products", products)
+        copy_frame(conn, "marts.dim_products", products)
         segments = pd.DataFrame({"user_id": users, "segment": "regular", "event_timestamp": as_of})
-        _copy(conn, "marts.user_features", segments)
-        _copy(conn, "marts.user_item_ratings", ratings.assign(
+        copy_frame(conn, "marts.user_features", segments)
+        copy_frame(conn, "marts.user_item_ratings", ratings.assign(
             interactions=1, purchases=1, last_interaction_at=ratings["event_timestamp"], event_timestamp=as_of))
-    yield dsn
-    with psycopg.connect(warehouse_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return dsn
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from recomart.config import Settings
 from recomart.model.factors import FactorModel
@@ -48,7 +46,8 @@ CREATE TABLE marts.item_features (
 """
 
 
-def _copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+def copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+    """COPY a small test frame into ``schema.table`` (columns named like the frame's)."""
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
     )
@@ -96,25 +95,19 @@ def _hand_made_marts(dsn: str) -> None:
     )
     with psycopg.connect(dsn) as conn:
         conn.execute(_MARTS_DDL)
-        _copy(conn, "marts.dim_products", items)
-        _copy(conn, "marts.user_features", users)
-        _copy(conn, "marts.user_item_ratings", ratings)
+        copy_frame(conn, "marts.dim_products", items)
+        copy_frame(conn, "marts.user_features", users)
+        copy_frame(conn, "marts.user_item_ratings", ratings)
         bands = pd.DataFrame({"item_id": items["item_id"], "price_band": np.where(items["price"] > 100, "high", "low")})
-        _copy(conn, "marts.item_features", bands)
+        copy_frame(conn, "marts.item_features", bands)
 
 
 @pytest.fixture(scope="module")
-def reco_dsn(warehouse_dsn: str) -> Iterator[str]:
-    """A private database on this run's server, with hand-made marts; dropped afterwards."""
-    name = conninfo_to_dict(warehouse_dsn)["dbname"] + "_reco"
-    with psycopg.connect(warehouse_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = make_conninfo(warehouse_dsn, dbname=name)
+def reco_dsn(private_database) -> str:
+    """A private database on this run's server, with hand-made marts; dropped after the module."""
+    dsn = private_database("reco")
     _hand_made_marts(dsn)
-    yield dsn
-    with psycopg.connect(warehouse_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return dsn
 
 
 def _rows(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
