@@ -27,22 +27,27 @@ def incidence(user_rows: np.ndarray, item_cols: np.ndarray, n_users: int, n_item
     return x
 
 
-def top_n_per_row(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
-    """Keep the ``n`` largest positive entries of each row (ties: lower column first); vectorised."""
+def _ranked_entries(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, values, rank)`` of the positive entries, each row's best first (ties: lower column
+    first); ``rank`` counts from 0 within the row.  Vectorised."""
     m = sparse.csr_matrix(matrix)
-    m.eliminate_zeros()
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
     cols, vals = m.indices, m.data
     keep = vals > 0
     rows, cols, vals = rows[keep], cols[keep], vals[keep]
     order = np.lexsort((cols, -vals, rows))
     rows, cols, vals = rows[order], cols[order], vals[order]
-    if len(rows):
-        starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
-        first = np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
-        rank = np.arange(len(rows)) - first
-        sel = rank < n
-        rows, cols, vals = rows[sel], cols[sel], vals[sel]
+    starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1] if len(rows) else np.zeros(0, dtype=np.int64)
+    first = np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    return rows, cols, vals, np.arange(len(rows)) - first
+
+
+def top_n_per_row(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
+    """Keep the ``n`` largest positive entries of each row (ties: lower column first); vectorised."""
+    m = sparse.csr_matrix(matrix)
+    rows, cols, vals, rank = _ranked_entries(m)
+    sel = rank < n
+    rows, cols, vals = rows[sel], cols[sel], vals[sel]
     out = sparse.csr_matrix((vals.astype(np.float32), (rows, cols)), shape=m.shape)
     out.sort_indices()
     return out
@@ -102,23 +107,11 @@ def item_item_scores(history: sparse.csr_matrix, similarity: sparse.csr_matrix, 
 
 def similar_items_frame(similarity: sparse.csr_matrix, item_ids: np.ndarray) -> pd.DataFrame:
     """Rows ``item_id, rank, similar_item_id, score`` of a top-N similarity, best neighbour first."""
-    s = sparse.csr_matrix(similarity)
-    rows = np.repeat(np.arange(s.shape[0]), np.diff(s.indptr))
-    cols, vals = s.indices, s.data
-    keep = vals > 0
-    rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    order = np.lexsort((cols, -vals, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    if len(rows):
-        starts = np.r_[0, np.flatnonzero(np.diff(rows)) + 1]
-        first = np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
-        rank = (np.arange(len(rows)) - first + 1).astype(np.int32)
-    else:
-        rank = np.zeros(0, dtype=np.int32)
+    rows, cols, vals, rank = _ranked_entries(similarity)
     return pd.DataFrame(
         {
             "item_id": item_ids[rows] if len(rows) else np.array([], dtype=object),
-            "rank": rank,
+            "rank": (rank + 1).astype(np.int32),
             "similar_item_id": item_ids[cols] if len(cols) else np.array([], dtype=object),
             "score": vals.astype(np.float64),
         }
