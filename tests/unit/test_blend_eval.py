@@ -173,3 +173,10 @@ def test_the_recommend_run_reads_valid_options_and_falls_back_to_defaults() -> N
                  {"blend": {"options": {"top_n": True}}}, {"blend": {"options": {"neighbours": 10}}},
                  {"blend": {"options": {"prior_days": float("nan")}}}):
         assert blend_options(meta) == {}, meta
+
+
+def test_the_nightly_job_accepts_every_option_the_search_can_choose() -> None:
+    from recomart.recommend.blend import OPTION_GRID, REPEAT_OPTION_GRID
+    from recomart.recommend.run import BLEND_OPTION_TYPES
+
+    assert set(BLEND_OPTION_TYPES) == set(OPTION_GRID) | set(REPEAT_OPTION_GRID)
