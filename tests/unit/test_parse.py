@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import pickle
+import random
+import re
 from datetime import date
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from recomart.ingest import scan
 from recomart.ingest.feeds import (
     FEEDS,
     GENERATED_EVENTS,
@@ -19,7 +25,14 @@ from recomart.ingest.feeds import (
     feeds_for_dataset,
     get_feed,
 )
-from recomart.ingest.parse import FeedSchemaError, ParseResult, parse_feed_bytes
+from recomart.ingest.parse import (
+    INTEGER_RE,
+    NUMERIC_MAX_CHARS,
+    NUMERIC_RE,
+    FeedSchemaError,
+    ParseResult,
+    parse_feed_bytes,
+)
 
 HEADER = b"event_id,event_time,user_id,item_id,event_type,quantity,unit_price\n"
 GOOD = b"e1,2024-03-01 10:00:00,u1,i1,purchase,2,9.99\n"
@@ -254,3 +267,187 @@ def test_without_rows_keeps_counts_and_rejects_and_drops_the_row_buffers():
     assert slim.good.num_rows == 0 and slim.good.schema == result.good.schema
     # what a worker process sends back: not the good rows' buffers (a zero-row slice would still carry them)
     assert len(pickle.dumps(slim)) < len(pickle.dumps(result)) / 10
+
+
+# --- compiled kernels against their specifications -----------------------------
+def _buffers(values: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Arrow-style (offsets, data) of ``values``."""
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum([len(v) for v in values])
+    return offsets, np.frombuffer(b"".join(values), dtype=np.uint8)
+
+
+def _number_corpus() -> list[str]:
+    rng = random.Random(7)
+    alphabet = ["0", "1", "9", "+", "-", ".", "e", "E", " ", "a", "\u0663", "\n", ","]
+    corpus = [""] + ["".join(t) for n in (1, 2, 3) for t in itertools.product(alphabet, repeat=n)]
+    weighted = list("0123456789" * 3 + "+-.eE x\u0663")
+    corpus += ["".join(rng.choices(weighted, k=rng.randrange(13))) for _ in range(20000)]
+    for sign, whole, frac, exp in itertools.product(
+        ["", "+", "-", "--"],
+        ["", "0", "7", "123", "1" * 18, "9" * 19],
+        ["", ".", ".5", ".123", "..5"],
+        ["", "e", "E5", "e+12", "e-123", "e1234", "e+", "ee1"],
+    ):
+        corpus.append(sign + whole + frac + exp)
+    corpus += ["1" * 999 + ".", "1" * 1000, "1" * 1001, "1" * 996 + "e-12", "1" * 997 + "e12", "\u0663" * 5]
+    return corpus
+
+
+def test_integer_and_number_checks_accept_exactly_what_the_patterns_accept():
+    corpus = _number_corpus()
+    offsets, data = _buffers([s.encode() for s in corpus])
+    integers, numbers = scan.integers_ok(offsets, data), scan.numbers_ok(offsets, data, NUMERIC_MAX_CHARS)
+    for s, is_integer, is_number in zip(corpus, integers, numbers, strict=True):
+        assert is_integer == (re.fullmatch(INTEGER_RE, s) is not None), s
+        assert is_number == (re.fullmatch(NUMERIC_RE, s) is not None and len(s) <= NUMERIC_MAX_CHARS), s
+
+
+def _utf8_corpus() -> list[bytes]:
+    rng = random.Random(3)
+    plain = [b for b in range(256) if b not in b'\n\r\x00",']  # bytes that are not structural
+    edges = [0x00 + 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xF4, 0xFF]
+    corpus = [bytes((a, b)) for a in plain for b in plain]
+    corpus += [bytes((a, b, c)) for a in range(0x80, 0x100) for b in plain for c in edges]
+    corpus += [bytes((a, b, c, d)) for a in range(0xF0, 0xF8) for b in edges for c in edges for d in edges]
+    for _ in range(20000):  # mutated well-formed text
+        text = bytearray(
+            "".join(
+                chr(
+                    rng.choice(
+                        [rng.randrange(0x80, 0x800), rng.randrange(0x800, 0xD800), rng.randrange(0xE000, 0x110000)]
+                    )
+                )
+                for _ in range(3)
+            ).encode()
+        )
+        text[rng.randrange(len(text))] = rng.choice(plain)
+        corpus.append(bytes(text))
+    return corpus
+
+
+def test_utf8_check_accepts_exactly_what_python_decodes():
+    corpus = _utf8_corpus()
+    lines = [b"x" + seq for seq in corpus]
+    problems = scan.scan_lines(np.frombuffer(b"\n".join(lines), dtype=np.uint8), 1)[2]
+    assert len(problems) == len(lines)
+
+    def decodes(line: bytes) -> bool:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    expected = [scan.OK if decodes(line) else scan.BAD_UTF8 for line in lines]
+    assert problems.tolist() == expected
+
+
+THREE = Feed("three", "t", "t.csv", "t", "snapshot", (Column("a"), Column("b"), Column("c")))
+QUOTE_REASON = "unbalanced or misplaced double quote (a quoted field may not span lines)"
+
+
+def _reference_problem(line: bytes) -> str | None:
+    """The structural rules of the parser, written plainly (``line`` without its line break)."""
+    if not line:
+        return "empty record"
+    if b"\x00" in line:
+        return "NUL byte in record"
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid UTF-8"
+    if b"\r" in line:
+        return "carriage return inside record"
+    quotes, fields = 0, 1
+    for k, c in enumerate(line):
+        if c == ord('"'):
+            if quotes % 2 == 0 and not (k == 0 or line[k - 1] in b',"'):
+                return QUOTE_REASON
+            if quotes % 2 == 1 and not (k == len(line) - 1 or line[k + 1] in b',"'):
+                return QUOTE_REASON
+            quotes += 1
+        elif c == ord(",") and quotes % 2 == 0:
+            fields += 1
+    if quotes % 2:
+        return QUOTE_REASON
+    return None if fields == 3 else f"field count {fields}, expected 3"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_structure_and_values_match_a_plain_reference_on_random_files(seed):
+    rng = random.Random(seed)
+    tokens = [b"a", b"bc", b"a,", b",", b'"', b'""', b'"x,y"', b"\r", b"\x00", b"\xc3\xa9", b"\xff", b"\xe2\x82", b" "]
+    weights = [20, 20, 10, 30, 4, 2, 6, 1, 1, 3, 1, 1, 3]
+    lines = [b"".join(rng.choices(tokens, weights, k=rng.randrange(9))) for _ in range(3000)]
+    breaks = [rng.choice([b"\n", b"\n", b"\r\n"]) for _ in lines]
+    data = b"a,b,c\n" + b"".join(line + br for line, br in zip(lines, breaks, strict=True))
+    lines = [(line + br)[:-1].removesuffix(b"\r") for line, br in zip(lines, breaks, strict=True)]  # contents
+    result = parse_feed_bytes(data, THREE)
+
+    expected = {n: _reference_problem(line) for n, line in enumerate(lines, start=2)}
+    bad = {n: reason for n, reason in expected.items() if reason}
+    assert result.rejected_line_numbers == sorted(bad)
+    assert result.rejected_reasons == [f"line {n}: {bad[n]}" for n in sorted(bad)]
+    good = [n for n, reason in expected.items() if not reason]
+    assert result.good.column("_line_number").to_pylist() == good
+    rows = [next(csv.reader([lines[n - 2].decode()])) for n in good]
+    assert result.good.drop_columns(["_line_number"]).to_pylist() == [
+        {k: v or None for k, v in zip("abc", row, strict=True)} for row in rows
+    ]
+    assert [result.text[s:e] for s, e in result.good_spans] == [lines[n - 2] for n in good]
+
+
+def test_dates_and_timestamps_are_valid_exactly_when_pandas_parses_them():
+    rng = random.Random(11)
+    odd = ["now", "today", "NaT", "nan", "2024-1-5", " 2024-01-05", "2024-01-05 ", "\u0662\u0660\u0662\u0664-01-05"]
+    values = odd + [
+        f"{rng.choice([1677, 1678, 1900, 2000, 2024, 2261, 2262, rng.randrange(10000)]):04d}"
+        f"-{rng.randrange(14):02d}-{rng.randrange(33):02d}"
+        for _ in range(3000)
+    ]
+    body = b"".join(b"u%d,DE,vip,%s\n" % (i, v.encode()) for i, v in enumerate(values))
+    result = parse(b"user_id,country,segment,signup_date\n" + body, GENERATED_USERS)
+    parsed = pd.to_datetime(pd.Series(values, dtype=object), format="%Y-%m-%d", errors="coerce")
+    assert result.rejected_line_numbers == [i + 2 for i in np.flatnonzero(parsed.isna().to_numpy())]
+    assert 0 < result.records_rejected < len(values)
+    assert set(result.good.column("signup_date").to_pylist()) >= {"now", "2024-1-5"}
+
+
+def test_fixed_width_datetime_check_is_a_subset_of_what_pandas_parses():
+    rng = random.Random(5)
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y%m%d", "%d/%m/%Y %H:%M", "%m-%d", "%H:%M:%S"]:
+        values = [
+            fmt.replace("%Y", f"{rng.choice([1677, 1678, 1900, 2000, 2261, 2262, rng.randrange(10000)]):04d}")
+            .replace("%m", f"{rng.randrange(14):02d}")
+            .replace("%d", f"{rng.randrange(33):02d}")
+            .replace("%H", f"{rng.randrange(26):02d}")
+            .replace("%M", f"{rng.randrange(62):02d}")
+            .replace("%S", f"{rng.randrange(62):02d}")
+            for _ in range(3000)
+        ]
+        offsets, data = _buffers([v.encode() for v in values])
+        fast = scan.datetimes_ok(offsets, data, scan.datetime_pattern(fmt))
+        parsed = pd.to_datetime(pd.Series(values, dtype=object), format=fmt, errors="coerce").notna().to_numpy()
+        assert fast.any() and not (fast & ~parsed).any(), fmt
+    assert scan.datetime_pattern("%Y-%j") is None and scan.datetime_pattern("%Y %Y") is None
+
+
+def test_good_values_are_the_bytes_loaded_even_with_a_byte_order_mark_on_the_first_record():
+    body = b"user_id,country,segment,signup_date\n\xef\xbb\xbfu1,DE,vip,2024-01-31\nu2,FR,new,\n"
+    result = parse(body, GENERATED_USERS)
+    assert result.good.column("user_id").to_pylist() == ["\ufeffu1", "u2"]
+    assert [result.text[s:e] for s, e in result.good_spans] == body.splitlines()[1:]
+
+
+def test_records_straddling_scan_blocks():
+    line = b'e1,2024-03-01 10:00:00,u1,\xc3\xa9t\xc3\xa9 "q",view,1,1\n'
+    body = (
+        (GOOD * 1000)
+        + b"\n".join([b'e2,2024-03-01 10:00:00,u1,"\xe2\x82\xac,""x""",view,1,1'] * 500 + [line.strip()])
+        + b"\n"
+    )
+    result = parse(body)
+    assert result.records_read == 1501
+    assert result.rejected_line_numbers == [1502]  # quote inside an unquoted field
+    assert set(result.good.column("item_id").to_pylist()) == {"i1", '\u20ac,"x"'}

@@ -1,16 +1,18 @@
-"""Strict, vectorised parsing of a landing CSV file into good rows and quarantined records.
+"""Strict parsing of a landing CSV file into good rows and quarantined records.
 
 Postgres 15's ``COPY`` aborts a whole file on its first bad row, so every record is
 checked here before it reaches Postgres:
 
-1. *Structure* (numpy over the raw bytes): every physical line after the header is one
-   record.  A record is rejected when it is empty, holds a NUL byte, is not valid UTF-8,
-   holds a carriage return before its line end, has an unbalanced or misplaced double quote
-   (RFC 4180: a quote opens a field, closes it, or is doubled inside a quoted field), or
-   has the wrong number of fields.  Because a quoted field may never span a line break,
-   a stray quote cannot swallow the following lines.
-2. *Values* (pyarrow/pandas over the structurally good lines): required values present,
-   integers, numbers, dates and timestamps parseable, enumerations respected.
+1. *Structure* (one compiled pass over the raw bytes, :func:`recomart.ingest.scan.scan_lines`):
+   every physical line after the header is one record.  A record is rejected when it is
+   empty, holds a NUL byte, is not valid UTF-8, holds a carriage return before its line end,
+   has an unbalanced or misplaced double quote (RFC 4180: a quote opens a field, closes it,
+   or is doubled inside a quoted field), or has the wrong number of fields.  Because a quoted
+   field may never span a line break, a stray quote cannot swallow the following lines.
+2. *Values* (compiled checks over the fields of the structurally good lines, which another
+   compiled pass copies into Arrow string buffers): required values present, integers,
+   numbers, dates and timestamps parseable, enumerations respected.  Dates and timestamps a
+   strict fixed-width check cannot confirm are left to pandas, so the feed's format decides.
 
 Only the rejected records are handled one by one (to build their reasons).  The invariant
 ``records_read == records_loaded + records_rejected`` always holds.
@@ -19,26 +21,33 @@ Only the rejected records are handled one by one (to build their reasons).  The 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Final
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
+from recomart.ingest import scan
 from recomart.ingest.feeds import Column, Feed
 
 UTF8_BOM: Final = b"\xef\xbb\xbf"
-LF, CR, QUOTE, COMMA, NUL = 0x0A, 0x0D, 0x22, 0x2C, 0x00
 
+# What integer and numeric values must match (the compiled checks in ``scan`` accept exactly these).
 INTEGER_RE: Final = r"^[+-]?[0-9]{1,18}$"  # fits bigint
-# Unbounded repeats: pyarrow recompiles a pattern with large counted repeats ({1,1000}) on every call,
-# which made numeric checks ~4x slower; the length bound is checked separately (NUMERIC_MAX_CHARS).
 NUMERIC_RE: Final = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$"
 NUMERIC_MAX_CHARS: Final = 1000  # far below Postgres numeric limits, so COPY never fails on a long number
 LINE_NUMBER: Final = "_line_number"
+
+STRUCTURE_REASONS: Final = {
+    scan.EMPTY: "empty record",
+    scan.NUL_BYTE: "NUL byte in record",
+    scan.BAD_UTF8: "invalid UTF-8",
+    scan.STRAY_CR: "carriage return inside record",
+    scan.BAD_QUOTE: "unbalanced or misplaced double quote (a quoted field may not span lines)",
+}
 
 
 class FeedSchemaError(ValueError):
@@ -55,10 +64,14 @@ class ParseResult:
     rejected_line_numbers: list[int]
     rejected_raw: list[str]
     rejected_reasons: list[str]
+    columns: tuple[str, ...] = ()  # the feed's column names in the file's order
+    text: bytes = b""  # the file without its byte-order mark; the good records are slices of it
+    good_spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    """``[start, end)`` byte offsets in ``text`` of each good record (without its line break), in file order."""
 
     def without_rows(self) -> ParseResult:
         """The same counts and rejected records without the good rows (cheap to send to another process)."""
-        return replace(self, good=self.good.schema.empty_table())
+        return replace(self, good=self.good.schema.empty_table(), text=b"", good_spans=self.good_spans[:0])
 
     @property
     def records_rejected(self) -> int:
@@ -81,157 +94,74 @@ class ParseResult:
 # --- structure -------------------------------------------------------------
 @dataclass(frozen=True)
 class _Lines:
-    """Byte offsets of the physical lines of a file (line ``i`` is file line ``i + 1``)."""
+    """The physical lines of a file (line ``i`` is file line ``i + 1``), as found by ``scan_lines``."""
 
-    buf: np.ndarray  # uint8 view of the file
-    newlines: np.ndarray  # positions of every LF
     starts: np.ndarray  # first byte of each line
-    content_ends: np.ndarray  # end of each line without its LF / CRLF (exclusive)
-    spans: np.ndarray  # bytes of each line including its line break
-
-    @property
-    def count(self) -> int:
-        return len(self.starts)
-
-    def line_of(self, positions: np.ndarray) -> np.ndarray:
-        """Index of the line holding each byte position (an LF belongs to the line it ends)."""
-        return np.searchsorted(self.newlines, positions, side="left")
-
-    def per_line(self, positions: np.ndarray, line_ids: np.ndarray | None = None) -> np.ndarray:
-        """How many of ``positions`` fall on each line (pass ``line_ids`` if already known)."""
-        ids = self.line_of(positions) if line_ids is None else line_ids
-        return np.bincount(ids, minlength=self.count + 1)[: self.count]
+    ends: np.ndarray  # end of each line without its LF / CRLF (exclusive)
+    problems: np.ndarray  # first structural problem of each line (``scan`` codes, 0: none)
+    fields: np.ndarray  # number of fields of each line
+    bounds: np.ndarray  # field ``j`` of good line ``i`` is ``bounds[i, j]:bounds[i, j + 1] - 1``
 
     def raw(self, data: bytes, i: int) -> str:
-        text = data[self.starts[i] : self.content_ends[i]].decode("utf-8", errors="backslashreplace")
+        text = data[self.starts[i] : self.ends[i]].decode("utf-8", errors="backslashreplace")
         return text.replace("\x00", "\\x00")  # Postgres text cannot hold NUL
 
 
-def _index_lines(data: bytes) -> _Lines:
-    buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == LF)
-    starts = np.concatenate(([0], newlines + 1))
-    ends = np.concatenate((newlines, [len(buf)]))
-    if ends[-1] == starts[-1]:  # nothing after the last LF (or an empty file): not a record
-        starts, ends = starts[:-1], ends[:-1]
-    spans = np.concatenate((starts[1:], [len(buf)])) - starts
-    has_cr = np.zeros(len(ends), dtype=bool)
-    nonempty = ends > starts
-    has_cr[nonempty] = buf[ends[nonempty] - 1] == CR
-    return _Lines(buf, newlines, starts, ends - has_cr, spans)
+def _structure_problems(lines: _Lines, n_fields: int) -> dict[int, str]:
+    """The first structural problem of each bad record (the header, line 0, is checked apart)."""
+    problems = {}
+    for i in np.flatnonzero(lines.problems[1:]) + 1:
+        code = int(lines.problems[i])
+        if code == scan.FIELD_COUNT:
+            problems[int(i)] = f"field count {int(lines.fields[i])}, expected {n_fields}"
+        else:
+            problems[int(i)] = STRUCTURE_REASONS[code]
+    return problems
 
 
-def _bad_utf8_lines(data: bytes, lines: _Lines) -> np.ndarray:
-    """Indices of lines that are not valid UTF-8 (one decode pass; a retry per bad line only)."""
-    view, pos, bad = memoryview(data), 0, []
-    while pos < len(data):
-        try:
-            str(view[pos:], "utf-8")
-            break
-        except UnicodeDecodeError as exc:
-            line = int(lines.line_of(np.array([pos + exc.start]))[0])
-            bad.append(line)
-            pos = int(lines.newlines[line]) + 1 if line < len(lines.newlines) else len(data)
-    return np.array(bad, dtype=np.int64)
-
-
-def _structure_problems(data: bytes, lines: _Lines, n_fields: int) -> tuple[np.ndarray, dict[int, str]]:
-    """Field count per line and the first structural problem of each bad line."""
-    buf, n = lines.buf, lines.count
-    empty = lines.content_ends == lines.starts
-    nul = lines.per_line(np.flatnonzero(buf == NUL)) > 0
-    bad_utf8 = np.zeros(n, dtype=bool)
-    bad_utf8[_bad_utf8_lines(data, lines)] = True
-
-    cr_pos = np.flatnonzero(buf == CR)
-    cr_line = lines.line_of(cr_pos)
-    inner = cr_pos < lines.content_ends[np.minimum(cr_line, max(n - 1, 0))] if n else cr_pos < 0
-    stray_cr = lines.per_line(cr_pos[inner], cr_line[inner]) > 0
-
-    # Quotes: qpos[i] has i quotes before it; quotes before a line start come from searchsorted.
-    qpos = np.flatnonzero(buf == QUOTE)
-    q_line = lines.line_of(qpos)
-    q_before_line = np.searchsorted(qpos, lines.starts)  # quotes before each line start
-    quotes_per_line = np.diff(np.concatenate((q_before_line, [len(qpos)])))
-    # quotes after a line's content (impossible: LF/CR are not quotes) need no correction
-    k = np.arange(len(qpos)) - q_before_line[q_line]  # ordinal of each quote within its line
-    opening = k % 2 == 0
-    at_start = qpos == lines.starts[q_line]
-    at_end = qpos + 1 == lines.content_ends[q_line]
-    prev_byte = buf[np.maximum(qpos - 1, 0)]
-    next_byte = buf[np.minimum(qpos + 1, len(buf) - 1)]
-    prev_ok = at_start | (prev_byte == COMMA) | (prev_byte == QUOTE)
-    next_ok = at_end | (next_byte == COMMA) | (next_byte == QUOTE)
-    misplaced = np.where(opening, ~prev_ok, ~next_ok)
-    bad_quote = (lines.per_line(qpos[misplaced], q_line[misplaced]) > 0) | (quotes_per_line % 2 == 1)
-
-    # Separators: commas with an even number of quotes before them on their line.
-    cpos = np.flatnonzero(buf == COMMA)
-    c_line = lines.line_of(cpos)
-    inside = (np.searchsorted(qpos, cpos) - q_before_line[c_line]) % 2 == 1
-    fields = lines.per_line(cpos[~inside], c_line[~inside]) + 1
-
-    checks: list[tuple[np.ndarray, str]] = [
-        (empty, "empty record"),
-        (nul, "NUL byte in record"),
-        (bad_utf8, "invalid UTF-8"),
-        (stray_cr, "carriage return inside record"),
-        (bad_quote, "unbalanced or misplaced double quote (a quoted field may not span lines)"),
-    ]
-    problems: dict[int, str] = {}
-    structural = np.zeros(n, dtype=bool)
-    for mask, reason in checks:
-        for i in np.flatnonzero(mask & ~structural):
-            problems[int(i)] = reason
-        structural |= mask
-    for i in np.flatnonzero((fields != n_fields) & ~structural):
-        problems[int(i)] = f"field count {int(fields[i])}, expected {n_fields}"
-    return fields, problems
-
-
-def _read_header(data: bytes, lines: _Lines, feed: Feed) -> list[str]:
-    if lines.count == 0:
+def _read_header(data: bytes, feed: Feed) -> list[str]:
+    if not data:
         raise FeedSchemaError(f"feed {feed.name}: file is empty (no header line)")
-    raw = data[lines.starts[0] : lines.content_ends[0]]
+    end = data.find(b"\n")
+    raw = data if end < 0 else data[:end]
     try:
-        text = raw.decode("utf-8")
+        text = raw.removesuffix(b"\r").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FeedSchemaError(f"feed {feed.name}: header line is not valid UTF-8") from exc
     header = [h.strip() for h in next(csv.reader([text]), [])]
-    missing = [h for h in feed.headers if h not in header]
-    extra = [h for h in header if h not in feed.headers]
+    expected = feed.headers
+    missing = [h for h in expected if h not in header]
+    extra = [h for h in header if h not in expected]
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if missing or extra or duplicated:
         raise FeedSchemaError(
-            f"feed {feed.name}: header {header} does not match the expected columns {feed.headers}"
+            f"feed {feed.name}: header {header} does not match the expected columns {expected}"
             f" (missing {missing}, unexpected {extra}, duplicated {duplicated})"
         )
     return header
 
 
-def _good_lines_table(data: bytes, lines: _Lines, keep: np.ndarray, header: list[str]) -> pa.Table:
-    """Parse the structurally good lines with pyarrow, every column as a nullable string."""
-    n_keep = int(keep.sum())
-    if n_keep == 0:
-        return pa.table({h: pa.array([], pa.string()) for h in header})
-    if n_keep == lines.count - 1 and not keep[0]:  # every record is good: no copy of the bytes
-        good = memoryview(data)[int(lines.starts[1]) :]
-    else:
-        good = lines.buf[np.repeat(keep, lines.spans)].tobytes()
-    table = pacsv.read_csv(
-        pa.py_buffer(good),
-        read_options=pacsv.ReadOptions(column_names=header, block_size=16 << 20),
-        parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types={h: pa.string() for h in header},
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-        ),
-    )
-    if table.num_rows != n_keep:  # the structural checks and pyarrow disagree: never load silently
-        raise RuntimeError(f"parser mismatch: {n_keep} good lines but pyarrow read {table.num_rows} rows")
-    return table
+@dataclass(frozen=True)
+class _Strings:
+    """One column of the good records as Arrow string buffers; an empty value is null."""
+
+    offsets: np.ndarray  # int32, value ``r`` is ``data[offsets[r]:offsets[r + 1]]``
+    data: np.ndarray  # uint8
+    present: np.ndarray  # bool, the value is not empty
+
+    @cached_property
+    def array(self) -> pa.Array:
+        nulls = len(self.present) - int(np.count_nonzero(self.present))
+        bitmap = pa.py_buffer(np.packbits(self.present, bitorder="little")) if nulls else None
+        return pa.StringArray.from_buffers(
+            len(self.present), pa.py_buffer(self.offsets), pa.py_buffer(self.data), bitmap, nulls
+        )
+
+
+def _split(data: bytes, lines: _Lines, rows: np.ndarray) -> list[_Strings]:
+    """The columns (in file order) of the good records ``rows``, fields unquoted."""
+    buf, bases, offsets, present = scan.split_fields(np.frombuffer(data, np.uint8), lines.bounds, rows)
+    return [_Strings(offsets[j], buf[bases[j] : bases[j + 1]], present[j]) for j in range(len(offsets))]
 
 
 # --- values ----------------------------------------------------------------
@@ -239,77 +169,93 @@ def _show(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
-def _invalid_values(col: Column, values: pa.ChunkedArray, feed: Feed) -> tuple[np.ndarray, str] | None:
+def _datetimes_ok(values: _Strings, fmt: str) -> np.ndarray:
+    """Which values parse with the strptime format ``fmt`` (as pandas reads it)."""
+    pattern = scan.datetime_pattern(fmt)
+    if pattern is None:
+        ok = np.zeros(len(values.present), dtype=bool)
+    else:
+        ok = scan.datetimes_ok(values.offsets, values.data, pattern)
+    doubtful = np.flatnonzero(values.present & ~ok)
+    if len(doubtful):
+        # Each distinct value is parsed once (a file repeats its odd values too), then mapped back.
+        encoded = pc.dictionary_encode(values.array.take(doubtful))
+        parsed = pd.to_datetime(encoded.dictionary.to_pandas(), format=fmt, errors="coerce")
+        ok[doubtful] = parsed.notna().to_numpy()[encoded.indices.to_numpy()]
+    return ok
+
+
+def _invalid_values(col: Column, values: _Strings, feed: Feed) -> tuple[np.ndarray, str] | None:
     """Mask of present-but-invalid values of ``col`` and the phrase describing them."""
-    present = pc.is_valid(values)
     if col.type == "integer":
-        ok, what = pc.match_substring_regex(values, INTEGER_RE), "is not an integer"
+        ok, what = scan.integers_ok(values.offsets, values.data), "is not an integer"
     elif col.type == "numeric":
-        short = pc.less_equal(pc.utf8_length(values), NUMERIC_MAX_CHARS)
-        ok, what = pc.and_(pc.match_substring_regex(values, NUMERIC_RE), short), "is not a number"
+        ok, what = scan.numbers_ok(values.offsets, values.data, NUMERIC_MAX_CHARS), "is not a number"
     elif col.type in ("date", "timestamp"):
         fmt = feed.date_format if col.type == "date" else feed.timestamp_format
-        # Each distinct value is parsed once (a day's file repeats its timestamps a lot), then mapped back.
-        encoded = pc.dictionary_encode(values.combine_chunks())
-        parsed = pd.to_datetime(encoded.dictionary.to_pandas(), format=fmt, errors="coerce")
-        ok = pc.take(pa.array(parsed.notna().to_numpy()), encoded.indices)
-        what = f"is not a valid {col.type} ({fmt})"
+        ok, what = _datetimes_ok(values, fmt), f"is not a valid {col.type} ({fmt})"
     elif col.choices:
-        ok = pc.is_in(values, value_set=pa.array(col.choices, pa.string()))
+        ok = pc.is_in(values.array, value_set=pa.array(col.choices, pa.string())).to_numpy(zero_copy_only=False)
         what = f"is not one of {', '.join(col.choices)}"
     else:
         return None
-    bad = pc.and_(present, pc.invert(pc.fill_null(ok, False)))
-    return np.asarray(bad.to_numpy(zero_copy_only=False), dtype=bool), what
+    return values.present & ~ok, what
+
+
+def _value_checks(feed: Feed, columns: list[_Strings]) -> list[tuple[str, np.ndarray, str]]:
+    """(column, mask of the rows failing, what fails) for each check that applies."""
+    checks = []
+    for col, values in zip(feed.columns, columns, strict=True):
+        if col.required:
+            checks.append((col.name, ~values.present, "required"))
+        invalid = _invalid_values(col, values, feed)
+        if invalid is not None:
+            checks.append((col.name, *invalid))
+    return checks
+
+
+def _value_reason(table: pa.Table, checks: list[tuple[str, np.ndarray, str]], row: int) -> str:
+    reasons = []
+    for name, mask, what in checks:
+        if mask[row]:
+            if what == "required":
+                reasons.append(f"{name} is required but empty")
+            else:
+                reasons.append(f"{name} {_show(table.column(name)[row].as_py())} {what}")
+    return "; ".join(reasons)
 
 
 def parse_feed_bytes(data: bytes, feed: Feed) -> ParseResult:
     """Split ``data`` (a whole landing file) into validated rows and rejected records."""
-    if data.startswith(UTF8_BOM):
-        data = data[len(UTF8_BOM) :]
-    lines = _index_lines(data)
-    header = _read_header(data, lines, feed)
-    _, problems = _structure_problems(data, lines, len(header))
-    problems.pop(0, None)  # the header was checked above
-    keep = np.ones(lines.count, dtype=bool)
-    keep[0] = False
-    keep[list(problems)] = False
-    table = _good_lines_table(data, lines, keep, header)
-    good_lines = np.flatnonzero(keep)
+    data = data.removeprefix(UTF8_BOM)
+    header = _read_header(data, feed)
+    lines = _Lines(*scan.scan_lines(np.frombuffer(data, np.uint8), len(header)))
+    problems = _structure_problems(lines, len(header))
+    good_lines = np.flatnonzero(lines.problems[1:] == scan.OK) + 1
+    by_header = dict(zip(header, _split(data, lines, good_lines), strict=True))
+    columns = [by_header[c.header] for c in feed.columns]
+    table = pa.Table.from_arrays([c.array for c in columns], names=feed.column_names)
 
-    rename = {c.header: c.name for c in feed.columns}
-    table = table.select(feed.headers).rename_columns([rename[h] for h in feed.headers])
-
-    bad_rows = np.zeros(table.num_rows, dtype=bool)
-    value_checks: list[tuple[str, np.ndarray, str]] = []
-    for col in feed.columns:
-        values = table.column(col.name)
-        if col.required:
-            missing = np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False), dtype=bool)
-            value_checks.append((col.name, missing, "required"))
-            bad_rows |= missing
-        invalid = _invalid_values(col, values, feed)
-        if invalid is not None:
-            value_checks.append((col.name, invalid[0], invalid[1]))
-            bad_rows |= invalid[0]
-
+    checks = _value_checks(feed, columns)
+    bad_rows = np.zeros(len(good_lines), dtype=bool)
+    for _, mask, _ in checks:
+        bad_rows |= mask
     for row in np.flatnonzero(bad_rows):  # rejected rows only
-        reasons = []
-        for name, mask, what in value_checks:
-            if mask[row]:
-                if what == "required":
-                    reasons.append(f"{name} is required but empty")
-                else:
-                    reasons.append(f"{name} {_show(table.column(name)[int(row)].as_py())} {what}")
-        problems[int(good_lines[row])] = "; ".join(reasons)
+        problems[int(good_lines[row])] = _value_reason(table, checks, int(row))
+    if bad_rows.any():
+        table = table.filter(pa.array(~bad_rows))
 
-    good = table.filter(pa.array(~bad_rows)).append_column(LINE_NUMBER, pa.array(good_lines[~bad_rows] + 1, pa.int32()))
+    loaded_lines = good_lines[~bad_rows]
     order = sorted(problems)
+    by_name = {c.header: c.name for c in feed.columns}
     return ParseResult(
-        records_read=lines.count - 1,
-        records_loaded=good.num_rows,
-        good=good,
+        records_read=len(lines.starts) - 1,
+        records_loaded=table.num_rows,
+        good=table.append_column(LINE_NUMBER, pa.array((loaded_lines + 1).astype(np.int32))),
         rejected_line_numbers=[i + 1 for i in order],
         rejected_raw=[lines.raw(data, i) for i in order],
         rejected_reasons=[f"line {i + 1}: {problems[i]}" for i in order],
+        columns=tuple(by_name[h] for h in header),
+        text=data,
+        good_spans=np.stack((lines.starts[loaded_lines], lines.ends[loaded_lines]), axis=1),
     )
