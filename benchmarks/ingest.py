@@ -6,7 +6,8 @@ Into a scratch database (created, then dropped; a fresh one per run) on the conf
    (default: all 305 files, 2010-12-01 .. 2011-12-09): per day exactly what ``load_feed_date`` does (the logged
    ``raw.uci_orders`` rows with load metadata, the strict parser, ``quarantine.uci_orders`` and the
    ``ops.loaded_files`` ledger, one transaction per day; days without a file are recorded as
-   ``skipped_missing``), over one connection, the next files parsed in a worker thread, one analyze at the end.
+   ``skipped_missing``), ``DEFAULT_WORKERS`` dates parsed and COPYed at once (each worker on its own
+   connection), one analyze at the end.
 2. **\\copy**: ``psql \\copy ... (format csv, header true)`` of the same files into a plain table with the
    same typed columns (no metadata, no validation), one psql session, same server.
 
@@ -41,7 +42,7 @@ from recomart import services
 from recomart.config import Settings, load_settings
 from recomart.datasets.uci import link_by_day
 from recomart.ingest.feeds import UCI_ORDERS
-from recomart.ingest.load import load_feed_dates
+from recomart.ingest.load import DEFAULT_WORKERS, load_feed_dates
 from recomart.ingest.parse import parse_feed_bytes
 
 log = logging.getLogger("benchmarks.ingest")
@@ -79,7 +80,7 @@ def run_loader(dsn: str, landing: Path, days: list[date]) -> dict:
     statuses: Counter[str] = Counter()
     loaded = rejected = 0
     started = time.perf_counter()
-    for result in load_feed_dates(dsn, UCI_ORDERS, landing, days):  # one connection, one analyze at the end
+    for result in load_feed_dates(dsn, UCI_ORDERS, landing, days):  # default workers, one analyze at the end
         statuses[result.status] += 1
         loaded += result.records_loaded
         rejected += result.records_rejected
@@ -202,9 +203,11 @@ def benchmark(s: Settings, source_dir: Path, n_files: int | None, output: Path, 
             "statuses": loader["statuses"],
             "first_day": calendar_days[0].isoformat(),
             "last_day": calendar_days[-1].isoformat(),
-            "what": "load_feed_dates over every calendar day (what load_feed_date does per day, on one connection, "
-                    "next files parsed in a worker thread): strict parse, COPY into logged raw.uci_orders "
-                    "with load metadata (BRIN index on the logical date, summarised by each load), "
+            "workers": DEFAULT_WORKERS,
+            "what": "load_feed_dates over every calendar day (what load_feed_date does per day; the workers parse "
+                    "and COPY dates in parallel, each on its own connection): strict parse, "
+                    "COPY of the checked records' own bytes plus load metadata into logged raw.uci_orders "
+                    "(BRIN index on the logical date, summarised by each load), "
                     "quarantine.uci_orders, ops.loaded_files ledger, one transaction per day, commits flushed once "
                     "at the end, one analyze at the end",
         },
