@@ -299,14 +299,16 @@ def test_reader_only_sees_old_or_new_table_during_a_swap(reco_dsn: str, n_old: i
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    time.sleep(0.2)
-    t0 = time.perf_counter()
-    logs: list[str] = []
-    assert _swap_probe(reco_dsn, _frame(n_new, 10**6), log=logs.append) == n_new
-    took = time.perf_counter() - t0
-    time.sleep(0.2)
-    stop.set()
-    thread.join(timeout=30)
+    try:
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        logs: list[str] = []
+        assert _swap_probe(reco_dsn, _frame(n_new, 10**6), log=logs.append) == n_new
+        took = time.perf_counter() - t0
+        time.sleep(0.2)
+    finally:  # a failed swap must not leave the reader polling into the next test
+        stop.set()
+        thread.join(timeout=30)
     assert not errors, errors
     assert len(seen) > 20, f"reader polled only {len(seen)} times in {took:.1f}s"
     assert set(seen) <= {(n_old, n_old // 10), (n_new, n_new // 10)}, set(seen)
