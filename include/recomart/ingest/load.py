@@ -522,7 +522,7 @@ class _Prepared:
 
 
 def _prepare(path: Path, feed: Feed, loaded_sha256: str | None, logical_date: date, load_id: str) -> _Prepared:
-    """Read, hash and parse ``path`` and build the raw COPY payload (in the worker thread for a batch)."""
+    """Read, hash and parse ``path`` and build the raw COPY payload (by each worker of ``load_feed_dates``)."""
     if not path.is_file():
         return _Prepared(None)
     data = path.read_bytes()

@@ -70,7 +70,7 @@ class ParseResult:
     """``[start, end)`` byte offsets in ``text`` of each good record (without its line break), in file order."""
 
     def without_rows(self) -> ParseResult:
-        """The same counts and rejected records without the good rows (cheap to send to another process)."""
+        """The same counts and rejected records without the good rows and text (once their COPY payload is built)."""
         return replace(self, good=self.good.schema.empty_table(), text=b"", good_spans=self.good_spans[:0])
 
     @property
