@@ -190,8 +190,9 @@ def buy_again_scorer(*, k: int = K, block_size: int = 2048) -> Scorer:
     return score
 
 
-def _svd_top(train: pd.DataFrame, users: np.ndarray, params: dict[str, Any], exclude_seen: bool, k: int,
-             seed: int) -> np.ndarray:
+def _svd_top(
+    train: pd.DataFrame, users: np.ndarray, params: dict[str, Any], exclude_seen: bool, k: int, seed: int
+) -> np.ndarray:
     model = fit_factors(train, params, seed=seed, implicit=True)
     rows = model.user_index(users)
     exclude = interaction_matrix(model, train["user_id"], train["item_id"]) if exclude_seen else None
@@ -223,8 +224,9 @@ def tuned_svd_scorer(
         if record is not None:
             record["svd_params"] = tuned.best_params
             record["svd_valid_ndcg_at_10"] = tuned.best_value
-            record["svd_trials"] = [{"params": t.params, "valid_ndcg_at_10": t.metrics[f"ndcg_at_{k}"]}
-                                    for t in tuned.trials]
+            record["svd_trials"] = [
+                {"params": t.params, "valid_ndcg_at_10": t.metrics[f"ndcg_at_{k}"]} for t in tuned.trials
+            ]
         return _svd_top(train, users, tuned.best_params, exclude_seen, k, seed)
 
     return score
@@ -233,8 +235,15 @@ def tuned_svd_scorer(
 EXTRA_SCORERS_MODULE = "recomart.recommend.evaluation"
 
 
-def extra_scorers(dataset: str, setting: str, k: int = K, *, module_name: str = EXTRA_SCORERS_MODULE,
-                  errors: dict[str, str] | None = None, **hook_kwargs: Any) -> dict[str, Scorer]:
+def extra_scorers(
+    dataset: str,
+    setting: str,
+    k: int = K,
+    *,
+    module_name: str = EXTRA_SCORERS_MODULE,
+    errors: dict[str, str] | None = None,
+    **hook_kwargs: Any,
+) -> dict[str, Scorer]:
     """Scorers from ``<module_name>.benchmark_scorers(dataset, setting, k, **hook_kwargs)`` if that
     module exists (``hook_kwargs``: ``validation`` splitter, ``record`` dict).
 
@@ -277,8 +286,9 @@ def _guarded(name: str, fn: Scorer, k: int, errors: dict[str, str] | None) -> Sc
 
 
 # --- MovieLens latest-small ------------------------------------------------------------------------
-def movielens_rmse(ratings: pd.DataFrame, *, n_folds: int = 5, inner_folds: int = 3, seed: int = SEED,
-                   n_jobs: int = 2) -> dict[str, Any]:
+def movielens_rmse(
+    ratings: pd.DataFrame, *, n_folds: int = 5, inner_folds: int = 3, seed: int = SEED, n_jobs: int = 2
+) -> dict[str, Any]:
     """5-fold RMSE of the nested-tuned SVD and of surprise's default ``SVD()`` on the same folds."""
     from surprise import SVD, Dataset, Reader, accuracy
     from surprise.model_selection import GridSearchCV, KFold
@@ -292,22 +302,35 @@ def movielens_rmse(ratings: pd.DataFrame, *, n_folds: int = 5, inner_folds: int 
             [(trainset.to_raw_uid(u), trainset.to_raw_iid(i), r) for u, i, r in trainset.all_ratings()],
             columns=["user_id", "item_id", "rating"],
         )
-        search = GridSearchCV(SVD, RMSE_GRID, measures=["rmse"], n_jobs=n_jobs,
-                              cv=KFold(n_splits=inner_folds, random_state=seed + fold, shuffle=True))
+        search = GridSearchCV(
+            SVD,
+            RMSE_GRID,
+            measures=["rmse"],
+            n_jobs=n_jobs,
+            cv=KFold(n_splits=inner_folds, random_state=seed + fold, shuffle=True),
+        )
         search.fit(Dataset.load_from_df(inner, reader))
         best = search.best_params["rmse"]
         tuned = SVD(biased=True, random_state=seed, **best).fit(trainset)
         default = SVD(random_state=seed).fit(trainset)
-        folds.append({
-            "fold": fold,
-            "best_params": best,
-            "inner_rmse": float(search.best_score["rmse"]),
-            "rmse": float(accuracy.rmse(tuned.test(testset), verbose=False)),
-            "rmse_surprise_default": float(accuracy.rmse(default.test(testset), verbose=False)),
-            "seconds": time.perf_counter() - t,
-        })
-        log.info("fold %d: tuned %.4f (%s) vs default %.4f in %.0fs", fold, folds[-1]["rmse"], best,
-                 folds[-1]["rmse_surprise_default"], folds[-1]["seconds"])
+        folds.append(
+            {
+                "fold": fold,
+                "best_params": best,
+                "inner_rmse": float(search.best_score["rmse"]),
+                "rmse": float(accuracy.rmse(tuned.test(testset), verbose=False)),
+                "rmse_surprise_default": float(accuracy.rmse(default.test(testset), verbose=False)),
+                "seconds": time.perf_counter() - t,
+            }
+        )
+        log.info(
+            "fold %d: tuned %.4f (%s) vs default %.4f in %.0fs",
+            fold,
+            folds[-1]["rmse"],
+            best,
+            folds[-1]["rmse_surprise_default"],
+            folds[-1]["seconds"],
+        )
     return {
         "rmse": float(np.mean([f["rmse"] for f in folds])),
         "rmse_surprise_default": float(np.mean([f["rmse_surprise_default"] for f in folds])),
@@ -332,16 +355,29 @@ def movielens_ranking(ratings: pd.DataFrame, *, seed: int = SEED, k: int = K) ->
         **extra_scorers("ml_latest_small", "ranking", k, errors=errors, validation=validation, record=hybrid_fit),
     }
     metrics, info = evaluate_scorers(train, test, scorers, k=k, exclude_seen=True)
-    return {"metrics": metrics, "info": {**info, **split.info, "n_train": len(train), "n_test": len(test)},
-            "svd_tuning": record, "hybrid_fit": hybrid_fit, "extra_scorer_errors": errors}
+    return {
+        "metrics": metrics,
+        "info": {**info, **split.info, "n_train": len(train), "n_test": len(test)},
+        "svd_tuning": record,
+        "hybrid_fit": hybrid_fit,
+        "extra_scorer_errors": errors,
+    }
 
 
 # --- UCI Online Retail ------------------------------------------------------------------------------
 def read_uci(folder: Path) -> pd.DataFrame:
     """The raw UCI order lines (all 541,909), from the gzip file if present, else the by-day files."""
     folder = Path(folder)
-    dtypes = {"InvoiceNo": str, "StockCode": str, "Description": str, "Quantity": "int64", "InvoiceDate": str,
-              "UnitPrice": "float64", "CustomerID": str, "Country": str}
+    dtypes = {
+        "InvoiceNo": str,
+        "StockCode": str,
+        "Description": str,
+        "Quantity": "int64",
+        "InvoiceDate": str,
+        "UnitPrice": "float64",
+        "CustomerID": str,
+        "Country": str,
+    }
     gz = folder / "online_retail_all.csv.gz"
     if gz.is_file():
         return pd.read_csv(gz, dtype=dtypes, keep_default_na=False, na_values={"CustomerID": [""]})
@@ -373,14 +409,17 @@ def clean_uci(raw: pd.DataFrame) -> pd.DataFrame:
     )
     df = df[keep]
     local = pd.to_datetime(df["InvoiceDate"], format="%Y-%m-%d %H:%M:%S")
-    return pd.DataFrame({
-        "user_id": pd.to_numeric(df["CustomerID"]).astype("int64").astype(str).to_numpy(),
-        "item_id": df["StockCode"].to_numpy(),
-        "invoice_no": df["InvoiceNo"].to_numpy(),
-        "quantity": df["Quantity"].to_numpy(),
-        "event_timestamp": local.dt.tz_localize(UCI_SOURCE_TIMEZONE, ambiguous="NaT", nonexistent="shift_forward")
-        .dt.tz_convert("UTC").to_numpy(),
-    }).dropna(subset=["event_timestamp"])
+    return pd.DataFrame(
+        {
+            "user_id": pd.to_numeric(df["CustomerID"]).astype("int64").astype(str).to_numpy(),
+            "item_id": df["StockCode"].to_numpy(),
+            "invoice_no": df["InvoiceNo"].to_numpy(),
+            "quantity": df["Quantity"].to_numpy(),
+            "event_timestamp": local.dt.tz_localize(UCI_SOURCE_TIMEZONE, ambiguous="NaT", nonexistent="shift_forward")
+            .dt.tz_convert("UTC")
+            .to_numpy(),
+        }
+    ).dropna(subset=["event_timestamp"])
 
 
 def uci_pairs(lines: pd.DataFrame) -> pd.DataFrame:
@@ -421,8 +460,13 @@ def uci_benchmark(lines: pd.DataFrame, *, test_days: int = 30, seed: int = SEED,
             scorers["buy_again"] = buy_again_scorer(k=k)
         scorers.update(extra_scorers("uci", setting, k, errors=errors, validation=validation, record=hybrid_fit))
         metrics, info = evaluate_scorers(train, test, scorers, k=k, exclude_seen=exclude)
-        results[setting] = {"metrics": metrics, "info": info, "svd_tuning": record, "hybrid_fit": hybrid_fit,
-                            "extra_scorer_errors": errors}
+        results[setting] = {
+            "metrics": metrics,
+            "info": info,
+            "svd_tuning": record,
+            "hybrid_fit": hybrid_fit,
+            "extra_scorer_errors": errors,
+        }
     return results
 
 
@@ -458,18 +502,28 @@ def run(movielens_dir: Path, uci_dir: Path, out: Path, *, n_jobs: int = 2) -> di
         "ml_latest_small": ml_section,
         "uci": uci_section,
         "details": {
-            "ml_rmse": {**rmse, "grid": RMSE_GRID, "protocol": "surprise KFold(5, shuffle, seed 42); GridSearchCV "
-                        "with KFold(3) on each outer training fold only; default = SVD(random_state=42)",
-                        "seconds": rmse_s},
-            "ml_ranking": {**ranking, "seconds": ranking_s,
-                           "protocol": "per-user 75/25 (seed 42), implicit SVD (1 sampled negative per positive, "
-                           "rating 0), seen items excluded; SVD and hybrid tuned on a per-user validation part of "
-                           "the 75%"},
-            "uci": {**uci, "seconds": uci_s,
-                    "protocol": "dbt cleaning rules; last 30 days = test; warm test users; SVD and hybrid (weights, "
-                    "input options) tuned on the 30 days before the test window, fit part rebuilt from the order "
-                    "lines before it; discovery excludes bought items from ranking and relevant set; "
-                    "replenishment counts repeats"},
+            "ml_rmse": {
+                **rmse,
+                "grid": RMSE_GRID,
+                "protocol": "surprise KFold(5, shuffle, seed 42); GridSearchCV "
+                "with KFold(3) on each outer training fold only; default = SVD(random_state=42)",
+                "seconds": rmse_s,
+            },
+            "ml_ranking": {
+                **ranking,
+                "seconds": ranking_s,
+                "protocol": "per-user 75/25 (seed 42), implicit SVD (1 sampled negative per positive, "
+                "rating 0), seen items excluded; SVD and hybrid tuned on a per-user validation part of "
+                "the 75%",
+            },
+            "uci": {
+                **uci,
+                "seconds": uci_s,
+                "protocol": "dbt cleaning rules; last 30 days = test; warm test users; SVD and hybrid (weights, "
+                "input options) tuned on the 30 days before the test window, fit part rebuilt from the order "
+                "lines before it; discovery excludes bought items from ranking and relevant set; "
+                "replenishment counts repeats",
+            },
         },
         "meta": {
             "command": ".venv/bin/python -m benchmarks.accuracy",

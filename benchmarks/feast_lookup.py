@@ -226,8 +226,9 @@ def measure_online(store, redis_url: str, user_ids: list[str], item_id: str, bat
     return results
 
 
-def measure_historical(repo: Path, env: dict[str, str], pairs: pd.DataFrame, as_of: datetime, rows: int,
-                       seed: int) -> dict:
+def measure_historical(
+    repo: Path, env: dict[str, str], pairs: pd.DataFrame, as_of: datetime, rows: int, seed: int
+) -> dict:
     """``get_historical_features`` through the FeatureService for ``rows`` label rows after ``as_of``."""
     rng = np.random.default_rng(seed)
     sample = pairs.iloc[rng.choice(len(pairs), size=rows, replace=len(pairs) < rows)].reset_index(drop=True)
@@ -259,10 +260,23 @@ def machine_info(s: Settings) -> dict:
     import feast
 
     meminfo = Path("/proc/meminfo")
-    total_kb = next((int(line.split()[1]) for line in meminfo.read_text().splitlines()
-                     if line.startswith("MemTotal")), 0) if meminfo.exists() else 0
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    total_kb = (
+        next((int(line.split()[1]) for line in meminfo.read_text().splitlines() if line.startswith("MemTotal")), 0)
+        if meminfo.exists()
+        else 0
+    )
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     with psycopg.connect(s.pg_url("postgres")) as conn:
         pg_version = conn.execute("show server_version").fetchone()[0]
     return {
@@ -277,8 +291,15 @@ def machine_info(s: Settings) -> dict:
     }
 
 
-def run(s: Settings, shared_days: Path | None, batch_runs: int, historical_rows: int, seed: int, work: Path,
-        reuse: bool = False) -> dict:
+def run(
+    s: Settings,
+    shared_days: Path | None,
+    batch_runs: int,
+    historical_rows: int,
+    seed: int,
+    work: Path,
+    reuse: bool = False,
+) -> dict:
     """Load, build, apply, materialize and measure on the scratch deployment ``s``."""
     env = tool_env(s)
     began = time.perf_counter()
@@ -298,11 +319,19 @@ def run(s: Settings, shared_days: Path | None, batch_runs: int, historical_rows:
     _log(f"loaded in {load_s:.1f}s: {loaded.get('records_loaded')} records; dbt build (dataset={s.dataset})")
     dbt_s = 0.0
     if not reuse:
-        dbt_s = dbt_build(s.dbt_project_dir, env, vars={"dataset": s.dataset}, log=lambda _line: None,
-                          target_path=work / "target", log_path=work / "logs").elapsed_s
+        dbt_s = dbt_build(
+            s.dbt_project_dir,
+            env,
+            vars={"dataset": s.dataset},
+            log=lambda _line: None,
+            target_path=work / "target",
+            log_path=work / "logs",
+        ).elapsed_s
     as_of, n_users, n_items, users, pairs = _marts(s.warehouse_url)
-    _log(f"dbt build {dbt_s:.1f}s: {n_users:,} users, {n_items:,} items, {len(pairs):,} pairs, "
-         f"as_of {as_of.isoformat()}; feast apply")
+    _log(
+        f"dbt build {dbt_s:.1f}s: {n_users:,} users, {n_items:,} items, {len(pairs):,} pairs, "
+        f"as_of {as_of.isoformat()}; feast apply"
+    )
     if not reuse:
         apply(s.feature_repo_dir, env)
     store = feature_store(s.feature_repo_dir, env)
@@ -313,8 +342,10 @@ def run(s: Settings, shared_days: Path | None, batch_runs: int, historical_rows:
     rng = np.random.default_rng(seed)
     sample = [str(u) for u in rng.choice(users, size=min(len(users), 1000), replace=False)]
     online = measure_online(store, s.redis_url, sample, str(pairs["item_id"].iloc[0]), batch_runs, seed)
-    _log(f"feast p50 {online['feast']['p50_ms']} ms p99 {online['feast']['p99_ms']} ms; "
-         f"redis p50 {online['redis']['p50_ms']} ms p99 {online['redis']['p99_ms']} ms; historical")
+    _log(
+        f"feast p50 {online['feast']['p50_ms']} ms p99 {online['feast']['p99_ms']} ms; "
+        f"redis p50 {online['redis']['p50_ms']} ms p99 {online['redis']['p99_ms']} ms; historical"
+    )
     historical = measure_historical(s.feature_repo_dir, env, pairs, as_of, historical_rows, seed)
     _log(f"historical {historical_rows:,} rows: {historical['seconds']} s")
     return {
@@ -337,8 +368,13 @@ def run(s: Settings, shared_days: Path | None, batch_runs: int, historical_rows:
             "batch100": online["batch100"],
             "user_feature_refs": online["user_feature_refs"],
             "distinct_users": len(sample),
-            "materialize": {"rows": rows, "user_rows": n_users, "item_rows": n_items,
-                            "seconds": round(materialized.seconds, 3), "window": [as_of.isoformat()] * 2},
+            "materialize": {
+                "rows": rows,
+                "user_rows": n_users,
+                "item_rows": n_items,
+                "seconds": round(materialized.seconds, 3),
+                "window": [as_of.isoformat()] * 2,
+            },
             "historical": historical,
             "dbt_build_s": dbt_s,
             "load_s": round(load_s, 1),
@@ -349,8 +385,12 @@ def run(s: Settings, shared_days: Path | None, batch_runs: int, historical_rows:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--generated-users", type=int, default=100_000,
-                        help="users of the generated data set (used only without ../shared/data)")
+    parser.add_argument(
+        "--generated-users",
+        type=int,
+        default=100_000,
+        help="users of the generated data set (used only without ../shared/data)",
+    )
     parser.add_argument("--batch-runs", type=int, default=300, help="timed batches of 100 users")
     parser.add_argument("--historical-rows", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=42)
@@ -370,11 +410,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     services.ensure_services(s)
     try:
         figures = run(s, shared_days, args.batch_runs, args.historical_rows, args.seed, work, reuse=bool(args.reuse))
-        figures.update({
-            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": COMMAND + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
-            "machine": machine_info(s),
-        })
+        figures.update(
+            {
+                "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "command": COMMAND + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
+                "machine": machine_info(s),
+            }
+        )
     finally:
         if not (args.keep or args.reuse):
             drop_scratch(s)

@@ -96,7 +96,8 @@ def run_loader(dsn: str, landing: Path, days: list[date]) -> dict:
 def run_copy(s: Settings, dsn: str, files: list[Path], workdir: Path) -> dict:
     """``psql \\copy`` of ``files`` into a plain typed table, in one psql session; time the session."""
     columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in UCI_ORDERS.columns)
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in UCI_ORDERS.columns
+    )
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("create schema if not exists bench")
         conn.execute(sql.SQL("create table bench.{} ({})").format(sql.Identifier(COPY_TABLE), columns))
@@ -109,8 +110,12 @@ def run_copy(s: Settings, dsn: str, files: list[Path], workdir: Path) -> dict:
     script.write_text("\n".join(lines) + "\n")
     psql = _psql(s)
     started = time.perf_counter()
-    subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(script)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(script)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(sql.SQL("select count(*) from bench.{}").format(sql.Identifier(COPY_TABLE))).fetchone()[0]
@@ -205,17 +210,17 @@ def benchmark(s: Settings, source_dir: Path, n_files: int | None, output: Path, 
             "last_day": calendar_days[-1].isoformat(),
             "workers": DEFAULT_WORKERS,
             "what": "load_feed_dates over every calendar day (what load_feed_date does per day; the workers parse "
-                    "and COPY dates in parallel, each on its own connection): strict parse, "
-                    "COPY of the checked records' own bytes plus load metadata into logged raw.uci_orders "
-                    "(BRIN index on the logical date, summarised by each load), "
-                    "quarantine.uci_orders, ops.loaded_files ledger, one transaction per day, commits flushed once "
-                    "at the end, one analyze at the end",
+            "and COPY dates in parallel, each on its own connection): strict parse, "
+            "COPY of the checked records' own bytes plus load metadata into logged raw.uci_orders "
+            "(BRIN index on the logical date, summarised by each load), "
+            "quarantine.uci_orders, ops.loaded_files ledger, one transaction per day, commits flushed once "
+            "at the end, one analyze at the end",
         },
         "copy": {
             "seconds": round(copy["seconds"], 3),
             "rows": copy["rows"],
             "what": "one psql session: \\copy (format csv, header true) of each file into a plain logged table "
-                    "with the same typed columns, no metadata, no validation",
+            "with the same typed columns, no metadata, no validation",
         },
         "parse_only": {
             "seconds": round(parse["seconds"], 3),
@@ -244,9 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     s = load_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=None, help="only the first N daily files (default: all 305)")
-    parser.add_argument("--source-dir", type=Path,
-                        default=s.project_root.parent / "shared" / "data" / "uci-online-retail" / "by-day",
-                        help="the UCI by-day folder (default: %(default)s)")
+    parser.add_argument(
+        "--source-dir",
+        type=Path,
+        default=s.project_root.parent / "shared" / "data" / "uci-online-retail" / "by-day",
+        help="the UCI by-day folder (default: %(default)s)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of both loads; the result holds medians")
     parser.add_argument("--output", type=Path, default=s.project_root / "benchmarks" / "results" / "ingest.json")
     args = parser.parse_args(argv)

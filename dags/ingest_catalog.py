@@ -29,8 +29,12 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, catalog_base_url, fail_fas
     tags=["recomart", "ingest", "catalog"],
     doc_md=__doc__,
     params={
-        "full_refresh": Param(False, type="boolean", title="Full refresh",
-                              description="Ignore the watermark and fetch the whole catalogue."),
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            title="Full refresh",
+            description="Ignore the watermark and fetch the whole catalogue.",
+        ),
     },
 )
 def ingest_catalog():
@@ -39,8 +43,9 @@ def ingest_catalog():
         """Fetch the catalogue pages and upsert them in one transaction."""
         from recomart.pipeline import ingest_catalog_snapshot
 
-        return ingest_catalog_snapshot(warehouse_dsn(), catalog_base_url(),
-                                       full_refresh=bool(params.get("full_refresh")))
+        return ingest_catalog_snapshot(
+            warehouse_dsn(), catalog_base_url(), full_refresh=bool(params.get("full_refresh"))
+        )
 
     @task(outlets=[RAW_PRODUCTS])
     def validate_products(load_summary: dict, outlet_events=None) -> dict:
@@ -54,5 +59,6 @@ def ingest_catalog():
         return result
 
     validate_products(fetch_and_upsert_products())
+
 
 ingest_catalog()

@@ -34,11 +34,17 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, fail_fast_on_bad_data, war
     doc_md=__doc__,
     params={
         "start_day": Param(
-            None, type=["null", "string"], format="date", title="First day to load (optional)",
+            None,
+            type=["null", "string"],
+            format="date",
+            title="First day to load (optional)",
             description="Load a range of days in one run; leave empty to load the run's data interval.",
         ),
         "end_day": Param(
-            None, type=["null", "string"], format="date", title="Last day to load (optional)",
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Last day to load (optional)",
             description="Inclusive; defaults to start_day.",
         ),
     },
@@ -50,8 +56,7 @@ def ingest_events():
         from recomart.config import settings
         from recomart.pipeline import days_in_window, ingest_landing_files
 
-        days = days_in_window(params.get("start_day"), params.get("end_day"),
-                              data_interval_start, data_interval_end)
+        days = days_in_window(params.get("start_day"), params.get("end_day"), data_interval_start, data_interval_end)
         return ingest_landing_files(warehouse_dsn(), settings(), days)
 
     @task(outlets=[RAW_EVENTS])
@@ -66,5 +71,6 @@ def ingest_events():
         return result
 
     validate_raw(load_landing_files())
+
 
 ingest_events()

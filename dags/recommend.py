@@ -22,9 +22,7 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
 
 @dag(
     dag_id="recommend",
-    schedule=AssetOrTimeSchedule(
-        timetable=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"), assets=[MODEL]
-    ),
+    schedule=AssetOrTimeSchedule(timetable=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"), assets=[MODEL]),
     start_date=pendulum.datetime(2010, 12, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -12,6 +12,4 @@ RAW_EVENTS = Asset("recomart_raw_events", uri=f"{_WAREHOUSE}/raw/events", group=
 RAW_PRODUCTS = Asset("recomart_raw_products", uri=f"{_WAREHOUSE}/raw/products", group="recomart")
 MARTS = Asset("recomart_marts", uri=f"{_WAREHOUSE}/marts/user_item_ratings", group="recomart")
 MODEL = Asset("recomart_model", uri="recomart://mlflow/recommender", group="recomart")
-RECOMMENDATIONS = Asset(
-    "recomart_recommendations", uri=f"{_WAREHOUSE}/reco/user_recommendations", group="recomart"
-)
+RECOMMENDATIONS = Asset("recomart_recommendations", uri=f"{_WAREHOUSE}/reco/user_recommendations", group="recomart")

@@ -20,10 +20,7 @@ def failure_summary(context: Mapping[str, Any]) -> str:
     interval = context.get("data_interval_start"), context.get("data_interval_end")
     reason = f"{type(exception).__name__}: {exception}" if exception else "no exception recorded"
     window = f" data interval {interval[0]} -> {interval[1]};" if interval[0] else ""
-    return (
-        f"RecoMart task FAILED: dag={dag_id} task={task_id} run={run_id} try={try_number};{window} "
-        f"reason: {reason}"
-    )
+    return f"RecoMart task FAILED: dag={dag_id} task={task_id} run={run_id} try={try_number};{window} reason: {reason}"
 
 
 def log_failure_summary(context: Mapping[str, Any]) -> None:

@@ -57,8 +57,7 @@ def table_checksums(dsn: str, schemas: tuple[str, ...] = SCHEMAS) -> dict[str, t
             schema, table = relation.split(".", 1)
             row_text = sql.SQL("md5(row({})::text)").format(sql.SQL(", ").join(map(sql.Identifier, kept)))
             query = sql.SQL(
-                "select count(*), coalesce(md5(string_agg(h, '' order by h)), '') "
-                "from (select {} as h from {}.{}) t"
+                "select count(*), coalesce(md5(string_agg(h, '' order by h)), '') from (select {} as h from {}.{}) t"
             ).format(row_text, sql.Identifier(schema), sql.Identifier(table))
             count, digest = conn.execute(query).fetchone()
             out[relation] = (count, digest)

@@ -26,8 +26,11 @@ def _cmd_services(args: argparse.Namespace) -> int:
         print(f"Redis:    {s.redis_url}")
     else:
         services.stop_embedded(s)
-        print("embedded Postgres and Redis stopped" if s.embedded_pg or s.embedded_redis
-              else "external services are not managed by RecoMart")
+        print(
+            "embedded Postgres and Redis stopped"
+            if s.embedded_pg or s.embedded_redis
+            else "external services are not managed by RecoMart"
+        )
     return 0
 
 
@@ -36,8 +39,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     s = settings()
     summary = generate(
-        s.landing_dir / "generated", users=args.users or s.generator_users, items=args.items or s.generator_items,
-        days=args.days or s.generator_days, seed=s.seed if args.seed is None else args.seed,
+        s.landing_dir / "generated",
+        users=args.users or s.generator_users,
+        items=args.items or s.generator_items,
+        days=args.days or s.generator_days,
+        seed=s.seed if args.seed is None else args.seed,
         end_date=date.fromisoformat(args.end_date) if args.end_date else None,
     )
     print(summary)
@@ -94,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("env", help="print export lines for psql, dbt, feast, mlflow and airflow").set_defaults(
-        func=_cmd_env)
+        func=_cmd_env
+    )
 
     svc = sub.add_parser("services", help="start or stop the embedded Postgres and Redis")
     svc.add_argument("action", choices=["up", "down"])
@@ -109,12 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_generate)
 
     demo = sub.add_parser("demo", help="the main job: generate, ingest, dbt, Feast, train, recommend, report")
-    demo.add_argument("--dataset", choices=["generated", "uci"], default=None,
-                      help="data set (default: RECOMART_DATASET or 'generated')")
+    demo.add_argument(
+        "--dataset",
+        choices=["generated", "uci"],
+        default=None,
+        help="data set (default: RECOMART_DATASET or 'generated')",
+    )
     demo.set_defaults(func=_cmd_demo)
 
-    sub.add_parser("up", help="start Airflow (UI), the catalog API and the MLflow UI in the background"
-                   ).set_defaults(func=_cmd_up)
+    sub.add_parser("up", help="start Airflow (UI), the catalog API and the MLflow UI in the background").set_defaults(
+        func=_cmd_up
+    )
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_cmd_down)
 
     feat = sub.add_parser("features", help="print a user's or item's online features (Feast, Redis)")

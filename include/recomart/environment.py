@@ -100,9 +100,7 @@ def service_env(s: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_api}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(secrets_dir / "airflow_passwords.json"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
-            f"postgresql+psycopg2://{auth}@{host}:{port}/{s.airflow_db}"
-        ),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (f"postgresql+psycopg2://{auth}@{host}:{port}/{s.airflow_db}"),
         "AIRFLOW__API__PORT": str(s.airflow_port),
         "AIRFLOW__API__SECRET_KEY": _persistent_secret(secrets_dir / "api_secret", secrets.token_hex),
         "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(secrets_dir / "jwt_secret", secrets.token_hex),

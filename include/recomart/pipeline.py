@@ -28,9 +28,7 @@ def _as_date(value: Any) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
-def days_in_window(
-    start_day: str | None, end_day: str | None, interval_start: Any, interval_end: Any
-) -> list[date]:
+def days_in_window(start_day: str | None, end_day: str | None, interval_start: Any, interval_end: Any) -> list[date]:
     """The days a run loads: the trigger form's ``start_day``..``end_day`` (inclusive) if given, else
     every day in the run's data interval ``[start, end)`` (one day for the daily timetable)."""
     if start_day:
@@ -97,10 +95,17 @@ def prepare_dataset(s: Settings) -> str:
     if s.dataset == "generated":
         from recomart.datasets.generator import generate
 
-        summary = generate(s.landing_dir / "generated", users=s.generator_users, items=s.generator_items,
-                           days=s.generator_days, seed=s.seed)
-        return (f"{summary.users:,} users, {summary.items:,} items, {summary.events:,} events in "
-                f"{summary.event_files} daily files ({summary.start_date} .. {summary.end_date})")
+        summary = generate(
+            s.landing_dir / "generated",
+            users=s.generator_users,
+            items=s.generator_items,
+            days=s.generator_days,
+            seed=s.seed,
+        )
+        return (
+            f"{summary.users:,} users, {summary.items:,} items, {summary.events:,} events in "
+            f"{summary.event_files} daily files ({summary.start_date} .. {summary.end_date})"
+        )
     if s.dataset == "uci":
         from recomart.datasets.uci import prepare_uci_landing
 
@@ -119,13 +124,25 @@ def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict:
         # daily feeds load every day of the window; a snapshot feed (e.g. users) once, as of the last day
         feed_days = days if feed.mode == "daily_partition" else [days[-1]]
         for result in load_feed_dates(dsn, feed, s.landing_dir, feed_days):
-            log.info("%s %s: %s (%d loaded, %d rejected) %s", feed.name, result.logical_date, result.status,
-                     result.records_loaded, result.records_rejected, result.message)
+            log.info(
+                "%s %s: %s (%d loaded, %d rejected) %s",
+                feed.name,
+                result.logical_date,
+                result.status,
+                result.records_loaded,
+                result.records_rejected,
+                result.message,
+            )
             totals[result.status] = totals.get(result.status, 0) + 1
             totals["records_loaded"] += result.records_loaded
             totals["records_rejected"] += result.records_rejected
-    return {"window": _day_window(days), "days": len(days), "day_list": [d.isoformat() for d in days],
-            "dataset": s.dataset, **totals}
+    return {
+        "window": _day_window(days),
+        "days": len(days),
+        "day_list": [d.isoformat() for d in days],
+        "dataset": s.dataset,
+        **totals,
+    }
 
 
 def ingest_catalog_snapshot(dsn: str, base_url: str, *, full_refresh: bool) -> dict:
@@ -190,8 +207,12 @@ def materialize_features(s: Settings, dsn: str, windows: list[tuple[datetime, da
     start, end = materialization_window(dsn, windows)
     result = rematerialize_window(s.feature_repo_dir, tool_env(s), start, end)
     log.info("materialized %s for [%s, %s] in %.1fs", result.feature_views, start, end, result.seconds)
-    return {"start": start.isoformat(), "end": end.isoformat(), "feature_views": list(result.feature_views),
-            "seconds": round(result.seconds, 2)}
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "feature_views": list(result.feature_views),
+        "seconds": round(result.seconds, 2),
+    }
 
 
 # --- train ------------------------------------------------------------------------
@@ -221,9 +242,17 @@ def record_promotion(dsn: str, row: dict) -> None:
         conn.execute(
             "insert into ops.model_promotions (model_name, model_version, previous_champion, decision, "
             "reason, metrics, run_id, data_digest, blend) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (row["model_name"], row["model_version"], row.get("previous_champion"), row["decision"],
-             row["reason"], json.dumps(row["metrics"]), row.get("run_id"), row.get("data_digest"),
-             None if row.get("blend") is None else json.dumps(row["blend"])),
+            (
+                row["model_name"],
+                row["model_version"],
+                row.get("previous_champion"),
+                row["decision"],
+                row["reason"],
+                json.dumps(row["metrics"]),
+                row.get("run_id"),
+                row.get("data_digest"),
+                None if row.get("blend") is None else json.dumps(row["blend"]),
+            ),
         )
 
 
@@ -234,8 +263,12 @@ TRAIN_PARAMS = {"n_factors": 32, "n_epochs": 40, "lr_all": 0.02}
 NEGATIVE_RATIO = 3.0
 
 
-SEARCH_SPACE = {"n_factors": [16, 32, 64], "n_epochs": [20, 40], "lr_all": [0.005, 0.01, 0.02],
-                "reg_all": [0.02, 0.05, 0.1]}
+SEARCH_SPACE = {
+    "n_factors": [16, 32, 64],
+    "n_epochs": [20, 40],
+    "lr_all": [0.005, 0.01, 0.02],
+    "reg_all": [0.02, 0.05, 0.1],
+}
 SPLIT_OPTIONS = {  # RECOMART_TRAIN_SPLIT: time-based for shop data, or per-user 75/25 (MovieLens protocol)
     "time": {"valid_fraction": 0.1, "test_fraction": 0.2},
     "time_days": {"valid_days": 14, "test_days": 30},
@@ -258,16 +291,28 @@ def train_and_register(s: Settings, dsn: str) -> dict:
     from recomart.recommend.run import repeat_purchases_allowed
 
     config = TrainConfig(
-        mode=s.train_mode, negative_ratio=NEGATIVE_RATIO, negative_sampling="uniform",
-        split=s.train_split, split_options=SPLIT_OPTIONS[s.train_split],
-        base_params={**DEFAULT_SVD_PARAMS, **TRAIN_PARAMS}, search_space=SEARCH_SPACE,
-        max_trials=TUNING_TRIALS, tuning_budget_s=TUNING_BUDGET_S,
-        primary_metric=s.gate_metric, gate_margin=s.gate_margin, seed=s.seed,
+        mode=s.train_mode,
+        negative_ratio=NEGATIVE_RATIO,
+        negative_sampling="uniform",
+        split=s.train_split,
+        split_options=SPLIT_OPTIONS[s.train_split],
+        base_params={**DEFAULT_SVD_PARAMS, **TRAIN_PARAMS},
+        search_space=SEARCH_SPACE,
+        max_trials=TUNING_TRIALS,
+        tuning_budget_s=TUNING_BUDGET_S,
+        primary_metric=s.gate_metric,
+        gate_margin=s.gate_margin,
+        seed=s.seed,
     )
     outcome = train_and_gate(
-        load_ratings(dsn), tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name,
-        artifact_dir=s.mlflow_artifacts_dir, config=config, feature_service=FEATURE_SERVICE,
-        dataset_source=RATINGS_RELATION, tags={"dataset": s.dataset},
+        load_ratings(dsn),
+        tracking_uri=s.mlflow_tracking_uri,
+        model_name=s.model_name,
+        artifact_dir=s.mlflow_artifacts_dir,
+        config=config,
+        feature_service=FEATURE_SERVICE,
+        dataset_source=RATINGS_RELATION,
+        tags={"dataset": s.dataset},
         catalogue=Catalogue.from_warehouse(dsn, repeat_purchases=repeat_purchases_allowed(s.dataset)),
     )
     summary = outcome.summary(s.model_name)
@@ -284,23 +329,32 @@ def publish_recommendations(s: Settings, dsn: str) -> dict:
     """Score every user with the champion (or popularity) and swap the ``reco`` tables in."""
     from recomart.recommend.run import generate_recommendations
 
-    result = generate_recommendations(dsn, tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name,
-                                      dataset=s.dataset, log=log.info)
-    return {"generation_id": result.generation_id, "model_version": result.model_version,
-            "users": result.users, "rows": result.rows, "strategies": result.strategy_counts,
-            "seconds": round(result.seconds, 2)}
+    result = generate_recommendations(
+        dsn, tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name, dataset=s.dataset, log=log.info
+    )
+    return {
+        "generation_id": result.generation_id,
+        "model_version": result.model_version,
+        "users": result.users,
+        "rows": result.rows,
+        "strategies": result.strategy_counts,
+        "seconds": round(result.seconds, 2),
+    }
 
 
 # --- data quality (Great Expectations) ----------------------------------------------
-def validate_raw_tables(dsn: str, s: Settings, *, days: list[date] | list[str] | None = None,
-                        tables: list[str] | None = None) -> dict:
+def validate_raw_tables(
+    dsn: str, s: Settings, *, days: list[date] | list[str] | None = None, tables: list[str] | None = None
+) -> dict:
     """Run the raw suites (one day's partition when the run loaded one day); raise
     ``DataQualityError`` naming the expectation and sample values on a critical failure."""
     from recomart.ingest.feeds import feeds_for_dataset
     from recomart.quality import validate_raw
 
     summary = validate_raw(
-        dsn, s.dataset, docs_dir=s.gx_docs_dir,
+        dsn,
+        s.dataset,
+        docs_dir=s.gx_docs_dir,
         logical_date=_as_date(days[0]) if days and len(days) == 1 else None,
         tables=tables or [f.table for f in feeds_for_dataset(s.dataset)],
     )

@@ -48,8 +48,13 @@ def start(s: Settings, name: str, args: Sequence[str], env: dict[str, str], cwd:
     _pidfile(s, name).parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            list(args), env=env, cwd=cwd or s.project_root, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            list(args),
+            env=env,
+            cwd=cwd or s.project_root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     _pidfile(s, name).write_text(str(proc.pid))
     return proc.pid

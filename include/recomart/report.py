@@ -31,8 +31,7 @@ def layer_counts(dsn: str) -> dict[str, dict[str, int]]:
 def latest_model_decision(dsn: str) -> dict | None:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "select model_version, decision, reason, metrics from ops.model_promotions "
-            "order by decided_at desc limit 1"
+            "select model_version, decision, reason, metrics from ops.model_promotions order by decided_at desc limit 1"
         ).fetchone()
     if row is None:
         return None
@@ -41,8 +40,15 @@ def latest_model_decision(dsn: str) -> dict | None:
 
 
 #: report columns of the metrics stored in ops.model_promotions: the blend, each component, the baselines
-METRIC_COLUMNS = {"model": "hybrid", "svd": "svd", "item_item": "item_item", "content": "content",
-                  "buy_again": "buy_again", "popularity": "popularity", "champion": "champion"}
+METRIC_COLUMNS = {
+    "model": "hybrid",
+    "svd": "svd",
+    "item_item": "item_item",
+    "content": "content",
+    "buy_again": "buy_again",
+    "popularity": "popularity",
+    "champion": "champion",
+}
 
 
 def champion_blend(dsn: str) -> tuple[str, dict] | None:
@@ -108,8 +114,11 @@ def print_report(s: Settings) -> None:
         print("  no model trained yet")
     else:
         metrics = decision["metrics"]
-        shown = [name for name in sorted(metrics.get("model", {}))
-                 if name.endswith("_at_10") or name.endswith("coverage") or name in ("rmse", "mae")]
+        shown = [
+            name
+            for name in sorted(metrics.get("model", {}))
+            if name.endswith("_at_10") or name.endswith("coverage") or name in ("rmse", "mae")
+        ]
         columns = [c for c in METRIC_COLUMNS if metrics.get(c)]
         print("  " + f"{'metric':<24}" + "".join(f"{METRIC_COLUMNS[c]:>12}" for c in columns))
         for name in shown:
@@ -117,8 +126,11 @@ def print_report(s: Settings) -> None:
             baseline = metrics.get("popularity", {}).get(name)
             if name in ("rmse", "mae") and (baseline is None or baseline != baseline):
                 continue  # implicit mode: rating errors against sampled negatives say nothing
-            print("  " + f"{name:<24}" + "".join(
-                f"{v:>12.4f}" if isinstance(v, int | float) and v == v else f"{'-':>12}" for v in values))
+            print(
+                "  "
+                + f"{name:<24}"
+                + "".join(f"{v:>12.4f}" if isinstance(v, int | float) and v == v else f"{'-':>12}" for v in values)
+            )
         print(f"  version {decision['version']}: {decision['decision']} ({decision['reason']})")
         champion = champion_blend(dsn)
         if champion is not None:
@@ -132,9 +144,11 @@ def print_report(s: Settings) -> None:
             print(f"    {rank:>2}. {item_id:<10} {title[:48]:<48} {score:8.4f}  {strategy}")
 
     print("\nNext steps")
-    print("  eval \"$(./recomart env)\"                      # psql, dbt, feast, airflow now use these services")
-    print("  psql -c \"select * from reco.user_recommendations_enriched where user_id = "
-          "(select min(user_id) from reco.user_recommendations) order by rank\"")
+    print('  eval "$(./recomart env)"                      # psql, dbt, feast, airflow now use these services')
+    print(
+        '  psql -c "select * from reco.user_recommendations_enriched where user_id = '
+        '(select min(user_id) from reco.user_recommendations) order by rank"'
+    )
     print("  ./recomart features user <user_id>             # online features from Redis via Feast")
     print("  (cd dbt_project && dbt build)                 # rebuild and test the marts")
     print("  ./recomart up                                 # Airflow UI, MLflow UI, catalog API")

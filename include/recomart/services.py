@@ -84,14 +84,33 @@ def start_embedded_postgres(s: Settings) -> None:
     if not (pgdata / "PG_VERSION").exists():
         log.info("initialising embedded Postgres in %s", pgdata)
         _run_as_pg_user(
-            [str(_pg_bin("initdb")), "-D", str(pgdata), "--auth=trust", "--encoding=UTF8",
-             "--locale=C", "-U", "postgres"]
+            [
+                str(_pg_bin("initdb")),
+                "-D",
+                str(pgdata),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-U",
+                "postgres",
+            ]
         )
     log.info("starting embedded Postgres on %s:%s", host, port)
     options = f"-h {host} -p {port} -k {pgdata} -c max_connections=200 -c shared_buffers=256MB"
     _run_as_pg_user(
-        [str(_pg_bin("pg_ctl")), "-D", str(pgdata), "-l", str(pgdata / "server.log"), "-w",
-         "-t", "60", "-o", options, "start"]
+        [
+            str(_pg_bin("pg_ctl")),
+            "-D",
+            str(pgdata),
+            "-l",
+            str(pgdata / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        ]
     )
     _wait_for(host, port, "embedded Postgres")
 
@@ -121,9 +140,25 @@ def start_embedded_redis(s: Settings) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded Redis on %s:%s", host, port)
     subprocess.run(
-        [str(_redis_server_bin()), "--bind", host, "--port", str(port), "--daemonize", "yes",
-         "--dir", str(workdir), "--pidfile", str(workdir / "redis.pid"),
-         "--logfile", str(workdir / "redis.log"), "--save", "", "--appendonly", "no"],
+        [
+            str(_redis_server_bin()),
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(workdir),
+            "--pidfile",
+            str(workdir / "redis.pid"),
+            "--logfile",
+            str(workdir / "redis.log"),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         check=True,
     )
     _wait_for(host, port, "embedded Redis")
@@ -168,4 +203,3 @@ def stop_embedded(s: Settings) -> None:
         stop_embedded_postgres(s)
     if s.embedded_redis:
         stop_embedded_redis(s)
-

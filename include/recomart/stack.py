@@ -16,8 +16,17 @@ def catalog_api_args(s: Settings) -> list[str]:
     """Command line of the catalog API serving the configured data set's catalogue file."""
     from recomart.pipeline import catalog_file
 
-    return [venv_bin("python"), "-m", "recomart.catalog_api.app", "--products", str(catalog_file(s)),
-            "--host", s.catalog_api_host, "--port", str(s.catalog_api_port)]
+    return [
+        venv_bin("python"),
+        "-m",
+        "recomart.catalog_api.app",
+        "--products",
+        str(catalog_file(s)),
+        "--host",
+        s.catalog_api_host,
+        "--port",
+        str(s.catalog_api_port),
+    ]
 
 
 def start_catalog_api(s: Settings) -> None:
@@ -32,8 +41,9 @@ def airflow_login(s: Settings) -> tuple[str, str]:
     return "admin", passwords.get("admin", f"(see {path})")
 
 
-def start_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS, *,
-                  paused_at_creation: bool = False) -> str:
+def start_airflow(
+    s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS, *, paused_at_creation: bool = False
+) -> str:
     """Start Airflow components in the background; return the api-server URL once it is healthy.
 
     The api-server comes first: tasks report to its execution API, so a scheduler started before it
@@ -50,8 +60,9 @@ def start_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS,
             args += ["--port", str(s.airflow_port)]
         processes.start(s, f"airflow-{component}", args, env)
         if component == "api-server":
-            processes.wait_http(f"{url}/api/v2/monitor/health", "Airflow api-server", 180,
-                                processes.logfile(s, "airflow-api-server"))
+            processes.wait_http(
+                f"{url}/api/v2/monitor/health", "Airflow api-server", 180, processes.logfile(s, "airflow-api-server")
+            )
     return url
 
 
@@ -73,21 +84,34 @@ def start_stack(s: Settings) -> None:
     airflow_url = start_airflow(s)
     s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
     processes.start(
-        s, "mlflow-ui",
-        [venv_bin("mlflow"), "server", "--backend-store-uri", s.mlflow_tracking_uri,
-         "--default-artifact-root", s.mlflow_artifacts_dir.as_uri(), "--host", "127.0.0.1",
-         "--port", str(s.mlflow_port), "--workers", "1"],
+        s,
+        "mlflow-ui",
+        [
+            venv_bin("mlflow"),
+            "server",
+            "--backend-store-uri",
+            s.mlflow_tracking_uri,
+            "--default-artifact-root",
+            s.mlflow_artifacts_dir.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(s.mlflow_port),
+            "--workers",
+            "1",
+        ],
         tool_env(s),
     )
-    processes.wait_http(f"http://127.0.0.1:{s.mlflow_port}/health", "MLflow UI", 180,
-                        processes.logfile(s, "mlflow-ui"))
+    processes.wait_http(f"http://127.0.0.1:{s.mlflow_port}/health", "MLflow UI", 180, processes.logfile(s, "mlflow-ui"))
     user, password = airflow_login(s)
     print(f"Airflow UI   {airflow_url}   login: {user} / {password}")
     print(f"MLflow UI    http://127.0.0.1:{s.mlflow_port}")
     print(f"Catalog API  {s.catalog_api_url}/products")
     print(f"Logs         {s.state_dir / 'logs'}")
-    print("All five DAGs are unpaused. Trigger `ingest_events` for a day; transform, train and recommend "
-          "follow through assets. Stop everything with: ./recomart down")
+    print(
+        "All five DAGs are unpaused. Trigger `ingest_events` for a day; transform, train and recommend "
+        "follow through assets. Stop everything with: ./recomart down"
+    )
 
 
 def stop_stack(s: Settings) -> None:

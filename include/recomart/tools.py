@@ -35,8 +35,13 @@ def run_tool(
 ) -> str:
     """Run ``args`` with the deployment's environment, stream lines to ``log``, return the output."""
     proc = subprocess.Popen(
-        [venv_bin(args[0]), *args[1:]], cwd=cwd or s.project_root, env=tool_env(s),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        [venv_bin(args[0]), *args[1:]],
+        cwd=cwd or s.project_root,
+        env=tool_env(s),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     lines: list[str] = []
     assert proc.stdout is not None

@@ -49,8 +49,9 @@ class Window(NamedTuple):
 WINDOWS = [
     # 10 logical dates, 8 files: Saturdays 2010-12-04 and 2010-12-11 have none
     pytest.param(Window(date(2010, 12, 3), date(2010, 12, 12)), id="ten_days"),
-    pytest.param(Window(date(2010, 12, 1), date(2011, 12, 9), whole_data_set=True), id="full_range",
-                 marks=pytest.mark.slow),
+    pytest.param(
+        Window(date(2010, 12, 1), date(2011, 12, 9), whole_data_set=True), id="full_range", marks=pytest.mark.slow
+    ),
 ]
 
 
@@ -100,12 +101,28 @@ def set_paused(client: httpx.Client, dag_id: str, paused: bool) -> None:
 def run_backfill(s: Settings, client: httpx.Client, window: Window, *flags: str) -> list[dict]:
     """docs/backfill.md step 4 (step 5 with flags): create the backfill, wait until the scheduler marks it
     completed, return its runs."""
-    airflow(s, "backfill", "create", "--dag-id", "ingest_events", "--from-date", window.first.isoformat(),
-            "--to-date", window.last.isoformat(), "--max-active-runs", "4", *flags)
+    airflow(
+        s,
+        "backfill",
+        "create",
+        "--dag-id",
+        "ingest_events",
+        "--from-date",
+        window.first.isoformat(),
+        "--to-date",
+        window.last.isoformat(),
+        "--max-active-runs",
+        "4",
+        *flags,
+    )
     backfill = client.get("/backfills", params={"dag_id": "ingest_events", "order_by": "-id"}).json()
     backfill_id = backfill["backfills"][0]["id"]
-    wait_for(lambda: client.get(f"/backfills/{backfill_id}").json()["completed_at"],
-             f"backfill {backfill_id} to complete", 180 + 30 * len(window.days), s)
+    wait_for(
+        lambda: client.get(f"/backfills/{backfill_id}").json()["completed_at"],
+        f"backfill {backfill_id} to complete",
+        180 + 30 * len(window.days),
+        s,
+    )
     return dag_runs(client, "ingest_events", run_type="backfill")
 
 
@@ -126,20 +143,24 @@ def ledger(dsn: str, window: Window) -> dict[date, tuple[str, int, int]]:
         rows = conn.execute(
             "select logical_date, status, coalesce(records_loaded, 0), coalesce(records_rejected, 0)"
             " from ops.loaded_files"
-            " where feed = %s and logical_date between %s and %s", (FEED, window.first, window.last)).fetchall()
+            " where feed = %s and logical_date between %s and %s",
+            (FEED, window.first, window.last),
+        ).fetchall()
     return {day: (status, loaded, rejected) for day, status, loaded, rejected in rows}
 
 
 def count_rows(dsn: str, table: str, window: Window) -> int:
     with psycopg.connect(dsn) as conn:
-        return conn.execute(f"select count(*) from {table} where _logical_date between %s and %s",
-                            (window.first, window.last)).fetchone()[0]
+        return conn.execute(
+            f"select count(*) from {table} where _logical_date between %s and %s", (window.first, window.last)
+        ).fetchone()[0]
 
 
 # --- fixture -----------------------------------------------------------------------------------
 @pytest.fixture(params=WINDOWS)
-def backfill_stack(request: pytest.FixtureRequest, test_settings: Settings, shared_data: Path,
-                   tmp_path: Path) -> Iterator[tuple[Settings, httpx.Client, Window]]:
+def backfill_stack(
+    request: pytest.FixtureRequest, test_settings: Settings, shared_data: Path, tmp_path: Path
+) -> Iterator[tuple[Settings, httpx.Client, Window]]:
     """UCI settings whose by-day folder holds the window's files, the catalogue loaded (dbt's products
     source), and api-server + scheduler + dag-processor with every DAG registered paused."""
     window: Window = request.param
@@ -150,8 +171,15 @@ def backfill_stack(request: pytest.FixtureRequest, test_settings: Settings, shar
         if (by_day / f"{day}.csv").is_file():
             (source / f"{day}.csv").symlink_to(by_day / f"{day}.csv")
     prefix = f"{test_settings.db_prefix}_{request.node.callspec.id}"  # own databases per window
-    s = dataclasses.replace(test_settings, dataset="uci", uci_dir=source, landing_dir=tmp_path / "landing",
-                            db_prefix=prefix, feast_project=prefix, model_name=prefix)
+    s = dataclasses.replace(
+        test_settings,
+        dataset="uci",
+        uci_dir=source,
+        landing_dir=tmp_path / "landing",
+        db_prefix=prefix,
+        feast_project=prefix,
+        model_name=prefix,
+    )
     services.ensure_databases(s)
     try:
         prepare_dataset(s)
@@ -162,8 +190,9 @@ def backfill_stack(request: pytest.FixtureRequest, test_settings: Settings, shar
         user, password = airflow_login(s)
         token = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=30)
         token.raise_for_status()
-        with httpx.Client(base_url=f"{url}/api/v2", timeout=30,
-                          headers={"Authorization": f"Bearer {token.json()['access_token']}"}) as client:
+        with httpx.Client(
+            base_url=f"{url}/api/v2", timeout=30, headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+        ) as client:
             yield s, client, window
     finally:
         stop_airflow(s, COMPONENTS)
@@ -178,8 +207,12 @@ def test_backfill_rerun_and_one_transform(backfill_stack: tuple[Settings, httpx.
     if window.whole_data_set:
         assert in_files == UCI_ROWS
     with_file = {date.fromisoformat(p.stem) for p in files}
-    wait_for(lambda: all(client.get(f"/dags/{d}").status_code == 200 for d in ("ingest_events", "transform")),
-             "the dag-processor to register ingest_events and transform", 240, s)
+    wait_for(
+        lambda: all(client.get(f"/dags/{d}").status_code == 200 for d in ("ingest_events", "transform")),
+        "the dag-processor to register ingest_events and transform",
+        240,
+        s,
+    )
 
     # a deployment runs ingest_events unpaused; this stack registered every DAG paused, so nothing ran yet
     set_paused(client, "ingest_events", False)
@@ -194,15 +227,19 @@ def test_backfill_rerun_and_one_transform(backfill_stack: tuple[Settings, httpx.
     # the ledger has one row per day: loaded where a file exists, skipped_missing (uci_orders: skip) elsewhere
     rows = ledger(s.warehouse_url, window)
     assert {d: r[0] for d, r in rows.items()} == {
-        d: "loaded" if d in with_file else "skipped_missing" for d in window.days}
-    loaded, quarantined = count_rows(s.warehouse_url, "raw.uci_orders", window), count_rows(
-        s.warehouse_url, "quarantine.uci_orders", window)
+        d: "loaded" if d in with_file else "skipped_missing" for d in window.days
+    }
+    loaded, quarantined = (
+        count_rows(s.warehouse_url, "raw.uci_orders", window),
+        count_rows(s.warehouse_url, "quarantine.uci_orders", window),
+    )
     assert loaded + quarantined == in_files
     assert (sum(r[1] for r in rows.values()), sum(r[2] for r in rows.values())) == (loaded, quarantined)
 
     # unpausing ingest_events also started its latest scheduled run: let it finish before the checksums
-    wait_for(lambda: not dag_runs(client, "ingest_events", state=["queued", "running"]),
-             "no ingest_events run left", 300, s)
+    wait_for(
+        lambda: not dag_runs(client, "ingest_events", state=["queued", "running"]), "no ingest_events run left", 300, s
+    )
     before = table_checksums(s.warehouse_url)
 
     # step 5: the re-run clears the same runs; every task runs a second try; the tables stay identical

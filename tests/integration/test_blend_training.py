@@ -41,16 +41,29 @@ def marts_dsn(private_database) -> str:
     items = np.sort(ratings["item_id"].unique())
     users = np.sort(ratings["user_id"].unique())
     cats = np.array(["Shoes", "Books", "Garden", "Kitchen"])[np.arange(len(items)) % 4]
-    products = pd.DataFrame({"item_id": items, "title": [f"{c} item {i}" for c, i in zip(cats, items, strict=True)],
-                             "description": "a product", "category": cats, "brand": "acme", "price": 10.0})
+    products = pd.DataFrame(
+        {
+            "item_id": items,
+            "title": [f"{c} item {i}" for c, i in zip(cats, items, strict=True)],
+            "description": "a product",
+            "category": cats,
+            "brand": "acme",
+            "price": 10.0,
+        }
+    )
     as_of = ratings["event_timestamp"].max()
     with psycopg.connect(dsn) as conn:
         conn.execute(_MARTS_DDL)
         copy_frame(conn, "marts.dim_products", products)
         segments = pd.DataFrame({"user_id": users, "segment": "regular", "event_timestamp": as_of})
         copy_frame(conn, "marts.user_features", segments)
-        copy_frame(conn, "marts.user_item_ratings", ratings.assign(
-            interactions=1, purchases=1, last_interaction_at=ratings["event_timestamp"], event_timestamp=as_of))
+        copy_frame(
+            conn,
+            "marts.user_item_ratings",
+            ratings.assign(
+                interactions=1, purchases=1, last_interaction_at=ratings["event_timestamp"], event_timestamp=as_of
+            ),
+        )
     return dsn
 
 
@@ -77,17 +90,23 @@ def test_registered_weights_are_the_fitted_ones_and_recommend_applies_them(marts
     assert version == summary["model_version"]
     assert meta["weights"] == blend["weights"] and meta["blend"] == blend
     with psycopg.connect(marts_dsn) as conn:
-        stored = conn.execute("select blend from ops.model_promotions where model_version = %s",
-                              (version,)).fetchone()[0]
+        stored = conn.execute("select blend from ops.model_promotions where model_version = %s", (version,)).fetchone()[
+            0
+        ]
     assert stored == blend
 
-    result = generate_recommendations(marts_dsn, tracking_uri=test_settings.mlflow_tracking_uri,
-                                      model_name=test_settings.model_name, dataset=test_settings.dataset,
-                                      log=lambda _: None)
+    result = generate_recommendations(
+        marts_dsn,
+        tracking_uri=test_settings.mlflow_tracking_uri,
+        model_name=test_settings.model_name,
+        dataset=test_settings.dataset,
+        log=lambda _: None,
+    )
     assert result.model_version == version
     with psycopg.connect(marts_dsn) as conn:
-        details = conn.execute("select details from reco.generations where generation_id = %s",
-                               (result.generation_id,)).fetchone()[0]
+        details = conn.execute(
+            "select details from reco.generations where generation_id = %s", (result.generation_id,)
+        ).fetchone()[0]
     details = details if isinstance(details, dict) else json.loads(details)
     assert details["weights_source"] == "champion"
     assert details["weights"] == pytest.approx(BlendWeights.from_meta({"weights": blend["weights"]}).as_dict())
@@ -107,18 +126,27 @@ def test_recommend_uses_the_input_options_registered_with_the_champion(marts_dsn
     assert blend["validation_ndcg"] == pytest.approx(best["validation_ndcg"])
     assert blend["options"] in [c["options"] for c in blend["candidates"]]
 
-    result = generate_recommendations(marts_dsn, tracking_uri=test_settings.mlflow_tracking_uri,
-                                      model_name=test_settings.model_name, dataset=test_settings.dataset,
-                                      log=lambda _: None)
+    result = generate_recommendations(
+        marts_dsn,
+        tracking_uri=test_settings.mlflow_tracking_uri,
+        model_name=test_settings.model_name,
+        dataset=test_settings.dataset,
+        log=lambda _: None,
+    )
     assert result.model_version == version
     assert result.options == blend_options(meta) == blend["options"]
     top_n = blend["options"].get("top_n", inspect.signature(build_inputs).parameters["top_n"].default)
     with psycopg.connect(marts_dsn) as conn:
-        details = conn.execute("select details from reco.generations where generation_id = %s",
-                               (result.generation_id,)).fetchone()[0]
+        details = conn.execute(
+            "select details from reco.generations where generation_id = %s", (result.generation_id,)
+        ).fetchone()[0]
         neighbours = conn.execute("select max(rank) from reco.similar_items").fetchone()[0]
-        written = pd.DataFrame(conn.execute("select item_id, popularity_score from reco.user_recommendations "
-                                            "where strategy = 'hybrid'").fetchall(), columns=["item_id", "score"])
+        written = pd.DataFrame(
+            conn.execute(
+                "select item_id, popularity_score from reco.user_recommendations where strategy = 'hybrid'"
+            ).fetchall(),
+            columns=["item_id", "score"],
+        )
     details = details if isinstance(details, dict) else json.loads(details)
     assert details["blend_options"] == blend["options"]
     assert neighbours == top_n  # 100 items that all co-occur: every item has more than top_n neighbours
@@ -126,8 +154,9 @@ def test_recommend_uses_the_input_options_registered_with_the_champion(marts_dsn
     data = read_warehouse(marts_dsn)
 
     def prior(options: dict) -> np.ndarray:
-        inputs = build_inputs(data.ratings, data.users, data.products,
-                              repeat_purchases=details["repeat_purchases"], **options)
+        inputs = build_inputs(
+            data.ratings, data.users, data.products, repeat_purchases=details["repeat_purchases"], **options
+        )
         return pd.Series(inputs.popularity.prior, index=inputs.item_ids).loc[written["item_id"]].to_numpy()
 
     assert written["score"].to_numpy() == pytest.approx(prior(blend["options"]), rel=1e-6)
@@ -139,8 +168,10 @@ def test_too_little_data_stores_the_default_weights_unfitted(test_settings, tmp_
     ratings = planted_ratings()
     # a third of the users and a validation window of ~13 pairs: too few validation users to fit weights
     outcome = train_and_gate(
-        ratings[ratings.user_id < "u0100"], tracking_uri=test_settings.mlflow_tracking_uri,
-        model_name=f"{test_settings.model_name}_small", artifact_dir=tmp_path,
+        ratings[ratings.user_id < "u0100"],
+        tracking_uri=test_settings.mlflow_tracking_uri,
+        model_name=f"{test_settings.model_name}_small",
+        artifact_dir=tmp_path,
         config=TrainConfig(max_trials=1, split_options={"valid_fraction": 0.02, "test_fraction": 0.2}),
     )
     assert outcome.registered.promoted, outcome.registered.reason
@@ -155,8 +186,10 @@ def test_gate_judges_the_blend_not_the_svd_alone(test_settings, tmp_path) -> Non
     # popularity, while the fitted blend leans on item-to-item and beats it
     weak = {**DEFAULT_SVD_PARAMS, "n_epochs": 1, "lr_all": 1e-4, "init_std_dev": 0.5}
     outcome = train_and_gate(
-        planted_ratings(), tracking_uri=test_settings.mlflow_tracking_uri,
-        model_name=f"{test_settings.model_name}_weak", artifact_dir=tmp_path,
+        planted_ratings(),
+        tracking_uri=test_settings.mlflow_tracking_uri,
+        model_name=f"{test_settings.model_name}_weak",
+        artifact_dir=tmp_path,
         config=TrainConfig(max_trials=1, base_params=weak),
     )
     m = outcome.result.metrics

@@ -35,8 +35,10 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def _expected(rows: list[dict[str, str]]) -> set[tuple[str, ...]]:
-    return {(r["item_id"], r["title"], r["description"], r["category"], r["brand"], r["price"], r["updated_at"])
-            for r in rows}
+    return {
+        (r["item_id"], r["title"], r["description"], r["category"], r["brand"], r["price"], r["updated_at"])
+        for r in rows
+    }
 
 
 def _table(dsn: str) -> set[tuple[str, ...]]:
@@ -91,8 +93,9 @@ def dsn(warehouse_dsn: str) -> str:
     return warehouse_dsn
 
 
-def test_full_load_matches_the_csv_and_a_rerun_changes_nothing(dsn: str, api: str, catalog_csv: Path,
-                                                               faults: Callable[..., dict]) -> None:
+def test_full_load_matches_the_csv_and_a_rerun_changes_nothing(
+    dsn: str, api: str, catalog_csv: Path, faults: Callable[..., dict]
+) -> None:
     rows = _csv_rows(catalog_csv)
     first = ingest_catalog(dsn, api, page_size=100)
     assert (first.fetched, first.inserted, first.updated, first.quarantined) == (len(rows), len(rows), 0, 0)
@@ -108,8 +111,9 @@ def test_full_load_matches_the_csv_and_a_rerun_changes_nothing(dsn: str, api: st
     assert _table(dsn) == _expected(rows)
 
 
-def test_survives_500s_and_429_with_retry_after(dsn: str, api: str, catalog_csv: Path,
-                                                faults: Callable[..., dict]) -> None:
+def test_survives_500s_and_429_with_retry_after(
+    dsn: str, api: str, catalog_csv: Path, faults: Callable[..., dict]
+) -> None:
     rows = _csv_rows(catalog_csv)
     faults(error_next=2, rate_limit_next=1, retry_after_s=1)
     started = time.monotonic()
@@ -121,11 +125,20 @@ def test_survives_500s_and_429_with_retry_after(dsn: str, api: str, catalog_csv:
     assert _table(dsn) == _expected(rows)
 
 
-def test_survives_random_errors_truncated_json_and_timeouts(dsn: str, api: str, catalog_csv: Path,
-                                                            faults: Callable[..., dict]) -> None:
+def test_survives_random_errors_truncated_json_and_timeouts(
+    dsn: str, api: str, catalog_csv: Path, faults: Callable[..., dict]
+) -> None:
     rows = _csv_rows(catalog_csv)
-    faults(seed=5, error_rate=0.2, truncate_rate=0.15, rate_limit_rate=0.1, retry_after_s=0,
-           truncate_next=1, slow_next=1, slow_s=2.0)
+    faults(
+        seed=5,
+        error_rate=0.2,
+        truncate_rate=0.15,
+        rate_limit_rate=0.1,
+        retry_after_s=0,
+        truncate_next=1,
+        slow_next=1,
+        slow_s=2.0,
+    )
     result = ingest_catalog(dsn, api, page_size=50, timeout_s=0.5, max_retry_s=60)
     served = httpx.get(f"{api}/admin/faults", timeout=5).json()["stats"]
     assert served.get("slow") == 1 and served.get("truncate", 0) >= 1 and served.get("error", 0) >= 1
@@ -133,8 +146,9 @@ def test_survives_random_errors_truncated_json_and_timeouts(dsn: str, api: str, 
     assert result.fetched == len(rows) and _table(dsn) == _expected(rows)
 
 
-def test_api_down_fails_within_the_retry_budget_and_commits_nothing(dsn: str, api: str,
-                                                                    faults: Callable[..., dict]) -> None:
+def test_api_down_fails_within_the_retry_budget_and_commits_nothing(
+    dsn: str, api: str, faults: Callable[..., dict]
+) -> None:
     ingest_catalog(dsn, api, page_size=100)
     before = _state(dsn)
     faults(error_rate=1.0)
@@ -145,8 +159,7 @@ def test_api_down_fails_within_the_retry_budget_and_commits_nothing(dsn: str, ap
     assert _state(dsn) == before
 
 
-def test_schema_change_fails_the_run_and_commits_nothing(dsn: str, api: str,
-                                                         faults: Callable[..., dict]) -> None:
+def test_schema_change_fails_the_run_and_commits_nothing(dsn: str, api: str, faults: Callable[..., dict]) -> None:
     ingest_catalog(dsn, api, page_size=100)
     before = _state(dsn)
     faults(schema_change=True)
@@ -155,8 +168,9 @@ def test_schema_change_fails_the_run_and_commits_nothing(dsn: str, api: str,
     assert _state(dsn) == before
 
 
-def test_invalid_records_are_quarantined_with_reason_and_payload(dsn: str, api: str, catalog_csv: Path,
-                                                                 faults: Callable[..., dict]) -> None:
+def test_invalid_records_are_quarantined_with_reason_and_payload(
+    dsn: str, api: str, catalog_csv: Path, faults: Callable[..., dict]
+) -> None:
     rows = _csv_rows(catalog_csv)
     faults(seed=3, invalid_rate=0.1)
     result = ingest_catalog(dsn, api, page_size=100)
@@ -164,15 +178,15 @@ def test_invalid_records_are_quarantined_with_reason_and_payload(dsn: str, api: 
     with psycopg.connect(dsn) as conn:
         quarantined = conn.execute(
             "select raw_record, reason, source_file, line_number from quarantine.products where load_id = %s",
-            (result.load_id,)).fetchall()
+            (result.load_id,),
+        ).fetchall()
     assert len(quarantined) == result.quarantined
     bad_ids = {json.loads(raw)["item_id"] for raw, *_ in quarantined}
     assert all(reason and source.startswith(api) and line >= 1 for _, reason, source, line in quarantined)
     assert _table(dsn) == {row for row in _expected(rows) if row[0] not in bad_ids}
 
 
-def test_incremental_run_fetches_only_changes_since_the_watermark(dsn: str, catalog_csv: Path,
-                                                                  tmp_path: Path) -> None:
+def test_incremental_run_fetches_only_changes_since_the_watermark(dsn: str, catalog_csv: Path, tmp_path: Path) -> None:
     served = tmp_path / "products.csv"
     shutil.copy(catalog_csv, served)
     rows = _csv_rows(served)

@@ -70,10 +70,10 @@ def test_every_known_user_gets_ten_recommendations_never_an_item_they_bought(cha
             "select count(*) from reco.user_recommendations r join raw.events e "
             "on e.user_id = r.user_id and e.item_id = r.item_id and e.event_type = 'purchase'"
         ).fetchone()[0]
-        strategies = dict(conn.execute(
-            "select strategy, count(*) from reco.user_recommendations group by strategy").fetchall())
-        enriched = conn.execute(
-            "select count(*), count(title) from reco.user_recommendations_enriched").fetchone()
+        strategies = dict(
+            conn.execute("select strategy, count(*) from reco.user_recommendations group by strategy").fetchall()
+        )
+        enriched = conn.execute("select count(*), count(title) from reco.user_recommendations_enriched").fetchone()
     assert users_without_ten == 0
     assert bought_again == 0
     assert strategies.get("hybrid", 0) > 0, strategies
@@ -85,11 +85,13 @@ def test_model_is_registered_as_champion_and_beats_popularity(chain) -> None:
 
     s, _, _ = chain
     version = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri).get_model_version_by_alias(
-        s.model_name, "champion")
+        s.model_name, "champion"
+    )
     assert str(version.version) == "1"
     with psycopg.connect(s.warehouse_url) as conn:
         decision, metrics = conn.execute(
-            "select decision, metrics from ops.model_promotions order by decided_at desc limit 1").fetchone()
+            "select decision, metrics from ops.model_promotions order by decided_at desc limit 1"
+        ).fetchone()
     assert decision == "promoted"
     assert metrics["model"]["ndcg_at_10"] > metrics["popularity"]["ndcg_at_10"]
     with psycopg.connect(s.warehouse_url) as conn:

@@ -32,9 +32,7 @@ _EVENT_COLUMNS = (
     "event_id, event_time, user_id, item_id, event_type, quantity, unit_price, "
     "_logical_date, _load_id, _source_file, _line_number"
 )
-_RATING_COLUMNS = (
-    "user_id, item_id, rating, score, interactions, purchases, last_interaction_at, event_timestamp"
-)
+_RATING_COLUMNS = "user_id, item_id, rating, score, interactions, purchases, last_interaction_at, event_timestamp"
 # a valid user_item_ratings row apart from the planted fault; score 0.424242 marks planted rows
 _RATING_ROW = (
     "'{user}', '{item}', 2.0, 0.424242, {interactions}, {purchases}, '2024-03-01 12:00+00', '2024-03-01 12:00+00'"

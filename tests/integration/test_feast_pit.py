@@ -114,9 +114,7 @@ def test_training_rows_see_the_snapshot_before_the_label(
         {
             "user_id": ["u2", "u2", "u1"],
             "item_id": ["p1", "p3", "p2"],
-            "event_timestamp": pd.to_datetime(
-                ["2024-02-25 00:00", "2024-03-02 00:00", "2024-02-20 00:00"], utc=True
-            ),
+            "event_timestamp": pd.to_datetime(["2024-02-25 00:00", "2024-03-02 00:00", "2024-02-20 00:00"], utc=True),
             "label": [1.0, 2.0, 3.0],
         }
     )

@@ -42,8 +42,13 @@ def rounds(test_settings, tmp_path_factory):
         (ratings, TrainConfig(**FAST, gate_margin=0.5)),
     ):
         outcome = train_and_gate(
-            data, tracking_uri=uri, model_name=name, artifact_dir=artifacts, config=cfg,
-            feature_service="recommender_v1", tags={"suite": "gate"},
+            data,
+            tracking_uri=uri,
+            model_name=name,
+            artifact_dir=artifacts,
+            config=cfg,
+            feature_service="recommender_v1",
+            tags={"suite": "gate"},
         )
         record_promotion(test_settings.warehouse_url, outcome.summary(name))
         out.append(outcome)

@@ -74,9 +74,19 @@ insert into marts.dim_products values
 
 
 def _ledger_row(conn: psycopg.Connection, feed: str, day: date, source: str, loaded: int) -> None:
-    ledger.upsert_entry(conn, feed=feed, logical_date=day, source_file=source, status="loaded",
-                        started_at=datetime.now(UTC), load_id=f"{feed}-{day}", sha256="x" * 64,
-                        records_read=loaded, records_loaded=loaded, records_rejected=0)
+    ledger.upsert_entry(
+        conn,
+        feed=feed,
+        logical_date=day,
+        source_file=source,
+        status="loaded",
+        started_at=datetime.now(UTC),
+        load_id=f"{feed}-{day}",
+        sha256="x" * 64,
+        records_read=loaded,
+        records_loaded=loaded,
+        records_rejected=0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +118,10 @@ def planted(dsn: str, do: str, undo: str) -> Iterator[None]:
 
 
 def _bump_ledger(feed: str, day: date, by: int) -> str:
-    return (f"update ops.loaded_files set records_loaded = records_loaded + ({by})"
-            f" where feed = '{feed}' and logical_date = '{day}';")
+    return (
+        f"update ops.loaded_files set records_loaded = records_loaded + ({by})"
+        f" where feed = '{feed}' and logical_date = '{day}';"
+    )
 
 
 def _critical_failure(run) -> ValidationSummary:
@@ -125,10 +137,16 @@ def test_valid_raw_tables_pass_and_build_data_docs(warehouse: str, tmp_path: Pat
     assert summary.success and not summary.warnings, summary.failure_message()
     assert {o.suite for o in summary.outcomes} == {"raw.events", "raw.users", "raw.products"}
     names = {(o.suite, o.name) for o in summary.outcomes}
-    for expected in [("raw.events", "event_id_unique"), ("raw.events", "row_count_matches_ledger"),
-                     ("raw.events", "event_time_in_logical_day"), ("raw.events", "event_type_accepted_values"),
-                     ("raw.events", "quantity_type"), ("raw.users", "user_id_unique"),
-                     ("raw.products", "item_id_unique"), ("raw.products", "price_positive")]:
+    for expected in [
+        ("raw.events", "event_id_unique"),
+        ("raw.events", "row_count_matches_ledger"),
+        ("raw.events", "event_time_in_logical_day"),
+        ("raw.events", "event_type_accepted_values"),
+        ("raw.events", "quantity_type"),
+        ("raw.users", "user_id_unique"),
+        ("raw.products", "item_id_unique"),
+        ("raw.products", "price_positive"),
+    ]:
         assert expected in names
     assert all(o.severity in ("critical", "warning") for o in summary.outcomes)
     index = docs / "index.html"
@@ -156,61 +174,166 @@ def test_valid_partition_and_uci_pass(warehouse: str) -> None:
 def test_valid_marts_pass(warehouse: str) -> None:
     summary = validate_marts(warehouse, "generated")
     assert summary.success and not summary.warnings, summary.failure_message()
-    assert {o.suite for o in summary.outcomes} == {"marts.user_item_ratings", "marts.user_features",
-                                                   "marts.item_features", "marts.dim_products"}
+    assert {o.suite for o in summary.outcomes} == {
+        "marts.user_item_ratings",
+        "marts.user_features",
+        "marts.item_features",
+        "marts.dim_products",
+    }
 
 
 # --- planted bad rows fail the right critical expectation ---------------------------------------
-EVENT_COLS = "event_id, event_time, user_id, item_id, event_type, quantity, unit_price, _logical_date, _load_id, " \
-             "_source_file, _line_number"
+EVENT_COLS = (
+    "event_id, event_time, user_id, item_id, event_type, quantity, unit_price, _logical_date, _load_id, "
+    "_source_file, _line_number"
+)
 
 
 def _event(values: str, day: date = D1, line: int = 99) -> tuple[str, str]:
-    do = (f"insert into raw.events ({EVENT_COLS}) values ({values}, '{day}', 'bad', 'bad.csv', {line});"
-          + _bump_ledger("generated_events", day, 1))
+    do = f"insert into raw.events ({EVENT_COLS}) values ({values}, '{day}', 'bad', 'bad.csv', {line});" + _bump_ledger(
+        "generated_events", day, 1
+    )
     undo = "delete from raw.events where _load_id = 'bad';" + _bump_ledger("generated_events", day, -1)
     return do, undo
 
 
 RAW_CASES = {
-    "duplicate event_id": (*_event("'e1', '2024-03-01 12:00+00', 'u1', 'i1', 'view', 1, 9.99"),
-                           "generated", ["events"], None, "raw.events", "event_id_unique", "e1"),
-    "event_id in two days": (*_event("'e1', '2024-03-02 12:00+00', 'u1', 'i1', 'view', 1, 9.99", day=D2),
-                             "generated", ["events"], D2, "raw.events", "event_id_unique_across_days", "e1"),
-    "quantity zero": (*_event("'e9', '2024-03-01 12:00+00', 'u1', 'i1', 'purchase', 0, 9.99"),
-                      "generated", ["events"], None, "raw.events", "quantity_min", 0),
-    "negative price": (*_event("'e9', '2024-03-01 12:00+00', 'u1', 'i1', 'purchase', 1, -5"),
-                       "generated", ["events"], D1, "raw.events", "unit_price_positive", -5.0),
-    "unknown event type": (*_event("'e9', '2024-03-01 12:00+00', 'u1', 'i1', 'click', 1, 9.99"),
-                           "generated", ["events"], None, "raw.events", "event_type_accepted_values", "click"),
-    "event outside its day": (*_event("'e9', '2024-03-02 00:00:01+00', 'u1', 'i1', 'view', 1, 9.99"),
-                              "generated", ["events"], D1, "raw.events", "event_time_in_logical_day", "e9"),
-    "events ledger mismatch": (_bump_ledger("generated_events", D2, 5), _bump_ledger("generated_events", D2, -5),
-                               "generated", ["events"], None, "raw.events", "row_count_matches_ledger", "2024-03-02"),
+    "duplicate event_id": (
+        *_event("'e1', '2024-03-01 12:00+00', 'u1', 'i1', 'view', 1, 9.99"),
+        "generated",
+        ["events"],
+        None,
+        "raw.events",
+        "event_id_unique",
+        "e1",
+    ),
+    "event_id in two days": (
+        *_event("'e1', '2024-03-02 12:00+00', 'u1', 'i1', 'view', 1, 9.99", day=D2),
+        "generated",
+        ["events"],
+        D2,
+        "raw.events",
+        "event_id_unique_across_days",
+        "e1",
+    ),
+    "quantity zero": (
+        *_event("'e9', '2024-03-01 12:00+00', 'u1', 'i1', 'purchase', 0, 9.99"),
+        "generated",
+        ["events"],
+        None,
+        "raw.events",
+        "quantity_min",
+        0,
+    ),
+    "negative price": (
+        *_event("'e9', '2024-03-01 12:00+00', 'u1', 'i1', 'purchase', 1, -5"),
+        "generated",
+        ["events"],
+        D1,
+        "raw.events",
+        "unit_price_positive",
+        -5.0,
+    ),
+    "unknown event type": (
+        *_event("'e9', '2024-03-01 12:00+00', 'u1', 'i1', 'click', 1, 9.99"),
+        "generated",
+        ["events"],
+        None,
+        "raw.events",
+        "event_type_accepted_values",
+        "click",
+    ),
+    "event outside its day": (
+        *_event("'e9', '2024-03-02 00:00:01+00', 'u1', 'i1', 'view', 1, 9.99"),
+        "generated",
+        ["events"],
+        D1,
+        "raw.events",
+        "event_time_in_logical_day",
+        "e9",
+    ),
+    "events ledger mismatch": (
+        _bump_ledger("generated_events", D2, 5),
+        _bump_ledger("generated_events", D2, -5),
+        "generated",
+        ["events"],
+        None,
+        "raw.events",
+        "row_count_matches_ledger",
+        "2024-03-02",
+    ),
     "duplicate user_id": (
         "insert into raw.users (user_id, country, segment, signup_date, _logical_date, _load_id, _source_file,"
         " _line_number) values ('u1', 'France', 'consumer', '2023-01-01', '2024-03-02', 'bad', 'bad.csv', 9);"
         + _bump_ledger("generated_users", D2, 1),
         "delete from raw.users where _load_id = 'bad';" + _bump_ledger("generated_users", D2, -1),
-        "generated", ["users"], None, "raw.users", "user_id_unique", "u1"),
-    "users ledger mismatch": (_bump_ledger("generated_users", D2, 1), _bump_ledger("generated_users", D2, -1),
-                              "generated", ["users"], None, "raw.users", "row_count_matches_ledger", 3),
-    "users column type": ("alter table raw.users alter column signup_date type text",
-                          "alter table raw.users alter column signup_date type date using signup_date::date",
-                          "generated", ["users"], None, "raw.users", "signup_date_type", None),
-    "free product": ("update raw.products set price = 0 where item_id = 'i2'",
-                     "update raw.products set price = 19.99 where item_id = 'i2'",
-                     "generated", ["products"], None, "raw.products", "price_positive", 0.0),
+        "generated",
+        ["users"],
+        None,
+        "raw.users",
+        "user_id_unique",
+        "u1",
+    ),
+    "users ledger mismatch": (
+        _bump_ledger("generated_users", D2, 1),
+        _bump_ledger("generated_users", D2, -1),
+        "generated",
+        ["users"],
+        None,
+        "raw.users",
+        "row_count_matches_ledger",
+        3,
+    ),
+    "users column type": (
+        "alter table raw.users alter column signup_date type text",
+        "alter table raw.users alter column signup_date type date using signup_date::date",
+        "generated",
+        ["users"],
+        None,
+        "raw.users",
+        "signup_date_type",
+        None,
+    ),
+    "free product": (
+        "update raw.products set price = 0 where item_id = 'i2'",
+        "update raw.products set price = 19.99 where item_id = 'i2'",
+        "generated",
+        ["products"],
+        None,
+        "raw.products",
+        "price_positive",
+        0.0,
+    ),
     "uci absurd quantity": (
         "update raw.uci_orders set quantity = 5000000 where _line_number = 2",
         "update raw.uci_orders set quantity = 36 where _line_number = 2",
-        "uci", None, UCI_DAY, "raw.uci_orders", "quantity_range", 5000000),
+        "uci",
+        None,
+        UCI_DAY,
+        "raw.uci_orders",
+        "quantity_range",
+        5000000,
+    ),
     "uci invoice on the next day": (
         "update raw.uci_orders set invoice_date = '2011-12-10 00:30:00+00' where _line_number = 2",
         "update raw.uci_orders set invoice_date = '2011-12-09 09:15:00+00' where _line_number = 2",
-        "uci", None, None, "raw.uci_orders", "invoice_date_in_logical_day", "581475"),
-    "uci ledger mismatch": (_bump_ledger("uci_orders", UCI_DAY, -1), _bump_ledger("uci_orders", UCI_DAY, 1),
-                            "uci", None, UCI_DAY, "raw.uci_orders", "row_count_matches_ledger", 1),
+        "uci",
+        None,
+        None,
+        "raw.uci_orders",
+        "invoice_date_in_logical_day",
+        "581475",
+    ),
+    "uci ledger mismatch": (
+        _bump_ledger("uci_orders", UCI_DAY, -1),
+        _bump_ledger("uci_orders", UCI_DAY, 1),
+        "uci",
+        None,
+        UCI_DAY,
+        "raw.uci_orders",
+        "row_count_matches_ledger",
+        1,
+    ),
 }
 
 
@@ -236,38 +359,71 @@ def test_planted_raw_row_fails_the_right_expectation(warehouse: str, case: str) 
 
 
 MART_CASES = {
-    "duplicate user x item": ("insert into marts.user_item_ratings values ('u1', 'i1', 2.0, 1.5, 2, 0,"
-                              " '2024-03-01 10:00+00', '2024-03-02 00:00+00')",
-                              "delete from marts.user_item_ratings where rating = 2.0",
-                              "marts.user_item_ratings", "user_item_unique", None),
-    "rating above 5": ("update marts.user_item_ratings set rating = 6.5 where user_id = 'u2'",
-                       "update marts.user_item_ratings set rating = 4.1 where user_id = 'u2'",
-                       "marts.user_item_ratings", "rating_range", 6.5),
+    "duplicate user x item": (
+        "insert into marts.user_item_ratings values ('u1', 'i1', 2.0, 1.5, 2, 0,"
+        " '2024-03-01 10:00+00', '2024-03-02 00:00+00')",
+        "delete from marts.user_item_ratings where rating = 2.0",
+        "marts.user_item_ratings",
+        "user_item_unique",
+        None,
+    ),
+    "rating above 5": (
+        "update marts.user_item_ratings set rating = 6.5 where user_id = 'u2'",
+        "update marts.user_item_ratings set rating = 4.1 where user_id = 'u2'",
+        "marts.user_item_ratings",
+        "rating_range",
+        6.5,
+    ),
     "more purchases than interactions": (
         "update marts.user_item_ratings set purchases = 3 where user_id = 'u2'",
         "update marts.user_item_ratings set purchases = 1 where user_id = 'u2'",
-        "marts.user_item_ratings", "purchases_le_interactions", None),
+        "marts.user_item_ratings",
+        "purchases_le_interactions",
+        None,
+    ),
     "duplicate user features": (
         "insert into marts.user_features select * from marts.user_features where user_id = 'u1'",
         "delete from marts.user_features where ctid in (select max(ctid) from marts.user_features"
         " where user_id = 'u1')",
-        "marts.user_features", "user_id_unique", "u1"),
-    "negative frequency": ("update marts.user_features set frequency = -1 where user_id = 'u1'",
-                           "update marts.user_features set frequency = 0 where user_id = 'u1'",
-                           "marts.user_features", "frequency_non_negative", -1),
-    "negative popularity": ("update marts.item_features set pop_7d = -2 where item_id = 'i1'",
-                            "update marts.item_features set pop_7d = 1 where item_id = 'i1'",
-                            "marts.item_features", "pop_7d_non_negative", -2),
-    "unknown price band": ("update marts.item_features set price_band = 'luxury' where item_id = 'i1'",
-                           "update marts.item_features set price_band = 'budget' where item_id = 'i1'",
-                           "marts.item_features", "price_band_accepted_values", "luxury"),
-    "zero price": ("update marts.dim_products set price = 0 where item_id = 'i1'",
-                   "update marts.dim_products set price = 9.99 where item_id = 'i1'",
-                   "marts.dim_products", "price_positive", 0.0),
-    "duplicate product": ("insert into marts.dim_products select * from marts.dim_products where item_id = 'i2'",
-                          "delete from marts.dim_products where ctid in (select max(ctid) from marts.dim_products"
-                          " where item_id = 'i2')",
-                          "marts.dim_products", "item_id_unique", "i2"),
+        "marts.user_features",
+        "user_id_unique",
+        "u1",
+    ),
+    "negative frequency": (
+        "update marts.user_features set frequency = -1 where user_id = 'u1'",
+        "update marts.user_features set frequency = 0 where user_id = 'u1'",
+        "marts.user_features",
+        "frequency_non_negative",
+        -1,
+    ),
+    "negative popularity": (
+        "update marts.item_features set pop_7d = -2 where item_id = 'i1'",
+        "update marts.item_features set pop_7d = 1 where item_id = 'i1'",
+        "marts.item_features",
+        "pop_7d_non_negative",
+        -2,
+    ),
+    "unknown price band": (
+        "update marts.item_features set price_band = 'luxury' where item_id = 'i1'",
+        "update marts.item_features set price_band = 'budget' where item_id = 'i1'",
+        "marts.item_features",
+        "price_band_accepted_values",
+        "luxury",
+    ),
+    "zero price": (
+        "update marts.dim_products set price = 0 where item_id = 'i1'",
+        "update marts.dim_products set price = 9.99 where item_id = 'i1'",
+        "marts.dim_products",
+        "price_positive",
+        0.0,
+    ),
+    "duplicate product": (
+        "insert into marts.dim_products select * from marts.dim_products where item_id = 'i2'",
+        "delete from marts.dim_products where ctid in (select max(ctid) from marts.dim_products where item_id = 'i2')",
+        "marts.dim_products",
+        "item_id_unique",
+        "i2",
+    ),
 }
 
 
@@ -303,19 +459,28 @@ def test_warning_failures_are_returned_not_raised(warehouse: str, caplog: pytest
     assert warning.severity == "warning" and _in_sample("i404", warning.sample)
     assert "item_id_in_products" in caplog.text
 
-    with planted(warehouse, "update raw.uci_orders set quantity = 20000 where _line_number = 2",
-                 "update raw.uci_orders set quantity = 36 where _line_number = 2"):
+    with planted(
+        warehouse,
+        "update raw.uci_orders set quantity = 20000 where _line_number = 2",
+        "update raw.uci_orders set quantity = 36 where _line_number = 2",
+    ):
         uci = validate_raw(warehouse, "uci")
     assert uci.success and uci.failed("warning") == {("raw.uci_orders", "quantity_plausible")}
 
-    with planted(warehouse, "update marts.user_item_ratings set score = 0 where user_id = 'u1' and item_id = 'i1'",
-                 "update marts.user_item_ratings set score = 1 where user_id = 'u1' and item_id = 'i1'"):
+    with planted(
+        warehouse,
+        "update marts.user_item_ratings set score = 0 where user_id = 'u1' and item_id = 'i1'",
+        "update marts.user_item_ratings set score = 1 where user_id = 'u1' and item_id = 'i1'",
+    ):
         marts = validate_marts(warehouse, "generated", tables=["user_item_ratings"])
     assert marts.success and marts.failed() == {("marts.user_item_ratings", "score_positive")}
 
 
 def test_missing_table_is_a_critical_failure(warehouse: str) -> None:
-    with planted(warehouse, "alter table marts.dim_products rename to dim_products_moved",
-                 "alter table marts.dim_products_moved rename to dim_products"):
+    with planted(
+        warehouse,
+        "alter table marts.dim_products rename to dim_products_moved",
+        "alter table marts.dim_products_moved rename to dim_products",
+    ):
         summary = _critical_failure(lambda: validate_marts(warehouse, "generated", tables=["dim_products"]))
     assert summary.failed("critical") == {("marts.dim_products", "table_exists")}

@@ -33,8 +33,9 @@ def airflow_api(test_settings: Settings):
         user, password = airflow_login(s)
         token = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=30)
         token.raise_for_status()
-        client = httpx.Client(base_url=f"{url}/api/v2", timeout=30,
-                              headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        client = httpx.Client(
+            base_url=f"{url}/api/v2", timeout=30, headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+        )
         yield s, client
     finally:
         stop_airflow(s, COMPONENTS)
@@ -61,17 +62,28 @@ def _runs(client: httpx.Client, dag_id: str) -> list[dict]:
 def test_trigger_over_rest_runs_the_asset_chain_to_recommendations(airflow_api) -> None:
     s, client = airflow_api
     # the dag-processor has parsed the DAGs, and they are unpaused
-    dags = _wait(lambda: {d["dag_id"]: d for d in client.get("/dags").json().get("dags", [])}
-                 if client.get("/dags").json().get("total_entries", 0) >= 5 else None,
-                 "the dag-processor to parse five DAGs", 240, ("airflow-dag-processor",), s)
+    dags = _wait(
+        lambda: (
+            {d["dag_id"]: d for d in client.get("/dags").json().get("dags", [])}
+            if client.get("/dags").json().get("total_entries", 0) >= 5
+            else None
+        ),
+        "the dag-processor to parse five DAGs",
+        240,
+        ("airflow-dag-processor",),
+        s,
+    )
     assert all(not dags[d]["is_paused"] for d in CHAIN)
 
     day = datetime.now(UTC).date().isoformat()
     started = datetime.now(UTC)
-    response = client.post("/dags/ingest_events/dagRuns", json={
-        "logical_date": started.isoformat(),
-        "conf": {"start_day": _first_day(s), "end_day": day},
-    })
+    response = client.post(
+        "/dags/ingest_events/dagRuns",
+        json={
+            "logical_date": started.isoformat(),
+            "conf": {"start_day": _first_day(s), "end_day": day},
+        },
+    )
     assert response.status_code in (200, 201), response.text
     run_id = response.json()["dag_run_id"]
 

@@ -186,7 +186,8 @@ def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> 
     assert run.data.metrics["svd_ndcg_at_10"] == pytest.approx(trained.metrics["svd"]["ndcg_at_10"])
     weights = trained.metadata["weights"]
     assert {k: float(v) for k, v in run.data.params.items() if k.startswith("weight_")} == {
-        f"weight_{c}": w for c, w in weights.items()}
+        f"weight_{c}": w for c, w in weights.items()
+    }
     blend_json = client.download_artifacts(reg.run_id, "blend.json", str(tmp_path))
     assert json.loads(Path(blend_json).read_text()) == trained.metadata["blend"]
     exp = client.get_experiment(run.info.experiment_id)

@@ -49,28 +49,36 @@ def scalar(dsn: str, query: str, params: tuple = ()):
 
 
 def count_range(dsn: str, schema: str, first: date, last: date) -> int:
-    return scalar(dsn, f"select count(*) from {schema}.uci_orders where _logical_date between %s and %s",
-                  (first, last))
+    return scalar(dsn, f"select count(*) from {schema}.uci_orders where _logical_date between %s and %s", (first, last))
 
 
 def business_checksum(dsn: str, first: date, last: date) -> tuple[str, int]:
     """md5 over every raw.uci_orders column except CHECKSUM_EXCLUDED, rows in file order."""
     with psycopg.connect(dsn) as conn:
-        cols = [r[0] for r in conn.execute(
-            "select column_name from information_schema.columns where table_schema = 'raw'"
-            " and table_name = 'uci_orders' order by ordinal_position").fetchall()]
+        cols = [
+            r[0]
+            for r in conn.execute(
+                "select column_name from information_schema.columns where table_schema = 'raw'"
+                " and table_name = 'uci_orders' order by ordinal_position"
+            ).fetchall()
+        ]
         kept = [c for c in cols if c not in CHECKSUM_EXCLUDED]
         assert set(cols) - set(kept) == set(CHECKSUM_EXCLUDED) and "_line_number" in kept
         row = ", ".join(f'"{c}"' for c in kept)
         return conn.execute(
             f"select md5(string_agg(row({row})::text, E'\\n' order by _logical_date, _line_number)), count(*)"
-            " from raw.uci_orders where _logical_date between %s and %s", (first, last)).fetchone()
+            " from raw.uci_orders where _logical_date between %s and %s",
+            (first, last),
+        ).fetchone()
 
 
 def ledger(dsn: str, first: date, last: date) -> dict[date, tuple[str, str]]:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("select logical_date, status, load_id from ops.loaded_files where feed = %s"
-                            " and logical_date between %s and %s", (UCI_ORDERS.name, first, last)).fetchall()
+        rows = conn.execute(
+            "select logical_date, status, load_id from ops.loaded_files where feed = %s"
+            " and logical_date between %s and %s",
+            (UCI_ORDERS.name, first, last),
+        ).fetchall()
     return {d: (status, load_id) for d, status, load_id in rows}
 
 
@@ -106,8 +114,9 @@ def uci_settings(test_settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 def prepared(uci_settings: Settings, ten_day_source: Path) -> str:
-    return uci.prepare_uci_landing(uci_settings.landing_dir, ten_day_source,
-                                   dbt_project_file=uci_settings.dbt_project_dir / "dbt_project.yml")
+    return uci.prepare_uci_landing(
+        uci_settings.landing_dir, ten_day_source, dbt_project_file=uci_settings.dbt_project_dir / "dbt_project.yml"
+    )
 
 
 # --- landing -------------------------------------------------------------------------------------
@@ -130,8 +139,10 @@ def test_ten_days_accounting_rerun_and_missing_days(uci_settings: Settings, ware
 
     totals = ingest_landing_files(warehouse_dsn, uci_settings, days)
     assert (totals["loaded"], totals["skipped_missing"]) == (10, 2), totals
-    loaded, quarantined = count_range(warehouse_dsn, "raw", FIRST, LAST), count_range(
-        warehouse_dsn, "quarantine", FIRST, LAST)
+    loaded, quarantined = (
+        count_range(warehouse_dsn, "raw", FIRST, LAST),
+        count_range(warehouse_dsn, "quarantine", FIRST, LAST),
+    )
     assert loaded + quarantined == in_files
     assert (totals["records_loaded"], totals["records_rejected"]) == (loaded, quarantined)
     first_ledger = ledger(warehouse_dsn, FIRST, LAST)
@@ -145,32 +156,49 @@ def test_ten_days_accounting_rerun_and_missing_days(uci_settings: Settings, ware
     assert (again["unchanged"], again["skipped_missing"], again.get("loaded", 0)) == (10, 2, 0), again
     assert business_checksum(warehouse_dsn, FIRST, LAST) == before
     assert {d: v for d, v in ledger(warehouse_dsn, FIRST, LAST).items() if v[0] == "loaded"} == {
-        d: v for d, v in first_ledger.items() if v[0] == "loaded"}
+        d: v for d, v in first_ledger.items() if v[0] == "loaded"
+    }
 
     # a forced reload (ledger lost): every partition is replaced, with identical business columns
     with psycopg.connect(warehouse_dsn) as conn:
-        conn.execute("delete from ops.loaded_files where feed = %s and logical_date between %s and %s",
-                      (UCI_ORDERS.name, FIRST, LAST))
+        conn.execute(
+            "delete from ops.loaded_files where feed = %s and logical_date between %s and %s",
+            (UCI_ORDERS.name, FIRST, LAST),
+        )
     reloaded = ingest_landing_files(warehouse_dsn, uci_settings, days)
     assert (reloaded["loaded"], reloaded["skipped_missing"]) == (10, 2), reloaded
     assert business_checksum(warehouse_dsn, FIRST, LAST) == before
     new_ids = {v[1] for v in ledger(warehouse_dsn, FIRST, LAST).values() if v[0] == "loaded"}
     assert new_ids.isdisjoint(v[1] for v in first_ledger.values())
-    assert scalar(warehouse_dsn, "select count(distinct _load_id) from raw.uci_orders"
-                  " where _logical_date between %s and %s and not (_load_id = any(%s))",
-                  (FIRST, LAST, list(new_ids))) == 0
+    assert (
+        scalar(
+            warehouse_dsn,
+            "select count(distinct _load_id) from raw.uci_orders"
+            " where _logical_date between %s and %s and not (_load_id = any(%s))",
+            (FIRST, LAST, list(new_ids)),
+        )
+        == 0
+    )
 
 
 # --- a malformed day ----------------------------------------------------------------------------------
 BAD_LINES = {  # inserted after these data records of the real file -> (raw line, expected reason)
-    5: ("536999,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-13 09:00:00,2.55,United Kingdom",
-        "field count 7, expected 8"),
-    50: ("536999,71053,WHITE METAL LANTERN,6x,2010-12-13 09:00:00,3.39,17850.0,United Kingdom",
-         "quantity '6x' is not an integer"),
-    500: (b"536999,84029G,KNITTED UNION FLAG \xff\xfe BOTTLE,6,2010-12-13 09:00:00,3.39,17850.0,United Kingdom",
-          "invalid UTF-8"),
-    900: ('536999,22752,"SET 7 BABUSHKA NESTING BOXES,2,2010-12-13 09:00:00,7.65,17850.0,United Kingdom',
-          "unbalanced or misplaced double quote"),
+    5: (
+        "536999,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-13 09:00:00,2.55,United Kingdom",
+        "field count 7, expected 8",
+    ),
+    50: (
+        "536999,71053,WHITE METAL LANTERN,6x,2010-12-13 09:00:00,3.39,17850.0,United Kingdom",
+        "quantity '6x' is not an integer",
+    ),
+    500: (
+        b"536999,84029G,KNITTED UNION FLAG \xff\xfe BOTTLE,6,2010-12-13 09:00:00,3.39,17850.0,United Kingdom",
+        "invalid UTF-8",
+    ),
+    900: (
+        '536999,22752,"SET 7 BABUSHKA NESTING BOXES,2,2010-12-13 09:00:00,7.65,17850.0,United Kingdom',
+        "unbalanced or misplaced double quote",
+    ),
 }
 
 
@@ -192,8 +220,9 @@ def write_malformed(source: Path, target: Path) -> dict[int, str]:
 
 
 @pytest.mark.integration
-def test_malformed_day_quarantines_exactly_the_bad_records(uci_settings: Settings, warehouse_dsn: str,
-                                                           by_day: Path, prepared: str):
+def test_malformed_day_quarantines_exactly_the_bad_records(
+    uci_settings: Settings, warehouse_dsn: str, by_day: Path, prepared: str
+):
     source = by_day / f"{MALFORMED_DAY}.csv"
     target = UCI_ORDERS.path_for(uci_settings.landing_dir, MALFORMED_DAY)
     good_records = csv_records(source)
@@ -206,17 +235,25 @@ def test_malformed_day_quarantines_exactly_the_bad_records(uci_settings: Setting
         assert result.status == "loaded" and result.records_read == written
         loaded = count_range(warehouse_dsn, "raw", MALFORMED_DAY, MALFORMED_DAY)
         with psycopg.connect(warehouse_dsn) as conn:
-            rows = conn.execute("select line_number, reason, raw_record, load_id, source_file from"
-                                " quarantine.uci_orders where _logical_date = %s order by line_number",
-                                (MALFORMED_DAY,)).fetchall()
+            rows = conn.execute(
+                "select line_number, reason, raw_record, load_id, source_file from"
+                " quarantine.uci_orders where _logical_date = %s order by line_number",
+                (MALFORMED_DAY,),
+            ).fetchall()
         assert loaded + len(rows) == written and loaded == good_records
         assert [r[0] for r in rows] == sorted(expected)
         for line, reason, raw, load_id, source_file in rows:
             assert expected[line] in reason, (line, reason)
             assert raw.startswith("536999,") and load_id == result.load_id
             assert source_file == UCI_ORDERS.relative_path(MALFORMED_DAY)
-        assert scalar(warehouse_dsn, "select count(*) from raw.uci_orders where _logical_date = %s"
-                      " and invoice_no = '536999'", (MALFORMED_DAY,)) == 0
+        assert (
+            scalar(
+                warehouse_dsn,
+                "select count(*) from raw.uci_orders where _logical_date = %s and invoice_no = '536999'",
+                (MALFORMED_DAY,),
+            )
+            == 0
+        )
     finally:  # the corrected delivery: the real file again, which replaces the day's rows
         target.unlink(missing_ok=True)
         target.symlink_to(source)
@@ -249,14 +286,18 @@ def expected_products(files: list[Path], rules: uci.NonProductRules) -> dict[str
     for code in first:
         if titles[code] and prices[code]:
             top = max(titles[code].values())
-            out[code] = (min(t for t, n in titles[code].items() if n == top), statistics.median(prices[code]),
-                         first[code].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+            out[code] = (
+                min(t for t, n in titles[code].items() if n == top),
+                statistics.median(prices[code]),
+                first[code].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            )
     return out
 
 
 @pytest.mark.integration
-def test_products_csv_derivation_and_catalog_ingest(uci_settings: Settings, warehouse_dsn: str,
-                                                    ten_day_source: Path, prepared: str):
+def test_products_csv_derivation_and_catalog_ingest(
+    uci_settings: Settings, warehouse_dsn: str, ten_day_source: Path, prepared: str
+):
     products_csv = uci_settings.landing_dir / "uci" / "products.csv"
     with products_csv.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -282,8 +323,7 @@ def test_products_csv_derivation_and_catalog_ingest(uci_settings: Settings, ware
 
 
 def _codes(folder: Path) -> set[str]:
-    return set(pd.concat([pd.read_csv(p, dtype=str, usecols=["StockCode"]) for p in folder.glob("*.csv")])
-               ["StockCode"])
+    return set(pd.concat([pd.read_csv(p, dtype=str, usecols=["StockCode"]) for p in folder.glob("*.csv")])["StockCode"])
 
 
 def test_non_product_rules_are_dbts_list(uci_settings: Settings):
@@ -302,14 +342,18 @@ def workbook_like(files: list[Path]) -> pd.DataFrame:
         numeric = pd.to_numeric(values, errors="coerce")
         return pd.Series(numeric.astype("Int64").astype(object).where(numeric.notna(), values), dtype=object)
 
-    return pd.DataFrame({
-        "InvoiceNo": ids(text["InvoiceNo"]), "StockCode": ids(text["StockCode"]),
-        "Description": text["Description"].mask(text["Description"] == ""),
-        "Quantity": text["Quantity"].astype("int64"),
-        "InvoiceDate": pd.to_datetime(text["InvoiceDate"]), "UnitPrice": text["UnitPrice"].astype("float64"),
-        "CustomerID": pd.to_numeric(text["CustomerID"].mask(text["CustomerID"] == "")).astype("float64"),
-        "Country": text["Country"],
-    })
+    return pd.DataFrame(
+        {
+            "InvoiceNo": ids(text["InvoiceNo"]),
+            "StockCode": ids(text["StockCode"]),
+            "Description": text["Description"].mask(text["Description"] == ""),
+            "Quantity": text["Quantity"].astype("int64"),
+            "InvoiceDate": pd.to_datetime(text["InvoiceDate"]),
+            "UnitPrice": text["UnitPrice"].astype("float64"),
+            "CustomerID": pd.to_numeric(text["CustomerID"].mask(text["CustomerID"] == "")).astype("float64"),
+            "Country": text["Country"],
+        }
+    )
 
 
 def test_split_by_day_reproduces_the_shared_md5sums(by_day: Path, md5sums: Path, tmp_path: Path):
@@ -317,17 +361,18 @@ def test_split_by_day_reproduces_the_shared_md5sums(by_day: Path, md5sums: Path,
     frame = workbook_like([by_day / n for n in names])
     assert frame["CustomerID"].isna().any() and frame["InvoiceNo"].map(lambda v: isinstance(v, int)).any()
     listing = tmp_path / "MD5SUMS.subset"
-    listing.write_text("".join(line + "\n" for line in md5sums.read_text().splitlines()
-                               if line.split()[-1] in names))
+    listing.write_text("".join(line + "\n" for line in md5sums.read_text().splitlines() if line.split()[-1] in names))
     out = tmp_path / "by-day"
     assert [p.name for p in uci.split_by_day(frame, out)] == names
     assert uci.verify_by_day(out, listing) == []
 
     frame.loc[3, "UnitPrice"] = 2.5500001  # one value off: caught
     uci.split_by_day(frame, out)
-    assert uci.verify_by_day(out, listing) == [f"{names[0]}: md5 "
-                                               f"{hashlib.md5((out / names[0]).read_bytes()).hexdigest()}, "
-                                               f"expected {md5sums.read_text().split()[0]}"]
+    assert uci.verify_by_day(out, listing) == [
+        f"{names[0]}: md5 "
+        f"{hashlib.md5((out / names[0]).read_bytes()).hexdigest()}, "
+        f"expected {md5sums.read_text().split()[0]}"
+    ]
 
 
 def test_download_fails_clearly_offline_or_on_a_wrong_file(tmp_path: Path):
@@ -349,10 +394,10 @@ def test_download_fails_clearly_offline_or_on_a_wrong_file(tmp_path: Path):
 # --- the full range (slow) ----------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.integration
-def test_full_range_every_record_accounted_for(uci_settings: Settings, warehouse_dsn: str, by_day: Path,
-                                               prepared: str):
-    summary = uci.prepare_uci_landing(uci_settings.landing_dir, by_day,
-                                      dbt_project_file=uci_settings.dbt_project_dir / "dbt_project.yml")
+def test_full_range_every_record_accounted_for(uci_settings: Settings, warehouse_dsn: str, by_day: Path, prepared: str):
+    summary = uci.prepare_uci_landing(
+        uci_settings.landing_dir, by_day, dbt_project_file=uci_settings.dbt_project_dir / "dbt_project.yml"
+    )
     assert "305 UCI daily files linked" in summary
     in_files = sum(csv_records(p) for p in by_day.glob("*.csv"))
     assert in_files == uci.UCI_ROWS
@@ -362,5 +407,11 @@ def test_full_range_every_record_accounted_for(uci_settings: Settings, warehouse
     loaded = count_range(warehouse_dsn, "raw", FULL_FIRST, FULL_LAST)
     quarantined = count_range(warehouse_dsn, "quarantine", FULL_FIRST, FULL_LAST)
     assert loaded + quarantined == in_files == 541_909
-    assert scalar(warehouse_dsn, "select sum(records_read) from ops.loaded_files where feed = %s"
-                  " and status = 'loaded'", (UCI_ORDERS.name,)) == in_files
+    assert (
+        scalar(
+            warehouse_dsn,
+            "select sum(records_read) from ops.loaded_files where feed = %s and status = 'loaded'",
+            (UCI_ORDERS.name,),
+        )
+        == in_files
+    )

@@ -28,10 +28,12 @@ from recomart.recommend.hybrid import BlendWeights, build_inputs, recommend
 def _pairs(seed: int, n_users: int = 120, n_items: int = 40, n: int = 1500) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     skew = 1.0 / np.arange(1, n_items + 1) ** 0.7
-    frame = pd.DataFrame({
-        "user_id": [f"u{u:03d}" for u in rng.integers(0, n_users, n)],
-        "item_id": [f"i{i:02d}" for i in rng.choice(n_items, n, p=skew / skew.sum())],
-    }).drop_duplicates(ignore_index=True)
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{u:03d}" for u in rng.integers(0, n_users, n)],
+            "item_id": [f"i{i:02d}" for i in rng.choice(n_items, n, p=skew / skew.sum())],
+        }
+    ).drop_duplicates(ignore_index=True)
     ts = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, 60, len(frame)), unit="D")
     return frame.assign(rating=1.0, event_timestamp=ts)
 
@@ -46,8 +48,9 @@ def split() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_popularity_alone_as_a_blend_equals_the_popularity_baseline(split) -> None:
     train, test = split
     baseline = evaluate_models(train, test, {}, k=10)["metrics"]["popularity"]
-    blends = evaluate_blends(train, eval_set(train, test), {"pop": Contender(single_component("popularity"))},
-                             Catalogue(), k=10)["metrics"]["pop"]
+    blends = evaluate_blends(
+        train, eval_set(train, test), {"pop": Contender(single_component("popularity"))}, Catalogue(), k=10
+    )["metrics"]["pop"]
     for key in ("ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10", "ndcg_at_20", "catalog_coverage"):
         assert blends[key] == pytest.approx(baseline[key]), key
 
@@ -56,8 +59,9 @@ def test_svd_alone_as_a_blend_equals_the_svd_evaluation(split) -> None:
     train, test = split
     model = fit_factors(train, seed=1)
     svd = evaluate_models(train, test, {"svd": model}, k=10)["metrics"]["svd"]
-    blend = evaluate_blends(train, eval_set(train, test), {"svd": Contender(single_component("cf"), model)},
-                            Catalogue(), k=10)["metrics"]["svd"]
+    blend = evaluate_blends(
+        train, eval_set(train, test), {"svd": Contender(single_component("cf"), model)}, Catalogue(), k=10
+    )["metrics"]["svd"]
     assert blend["ndcg_at_10"] == pytest.approx(svd["ndcg_at_10"], abs=1e-6)
     assert blend["precision_at_5"] == pytest.approx(svd["precision_at_5"], abs=1e-6)
 
@@ -65,8 +69,13 @@ def test_svd_alone_as_a_blend_equals_the_svd_evaluation(split) -> None:
 def test_without_a_validation_window_the_default_is_kept_and_recorded(split) -> None:
     train, _ = split
     fit = fit_weights(train, train.iloc[:0], None, Catalogue())
-    assert not fit.fitted and fit.weights == {"cf": 0.7, "content": 0.3, "popularity": 0.0, "item_item": 0.0,
-                                              "buy_again": 0.0}
+    assert not fit.fitted and fit.weights == {
+        "cf": 0.7,
+        "content": 0.3,
+        "popularity": 0.0,
+        "item_item": 0.0,
+        "buy_again": 0.0,
+    }
     record = blend_record(fit)
     assert record["fitted"] is False and record["validation_ndcg"] is None
     assert "no validation window" in record["reason"]
@@ -119,8 +128,9 @@ def test_the_champion_is_re_scored_with_its_own_options(split) -> None:
     config = TrainConfig(max_trials=1, split_options={"valid_fraction": 0.15, "test_fraction": 0.2})
 
     def champion_metrics(options: dict) -> dict[str, float]:
-        result = train_tune_evaluate(ratings, config, champion=champion, champion_options=options,
-                                     champion_weights=single_component("item_item"))
+        result = train_tune_evaluate(
+            ratings, config, champion=champion, champion_options=options, champion_weights=single_component("item_item")
+        )
         return result.metrics["champion"]
 
     assert champion_metrics({"top_n": 1})["ndcg_at_10"] != pytest.approx(champion_metrics({})["ndcg_at_10"])
@@ -137,10 +147,10 @@ def test_top_items_treats_users_as_the_nightly_recommend_does(split, weights) ->
     train, _ = split
     ratings = as_ratings(train)
     model = fit_factors(train[train["user_id"] < "u060"], seed=2)  # half the users are unknown to it
-    users = pd.DataFrame({"user_id": [*sorted(ratings["user_id"].unique()), "zz_new1", "zz_new2"],
-                          "segment": "regular"})
-    inputs = build_inputs(ratings, users, default_products(sorted(ratings["item_id"].unique())),
-                          exclude="interacted")
+    users = pd.DataFrame(
+        {"user_id": [*sorted(ratings["user_id"].unique()), "zz_new1", "zz_new2"], "segment": "regular"}
+    )
+    inputs = build_inputs(ratings, users, default_products(sorted(ratings["item_id"].unique())), exclude="interacted")
     weights = weights.normalised()
     expected = _by_user(recommend(inputs, model, weights=weights, k=10))
     ids = top_items(inputs, inputs.user_ids, weights, 10, model=model, block_size=37)
@@ -168,10 +178,18 @@ def test_the_recommend_run_reads_valid_options_and_falls_back_to_defaults() -> N
     chosen = {"top_n": 10, "prior_days": None, "buy_again_half_life_days": 365.0}
     assert blend_options({"blend": {"options": chosen}}) == chosen
     assert blend_options({"blend": {"options": {"top_n": 10.0}}}) == {"top_n": 10}
-    for meta in (None, {}, {"blend": None}, {"blend": {"options": "x"}}, {"blend": {"options": {"top_n": 0}}},
-                 {"blend": {"options": {"top_n": None}}}, {"blend": {"options": {"top_n": 2.5}}},
-                 {"blend": {"options": {"top_n": True}}}, {"blend": {"options": {"neighbours": 10}}},
-                 {"blend": {"options": {"prior_days": float("nan")}}}):
+    for meta in (
+        None,
+        {},
+        {"blend": None},
+        {"blend": {"options": "x"}},
+        {"blend": {"options": {"top_n": 0}}},
+        {"blend": {"options": {"top_n": None}}},
+        {"blend": {"options": {"top_n": 2.5}}},
+        {"blend": {"options": {"top_n": True}}},
+        {"blend": {"options": {"neighbours": 10}}},
+        {"blend": {"options": {"prior_days": float("nan")}}},
+    ):
         assert blend_options(meta) == {}, meta
 
 

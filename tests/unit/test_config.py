@@ -17,11 +17,13 @@ def test_defaults_use_embedded_services(tmp_path: Path) -> None:
 
 
 def test_external_services_and_prefix_from_environment() -> None:
-    s = load_settings({
-        "RECOMART_PG_URL": "postgresql://alice:s3cret@db.internal:6543/postgres",
-        "RECOMART_REDIS_URL": "redis://cache.internal:6380/3",
-        "RECOMART_DB_PREFIX": "shop",
-    })
+    s = load_settings(
+        {
+            "RECOMART_PG_URL": "postgresql://alice:s3cret@db.internal:6543/postgres",
+            "RECOMART_REDIS_URL": "redis://cache.internal:6380/3",
+            "RECOMART_DB_PREFIX": "shop",
+        }
+    )
     assert not s.embedded_pg and not s.embedded_redis
     assert s.warehouse_url == "postgresql://alice:s3cret@db.internal:6543/shop"
     assert s.pg_url(s.mlflow_db).endswith("/shop_mlflow")
@@ -33,14 +35,20 @@ def test_empty_values_count_as_unset() -> None:
 
 
 def test_service_env_points_every_tool_at_the_same_services(tmp_path: Path) -> None:
-    s = load_settings({
-        "RECOMART_PG_URL": "postgresql://alice:s3cret@db.internal:6543/postgres",
-        "RECOMART_REDIS_URL": "redis://cache.internal:6380/3",
-        "RECOMART_STATE_DIR": str(tmp_path),
-    })
+    s = load_settings(
+        {
+            "RECOMART_PG_URL": "postgresql://alice:s3cret@db.internal:6543/postgres",
+            "RECOMART_REDIS_URL": "redis://cache.internal:6380/3",
+            "RECOMART_STATE_DIR": str(tmp_path),
+        }
+    )
     env = service_env(s)
     assert (env["PGHOST"], env["PGPORT"], env["PGUSER"], env["PGDATABASE"]) == (
-        "db.internal", "6543", "alice", "recomart")
+        "db.internal",
+        "6543",
+        "alice",
+        "recomart",
+    )
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@db.internal:6543/recomart_airflow")
     assert env["AIRFLOW_CONN_RECOMART_WAREHOUSE"] == "postgres://alice:s3cret@db.internal:6543/recomart"
     assert env["FEAST_REDIS_CONNECTION"] == "cache.internal:6380,db=3"

@@ -44,4 +44,4 @@ def test_spans_and_line_numbers_are_checked_before_writing():
 
 def test_csv_fields_quotes_only_what_needs_quoting():
     assert csv_fields(["2031-01-01", "abc"]) == b",2031-01-01,abc\n"
-    assert csv_fields(['a,b', 'q"']) == b',"a,b","q"""\n'
+    assert csv_fields(["a,b", 'q"']) == b',"a,b","q"""\n'

@@ -80,9 +80,15 @@ def load_catalogue(path: Path) -> _Catalogue:
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     records = [
-        {"item_id": r["item_id"], "title": r["title"], "description": r["description"] or None,
-         "category": r["category"], "brand": r["brand"] or None, "price": float(r["price"]),
-         "updated_at": _utc_text(r["updated_at"])}
+        {
+            "item_id": r["item_id"],
+            "title": r["title"],
+            "description": r["description"] or None,
+            "category": r["category"],
+            "brand": r["brand"] or None,
+            "price": float(r["price"]),
+            "updated_at": _utc_text(r["updated_at"]),
+        }
         for r in rows
     ]
     records.sort(key=lambda r: (r["updated_at"], r["item_id"]))
@@ -119,10 +125,15 @@ def _corrupt(record: dict[str, Any], seed: int) -> dict[str, Any]:
 
 def _v2(record: dict[str, Any]) -> dict[str, Any]:
     """The record in a changed schema: renamed keys and a nested price."""
-    return {"sku": record["item_id"], "name": record["title"], "details": record["description"],
-            "category_path": [record["category"]], "brand": record["brand"],
-            "price": {"amount": f"{record['price']:.2f}", "currency": "GBP"},
-            "last_modified": record["updated_at"]}
+    return {
+        "sku": record["item_id"],
+        "name": record["title"],
+        "details": record["description"],
+        "category_path": [record["category"]],
+        "brand": record["brand"],
+        "price": {"amount": f"{record['price']:.2f}", "currency": "GBP"},
+        "last_modified": record["updated_at"],
+    }
 
 
 class _State:
@@ -202,8 +213,9 @@ def create_app(products_csv: Path, faults: FaultConfig | dict | None = None) -> 
         if fault == "error":
             return JSONResponse({"detail": "injected internal error"}, status_code=500)
         if fault == "rate_limit":
-            return JSONResponse({"detail": "rate limited"}, status_code=429,
-                                headers={"Retry-After": str(state.faults.retry_after_s)})
+            return JSONResponse(
+                {"detail": "rate limited"}, status_code=429, headers={"Retry-After": str(state.faults.retry_after_s)}
+            )
         if fault == "slow":
             await asyncio.sleep(state.faults.slow_s)
 
@@ -217,13 +229,15 @@ def create_app(products_csv: Path, faults: FaultConfig | dict | None = None) -> 
             start = bisect.bisect_left(catalogue.keys, (since,))
         if cursor:
             start = max(start, bisect.bisect_right(catalogue.keys, decode_cursor(cursor)))
-        page = catalogue.records[start:start + limit]
+        page = catalogue.records[start : start + limit]
         more = start + limit < len(catalogue.records)
         items = [_corrupt(r, state.faults.seed) if state.is_corrupted(r["item_id"]) else r for r in page]
         if state.faults.schema_change:
             items = [_v2(r) for r in page]
-        body = {"items": items,
-                "next_cursor": encode_cursor(catalogue.keys[start + len(page) - 1]) if page and more else None}
+        body = {
+            "items": items,
+            "next_cursor": encode_cursor(catalogue.keys[start + len(page) - 1]) if page and more else None,
+        }
         if fault == "truncate":
             raw = json.dumps(body).encode()
             return Response(raw[: max(1, len(raw) // 2)], media_type="application/json")
@@ -233,8 +247,9 @@ def create_app(products_csv: Path, faults: FaultConfig | dict | None = None) -> 
 
 
 @contextlib.contextmanager
-def serve_in_thread(products_csv: Path, faults: FaultConfig | dict | None = None,
-                    host: str = "127.0.0.1") -> Iterator[str]:
+def serve_in_thread(
+    products_csv: Path, faults: FaultConfig | dict | None = None, host: str = "127.0.0.1"
+) -> Iterator[str]:
     """Run the API under uvicorn in a background thread on a free port; yield its base URL.
 
     For embedding the catalog in tests and notebooks; ``main`` is the stand-alone server.
@@ -248,8 +263,9 @@ def serve_in_thread(products_csv: Path, faults: FaultConfig | dict | None = None
     with socket.socket() as sock:
         sock.bind((host, 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(products_csv, faults), host=host, port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(products_csv, faults), host=host, port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -267,12 +283,15 @@ def serve_in_thread(products_csv: Path, faults: FaultConfig | dict | None = None
 def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m recomart.catalog_api.app", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m recomart.catalog_api.app",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--products", type=Path, required=True, help="products.csv to serve")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--faults", default="{}", help='initial faults as JSON, e.g. \'{"error_rate": 0.1}\'')
+    parser.add_argument("--faults", default="{}", help="initial faults as JSON, e.g. '{\"error_rate\": 0.1}'")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     app = create_app(args.products, FaultConfig.model_validate_json(args.faults))

@@ -41,84 +41,167 @@ _EVENT_TYPES = pa.array(EVENT_TYPES, type=pa.string())
 _CATALOGUE: dict[str, dict] = {
     "home_decor": {
         "median_price": 14.0,
-        "nouns": ["candle holder", "photo frame", "wall clock", "cushion cover", "vase", "mirror",
-                  "lantern", "doorstop"],
+        "nouns": [
+            "candle holder",
+            "photo frame",
+            "wall clock",
+            "cushion cover",
+            "vase",
+            "mirror",
+            "lantern",
+            "doorstop",
+        ],
         "materials": ["glass", "ceramic", "oak", "brass", "linen", "rattan"],
-        "uses": ["Brightens a living room", "Makes a thoughtful housewarming gift",
-                 "Adds warmth to a bedroom", "Finishes a hallway shelf"],
+        "uses": [
+            "Brightens a living room",
+            "Makes a thoughtful housewarming gift",
+            "Adds warmth to a bedroom",
+            "Finishes a hallway shelf",
+        ],
         "features": ["hand finished detail", "fade resistant colour", "easy wall fixing", "gift boxed"],
         "brands": ["Lumen House", "Oakridge Home", "Nordvik", "Casa Bella"],
     },
     "kitchen": {
         "median_price": 12.0,
-        "nouns": ["mug", "teapot", "baking tin", "chopping board", "storage jar", "cake stand",
-                  "lunch box", "utensil set"],
+        "nouns": [
+            "mug",
+            "teapot",
+            "baking tin",
+            "chopping board",
+            "storage jar",
+            "cake stand",
+            "lunch box",
+            "utensil set",
+        ],
         "materials": ["stoneware", "enamel", "bamboo", "stainless steel", "silicone", "porcelain"],
-        "uses": ["Made for everyday cooking", "Perfect for weekend baking",
-                 "Keeps the pantry tidy", "Serves a family breakfast"],
+        "uses": [
+            "Made for everyday cooking",
+            "Perfect for weekend baking",
+            "Keeps the pantry tidy",
+            "Serves a family breakfast",
+        ],
         "features": ["dishwasher safe", "oven safe to 220C", "food grade finish", "stackable design"],
         "brands": ["Copper Pot", "Bakewell", "Hob and Ladle", "Mesa Kitchen"],
     },
     "garden": {
         "median_price": 18.0,
-        "nouns": ["planter", "watering can", "bird feeder", "garden trowel", "hose reel", "solar light",
-                  "seed tray", "wind chime"],
-        "materials": ["terracotta", "galvanised steel", "recycled plastic", "cedar", "wrought iron",
-                      "resin"],
-        "uses": ["Ready for the patio", "Helps seedlings thrive", "Welcomes birds all year",
-                 "Lights the garden path"],
+        "nouns": [
+            "planter",
+            "watering can",
+            "bird feeder",
+            "garden trowel",
+            "hose reel",
+            "solar light",
+            "seed tray",
+            "wind chime",
+        ],
+        "materials": ["terracotta", "galvanised steel", "recycled plastic", "cedar", "wrought iron", "resin"],
+        "uses": ["Ready for the patio", "Helps seedlings thrive", "Welcomes birds all year", "Lights the garden path"],
         "features": ["weatherproof coating", "frost resistant", "drainage holes", "uv stable"],
         "brands": ["Greenfinch", "Terra Verde", "Potting Shed", "Bloomfield"],
     },
     "toys": {
         "median_price": 15.0,
-        "nouns": ["building blocks", "jigsaw puzzle", "plush bear", "toy car", "dolls house", "kite",
-                  "board game", "spinning top"],
+        "nouns": [
+            "building blocks",
+            "jigsaw puzzle",
+            "plush bear",
+            "toy car",
+            "dolls house",
+            "kite",
+            "board game",
+            "spinning top",
+        ],
         "materials": ["beech wood", "soft fleece", "thick card", "die cast metal", "felt", "recycled card"],
-        "uses": ["Hours of imaginative play", "Great for family game night",
-                 "A favourite for toddlers", "Builds fine motor skills"],
+        "uses": [
+            "Hours of imaginative play",
+            "Great for family game night",
+            "A favourite for toddlers",
+            "Builds fine motor skills",
+        ],
         "features": ["non toxic paint", "ages 3 and up", "rounded safe edges", "storage tin included"],
         "brands": ["Tinker Town", "Little Otter", "Playwise", "Kite and Kin"],
     },
     "stationery": {
         "median_price": 6.0,
-        "nouns": ["notebook", "gel pen set", "desk organiser", "greeting card", "wrapping paper",
-                  "sticker sheet", "weekly planner", "pencil case"],
+        "nouns": [
+            "notebook",
+            "gel pen set",
+            "desk organiser",
+            "greeting card",
+            "wrapping paper",
+            "sticker sheet",
+            "weekly planner",
+            "pencil case",
+        ],
         "materials": ["recycled paper", "kraft card", "faux leather", "cotton canvas", "acrylic", "cork"],
-        "uses": ["Keeps your desk organised", "Ideal for journaling", "For birthdays and thank yous",
-                 "Plans the week ahead"],
+        "uses": [
+            "Keeps your desk organised",
+            "Ideal for journaling",
+            "For birthdays and thank yous",
+            "Plans the week ahead",
+        ],
         "features": ["lay flat binding", "acid free pages", "smudge proof ink", "foil accents"],
         "brands": ["Paperlark", "Inkwell", "Nib and Quill", "Folio"],
     },
     "electronics": {
         "median_price": 35.0,
-        "nouns": ["wireless earbuds", "phone charger", "bluetooth speaker", "smart plug", "usb cable",
-                  "power bank", "desk lamp", "webcam"],
-        "materials": ["aluminium", "abs plastic", "braided nylon", "tempered glass", "matte polymer",
-                      "rubberised"],
-        "uses": ["Charges devices fast", "Streams music all day", "Upgrades the home office",
-                 "Controls appliances from your phone"],
+        "nouns": [
+            "wireless earbuds",
+            "phone charger",
+            "bluetooth speaker",
+            "smart plug",
+            "usb cable",
+            "power bank",
+            "desk lamp",
+            "webcam",
+        ],
+        "materials": ["aluminium", "abs plastic", "braided nylon", "tempered glass", "matte polymer", "rubberised"],
+        "uses": [
+            "Charges devices fast",
+            "Streams music all day",
+            "Upgrades the home office",
+            "Controls appliances from your phone",
+        ],
         "features": ["usb c fast charging", "20 hour battery", "noise cancelling", "two year warranty"],
         "brands": ["Voltari", "Pulse Audio", "Nexa", "Brightcell"],
     },
     "beauty": {
         "median_price": 9.0,
-        "nouns": ["face cream", "lip balm", "shampoo bar", "bath bomb", "hand soap", "nail polish",
-                  "eau de parfum", "body lotion"],
+        "nouns": [
+            "face cream",
+            "lip balm",
+            "shampoo bar",
+            "bath bomb",
+            "hand soap",
+            "nail polish",
+            "eau de parfum",
+            "body lotion",
+        ],
         "materials": ["shea butter", "aloe vera", "argan oil", "lavender", "coconut oil", "vitamin e"],
-        "uses": ["Soothes dry skin", "A calming bath time ritual", "Nourishes hair from root to tip",
-                 "Leaves hands soft"],
+        "uses": [
+            "Soothes dry skin",
+            "A calming bath time ritual",
+            "Nourishes hair from root to tip",
+            "Leaves hands soft",
+        ],
         "features": ["cruelty free", "vegan formula", "dermatologically tested", "plastic free pack"],
         "brands": ["Wild Rose", "Pure Botanica", "Glow Lab", "Saltwater Apothecary"],
     },
     "sports": {
         "median_price": 20.0,
-        "nouns": ["yoga mat", "water bottle", "resistance band", "running socks", "gym bag",
-                  "skipping rope", "foam roller", "tennis balls"],
-        "materials": ["natural rubber", "merino wool", "ripstop nylon", "neoprene", "tpe foam",
-                      "polyester mesh"],
-        "uses": ["Built for home workouts", "Made for long runs", "Speeds up recovery",
-                 "Goes from gym to court"],
+        "nouns": [
+            "yoga mat",
+            "water bottle",
+            "resistance band",
+            "running socks",
+            "gym bag",
+            "skipping rope",
+            "foam roller",
+            "tennis balls",
+        ],
+        "materials": ["natural rubber", "merino wool", "ripstop nylon", "neoprene", "tpe foam", "polyester mesh"],
+        "uses": ["Built for home workouts", "Made for long runs", "Speeds up recovery", "Goes from gym to court"],
         "features": ["non slip grip", "sweat wicking", "leak proof lid", "lightweight build"],
         "brands": ["Stride", "Peak Form", "Flexa", "Court King"],
     },
@@ -126,19 +209,36 @@ _CATALOGUE: dict[str, dict] = {
         "median_price": 22.0,
         "nouns": ["scarf", "beanie hat", "belt", "tote bag", "sunglasses", "wallet", "gloves", "umbrella"],
         "materials": ["cashmere", "organic cotton", "vegan leather", "wool blend", "silk", "denim"],
-        "uses": ["Finishes an autumn outfit", "Carries the daily essentials", "Keeps out the cold",
-                 "Travels well"],
+        "uses": ["Finishes an autumn outfit", "Carries the daily essentials", "Keeps out the cold", "Travels well"],
         "features": ["one size fits most", "polarised lenses", "rfid blocking", "machine washable"],
         "brands": ["Tailor Row", "Marlow", "North Knit", "Urban Fable"],
     },
     "books": {
         "median_price": 11.0,
-        "nouns": ["cookbook", "novel", "travel guide", "colouring book", "picture book",
-                  "poetry collection", "biography", "puzzle book"],
-        "materials": ["hardback", "paperback", "illustrated edition", "large print", "collector edition",
-                      "pocket edition"],
-        "uses": ["A page turner for holidays", "Recipes for every season", "Inspires the next trip",
-                 "Bedtime reading for children"],
+        "nouns": [
+            "cookbook",
+            "novel",
+            "travel guide",
+            "colouring book",
+            "picture book",
+            "poetry collection",
+            "biography",
+            "puzzle book",
+        ],
+        "materials": [
+            "hardback",
+            "paperback",
+            "illustrated edition",
+            "large print",
+            "collector edition",
+            "pocket edition",
+        ],
+        "uses": [
+            "A page turner for holidays",
+            "Recipes for every season",
+            "Inspires the next trip",
+            "Bedtime reading for children",
+        ],
         "features": ["bestselling author", "signed bookplate", "full colour photographs", "award winner"],
         "brands": ["Penfold Press", "Atlas Books", "Lantern Editions", "Quire"],
     },
@@ -150,13 +250,24 @@ _STYLES = {
 }
 _ADJECTIVES = ["large", "small", "deluxe", "mini", "premium", "versatile", "handmade", "limited edition"]
 _BRAND_PRICE_FACTOR = np.array([1.0, 1.3, 0.85, 1.6])
-_COUNTRIES = ["United Kingdom", "Germany", "France", "EIRE", "Spain", "Netherlands", "Belgium",
-              "Switzerland", "Portugal", "Norway", "Australia", "Italy"]
+_COUNTRIES = [
+    "United Kingdom",
+    "Germany",
+    "France",
+    "EIRE",
+    "Spain",
+    "Netherlands",
+    "Belgium",
+    "Switzerland",
+    "Portugal",
+    "Norway",
+    "Australia",
+    "Italy",
+]
 _COUNTRY_WEIGHTS = np.array([60, 7, 7, 5, 4, 4, 3, 3, 2, 2, 2, 1], dtype=float)
 _SEGMENTS = ["consumer", "business", "wholesale"]
 _SEGMENT_WEIGHTS = np.array([0.75, 0.18, 0.07])
-_HOURLY = np.array([1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 10, 10, 9, 9, 9, 10, 12, 14, 14, 12, 7, 3],
-                   dtype=float)
+_HOURLY = np.array([1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 9, 10, 10, 9, 9, 9, 10, 12, 14, 14, 12, 7, 3], dtype=float)
 _WEEKDAY = np.array([1.0, 1.0, 1.05, 1.1, 1.15, 0.9, 0.85])
 
 # funnel and behaviour constants
@@ -186,8 +297,7 @@ class GeneratedSummary:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d.update(out_dir=str(self.out_dir), start_date=self.start_date.isoformat(),
-                 end_date=self.end_date.isoformat())
+        d.update(out_dir=str(self.out_dir), start_date=self.start_date.isoformat(), end_date=self.end_date.isoformat())
         return d
 
 
@@ -196,8 +306,9 @@ def _vocab(key: str) -> np.ndarray:
     return np.array([_CATALOGUE[c][key] for c in _CATALOGUE])
 
 
-def _text_ids(rng: np.random.Generator, n: int, prefixes: Sequence[str], shares: Sequence[float],
-              suffix_share: float = 0.0) -> np.ndarray:
+def _text_ids(
+    rng: np.random.Generator, n: int, prefixes: Sequence[str], shares: Sequence[float], suffix_share: float = 0.0
+) -> np.ndarray:
     """``n`` distinct realistic text codes such as ``85123A``, ``P10042``, ``C17850``, ``U00042``."""
     width = max(5, len(str(4 * n)))
     group = rng.choice(len(prefixes), size=n, p=np.asarray(shares) / np.sum(shares))
@@ -217,8 +328,9 @@ def _text_ids(rng: np.random.Generator, n: int, prefixes: Sequence[str], shares:
 
 def _fmt_money(values: np.ndarray) -> np.ndarray:
     cents = np.rint(np.asarray(values, dtype=float) * 100).astype(np.int64)
-    return np.strings.add(np.strings.add((cents // 100).astype(str), "."),
-                          np.strings.zfill((cents % 100).astype(str), 2))
+    return np.strings.add(
+        np.strings.add((cents // 100).astype(str), "."), np.strings.zfill((cents % 100).astype(str), 2)
+    )
 
 
 def _fmt_times(day_start: np.datetime64, seconds: np.ndarray) -> np.ndarray:
@@ -251,8 +363,7 @@ def _write_events(table: pa.Table, path: Path) -> None:
 @lru_cache(maxsize=1)
 def _time_of_day() -> pa.Array:
     """The 86,400 strings ``' HH:MM:SS'``, indexed by second of the day."""
-    text = np.strings.replace(_fmt_times(np.datetime64("2000-01-01T00:00:00"), np.arange(86400)),
-                              "2000-01-01", "")
+    text = np.strings.replace(_fmt_times(np.datetime64("2000-01-01T00:00:00"), np.arange(86400)), "2000-01-01", "")
     return pa.array(text.astype(object), type=pa.string())
 
 
@@ -273,8 +384,7 @@ class _Catalogue:
     cluster_share: np.ndarray
 
 
-def _make_catalogue(n_items: int, seed: int, alpha: float, start: date, end: date) -> tuple[
-        _Catalogue, Columns]:
+def _make_catalogue(n_items: int, seed: int, alpha: float, start: date, end: date) -> tuple[_Catalogue, Columns]:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     categories = np.array(list(_CATALOGUE))
     n_cat, n_style = len(categories), len(_STYLES)
@@ -284,8 +394,7 @@ def _make_catalogue(n_items: int, seed: int, alpha: float, start: date, end: dat
     brand_slot = np.where(rng.random(n_items) < 0.8, style, 3)  # style s mostly sold by brand s
     cluster = cat * n_style + style
 
-    nouns, materials, uses, feats, brands = (_vocab(k) for k in ("nouns", "materials", "uses", "features",
-                                                                  "brands"))
+    nouns, materials, uses, feats, brands = (_vocab(k) for k in ("nouns", "materials", "uses", "features", "brands"))
     noun = nouns[cat, rng.integers(0, nouns.shape[1], size=n_items)]
     material = materials[cat, rng.integers(0, materials.shape[1], size=n_items)]
     use = uses[cat, rng.integers(0, uses.shape[1], size=n_items)]
@@ -298,7 +407,7 @@ def _make_catalogue(n_items: int, seed: int, alpha: float, start: date, end: dat
     sp = " "
     title = np.strings.add(np.strings.add(np.strings.add(word, sp), np.strings.add(material, sp)), noun)
     title = np.where(rng.random(n_items) < 0.3, np.strings.add(title, np.strings.add(" ", adj)), title)
-    description = (np.strings.add(np.strings.add("A ", adj), np.strings.add(sp, noun)))
+    description = np.strings.add(np.strings.add("A ", adj), np.strings.add(sp, noun))
     for part in (" in ", material, " from the ", brand, sp, word2, " range. ", use, ". ", feat, "."):
         description = np.strings.add(description, part)
 
@@ -322,17 +431,31 @@ def _make_catalogue(n_items: int, seed: int, alpha: float, start: date, end: dat
 
     # catalogue timestamps: most last changed before the window, some during it
     window_s = max((end - start).days, 1) * 86400
-    offset = np.where(rng.random(n_items) < 0.85, -rng.integers(1, 400 * 86400, size=n_items),
-                      rng.integers(0, window_s, size=n_items))
+    offset = np.where(
+        rng.random(n_items) < 0.85, -rng.integers(1, 400 * 86400, size=n_items), rng.integers(0, window_s, size=n_items)
+    )
     updated = _fmt_times(np.datetime64(start, "s"), offset)
     ids = _item_ids(rng, n_items)
     price_text = _fmt_money(price)
-    columns = {"item_id": ids, "title": title, "description": description, "category": categories[cat],
-               "brand": brand, "price": price_text, "updated_at": updated}
+    columns = {
+        "item_id": ids,
+        "title": title,
+        "description": description,
+        "category": categories[cat],
+        "brand": brand,
+        "price": price_text,
+        "updated_at": updated,
+    }
     prices = np.concatenate([price_text, _fmt_money(price * _SALE_FACTOR)]).astype(object)
-    catalogue = _Catalogue(ids=pa.array(ids, type=pa.string()), category=cat, cluster=cluster,
-                           prices=pa.array(prices, type=pa.string()), order=order, cdf=cdf,
-                           cluster_share=mass / mass.sum())
+    catalogue = _Catalogue(
+        ids=pa.array(ids, type=pa.string()),
+        category=cat,
+        cluster=cluster,
+        prices=pa.array(prices, type=pa.string()),
+        order=order,
+        cdf=cdf,
+        cluster_share=mass / mass.sum(),
+    )
     return catalogue, columns
 
 
@@ -350,15 +473,16 @@ class _Users:
     taste_cdf: np.ndarray  # flattened per-user CDF over clusters, row r shifted by r
 
 
-def _make_users(n_users: int, days: int, seed: int, start: date, catalogue: _Catalogue) -> tuple[
-        _Users, Columns]:
+def _make_users(n_users: int, days: int, seed: int, start: date, catalogue: _Catalogue) -> tuple[_Users, Columns]:
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     ids = _text_ids(rng, n_users, prefixes=["C", "U"], shares=[0.7, 0.3])
-    country = np.array(_COUNTRIES)[rng.choice(len(_COUNTRIES), size=n_users,
-                                               p=_COUNTRY_WEIGHTS / _COUNTRY_WEIGHTS.sum())]
+    country = np.array(_COUNTRIES)[
+        rng.choice(len(_COUNTRIES), size=n_users, p=_COUNTRY_WEIGHTS / _COUNTRY_WEIGHTS.sum())
+    ]
     segment = rng.choice(len(_SEGMENTS), size=n_users, p=_SEGMENT_WEIGHTS)
-    signup_day = np.where(rng.random(n_users) < 0.8, -rng.integers(1, 730, size=n_users),
-                          rng.integers(0, max(days, 1), size=n_users))
+    signup_day = np.where(
+        rng.random(n_users) < 0.8, -rng.integers(1, 730, size=n_users), rng.integers(0, max(days, 1), size=n_users)
+    )
     activity = rng.lognormal(0.0, 0.9, size=n_users)
     activity *= np.where(segment == 2, 1.5, 1.0)
     activity /= activity.mean()
@@ -375,15 +499,20 @@ def _make_users(n_users: int, days: int, seed: int, start: date, catalogue: _Cat
     cdf[:, -1] = 1.0
     cdf += np.arange(n_users)[:, None]
     signup = (np.datetime64(start, "D") + signup_day.astype("timedelta64[D]")).astype(str)
-    columns = {"user_id": ids, "country": country, "segment": np.array(_SEGMENTS)[segment],
-               "signup_date": signup}
-    users = _Users(ids=pa.array(ids, type=pa.string()), signup_day=signup_day, activity=activity,
-                   wholesale=segment == 2, taste_cdf=cdf.ravel())
+    columns = {"user_id": ids, "country": country, "segment": np.array(_SEGMENTS)[segment], "signup_date": signup}
+    users = _Users(
+        ids=pa.array(ids, type=pa.string()),
+        signup_day=signup_day,
+        activity=activity,
+        wholesale=segment == 2,
+        taste_cdf=cdf.ravel(),
+    )
     return users, columns
 
 
-def _day_events(d: int, day: date, seed: int, users: _Users, cat: _Catalogue, views_per_user_day: float,
-                purchased: np.ndarray) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+def _day_events(
+    d: int, day: date, seed: int, users: _Users, cat: _Catalogue, views_per_user_day: float, purchased: np.ndarray
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """One day's events (sorted by time) and the updated sorted array of purchased user*item keys."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, d)))
     n_users, n_items = len(users.ids), len(cat.ids)
@@ -426,22 +555,33 @@ def _day_events(d: int, day: date, seed: int, users: _Users, cat: _Catalogue, vi
     order = np.lexsort((kind, items_all, users_all, t_all))
     m = order.size
     seq = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, m + 1)), pa.string()), max(7, len(str(m))), "0")
-    table = pa.table({
-        "event_id": pc.binary_join_element_wise(day.strftime("%Y%m%d-"), seq, ""),
-        "event_time": pc.binary_join_element_wise(day.isoformat(), _time_of_day().take(t_all[order]), ""),
-        "user_id": users.ids.take(users_all[order]),
-        "item_id": cat.ids.take(items_all[order]),
-        "event_type": _EVENT_TYPES.take(kind[order]),
-        "quantity": pa.array(q_all[order]),
-        "unit_price": cat.prices.take(p_all[order]),
-    })
+    table = pa.table(
+        {
+            "event_id": pc.binary_join_element_wise(day.strftime("%Y%m%d-"), seq, ""),
+            "event_time": pc.binary_join_element_wise(day.isoformat(), _time_of_day().take(t_all[order]), ""),
+            "user_id": users.ids.take(users_all[order]),
+            "item_id": cat.ids.take(items_all[order]),
+            "event_type": _EVENT_TYPES.take(kind[order]),
+            "quantity": pa.array(q_all[order]),
+            "unit_price": cat.prices.take(p_all[order]),
+        }
+    )
     counts = np.bincount(kind, minlength=3)
     return table, purchased, counts
 
 
-def generate(out_dir: Path, *, users: int = 2000, items: int = 500, days: int = 60,
-             end_date: date | None = None, seed: int = 42, events_per_user_day: float = 1.5,
-             popularity_alpha: float = 0.8, clean: bool = True) -> GeneratedSummary:
+def generate(
+    out_dir: Path,
+    *,
+    users: int = 2000,
+    items: int = 500,
+    days: int = 60,
+    end_date: date | None = None,
+    seed: int = 42,
+    events_per_user_day: float = 1.5,
+    popularity_alpha: float = 0.8,
+    clean: bool = True,
+) -> GeneratedSummary:
     """Write ``products.csv``, ``users.csv`` and ``events/YYYY-MM-DD.csv`` (last day ``end_date``).
 
     ``events_per_user_day`` is the mean number of events (all types) of an average user on a
@@ -475,25 +615,43 @@ def generate(out_dir: Path, *, users: int = 2000, items: int = 500, days: int = 
         for stale in events_dir.glob("????-??-??.csv"):
             if stale.name not in wanted:
                 stale.unlink()
-    return GeneratedSummary(out_dir=out_dir, users=users, items=items, events=int(totals.sum()),
-                            views=int(totals[0]), carts=int(totals[1]), purchases=int(totals[2]),
-                            event_files=days, start_date=start, end_date=end)
+    return GeneratedSummary(
+        out_dir=out_dir,
+        users=users,
+        items=items,
+        events=int(totals.sum()),
+        views=int(totals[0]),
+        carts=int(totals[1]),
+        purchases=int(totals[2]),
+        event_files=days,
+        start_date=start,
+        end_date=end,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recomart.datasets.generator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m recomart.datasets.generator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (<landing>/generated)")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--end-date", type=date.fromisoformat, default=None,
-                        help="YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument("--end-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today, UTC)")
     parser.add_argument("--events-per-user-day", type=float, default=1.5)
     args = parser.parse_args(argv)
-    summary = generate(args.out, users=args.users, items=args.items, days=args.days, end_date=args.end_date,
-                       seed=args.seed, events_per_user_day=args.events_per_user_day)
+    summary = generate(
+        args.out,
+        users=args.users,
+        items=args.items,
+        days=args.days,
+        end_date=args.end_date,
+        seed=args.seed,
+        events_per_user_day=args.events_per_user_day,
+    )
     print(json.dumps(summary.as_dict(), indent=2))
     return 0
 

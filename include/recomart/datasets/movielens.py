@@ -70,7 +70,10 @@ def verify_md5(path: Path, expected: str) -> Path:
 def parse_u_data(path: Path) -> pd.DataFrame:
     """``u.data`` (tab-separated user, item, rating, unix time) as a ratings frame."""
     raw = pd.read_csv(
-        path, sep="\t", header=None, names=["user", "item", "rating", "ts"],
+        path,
+        sep="\t",
+        header=None,
+        names=["user", "item", "rating", "ts"],
         dtype={"user": "int64", "item": "int64", "rating": "float64", "ts": "int64"},
     )
     return _frame(raw["user"], raw["item"], raw["rating"], raw["ts"])

@@ -47,8 +47,7 @@ UCI_XLSX_NAME = "Online Retail.xlsx"
 UCI_ZIP_SHA256 = "f5385cbb54bbebf7196389109c6b0621faab0c304e3702548165e71c84aede8b"
 UCI_XLSX_SHA256 = "43465a06f2ccf7c8b5bd2892bc7defb52f97487934fe93b16ae4c3936424676d"
 UCI_ROWS = 541_909
-UCI_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID",
-               "Country"]
+UCI_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 # The catalog API contract (ingest.catalog.ProductRecord, raw.products) requires a non-empty category;
 # UCI has none, so every UCI product gets this one. Brand and description stay empty.
 UCI_CATEGORY = "uncategorised"
@@ -170,15 +169,19 @@ def derive_uci_products(
     lines["stock_code"] = lines["stock_code"].str.strip()
     lines = lines.loc[~rules.mask(lines["stock_code"])]
     seen = pd.to_datetime(lines["invoice_date"], format=UCI_ORDERS.timestamp_format)
-    seen = seen.dt.tz_localize(UCI_ORDERS.timezone, ambiguous=np.zeros(len(seen), dtype=bool),
-                               nonexistent="shift_forward").dt.tz_convert("UTC")
+    seen = seen.dt.tz_localize(
+        UCI_ORDERS.timezone, ambiguous=np.zeros(len(seen), dtype=bool), nonexistent="shift_forward"
+    ).dt.tz_convert("UTC")
     first_seen = seen.groupby(lines["stock_code"]).min()
 
     desc = lines["description"].fillna("").str.strip()
     named = pd.DataFrame({"item_id": lines["stock_code"], "title": desc}).loc[desc != ""]
     counts = named.value_counts().rename("n").reset_index()
-    titles = (counts.sort_values(["item_id", "n", "title"], ascending=[True, False, True])
-              .drop_duplicates("item_id").set_index("item_id")["title"])
+    titles = (
+        counts.sort_values(["item_id", "n", "title"], ascending=[True, False, True])
+        .drop_duplicates("item_id")
+        .set_index("item_id")["title"]
+    )
 
     price = pd.to_numeric(lines["unit_price"])
     positive = price > 0
@@ -187,15 +190,17 @@ def derive_uci_products(
     out = pd.DataFrame({"title": titles, "price": prices}).dropna()
     out.index.name = "item_id"
     out = out.reset_index().sort_values("item_id", ignore_index=True)
-    return pd.DataFrame({
-        "item_id": out["item_id"],
-        "title": out["title"],
-        "description": "",
-        "category": category,
-        "brand": "",
-        "price": out["price"].round(4).to_numpy().astype(str),
-        "updated_at": first_seen.reindex(out["item_id"]).dt.strftime(_TS_OUT).to_numpy(),
-    })[PRODUCT_COLUMNS]
+    return pd.DataFrame(
+        {
+            "item_id": out["item_id"],
+            "title": out["title"],
+            "description": "",
+            "category": category,
+            "brand": "",
+            "price": out["price"].round(4).to_numpy().astype(str),
+            "updated_at": first_seen.reindex(out["item_id"]).dt.strftime(_TS_OUT).to_numpy(),
+        }
+    )[PRODUCT_COLUMNS]
 
 
 def _write_if_changed(path: Path, payload: bytes) -> bool:
@@ -229,8 +234,10 @@ def prepare_uci_landing(landing_dir: Path, source_dir: Path, *, dbt_project_file
     target = landing_dir / UCI_ORDERS.subfolder / "products.csv"
     _write_if_changed(target, products.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     extra = (f", {kept} local files kept" if kept else "") + (f", {removed} stale links removed" if removed else "")
-    return (f"{linked} UCI daily files linked from {source_dir} ({days[0]} .. {days[-1]}{extra}), "
-            f"{len(products):,} products in {target}")
+    return (
+        f"{linked} UCI daily files linked from {source_dir} ({days[0]} .. {days[-1]}{extra}), "
+        f"{len(products):,} products in {target}"
+    )
 
 
 # --- the official file ------------------------------------------------------------------------
@@ -255,16 +262,18 @@ def by_day_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"not a UCI Online Retail frame: missing columns {missing}")
     stamps = pd.to_datetime(frame["InvoiceDate"])
-    return pd.DataFrame({
-        "InvoiceNo": _text(frame["InvoiceNo"]),
-        "StockCode": _text(frame["StockCode"]),
-        "Description": _text(frame["Description"]),
-        "Quantity": pd.to_numeric(frame["Quantity"]).astype("int64").astype(str),
-        "InvoiceDate": stamps.dt.strftime(_TS_OUT),
-        "UnitPrice": _float_text(frame["UnitPrice"]),
-        "CustomerID": _float_text(frame["CustomerID"]),
-        "Country": _text(frame["Country"]),
-    })
+    return pd.DataFrame(
+        {
+            "InvoiceNo": _text(frame["InvoiceNo"]),
+            "StockCode": _text(frame["StockCode"]),
+            "Description": _text(frame["Description"]),
+            "Quantity": pd.to_numeric(frame["Quantity"]).astype("int64").astype(str),
+            "InvoiceDate": stamps.dt.strftime(_TS_OUT),
+            "UnitPrice": _float_text(frame["UnitPrice"]),
+            "CustomerID": _float_text(frame["CustomerID"]),
+            "Country": _text(frame["Country"]),
+        }
+    )
 
 
 def split_by_day(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -333,8 +342,9 @@ def _read_workbook(xlsx: Path) -> pd.DataFrame:
         raise UCIDownloadError("reading the UCI workbook needs openpyxl: pip install openpyxl") from exc
     frame = pd.read_excel(xlsx, engine="openpyxl")
     if list(frame.columns) != UCI_COLUMNS or len(frame) != UCI_ROWS:
-        raise UCIDownloadError(f"{xlsx}: expected {UCI_ROWS:,} rows of {UCI_COLUMNS}, "
-                               f"got {len(frame):,} rows of {list(frame.columns)}")
+        raise UCIDownloadError(
+            f"{xlsx}: expected {UCI_ROWS:,} rows of {UCI_COLUMNS}, got {len(frame):,} rows of {list(frame.columns)}"
+        )
     return frame
 
 
@@ -353,8 +363,10 @@ def download_uci(dest: Path, *, url: str = UCI_URL, md5sums: Path | None = None,
         _download(url, archive, timeout_s)
     got = _sha256(archive)
     if got != UCI_ZIP_SHA256:
-        raise UCIDownloadError(f"{archive}: sha256 {got} does not match the pinned {UCI_ZIP_SHA256}; "
-                               f"delete it to download again, or review the new release before pinning it")
+        raise UCIDownloadError(
+            f"{archive}: sha256 {got} does not match the pinned {UCI_ZIP_SHA256}; "
+            f"delete it to download again, or review the new release before pinning it"
+        )
     with zipfile.ZipFile(archive) as zipped:
         xlsx = Path(zipped.extract(UCI_XLSX_NAME, dest))
     got = _sha256(xlsx)

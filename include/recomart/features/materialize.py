@@ -56,9 +56,7 @@ def _window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start_utc, end_utc
 
 
-def _materialize(
-    store, start: datetime, end: datetime, feature_views: Sequence[str] | None
-) -> MaterializeResult:
+def _materialize(store, start: datetime, end: datetime, feature_views: Sequence[str] | None) -> MaterializeResult:
     start_utc, end_utc = _window(start, end)
     names = list(feature_views) if feature_views else None
     began = time.perf_counter()

@@ -59,7 +59,7 @@ def resolve_config_text(repo_dir: Path, env: Mapping[str, str]) -> str:
     if missing:
         raise FeatureStoreConfigError(
             f"{Path(repo_dir) / FEATURE_STORE_YAML} needs {', '.join(sorted(set(missing)))}; "
-            "pass service_env(settings) (or run `eval \"$(recomart env)\"` in a shell)"
+            'pass service_env(settings) (or run `eval "$(recomart env)"` in a shell)'
         )
     return resolved
 
@@ -99,9 +99,7 @@ def feature_store(repo_dir: Path, env: Mapping[str, str] | None = None) -> Featu
     return _cached_store(repo_dir, env, {})
 
 
-def _cached_store(
-    repo_dir: Path, env: Mapping[str, str], online_store_overrides: Mapping[str, object]
-) -> FeatureStore:
+def _cached_store(repo_dir: Path, env: Mapping[str, str], online_store_overrides: Mapping[str, object]) -> FeatureStore:
     from feast import FeatureStore
 
     repo_dir = Path(repo_dir).resolve()

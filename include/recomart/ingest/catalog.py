@@ -160,7 +160,8 @@ class _Retrier:
         if self.spent_s + delay > self.budget_s:
             raise CatalogIngestError(
                 f"gave up after {self.retries} retries ({self.spent_s:.1f}s of a {self.budget_s:.0f}s retry "
-                f"budget spent): {reason}")
+                f"budget spent): {reason}"
+            )
         self.retries += 1
         self.attempt += 1
         log.warning("catalog API: %s; retry %d in %.2fs", reason, self.retries, delay)
@@ -210,8 +211,14 @@ def _get_page(client: httpx.Client, params: dict[str, Any], retrier: _Retrier) -
         return page
 
 
-def fetch_catalogue(base_url: str, *, updated_since: datetime | None = None, page_size: int = 200,
-                    timeout_s: float = 5.0, max_retry_s: float = 60.0) -> _Fetched:
+def fetch_catalogue(
+    base_url: str,
+    *,
+    updated_since: datetime | None = None,
+    page_size: int = 200,
+    timeout_s: float = 5.0,
+    max_retry_s: float = 60.0,
+) -> _Fetched:
     """Every record the API serves (since ``updated_since``), as raw JSON objects."""
     retrier = _Retrier(max_retry_s)
     params: dict[str, Any] = {"limit": page_size}
@@ -253,8 +260,9 @@ def _validate(fetched: _Fetched) -> tuple[list[tuple], list[tuple]]:
         except ValidationError as exc:
             bad.append((source, line, text, _reason(exc)))
             continue
-        good.append((line, rec.item_id, rec.title, rec.description, rec.category, rec.brand, rec.price,
-                     rec.updated_at, text))
+        good.append(
+            (line, rec.item_id, rec.title, rec.description, rec.category, rec.brand, rec.price, rec.updated_at, text)
+        )
     return good, bad
 
 
@@ -291,27 +299,34 @@ on conflict (item_id) do update
 """
 
 
-def _write(conn: psycopg.Connection, load_id: str, base_url: str, good: list[tuple], bad: list[tuple],
-           fetched: int) -> tuple[int, int, int, datetime | None]:
+def _write(
+    conn: psycopg.Connection, load_id: str, base_url: str, good: list[tuple], bad: list[tuple], fetched: int
+) -> tuple[int, int, int, datetime | None]:
     """Stage, upsert, quarantine and advance the watermark inside the caller's transaction."""
     conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
     conn.execute(
         "create temp table _stage_products (seq integer not null, item_id text not null, title text not null,"
         " description text, category text not null, brand text, price numeric not null,"
-        " updated_at timestamptz not null, payload jsonb not null) on commit drop")
+        " updated_at timestamptz not null, payload jsonb not null) on commit drop"
+    )
     with conn.cursor() as cur:
-        with cur.copy("copy _stage_products (seq, item_id, title, description, category, brand, price,"
-                      " updated_at, payload) from stdin") as copy:
+        with cur.copy(
+            "copy _stage_products (seq, item_id, title, description, category, brand, price,"
+            " updated_at, payload) from stdin"
+        ) as copy:
             for row in good:
                 copy.write_row(row)
-        with cur.copy("copy quarantine.products (load_id, source_file, line_number, raw_record, reason)"
-                      " from stdin") as copy:
+        with cur.copy(
+            "copy quarantine.products (load_id, source_file, line_number, raw_record, reason) from stdin"
+        ) as copy:
             for row in bad:
                 copy.write_row((load_id, *row))
         cur.execute("select count(distinct item_id), max(updated_at) from _stage_products")
         distinct, max_updated = cur.fetchone()
-        cur.execute("select count(*) from raw.products p where exists"
-                    " (select 1 from _stage_products s where s.item_id = p.item_id)")
+        cur.execute(
+            "select count(*) from raw.products p where exists"
+            " (select 1 from _stage_products s where s.item_id = p.item_id)"
+        )
         existing = cur.fetchone()[0]
         cur.execute(_UPSERT, {"load_id": load_id})
         upserted = cur.rowcount
@@ -337,9 +352,18 @@ def _write(conn: psycopg.Connection, load_id: str, base_url: str, good: list[tup
     return upserted, inserted, distinct - upserted, watermark
 
 
-def ingest_catalog(dsn: str, base_url: str, *, updated_since: datetime | None = None, page_size: int = 200,
-                   timeout_s: float = 5.0, max_retry_s: float = 60.0, incremental: bool = False,
-                   max_invalid_share: float = 0.5, load_id: str | None = None) -> CatalogLoadResult:
+def ingest_catalog(
+    dsn: str,
+    base_url: str,
+    *,
+    updated_since: datetime | None = None,
+    page_size: int = 200,
+    timeout_s: float = 5.0,
+    max_retry_s: float = 60.0,
+    incremental: bool = False,
+    max_invalid_share: float = 0.5,
+    load_id: str | None = None,
+) -> CatalogLoadResult:
     """Fetch the catalogue from ``base_url`` and upsert it into ``raw.products`` of ``dsn``.
 
     With ``updated_since`` None and ``incremental`` True, only records changed since the last
@@ -353,20 +377,32 @@ def ingest_catalog(dsn: str, base_url: str, *, updated_since: datetime | None = 
         ensure_catalog_tables(conn)
         if updated_since is None and incremental:
             updated_since = read_watermark(conn)
-        fetched = fetch_catalogue(base_url, updated_since=updated_since, page_size=page_size,
-                                  timeout_s=timeout_s, max_retry_s=max_retry_s)
+        fetched = fetch_catalogue(
+            base_url, updated_since=updated_since, page_size=page_size, timeout_s=timeout_s, max_retry_s=max_retry_s
+        )
         good, bad = _validate(fetched)
         total = len(fetched.records)
         if total and len(bad) / total > max_invalid_share:
             examples = "; ".join(reason for *_, reason in bad[:3])
             raise CatalogIngestError(
                 f"{len(bad)} of {total} catalogue records are invalid (limit {max_invalid_share:.0%}),"
-                f" has the API schema changed? e.g. {examples}")
+                f" has the API schema changed? e.g. {examples}"
+            )
         with conn.transaction():
             upserted, inserted, unchanged, watermark = _write(conn, load_id, base_url, good, bad, total)
     result = CatalogLoadResult(
-        load_id=load_id, fetched=total, upserted=upserted, inserted=inserted, updated=upserted - inserted,
-        unchanged=unchanged, quarantined=len(bad), pages=fetched.pages, retries=fetched.retries,
-        updated_since=updated_since, watermark=watermark, duration_s=round(time.monotonic() - started, 3))
+        load_id=load_id,
+        fetched=total,
+        upserted=upserted,
+        inserted=inserted,
+        updated=upserted - inserted,
+        unchanged=unchanged,
+        quarantined=len(bad),
+        pages=fetched.pages,
+        retries=fetched.retries,
+        updated_since=updated_since,
+        watermark=watermark,
+        duration_s=round(time.monotonic() - started, 3),
+    )
     log.info("catalog load %s: %s", load_id, result.as_dict())
     return result

@@ -59,9 +59,13 @@ def write_evaluation_artifacts(
         counts, edges = np.histogram(arr, bins=40) if arr.size else (np.zeros(0), np.zeros(0))
         hist[name] = {
             "n": int(arr.size),
-            "quantiles": dict(zip(["p01", "p25", "p50", "p75", "p99"],
-                                  np.quantile(arr, [0.01, 0.25, 0.5, 0.75, 0.99]).tolist() if arr.size else [],
-                                  strict=False)),
+            "quantiles": dict(
+                zip(
+                    ["p01", "p25", "p50", "p75", "p99"],
+                    np.quantile(arr, [0.01, 0.25, 0.5, 0.75, 0.99]).tolist() if arr.size else [],
+                    strict=False,
+                )
+            ),
             "counts": counts.tolist(),
             "edges": edges.tolist(),
         }

@@ -75,8 +75,14 @@ class Catalogue:
         products = default_products(sorted(items)) if self.products is None else self.products
         products = products[products["item_id"].astype(str).isin(items)]
         users = self.segments(ratings)
-        return build_inputs(ratings, users, products, repeat_purchases=self.repeat_purchases,
-                            exclude="interacted" if exclude_seen else "none", **dict(options or {}))
+        return build_inputs(
+            ratings,
+            users,
+            products,
+            repeat_purchases=self.repeat_purchases,
+            exclude="interacted" if exclude_seen else "none",
+            **dict(options or {}),
+        )
 
     def segments(self, ratings: pd.DataFrame) -> pd.DataFrame:
         """``user_id, segment`` of the users of ``ratings`` (segment unknown without a users mart)."""
@@ -105,9 +111,15 @@ def fit_weights(
         return BlendFit(DEFAULT_WEIGHTS.as_dict(), False, "no validation window: default weights")
     ratings = as_ratings(train)
     fit = fit_blend_options(
-        ratings, valid, catalogue.products, catalogue.segments(ratings), model=model,
-        repeat_purchases=catalogue.repeat_purchases, exclude="interacted" if exclude_seen else "none",
-        k=k, seed=seed,
+        ratings,
+        valid,
+        catalogue.products,
+        catalogue.segments(ratings),
+        model=model,
+        repeat_purchases=catalogue.repeat_purchases,
+        exclude="interacted" if exclude_seen else "none",
+        k=k,
+        seed=seed,
     )
     # nothing was chosen on validation: serve build_inputs' defaults, not the first candidate's options
     return fit if fit.fitted else dataclasses.replace(fit, options={})
@@ -130,8 +142,12 @@ def blend_record(fit: BlendFit) -> dict[str, Any]:
         "evaluations": int(fit.evaluations),
         "options": dict(fit.options),
         "candidates": [
-            {"options": dict(t["options"]), "weights": dict(t["weights"]),
-             "validation_ndcg": num(t["validation_ndcg"]), "fitted": bool(t["fitted"])}
+            {
+                "options": dict(t["options"]),
+                "weights": dict(t["weights"]),
+                "validation_ndcg": num(t["validation_ndcg"]),
+                "fitted": bool(t["fitted"]),
+            }
             for t in fit.trials
         ],
     }

@@ -107,7 +107,9 @@ def gate_decision(result: TrainResult) -> GateDecision:
     champion's figure is then optimistic (see ``train_tune_evaluate``).
     """
     gate = decide(
-        result.metrics, metric=result.primary_metric, margin=result.gate_margin,
+        result.metrics,
+        metric=result.primary_metric,
+        margin=result.gate_margin,
         champion_version=result.champion_version,
     )
     if result.split.get("champion_saw_test_data"):
@@ -125,10 +127,13 @@ def _log_trials(result: TrainResult, experiment_id: str) -> None:
     for trial in result.trials:
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{trial['index']:02d}", nested=True):
             mlflow.log_params(_stringify(trial["params"]))
-            mlflow.log_metrics({
-                f"valid_{key}": float(value) for key, value in trial["metrics"].items()
-                if isinstance(value, int | float) and math.isfinite(value)
-            })
+            mlflow.log_metrics(
+                {
+                    f"valid_{key}": float(value)
+                    for key, value in trial["metrics"].items()
+                    if isinstance(value, int | float) and math.isfinite(value)
+                }
+            )
             mlflow.log_metric("trial_seconds", float(trial["seconds"]))
             mlflow.set_tag("trial_index", str(trial["index"]))
 
@@ -145,7 +150,9 @@ def _log_dataset(result: TrainResult) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the source string matches several resolvers
         dataset = mlflow.data.from_pandas(
-            result.data, source=result.dataset_source, name=result.dataset_source,
+            result.data,
+            source=result.dataset_source,
+            name=result.dataset_source,
             digest=result.data_digest[:32],  # MLflow stores at most 36 characters; the tag has all 64
         )
     mlflow.log_input(dataset, context="training")
@@ -263,7 +270,9 @@ def log_and_register(
             _log_trials(result, experiment_id)
             if result.curves or result.trials or result.score_samples:
                 paths = write_evaluation_artifacts(
-                    Path(tmp) / "evaluation", curves=result.curves, trials=result.trials,
+                    Path(tmp) / "evaluation",
+                    curves=result.curves,
+                    trials=result.trials,
                     tuning_metric=str(result.params.get("tuning_metric", result.primary_metric)),
                     score_samples=result.score_samples,
                 )
@@ -296,7 +305,12 @@ def log_and_register(
     client.set_registered_model_alias(model_name, alias, version)
     log.info("registered %s v%s as @%s: %s", model_name, version, alias, reason)
     return RegisteredModel(
-        version=version, run_id=run_id, promoted=promoted, reason=reason, model_name=model_name, alias=alias,
+        version=version,
+        run_id=run_id,
+        promoted=promoted,
+        reason=reason,
+        model_name=model_name,
+        alias=alias,
         gate=gate.as_dict(),
     )
 
@@ -351,8 +365,14 @@ def load_champion(
                 path, which = _find_artifact(local, EVAL_FACTORS_ARTIFACT, "eval_factors.npz"), "eval"
         factors = FactorModel.load(path)
     trained_through = meta.get("eval_trained_through") if which == "eval" else meta.get("trained_through")
-    meta = {**meta, "version": str(mv.version), "run_id": mv.run_id, "tags": dict(mv.tags or {}),
-            "evaluation_factors": which, "factors_trained_through": trained_through}
+    meta = {
+        **meta,
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "tags": dict(mv.tags or {}),
+        "evaluation_factors": which,
+        "factors_trained_through": trained_through,
+    }
     return factors, meta, str(mv.version)
 
 

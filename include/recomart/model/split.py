@@ -162,9 +162,7 @@ def per_user_three_way_split(
     published 75/25 results).
     """
     rest, test = per_user_random_split(df, test_frac, seed, user_column=user_column, item_column=item_column)
-    train, valid = per_user_random_split(
-        rest, valid_frac, seed + 1, user_column=user_column, item_column=item_column
-    )
+    train, valid = per_user_random_split(rest, valid_frac, seed + 1, user_column=user_column, item_column=item_column)
     info = {
         "kind": "per_user_random",
         "test_frac": float(test_frac),

@@ -271,9 +271,7 @@ def _fit(df: pd.DataFrame, cfg: _FitConfig) -> tuple[FactorModel, Any, int]:
         u_codes, u_uniques = pd.factorize(pd.Series(users), sort=True)
         i_codes, i_uniques = pd.factorize(pd.Series(items), sort=True)
         rng = np.random.default_rng(cfg.seed)
-        nu, ni = sample_negatives(
-            u_codes, i_codes, len(i_uniques), cfg.negative_ratio, rng, cfg.negative_sampling
-        )
+        nu, ni = sample_negatives(u_codes, i_codes, len(i_uniques), cfg.negative_ratio, rng, cfg.negative_sampling)
         n_neg = len(nu)
         users = np.concatenate([users, np.asarray(u_uniques)[nu]])
         items = np.concatenate([items, np.asarray(i_uniques)[ni]])
@@ -296,8 +294,11 @@ def fit_factors(
     negative_sampling: str = "uniform",
 ) -> FactorModel:
     """Fit ``surprise.SVD(biased=True)`` on a ``user_id, item_id, rating`` frame and return its factors."""
-    svd = {key: value for key, value in {**DEFAULT_SVD_PARAMS, **(params or {})}.items()
-           if key not in ("biased", "random_state")}
+    svd = {
+        key: value
+        for key, value in {**DEFAULT_SVD_PARAMS, **(params or {})}.items()
+        if key not in ("biased", "random_state")
+    }
     cfg = _FitConfig(svd, int(seed), bool(implicit), float(negative_ratio), float(negative_rating), negative_sampling)
     return _fit(df, cfg)[0]
 
@@ -321,8 +322,11 @@ def _saw_test(trained_through: str | None, test: pd.DataFrame) -> bool | None:
     first_test = pd.to_datetime(test["event_timestamp"], utc=True).min()
     saw = bool(pd.Timestamp(trained_through) >= first_test)
     if saw:
-        log.warning("the champion was trained on data up to %s, past the test part's start %s: "
-                    "its test figures are optimistic", trained_through, first_test)
+        log.warning(
+            "the champion was trained on data up to %s, past the test part's start %s: its test figures are optimistic",
+            trained_through,
+            first_test,
+        )
     return saw
 
 
@@ -374,7 +378,11 @@ class TrainConfig:
     def fit_config(self, params: dict[str, Any]) -> _FitConfig:
         svd = {key: value for key, value in params.items() if key not in ("biased", "random_state")}
         return _FitConfig(
-            svd, int(self.seed), self.implicit, float(self.negative_ratio), float(self.negative_rating),
+            svd,
+            int(self.seed),
+            self.implicit,
+            float(self.negative_ratio),
+            float(self.negative_rating),
             self.negative_sampling,
         )
 
@@ -393,8 +401,14 @@ def _tune(split: Split, cfg: TrainConfig) -> tuple[dict[str, Any], list[dict[str
     def evaluate_params(params: dict[str, Any]) -> dict[str, float]:
         model, _, _ = _fit(split.train, cfg.fit_config(params))
         fitted[repr(sorted(params.items()))] = model
-        ev = evaluate_models(split.train, split.valid, {"model": model}, k=cfg.k,
-                             exclude_seen=cfg.seen_policy_exclude, block_size=cfg.block_size)
+        ev = evaluate_models(
+            split.train,
+            split.valid,
+            {"model": model},
+            k=cfg.k,
+            exclude_seen=cfg.seen_policy_exclude,
+            block_size=cfg.block_size,
+        )
         pop = {f"popularity_{key}": value for key, value in ev["metrics"]["popularity"].items()}
         return {**ev["metrics"]["model"], **pop}
 
@@ -403,8 +417,9 @@ def _tune(split: Split, cfg: TrainConfig) -> tuple[dict[str, Any], list[dict[str
     except ValueError as exc:  # validation part without a warm user: keep the base parameters
         log.warning("tuning skipped: %s", exc)
         return dict(cfg.base_params), [], None
-    trials = [{"index": tr.index, "params": tr.params, "metrics": tr.metrics, "seconds": tr.seconds}
-              for tr in tuned.trials]
+    trials = [
+        {"index": tr.index, "params": tr.params, "metrics": tr.metrics, "seconds": tr.seconds} for tr in tuned.trials
+    ]
     return tuned.best_params, trials, fitted.get(repr(sorted(tuned.best_params.items())))
 
 
@@ -489,8 +504,9 @@ def train_tune_evaluate(
     t = time.perf_counter()
     if train_model is None and not split.valid.empty:
         train_model = _fit(split.train, fit_cfg)[0]
-    fit = fit_weights(split.train, split.valid, train_model, cat, exclude_seen=cfg.seen_policy_exclude,
-                      k=cfg.k, seed=cfg.seed)
+    fit = fit_weights(
+        split.train, split.valid, train_model, cat, exclude_seen=cfg.seen_policy_exclude, k=cfg.k, seed=cfg.seed
+    )
     weights = BlendWeights.from_meta({"weights": fit.weights})
     timings["blend_fit_s"] = time.perf_counter() - t
 
@@ -501,15 +517,28 @@ def train_tune_evaluate(
     timings["fit_train_s"] = time.perf_counter() - t
     t = time.perf_counter()
     factor_models = {"svd": eval_model, **({"champion_svd": champion} if champion is not None else {})}
-    ev = evaluate_models(train_valid, split.test, factor_models, k=cfg.k, exclude_seen=cfg.seen_policy_exclude,
-                         block_size=cfg.block_size, seed=cfg.seed)
+    ev = evaluate_models(
+        train_valid,
+        split.test,
+        factor_models,
+        k=cfg.k,
+        exclude_seen=cfg.seen_policy_exclude,
+        block_size=cfg.block_size,
+        seed=cfg.seed,
+    )
     blends = {"model": Contender(weights, eval_model, fit.options)}
-    blends.update({COMPONENT_KEYS[c]: Contender(alone(c), None, fit.options)
-                   for c in cat.components() if c in COMPONENT_KEYS and c != "cf"})
+    blends.update(
+        {
+            COMPONENT_KEYS[c]: Contender(alone(c), None, fit.options)
+            for c in cat.components()
+            if c in COMPONENT_KEYS and c != "cf"
+        }
+    )
     if champion is not None:
         blends["champion"] = Contender(champion_weights or BlendWeights(), champion, dict(champion_options or {}))
-    bl = evaluate_blends(train_valid, eval_set(train_valid, split.test), blends, cat, k=cfg.k,
-                         exclude_seen=cfg.seen_policy_exclude)
+    bl = evaluate_blends(
+        train_valid, eval_set(train_valid, split.test), blends, cat, k=cfg.k, exclude_seen=cfg.seen_policy_exclude
+    )
     metrics = _merge_blend_metrics(ev["metrics"], bl["metrics"], {"model": "svd", "champion": "champion_svd"})
     timings["evaluate_s"] = time.perf_counter() - t
 
@@ -557,10 +586,20 @@ def train_tune_evaluate(
     }
     timings["total_s"] = time.perf_counter() - t0
     pm = cfg.primary_metric
-    log.info("blend %s=%.4f (svd %.4f) vs popularity %.4f%s; weights %s options %s (%s, %.1fs) after %d trials "
-             "in %.1fs", pm, metrics["model"][pm], metrics["svd"][pm], metrics["popularity"][pm],
-             f" vs champion {metrics['champion'][pm]:.4f}" if "champion" in metrics else "",
-             fit.weights, fit.options, fit.reason, timings["blend_fit_s"], len(trials), timings["total_s"])
+    log.info(
+        "blend %s=%.4f (svd %.4f) vs popularity %.4f%s; weights %s options %s (%s, %.1fs) after %d trials in %.1fs",
+        pm,
+        metrics["model"][pm],
+        metrics["svd"][pm],
+        metrics["popularity"][pm],
+        f" vs champion {metrics['champion'][pm]:.4f}" if "champion" in metrics else "",
+        fit.weights,
+        fit.options,
+        fit.reason,
+        timings["blend_fit_s"],
+        len(trials),
+        timings["total_s"],
+    )
     return TrainResult(
         model=model,
         eval_model=eval_model,

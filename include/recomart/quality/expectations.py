@@ -109,13 +109,21 @@ def _types(columns: dict[str, str | Sequence[str]], *, query_batch: bool = False
         note = f"column {column} exists with type {' or '.join(type_list)}"
         if query_batch:
             accepted = ", ".join(_lit(t.lower()) for t in type_list)
-            query = (f"select {_lit(column)} as column_name, actual_type from"
-                     f" (select pg_typeof({column})::text as actual_type from {{batch}} limit 1) as first_row"
-                     f" where actual_type not in ({accepted})")
+            query = (
+                f"select {_lit(column)} as column_name, actual_type from"
+                f" (select pg_typeof({column})::text as actual_type from {{batch}} limit 1) as first_row"
+                f" where actual_type not in ({accepted})"
+            )
             out.append(_no_rows(query, f"{column}_type", CRITICAL, note))
         else:
-            out.append(tag(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=type_list),
-                           f"{column}_type", CRITICAL, note))
+            out.append(
+                tag(
+                    gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=type_list),
+                    f"{column}_type",
+                    CRITICAL,
+                    note,
+                )
+            )
     return out
 
 
@@ -127,10 +135,18 @@ def _unique(column: str) -> Expectation:
     return tag(gxe.ExpectColumnValuesToBeUnique(column=column), f"{column}_unique", CRITICAL)
 
 
-def _between(column: str, name: str, severity: Severity, *, min_value: float | None = None,
-             max_value: float | None = None, strict_min: bool = False) -> Expectation:
-    exp = gxe.ExpectColumnValuesToBeBetween(column=column, min_value=min_value, max_value=max_value,
-                                            strict_min=strict_min)
+def _between(
+    column: str,
+    name: str,
+    severity: Severity,
+    *,
+    min_value: float | None = None,
+    max_value: float | None = None,
+    strict_min: bool = False,
+) -> Expectation:
+    exp = gxe.ExpectColumnValuesToBeBetween(
+        column=column, min_value=min_value, max_value=max_value, strict_min=strict_min
+    )
     bounds = f"{'>' if strict_min else '>='} {min_value}" if min_value is not None else ""
     if max_value is not None:
         bounds += f"{' and ' if bounds else ''}<= {max_value}"
@@ -146,10 +162,13 @@ def _no_rows(query: str, name: str, severity: Severity, note: str) -> Expectatio
 
 
 def _time_in_logical_day(column: str, key: str, timezone: str) -> Expectation:
-    query = (f"select {key}, {column}, _logical_date from {{batch}}"
-             f" where ({column} at time zone {_lit(timezone)})::date <> _logical_date")
-    return _no_rows(query, f"{column}_in_logical_day", CRITICAL,
-                    f"{column} falls on the row's logical date ({timezone})")
+    query = (
+        f"select {key}, {column}, _logical_date from {{batch}}"
+        f" where ({column} at time zone {_lit(timezone)})::date <> _logical_date"
+    )
+    return _no_rows(
+        query, f"{column}_in_logical_day", CRITICAL, f"{column} falls on the row's logical date ({timezone})"
+    )
 
 
 def _ledger_daily(feed: Feed, day: date | None) -> Expectation:
@@ -166,8 +185,12 @@ def _ledger_daily(feed: Feed, day: date | None) -> Expectation:
         " where coalesce(ledger.records_loaded, 0) <> coalesce(table_rows.rows_in_table, 0)"
         " order by 1"
     )
-    return _no_rows(query, "row_count_matches_ledger", CRITICAL,
-                    f"rows per _logical_date equal ops.loaded_files.records_loaded of feed {feed.name}")
+    return _no_rows(
+        query,
+        "row_count_matches_ledger",
+        CRITICAL,
+        f"rows per _logical_date equal ops.loaded_files.records_loaded of feed {feed.name}",
+    )
 
 
 def _ledger_snapshot(feed: Feed) -> Expectation:
@@ -180,14 +203,20 @@ def _ledger_snapshot(feed: Feed) -> Expectation:
         " table_rows.rows_in_table from table_rows left join latest on true"
         " where coalesce(latest.records_loaded, 0) <> table_rows.rows_in_table"
     )
-    return _no_rows(query, "row_count_matches_ledger", CRITICAL,
-                    f"row count equals records_loaded of the latest loaded ledger entry of feed {feed.name}")
+    return _no_rows(
+        query,
+        "row_count_matches_ledger",
+        CRITICAL,
+        f"row count equals records_loaded of the latest loaded ledger entry of feed {feed.name}",
+    )
 
 
 def _references(column: str, key: str, target: str, target_column: str, severity: Severity) -> Expectation:
     target_name = target.split(".")[-1]
-    query = (f"select {key}, {column} from {{batch}} where {column} is not null"
-             f" and {column} not in (select {target_column} from {target} where {target_column} is not null)")
+    query = (
+        f"select {key}, {column} from {{batch}} where {column} is not null"
+        f" and {column} not in (select {target_column} from {target} where {target_column} is not null)"
+    )
     return _no_rows(query, f"{column}_in_{target_name}", severity, f"every {column} exists in {target}")
 
 
@@ -198,8 +227,14 @@ def _feed_basics(feed: Feed, day: date | None = None) -> list[Expectation]:
     out = _types(types, query_batch=day is not None) + _not_null(feed.required_columns)
     for col in feed.columns:
         if col.choices:
-            out.append(tag(gxe.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(col.choices)),
-                           f"{col.name}_accepted_values", CRITICAL, f"one of {', '.join(col.choices)}"))
+            out.append(
+                tag(
+                    gxe.ExpectColumnValuesToBeInSet(column=col.name, value_set=list(col.choices)),
+                    f"{col.name}_accepted_values",
+                    CRITICAL,
+                    f"one of {', '.join(col.choices)}",
+                )
+            )
     return out
 
 
@@ -217,11 +252,19 @@ def _raw_events(feed: Feed, day: date | None, tables: set[str]) -> SuiteSpec:
     if day is None:
         exps.append(_not_empty())
     else:
-        query = ("select batch_rows.event_id, batch_rows._logical_date, other._logical_date as other_logical_date"
-                 f" from {{batch}} as batch_rows join raw.{feed.table} as other"
-                 " on other.event_id = batch_rows.event_id and other._logical_date <> batch_rows._logical_date")
-        exps.append(_no_rows(query, "event_id_unique_across_days", CRITICAL,
-                             "no event_id of the day is also loaded under another logical date"))
+        query = (
+            "select batch_rows.event_id, batch_rows._logical_date, other._logical_date as other_logical_date"
+            f" from {{batch}} as batch_rows join raw.{feed.table} as other"
+            " on other.event_id = batch_rows.event_id and other._logical_date <> batch_rows._logical_date"
+        )
+        exps.append(
+            _no_rows(
+                query,
+                "event_id_unique_across_days",
+                CRITICAL,
+                "no event_id of the day is also loaded under another logical date",
+            )
+        )
     if f"raw.{PRODUCTS_TABLE}" in tables:
         exps.append(_references("item_id", "event_id", f"raw.{PRODUCTS_TABLE}", "item_id", WARNING))
     if "raw.users" in tables:
@@ -235,17 +278,26 @@ def _raw_users(feed: Feed) -> SuiteSpec:
         _not_empty(),
         _ledger_snapshot(feed),
         *_not_null(["country", "segment"], WARNING),
-        tag(gxe.ExpectColumnValuesToBeInSet(column="segment", value_set=["consumer", "business", "wholesale"]),
-            "segment_accepted_values", WARNING, "consumer, business or wholesale"),
-        tag(gxe.ExpectColumnValuesToBeBetween(column="signup_date", min_value="2000-01-01"),
-            "signup_date_plausible", WARNING, "signup_date on or after 2000-01-01"),
+        tag(
+            gxe.ExpectColumnValuesToBeInSet(column="segment", value_set=["consumer", "business", "wholesale"]),
+            "segment_accepted_values",
+            WARNING,
+            "consumer, business or wholesale",
+        ),
+        tag(
+            gxe.ExpectColumnValuesToBeBetween(column="signup_date", min_value="2000-01-01"),
+            "signup_date_plausible",
+            WARNING,
+            "signup_date on or after 2000-01-01",
+        ),
     ]
     return SuiteSpec(f"raw.{feed.table}", "raw", feed.table, tuple(exps))
 
 
 def _raw_products() -> SuiteSpec:
-    exps = _types({"item_id": TEXT, "title": TEXT, "category": TEXT, "brand": TEXT, "price": NUMERIC,
-                   "updated_at": TIMESTAMPTZ}) + [
+    exps = _types(
+        {"item_id": TEXT, "title": TEXT, "category": TEXT, "brand": TEXT, "price": NUMERIC, "updated_at": TIMESTAMPTZ}
+    ) + [
         *_not_null(["item_id", "title", "category", "price", "updated_at"]),
         _unique("item_id"),
         _not_empty(),
@@ -262,12 +314,24 @@ def _raw_uci_orders(feed: Feed, day: date | None) -> SuiteSpec:
         _between("quantity", "quantity_plausible", WARNING, min_value=-10_000, max_value=10_000),
         _between("unit_price", "unit_price_range", CRITICAL, min_value=-1_000_000, max_value=1_000_000),
         _between("unit_price", "unit_price_non_negative", WARNING, min_value=0),
-        tag(gxe.ExpectColumnValuesToMatchRegex(column="invoice_no", regex=r"^[AC]?[0-9]{6}$"),
-            "invoice_no_format", WARNING, "six digits, C prefix for cancellations, A for adjustments"),
-        tag(gxe.ExpectColumnValuesToMatchRegex(column="customer_id", regex=r"^[0-9]+(\.0)?$"),
-            "customer_id_format", WARNING, "numeric id, optionally written as 17850.0"),
-        _no_rows("select invoice_no, stock_code, quantity from {batch} where invoice_no like 'C%' and quantity >= 0",
-                 "cancellation_quantity_negative", WARNING, "cancellation lines (C invoices) have quantity < 0"),
+        tag(
+            gxe.ExpectColumnValuesToMatchRegex(column="invoice_no", regex=r"^[AC]?[0-9]{6}$"),
+            "invoice_no_format",
+            WARNING,
+            "six digits, C prefix for cancellations, A for adjustments",
+        ),
+        tag(
+            gxe.ExpectColumnValuesToMatchRegex(column="customer_id", regex=r"^[0-9]+(\.0)?$"),
+            "customer_id_format",
+            WARNING,
+            "numeric id, optionally written as 17850.0",
+        ),
+        _no_rows(
+            "select invoice_no, stock_code, quantity from {batch} where invoice_no like 'C%' and quantity >= 0",
+            "cancellation_quantity_negative",
+            WARNING,
+            "cancellation lines (C invoices) have quantity < 0",
+        ),
         _time_in_logical_day("invoice_date", "invoice_no", feed.timezone),
         _ledger_daily(feed, day),
     ]
@@ -282,8 +346,9 @@ def raw_table_names(dataset: str) -> list[str]:
     return names + [PRODUCTS_TABLE] if dataset == "generated" else names
 
 
-def raw_suites(dataset: str, *, logical_date: date | None = None, tables: Iterable[str] | None = None,
-               existing: Iterable[str] = ()) -> list[SuiteSpec]:
+def raw_suites(
+    dataset: str, *, logical_date: date | None = None, tables: Iterable[str] | None = None, existing: Iterable[str] = ()
+) -> list[SuiteSpec]:
     """Suites of the raw tables of ``dataset``.
 
     ``logical_date`` restricts daily-partitioned tables to that date (snapshot tables are checked
@@ -314,17 +379,33 @@ def raw_suites(dataset: str, *, logical_date: date | None = None, tables: Iterab
 
 # --- mart suites ------------------------------------------------------------------------------
 def _user_item_ratings() -> SuiteSpec:
-    exps = _types({"user_id": TEXT, "item_id": TEXT, "rating": DOUBLE, "interactions": INTEGER,
-                   "purchases": INTEGER, "last_interaction_at": TIMESTAMPTZ, "event_timestamp": TIMESTAMPTZ}) + [
+    exps = _types(
+        {
+            "user_id": TEXT,
+            "item_id": TEXT,
+            "rating": DOUBLE,
+            "interactions": INTEGER,
+            "purchases": INTEGER,
+            "last_interaction_at": TIMESTAMPTZ,
+            "event_timestamp": TIMESTAMPTZ,
+        }
+    ) + [
         *_not_null(["user_id", "item_id", "rating", "interactions", "purchases", "event_timestamp"]),
-        tag(gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id"]), "user_item_unique", CRITICAL,
-            "one row per user x item"),
+        tag(
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id"]),
+            "user_item_unique",
+            CRITICAL,
+            "one row per user x item",
+        ),
         _not_empty(),
         _between("rating", "rating_range", CRITICAL, min_value=1, max_value=5),
         _between("interactions", "interactions_min", CRITICAL, min_value=1),
         _between("purchases", "purchases_non_negative", CRITICAL, min_value=0),
-        tag(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="interactions", column_B="purchases", or_equal=True),
-            "purchases_le_interactions", CRITICAL),
+        tag(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="interactions", column_B="purchases", or_equal=True),
+            "purchases_le_interactions",
+            CRITICAL,
+        ),
         _between("score", "score_positive", WARNING, min_value=0, strict_min=True),
         _references("user_id", "item_id", "marts.user_features", "user_id", WARNING),
         _references("item_id", "user_id", "marts.item_features", "item_id", WARNING),
@@ -334,8 +415,17 @@ def _user_item_ratings() -> SuiteSpec:
 
 def _user_features(dataset: str) -> SuiteSpec:
     counts = ["frequency", "monetary", "distinct_items"]
-    exps = _types({"user_id": TEXT, "event_timestamp": TIMESTAMPTZ, "recency_days": DOUBLE, "frequency": INTEGER,
-                   "monetary": DOUBLE, "distinct_items": INTEGER, "days_since_first_seen": DOUBLE}) + [
+    exps = _types(
+        {
+            "user_id": TEXT,
+            "event_timestamp": TIMESTAMPTZ,
+            "recency_days": DOUBLE,
+            "frequency": INTEGER,
+            "monetary": DOUBLE,
+            "distinct_items": INTEGER,
+            "days_since_first_seen": DOUBLE,
+        }
+    ) + [
         *_not_null(["user_id", "event_timestamp", *counts]),
         _unique("user_id"),
         _not_empty(),
@@ -343,35 +433,67 @@ def _user_features(dataset: str) -> SuiteSpec:
         _between("days_since_first_seen", "days_since_first_seen_non_negative", WARNING, min_value=0),
     ]
     if dataset == "generated":
-        exps.append(tag(gxe.ExpectColumnValuesToBeInSet(column="segment", value_set=["consumer", "business",
-                                                                                      "wholesale"]),
-                        "segment_accepted_values", WARNING))
+        exps.append(
+            tag(
+                gxe.ExpectColumnValuesToBeInSet(column="segment", value_set=["consumer", "business", "wholesale"]),
+                "segment_accepted_values",
+                WARNING,
+            )
+        )
     return SuiteSpec("marts.user_features", "marts", "user_features", tuple(exps))
 
 
 def _item_features() -> SuiteSpec:
     counts = ["pop_7d", "pop_30d", "pop_90d", "distinct_buyers"]
-    exps = _types({"item_id": TEXT, "event_timestamp": TIMESTAMPTZ, **dict.fromkeys(counts, INTEGER),
-                   "revenue": DOUBLE, "price": DOUBLE, "price_band": TEXT, "content_text": TEXT}) + [
+    exps = _types(
+        {
+            "item_id": TEXT,
+            "event_timestamp": TIMESTAMPTZ,
+            **dict.fromkeys(counts, INTEGER),
+            "revenue": DOUBLE,
+            "price": DOUBLE,
+            "price_band": TEXT,
+            "content_text": TEXT,
+        }
+    ) + [
         *_not_null(["item_id", "event_timestamp", *counts, "revenue", "price_band", "content_text"]),
         _unique("item_id"),
         _not_empty(),
         *[_between(c, f"{c}_non_negative", CRITICAL, min_value=0) for c in [*counts, "revenue"]],
-        tag(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="pop_30d", column_B="pop_7d", or_equal=True),
-            "pop_30d_ge_pop_7d", CRITICAL),
-        tag(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="pop_90d", column_B="pop_30d", or_equal=True),
-            "pop_90d_ge_pop_30d", CRITICAL),
+        tag(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="pop_30d", column_B="pop_7d", or_equal=True),
+            "pop_30d_ge_pop_7d",
+            CRITICAL,
+        ),
+        tag(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="pop_90d", column_B="pop_30d", or_equal=True),
+            "pop_90d_ge_pop_30d",
+            CRITICAL,
+        ),
         _between("price", "price_positive", CRITICAL, min_value=0, strict_min=True),
-        tag(gxe.ExpectColumnValuesToBeInSet(column="price_band",
-                                            value_set=["budget", "mid", "upper", "premium", "unknown"]),
-            "price_band_accepted_values", CRITICAL),
+        tag(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="price_band", value_set=["budget", "mid", "upper", "premium", "unknown"]
+            ),
+            "price_band_accepted_values",
+            CRITICAL,
+        ),
     ]
     return SuiteSpec("marts.item_features", "marts", "item_features", tuple(exps))
 
 
 def _dim_products() -> SuiteSpec:
-    exps = _types({"item_id": TEXT, "title": TEXT, "category": TEXT, "brand": TEXT,
-                   "price": (NUMERIC, "NUMERIC(12, 4)"), "in_catalog": BOOLEAN, "event_timestamp": TIMESTAMPTZ}) + [
+    exps = _types(
+        {
+            "item_id": TEXT,
+            "title": TEXT,
+            "category": TEXT,
+            "brand": TEXT,
+            "price": (NUMERIC, "NUMERIC(12, 4)"),
+            "in_catalog": BOOLEAN,
+            "event_timestamp": TIMESTAMPTZ,
+        }
+    ) + [
         *_not_null(["item_id", "in_catalog", "event_timestamp"]),
         _unique("item_id"),
         _not_empty(),
@@ -390,6 +512,10 @@ def mart_suites(dataset: str, *, tables: Iterable[str] | None = None) -> list[Su
     unknown = wanted - set(MART_TABLES)
     if unknown:
         raise ValueError(f"no mart suites for {sorted(unknown)}")
-    builders = {"user_item_ratings": _user_item_ratings, "user_features": lambda: _user_features(dataset),
-                "item_features": _item_features, "dim_products": _dim_products}
+    builders = {
+        "user_item_ratings": _user_item_ratings,
+        "user_features": lambda: _user_features(dataset),
+        "item_features": _item_features,
+        "dim_products": _dim_products,
+    }
     return [builders[t]() for t in MART_TABLES if t in wanted]

@@ -130,12 +130,16 @@ class ValidationSummary:
 
     def failed(self, severity: str | None = None) -> set[tuple[str, str]]:
         """``(suite, name)`` of the failed expectations (of ``severity`` if given)."""
-        return {(o.suite, o.name) for o in self.outcomes
-                if not o.success and (severity is None or o.severity == severity)}
+        return {
+            (o.suite, o.name) for o in self.outcomes if not o.success and (severity is None or o.severity == severity)
+        }
 
     def failure_message(self) -> str:
-        lines = [f"data quality: critical expectations failed ({self.scope}, data set {self.dataset}"
-                 + (f", logical date {self.logical_date}" if self.logical_date else "") + ")"]
+        lines = [
+            f"data quality: critical expectations failed ({self.scope}, data set {self.dataset}"
+            + (f", logical date {self.logical_date}" if self.logical_date else "")
+            + ")"
+        ]
         for suite in dict.fromkeys(o.suite for o in self.critical_failures):
             failures = [o.describe() for o in self.critical_failures if o.suite == suite]
             lines.append(f"  suite {suite}: " + "; ".join(failures))
@@ -191,8 +195,15 @@ def validate_marts(
 
 
 # --- running --------------------------------------------------------------------------------
-def _validate(scope: str, dataset: str, dsn: str, suites: list[SuiteSpec], docs_dir: Path | None,
-              logical_date: date | None, existing: set[str]) -> ValidationSummary:
+def _validate(
+    scope: str,
+    dataset: str,
+    dsn: str,
+    suites: list[SuiteSpec],
+    docs_dir: Path | None,
+    logical_date: date | None,
+    existing: set[str],
+) -> ValidationSummary:
     started = time.monotonic()
     present = [s for s in suites if s.qualified_table in existing]
     outcomes = [_missing_table(s) for s in suites if s.qualified_table not in existing]
@@ -223,8 +234,9 @@ def _validate(scope: str, dataset: str, dsn: str, suites: list[SuiteSpec], docs_
             _dispose(datasource)
         if docs_dir is not None:
             docs_index = _build_docs(context, Path(docs_dir), result_ids)
-    summary = ValidationSummary(scope, dataset, outcomes, logical_date, docs_index,
-                                time.monotonic() - started, suite_seconds)
+    summary = ValidationSummary(
+        scope, dataset, outcomes, logical_date, docs_index, time.monotonic() - started, suite_seconds
+    )
     _log(summary)
     if not summary.success:
         raise DataQualityError(summary)
@@ -307,8 +319,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def _missing_table(spec: SuiteSpec) -> ExpectationOutcome:
-    return ExpectationOutcome(suite=spec.name, name="table_exists", severity=CRITICAL, success=False,
-                              expectation_type="table_exists", error=f"table {spec.qualified_table} does not exist")
+    return ExpectationOutcome(
+        suite=spec.name,
+        name="table_exists",
+        severity=CRITICAL,
+        success=False,
+        expectation_type="table_exists",
+        error=f"table {spec.qualified_table} does not exist",
+    )
 
 
 def _log(summary: ValidationSummary) -> None:
@@ -316,10 +334,18 @@ def _log(summary: ValidationSummary) -> None:
         log.warning("data quality warning: suite %s: %s", o.suite, o.describe())
     for o in summary.critical_failures:
         log.error("data quality CRITICAL: suite %s: %s", o.suite, o.describe())
-    log.info("data quality %s (%s%s): %d expectations, %d critical failures, %d warnings in %.1fs %s%s",
-             summary.scope, summary.dataset, f" {summary.logical_date}" if summary.logical_date else "",
-             len(summary.outcomes), len(summary.critical_failures), len(summary.warnings), summary.seconds,
-             summary.suite_seconds, f"; Data Docs {summary.docs_index}" if summary.docs_index else "")
+    log.info(
+        "data quality %s (%s%s): %d expectations, %d critical failures, %d warnings in %.1fs %s%s",
+        summary.scope,
+        summary.dataset,
+        f" {summary.logical_date}" if summary.logical_date else "",
+        len(summary.outcomes),
+        len(summary.critical_failures),
+        len(summary.warnings),
+        summary.seconds,
+        summary.suite_seconds,
+        f"; Data Docs {summary.docs_index}" if summary.docs_index else "",
+    )
 
 
 # --- Postgres helpers -----------------------------------------------------------------------
@@ -342,8 +368,9 @@ def sqlalchemy_url(dsn: str) -> str:
 def _existing_tables(dsn: str, names: Iterable[str]) -> set[str]:
     """The ``schema.table`` names of ``names`` that exist."""
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("select n from unnest(%s::text[]) as n where to_regclass(n) is not null",
-                            (sorted(set(names)),)).fetchall()
+        rows = conn.execute(
+            "select n from unnest(%s::text[]) as n where to_regclass(n) is not null", (sorted(set(names)),)
+        ).fetchall()
     return {r[0] for r in rows}
 
 
@@ -361,13 +388,17 @@ def _context(docs_dir: Path | None):
         store_root = str(Path(docs_dir).resolve() / "_gx")
         for store, base in (("expectations_store", "expectations/"), ("validation_results_store", "validations/")):
             defaults.stores[store]["store_backend"] = {
-                "class_name": "TupleFilesystemStoreBackend", "root_directory": store_root, "base_directory": base,
+                "class_name": "TupleFilesystemStoreBackend",
+                "root_directory": store_root,
+                "base_directory": base,
             }
         sites[DOCS_SITE] = {
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(Path(docs_dir).resolve())},
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(Path(docs_dir).resolve()),
+            },
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         }
     config = DataContextConfig(

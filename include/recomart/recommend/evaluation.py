@@ -82,8 +82,13 @@ def top_items(
             else:
                 ex_r, ex_c = _excluded_cells(inputs.exclude, r)
                 comps = component_scores(
-                    inputs, r, model=model if with_model else None, model_rows=model_rows[sel] if with_model else None,
-                    item_rows=item_rows, items_csc=items_csc, needed=needed,
+                    inputs,
+                    r,
+                    model=model if with_model else None,
+                    model_rows=model_rows[sel] if with_model else None,
+                    item_rows=item_rows,
+                    items_csc=items_csc,
+                    needed=needed,
                 )
                 scores = blend(comps, weights, ex_r, ex_c)
             b, c, _ = _select(scores, k, inputs.exclude, r)
