@@ -8,8 +8,9 @@ and raise :class:`DataQualityError` when a ``critical`` expectation fails; faile
 logged and returned.
 
 With ``docs_dir`` the suites and results are kept under ``docs_dir/_gx`` and GX Data Docs are
-built into ``docs_dir`` (``index.html``); the last :data:`KEEP_RESULTS` results of each suite are
-kept.  The GX context itself is ephemeral: the warehouse DSN is never written to disk.
+built into ``docs_dir`` (``index.html``), rendering offline (:mod:`recomart.quality.docs_assets`);
+the last :data:`KEEP_RESULTS` results of each suite are kept.  The GX context itself is ephemeral:
+the warehouse DSN is never written to disk.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from great_expectations.data_context.types.resource_identifiers import (
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
+from recomart.quality.docs_assets import localise_docs
 from recomart.quality.expectations import (
     CRITICAL,
     SAMPLE_SIZE,
@@ -426,7 +428,9 @@ def _docs_lock(docs_dir: Path | None) -> Iterator[None]:
 
 
 def _build_docs(context, docs_dir: Path, resource_ids: list) -> str:
+    """Build the Data Docs site and point its pages at local copies of their scripts and styles."""
     context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=resource_ids or None)
+    localise_docs(docs_dir)
     return str(Path(docs_dir).resolve() / "index.html")
 
 
