@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # `recomart test -m unit -q`: every option after `test` belongs to pytest, in order
+        args.pytest_args = [*unknown, *args.pytest_args]
     return args.func(args)
 
 
