@@ -6,8 +6,13 @@ Pages through the catalog HTTP API (connection `recomart_catalog_api`) and upser
 * Timeouts, exponential back-off with jitter, `Retry-After`, and a cap on the total retry time.
 * Each record is validated; invalid ones go to `quarantine.products` with the reason.
 * A run commits a complete snapshot of what it fetched, or nothing.
-* Incremental by default: only products updated since the last successful run (watermark in `ops`).
-  Tick `full_refresh` in the trigger form to fetch everything.
+* Every page comes from one snapshot of the catalogue (pinned by the API); if the catalogue changes
+  too often to read one whole, the run fails rather than commit an incomplete catalogue.
+* Incremental by default: products updated since the last successful run (watermark in `ops`), plus
+  the quarantined products, re-fetched by id until a valid record of each arrives.
+* A full snapshot whenever the last one is `RECOMART_CATALOG_FULL_SNAPSHOT_HOURS` (default 24, at most
+  24) old at the run's data interval end, or when `full_refresh` is ticked in the trigger form:
+  products absent from it are marked inactive (never deleted); a product that reappears is active again.
 
 Emits `recomart_raw_products`, which starts `transform`.
 """
@@ -33,18 +38,23 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, catalog_base_url, fail_fas
             False,
             type="boolean",
             title="Full refresh",
-            description="Ignore the watermark and fetch the whole catalogue.",
+            description="Take a full snapshot now: fetch the whole catalogue and mark absent products inactive.",
         ),
     },
 )
 def ingest_catalog():
     @task
-    def fetch_and_upsert_products(params=None) -> dict:
-        """Fetch the catalogue pages and upsert them in one transaction."""
+    def fetch_and_upsert_products(params=None, data_interval_end=None) -> dict:
+        """Fetch the catalogue pages and upsert them in one transaction (a full snapshot when due)."""
+        from recomart.config import settings
         from recomart.pipeline import ingest_catalog_snapshot
 
         return ingest_catalog_snapshot(
-            warehouse_dsn(), catalog_base_url(), full_refresh=bool(params.get("full_refresh"))
+            warehouse_dsn(),
+            catalog_base_url(),
+            full_refresh=bool(params.get("full_refresh")),
+            full_snapshot_hours=settings().catalog_full_snapshot_hours,
+            as_of=data_interval_end,
         )
 
     @task(outlets=[RAW_PRODUCTS])

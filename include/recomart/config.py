@@ -41,6 +41,7 @@ class Settings:
     uci_dir: Path
     catalog_api_host: str
     catalog_api_port: int
+    catalog_full_snapshot_hours: float
     airflow_api_host: str
     airflow_port: int
     mlflow_port: int
@@ -149,6 +150,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         uci_dir=Path(_env("RECOMART_UCI_DIR", str(root.parent / "shared/data/uci-online-retail/by-day"))),
         catalog_api_host=_env("RECOMART_CATALOG_HOST", "127.0.0.1"),
         catalog_api_port=int(_env("RECOMART_CATALOG_PORT", "8765")),
+        catalog_full_snapshot_hours=float(_env("RECOMART_CATALOG_FULL_SNAPSHOT_HOURS", "24")),
         airflow_api_host=_env("RECOMART_AIRFLOW_API_HOST", "127.0.0.1"),
         airflow_port=int(_env("RECOMART_AIRFLOW_PORT", "8080")),
         mlflow_port=int(_env("RECOMART_MLFLOW_PORT", "5000")),

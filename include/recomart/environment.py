@@ -62,6 +62,7 @@ def service_env(s: Settings) -> dict[str, str]:
         "RECOMART_UCI_DIR": str(s.uci_dir),
         "RECOMART_CATALOG_HOST": s.catalog_api_host,
         "RECOMART_CATALOG_PORT": str(s.catalog_api_port),
+        "RECOMART_CATALOG_FULL_SNAPSHOT_HOURS": str(s.catalog_full_snapshot_hours),
         "RECOMART_MODEL_NAME": s.model_name,
         "RECOMART_FEAST_PROJECT": s.feast_project,
         "RECOMART_TRAIN_MODE": s.train_mode,

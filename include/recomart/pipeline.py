@@ -145,11 +145,21 @@ def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict:
     }
 
 
-def ingest_catalog_snapshot(dsn: str, base_url: str, *, full_refresh: bool) -> dict:
-    """Fetch the catalogue (incrementally unless ``full_refresh``) and upsert ``raw.products``."""
-    from recomart.ingest.catalog import ingest_catalog
+def ingest_catalog_snapshot(
+    dsn: str,
+    base_url: str,
+    *,
+    full_refresh: bool,
+    full_snapshot_hours: float = 24.0,
+    as_of: datetime | None = None,
+) -> dict:
+    """Fetch the catalogue and bring ``raw.products`` up to date: incrementally, unless ``full_refresh``
+    or the last full snapshot is ``full_snapshot_hours`` or more older than ``as_of`` (the run's data
+    interval end; default now), when a full snapshot also marks absent products inactive."""
+    from recomart.ingest.catalog import full_snapshot_interval, ingest_catalog
 
-    result = ingest_catalog(dsn, base_url, incremental=not full_refresh)
+    every = full_snapshot_interval(full_snapshot_hours)
+    result = ingest_catalog(dsn, base_url, incremental=not full_refresh, full_snapshot_every=every, as_of=as_of)
     return result.as_dict()
 
 

@@ -65,7 +65,7 @@ def catalog_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(catalog_csv: Path) -> Iterator[str]:
-    with serve_in_thread(catalog_csv) as url:
+    with serve_in_thread(catalog_csv, enable_faults=True) as url:
         yield url
 
 

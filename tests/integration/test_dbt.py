@@ -36,7 +36,8 @@ create table raw.users (
 create table raw.products (
     item_id text primary key, title text, description text, category text, brand text,
     price numeric, updated_at timestamptz, payload jsonb, _load_id text,
-    _loaded_at timestamptz default now()
+    _loaded_at timestamptz default now(), active boolean not null default true, deactivated_at timestamptz,
+    deactivated_by_load text
 );
 insert into raw.products (item_id, title, description, category, brand, price, updated_at, _load_id) values
     ('p1', 'Chef Knife', 'Sharp steel knife', 'kitchen', 'acme', 10, '2024-01-01 00:00+00', 'c1'),
@@ -69,7 +70,8 @@ create table raw.uci_orders (
 create table raw.products (
     item_id text primary key, title text, description text, category text, brand text,
     price numeric, updated_at timestamptz, payload jsonb, _load_id text,
-    _loaded_at timestamptz default now()
+    _loaded_at timestamptz default now(), active boolean not null default true, deactivated_at timestamptz,
+    deactivated_by_load text
 );
 insert into raw.products (item_id, title, description, price, updated_at, _load_id) values
     ('85123A', 'WHITE HANGING HEART T-LIGHT HOLDER', 'WHITE HANGING HEART T-LIGHT HOLDER', 2.55, '2011-01-01', 'c1'),

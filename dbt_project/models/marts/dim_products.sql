@@ -1,7 +1,11 @@
 {#
-    One row per product: the catalog, plus products that appear in the
-    interactions but not (yet) in the catalog, described from the feed itself
-    (UCI: most frequent order-line description and median unit price).
+    One row per product that can be recommended: the active catalog, plus
+    products that appear in the interactions but not (yet) in the catalog,
+    described from the feed itself (UCI: most frequent order-line description
+    and median unit price). Products the catalog marked inactive (gone from
+    its last full snapshot) are left out, also when the feed mentions them,
+    so nothing downstream (item_features, user_item_ratings, the
+    recommender) sees them.
 #}
 
 with
@@ -15,6 +19,14 @@ as_of as (
 catalog as (
 
     select * from {{ ref('stg_catalog__products') }}
+    where is_active
+
+),
+
+inactive as (
+
+    select item_id from {{ ref('stg_catalog__products') }}
+    where not is_active
 
 ),
 
@@ -27,7 +39,10 @@ observed as (
             order by unit_price
         ) filter (where unit_price > 0) as observed_price
 
-    from {{ ref('int_interactions') }}
+    from {{ ref('int_interactions') }} as interactions
+    where not exists (
+        select 1 from inactive where inactive.item_id = interactions.item_id
+    )
     group by item_id
 
 ),

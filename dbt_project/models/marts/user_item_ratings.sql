@@ -28,6 +28,9 @@ interactions as (
         as_of.as_of
 
     from {{ ref('int_interactions') }} as interactions
+    -- only products of dim_products: a product the catalog marked inactive is
+    -- neither trained on nor a candidate of the recommender
+    inner join {{ ref('dim_products') }} as products on interactions.item_id = products.item_id
     cross join as_of
     where interactions.event_time <= as_of.as_of
 
