@@ -16,14 +16,38 @@ SCHEMAS = ("raw", "quarantine", "staging", "intermediate", "marts", "snapshots",
 RUN_METADATA_COLUMNS: dict[str, set[str]] = {
     "*": {"_load_id", "_loaded_at", "load_id", "loaded_at", "quarantined_at"},
     "ops.loaded_files": {"started_at", "finished_at"},
-    # the watermark itself is business state; the counts describe the last run (full, then incremental)
-    "ops.catalog_watermark": {"last_load_id", "last_success_at", "fetched", "upserted", "unchanged", "quarantined"},
+    # the watermark itself is business state; the rest describes the last run (full, then incremental)
+    # and the last full snapshot (when, which run)
+    "ops.catalog_watermark": {
+        "last_load_id",
+        "last_success_at",
+        "fetched",
+        "upserted",
+        "unchanged",
+        "quarantined",
+        "mode",
+        "resolved",
+        "deactivated",
+        "reactivated",
+        "last_full_at",
+        "last_full_load_id",
+    },
+    "raw.products": {"deactivated_at", "deactivated_by_load"},
+    "quarantine.products": {"resolved_at", "resolved_by_load"},
+    "staging.stg_catalog__products": {"deactivated_at", "deactivated_by_load_id"},
     "reco.user_recommendations": {"generation_id", "model_version"},
     "reco.user_recommendations_enriched": {"generation_id", "model_version"},
     "reco.popular_items": {"generation_id"},
     "reco.similar_items": {"generation_id"},
     "reco.similar_items_enriched": {"generation_id"},
-    "snapshots.snap_catalog__products": {"dbt_scd_id", "dbt_updated_at", "dbt_valid_from", "dbt_valid_to"},
+    "snapshots.snap_catalog__products": {
+        "dbt_scd_id",
+        "dbt_updated_at",
+        "dbt_valid_from",
+        "dbt_valid_to",
+        "deactivated_at",
+        "deactivated_by_load_id",
+    },
 }
 
 # Append-only logs: every run adds a row by design.

@@ -29,19 +29,22 @@ from raw.products
 """
 
 
-def _csv_rows(path: Path) -> list[dict[str, str]]:
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a ``products.csv``."""
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
-def _expected(rows: list[dict[str, str]]) -> set[tuple[str, ...]]:
+def expected_rows(rows: list[dict[str, str]]) -> set[tuple[str, ...]]:
+    """The business columns of ``products.csv`` rows, as :func:`table_rows` reads them back."""
     return {
         (r["item_id"], r["title"], r["description"], r["category"], r["brand"], r["price"], r["updated_at"])
         for r in rows
     }
 
 
-def _table(dsn: str) -> set[tuple[str, ...]]:
+def table_rows(dsn: str) -> set[tuple[str, ...]]:
+    """The business columns of ``raw.products`` as text."""
     with psycopg.connect(dsn) as conn:
         return set(conn.execute(_BUSINESS_SQL).fetchall())
 
@@ -96,11 +99,11 @@ def dsn(warehouse_dsn: str) -> str:
 def test_full_load_matches_the_csv_and_a_rerun_changes_nothing(
     dsn: str, api: str, catalog_csv: Path, faults: Callable[..., dict]
 ) -> None:
-    rows = _csv_rows(catalog_csv)
+    rows = csv_rows(catalog_csv)
     first = ingest_catalog(dsn, api, page_size=100)
     assert (first.fetched, first.inserted, first.updated, first.quarantined) == (len(rows), len(rows), 0, 0)
     assert first.pages == math.ceil(len(rows) / 100) and first.retries == 0
-    assert _table(dsn) == _expected(rows)
+    assert table_rows(dsn) == expected_rows(rows)
     assert first.watermark == max(datetime.fromisoformat(r["updated_at"]).replace(tzinfo=UTC) for r in rows)
     before = _state(dsn)
 
@@ -108,13 +111,13 @@ def test_full_load_matches_the_csv_and_a_rerun_changes_nothing(
     assert (second.fetched, second.upserted, second.unchanged) == (len(rows), 0, len(rows))
     after = _state(dsn)
     assert after[0] == before[0]  # business columns, payload, _load_id and _loaded_at all untouched
-    assert _table(dsn) == _expected(rows)
+    assert table_rows(dsn) == expected_rows(rows)
 
 
 def test_survives_500s_and_429_with_retry_after(
     dsn: str, api: str, catalog_csv: Path, faults: Callable[..., dict]
 ) -> None:
-    rows = _csv_rows(catalog_csv)
+    rows = csv_rows(catalog_csv)
     faults(error_next=2, rate_limit_next=1, retry_after_s=1)
     started = time.monotonic()
     result = ingest_catalog(dsn, api, page_size=100, max_retry_s=30)
@@ -122,13 +125,13 @@ def test_survives_500s_and_429_with_retry_after(
     assert result.retries == 3 and result.fetched == len(rows)
     served = httpx.get(f"{api}/admin/faults", timeout=5).json()["stats"]
     assert (served["error"], served["rate_limit"]) == (2, 1)
-    assert _table(dsn) == _expected(rows)
+    assert table_rows(dsn) == expected_rows(rows)
 
 
 def test_survives_random_errors_truncated_json_and_timeouts(
     dsn: str, api: str, catalog_csv: Path, faults: Callable[..., dict]
 ) -> None:
-    rows = _csv_rows(catalog_csv)
+    rows = csv_rows(catalog_csv)
     faults(
         seed=5,
         error_rate=0.2,
@@ -143,7 +146,7 @@ def test_survives_random_errors_truncated_json_and_timeouts(
     served = httpx.get(f"{api}/admin/faults", timeout=5).json()["stats"]
     assert served.get("slow") == 1 and served.get("truncate", 0) >= 1 and served.get("error", 0) >= 1
     assert result.retries == served["requests"] - result.pages >= 3
-    assert result.fetched == len(rows) and _table(dsn) == _expected(rows)
+    assert result.fetched == len(rows) and table_rows(dsn) == expected_rows(rows)
 
 
 def test_api_down_fails_within_the_retry_budget_and_commits_nothing(
@@ -171,7 +174,7 @@ def test_schema_change_fails_the_run_and_commits_nothing(dsn: str, api: str, fau
 def test_invalid_records_are_quarantined_with_reason_and_payload(
     dsn: str, api: str, catalog_csv: Path, faults: Callable[..., dict]
 ) -> None:
-    rows = _csv_rows(catalog_csv)
+    rows = csv_rows(catalog_csv)
     faults(seed=3, invalid_rate=0.1)
     result = ingest_catalog(dsn, api, page_size=100)
     assert 0 < result.quarantined < len(rows) * 0.25
@@ -183,13 +186,13 @@ def test_invalid_records_are_quarantined_with_reason_and_payload(
     assert len(quarantined) == result.quarantined
     bad_ids = {json.loads(raw)["item_id"] for raw, *_ in quarantined}
     assert all(reason and source.startswith(api) and line >= 1 for _, reason, source, line in quarantined)
-    assert _table(dsn) == {row for row in _expected(rows) if row[0] not in bad_ids}
+    assert table_rows(dsn) == {row for row in expected_rows(rows) if row[0] not in bad_ids}
 
 
 def test_incremental_run_fetches_only_changes_since_the_watermark(dsn: str, catalog_csv: Path, tmp_path: Path) -> None:
     served = tmp_path / "products.csv"
     shutil.copy(catalog_csv, served)
-    rows = _csv_rows(served)
+    rows = csv_rows(served)
     with serve_in_thread(served) as url:
         full = ingest_catalog(dsn, url, page_size=100, incremental=True)
         assert full.updated_since is None and full.inserted == len(rows)
@@ -210,4 +213,4 @@ def test_incremental_run_fetches_only_changes_since_the_watermark(dsn: str, cata
     assert (delta.updated, delta.inserted) == (3, 1)
     assert delta.fetched - delta.upserted <= 3  # only records at the old watermark are re-fetched
     assert delta.watermark == datetime.fromisoformat(now).replace(tzinfo=UTC)
-    assert _table(dsn) == _expected(rows)
+    assert table_rows(dsn) == expected_rows(rows)

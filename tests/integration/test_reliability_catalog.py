@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from test_catalog import csv_rows, expected_rows, table_rows  # the same readers as test_catalog.py
 
 from recomart import processes
 from recomart.catalog_api.app import serve_in_thread
@@ -32,19 +33,8 @@ from recomart.ingest.catalog import CatalogIngestError, ensure_catalog_tables, i
 
 pytestmark = pytest.mark.integration
 
-_BUSINESS_SQL = """
-select item_id, title, coalesce(description, ''), category, coalesce(brand, ''), price::text,
-       to_char(updated_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS')
-from raw.products
-"""
-
 
 # --- helpers ---------------------------------------------------------------------------------------
-def _read(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _write(path: Path, rows: list[dict[str, str]]) -> None:
     """Replace the served file atomically (the API never reads half a file) with a new modification time."""
     tmp = path.with_suffix(".tmp")
@@ -53,18 +43,6 @@ def _write(path: Path, rows: list[dict[str, str]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
-
-
-def _expected(rows: list[dict[str, str]]) -> set[tuple[str, ...]]:
-    return {
-        (r["item_id"], r["title"], r["description"], r["category"], r["brand"], r["price"], r["updated_at"])
-        for r in rows
-    }
-
-
-def _table(dsn: str) -> set[tuple[str, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return set(conn.execute(_BUSINESS_SQL).fetchall())
 
 
 def _rows(dsn: str, query: str, params: tuple = ()) -> list[tuple]:
@@ -87,7 +65,7 @@ def catalog_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def served(catalog_csv: Path, tmp_path: Path) -> Path:
     """A private copy of the catalogue that a test may change while the API serves it."""
     path = tmp_path / "products.csv"
-    _write(path, _read(catalog_csv))
+    _write(path, csv_rows(catalog_csv))
     return path
 
 
@@ -129,18 +107,18 @@ def test_incremental_run_with_corrupted_records_then_a_healthy_run_ends_complete
     dsn: str, api: str, served: Path, faults: Callable[..., dict]
 ) -> None:
     ingest_catalog(dsn, api, page_size=100)
-    changed = _touch(_read(served), 2, datetime(2026, 3, 1, tzinfo=UTC))
+    changed = _touch(csv_rows(served), 2, datetime(2026, 3, 1, tzinfo=UTC))
     _write(served, changed)
 
     faults(seed=7, invalid_rate=0.2)
     broken = ingest_catalog(dsn, api, page_size=100, incremental=True)
     assert broken.updated_since is not None  # an incremental run
     assert 0.1 * broken.fetched < broken.quarantined < 0.3 * broken.fetched
-    assert _table(dsn) != _expected(changed)
+    assert table_rows(dsn) != expected_rows(changed)
 
     faults()
     healthy = ingest_catalog(dsn, api, page_size=100, incremental=True)
-    assert _table(dsn) == _expected(changed)  # every record arrived, without a full refresh
+    assert table_rows(dsn) == expected_rows(changed)  # every record arrived, without a full refresh
     # the quarantined keys the watermark had passed were re-fetched by id
     assert healthy.mode == "incremental" and 0 < healthy.looked_up <= broken.quarantined
     assert healthy.resolved == broken.quarantined
@@ -168,14 +146,14 @@ def test_a_record_that_stays_broken_stays_quarantined_until_it_is_fixed(
 
     # one broken product is deleted upstream, the others get fixed
     gone = json.loads(_rows(dsn, "select raw_record from quarantine.products limit 1")[0][0])["item_id"]
-    _write(served, [r for r in _read(served) if r["item_id"] != gone])
+    _write(served, [r for r in csv_rows(served) if r["item_id"] != gone])
     faults()
     fixed = ingest_catalog(dsn, api, page_size=100, incremental=True)
     assert _rows(dsn, unresolved) == [(0,)]
     how = dict(_rows(dsn, "select item_id, resolution from quarantine.products where resolved_by_load = %s",
                      (fixed.load_id,)))  # fmt: skip
     assert how.pop(gone) == "absent" and set(how.values()) == {"loaded"}
-    assert _table(dsn) == _expected(_read(served))
+    assert table_rows(dsn) == expected_rows(csv_rows(served))
 
 
 # --- 2. deleted products turn inactive -----------------------------------------------------------------
@@ -185,7 +163,7 @@ def _activity(dsn: str) -> dict[str, tuple]:
 
 
 def test_full_snapshot_marks_absent_products_inactive_and_reappearing_ones_active(dsn: str, api: str, served: Path):
-    rows = _read(served)
+    rows = csv_rows(served)
     first = ingest_catalog(dsn, api, page_size=100)
     assert first.mode == "full" and first.deactivated == 0
     gone = {r["item_id"] for r in rows[:3]}
@@ -226,7 +204,7 @@ def test_full_snapshot_is_due_after_the_interval_measured_at_as_of(dsn: str, api
 def test_nothing_is_deactivated_when_a_record_of_the_snapshot_has_no_readable_id(
     dsn: str, api: str, served: Path
 ) -> None:
-    rows = _read(served)
+    rows = csv_rows(served)
     ingest_catalog(dsn, api, page_size=100)
     _write(served, [dict(rows[0], item_id=""), *rows[1:]])  # product 0 served without its id
     result = ingest_catalog(dsn, api, page_size=100)
@@ -253,7 +231,7 @@ def _when_second_page_is_requested(api: str, change: Callable[[], None]) -> thre
 def test_an_item_moving_while_the_client_pages_is_not_skipped(
     dsn: str, api: str, served: Path, faults: Callable[..., dict]
 ) -> None:
-    before = _read(served)
+    before = csv_rows(served)
     ordered = sorted(before, key=lambda r: (r["updated_at"], r["item_id"]))
     backward, forward = ordered[-1]["item_id"], ordered[300]["item_id"]  # both served after page 1
     moved = [dict(r) for r in before]
@@ -272,19 +250,19 @@ def test_an_item_moving_while_the_client_pages_is_not_skipped(
     result = ingest_catalog(dsn, api, page_size=50)
     watcher.join(timeout=5)
     assert result.fetched == len(before) and result.restarts == 0
-    assert _table(dsn) == _expected(before)  # one whole snapshot: the catalogue as paging began
+    assert table_rows(dsn) == expected_rows(before)  # one whole snapshot: the catalogue as paging began
 
     later = ingest_catalog(dsn, api, page_size=50, incremental=True)  # changed after the snapshot: next run
-    assert {r[0] for r in _table(dsn) - _expected(before)} == {forward}
+    assert {r[0] for r in table_rows(dsn) - expected_rows(before)} == {forward}
     assert later.mode == "incremental"
     ingest_catalog(dsn, api, page_size=50)  # a timestamp moved back shows in the next full snapshot
-    assert _table(dsn) == _expected(moved)
+    assert table_rows(dsn) == expected_rows(moved)
 
 
 def test_a_snapshot_dropped_while_paging_restarts_or_fails_loudly(
     dsn: str, api: str, served: Path, faults: Callable[..., dict]
 ) -> None:
-    rows = _read(served)
+    rows = csv_rows(served)
     versions = [[dict(r, title=f"{r['title']} #{n}") for r in rows] for n in range(1, 6)]
 
     def churn() -> None:  # five new versions: the one being paged is no longer held
@@ -297,7 +275,7 @@ def test_a_snapshot_dropped_while_paging_restarts_or_fails_loudly(
     watcher = _when_second_page_is_requested(api, churn)
     result = ingest_catalog(dsn, api, page_size=100)
     watcher.join(timeout=5)
-    assert result.restarts == 1 and _table(dsn) == _expected(versions[-1])
+    assert result.restarts == 1 and table_rows(dsn) == expected_rows(versions[-1])
 
     before = _rows(dsn, "select md5(string_agg(t::text, ',' order by item_id)) from raw.products t")
     _write(served, rows)
@@ -323,12 +301,13 @@ def _cursor(value: object) -> str:
         {"cursor": base64.urlsafe_b64encode(b"[" * 5_000).decode()},  # RecursionError
         {"cursor": _cursor(["x" * 8_000, "2026-01-01T00:00:00Z", "a"])},  # oversized
         {"cursor": _cursor(["0" * 16, "9999-12-31T23:59:59-23:59", "a"])},  # out of range inside
+        {"cursor": _cursor(["9999-12-31T23:59:59-23:59", "a"])},  # the old shape, out of range
         {"cursor": _cursor({"updated_at": "2026-01-01"})},
         {"cursor": "not base64 at all!"},
         {"ids": [f"id{n}" for n in range(501)]},
     ],
     ids=["since-past-9999", "since-before-1", "since-text", "cursor-nested", "cursor-oversized",
-         "cursor-out-of-range", "cursor-object", "cursor-garbage", "too-many-ids"],
+         "cursor-out-of-range", "cursor-old-out-of-range", "cursor-object", "cursor-garbage", "too-many-ids"],
 )  # fmt: skip
 def test_bad_input_gets_a_clear_400(api: str, params: dict) -> None:
     path = "/products/by-ids" if "ids" in params else "/products"
@@ -359,7 +338,7 @@ def test_dag_takes_a_full_snapshot_when_due_and_marks_deleted_products(test_sett
     s = test_settings
     generate(s.landing_dir / "generated", users=20, items=60, days=2, end_date=date(2026, 1, 31), seed=5)
     products = s.landing_dir / "generated" / "products.csv"
-    rows = _read(products)
+    rows = csv_rows(products)
     airflow_migrate(s)
     start_catalog_api(s)
     try:

@@ -235,8 +235,10 @@ def _check_invalid_share(run: _Run, max_invalid_share: float) -> None:
         )
 
 
-def _commit(conn: psycopg.Connection, run: _Run, unresolved: frozenset[str], base_url: str, as_of: datetime):
-    """The write transaction of a load; returns ``(Upserted, resolved, deactivated, watermark)``."""
+def _commit(
+    conn: psycopg.Connection, run: _Run, unresolved: frozenset[str], base_url: str, as_of: datetime
+) -> tuple[store.Upserted, store.LoadRecord, datetime | None]:
+    """The write transaction of a load; returns what it upserted, what it recorded and the watermark."""
     checked = run.checked
     with conn.transaction():
         store.stage(conn, checked.good)
@@ -265,7 +267,7 @@ def _commit(conn: psycopg.Connection, run: _Run, unresolved: frozenset[str], bas
         watermark = store.advance_watermark(conn, record)
         if upserted.upserted or deactivated or upserted.reactivated:
             conn.execute("analyze raw.products")
-    return upserted, resolved, deactivated, watermark
+    return upserted, record, watermark
 
 
 def ingest_catalog(
@@ -312,21 +314,21 @@ def ingest_catalog(
             _fetch(client, run, state.unresolved_keys, page_size, max_restarts)
             retries = client.retries
         _check_invalid_share(run, max_invalid_share)
-        upserted, resolved, deactivated, watermark = _commit(conn, run, state.unresolved_keys, base_url, as_of)
+        upserted, record, watermark = _commit(conn, run, state.unresolved_keys, base_url, as_of)
     result = CatalogLoadResult(
         load_id=load_id,
-        mode="full" if full else "incremental",
+        mode=record.mode,
         snapshot=run.snapshot,
-        fetched=len(run.checked.good) + len(run.checked.bad),
+        fetched=record.fetched,
         upserted=upserted.upserted,
         inserted=upserted.inserted,
         updated=upserted.upserted - upserted.inserted,
-        unchanged=upserted.distinct - upserted.upserted,
-        quarantined=len(run.checked.bad),
+        unchanged=record.unchanged,
+        quarantined=record.quarantined,
         looked_up=run.looked_up,
-        resolved=resolved,
-        deactivated=deactivated,
-        reactivated=upserted.reactivated,
+        resolved=record.resolved,
+        deactivated=record.deactivated,
+        reactivated=record.reactivated,
         pages=run.pages,
         restarts=run.restarts,
         retries=retries,
