@@ -225,26 +225,27 @@ class _State:
         return catalogue
 
     def draw_fault(self) -> str | None:
-        """The fault for this request: pending counts first, then one seeded draw against the rates."""
+        """The fault for this request (counted in ``stats``)."""
         self.stats["requests"] += 1
+        fault = self._pick_fault()
+        if fault:
+            self.stats[fault] += 1
+        return fault
+
+    def _pick_fault(self) -> str | None:
+        """Pending counts first, then one seeded draw against the rates."""
         f = self.faults
-        fault = None
         for name in ("error", "rate_limit", "truncate", "slow"):
             pending = getattr(f, f"{name}_next")
             if pending:
                 setattr(f, f"{name}_next", pending - 1)
-                fault = name
-                break
-        else:
-            draw, edge = self.rng.random(), 0.0
-            for name in ("error", "rate_limit", "truncate", "slow"):
-                edge += getattr(f, f"{name}_rate")
-                if draw < edge:
-                    fault = name
-                    break
-        if fault:
-            self.stats[fault] += 1
-        return fault
+                return name
+        draw, edge = self.rng.random(), 0.0
+        for name in ("error", "rate_limit", "truncate", "slow"):
+            edge += getattr(f, f"{name}_rate")
+            if draw < edge:
+                return name
+        return None
 
     def is_corrupted(self, item_id: str) -> bool:
         rate = self.faults.invalid_rate
