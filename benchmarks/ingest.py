@@ -75,12 +75,13 @@ def _source_days(source_dir: Path, n_files: int | None) -> tuple[list[date], lis
     return [first + timedelta(days=i) for i in range((last - first).days + 1)], with_file
 
 
-def run_loader(dsn: str, landing: Path, days: list[date]) -> dict:
-    """Load every day with the real loader; time the whole loop."""
+def run_loader(dsn: str, landing: Path, days: list[date], source_dir: Path) -> dict:
+    """Load every day with the real loader (the landing links into ``source_dir``); time the whole loop."""
     statuses: Counter[str] = Counter()
     loaded = rejected = 0
     started = time.perf_counter()
-    for result in load_feed_dates(dsn, UCI_ORDERS, landing, days):  # default workers, one analyze at the end
+    # default workers, one analyze at the end
+    for result in load_feed_dates(dsn, UCI_ORDERS, landing, days, link_roots=(source_dir,)):
         statuses[result.status] += 1
         loaded += result.records_loaded
         rejected += result.records_rejected
@@ -151,7 +152,7 @@ def _one_run(s: Settings, source_dir: Path, calendar_days: list[date], file_days
             for path in files:  # warm the page cache for both loads alike
                 path.read_bytes()
             log.info("run %s: recomart loader, %d days (%d files) into %s", tag, len(calendar_days), len(files), dsn)
-            loader = run_loader(dsn, landing, calendar_days)
+            loader = run_loader(dsn, landing, calendar_days, source_dir)
             log.info("run %s: psql \\copy of the same %d files", tag, len(files))
             copy = run_copy(s, dsn, [p.resolve() for p in files], Path(tmp))
         with psycopg.connect(dsn) as conn:

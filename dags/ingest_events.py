@@ -5,13 +5,15 @@ Loads the landing CSV files of the configured data set (`RECOMART_DATASET`: the 
 default, or UCI Online Retail) into `raw.*` with `COPY`, one transaction per file and logical date.
 
 * **Idempotent**: re-running a day, or re-delivering the same file, changes nothing; a corrected file
-  replaces that day's rows atomically. Every file is recorded in `ops.loaded_files`.
+  replaces that day's rows atomically. Every load attempt is recorded in `ops.loaded_files` (`is_live`: the
+  load whose rows are in `raw`).
 * **Lossless**: malformed records go to `quarantine.<feed>` with the reason; the task fails only when the
-  rejected share exceeds the feed's threshold.
+  rejected share exceeds the feed's threshold (the day's live rows stay), when a file's header is wrong or
+  when a landing symlink leaves the landing folder. A header-only file is recorded `empty` (a GX warning).
 * **Validated**: Great Expectations suites run on the loaded partition (`validate_raw`); a critical
   failure fails the run without retries and names the expectation and sample values.
 * **Window**: the run's data interval (one UTC day per run, `CronDataIntervalTimetable`), or the
-  trigger-form parameters `start_day` / `end_day` to load a range in one run.
+  trigger-form parameters `start_day` / `end_day` (exactly `YYYY-MM-DD`) to load a range in one run.
 
 Emits `recomart_raw_events` with the loaded window in the event's `extra`, which starts `transform`.
 """

@@ -29,10 +29,14 @@ def _as_date(value: Any) -> date:
 
 
 def days_in_window(start_day: str | None, end_day: str | None, interval_start: Any, interval_end: Any) -> list[date]:
-    """The days a run loads: the trigger form's ``start_day``..``end_day`` (inclusive) if given, else
-    every day in the run's data interval ``[start, end)`` (one day for the daily timetable)."""
+    """The days a run loads: the trigger form's ``start_day``..``end_day`` (inclusive, each exactly
+    ``YYYY-MM-DD``, else ``ValueError``) if given, else every day in the run's data interval
+    ``[start, end)`` (one day for the daily timetable)."""
     if start_day:
-        first, last = _as_date(start_day), _as_date(end_day or start_day)
+        from recomart.ingest.window import parse_day
+
+        first = parse_day(start_day, "start_day")
+        last = parse_day(end_day, "end_day") if end_day else first
     elif interval_start is not None:
         first = _as_date(interval_start)
         end = _as_date(interval_end) if interval_end is not None else first + timedelta(days=1)
@@ -123,7 +127,8 @@ def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict:
     for feed in feeds_for_dataset(s.dataset):
         # daily feeds load every day of the window; a snapshot feed (e.g. users) once, as of the last day
         feed_days = days if feed.mode == "daily_partition" else [days[-1]]
-        for result in load_feed_dates(dsn, feed, s.landing_dir, feed_days):
+        # the UCI landing links into the configured source folder: the only link target outside the landing folder
+        for result in load_feed_dates(dsn, feed, s.landing_dir, feed_days, link_roots=(s.uci_dir,)):
             log.info(
                 "%s %s: %s (%d loaded, %d rejected) %s",
                 feed.name,

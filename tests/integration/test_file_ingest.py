@@ -93,9 +93,11 @@ def business_checksum(dsn: str, feed: Feed, day: date) -> str:
 
 
 def ledger_row(dsn: str, feed: Feed, day: date) -> dict:
+    """The latest ledger attempt of ``feed`` for ``day``."""
     with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(
-            "select * from ops.loaded_files where feed = %s and logical_date = %s", (feed.name, day)
+            "select * from ops.loaded_files where feed = %s and logical_date = %s order by attempt_id desc limit 1",
+            (feed.name, day),
         ).fetchone()
 
 

@@ -74,8 +74,7 @@ insert into marts.dim_products values
 
 
 def _ledger_row(conn: psycopg.Connection, feed: str, day: date, source: str, loaded: int) -> None:
-    ledger.upsert_entry(
-        conn,
+    attempt = ledger.Attempt(
         feed=feed,
         logical_date=day,
         source_file=source,
@@ -87,6 +86,7 @@ def _ledger_row(conn: psycopg.Connection, feed: str, day: date, source: str, loa
         records_loaded=loaded,
         records_rejected=0,
     )
+    ledger.append_attempt(conn, attempt)
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ def ledger(dsn: str, first: date, last: date) -> dict[date, tuple[str, str]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "select logical_date, status, load_id from ops.loaded_files where feed = %s"
-            " and logical_date between %s and %s",
+            " and logical_date between %s and %s order by attempt_id",  # the latest attempt of each date
             (UCI_ORDERS.name, first, last),
         ).fetchall()
     return {d: (status, load_id) for d, status, load_id in rows}
@@ -257,7 +257,7 @@ def test_malformed_day_quarantines_exactly_the_bad_records(
     finally:  # the corrected delivery: the real file again, which replaces the day's rows
         target.unlink(missing_ok=True)
         target.symlink_to(source)
-    fixed = load_feed_date(warehouse_dsn, UCI_ORDERS, uci_settings.landing_dir, MALFORMED_DAY)
+    fixed = load_feed_date(warehouse_dsn, UCI_ORDERS, uci_settings.landing_dir, MALFORMED_DAY, link_roots=(by_day,))
     assert (fixed.status, fixed.records_loaded, fixed.records_rejected) == ("loaded", good_records, 0)
     assert count_range(warehouse_dsn, "quarantine", MALFORMED_DAY, MALFORMED_DAY) == 0
     assert count_range(warehouse_dsn, "raw", MALFORMED_DAY, MALFORMED_DAY) == good_records
@@ -410,7 +410,7 @@ def test_full_range_every_record_accounted_for(uci_settings: Settings, warehouse
     assert (
         scalar(
             warehouse_dsn,
-            "select sum(records_read) from ops.loaded_files where feed = %s and status = 'loaded'",
+            "select sum(records_read) from ops.loaded_files where feed = %s and is_live",
             (UCI_ORDERS.name,),
         )
         == in_files

@@ -60,6 +60,9 @@ class Feed:
     columns: tuple[Column, ...]
     on_missing: MissingPolicy = "fail"
     max_rejected_share: float = 0.01
+    # Longest value accepted (bytes, unquoted); longer ones are quarantined.  Below Postgres' btree entry
+    # limit (about 2.7 kB), so any column can be indexed or joined on downstream.
+    max_field_bytes: int = 2048
     repeat_purchases_recommendable: bool = False
     timezone: str = "UTC"  # zone of the file's naive timestamps
     date_format: str = "%Y-%m-%d"
@@ -73,6 +76,8 @@ class Feed:
             raise ValueError(f"feed {self.name}: unknown missing-file policy {self.on_missing!r}")
         if not 0.0 <= self.max_rejected_share <= 1.0:
             raise ValueError(f"feed {self.name}: max_rejected_share must be within [0, 1]")
+        if self.max_field_bytes < 1:
+            raise ValueError(f"feed {self.name}: max_field_bytes must be positive")
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names) or len({c.header for c in self.columns}) != len(names):
             raise ValueError(f"feed {self.name}: duplicate column names")

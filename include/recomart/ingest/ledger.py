@@ -1,4 +1,16 @@
-"""The load ledger ``ops.loaded_files``: one row per (feed, logical date), upserted by each load."""
+"""The load ledger ``ops.loaded_files``: one row per load attempt of a feed and logical date.
+
+Every attempt that changes something or fails appends a row; an attempt that finds the date as it
+was (the live file delivered again, a file still missing) writes nothing, so a re-run leaves the ledger
+as it is.  ``is_live`` marks the attempt whose rows ``raw.<table>`` holds: for a daily feed one per
+date, for a snapshot feed one per feed.  It moves to a new attempt in the transaction that swaps that
+attempt's rows in, so "which load is live for this date" is always answerable::
+
+    select * from ops.loaded_files where feed = 'uci_orders' and logical_date = '2011-12-09' and is_live
+
+Statuses: ``loaded`` and ``empty`` (a header-only file: the date holds no rows) can be live;
+``failed`` (rows untouched) and ``skipped_missing`` (no file, policy ``skip``) never are.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +21,15 @@ from typing import Literal
 import psycopg
 from psycopg.rows import class_row
 
-LedgerStatus = Literal["loaded", "skipped_missing", "failed"]
+from recomart.ingest.feeds import FEEDS
 
-LEDGER_DDL = """
+LedgerStatus = Literal["loaded", "empty", "skipped_missing", "failed"]
+LIVE_STATUSES: tuple[LedgerStatus, ...] = ("loaded", "empty")
+LIVE_INDEX = "loaded_files_live"  # unique (feed, logical_date) where is_live; its presence marks the upgrade
+
+#: The ledger as first created: one row per (feed, logical date).  :func:`upgrade_ledger_to_attempts`
+#: takes it (or a warehouse created before) to one row per attempt.
+LEDGER_DDL_V1 = """
 create table if not exists ops.loaded_files (
     feed text not null,
     logical_date date not null,
@@ -29,9 +47,54 @@ create table if not exists ops.loaded_files (
 )
 """
 
+_COLUMNS = (
+    "feed, logical_date, source_file, sha256, records_read, records_loaded, records_rejected,"
+    " status, started_at, finished_at, load_id, error"
+)
+
+
+def create_ledger(conn: psycopg.Connection) -> None:
+    """Create ``ops.loaded_files`` if missing and bring it to the current shape (inside the caller's DDL lock)."""
+    conn.execute(LEDGER_DDL_V1)
+    upgrade_ledger_to_attempts(conn)
+
+
+def upgrade_ledger_to_attempts(conn: psycopg.Connection) -> None:
+    """Migration: from one row per (feed, logical date) to one row per attempt with an ``is_live`` flag.
+
+    Idempotent (a no-op once applied) and lossless: every existing row is kept and numbered
+    (``attempt_id``); a ``loaded`` row becomes its date's live load (for a snapshot feed only the
+    latest, as only its rows are in the table).  Adds the status ``empty``.
+    """
+    upgraded = conn.execute("select to_regclass(%s)", (f"ops.{LIVE_INDEX}",)).fetchone()
+    if upgraded is not None and upgraded[0] is not None:
+        return
+    snapshot_feeds = [f.name for f in FEEDS.values() if f.mode == "snapshot"]
+    conn.execute(
+        "alter table ops.loaded_files"
+        " drop constraint loaded_files_pkey,"
+        " drop constraint loaded_files_status_check,"
+        " add column attempt_id bigint generated always as identity,"
+        " add column is_live boolean not null default false,"
+        " add primary key (attempt_id),"
+        " add constraint loaded_files_status_check"
+        "  check (status in ('loaded', 'empty', 'skipped_missing', 'failed')),"
+        " add constraint loaded_files_live_status check (not is_live or status in ('loaded', 'empty'))"
+    )
+    conn.execute(
+        "update ops.loaded_files l set is_live = true where status = 'loaded' and (feed <> all(%(snapshot)s)"
+        " or finished_at = (select max(finished_at) from ops.loaded_files o"
+        "                   where o.feed = l.feed and o.status = 'loaded'))",
+        {"snapshot": snapshot_feeds},
+    )
+    conn.execute("create index loaded_files_feed_date on ops.loaded_files (feed, logical_date, attempt_id)")
+    conn.execute(f"create unique index {LIVE_INDEX} on ops.loaded_files (feed, logical_date) where is_live")
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
+    """One ledger row (one attempt)."""
+
     feed: str
     logical_date: date
     source_file: str
@@ -44,78 +107,76 @@ class LedgerEntry:
     finished_at: datetime | None
     load_id: str
     error: str | None
+    attempt_id: int
+    is_live: bool
 
 
-def get_entry(conn: psycopg.Connection, feed: str, logical_date: date) -> LedgerEntry | None:
-    """The ledger row of ``feed`` for ``logical_date``, if any."""
+@dataclass(frozen=True)
+class Attempt:
+    """A ledger row to append (``finished_at`` is the clock when it is written)."""
+
+    feed: str
+    logical_date: date
+    source_file: str
+    status: LedgerStatus
+    started_at: datetime
+    load_id: str
+    sha256: str | None = None
+    records_read: int | None = None
+    records_loaded: int | None = None
+    records_rejected: int | None = None
+    error: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether this attempt's rows replace the live ones (it is committed with them)."""
+        return self.status in LIVE_STATUSES
+
+
+def live_entry(conn: psycopg.Connection, feed: str, logical_date: date) -> LedgerEntry | None:
+    """The live attempt of ``feed`` for ``logical_date``, if any."""
     with conn.cursor(row_factory=class_row(LedgerEntry)) as cur:
         cur.execute(
-            "select feed, logical_date, source_file, sha256, records_read, records_loaded,"
-            " records_rejected, status, started_at, finished_at, load_id, error"
-            " from ops.loaded_files where feed = %s and logical_date = %s",
+            f"select {_COLUMNS}, attempt_id, is_live from ops.loaded_files"
+            " where feed = %s and logical_date = %s and is_live",
             (feed, logical_date),
         )
         return cur.fetchone()
 
 
-def upsert_entry(
-    conn: psycopg.Connection,
-    *,
-    feed: str,
-    logical_date: date,
-    source_file: str,
-    status: LedgerStatus,
-    started_at: datetime,
-    load_id: str,
-    sha256: str | None = None,
-    records_read: int | None = None,
-    records_loaded: int | None = None,
-    records_rejected: int | None = None,
-    error: str | None = None,
-    unless_loaded: bool = False,
-) -> bool:
-    """Insert or replace the ledger row of (feed, logical_date); ``finished_at`` is the clock now.
+def latest_status(conn: psycopg.Connection, feed: str, logical_date: date) -> str | None:
+    """Status of the latest attempt of ``feed`` for ``logical_date``, if any."""
+    row = conn.execute(
+        "select status from ops.loaded_files where feed = %s and logical_date = %s order by attempt_id desc limit 1",
+        (feed, logical_date),
+    ).fetchone()
+    return None if row is None else row[0]
 
-    With ``unless_loaded`` a row whose status is ``loaded`` is kept as it is.  Returns whether the row
-    was written (reading the answer ends a pipeline's batch).
+
+def append_attempt(conn: psycopg.Connection, attempt: Attempt, *, snapshot: bool = False) -> None:
+    """Append ``attempt``; a live one first retires the live attempt of its date (any date, ``snapshot``).
+
+    Call it inside the transaction that commits the attempt's rows, after taking the load lock.
+    Two statements (pipeline-friendly): a unique index allows one live attempt per date at any moment.
     """
-    cur = conn.execute(
-        """
-        insert into ops.loaded_files as l (feed, logical_date, source_file, sha256, records_read,
-            records_loaded, records_rejected, status, started_at, finished_at, load_id, error)
-        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), %s, %s)
-        on conflict (feed, logical_date) do update set
-            source_file = excluded.source_file, sha256 = excluded.sha256,
-            records_read = excluded.records_read, records_loaded = excluded.records_loaded,
-            records_rejected = excluded.records_rejected, status = excluded.status,
-            started_at = excluded.started_at, finished_at = excluded.finished_at,
-            load_id = excluded.load_id, error = excluded.error
-        where not (%s and l.status = 'loaded')
-        returning true
-        """,
-        (
-            feed,
-            logical_date,
-            source_file,
-            sha256,
-            records_read,
-            records_loaded,
-            records_rejected,
-            status,
-            started_at,
-            load_id,
-            error,
-            unless_loaded,
-        ),
+    if attempt.live:
+        conn.execute(
+            "update ops.loaded_files set is_live = false where feed = %s and is_live and (%s or logical_date = %s)",
+            (attempt.feed, snapshot, attempt.logical_date),
+        )
+    conn.execute(
+        f"insert into ops.loaded_files ({_COLUMNS}, is_live) values (%(feed)s, %(logical_date)s, %(source_file)s,"
+        " %(sha256)s, %(records_read)s, %(records_loaded)s, %(records_rejected)s, %(status)s, %(started_at)s,"
+        " clock_timestamp(), %(load_id)s, %(error)s, %(live)s)",
+        {**vars(attempt), "live": attempt.live},
     )
-    return not unless_loaded or cur.fetchone() is not None
 
 
-def loaded_sha256s(conn: psycopg.Connection, feed: str, days: list[date]) -> dict[date, str]:
-    """sha256 of the loaded file of each of ``days`` that has one (one query for a batch of dates)."""
+def live_sha256s(conn: psycopg.Connection, feed: str, days: list[date]) -> dict[date, str]:
+    """sha256 of the live file of each of ``days`` that has one (one query for a batch of dates)."""
     rows = conn.execute(
         "select logical_date, sha256 from ops.loaded_files"
-        " where feed = %s and logical_date = any(%s) and status = 'loaded' and sha256 is not null",
+        " where feed = %s and logical_date = any(%s) and is_live and sha256 is not null",
         (feed, days),
     ).fetchall()
     return {d: sha for d, sha in rows}

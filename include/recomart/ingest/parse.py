@@ -10,9 +10,13 @@ checked here before it reaches Postgres:
    or is doubled inside a quoted field), or has the wrong number of fields.  Because a quoted
    field may never span a line break, a stray quote cannot swallow the following lines.
 2. *Values* (compiled checks over the fields of the structurally good lines, which another
-   compiled pass copies into Arrow string buffers): required values present, integers,
-   numbers, dates and timestamps parseable, enumerations respected.  Dates and timestamps a
+   compiled pass copies into Arrow string buffers): required values present, no value longer
+   than the feed's ``max_field_bytes``, integers, numbers, dates and timestamps parseable,
+   enumerations respected.  Dates and timestamps a
    strict fixed-width check cannot confirm are left to pandas, so the feed's format decides.
+
+A file fails as a whole (:class:`FeedSchemaError`) when its header is missing, unreadable or
+does not match the feed, for instance when its line breaks are CR only.
 
 Only the rejected records are handled one by one (to build their reasons).  The invariant
 ``records_read == records_loaded + records_rejected`` always holds.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -124,11 +128,18 @@ def _read_header(data: bytes, feed: Feed) -> list[str]:
         raise FeedSchemaError(f"feed {feed.name}: file is empty (no header line)")
     end = data.find(b"\n")
     raw = data if end < 0 else data[:end]
+    raw = raw.removesuffix(b"\r")
+    if b"\r" in raw:
+        raise FeedSchemaError(
+            f"feed {feed.name}: the header line holds a carriage return not followed by a line feed;"
+            " the file's line breaks look like CR only (classic Mac OS), expected LF or CRLF"
+        )
     try:
-        text = raw.removesuffix(b"\r").decode("utf-8")
+        header = [h.strip() for h in next(csv.reader([raw.decode("utf-8")]), [])]
     except UnicodeDecodeError as exc:
         raise FeedSchemaError(f"feed {feed.name}: header line is not valid UTF-8") from exc
-    header = [h.strip() for h in next(csv.reader([text]), [])]
+    except csv.Error as exc:
+        raise FeedSchemaError(f"feed {feed.name}: header line is not valid CSV ({exc})") from exc
     expected = feed.headers
     missing = [h for h in expected if h not in header]
     extra = [h for h in header if h not in expected]
@@ -202,27 +213,44 @@ def _invalid_values(col: Column, values: _Strings, feed: Feed) -> tuple[np.ndarr
     return values.present & ~ok, what
 
 
-def _value_checks(feed: Feed, columns: list[_Strings]) -> list[tuple[str, np.ndarray, str]]:
-    """(column, mask of the rows failing, what fails) for each check that applies."""
+@dataclass(frozen=True)
+class _Check:
+    """One value check of a column: which good records fail it and how to say why."""
+
+    column: str
+    failing: np.ndarray  # bool, one per structurally good record
+    kind: Literal["required", "too_long", "invalid"]
+    phrase: str = ""  # "invalid": what the value is not; "too_long": the maximum
+
+    def reason(self, value: str | None) -> str:
+        if self.kind == "required":
+            return f"{self.column} is required but empty"
+        if self.kind == "too_long":
+            assert value is not None
+            return f"{self.column} is {len(value.encode())} bytes, over the feed's maximum of {self.phrase}"
+        assert value is not None
+        return f"{self.column} {_show(value)} {self.phrase}"
+
+
+def _value_checks(feed: Feed, columns: list[_Strings]) -> list[_Check]:
+    """The checks that apply to each column (``columns`` in the feed's order)."""
     checks = []
     for col, values in zip(feed.columns, columns, strict=True):
         if col.required:
-            checks.append((col.name, ~values.present, "required"))
+            checks.append(_Check(col.name, ~values.present, "required"))
+        too_long = np.diff(values.offsets) > feed.max_field_bytes
+        if too_long.any():
+            checks.append(_Check(col.name, too_long, "too_long", f"{feed.max_field_bytes} bytes (max_field_bytes)"))
         invalid = _invalid_values(col, values, feed)
         if invalid is not None:
-            checks.append((col.name, *invalid))
+            failing, phrase = invalid
+            checks.append(_Check(col.name, failing, "invalid", phrase))
     return checks
 
 
-def _value_reason(table: pa.Table, checks: list[tuple[str, np.ndarray, str]], row: int) -> str:
-    reasons = []
-    for name, mask, what in checks:
-        if mask[row]:
-            if what == "required":
-                reasons.append(f"{name} is required but empty")
-            else:
-                reasons.append(f"{name} {_show(table.column(name)[row].as_py())} {what}")
-    return "; ".join(reasons)
+def _value_reason(table: pa.Table, checks: list[_Check], row: int) -> str:
+    """Why the good record ``row`` of ``table`` fails its value checks (``; ``-separated)."""
+    return "; ".join(c.reason(table.column(c.column)[row].as_py()) for c in checks if c.failing[row])
 
 
 def parse_feed_bytes(data: bytes, feed: Feed) -> ParseResult:
@@ -238,8 +266,8 @@ def parse_feed_bytes(data: bytes, feed: Feed) -> ParseResult:
 
     checks = _value_checks(feed, columns)
     bad_rows = np.zeros(len(good_lines), dtype=bool)
-    for _, mask, _ in checks:
-        bad_rows |= mask
+    for check in checks:
+        bad_rows |= check.failing
     for row in np.flatnonzero(bad_rows):  # rejected rows only
         problems[int(good_lines[row])] = _value_reason(table, checks, int(row))
     if bad_rows.any():

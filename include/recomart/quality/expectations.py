@@ -171,14 +171,18 @@ def _time_in_logical_day(column: str, key: str, timezone: str) -> Expectation:
     )
 
 
+def _day_filter(day: date | None, column: str = "logical_date") -> str:
+    """`` and <column> = <day>``, or nothing without a day."""
+    return f" and {column} = date {_lit(day.isoformat())}" if day else ""
+
+
 def _ledger_daily(feed: Feed, day: date | None) -> Expectation:
-    """Per logical date: rows in the table == ``records_loaded`` of the ledger's ``loaded`` entry."""
-    day_filter = f" and logical_date = date {_lit(day.isoformat())}" if day else ""
+    """Per logical date: rows in the table == ``records_loaded`` of the date's live ledger entry."""
     query = (
         "with table_rows as (select _logical_date as logical_date, count(*) as rows_in_table"
         " from {batch} as batch_rows group by _logical_date),"
         " ledger as (select logical_date, records_loaded from ops.loaded_files"
-        f" where feed = {_lit(feed.name)} and status = 'loaded'{day_filter})"
+        f" where feed = {_lit(feed.name)} and is_live{_day_filter(day)})"
         " select coalesce(ledger.logical_date, table_rows.logical_date) as logical_date,"
         " ledger.records_loaded as ledger_records_loaded, coalesce(table_rows.rows_in_table, 0) as rows_in_table"
         " from ledger full outer join table_rows on ledger.logical_date = table_rows.logical_date"
@@ -189,16 +193,16 @@ def _ledger_daily(feed: Feed, day: date | None) -> Expectation:
         query,
         "row_count_matches_ledger",
         CRITICAL,
-        f"rows per _logical_date equal ops.loaded_files.records_loaded of feed {feed.name}",
+        f"rows per _logical_date equal records_loaded of the live ops.loaded_files entry of feed {feed.name}",
     )
 
 
 def _ledger_snapshot(feed: Feed) -> Expectation:
-    """Rows in the table == ``records_loaded`` of the feed's most recent ``loaded`` ledger entry."""
+    """Rows in the table == ``records_loaded`` of the feed's live ledger entry."""
     query = (
         "with table_rows as (select count(*) as rows_in_table from {batch} as batch_rows),"
         " latest as (select logical_date, load_id, records_loaded from ops.loaded_files"
-        f" where feed = {_lit(feed.name)} and status = 'loaded' order by finished_at desc nulls last limit 1)"
+        f" where feed = {_lit(feed.name)} and is_live)"
         " select latest.logical_date, latest.load_id, latest.records_loaded as ledger_records_loaded,"
         " table_rows.rows_in_table from table_rows left join latest on true"
         " where coalesce(latest.records_loaded, 0) <> table_rows.rows_in_table"
@@ -207,7 +211,29 @@ def _ledger_snapshot(feed: Feed) -> Expectation:
         query,
         "row_count_matches_ledger",
         CRITICAL,
-        f"row count equals records_loaded of the latest loaded ledger entry of feed {feed.name}",
+        f"row count equals records_loaded of the live ledger entry of feed {feed.name}",
+    )
+
+
+def _no_empty_files(feed: Feed, day: date | None) -> Expectation:
+    """Warning: the live load of a date (of the table, for a snapshot feed) is a header-only file."""
+    if feed.mode == "snapshot":
+        rows_loaded = "(select count(*) as n from {batch} as batch_rows) as loaded on true"
+        no_rows = "loaded.n = 0"
+    else:
+        rows_loaded = (
+            "(select _logical_date, count(*) as n from {batch} as batch_rows group by _logical_date) as loaded"
+            " on loaded._logical_date = ledger.logical_date"
+        )
+        no_rows = "loaded.n is null"
+    query = (
+        "select ledger.logical_date, ledger.source_file, ledger.load_id from ops.loaded_files as ledger"
+        f" left join {rows_loaded}"
+        f" where ledger.feed = {_lit(feed.name)} and ledger.is_live and ledger.status = 'empty'"
+        f"{_day_filter(day, 'ledger.logical_date')} and {no_rows}"
+    )
+    return _no_rows(
+        query, "no_empty_files", WARNING, f"no live load of feed {feed.name} is a header-only file (status empty)"
     )
 
 
@@ -248,6 +274,7 @@ def _raw_events(feed: Feed, day: date | None, tables: set[str]) -> SuiteSpec:
         _between("unit_price", "unit_price_plausible", WARNING, max_value=10_000),
         _time_in_logical_day("event_time", "event_id", feed.timezone),
         _ledger_daily(feed, day),
+        _no_empty_files(feed, day),
     ]
     if day is None:
         exps.append(_not_empty())
@@ -277,6 +304,7 @@ def _raw_users(feed: Feed) -> SuiteSpec:
         _unique("user_id"),
         _not_empty(),
         _ledger_snapshot(feed),
+        _no_empty_files(feed, None),
         *_not_null(["country", "segment"], WARNING),
         tag(
             gxe.ExpectColumnValuesToBeInSet(column="segment", value_set=["consumer", "business", "wholesale"]),
@@ -334,6 +362,7 @@ def _raw_uci_orders(feed: Feed, day: date | None) -> SuiteSpec:
         ),
         _time_in_logical_day("invoice_date", "invoice_no", feed.timezone),
         _ledger_daily(feed, day),
+        _no_empty_files(feed, day),
     ]
     if day is None:
         exps.append(_not_empty())
