@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -241,6 +242,16 @@ def test_a_landing_symlink_leaving_the_landing_folder_is_refused(warehouse_dsn, 
     GENERATED_EVENTS.path_for(landing, trusted_day).symlink_to(trusted)
     loaded = load_feed_date(warehouse_dsn, GENERATED_EVENTS, landing, trusted_day, link_roots=(tmp_path / "source",))
     assert loaded.records_loaded == 4
+
+
+def test_a_landing_path_that_is_not_a_regular_file_is_refused_without_reading_it(warehouse_dsn, landing):
+    day = BASE + timedelta(days=13)
+    fifo = GENERATED_EVENTS.path_for(landing, day)
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)  # reading it would block forever
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_feed_date(warehouse_dsn, GENERATED_EVENTS, landing, day)
+    assert [r["status"] for r in attempts(warehouse_dsn, GENERATED_EVENTS.name, day)] == ["failed"]
 
 
 def test_a_cr_only_file_fails_with_its_name_and_the_reason(warehouse_dsn, landing):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import pickle
@@ -123,6 +124,33 @@ def test_columns_are_matched_by_header_name_not_position():
 def test_wrong_header_fails_the_whole_file(content, match):
     with pytest.raises(FeedSchemaError, match=match):
         parse_feed_bytes(content, GENERATED_USERS)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"user_id,country,segment,signup_date\ru1,DE,vip,2024-01-31\r", "CR only"),
+        (b"user_id," + b"x" * 200_000 + b"\n", "not valid CSV"),  # over the csv module's field limit
+    ],
+)
+def test_an_unreadable_header_is_a_schema_error_with_the_reason(content, match):
+    with pytest.raises(FeedSchemaError, match=match):
+        parse_feed_bytes(content, GENERATED_USERS)
+
+
+def test_values_longer_than_the_feeds_maximum_are_rejected():
+    """The limit counts the value's bytes as loaded: quotes undone, UTF-8 encoded."""
+    short = dataclasses.replace(THREE, max_field_bytes=4)
+    body = 'abcd,"a""b""",éé\nabcde,x,y\nx,y,ééé\n'.encode()
+    result = parse_feed_bytes(b"a,b,c\n" + body, short)
+    assert result.good.drop_columns(["_line_number"]).to_pylist() == [{"a": "abcd", "b": 'a"b"', "c": "éé"}]
+    assert result.rejected_reasons == [
+        "line 3: a is 5 bytes, over the feed's maximum of 4 bytes (max_field_bytes)",
+        "line 4: c is 6 bytes, over the feed's maximum of 4 bytes (max_field_bytes)",
+    ]
+    assert parse_feed_bytes(b"a,b,c\n" + body, THREE).records_loaded == 3  # default: 2048 bytes
+    with pytest.raises(ValueError, match="max_field_bytes"):
+        dataclasses.replace(THREE, max_field_bytes=0)
 
 
 # --- malformed records ------------------------------------------------------------
