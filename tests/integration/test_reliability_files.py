@@ -243,6 +243,21 @@ def test_a_landing_symlink_leaving_the_landing_folder_is_refused(warehouse_dsn, 
     loaded = load_feed_date(warehouse_dsn, GENERATED_EVENTS, landing, trusted_day, link_roots=(tmp_path / "source",))
     assert loaded.records_loaded == 4
 
+    # the links inside a trusted folder are the operator's: a chain through it is followed, one that only
+    # passes through the landing folder is not
+    chained_day, inner_day = BASE + timedelta(days=14), BASE + timedelta(days=15)
+    store = write_events(tmp_path / "store", chained_day, event_rows(chained_day, 5))
+    operator_link = tmp_path / "source" / "chained.csv"
+    operator_link.symlink_to(store)
+    GENERATED_EVENTS.path_for(landing, chained_day).symlink_to(operator_link)
+    chained = load_feed_date(warehouse_dsn, GENERATED_EVENTS, landing, chained_day, link_roots=(tmp_path / "source",))
+    assert chained.records_loaded == 5
+    hop = landing / "hop.csv"
+    hop.symlink_to(outside)
+    GENERATED_EVENTS.path_for(landing, inner_day).symlink_to(hop)
+    with pytest.raises(ValueError, match="outside the landing folder"):
+        load_feed_date(warehouse_dsn, GENERATED_EVENTS, landing, inner_day, link_roots=(tmp_path / "source",))
+
 
 def test_a_landing_path_that_is_not_a_regular_file_is_refused_without_reading_it(warehouse_dsn, landing):
     day = BASE + timedelta(days=13)

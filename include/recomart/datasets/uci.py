@@ -105,7 +105,7 @@ def _day_files(source_dir: Path) -> dict[date, Path]:
     files: dict[date, Path] = {}
     for path in sorted(Path(source_dir).glob("*.csv")):
         try:
-            files[date.fromisoformat(path.stem)] = path.resolve()
+            files[date.fromisoformat(path.stem)] = path.absolute()  # the landing links name the source folder
         except ValueError:
             log.warning("ignoring %s: not named YYYY-MM-DD.csv", path)
     return files
@@ -128,7 +128,7 @@ def link_by_day(landing_dir: Path, source_dir: Path) -> tuple[int, int, int]:
     linked = kept = removed = 0
     for link, src in targets.items():
         if link.is_symlink():
-            if link.resolve() == src:
+            if link.readlink() == src:
                 linked += 1
                 continue
             link.unlink()

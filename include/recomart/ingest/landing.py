@@ -1,11 +1,12 @@
 """Where the landing files are, and which of them the loader may read.
 
 A landing folder is often writable by whoever delivers the files.  A symlink placed there could make
-the loader read any file it can read (secrets, ``/dev/zero``) into the warehouse, so a file whose real
-path (every symlink resolved) leaves the landing folder is refused, unless it lies in a folder the
-operator trusts (``link_roots``: the UCI landing links into the configured UCI source folder).  A
-refused file is a failure of its date, recorded in the ledger and raised: it is never read, and it is
-not a missing file either (that would hide the delivery).
+the loader read any file it can read (secrets, ``/dev/zero``) into the warehouse, so a file is read
+only when its real path (every symlink resolved) lies in the landing folder or in a folder the
+operator trusts (``link_roots``: the UCI landing links into the configured UCI source folder), or when
+its chain of links passes through such a folder (the links inside it are the operator's).  Anything
+else is refused: a failure of its date, recorded in the ledger and raised, never read, and not a
+missing file either (that would hide the delivery).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from functools import cached_property
 from pathlib import Path
 
 from recomart.ingest.feeds import Feed
+
+MAX_LINKS = 40  # links followed in a chain (Linux's own limit)
 
 
 class LandingFileRefused(ValueError):
@@ -51,17 +54,30 @@ class Landing:
         if not path.is_symlink() and not path.exists():
             return None
         real = path.resolve()
-        if not any(real.is_relative_to(root) for root in self.trusted_folders):
-            roots = ", ".join(map(str, self.trusted_folders))
+        if not (self._trusted(real) or self._links_through_a_link_root(path)):
             raise LandingFileRefused(
                 f"{path}: refused, it resolves to {real}, outside the landing folder and the trusted link roots"
-                f" ({roots})"
+                f" ({', '.join(map(str, self.trusted_folders))})"
             )
         if not real.exists():
             return None  # a dangling link inside the landing folder: no file
         if not real.is_file():
             raise LandingFileRefused(f"{path}: refused, {real} is not a regular file")
         return real
+
+    def _trusted(self, real: Path) -> bool:
+        return any(real.is_relative_to(folder) for folder in self.trusted_folders)
+
+    def _links_through_a_link_root(self, path: Path) -> bool:
+        """Whether following ``path`` one link at a time reaches a file in one of the ``link_roots``."""
+        roots = self.trusted_folders[1:]
+        for _ in range(MAX_LINKS):
+            if not path.is_symlink():
+                return False
+            path = path.parent / path.readlink()  # a relative target is relative to the link's folder
+            if any(path.parent.resolve().is_relative_to(root) for root in roots):
+                return True
+        return False
 
 
 def read_landing_file(real: Path) -> bytes:
