@@ -58,8 +58,11 @@ def ingest_events():
         from recomart.config import settings
         from recomart.pipeline import days_in_window, ingest_landing_files
 
-        days = days_in_window(params.get("start_day"), params.get("end_day"), data_interval_start, data_interval_end)
-        return ingest_landing_files(warehouse_dsn(), settings(), days)
+        with fail_fast_on_bad_data():
+            days = days_in_window(
+                params.get("start_day"), params.get("end_day"), data_interval_start, data_interval_end
+            )
+            return ingest_landing_files(warehouse_dsn(), settings(), days)
 
     @task(outlets=[RAW_EVENTS])
     def validate_raw(load_summary: dict, outlet_events=None) -> dict:

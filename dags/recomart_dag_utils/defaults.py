@@ -38,10 +38,12 @@ def catalog_base_url() -> str:
 
 @contextmanager
 def fail_fast_on_bad_data() -> Iterator[None]:
-    """Turn a critical data-quality failure into a failure without retries: bad data stays bad."""
-    from recomart.quality import DataQualityError
+    """Turn bad input (a malformed or refused file, too many rejected records, a failed critical
+    expectation) into a failure without retries: bad data stays bad, and each retry would only add a
+    failed attempt to the ledger."""
+    from recomart.errors import BadInputError
 
     try:
         yield
-    except DataQualityError as exc:
-        raise AirflowFailException(str(exc)) from exc
+    except BadInputError as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc

@@ -30,11 +30,11 @@ def _as_date(value: Any) -> date:
 
 def days_in_window(start_day: str | None, end_day: str | None, interval_start: Any, interval_end: Any) -> list[date]:
     """The days a run loads: the trigger form's ``start_day``..``end_day`` (inclusive, each exactly
-    ``YYYY-MM-DD``, else ``ValueError``) if given, else every day in the run's data interval
+    ``YYYY-MM-DD``, else ``InvalidDayError``) if given, else every day in the run's data interval
     ``[start, end)`` (one day for the daily timetable)."""
-    if start_day:
-        from recomart.ingest.window import parse_day
+    from recomart.ingest.window import InvalidDayError, parse_day
 
+    if start_day:
         first = parse_day(start_day, "start_day")
         last = parse_day(end_day, "end_day") if end_day else first
     elif interval_start is not None:
@@ -42,9 +42,9 @@ def days_in_window(start_day: str | None, end_day: str | None, interval_start: A
         end = _as_date(interval_end) if interval_end is not None else first + timedelta(days=1)
         last = max(first, end - timedelta(days=1))
     else:
-        raise ValueError("no window: give start_day/end_day or run with a data interval")
+        raise InvalidDayError("no window: give start_day/end_day or run with a data interval")
     if last < first:
-        raise ValueError(f"end_day {last} is before start_day {first}")
+        raise InvalidDayError(f"end_day {last} is before start_day {first}")
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 

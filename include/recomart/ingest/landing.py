@@ -19,12 +19,13 @@ from datetime import date
 from functools import cached_property
 from pathlib import Path
 
+from recomart.errors import BadInputError
 from recomart.ingest.feeds import Feed
 
 MAX_LINKS = 40  # links followed in a chain (Linux's own limit)
 
 
-class LandingFileRefused(ValueError):
+class LandingFileRefused(BadInputError, ValueError):
     """A landing file the loader will not read (a symlink leaving the landing folder, not a regular file)."""
 
 

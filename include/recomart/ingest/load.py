@@ -35,6 +35,7 @@ from typing import Literal, NoReturn
 
 import psycopg
 
+from recomart.errors import BadInputError
 from recomart.ingest import ledger, tables
 from recomart.ingest.copying import copy_quarantine, copy_raw, raw_payload
 from recomart.ingest.feeds import Feed
@@ -48,7 +49,7 @@ LoadStatus = Literal["loaded", "empty", "unchanged", "skipped_missing", "failed"
 DEFAULT_WORKERS = 3  # load_feed_dates: dates parsed and COPYed at once (each on its own connection)
 
 
-class RejectedShareExceeded(RuntimeError):
+class RejectedShareExceeded(BadInputError, RuntimeError):
     """More records were rejected than the feed allows; the quarantine rows are committed."""
 
 

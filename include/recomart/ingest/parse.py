@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recomart.errors import BadInputError
 from recomart.ingest import scan
 from recomart.ingest.feeds import Column, Feed
 
@@ -54,7 +55,7 @@ STRUCTURE_REASONS: Final = {
 }
 
 
-class FeedSchemaError(ValueError):
+class FeedSchemaError(BadInputError, ValueError):
     """The file as a whole does not match its feed (no header, missing or unexpected columns)."""
 
 

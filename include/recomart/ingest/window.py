@@ -9,16 +9,23 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+from recomart.errors import BadInputError
+
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+class InvalidDayError(BadInputError, ValueError):
+    """A day parameter that is not exactly a ``YYYY-MM-DD`` calendar date."""
+
+
 def parse_day(value: object, name: str) -> date:
-    """``value`` (a ``YYYY-MM-DD`` string or a date) as a date; ``ValueError`` naming ``name`` otherwise."""
+    """``value`` (a ``YYYY-MM-DD`` string or a date) as a date; otherwise ``InvalidDayError`` (a
+    ``ValueError``) naming ``name``."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _DAY.fullmatch(value):
-        raise ValueError(f"{name} {value!r} is not a date in the form YYYY-MM-DD")
+        raise InvalidDayError(f"{name} {value!r} is not a date in the form YYYY-MM-DD")
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"{name} {value!r} is not a valid date in the form YYYY-MM-DD ({exc})") from None
+        raise InvalidDayError(f"{name} {value!r} is not a valid date in the form YYYY-MM-DD ({exc})") from None

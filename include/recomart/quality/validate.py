@@ -42,6 +42,7 @@ from great_expectations.data_context.types.resource_identifiers import (
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
+from recomart.errors import BadInputError
 from recomart.quality.docs_assets import localise_docs
 from recomart.quality.expectations import (
     CRITICAL,
@@ -62,7 +63,7 @@ DOCS_SITE = "recomart"
 KEEP_RESULTS = 30  # validation results kept per suite in the Data Docs store
 
 
-class DataQualityError(RuntimeError):
+class DataQualityError(BadInputError, RuntimeError):
     """A critical expectation failed; ``summary`` holds every outcome of the run."""
 
     def __init__(self, summary: ValidationSummary):

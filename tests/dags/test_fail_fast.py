@@ -1,0 +1,30 @@
+"""Bad input fails a task at once (no retries); other errors keep the DAG's retries."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+from recomart_dag_utils.defaults import fail_fast_on_bad_data
+
+from recomart.ingest.landing import LandingFileRefused
+from recomart.ingest.load import RejectedShareExceeded
+from recomart.ingest.parse import FeedSchemaError
+from recomart.ingest.window import InvalidDayError
+from recomart.pipeline import days_in_window
+
+
+@pytest.mark.parametrize("error", [FeedSchemaError, LandingFileRefused, RejectedShareExceeded, InvalidDayError])
+def test_bad_input_fails_without_retries(error: type[Exception]) -> None:
+    expected = pytest.raises(AirflowFailException, match=f"{error.__name__}: bad in /landing/x.csv")
+    with expected, fail_fast_on_bad_data():
+        raise error("bad in /landing/x.csv")
+
+
+def test_a_bad_day_parameter_fails_without_retries() -> None:
+    with pytest.raises(AirflowFailException, match="start_day '2011-12-05/../../etc'"), fail_fast_on_bad_data():
+        days_in_window("2011-12-05/../../etc", None, None, None)
+
+
+def test_other_errors_keep_their_retries() -> None:
+    with pytest.raises(ConnectionError), fail_fast_on_bad_data():
+        raise ConnectionError("server closed the connection unexpectedly")
