@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from landing_files import write_events
 from psycopg import sql
 
 from recomart.ingest.feeds import GENERATED_EVENTS, GENERATED_USERS, UCI_ORDERS, Feed
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.integration
 
 # Columns left out of the re-run checksum: they differ between two loads by design.
 CHECKSUM_EXCLUDED = ("_load_id", "_loaded_at")
-EVENT_HEADER = ["event_id", "event_time", "user_id", "item_id", "event_type", "quantity", "unit_price"]
 # Every test uses its own dates (far from any real data) so tests sharing the database do not interact.
 BASE = date(2031, 1, 1)
 
@@ -41,18 +41,6 @@ def event_rows(day: date, n: int, tag: str = "a") -> list[list[str]]:
         ]
         for i in range(n)
     ]
-
-
-def write_events(landing: Path, day: date, rows: list[list[str]], bad_lines: list[str] = ()) -> Path:
-    """Write an events file with the csv module, then append raw (malformed) lines."""
-    path = GENERATED_EVENTS.path_for(landing, day)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(EVENT_HEADER)
-        writer.writerows(rows)
-        fh.writelines(line + "\n" for line in bad_lines)
-    return path
 
 
 def csv_records(path: Path) -> int:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from landing_files import EVENT_HEADER, write_events
 from psycopg.rows import dict_row
 
 from recomart.ingest.feeds import GENERATED_EVENTS, GENERATED_USERS, UCI_ORDERS
@@ -27,7 +27,6 @@ from recomart.quality import validate_raw
 
 pytestmark = pytest.mark.integration
 
-EVENT_HEADER = ["event_id", "event_time", "user_id", "item_id", "event_type", "quantity", "unit_price"]
 BASE = date(2032, 3, 1)  # far from other modules' dates
 
 
@@ -36,17 +35,6 @@ def event_rows(day: date, n: int, tag: str = "a") -> list[list[str]]:
         [f"{tag}{day:%Y%m%d}-{i}", f"{day} 10:{i % 60:02d}:00", f"u{i % 7}", f"i{i % 11}", "view", "1", "2.50"]
         for i in range(n)
     ]
-
-
-def write_events(landing: Path, day: date, rows: list[list[str]], bad_lines: tuple[str, ...] = ()) -> Path:
-    path = GENERATED_EVENTS.path_for(landing, day)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(EVENT_HEADER)
-        writer.writerows(rows)
-        fh.writelines(line + "\n" for line in bad_lines)
-    return path
 
 
 def rows(dsn: str, query: str, params: tuple = ()) -> list[dict]:
