@@ -56,6 +56,7 @@ from recomart.features import (
     feature_store,
     historical_features,
     materialize_window,
+    service_feature_refs,
 )
 from recomart.tools import tool_env
 from recomart.transform import dbt_build
@@ -171,8 +172,7 @@ def measure_online(store, redis_url: str, user_ids: list[str], item_id: str, bat
     from feast.protos.feast.types.Value_pb2 import Value
 
     service = store.get_feature_service(FEATURE_SERVICE)
-    projection = next(p for p in service.feature_view_projections if p.name == "user_features")
-    user_refs = [f"{projection.name_to_use()}:{f.name}" for f in projection.features]
+    user_refs = service_feature_refs(store, "user_features")
     view = store.get_feature_view("user_features")
     names = [f.name for f in view.features]
     version = store.config.entity_key_serialization_version

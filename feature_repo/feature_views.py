@@ -3,6 +3,9 @@
 ``ttl`` bounds the point-in-time join (a value older than ``ttl`` before the label time
 is not used). Feast does not enforce it on online reads, so
 ``recomart.features.online_features`` flags values older than ``ttl`` as stale.
+
+Each view's ``materialization_intervals`` is a :class:`RecordedIntervals` (see there), so
+``feast plan`` on an unchanged repository reports no changes after a materialization.
 """
 
 from datetime import timedelta
@@ -13,6 +16,29 @@ from feast import FeatureView, Field
 from feast.types import Float64, Int64, String, UnixTimestamp
 
 FEATURE_TTL = timedelta(days=90)
+
+
+class RecordedIntervals(list):
+    """The materialization intervals of a declared view: whatever the registry recorded.
+
+    ``materialize`` appends each window to the registered view, and Feast's
+    ``FeatureView.__eq__`` compares these intervals. A repository declares none, so after
+    the first materialization ``feast plan`` reported both views as updated (printing the
+    embedded source's ``created_timestamp``, the parse time, as the difference) and every
+    ``feast apply`` rewrote them. This list, empty as declared, compares equal to any
+    recorded list (Python asks the subclass first, in either operand order), so only a
+    change of the definition itself counts. ``feast apply`` still copies the recorded
+    intervals into it before writing a changed view, as Feast does for a plain list.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, list)
+
+    def __ne__(self, other: object) -> bool:
+        return not isinstance(other, list)
+
+    __hash__ = None  # a list: unhashable
+
 
 user_features = FeatureView(
     name="user_features",
@@ -56,3 +82,6 @@ item_features = FeatureView(
     source=item_features_source,
     tags={"stage": "features", "owner": "recomart"},
 )
+
+for _view in (user_features, item_features):
+    _view.materialization_intervals = RecordedIntervals()

@@ -11,6 +11,7 @@ from datetime import date
 from recomart import services
 from recomart.config import load_settings, process_environment, settings
 from recomart.environment import export_lines, service_env
+from recomart.features.names import FEATURE_SERVICE
 
 
 def _cmd_env(_: argparse.Namespace) -> int:
@@ -71,7 +72,7 @@ def _cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_features(args: argparse.Namespace) -> int:
+def _cmd_features_lookup(args: argparse.Namespace) -> int:
     from recomart.features import online_features
     from recomart.tools import tool_env
 
@@ -79,6 +80,58 @@ def _cmd_features(args: argparse.Namespace) -> int:
     result = online_features(s.feature_repo_dir, tool_env(s), args.entity, args.entity_id)
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _cmd_features_restore(args: argparse.Namespace) -> int:
+    from recomart.features import restore_online_store
+    from recomart.tools import tool_env
+
+    s = settings()
+    print(f"restoring the online store of Feast project {s.feast_project} from the offline store", flush=True)
+    try:
+        result = restore_online_store(
+            s.feature_repo_dir, tool_env(s), args.feature_views, progress=lambda line: print(line, flush=True)
+        )
+    except (RuntimeError, ValueError) as error:
+        print(f"restore failed: {error}", file=sys.stderr)
+        return 1
+    views = ", ".join(view.feature_views[0] for view in result.views)
+    print(
+        f"restored {len(result.views)} feature views ({views}) in {result.seconds:.1f} s; "
+        f"the online store now holds {result.online_keys:,} entity keys of project {s.feast_project}"
+    )
+    return 0
+
+
+def _cmd_features_feast(args: argparse.Namespace) -> int:
+    from recomart.features import feast_command
+    from recomart.tools import tool_env
+
+    s = settings()
+    return subprocess.run(feast_command(*args.feast_args), cwd=s.feature_repo_dir, env=tool_env(s)).returncode
+
+
+def _add_features_parser(sub: argparse._SubParsersAction) -> None:
+    feat = sub.add_parser("features", help="Feast: look up online features, restore the online store, run feast")
+    actions = feat.add_subparsers(dest="features_command", required=True)
+    for entity, article in (("user", "a"), ("item", "an")):
+        lookup = actions.add_parser(
+            entity, help=f"print {article} {entity}'s online features ({FEATURE_SERVICE}) and their freshness"
+        )
+        lookup.add_argument("entity_id", help=f"the {entity} id, e.g. as in marts.{entity}_features")
+        lookup.set_defaults(func=_cmd_features_lookup, entity=entity)
+    restore = actions.add_parser(
+        "restore", help="re-materialize what was materialized into Redis (after Redis lost its data)"
+    )
+    restore.add_argument(
+        "--feature-view", dest="feature_views", action="append", help="only this view (repeatable; default: all)"
+    )
+    restore.set_defaults(func=_cmd_features_restore)
+    feast = actions.add_parser(
+        "feast", help="run the feast CLI in feature_repo/ with this deployment's settings, e.g. `feast plan`"
+    )
+    feast.add_argument("feast_args", nargs=argparse.REMAINDER, help="arguments of the feast CLI")
+    feast.set_defaults(func=_cmd_features_feast)
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
@@ -112,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--items", type=int)
     gen.add_argument("--days", type=int)
     gen.add_argument("--seed", type=int)
-    gen.add_argument("--end-date", help="last day of events (default: today, UTC)")
+    gen.add_argument("--end-date", help="last day of events (default: yesterday, UTC)")
     gen.set_defaults(func=_cmd_generate)
 
     demo = sub.add_parser("demo", help="the main job: generate, ingest, dbt, Feast, train, recommend, report")
@@ -129,10 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_cmd_down)
 
-    feat = sub.add_parser("features", help="print a user's or item's online features (Feast, Redis)")
-    feat.add_argument("entity", choices=["user", "item"])
-    feat.add_argument("entity_id")
-    feat.set_defaults(func=_cmd_features)
+    _add_features_parser(sub)
 
     test = sub.add_parser("test", help="ruff, then the test suite (pytest arguments may follow)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)

@@ -6,6 +6,7 @@ run's private one, so its Redis keys cannot collide with another run's.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -20,11 +21,13 @@ from recomart.config import Settings
 from recomart.features import (
     FeatureStoreConfigError,
     apply,
+    feast_command,
     feature_store,
     historical_features,
     load_repo_config,
     materialize_window,
     online_features,
+    plan,
     rematerialize_entities,
     rematerialize_window,
     resolve_config_text,
@@ -168,9 +171,11 @@ def test_apply_registers_definitions(store, test_settings: Settings) -> None:
     assert {p.name for p in service.feature_view_projections} == {"user_features", "item_features"}
 
 
-def test_feast_plan_from_a_plain_shell(applied: str, repo_dir: Path, feast_env: dict[str, str]) -> None:
-    """`eval "$(... export_lines(service_env(settings())))"` is all a shell needs for the feast CLI."""
-    shell_env = {k: v for k, v in feast_env.items() if not k.startswith(("PG", "FEAST_"))}
+def test_feast_plan_from_a_plain_shell(materialized, repo_dir: Path, feast_env: dict[str, str]) -> None:
+    """`eval "$(... export_lines(service_env(settings())))"` is all a shell needs for the feast CLI; on the
+    unchanged repository (already materialized, so the registry holds materialization intervals) it
+    reports no changes and finds the repository's Project."""
+    shell_env = {k: v for k, v in feast_env.items() if not k.startswith(("PG", "FEAST_", "RECOMART_FEAST"))}
     printer = (
         "from recomart.config import settings; "
         "from recomart.environment import export_lines, service_env; "
@@ -183,6 +188,52 @@ def test_feast_plan_from_a_plain_shell(applied: str, repo_dir: Path, feast_env: 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "No changes to registry" in result.stdout, result.stdout
+    assert "No project found" not in result.stdout, result.stdout
+
+
+def test_plan_shows_a_real_change_and_apply_leaves_the_registry_alone(
+    materialized, repo_dir: Path, feast_env, test_settings: Settings, tmp_path: Path
+) -> None:
+    """Materialization intervals are ignored when comparing definitions, nothing else is; and a
+    re-apply of the unchanged repository does not rewrite the registered views."""
+    changed = tmp_path / "feature_repo"
+    shutil.copytree(repo_dir, changed, ignore=shutil.ignore_patterns("__pycache__"))
+    views = changed / "feature_views.py"
+    views.write_text(views.read_text().replace("FEATURE_TTL = timedelta(days=90)", "FEATURE_TTL = timedelta(days=30)"))
+    output = plan(changed, feast_env)
+    assert "Updated feature view user_features" in output and "ttl" in output, output
+
+    def registered_views() -> dict[str, tuple[int, bytes]]:
+        with psycopg.connect(test_settings.pg_url(test_settings.feast_registry_db)) as conn:
+            rows = conn.execute(
+                "select feature_view_name, last_updated_timestamp, feature_view_proto from feature_views "
+                "where project_id = %s",
+                (test_settings.feast_project,),
+            ).fetchall()
+        return {name: (updated, proto) for name, updated, proto in rows}
+
+    before = registered_views()
+    assert set(before) == {"user_features", "item_features"}
+    # `feast apply` itself (recomart.features.apply would also drop this module's cached store)
+    subprocess.run(feast_command("apply"), cwd=repo_dir, env=feast_env, capture_output=True, check=True, timeout=300)
+    assert registered_views() == before
+
+
+def test_feast_is_imported_without_typeguard_instrumentation(feast_env) -> None:
+    """import_feast (used by every feature_store() call and by `recomart features`) skips typeguard's
+    import-time rewrite of Feast's classes; a plain `import feast` still instruments them."""
+    probe = (
+        "import sys; {setup}import feast.feature_view as fv; "
+        "names = fv.FeatureView.__init__.__code__.co_names; "
+        "print('instrumented' if 'check_argument_types_internal' in names else 'plain')"
+    )
+
+    def run(setup: str) -> str:
+        command = [sys.executable, "-c", probe.format(setup=setup)]
+        return subprocess.run(command, capture_output=True, text=True, check=True, timeout=300).stdout.strip()
+
+    assert run("") == "instrumented"
+    assert run("from recomart.features.feast_import import import_feast; import_feast(); ") == "plain"
 
 
 # --- materialization -------------------------------------------------------------
@@ -302,8 +353,10 @@ def test_stale_flag_follows_the_view_ttl(materialized, repo_dir: Path, feast_env
     old = online_features(repo_dir, feast_env, "user", "u1", now=datetime(2025, 7, 1, tzinfo=UTC))
     assert old["stale"] is True
     assert old["features"]["frequency"] == 10  # Feast still serves it: the flag is ours
+    assert fresh["freshness"] == "fresh" and old["freshness"] == "stale"
     missing = online_features(repo_dir, feast_env, "user", "nobody", now=WINDOW_END)
-    assert missing["found"] is False and missing["stale"] is False
+    assert missing["found"] is False and missing["freshness"] == "missing"
+    assert missing["stale"] is True  # absent is never reported as fresh
     assert missing["event_timestamp"] is None
     assert set(missing["features"].values()) == {None}
     with pytest.raises(ValueError, match="unknown entity"):

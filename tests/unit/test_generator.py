@@ -184,9 +184,12 @@ def test_cli_and_stale_day_files(tmp_path: Path, capsys: pytest.CaptureFixture[s
     ]
 
 
-def test_end_date_defaults_to_today_utc(tmp_path: Path) -> None:
+def test_end_date_defaults_to_yesterday_utc_so_no_event_lies_in_the_future(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
+    before = datetime.now(UTC)
     summary = generate(tmp_path, users=20, items=15, days=2)
-    assert summary.end_date == datetime.now(UTC).date()
-    assert (tmp_path / "events" / f"{summary.end_date}.csv").exists()
+    assert summary.end_date == before.date() - timedelta(days=1)
+    last_day = (tmp_path / "events" / f"{summary.end_date}.csv").read_text().splitlines()
+    latest = max(datetime.fromisoformat(line.split(",")[1]).replace(tzinfo=UTC) for line in last_day[1:])
+    assert latest < before

@@ -570,6 +570,11 @@ def _day_events(
     return table, purchased, counts
 
 
+def last_complete_day() -> date:
+    """Yesterday in UTC: the latest day whose events all lie in the past."""
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
 def generate(
     out_dir: Path,
     *,
@@ -584,13 +589,17 @@ def generate(
 ) -> GeneratedSummary:
     """Write ``products.csv``, ``users.csv`` and ``events/YYYY-MM-DD.csv`` (last day ``end_date``).
 
+    ``end_date`` defaults to yesterday (UTC), the last complete day: a day's file holds
+    events until 23:59:59, so a file for today would hold events from the future (and the
+    marts, stamped with the latest event time, would carry a future ``event_timestamp``).
+
     ``events_per_user_day`` is the mean number of events (all types) of an average user on a
     day; ``clean`` removes day files of earlier runs outside the new date range.
     """
     if users < 1 or items < 1 or days < 1:
         raise ValueError("users, items and days must be positive")
     out_dir = Path(out_dir)
-    end = end_date or datetime.now(UTC).date()
+    end = end_date or last_complete_day()
     start = end - timedelta(days=days - 1)
     events_dir = out_dir / "events"
     events_dir.mkdir(parents=True, exist_ok=True)
@@ -640,7 +649,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--end-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument(
+        "--end-date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: yesterday, UTC)"
+    )
     parser.add_argument("--events-per-user-day", type=float, default=1.5)
     args = parser.parse_args(argv)
     summary = generate(

@@ -5,17 +5,20 @@ Importing this package does not import feast (Airflow DAG files import it at par
 
 from recomart.features.materialize import (
     MaterializeResult,
+    RestoreResult,
     invalidate_online_entities,
     materialize_window,
     rematerialize_entities,
     rematerialize_window,
+    restore_online_store,
 )
 from recomart.features.names import ENTITIES, FEATURE_SERVICE, EntitySpec, entity_spec
-from recomart.features.retrieval import historical_features, online_features
+from recomart.features.retrieval import historical_features, online_features, service_feature_refs
 from recomart.features.store import (
     FeatureStoreConfigError,
     apply,
     clear_store_cache,
+    feast_command,
     feature_store,
     load_repo_config,
     overwriting_store,
@@ -29,9 +32,11 @@ __all__ = [
     "EntitySpec",
     "FeatureStoreConfigError",
     "MaterializeResult",
+    "RestoreResult",
     "apply",
     "clear_store_cache",
     "entity_spec",
+    "feast_command",
     "feature_store",
     "historical_features",
     "invalidate_online_entities",
@@ -43,4 +48,6 @@ __all__ = [
     "rematerialize_entities",
     "rematerialize_window",
     "resolve_config_text",
+    "restore_online_store",
+    "service_feature_refs",
 ]

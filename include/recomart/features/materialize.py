@@ -22,7 +22,7 @@ must reach each corrected entity's latest row, or an older row replaces a newer 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,3 +173,65 @@ def rematerialize_window(
     """
     _window(start, end)
     return _materialize(overwriting_store(repo_dir, env), start, end, feature_views)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What :func:`restore_online_store` rewrote: one :class:`MaterializeResult` per view, and the
+    number of Redis keys of the project afterwards (one per entity that has features)."""
+
+    views: tuple[MaterializeResult, ...]
+    online_keys: int
+
+    @property
+    def seconds(self) -> float:
+        return sum(view.seconds for view in self.views)
+
+
+def materialized_span(view) -> tuple[datetime, datetime] | None:
+    """``(earliest start, latest end)`` of the windows Feast recorded as materialized for ``view``
+    (``FeatureView.materialization_intervals``), or None if it was never materialized."""
+    intervals = view.materialization_intervals
+    if not intervals:
+        return None
+    return min(start for start, _ in intervals).astimezone(UTC), max(end for _, end in intervals).astimezone(UTC)
+
+
+def count_online_keys(store) -> int:
+    """Redis keys of ``store``'s project (Feast's keys end with the project name)."""
+    client = store.provider.online_store._get_client(store.config.online_store)
+    return sum(1 for _ in client.scan_iter(match=b"*" + store.project.encode(), count=1000))
+
+
+def restore_online_store(
+    repo_dir: Path,
+    env: Mapping[str, str],
+    feature_views: Sequence[str] | None = None,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> RestoreResult:
+    """Rebuild the online store after Redis lost it (a restart without persistence, a flush).
+
+    For each online view (default: all), re-materializes the span of every window Feast
+    recorded as materialized for it in the registry, through the overwriting store: each
+    entity gets its latest row of that span, exactly what the runs that filled Redis left
+    there, without waiting for new data. Safe on a healthy store (the same values are
+    written again) and after a partial write (Redis killed mid-materialize). ``progress``
+    receives one line per step. Raises ``RuntimeError`` naming the views that were never
+    materialized (run ``transform`` first).
+    """
+    store = overwriting_store(repo_dir, env)
+    views = [fv for fv in store.list_feature_views() if fv.online and (not feature_views or fv.name in feature_views)]
+    unknown = sorted(set(feature_views or ()) - {fv.name for fv in views})
+    if unknown:
+        raise ValueError(f"no online feature view named {', '.join(unknown)} in project {store.project}")
+    spans = {fv.name: materialized_span(fv) for fv in views}
+    never = sorted(name for name, span in spans.items() if span is None)
+    if never:
+        raise RuntimeError(f"{', '.join(never)} never materialized in project {store.project}: run transform first")
+    results = []
+    for name, (start, end) in sorted(spans.items()):
+        progress(f"{name}: re-materializing [{start.isoformat()}, {end.isoformat()}]")
+        result = _materialize(store, start, end, [name])
+        progress(f"{name}: done in {result.seconds:.1f} s")
+        results.append(result)
+    return RestoreResult(views=tuple(results), online_keys=count_online_keys(store))

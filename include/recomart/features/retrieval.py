@@ -17,6 +17,16 @@ from recomart.features.store import feature_store
 
 if TYPE_CHECKING:
     import pandas as pd
+    from feast import FeatureStore
+
+
+def service_feature_refs(store: FeatureStore, view_name: str, feature_service: str = FEATURE_SERVICE) -> list[str]:
+    """The ``view:feature`` references of ``feature_service``'s projection of ``view_name``."""
+    service = store.get_feature_service(feature_service)
+    for projection in service.feature_view_projections:
+        if projection.name == view_name:
+            return [f"{projection.name_to_use()}:{feature.name}" for feature in projection.features]
+    raise ValueError(f"feature service {feature_service!r} does not use the feature view {view_name!r}")
 
 
 def online_features(
@@ -25,26 +35,29 @@ def online_features(
     entity: str,
     entity_id: str,
     now: datetime | None = None,
+    feature_service: str = FEATURE_SERVICE,
 ) -> dict[str, Any]:
-    """The online features of one ``user`` or ``item``.
+    """The online features of one ``user`` or ``item``, as ``feature_service`` defines them.
 
-    Returns ``{"entity", "entity_id", "feature_view", "found", "features",
-    "event_timestamp", "ttl_seconds", "age_seconds", "stale"}``: ``features`` maps each
-    feature of the view to its value (``None`` when absent), ``event_timestamp`` is the
-    stored row's event time (UTC, ``None`` when the entity is not in the online store) and
-    ``stale`` is true when ``now - event_timestamp`` exceeds the view's ttl (a ttl of 0
-    means "never stale"). ``now`` defaults to the current time; pass it for reproducible
-    checks. ``event_timestamp`` is a ``datetime``: serialise with ``json.dumps(..., default=str)``.
+    Returns ``{"entity", "entity_id", "feature_view", "found", "freshness", "stale",
+    "features", "event_timestamp", "ttl_seconds", "age_seconds"}``: ``features`` maps each
+    feature of the service's projection of the entity's view to its value (``None`` when
+    absent); ``event_timestamp`` is the
+    stored row's event time (UTC, ``None`` when the entity is not in the online store).
+    ``freshness`` is ``"missing"`` when the entity is not in the online store (``found``
+    false), ``"stale"`` when ``now - event_timestamp`` exceeds the view's ttl (a ttl of 0
+    means "never stale"), else ``"fresh"``; ``stale`` is true unless ``freshness`` is
+    ``"fresh"``, so an absent entity is never reported as fresh. ``now`` defaults to the
+    current time; pass it for reproducible checks. ``event_timestamp`` is a ``datetime``:
+    serialise with ``json.dumps(..., default=str)``.
     """
     spec = entity_spec(entity)
     store = feature_store(repo_dir, env)
     view = store.get_feature_view(spec.feature_view)
-    names = [feature.name for feature in view.features]
-    response = store.get_online_features(
-        features=[f"{view.name}:{name}" for name in names],
-        entity_rows=[{spec.join_key: str(entity_id)}],
-    )
+    refs = service_feature_refs(store, view.name, feature_service)
+    response = store.get_online_features(features=refs, entity_rows=[{spec.join_key: str(entity_id)}])
     values = response.to_dict()
+    names = [ref.split(":", 1)[1] for ref in refs]
     features = {name: values[name][0] for name in names}
 
     # Feast 0.67 reports an entity missing from Redis as PRESENT with empty values and a
@@ -59,17 +72,28 @@ def online_features(
     ttl = view.ttl or timedelta(0)
     at = (now or datetime.now(UTC)).astimezone(UTC)
     age = (at - event_time).total_seconds() if event_time is not None else None
+    freshness = _freshness(age, ttl)
     return {
         "entity": spec.name,
         "entity_id": str(entity_id),
         "feature_view": view.name,
         "found": event_time is not None,
+        "freshness": freshness,
+        "stale": freshness != "fresh",
         "features": features,
         "event_timestamp": event_time,
         "ttl_seconds": ttl.total_seconds() or None,
         "age_seconds": age,
-        "stale": bool(age is not None and ttl > timedelta(0) and age > ttl.total_seconds()),
     }
+
+
+def _freshness(age_seconds: float | None, ttl: timedelta) -> str:
+    """``"missing"`` (no stored row), ``"stale"`` (older than a non-zero ttl) or ``"fresh"``."""
+    if age_seconds is None:
+        return "missing"
+    if ttl > timedelta(0) and age_seconds > ttl.total_seconds():
+        return "stale"
+    return "fresh"
 
 
 def historical_features(

@@ -8,7 +8,10 @@ environment), with the same ``$VAR`` / ``${VAR}`` rules, and hand Feast the resu
 ``RepoConfig``: nothing here reads or patches ``os.environ``.
 
 feast is imported inside the functions: importing this package must stay cheap (Airflow
-parses DAG files that import it under a 30 s timeout).
+parses DAG files that import it under a 30 s timeout). It is imported through
+:func:`recomart.features.feast_import.import_feast`, which skips typeguard's import-time
+instrumentation (most of a cold start); the ``feast`` CLI runs through
+``python -m recomart.features.feast_cli`` for the same reason.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from shutil import which
 from typing import TYPE_CHECKING
+
+from recomart.features.feast_import import import_feast
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -73,6 +77,8 @@ def load_repo_config(
     overwrite path of :func:`recomart.features.rematerialize_window`).
     """
     import yaml
+
+    import_feast()
     from feast.repo_config import RepoConfig
 
     raw = yaml.safe_load(resolve_config_text(repo_dir, env))
@@ -92,6 +98,7 @@ def feature_store(repo_dir: Path, env: Mapping[str, str] | None = None) -> Featu
     ``feast`` CLI does. Construction costs seconds (registry engine, provider), so the
     store is built once per (repo, resolved yaml) and reused; :func:`apply` drops the cache.
     """
+    import_feast()
     from feast import FeatureStore
 
     if env is None:
@@ -100,6 +107,7 @@ def feature_store(repo_dir: Path, env: Mapping[str, str] | None = None) -> Featu
 
 
 def _cached_store(repo_dir: Path, env: Mapping[str, str], online_store_overrides: Mapping[str, object]) -> FeatureStore:
+    import_feast()
     from feast import FeatureStore
 
     repo_dir = Path(repo_dir).resolve()
@@ -128,21 +136,16 @@ def clear_store_cache() -> None:
         _STORES.clear()
 
 
-def _feast_executable() -> str:
-    """The ``feast`` script of the running interpreter's environment (the project venv)."""
-    candidate = Path(sys.executable).parent / "feast"
-    if candidate.exists():
-        return str(candidate)
-    found = which("feast")
-    if found is None:
-        raise FileNotFoundError("the feast CLI is not installed next to this Python interpreter")
-    return found
+def feast_command(*args: str) -> list[str]:
+    """The command line of Feast's CLI with ``args``, run by this interpreter through
+    :mod:`recomart.features.feast_cli` (same behaviour as the ``feast`` script, faster start)."""
+    return [sys.executable, "-m", "recomart.features.feast_cli", *args]
 
 
 def _run_feast(command: str, repo_dir: Path, env: Mapping[str, str], timeout_s: float) -> str:
     resolve_config_text(repo_dir, env)  # fail early, with the missing variable names
     result = subprocess.run(
-        [_feast_executable(), command],
+        feast_command(command),
         cwd=Path(repo_dir),
         env=dict(env),
         capture_output=True,
