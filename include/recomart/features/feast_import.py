@@ -5,8 +5,8 @@ subclasses, ``Entity``, ``Field``, ``FeatureService``, ``Project``, ...) with ty
 ``@typechecked``. Typeguard 4 instruments at decoration time: for each decorated method it
 reads the module's source, parses it, rewrites the syntax tree and compiles the whole
 module again (agronholm/typeguard#468). ``import feast`` does that 253 times, which was
-about three quarters of a cold ``recomart features user <id>`` (see the README's Feast
-section for the measured breakdown).
+about two thirds of the CPU time of a cold ``recomart features user <id>`` (see the
+README's Feast section for the measured breakdown).
 
 Typeguard makes the decorator a pass-through when Python runs optimised (``python -O``),
 because its checks are a development aid. :func:`import_feast` does the same for this

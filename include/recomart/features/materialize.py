@@ -17,6 +17,10 @@ a dbt rebuild of the marts with the same ``as_of``). Two remedies:
 
 Both make the online store reflect the offline store *as of the window's end*: the window
 must reach each corrected entity's latest row, or an older row replaces a newer value.
+
+After Redis lost its data (a restart without persistence, a flush, a crash during a
+write), :func:`restore_online_store` re-materializes what the registry records as
+materialized.
 """
 
 from __future__ import annotations
@@ -212,12 +216,13 @@ def restore_online_store(
     """Rebuild the online store after Redis lost it (a restart without persistence, a flush).
 
     For each online view (default: all), re-materializes the span of every window Feast
-    recorded as materialized for it in the registry, through the overwriting store: each
-    entity gets its latest row of that span, exactly what the runs that filled Redis left
-    there, without waiting for new data. Safe on a healthy store (the same values are
-    written again) and after a partial write (Redis killed mid-materialize). ``progress``
-    receives one line per step. Raises ``RuntimeError`` naming the views that were never
-    materialized (run ``transform`` first).
+    recorded as materialized for it in the registry (:func:`materialized_span`), through
+    the overwriting store: each entity gets its latest row of that span, which is what the
+    runs that filled Redis left there (``transform``'s windows all start at the first
+    loaded day), without waiting for new data. Safe on a healthy store (the same values
+    are written again) and after a partial write (Redis killed mid-materialize).
+    ``progress`` receives one line per step. Raises ``ValueError`` for an unknown view and
+    ``RuntimeError`` naming the views that were never materialized (run ``transform`` first).
     """
     store = overwriting_store(repo_dir, env)
     views = [fv for fv in store.list_feature_views() if fv.online and (not feature_views or fv.name in feature_views)]
