@@ -145,6 +145,7 @@ def test_yaml_resolves_from_explicit_env(repo_dir: Path, test_settings: Settings
     assert config.offline_store.database == test_settings.warehouse_db
     assert config.online_store.connection_string == feast_env["FEAST_REDIS_CONNECTION"]
     assert config.entity_key_serialization_version == 3
+    assert config.materialization_config.online_write_batch_size == 10_000
 
     without_registry = {k: v for k, v in env.items() if k != "FEAST_REGISTRY_URL"}
     with pytest.raises(FeatureStoreConfigError, match="FEAST_REGISTRY_URL"):
