@@ -21,8 +21,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-_PATCHED_MARK = "_recomart_pass_through"
-
 
 def _pass_through(target: Any = None, **_options: Any) -> Any:
     """``@typechecked`` as under ``python -O``: returns the decorated object unchanged.
@@ -36,15 +34,6 @@ def _pass_through(target: Any = None, **_options: Any) -> Any:
 
 def _return_unchanged(target: Any) -> Any:
     return target
-
-
-setattr(_pass_through, _PATCHED_MARK, True)
-
-
-def typeguard_instrumentation_disabled() -> bool:
-    """True when this process's ``typeguard.typechecked`` is the pass-through."""
-    typeguard = sys.modules.get("typeguard")
-    return bool(typeguard is not None and getattr(typeguard.typechecked, _PATCHED_MARK, False))
 
 
 def import_feast() -> None:
