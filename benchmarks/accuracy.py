@@ -20,15 +20,21 @@ the test window).  Two declared settings, both over test users who bought before
 
 Every method is a *scorer* ``fn(train_df, users) -> array[len(users), k]`` of item ids (``None`` pads),
 given only the training frame (``user_id, item_id, rating, event_timestamp`` and, for UCI,
-``purchases`` and ``quantity``; one row per user-item pair).  Extra scorers (the hybrid of issue 7)
-are picked up from ``recomart.recommend.evaluation.benchmark_scorers(dataset, setting, k)`` when that
-module exists: ``dataset`` is ``ml_latest_small`` or ``uci``, ``setting`` is ``ranking``,
-``discovery`` or ``replenishment``; it returns ``{name: scorer}`` and each name becomes keys
-``<name>_p_at_10`` / ``<name>_ndcg_at_10`` (MovieLens) and ``<name>_<setting>_ndcg_at_10`` (UCI).
-The hook also receives the benchmark's validation splitter (the one the SVD tunes on; for UCI it
-rebuilds the fit part from the order lines before the cut) and a ``record`` dict for its fit evidence
-(the hybrid's weights, input options and validation nDCG), saved under ``details.*.hybrid_fit``.
-In discovery, any item a scorer returns that the user already bought is blanked before scoring.
+``purchases`` and ``quantity``; one row per user-item pair, built from the order lines with
+``recomart.model.split.pairs_from_events``, as the train DAG does for UCI).  The SVD settings, search
+space and trial count are those of ``recomart.model.config.TrainingConfig`` (the train DAG's), with an
+unlimited tuning budget so the chosen parameters never depend on machine load; the SVD is tuned once
+per setting on the validation splitter and both the SVD row and the hybrid use the tuned parameters.
+Extra scorers (the hybrid and its components) are picked up from
+``recomart.model.offline.benchmark_scorers(dataset, setting, k)`` when that module exists:
+``dataset`` is ``ml_latest_small`` or ``uci``, ``setting`` is ``ranking``, ``discovery`` or
+``replenishment``; it returns ``{name: scorer}`` and each name becomes keys ``<name>_p_at_10`` /
+``<name>_ndcg_at_10`` (MovieLens) and ``<name>_<setting>_ndcg_at_10`` (UCI).  The hook also receives the
+configuration, the tuned SVD parameters, the benchmark's validation splitter (the one the SVD tunes on;
+for UCI it rebuilds the fit part from the order lines before the cut) and a ``record`` dict for its fit
+evidence (the hybrid's weights, component options and validation nDCG), saved under
+``details.*.hybrid_fit``.  In discovery, any item a scorer returns that the user already bought is
+blanked before scoring.
 """
 
 from __future__ import annotations
@@ -48,11 +54,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recomart.model import metrics as M
-from recomart.model.scoring import recommend_top_k, static_top_k, top_k
-from recomart.model.split import per_user_random_split, per_user_three_way_split, time_days_split
-from recomart.model.train import DEFAULT_SVD_PARAMS, fit_factors, interaction_matrix
-from recomart.model.tuning import candidate_params, tune
+from recomart.model.config import TrainingConfig
+from recomart.model.split import pairs_from_events, per_user_random_split, per_user_three_way_split, time_days_split
+from recomart.model.tuning import svd_candidates, tune
+from recomart.ranking import metrics as M
+from recomart.ranking.scoring import recommend_top_k, static_top_k, top_k
+from recomart.ranking.svd import fit_biased_svd
 
 log = logging.getLogger("benchmarks.accuracy")
 
@@ -71,15 +78,9 @@ RMSE_GRID: dict[str, list[Any]] = {
     "lr_all": [0.005, 0.01],
     "reg_all": [0.02, 0.1],
 }
-# implicit ranking: a few seeded points of this grid, chosen on the validation part
-RANKING_SPACE: dict[str, list[Any]] = {
-    "n_factors": [16, 32, 64],
-    "n_epochs": [10, 20, 40],
-    "lr_all": [0.005, 0.01],
-    "reg_all": [0.02, 0.05, 0.1],
-}
-RANKING_TRIALS = 6
-RANKING_BUDGET_S = float("inf")  # every trial runs: the chosen parameters never depend on machine load
+# implicit ranking: the train DAG's configuration; every trial runs, so the chosen parameters never
+# depend on machine load
+CONFIG = TrainingConfig(seed=SEED, tuning_budget_s=float("inf"))
 
 # --- UCI cleaning: mirrors the dbt project's rules (uci_exclusion_rules.sql + dbt_project.yml vars) ---
 UCI_NON_PRODUCT_CODES = frozenset({"POST", "DOT", "M", "C2", "D", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK"})
@@ -190,49 +191,53 @@ def buy_again_scorer(*, k: int = K, block_size: int = 2048) -> Scorer:
     return score
 
 
-def _svd_top(
-    train: pd.DataFrame, users: np.ndarray, params: dict[str, Any], exclude_seen: bool, k: int, seed: int
-) -> np.ndarray:
-    model = fit_factors(train, params, seed=seed, implicit=True)
+def _svd_top(train: pd.DataFrame, users: np.ndarray, params: dict[str, Any], exclude_seen: bool, k: int) -> np.ndarray:
+    model, _ = fit_biased_svd(train, CONFIG.svd_settings(params))
     rows = model.user_index(users)
-    exclude = interaction_matrix(model, train["user_id"], train["item_id"]) if exclude_seen else None
+    exclude = model.interactions(train["user_id"], train["item_id"]) if exclude_seen else None
     idx, _ = recommend_top_k(model, rows, k, exclude, rows)
     return _ids(model.item_ids, idx)
 
 
-def tuned_svd_scorer(
+def tune_svd_params(
+    train: pd.DataFrame,
     *,
     exclude_seen: bool,
     validation: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]],
     k: int = K,
-    seed: int = SEED,
     record: dict[str, Any] | None = None,
-) -> Scorer:
-    """Implicit BiasedSVD whose hyper-parameters are chosen on ``validation(train)`` (nDCG@k), then
-    refitted on the whole ``train``.  The chosen parameters and trials go to ``record``."""
+) -> dict[str, Any]:
+    """Implicit BiasedSVD parameters chosen on ``validation(train)`` (nDCG@k) among the configuration's
+    candidates; the chosen parameters, the trials and the seconds go to ``record``."""
+    started = time.perf_counter()
+    fit_part, valid_part = validation(train)
+
+    def on_valid(params: dict[str, Any]) -> dict[str, float]:
+        scorer = {"svd": lambda tr, us: _svd_top(tr, us, params, exclude_seen, k)}
+        metrics, _ = evaluate_scorers(fit_part, valid_part, scorer, k=k, exclude_seen=exclude_seen)
+        return metrics["svd"]
+
+    tuned = tune(on_valid, svd_candidates(CONFIG), metric=f"ndcg_at_{k}", budget_s=CONFIG.tuning_budget_s)
+    if record is not None:
+        record["svd_params"] = tuned.best_params
+        record["svd_valid_ndcg_at_10"] = tuned.best_value
+        record["svd_trials"] = [
+            {"params": t.params, "valid_ndcg_at_10": t.metrics[f"ndcg_at_{k}"]} for t in tuned.trials
+        ]
+        record["tuning_seconds"] = time.perf_counter() - started
+    return tuned.best_params
+
+
+def svd_scorer(params: dict[str, Any], *, exclude_seen: bool, k: int = K) -> Scorer:
+    """Implicit BiasedSVD with ``params`` fitted on the whole ``train``."""
 
     def score(train: pd.DataFrame, users: np.ndarray) -> np.ndarray:
-        fit_part, valid_part = validation(train)
-
-        def on_valid(params: dict[str, Any]) -> dict[str, float]:
-            scorer = {"svd": lambda tr, us: _svd_top(tr, us, params, exclude_seen, k, seed)}
-            metrics, _ = evaluate_scorers(fit_part, valid_part, scorer, k=k, exclude_seen=exclude_seen)
-            return metrics["svd"]
-
-        candidates = candidate_params(RANKING_SPACE, RANKING_TRIALS, seed, DEFAULT_SVD_PARAMS)
-        tuned = tune(on_valid, candidates, metric=f"ndcg_at_{k}", budget_s=RANKING_BUDGET_S)
-        if record is not None:
-            record["svd_params"] = tuned.best_params
-            record["svd_valid_ndcg_at_10"] = tuned.best_value
-            record["svd_trials"] = [
-                {"params": t.params, "valid_ndcg_at_10": t.metrics[f"ndcg_at_{k}"]} for t in tuned.trials
-            ]
-        return _svd_top(train, users, tuned.best_params, exclude_seen, k, seed)
+        return _svd_top(train, users, params, exclude_seen, k)
 
     return score
 
 
-EXTRA_SCORERS_MODULE = "recomart.recommend.evaluation"
+EXTRA_SCORERS_MODULE = "recomart.model.offline"
 
 
 def extra_scorers(
@@ -349,10 +354,12 @@ def movielens_ranking(ratings: pd.DataFrame, *, seed: int = SEED, k: int = K) ->
     record: dict[str, Any] = {}
     hybrid_fit: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    params = tune_svd_params(train, exclude_seen=True, validation=validation, k=k, record=record)
+    hook = {"validation": validation, "record": hybrid_fit, "config": CONFIG, "svd_params": params}
     scorers = {
-        "svd": tuned_svd_scorer(exclude_seen=True, validation=validation, k=k, seed=seed, record=record),
+        "svd": svd_scorer(params, exclude_seen=True, k=k),
         "popularity": popularity_scorer(exclude_seen=True, k=k),
-        **extra_scorers("ml_latest_small", "ranking", k, errors=errors, validation=validation, record=hybrid_fit),
+        **extra_scorers("ml_latest_small", "ranking", k, errors=errors, **hook),
     }
     metrics, info = evaluate_scorers(train, test, scorers, k=k, exclude_seen=True)
     return {
@@ -413,7 +420,7 @@ def clean_uci(raw: pd.DataFrame) -> pd.DataFrame:
         {
             "user_id": pd.to_numeric(df["CustomerID"]).astype("int64").astype(str).to_numpy(),
             "item_id": df["StockCode"].to_numpy(),
-            "invoice_no": df["InvoiceNo"].to_numpy(),
+            "order_id": df["InvoiceNo"].to_numpy(),
             "quantity": df["Quantity"].to_numpy(),
             "event_timestamp": local.dt.tz_localize(UCI_SOURCE_TIMEZONE, ambiguous="NaT", nonexistent="shift_forward")
             .dt.tz_convert("UTC")
@@ -422,20 +429,11 @@ def clean_uci(raw: pd.DataFrame) -> pd.DataFrame:
     ).dropna(subset=["event_timestamp"])
 
 
-def uci_pairs(lines: pd.DataFrame) -> pd.DataFrame:
-    """One row per user-item pair: purchases (distinct invoices), quantity, rating = 1 + ln(purchases)."""
-    pairs = lines.groupby(["user_id", "item_id"], as_index=False, sort=True).agg(
-        purchases=("invoice_no", "nunique"), quantity=("quantity", "sum"), event_timestamp=("event_timestamp", "max")
-    )
-    pairs["rating"] = 1.0 + np.log(pairs["purchases"].to_numpy(np.float64))
-    return pairs[["user_id", "item_id", "rating", "event_timestamp", "purchases", "quantity"]]
-
-
-def uci_benchmark(lines: pd.DataFrame, *, test_days: int = 30, seed: int = SEED, k: int = K) -> dict[str, Any]:
+def uci_benchmark(lines: pd.DataFrame, *, test_days: int = 30, k: int = K) -> dict[str, Any]:
     """Discovery and replenishment nDCG@k on the last ``test_days`` of the cleaned order lines."""
     split = time_days_split(lines, valid_days=0, test_days=test_days)
     train_lines, test_lines = split.train, split.test
-    train = uci_pairs(train_lines)
+    train = pairs_from_events(train_lines)
     test = test_lines[["user_id", "item_id"]].drop_duplicates()
 
     def validation(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -445,20 +443,22 @@ def uci_benchmark(lines: pd.DataFrame, *, test_days: int = 30, seed: int = SEED,
         inner_lines = train_lines[train_lines["event_timestamp"] <= frame["event_timestamp"].max()]
         fit_lines = inner_lines[inner_lines["event_timestamp"] < cut]
         valid_lines = inner_lines[inner_lines["event_timestamp"] >= cut]
-        return uci_pairs(fit_lines), valid_lines[["user_id", "item_id"]].drop_duplicates()
+        return pairs_from_events(fit_lines), valid_lines[["user_id", "item_id"]].drop_duplicates()
 
     results: dict[str, Any] = {"info": {**split.info, "n_train_pairs": len(train), "n_test_pairs": len(test)}}
     for setting, exclude in (("discovery", True), ("replenishment", False)):
         record: dict[str, Any] = {}
         hybrid_fit: dict[str, Any] = {}
         errors: dict[str, str] = {}
+        params = tune_svd_params(train, exclude_seen=exclude, validation=validation, k=k, record=record)
+        hook = {"validation": validation, "record": hybrid_fit, "config": CONFIG, "svd_params": params}
         scorers: dict[str, Scorer] = {
-            "svd": tuned_svd_scorer(exclude_seen=exclude, validation=validation, k=k, seed=seed, record=record),
+            "svd": svd_scorer(params, exclude_seen=exclude, k=k),
             "popularity": popularity_scorer(exclude_seen=exclude, k=k),
         }
         if setting == "replenishment":
             scorers["buy_again"] = buy_again_scorer(k=k)
-        scorers.update(extra_scorers("uci", setting, k, errors=errors, validation=validation, record=hybrid_fit))
+        scorers.update(extra_scorers("uci", setting, k, errors=errors, **hook))
         metrics, info = evaluate_scorers(train, test, scorers, k=k, exclude_seen=exclude)
         results[setting] = {
             "metrics": metrics,
@@ -514,15 +514,15 @@ def run(movielens_dir: Path, uci_dir: Path, out: Path, *, n_jobs: int = 2) -> di
                 "seconds": ranking_s,
                 "protocol": "per-user 75/25 (seed 42), implicit SVD (1 sampled negative per positive, "
                 "rating 0), seen items excluded; SVD and hybrid tuned on a per-user validation part of "
-                "the 75%",
+                "the 75%; the hybrid blends the tuned SVD",
             },
             "uci": {
                 **uci,
                 "seconds": uci_s,
                 "protocol": "dbt cleaning rules; last 30 days = test; warm test users; SVD and hybrid (weights, "
-                "input options) tuned on the 30 days before the test window, fit part rebuilt from the order "
-                "lines before it; discovery excludes bought items from ranking and relevant set; "
-                "replenishment counts repeats",
+                "component options) tuned on the 30 days before the test window, fit part rebuilt from the "
+                "order lines before it; the hybrid blends the tuned SVD; discovery excludes bought items from "
+                "ranking and relevant set; replenishment counts repeats",
             },
         },
         "meta": {

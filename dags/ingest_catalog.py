@@ -47,7 +47,7 @@ def ingest_catalog():
     def fetch_and_upsert_products(params=None, data_interval_end=None) -> dict:
         """Fetch the catalogue pages and upsert them in one transaction (a full snapshot when due)."""
         from recomart.config import settings
-        from recomart.pipeline import ingest_catalog_snapshot
+        from recomart.tasks.ingest_catalog import ingest_catalog_snapshot
 
         return ingest_catalog_snapshot(
             warehouse_dsn(),
@@ -61,10 +61,10 @@ def ingest_catalog():
     def validate_products(load_summary: dict, outlet_events=None) -> dict:
         """Great Expectations on raw.products; only a valid catalogue publishes the asset event."""
         from recomart.config import settings
-        from recomart.pipeline import validate_raw_tables
+        from recomart.tasks.ingest_catalog import validate_products as validate
 
         with fail_fast_on_bad_data():
-            result = validate_raw_tables(warehouse_dsn(), settings(), tables=["products"])
+            result = validate(warehouse_dsn(), settings())
         outlet_events[RAW_PRODUCTS].extra = load_summary
         return result
 

@@ -56,7 +56,7 @@ def ingest_events():
     def load_landing_files(params=None, data_interval_start=None, data_interval_end=None) -> dict:
         """Load every feed of the data set for each day of the window."""
         from recomart.config import settings
-        from recomart.pipeline import days_in_window, ingest_landing_files
+        from recomart.tasks.ingest_events import days_in_window, ingest_landing_files
 
         with fail_fast_on_bad_data():
             days = days_in_window(
@@ -68,10 +68,10 @@ def ingest_events():
     def validate_raw(load_summary: dict, outlet_events=None) -> dict:
         """Great Expectations on what was loaded; only a valid load publishes the asset event."""
         from recomart.config import settings
-        from recomart.pipeline import validate_raw_tables
+        from recomart.tasks.ingest_events import validate_loaded_days
 
         with fail_fast_on_bad_data():
-            result = validate_raw_tables(warehouse_dsn(), settings(), days=load_summary["day_list"])
+            result = validate_loaded_days(warehouse_dsn(), settings(), load_summary["day_list"])
         outlet_events[RAW_EVENTS].extra = load_summary["window"]
         return result
 

@@ -35,7 +35,7 @@ def recommend():
     def score_and_publish(outlet_events=None):
         """Score all users and swap the recommendation tables in."""
         from recomart.config import settings
-        from recomart.pipeline import publish_recommendations
+        from recomart.tasks.recommend import publish_recommendations
 
         summary = publish_recommendations(settings(), warehouse_dsn())
         outlet_events[RECOMMENDATIONS].extra = summary

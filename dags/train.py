@@ -39,7 +39,7 @@ def train():
     def train_evaluate_register(outlet_events=None):
         """Train SVD, fit the blend weights, evaluate against popularity and the champion, gate, register."""
         from recomart.config import settings
-        from recomart.pipeline import train_and_register
+        from recomart.tasks.train import train_and_register
 
         summary = train_and_register(settings(), warehouse_dsn())
         outlet_events[MODEL].extra = summary

@@ -36,7 +36,7 @@ def transform():
     def dbt_build():
         """`dbt build` of the whole project; fails with the names of failing nodes."""
         from recomart.config import settings
-        from recomart.pipeline import build_warehouse_models
+        from recomart.tasks.transform import build_warehouse_models
 
         return build_warehouse_models(settings(), warehouse_dsn())
 
@@ -44,7 +44,7 @@ def transform():
     def validate_marts() -> dict:
         """Great Expectations on the marts; a critical failure stops Feast and training."""
         from recomart.config import settings
-        from recomart.pipeline import validate_mart_tables
+        from recomart.tasks.transform import validate_mart_tables
 
         with fail_fast_on_bad_data():
             return validate_mart_tables(warehouse_dsn(), settings())
@@ -53,7 +53,7 @@ def transform():
     def feast_apply():
         """Register entities, feature views and feature services in the SQL registry."""
         from recomart.config import settings
-        from recomart.pipeline import apply_feature_repo
+        from recomart.tasks.transform import apply_feature_repo
 
         apply_feature_repo(settings())
 
@@ -61,7 +61,7 @@ def transform():
     def materialize(triggering_asset_events=None, outlet_events=None):
         """Materialize the explicit window taken from the asset events and the load ledger."""
         from recomart.config import settings
-        from recomart.pipeline import materialize_features, windows_from_asset_events
+        from recomart.tasks.transform import materialize_features, windows_from_asset_events
 
         windows = windows_from_asset_events(triggering_asset_events)
         summary = materialize_features(settings(), warehouse_dsn(), windows)

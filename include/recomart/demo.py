@@ -24,7 +24,7 @@ def _step(title: str) -> Callable[[], None]:
 
 def prepare_landing(s: Settings) -> None:
     """Put the data set's files into the landing folder (generate, or link the UCI files)."""
-    from recomart.pipeline import prepare_dataset
+    from recomart.datasets.landing import prepare_dataset
 
     print(f"    {prepare_dataset(s)}")
 
@@ -32,7 +32,7 @@ def prepare_landing(s: Settings) -> None:
 def run_chain(s: Settings, *, quiet: bool = True) -> None:
     """Run the five DAGs in order with `airflow dags test` (the scheduler's asset chaining is
     exercised by `recomart up` and the real-scheduler test)."""
-    from recomart.pipeline import landing_days
+    from recomart.datasets.landing import landing_days
 
     days = landing_days(s)
     if not days:

@@ -14,7 +14,7 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 def catalog_api_args(s: Settings) -> list[str]:
     """Command line of the catalog API serving the configured data set's catalogue file."""
-    from recomart.pipeline import catalog_file
+    from recomart.datasets.landing import catalog_file
 
     return [
         venv_bin("python"),

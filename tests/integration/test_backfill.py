@@ -24,9 +24,10 @@ from recomart import processes, services
 from recomart.catalog_api.app import serve_in_thread
 from recomart.checksums import table_checksums
 from recomart.config import Settings
+from recomart.datasets.landing import catalog_file, prepare_dataset
 from recomart.datasets.uci import UCI_ROWS
-from recomart.pipeline import catalog_file, ingest_catalog_snapshot, prepare_dataset
 from recomart.stack import airflow_login, start_airflow, stop_airflow
+from recomart.tasks.ingest_catalog import ingest_catalog_snapshot
 from recomart.tools import airflow_migrate, run_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.shared_data]

@@ -1,10 +1,9 @@
-"""The train DAG's path fits the hybrid's blend weights and input options, stores them with the registered
-version, gates on the blend, and the recommend DAG's path applies the champion's weights and options (real
-Postgres, MLflow, fitted data)."""
+"""The train DAG's path fits the hybrid's blend weights and component options, stores them with the
+registered version, gates on the blend, and the recommend DAG's path ranks with the champion's weights and
+options (real Postgres, MLflow, fitted data)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import numpy as np
@@ -14,12 +13,15 @@ import pytest
 from test_reco_writer import copy_frame  # tests/integration is on sys.path (rootdir import mode)
 from test_train import planted_ratings
 
+from recomart.marts import read_catalogue, read_ranking_inputs
+from recomart.model.blend_search import DEFAULT_WEIGHTS
+from recomart.model.config import DEFAULT_SVD_PARAMS, TrainingConfig
 from recomart.model.gate import decide
 from recomart.model.promotion import train_and_gate
 from recomart.model.registry import load_champion
-from recomart.model.train import DEFAULT_SVD_PARAMS, TrainConfig
-from recomart.recommend.blend import DEFAULT_WEIGHTS
-from recomart.recommend.hybrid import BlendWeights, build_inputs
+from recomart.ranking.base import TrainingSet
+from recomart.ranking.blend import OPTION_DEFAULTS, BlendWeights
+from recomart.ranking.hybrid import HybridRecommender
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +72,7 @@ def marts_dsn(private_database) -> str:
 @pytest.fixture(scope="module")
 def trained(marts_dsn: str, test_settings) -> dict:
     """The train DAG's task on the marts: the summary of the first (promoted) version."""
-    from recomart.pipeline import train_and_register
+    from recomart.tasks.train import train_and_register
 
     return train_and_register(test_settings, marts_dsn)
 
@@ -86,7 +88,7 @@ def test_registered_weights_are_the_fitted_ones_and_recommend_applies_them(marts
 
     loaded = load_champion(test_settings.mlflow_tracking_uri, test_settings.model_name)
     assert loaded is not None
-    _, meta, version = loaded
+    meta, version = loaded.metadata, loaded.version
     assert version == summary["model_version"]
     assert meta["weights"] == blend["weights"] and meta["blend"] == blend
     with psycopg.connect(marts_dsn) as conn:
@@ -114,11 +116,13 @@ def test_registered_weights_are_the_fitted_ones_and_recommend_applies_them(marts
 
 def test_recommend_uses_the_input_options_registered_with_the_champion(marts_dsn, test_settings, trained) -> None:
     """The options chosen on validation (the best candidate) are stored with the champion, and the nightly
-    run builds its inputs with exactly those: ``reco.similar_items`` has the champion's neighbour count and
-    the written popularity scores are the prior over the champion's window."""
-    from recomart.recommend.run import blend_options, generate_recommendations, read_warehouse
+    run ranks with exactly those: ``reco.similar_items`` has the champion's neighbour count and the written
+    popularity scores are the prior over the champion's window."""
+    from recomart.ranking.blend import blend_options
+    from recomart.recommend.run import generate_recommendations
 
-    _, meta, version = load_champion(test_settings.mlflow_tracking_uri, test_settings.model_name)
+    loaded = load_champion(test_settings.mlflow_tracking_uri, test_settings.model_name)
+    meta, version = loaded.metadata, loaded.version
     assert version == trained["model_version"]
     blend = meta["blend"]
     assert blend["fitted"] and blend["options"] and len(blend["candidates"]) >= 4
@@ -134,8 +138,8 @@ def test_recommend_uses_the_input_options_registered_with_the_champion(marts_dsn
         log=lambda _: None,
     )
     assert result.model_version == version
-    assert result.options == blend_options(meta) == blend["options"]
-    top_n = blend["options"].get("top_n", inspect.signature(build_inputs).parameters["top_n"].default)
+    assert result.options == blend_options(meta["blend"]["options"]) == blend["options"]
+    top_n = blend["options"].get("top_n", OPTION_DEFAULTS["top_n"])
     with psycopg.connect(marts_dsn) as conn:
         details = conn.execute(
             "select details from reco.generations where generation_id = %s", (result.generation_id,)
@@ -151,13 +155,12 @@ def test_recommend_uses_the_input_options_registered_with_the_champion(marts_dsn
     assert details["blend_options"] == blend["options"]
     assert neighbours == top_n  # 100 items that all co-occur: every item has more than top_n neighbours
 
-    data = read_warehouse(marts_dsn)
+    inputs, catalogue = read_ranking_inputs(marts_dsn), read_catalogue(marts_dsn)
+    training = TrainingSet.build(inputs.history, catalogue.products, catalogue.users)
 
     def prior(options: dict) -> np.ndarray:
-        inputs = build_inputs(
-            data.ratings, data.users, data.products, repeat_purchases=details["repeat_purchases"], **options
-        )
-        return pd.Series(inputs.popularity.prior, index=inputs.item_ids).loc[written["item_id"]].to_numpy()
+        recommender = HybridRecommender(repeat_purchases=details["repeat_purchases"], options=options).fit(training)
+        return pd.Series(recommender.popularity.prior, index=recommender.item_ids).loc[written["item_id"]].to_numpy()
 
     assert written["score"].to_numpy() == pytest.approx(prior(blend["options"]), rel=1e-6)
     if blend["options"].get("prior_days") is not None:  # the all-time prior would have written other scores
@@ -172,10 +175,10 @@ def test_too_little_data_stores_the_default_weights_unfitted(test_settings, tmp_
         tracking_uri=test_settings.mlflow_tracking_uri,
         model_name=f"{test_settings.model_name}_small",
         artifact_dir=tmp_path,
-        config=TrainConfig(max_trials=1, split_options={"valid_fraction": 0.02, "test_fraction": 0.2}),
+        config=TrainingConfig(max_trials=1, split_options={"valid_fraction": 0.02, "test_fraction": 0.2}),
     )
     assert outcome.registered.promoted, outcome.registered.reason
-    _, meta, _ = load_champion(test_settings.mlflow_tracking_uri, f"{test_settings.model_name}_small")
+    meta = load_champion(test_settings.mlflow_tracking_uri, f"{test_settings.model_name}_small").metadata
     assert meta["weights"] == DEFAULT_WEIGHTS.as_dict()
     assert meta["blend"]["fitted"] is False and "< 50: default weights" in meta["blend"]["reason"]
     assert outcome.summary("x")["blend"]["fitted"] is False
@@ -190,7 +193,7 @@ def test_gate_judges_the_blend_not_the_svd_alone(test_settings, tmp_path) -> Non
         tracking_uri=test_settings.mlflow_tracking_uri,
         model_name=f"{test_settings.model_name}_weak",
         artifact_dir=tmp_path,
-        config=TrainConfig(max_trials=1, base_params=weak),
+        config=TrainingConfig(max_trials=1, svd_params=weak),
     )
     m = outcome.result.metrics
     assert m["svd"]["ndcg_at_10"] < m["popularity"]["ndcg_at_10"] < m["model"]["ndcg_at_10"]

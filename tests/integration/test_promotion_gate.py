@@ -13,10 +13,10 @@ import pytest
 from mlflow import MlflowClient
 from test_train import planted_ratings  # tests/integration is on sys.path (rootdir import mode)
 
+from recomart.model.config import TrainingConfig
 from recomart.model.promotion import train_and_gate
-from recomart.model.train import TrainConfig
-from recomart.pipeline import record_promotion
-from recomart.recommend.hybrid import BlendWeights
+from recomart.model.promotion_log import record_promotion
+from recomart.ranking.blend import BlendWeights
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +37,9 @@ def rounds(test_settings, tmp_path_factory):
     # 2. the full data set: its fitted blend beats popularity and round 1's blend, re-scored on this split
     # 3. the same data with a 50 % margin: cannot beat the champion of round 2 by that much
     for data, cfg in (
-        (ratings[ratings.user_id < "u0100"], TrainConfig(**FAST, split_options=TINY_VALIDATION)),
-        (ratings, TrainConfig(**FAST)),
-        (ratings, TrainConfig(**FAST, gate_margin=0.5)),
+        (ratings[ratings.user_id < "u0100"], TrainingConfig(**FAST, split_options=TINY_VALIDATION)),
+        (ratings, TrainingConfig(**FAST)),
+        (ratings, TrainingConfig(**FAST, gate_margin=0.5)),
     ):
         outcome = train_and_gate(
             data,
@@ -111,6 +111,13 @@ def test_run_records_data_trials_artifacts_and_tags(rounds, test_settings) -> No
     assert tags["split"] == "time" and tags["feature_service"] == "recommender_v1"
     assert tags["git_commit"] and tags["compared_champion"] == "1"
     assert run.data.metrics["champion_ndcg_at_10"] == pytest.approx(second.result.metrics["champion"]["ndcg_at_10"])
+    # metrics at K are one curve per family (step = K), not a key per cut-off; headline keys stay
+    assert "model_ndcg_at_5" not in run.data.metrics and "model_map_at_10" in run.data.metrics
+    curve = client.get_metric_history(run.info.run_id, "model_ndcg")
+    assert sorted(m.step for m in curve) == [1, 2, 3, 5, 10, 15, 20]
+    at_5 = next(m.value for m in curve if m.step == 5)
+    assert at_5 == pytest.approx(second.result.metrics["model"]["ndcg_at_5"])
+    assert len(run.data.metrics) < 100, len(run.data.metrics)
     # the training data set: source and digest through mlflow.data
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1
@@ -149,13 +156,15 @@ def test_every_decision_is_in_ops_model_promotions(rounds, warehouse_dsn) -> Non
 def test_champion_for_evaluation_is_the_pre_test_model(rounds, test_settings) -> None:
     import numpy as np
 
-    from recomart.model.registry import load_champion
+    from recomart.model.registry import load_champion, load_champion_for_gate
 
     name, (_, second, _) = rounds
     uri = test_settings.mlflow_tracking_uri
-    served, meta, version = load_champion(uri, name)
-    evaluated, eval_meta, _ = load_champion(uri, name, for_evaluation=True)
-    assert version == "2" and meta["evaluation_factors"] == "served" and eval_meta["evaluation_factors"] == "eval"
-    np.testing.assert_array_equal(served.user_factors, second.result.model.user_factors)
-    np.testing.assert_array_equal(evaluated.user_factors, second.result.eval_model.user_factors)
-    assert eval_meta["factors_trained_through"] < meta["factors_trained_through"]
+    served = load_champion(uri, name)
+    evaluated = load_champion_for_gate(uri, name)
+    assert served.version == evaluated.version == "2"
+    np.testing.assert_array_equal(served.recommender.svd.model.user_factors, second.result.model.user_factors)
+    np.testing.assert_array_equal(evaluated.factors.user_factors, second.result.eval_model.user_factors)
+    assert evaluated.trained_through < served.metadata["trained_through"]
+    assert evaluated.weights == pytest.approx(served.recommender.weights)
+    assert dict(evaluated.options) == served.recommender.options

@@ -16,9 +16,13 @@ import pytest
 from psycopg import sql
 
 from recomart.config import Settings
-from recomart.model.factors import FactorModel
-from recomart.recommend.hybrid import STRATEGY_HYBRID, build_inputs, recommend
-from recomart.recommend.run import generate_recommendations, publish_generation, read_warehouse
+from recomart.marts import read_catalogue, read_ranking_inputs
+from recomart.ranking.base import TrainingSet
+from recomart.ranking.blend import BlendWeights
+from recomart.ranking.factors import FactorModel
+from recomart.ranking.hybrid import STRATEGY_HYBRID, HybridRecommender
+from recomart.ranking.svd import BiasedSVD
+from recomart.recommend.run import OUTPUT_COLUMNS, generate_recommendations, publish_generation
 from recomart.recommend.writer import View, swap_in_table
 
 pytestmark = pytest.mark.integration
@@ -196,12 +200,23 @@ def test_popular_items_grants_and_comments(two_generations, reco_dsn: str) -> No
     ).startswith("hybrid")
 
 
+def _marts(dsn: str):
+    """(ranking inputs, training set) of the hand-made marts, read as the nightly job reads them."""
+    inputs, catalogue = read_ranking_inputs(dsn), read_catalogue(dsn)
+    return inputs, TrainingSet.build(inputs.history, catalogue.products, catalogue.users)
+
+
+def _publish(dsn: str, recommender: HybridRecommender, inputs, version: str) -> tuple[pd.DataFrame, object]:
+    recs = recommender.rank(inputs.users, inputs.history, k=10).assign(model_version=version)[OUTPUT_COLUMNS]
+    return recs, publish_generation(dsn, recs, recommender, model_version=version, log=lambda _: None)
+
+
 def test_hybrid_generation_with_a_champion(two_generations, reco_dsn: str) -> None:
     """A hand-built factor model through the same compute + publish path the nightly job uses."""
-    data = read_warehouse(reco_dsn)
-    inputs = build_inputs(data.ratings, data.users, data.products)
-    known_users = inputs.user_ids[inputs.has_history][::2]  # half the active users are in the model
-    known_items = np.array(sorted(set(data.ratings["item_id"])), dtype=object)
+    inputs, training = _marts(reco_dsn)
+    active = training.entries.user_ids[training.entries.has_history]
+    known_users = active[::2]  # half the active users are in the model
+    known_items = np.array(sorted(set(inputs.history["item_id"])), dtype=object)
     rng = np.random.default_rng(5)
     model = FactorModel(
         known_users,
@@ -212,15 +227,14 @@ def test_hybrid_generation_with_a_champion(two_generations, reco_dsn: str) -> No
         rng.normal(0, 0.3, (len(known_users), 8)),
         rng.normal(0, 0.3, (len(known_items), 8)),
     )
-    recs = recommend(inputs, model, model_version="42", k=10)
-    result = publish_generation(reco_dsn, recs, inputs, model_version="42", log=lambda _: None)
+    _, result = _publish(reco_dsn, HybridRecommender(svd=BiasedSVD.from_factors(model)).fit(training), inputs, "42")
     assert result.strategy_counts[STRATEGY_HYBRID] == len(known_users)
     stored = _rows(
         reco_dsn,
         "SELECT strategy, count(DISTINCT user_id), count(*) FILTER (WHERE svd_score IS NULL),"
         " bool_and(model_version = '42') FROM reco.user_recommendations GROUP BY 1 ORDER BY 1",
     )
-    n_active = int(inputs.has_history.sum())
+    n_active = len(active)
     no_svd = n_active - len(known_users)
     assert stored == [
         ("hybrid", len(known_users), 0, True),
@@ -369,23 +383,22 @@ def test_every_reco_table_and_column_has_a_comment(two_generations, reco_dsn: st
 
 def test_repeat_purchase_feed_gets_buy_again_and_keeps_purchases(two_generations, reco_dsn: str) -> None:
     """The UCI policy: purchased items stay recommendable and buy-again is a weighted component."""
-    from recomart.recommend.hybrid import BlendWeights
-
-    data = read_warehouse(reco_dsn)
-    inputs = build_inputs(data.ratings, data.users, data.products, repeat_purchases=True)
-    assert inputs.exclude is None and inputs.buy_again is not None
-    weights = BlendWeights(cf=0.0, content=0.0, popularity=0.0, item_item=0.0, buy_again=1.0)
+    inputs, training = _marts(reco_dsn)
+    active = training.entries.user_ids[training.entries.has_history]
     model = FactorModel(
-        inputs.user_ids[inputs.has_history],
+        active,
         np.array(["p0000"], dtype=object),
         3.0,
-        np.zeros(int(inputs.has_history.sum())),
+        np.zeros(len(active)),
         np.zeros(1),
-        np.zeros((int(inputs.has_history.sum()), 2)),
+        np.zeros((len(active), 2)),
         np.zeros((1, 2)),
     )
-    recs = recommend(inputs, model, model_version="1", weights=weights, k=10)
-    result = publish_generation(reco_dsn, recs, inputs, model_version="1", log=lambda _: None)
+    svd = BiasedSVD.from_factors(model)
+    recommender = HybridRecommender(weights=BlendWeights.only("buy_again"), repeat_purchases=True, svd=svd)
+    recommender.fit(training)
+    assert recommender.exclude == "none" and recommender.buy_again is not None
+    recs, result = _publish(reco_dsn, recommender, inputs, "1")
     assert result.rows == len(recs)
     # a buyer's top item is the one they bought most (recency weighted): buy-again score is the row's max
     top = _rows(

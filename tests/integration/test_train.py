@@ -15,8 +15,11 @@ import pytest
 import surprise
 from psycopg import sql
 
+from recomart.marts import read_ratings
+from recomart.model.config import TrainingConfig
 from recomart.model.registry import load_champion, log_and_register
-from recomart.model.train import TrainConfig, load_ratings, train_tune_evaluate
+from recomart.model.train import train_tune_evaluate
+from recomart.ranking.hybrid import RANKED_COLUMNS
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +66,7 @@ def no_per_pair_surprise(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(surprise.SVD, name, boom)
 
 
-NO_TUNING = TrainConfig(max_trials=1, seed=42, k=10)  # the base parameters, no search: fast and fixed
+NO_TUNING = TrainingConfig(max_trials=1, seed=42, k=10)  # the base parameters, no search: fast and fixed
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +97,11 @@ def test_svd_and_blend_beat_popularity_on_planted_tastes(trained, ratings: pd.Da
     # refit on all data: every user and item of the frame is servable
     assert trained.refit_full and trained.model.n_users == ratings.user_id.nunique()
     assert trained.model.n_items == ratings.item_id.nunique()
-    assert trained.seen.nnz == len(ratings.drop_duplicates(["user_id", "item_id"]))
+    # the served hybrid covers the same catalogue, its components fitted on all the data
+    assert list(trained.recommender.item_ids) == sorted(ratings.item_id.unique())
+    assert trained.recommender.weights == pytest.approx(
+        type(trained.recommender.weights)(**trained.metadata["weights"])
+    )
 
 
 def test_metrics_hold_the_blend_each_component_and_popularity(trained) -> None:
@@ -127,9 +134,9 @@ def test_same_data_same_model_whatever_the_row_order(trained, ratings, no_per_pa
     assert not np.array_equal(other_seed.model.user_factors, trained.model.user_factors)
 
 
-def test_load_ratings_reads_the_mart_in_one_query(warehouse_dsn: str, ratings: pd.DataFrame) -> None:
+def test_read_ratings_reads_the_mart_in_one_query(warehouse_dsn: str, ratings: pd.DataFrame) -> None:
     schema = f"model_test_{uuid.uuid4().hex[:8]}"
-    sample = ratings.head(500)
+    sample = ratings.head(500).assign(purchases=np.arange(500) % 3)
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
         conn.execute(
@@ -142,22 +149,24 @@ def test_load_ratings_reads_the_mart_in_one_query(warehouse_dsn: str, ratings: p
         with (
             conn.cursor() as cur,
             cur.copy(
-                sql.SQL("copy {}.user_item_ratings (user_id, item_id, rating, last_interaction_at) from stdin").format(
-                    sql.Identifier(schema)
-                )
+                sql.SQL(
+                    "copy {}.user_item_ratings (user_id, item_id, rating, last_interaction_at, purchases) from stdin"
+                ).format(sql.Identifier(schema))
             ) as copy,
         ):
             for row in sample.itertuples(index=False):
                 copy.write_row(row)
         # the mart's event_timestamp is its as-of time (one value for all rows); the split needs each pair's
-        # last interaction, which load_ratings returns as event_timestamp
+        # last interaction, which read_ratings returns as event_timestamp
         conn.execute(sql.SQL("update {}.user_item_ratings set event_timestamp = now()").format(sql.Identifier(schema)))
         try:
-            got = load_ratings(warehouse_dsn, relation=f"{schema}.user_item_ratings")
+            got = read_ratings(warehouse_dsn, relation=f"{schema}.user_item_ratings")
         finally:
             conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
     expected = sample.sort_values(["user_id", "item_id"], ignore_index=True)
-    assert list(got.columns) == ["user_id", "item_id", "rating", "event_timestamp"]
+    got = got.sort_values(["user_id", "item_id"], ignore_index=True)
+    assert list(got.columns) == ["user_id", "item_id", "rating", "purchases", "event_timestamp"]
+    np.testing.assert_array_equal(got.purchases, expected.purchases)
     pd.testing.assert_series_equal(got.user_id, expected.user_id)
     np.testing.assert_allclose(got.rating, expected.rating)
     delta = (got.event_timestamp - expected.event_timestamp).abs().max()
@@ -165,7 +174,7 @@ def test_load_ratings_reads_the_mart_in_one_query(warehouse_dsn: str, ratings: p
     assert str(got.event_timestamp.dt.tz) == "UTC"
 
 
-def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> None:
+def test_register_champion_then_challenger(trained, ratings, test_settings, tmp_path) -> None:
     from mlflow import MlflowClient
 
     uri = test_settings.mlflow_tracking_uri
@@ -193,18 +202,21 @@ def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> 
     exp = client.get_experiment(run.info.experiment_id)
     assert exp.name == "recomart"
     assert exp.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
-    assert any((tmp_path / "mlartifacts").rglob("factors.npz"))
+    assert any((tmp_path / "mlartifacts").rglob("hybrid.npz"))
 
     loaded = load_champion(uri, name)
     assert loaded is not None
-    factors, meta, version = loaded
-    assert version == reg.version
-    np.testing.assert_array_equal(factors.item_factors, trained.model.item_factors)
-    np.testing.assert_array_equal(factors.user_ids, trained.model.user_ids)
+    meta = loaded.metadata
+    assert loaded.version == reg.version
+    np.testing.assert_array_equal(loaded.recommender.svd.model.item_factors, trained.model.item_factors)
+    np.testing.assert_array_equal(loaded.recommender.svd.model.user_ids, trained.model.user_ids)
     assert meta["weights"] == weights and meta["blend"] == trained.metadata["blend"]
     assert meta["data_digest"] == trained.data_digest
 
-    # the pyfunc serves top-k unseen items per user, vectorised
+    # the pyfunc ranks top-k items per user against the history passed to it, vectorised
+    history_path = tmp_path / "history.parquet"
+    history = ratings.rename(columns={"event_timestamp": "last_interaction_at"}).assign(purchases=1)
+    history.to_parquet(history_path)
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -214,17 +226,12 @@ def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> 
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
     users = trained.model.user_ids[:3].tolist() + ["new-user"]
-    out = pyfunc.predict(pd.DataFrame({"user_id": users}), params={"k": 5})
-    assert list(out.columns) == ["user_id", "rank", "item_id", "score"]
+    out = pyfunc.predict(pd.DataFrame({"user_id": users}), params={"k": 5, "history": str(history_path)})
+    assert list(out.columns) == RANKED_COLUMNS
     assert out.groupby("user_id").size().to_dict() == dict.fromkeys(users, 5)
-    seen_pairs = set(
-        zip(
-            *trained.model.user_ids[trained.seen.nonzero()[0]].reshape(1, -1),
-            trained.model.item_ids[trained.seen.nonzero()[1]],
-            strict=True,
-        )
-    )
-    assert not {(u, i) for u, i in zip(out.user_id, out.item_id, strict=True)} & seen_pairs
+    assert set(out.loc[out.user_id == "new-user", "strategy"]) == {"popular_cold_start"}
+    bought = set(zip(history.user_id, history.item_id, strict=True))
+    assert not {(u, i) for u, i in zip(out.user_id, out.item_id, strict=True)} & bought
 
     # a version that loses to popularity becomes the challenger; the champion stays
     weaker = dataclasses.replace(
@@ -237,4 +244,4 @@ def test_register_champion_then_challenger(trained, test_settings, tmp_path) -> 
     assert str(client.get_model_version_by_alias(name, "challenger").version) == reg2.version
     assert str(client.get_model_version_by_alias(name, "champion").version) == reg.version
     assert client.get_model_version(name, reg2.version).tags["promotion_reason"] == reg2.reason
-    assert load_champion(uri, name)[2] == reg.version
+    assert load_champion(uri, name).version == reg.version

@@ -24,7 +24,7 @@ from recomart.datasets import uci
 from recomart.ingest.catalog import ingest_catalog
 from recomart.ingest.feeds import UCI_ORDERS
 from recomart.ingest.load import load_feed_date
-from recomart.pipeline import days_in_window, ingest_landing_files
+from recomart.tasks.ingest_events import days_in_window, ingest_landing_files
 
 pytestmark = pytest.mark.shared_data
 

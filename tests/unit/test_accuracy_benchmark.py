@@ -106,14 +106,14 @@ def test_clean_uci_mirrors_the_dbt_rules() -> None:
     ]
     raw = pd.DataFrame(rows, columns=A.UCI_COLUMNS).replace({"CustomerID": {"": None}})
     clean = A.clean_uci(raw)
-    assert clean.invoice_no.tolist() == ["536365", "536375"]
+    assert clean.order_id.tolist() == ["536365", "536375"]
     assert clean.user_id.tolist() == ["17850", "17850"]
     # UK local time to UTC: GMT in December, BST (UTC+1) in June
     assert clean.event_timestamp.tolist() == [
         pd.Timestamp("2010-12-01 08:26:00", tz="UTC"),
         pd.Timestamp("2011-06-01 08:02:00", tz="UTC"),
     ]
-    pairs = A.uci_pairs(clean)
+    pairs = A.pairs_from_events(clean)
     assert pairs.purchases.tolist() == [1, 1] and pairs.rating.tolist() == [1.0, 1.0]
 
 

@@ -1,5 +1,5 @@
 """Blends scored on the test window rank the same users over the same catalogue as the SVD evaluation;
-the train path chooses the blend's input options on validation and records them."""
+the train path chooses the blend's component options on validation and records them."""
 
 from __future__ import annotations
 
@@ -10,19 +10,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recomart.model.blend_eval import (
-    Catalogue,
-    Contender,
-    blend_record,
-    evaluate_blends,
-    fit_weights,
-    single_component,
-)
-from recomart.model.evaluate import eval_set, evaluate_models
-from recomart.model.train import TrainConfig, fit_factors, train_tune_evaluate
-from recomart.recommend.blend import BlendFit, as_ratings, default_products, option_candidates
-from recomart.recommend.evaluation import top_items
-from recomart.recommend.hybrid import BlendWeights, build_inputs, recommend
+from recomart.model.blend_search import BlendFit, blend_record, choose_blend
+from recomart.model.catalogue import Catalogue
+from recomart.model.config import BlendSearch, TrainingConfig
+from recomart.model.evaluate import Contender, eval_set, evaluate_blends, evaluate_models
+from recomart.model.train import Champion, train_tune_evaluate
+from recomart.ranking.base import TrainingSet, default_products
+from recomart.ranking.blend import BLEND_OPTION_TYPES, BlendWeights, blend_options
+from recomart.ranking.factors import FactorModel
+from recomart.ranking.hybrid import HybridRecommender, ranked_items
+from recomart.ranking.svd import BiasedSVD, fit_biased_svd
+
+single_component = BlendWeights.only
+
+
+def fit_factors(pairs: pd.DataFrame, seed: int) -> FactorModel:
+    """The training configuration's SVD fitted on ``pairs`` with ``seed``."""
+    return fit_biased_svd(pairs, TrainingConfig(seed=seed).svd_settings())[0]
 
 
 def _pairs(seed: int, n_users: int = 120, n_items: int = 40, n: int = 1500) -> pd.DataFrame:
@@ -68,7 +72,7 @@ def test_svd_alone_as_a_blend_equals_the_svd_evaluation(split) -> None:
 
 def test_without_a_validation_window_the_default_is_kept_and_recorded(split) -> None:
     train, _ = split
-    fit = fit_weights(train, train.iloc[:0], None, Catalogue())
+    fit = choose_blend(train, train.iloc[:0], Catalogue(), svd=None)
     assert not fit.fitted and fit.weights == {
         "cf": 0.7,
         "content": 0.3,
@@ -84,9 +88,9 @@ def test_without_a_validation_window_the_default_is_kept_and_recorded(split) -> 
 
 def test_fit_weights_chooses_and_records_the_input_options_on_validation(split) -> None:
     train, valid = split
-    fit = fit_weights(train, valid, None, Catalogue())
+    fit = choose_blend(train, valid, Catalogue(), svd=None)
     assert fit.fitted
-    candidates = option_candidates(repeat_purchases=False)
+    candidates = BlendSearch().option_candidates(repeat_purchases=False)
     assert fit.options in candidates and [t["options"] for t in fit.trials] == candidates
     record = json.loads(json.dumps(blend_record(fit)))  # stored with the model as JSON
     assert record["options"] == fit.options
@@ -97,14 +101,14 @@ def test_fit_weights_chooses_and_records_the_input_options_on_validation(split) 
 
 def test_repeat_purchase_feeds_also_choose_the_buy_again_half_life(split) -> None:
     train, valid = split
-    fit = fit_weights(train.assign(purchases=1), valid, None, Catalogue(repeat_purchases=True), exclude_seen=False)
-    assert len(fit.trials) == len(option_candidates(repeat_purchases=True)) == 8
+    fit = choose_blend(train.assign(purchases=1), valid, Catalogue(repeat_purchases=True), svd=None, exclude_seen=False)
+    assert len(fit.trials) == len(BlendSearch().option_candidates(repeat_purchases=True)) == 8
     assert "buy_again_half_life_days" in fit.options
 
 
 def test_too_few_validation_users_keep_the_default_options(split) -> None:
     train, valid = split
-    fit = fit_weights(train, valid[valid["user_id"] < "u010"], None, Catalogue())
+    fit = choose_blend(train, valid[valid["user_id"] < "u010"], Catalogue(), svd=None)
     assert not fit.fitted and fit.options == {} and len(fit.trials) == 4
 
 
@@ -114,8 +118,9 @@ def test_each_blend_is_ranked_over_inputs_built_with_its_own_options(split) -> N
     item_item = single_component("item_item")
     blends = {"one": Contender(item_item, None, {"top_n": 1}), "default": Contender(item_item)}
     metrics = evaluate_blends(train, es, blends, Catalogue(), k=10)["metrics"]
-    inputs = Catalogue().inputs(train, exclude_seen=True, options={"top_n": 1})
-    ids = top_items(inputs, es.eval_user_ids, item_item, 10)
+    training = Catalogue().evaluation_set(train)
+    one = Catalogue().hybrid(weights=item_item, options={"top_n": 1}, exclude_seen=True).fit(training)
+    ids = one.recommend(es.eval_user_ids, training.history, 10).item_ids
     coverage = len({i for i in ids.ravel() if i is not None}) / len(es.items)
     assert metrics["one"]["catalog_coverage"] == pytest.approx(coverage)
     assert metrics["one"]["ndcg_at_10"] != pytest.approx(metrics["default"]["ndcg_at_10"])
@@ -124,39 +129,33 @@ def test_each_blend_is_ranked_over_inputs_built_with_its_own_options(split) -> N
 def test_the_champion_is_re_scored_with_its_own_options(split) -> None:
     train, test = split
     ratings = pd.concat([train, test], ignore_index=True)
-    champion = fit_factors(train, seed=5)
-    config = TrainConfig(max_trials=1, split_options={"valid_fraction": 0.15, "test_fraction": 0.2})
+    factors = fit_factors(train, seed=5)
+    config = TrainingConfig(max_trials=1, split_options={"valid_fraction": 0.15, "test_fraction": 0.2})
 
     def champion_metrics(options: dict) -> dict[str, float]:
-        result = train_tune_evaluate(
-            ratings, config, champion=champion, champion_options=options, champion_weights=single_component("item_item")
-        )
-        return result.metrics["champion"]
+        champion = Champion(factors, weights=single_component("item_item"), options=options)
+        return train_tune_evaluate(ratings, config, champion=champion).metrics["champion"]
 
     assert champion_metrics({"top_n": 1})["ndcg_at_10"] != pytest.approx(champion_metrics({})["ndcg_at_10"])
 
 
-def _by_user(recs: pd.DataFrame) -> dict[str, list[str]]:
-    return {u: g.sort_values("rank")["item_id"].tolist() for u, g in recs.groupby("user_id")}
-
-
 @pytest.mark.parametrize("weights", [single_component("cf"), BlendWeights(cf=0.5, item_item=0.5, content=0.0)])
-def test_top_items_treats_users_as_the_nightly_recommend_does(split, weights) -> None:
-    """Users the factors do not know fall back as in ``recommend()`` (no SVD part, or segment popularity
-    without history) instead of ranking an all-zero SVD component by item order."""
+def test_the_evaluation_ranks_users_as_the_nightly_job_does(split, weights) -> None:
+    """``recommend`` (the evaluation's call: zero-weight components skipped) returns exactly the items of
+    ``rank`` (the nightly job's call), also for users the factors do not know (no SVD part, or segment
+    popularity without history) instead of ranking an all-zero SVD component by item order."""
     train, _ = split
-    ratings = as_ratings(train)
     model = fit_factors(train[train["user_id"] < "u060"], seed=2)  # half the users are unknown to it
-    users = pd.DataFrame(
-        {"user_id": [*sorted(ratings["user_id"].unique()), "zz_new1", "zz_new2"], "segment": "regular"}
-    )
-    inputs = build_inputs(ratings, users, default_products(sorted(ratings["item_id"].unique())), exclude="interacted")
-    weights = weights.normalised()
-    expected = _by_user(recommend(inputs, model, weights=weights, k=10))
-    ids = top_items(inputs, inputs.user_ids, weights, 10, model=model, block_size=37)
-    got = {u: [i for i in row if i is not None] for u, row in zip(inputs.user_ids, ids, strict=True)}
-    assert got == expected
-    assert {"zz_new1", "zz_new2"} <= set(got) and any(u >= "u060" for u in got)
+    users = pd.DataFrame({"user_id": [*sorted(train["user_id"].unique()), "zz_new1", "zz_new2"], "segment": "regular"})
+    training = TrainingSet.build(train, default_products(sorted(train["item_id"].unique())), users)
+    recommender = HybridRecommender(weights=weights, exclude="interacted", svd=BiasedSVD.from_factors(model))
+    recommender.fit(training)
+    nightly = recommender.rank(users, train, k=10)
+    ids = users["user_id"].to_numpy(dtype=object)
+    evaluated = recommender.recommend(ids, train, 10).item_ids
+    assert (evaluated == ranked_items(nightly, ids, 10).item_ids).all()
+    assert {"zz_new1", "zz_new2", "u070"} <= set(nightly["user_id"])
+    assert set(nightly.loc[nightly["user_id"] == "u070", "strategy"]) == {"hybrid_no_svd"}
 
 
 def test_blend_record_is_json_safe() -> None:
@@ -172,29 +171,26 @@ def test_buy_again_is_a_component_only_when_repeats_are_allowed() -> None:
     assert "buy_again" in Catalogue(repeat_purchases=True).components()
 
 
-def test_the_recommend_run_reads_valid_options_and_falls_back_to_defaults() -> None:
-    from recomart.recommend.run import blend_options
-
+def test_stored_options_are_read_back_typed_or_fall_back_to_defaults() -> None:
     chosen = {"top_n": 10, "prior_days": None, "buy_again_half_life_days": 365.0}
-    assert blend_options({"blend": {"options": chosen}}) == chosen
-    assert blend_options({"blend": {"options": {"top_n": 10.0}}}) == {"top_n": 10}
-    for meta in (
+    assert blend_options(chosen) == chosen
+    assert blend_options({"top_n": 10.0}) == {"top_n": 10}
+    for raw in (
         None,
         {},
-        {"blend": None},
-        {"blend": {"options": "x"}},
-        {"blend": {"options": {"top_n": 0}}},
-        {"blend": {"options": {"top_n": None}}},
-        {"blend": {"options": {"top_n": 2.5}}},
-        {"blend": {"options": {"top_n": True}}},
-        {"blend": {"options": {"neighbours": 10}}},
-        {"blend": {"options": {"prior_days": float("nan")}}},
+        "x",
+        {"top_n": 0},
+        {"top_n": None},
+        {"top_n": 2.5},
+        {"top_n": True},
+        {"neighbours": 10},
+        {"prior_days": float("nan")},
     ):
-        assert blend_options(meta) == {}, meta
+        assert blend_options(raw) == {}, raw
 
 
-def test_the_nightly_job_accepts_every_option_the_search_can_choose() -> None:
-    from recomart.recommend.blend import OPTION_GRID, REPEAT_OPTION_GRID
-    from recomart.recommend.run import BLEND_OPTION_TYPES
-
-    assert set(BLEND_OPTION_TYPES) == set(OPTION_GRID) | set(REPEAT_OPTION_GRID)
+def test_the_recommender_accepts_every_option_the_search_can_choose() -> None:
+    search = BlendSearch()
+    assert set(BLEND_OPTION_TYPES) == set(search.option_grid) | set(search.repeat_option_grid)
+    for options in search.option_candidates(repeat_purchases=True):
+        assert blend_options(options) == options

@@ -7,15 +7,21 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from recomart.recommend.hybrid import BlendWeights, build_inputs, exclusion_for, recommend
-from recomart.recommend.item_item import (
+from recomart.ranking.base import TrainingSet
+from recomart.ranking.blend import BlendWeights
+from recomart.ranking.factors import FactorModel
+from recomart.ranking.history import UserHistory, exclusion_for
+from recomart.ranking.hybrid import HybridRecommender
+from recomart.ranking.item_item import (
+    ItemItem,
     incidence,
     item_item_scores,
     item_similarity,
     similar_items_frame,
     top_n_per_row,
 )
-from recomart.recommend.run import repeat_purchases_allowed
+from recomart.ranking.svd import BiasedSVD
+from recomart.tasks.common import repeat_purchases_allowed
 
 
 def _random_incidence(seed: int = 3, n_users: int = 60, n_items: int = 25) -> sparse.csr_matrix:
@@ -121,39 +127,55 @@ def _shop() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return ratings, users, products
 
 
+def _hybrid(ratings, users, products, *, repeat: bool, weights: BlendWeights | None = None) -> HybridRecommender:
+    """A hybrid with a trivial model (users with factors take the blend; the SVD gets no weight here)."""
+    model = FactorModel(
+        ["u1", "u2", "u3", "u4"], ["a"], 1.0, np.zeros(4), np.zeros(1), np.zeros((4, 1)), np.zeros((1, 1))
+    )
+    recommender = HybridRecommender(weights=weights, repeat_purchases=repeat, svd=BiasedSVD.from_factors(model))
+    return recommender.fit(TrainingSet.build(ratings, products, users))
+
+
 def test_feed_policy_decides_exclusion_and_buy_again() -> None:
     assert repeat_purchases_allowed("uci") is True
     assert repeat_purchases_allowed("generated") is False
     assert repeat_purchases_allowed(None) is False and repeat_purchases_allowed("nope") is False
     assert exclusion_for(True) == "none" and exclusion_for(False) == "purchased"
     ratings, users, products = _shop()
-    no_repeat = build_inputs(ratings, users, products, repeat_purchases=False)
-    assert no_repeat.buy_again is None and no_repeat.exclude is not None
-    repeat = build_inputs(ratings, users, products, repeat_purchases=True)
-    assert repeat.exclude is None
-    u1 = repeat.buy_again[0].toarray().ravel()  # u1: a bought 5x yesterday beats c bought once 90 days ago
+    no_repeat = _hybrid(ratings, users, products, repeat=False)
+    assert no_repeat.buy_again is None and no_repeat.exclude == "purchased"
+    repeat = _hybrid(ratings, users, products, repeat=True)
+    assert repeat.exclude == "none" and repeat.buy_again is not None
+    history = UserHistory.align(ratings, np.array(["u1"], dtype=object), repeat.item_ids)
+    u1 = repeat.buy_again.matrix(history)[0].toarray().ravel()  # a bought 5x yesterday beats c once 90 days ago
     assert u1[0] > u1[2] > 0 and u1[1] == 0
 
 
 def test_buy_again_ranks_reorders_first_only_when_repeats_are_allowed() -> None:
     ratings, users, products = _shop()
     weights = BlendWeights(cf=0.0, content=0.0, popularity=0.0, item_item=0.2, buy_again=0.8)
-    # users with factors take the blend (a trivial model: SVD gets no weight here)
-    from recomart.model.factors import FactorModel
-
-    model = FactorModel(
-        ["u1", "u2", "u3", "u4"], ["a"], 1.0, np.zeros(4), np.zeros(1), np.zeros((4, 1)), np.zeros((1, 1))
-    )
-    repeat = recommend(build_inputs(ratings, users, products, repeat_purchases=True), model, weights=weights, k=4)
+    repeat = _hybrid(ratings, users, products, repeat=True, weights=weights).rank(users, ratings, k=4)
     u1 = repeat[repeat["user_id"] == "u1"]
     assert u1["item_id"].iloc[0] == "a" and u1["buy_again_score"].iloc[0] > 0  # the frequent recent reorder
-    again_only = BlendWeights(cf=0.0, content=0.0, popularity=0.0, item_item=0.0, buy_again=1.0)
-    inputs = build_inputs(ratings, users, products, repeat_purchases=True)
-    u1 = recommend(inputs, model, weights=again_only, k=4).query("user_id == 'u1'")
+    again_only = BlendWeights.only("buy_again")
+    u1 = _hybrid(ratings, users, products, repeat=True, weights=again_only).rank(users, ratings, k=4)
+    u1 = u1.query("user_id == 'u1'")
     assert list(u1["item_id"][:2]) == ["a", "c"]  # then the older, single purchase
     assert u1["buy_again_score"].iloc[0] > u1["buy_again_score"].iloc[1] > 0
-    once = recommend(build_inputs(ratings, users, products, repeat_purchases=False), model, weights=weights, k=4)
+    once = _hybrid(ratings, users, products, repeat=False, weights=weights).rank(users, ratings, k=4)
     u1 = once[once["user_id"] == "u1"]
     assert not {"a", "c"} & set(u1["item_id"]) and u1["buy_again_score"].isna().all()
     assert u1["item_id"].iloc[0] == "b"  # co-bought with a by u2 and u3
     assert u1["item_item_score"].iloc[0] > 0
+
+
+def test_item_item_component_follows_the_recommender_interface() -> None:
+    ratings, users, products = _shop()
+    component = ItemItem(top_n=2).fit(TrainingSet.build(ratings, products, users))
+    neighbours = component.similar_items(["a", "zzz"], k=3)
+    assert neighbours.item_ids[0].tolist() == ["b", "c", None]  # b: two shared buyers, c: one
+    assert neighbours.item_ids[1].tolist() == [None, None, None]  # unknown item: empty row
+    ranked = component.recommend(["u4", "u1"], ratings, k=2, filter_seen=True)
+    assert "a" not in ranked.item_ids[1] and "c" not in ranked.item_ids[1]
+    assert ranked.item_ids[1][0] == "b"
+    assert ranked.scores[0].tolist() == [0.0, 0.0]  # d has no co-buyers: nothing scores above zero

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recomart.model import metrics as M
 from recomart.model.split import per_user_random_split, time_cutoff, time_split
+from recomart.ranking import metrics as M
 
 # user 0: relevant {1, 4}; top = [1, 2, 4] → hits at ranks 1 and 3
 # user 1: relevant {0};    top = [3, 2, -1] → no hit

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from recomart.model.evaluate import align_factors, better
-from recomart.model.factors import FactorModel
-from recomart.model.scoring import pair_scores, svd_scores
-from recomart.model.train import sample_negatives
 from recomart.model.tuning import candidate_params, tune
+from recomart.ranking.factors import FactorModel
+from recomart.ranking.scoring import pair_scores, svd_scores
+from recomart.ranking.svd import sample_negatives
 
 SPACE = {"n_factors": [8, 16], "n_epochs": [5, 10, 20], "lr_all": [0.005, 0.01]}
 

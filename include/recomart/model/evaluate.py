@@ -1,23 +1,30 @@
-"""Score several factor models and a popularity baseline on one split, over one catalogue.
+"""Score factor models, hybrids and a popularity baseline on one split, over one catalogue.
 
-Every model ranks the same users over the same items (those of the training part), with the same
+Every contender ranks the same users over the same items (those of the training part), with the same
 mask of seen items, so their metrics are comparable.  A model fitted on other data (the current
 champion) is first *aligned* to this catalogue: users or items it does not know get zero factors
-and zero bias, which is exactly ``SVD.estimate`` dropping the missing terms.
+and zero bias, which is exactly ``SVD.estimate`` dropping the missing terms.  Hybrids
+(:func:`evaluate_blends`) rank through :class:`recomart.ranking.hybrid.HybridRecommender`, the
+very class that is registered and served.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recomart.model import metrics as M
-from recomart.model.factors import FactorModel
-from recomart.model.scoring import DEFAULT_BLOCK_SIZE, pair_scores, recommend_top_k, static_top_k, svd_scores
+from recomart.model.catalogue import Catalogue
+from recomart.ranking import metrics as M
+from recomart.ranking.blend import BlendWeights
+from recomart.ranking.factors import FactorModel
+from recomart.ranking.hybrid import HybridRecommender
+from recomart.ranking.scoring import DEFAULT_BLOCK_SIZE, pair_scores, recommend_top_k, static_top_k, svd_scores
+from recomart.ranking.svd import BiasedSVD
 
 CURVE_KS = (1, 2, 3, 5, 10, 15, 20)
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
@@ -182,3 +189,51 @@ def better(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
     if metric.split("_at_")[0] in LOWER_IS_BETTER or metric in LOWER_IS_BETTER:
         return a < b * (1.0 - margin)
     return a > b * (1.0 + margin) if b > 0 else a > b + margin
+
+
+# --- hybrids -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Contender:
+    """A blend ranked on the test window: weights, factors (``None``: no SVD) and component options."""
+
+    weights: BlendWeights
+    model: FactorModel | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def evaluate_blends(
+    train: pd.DataFrame,
+    es: EvalSet,
+    blends: Mapping[str, Contender],
+    catalogue: Catalogue,
+    *,
+    k: int = 10,
+    exclude_seen: bool = True,
+    block_size: int = 1024,
+    curve_ks: tuple[int, ...] = CURVE_KS,
+) -> dict[str, Any]:
+    """Ranking metrics and curves of each named :class:`Contender` on ``es``'s test users.
+
+    ``train`` must be the part ``es`` was built from: each blend is a hybrid fitted on
+    ``catalogue.evaluation_set(train)`` and ranks the same users over the same catalogue, with the
+    same items excluded, as :func:`evaluate_models`.  Returns ``{"metrics": {name: {...}}, "curves":
+    {name: {k: {...}}}}``.
+    """
+    training = catalogue.evaluation_set(train)
+    if not np.array_equal(training.item_ids.astype(str), es.items.to_numpy().astype(str)):
+        raise ValueError("the blend's catalogue differs from the evaluation's")
+    users = es.eval_user_ids
+    ks, k_max = metric_ks(k, curve_ks), max(max(curve_ks), k)
+    fitted: dict[tuple[tuple[str, Any], ...], HybridRecommender] = {}  # one fit per distinct option set
+    out: dict[str, Any] = {"metrics": {}, "curves": {}}
+    for name, contender in blends.items():
+        key = tuple(sorted(contender.options.items()))
+        if key not in fitted:
+            fitted[key] = catalogue.hybrid(options=contender.options, exclude_seen=exclude_seen).fit(training)
+        svd = None if contender.model is None else BiasedSVD.from_factors(contender.model)
+        hybrid = fitted[key].variant(weights=contender.weights, svd=svd)
+        ids = hybrid.recommend(users, training.history, k_max, block_size=block_size).item_ids
+        top = es.items.get_indexer(ids.ravel()).reshape(ids.shape)  # None (no pick) -> -1
+        metrics, curve = ranking_summary(top, es.relevant, len(es.items), k, ks, curve_ks)
+        out["metrics"][name], out["curves"][name] = metrics, curve
+    return out

@@ -1,22 +1,26 @@
 """One training round: load the champion, train + tune + fit the blend + evaluate, gate, log and register.
 
 The train DAG's task calls :func:`train_and_gate` and appends :meth:`PromotionOutcome.summary` to
-``ops.model_promotions``.  The gate judges the whole blend: ``metrics["model"]`` is the hybrid with its
-fitted weights and ``metrics["champion"]`` the champion's factors with the champion's stored weights.
+``ops.model_promotions`` (:mod:`recomart.model.promotion_log`).  The gate judges the whole blend:
+``metrics["model"]`` is the hybrid with its fitted weights and ``metrics["champion"]`` the champion's
+factors with the champion's stored weights and options.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from recomart.model.blend_eval import Catalogue
-from recomart.model.registry import RegisteredModel, load_champion, log_and_register
-from recomart.model.train import RATINGS_RELATION, TrainConfig, TrainResult, train_tune_evaluate
+from recomart.features.names import FEATURE_SERVICE
+from recomart.model.catalogue import Catalogue
+from recomart.model.config import TrainingConfig
+from recomart.model.registry import RegisteredModel, load_champion_for_gate, log_and_register
+from recomart.model.train import RATINGS_RELATION, TrainResult, train_tune_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +49,29 @@ class PromotionOutcome:
 
 
 def train_and_gate(
-    ratings: pd.DataFrame,
+    ratings: pd.DataFrame | None,
     *,
     tracking_uri: str,
     model_name: str,
     artifact_dir: Path,
-    config: TrainConfig | None = None,
-    feature_service: str = "recommender_v1",
-    dataset_source: str = RATINGS_RELATION,
-    tags: dict[str, Any] | None = None,
+    config: TrainingConfig | None = None,
+    events: pd.DataFrame | None = None,
     catalogue: Catalogue | None = None,
+    feature_service: str = FEATURE_SERVICE,
+    dataset_source: str = RATINGS_RELATION,
+    tags: Mapping[str, Any] | None = None,
 ) -> PromotionOutcome:
-    """Re-score the current champion on this run's split next to the tuned candidate and popularity,
+    """Re-score the current champion on this round's split next to the tuned candidate and popularity,
     then register the candidate as ``@champion`` or ``@challenger`` (see :mod:`recomart.model.gate`).
 
-    The champion is re-scored with the factors its own test figures came from (fitted on its train
-    and validation parts), so a champion refitted on all data does not win on rows it was fitted on,
-    blended with its stored weights and input options (the default 0.7 CF / 0.3 content and default
-    options for a version that has none).
-    ``catalogue``: products, user segments and feed policy for the blend (see :class:`Catalogue`).
+    ``ratings`` / ``events`` / ``config`` / ``catalogue``: as :func:`recomart.model.train.train_tune_evaluate`.
+    The champion is re-scored with the factors its own test figures came from (fitted on its train and
+    validation parts), blended with its stored weights and options, so a champion refitted on all data
+    does not win on rows it was fitted on.
     """
-    from recomart.recommend.hybrid import BlendWeights
-    from recomart.recommend.run import blend_options
-
-    loaded = load_champion(tracking_uri, model_name, for_evaluation=True)
-    champion, meta, version = loaded if loaded is not None else (None, {}, None)
+    champion = load_champion_for_gate(tracking_uri, model_name)
     result = train_tune_evaluate(
-        ratings,
-        config,
-        champion=champion,
-        champion_version=version,
-        champion_trained_through=meta.get("factors_trained_through"),
-        champion_weights=BlendWeights.from_meta(meta) if champion is not None else None,
-        champion_options=blend_options(meta) if champion is not None else None,
-        catalogue=catalogue,
-        dataset_source=dataset_source,
+        ratings, config, events=events, champion=champion, catalogue=catalogue, dataset_source=dataset_source
     )
     registered = log_and_register(
         result,
@@ -90,4 +82,4 @@ def train_and_gate(
         tags=tags,
     )
     log.info("model %s v%s: %s", model_name, registered.version, registered.reason)
-    return PromotionOutcome(result, registered, version)
+    return PromotionOutcome(result, registered, None if champion is None else champion.version)

@@ -1,72 +1,72 @@
-"""The recommender as an MLflow pyfunc: a DataFrame of ``user_id`` in, top-k ``item_id`` + score out."""
+"""The registered recommender as an MLflow pyfunc: the whole hybrid, ranking against a history passed in.
+
+Load it with ``mlflow.pyfunc.load_model("models:/<name>@champion")`` (the artifact carries the
+``recomart`` code; the lock's packages are all it needs) and call::
+
+    model.predict(users, params={"history": "/path/history.parquet", "k": 10})
+
+- ``users``: a frame with ``user_id`` (text) and optional ``segment`` (cold start ranks a user
+  without history by trending in their segment, overall when it is missing or unknown);
+- ``history`` parameter: a Parquet file of the users' interactions as of now, one row per
+  user × item with ``user_id, item_id, purchases, last_interaction_at`` (the contract of
+  :mod:`recomart.ranking.history`; ``marts.user_item_ratings`` has that shape).  Seen items,
+  buy-again counts and the item-to-item and content profiles come from it.  Without it, every user
+  the factors do not know is a cold-start user;
+- returns one row per user and rank: ``user_id, rank, item_id, score``, the five component scores
+  and the ``strategy`` (:data:`recomart.ranking.hybrid.RANKED_COLUMNS`), users in request order.
+
+For the same users and history this is row for row what the nightly job writes to
+``reco.user_recommendations`` (which ranks through the same loaded object).
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from recomart.model.factors import FactorModel
-from recomart.model.scoring import recommend_top_k
+from recomart.model.serialization import RECOMMENDER_ARTIFACT, load_hybrid
+from recomart.ranking.history import HISTORY_COLUMNS
+from recomart.ranking.hybrid import RANKED_COLUMNS, HybridRecommender
 
 DEFAULT_K = 10
-FACTORS_ARTIFACT = "factors"
-SEEN_ARTIFACT = "seen"
-METADATA_ARTIFACT = "metadata"
+HISTORY_PARAM = "history"
 
 
 def recommender_signature(default_k: int = DEFAULT_K) -> ModelSignature:
-    """Input ``user_id`` (string); output one row per (user, rank); parameter ``k``."""
+    """Input ``user_id`` (+ optional ``segment``); output :data:`RANKED_COLUMNS`; params ``k``, ``history``."""
+    float_columns = [c for c in RANKED_COLUMNS if c.endswith("score")]
+    outputs = [ColSpec("string", "user_id"), ColSpec("long", "rank"), ColSpec("string", "item_id")]
+    outputs += [ColSpec("float", name, required=name == "score") for name in float_columns]
+    outputs.append(ColSpec("string", "strategy"))
     return ModelSignature(
-        inputs=Schema([ColSpec("string", "user_id")]),
-        outputs=Schema(
-            [
-                ColSpec("string", "user_id"),
-                ColSpec("long", "rank"),
-                ColSpec("string", "item_id"),
-                ColSpec("float", "score"),
-            ]
-        ),
-        params=ParamSchema([ParamSpec("k", "long", default_k), ParamSpec("exclude_seen", "boolean", True)]),
+        inputs=Schema([ColSpec("string", "user_id"), ColSpec("string", "segment", required=False)]),
+        outputs=Schema(outputs),
+        params=ParamSchema([ParamSpec("k", "long", default_k), ParamSpec(HISTORY_PARAM, "string", "")]),
     )
 
 
-class RecommenderModel(mlflow.pyfunc.PythonModel):
-    """Ranks the whole catalogue for each requested user with the SVD factors (vectorised, in blocks).
+def read_history(path: str | Path | None) -> pd.DataFrame:
+    """The history Parquet file at ``path`` (an empty history for ``None`` or ``""``)."""
+    if not path:
+        return pd.DataFrame({column: [] for column in HISTORY_COLUMNS})
+    return pd.read_parquet(Path(path), columns=list(HISTORY_COLUMNS))
 
-    Unknown users get ``mu + bi`` (the item-bias ranking).  With ``exclude_seen`` the items a known
-    user interacted with in the training data are never returned.
-    """
+
+class RecommenderModel(mlflow.pyfunc.PythonModel):
+    """The hybrid of :mod:`recomart.model.serialization` behind ``predict`` (see the module docstring)."""
+
+    recommender: HybridRecommender
 
     def load_context(self, context: Any) -> None:
-        self.factors = FactorModel.load(context.artifacts[FACTORS_ARTIFACT])
-        seen_path = context.artifacts.get(SEEN_ARTIFACT)
-        self.seen = sp.load_npz(seen_path).tocsr() if seen_path else None
-        meta_path = context.artifacts.get(METADATA_ARTIFACT)
-        self.metadata = json.loads(Path(meta_path).read_text()) if meta_path else {}
+        self.recommender = load_hybrid(Path(context.artifacts[RECOMMENDER_ARTIFACT]))
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
-        k = int(params.get("k", DEFAULT_K))
-        exclude_seen = bool(params.get("exclude_seen", True))
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        users = frame["user_id"].astype(str).to_numpy()
-        rows = self.factors.user_index(users)
-        exclude = self.seen if exclude_seen else None
-        idx, val = recommend_top_k(self.factors, rows, k, exclude, rows)
-        filled = idx >= 0
-        return pd.DataFrame(
-            {
-                "user_id": np.repeat(users, k).reshape(len(users), k)[filled],
-                "rank": np.broadcast_to(np.arange(1, k + 1, dtype=np.int64), idx.shape)[filled],
-                "item_id": self.factors.item_ids[np.where(filled, idx, 0)][filled].astype(str),
-                "score": val[filled].astype(np.float32),
-            }
-        )
+        history = read_history(params.get(HISTORY_PARAM))
+        return self.recommender.rank(frame, history, k=int(params.get("k", DEFAULT_K)))

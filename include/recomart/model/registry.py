@@ -1,10 +1,13 @@
-"""Log a trained recommender to MLflow, register it, and point the ``champion`` / ``challenger`` aliases.
+"""Log a trained recommender to MLflow, register it, point ``@champion`` / ``@challenger``, load it back.
+
+The registered artifact is the whole hybrid (:mod:`recomart.model.pyfunc`): fitted components,
+weights, options and cold-start rules, plus the factors the test figures were measured with
+(``eval_factors``, for later gates) and ``metadata.json``.
 
 Stages are deprecated (mlflow#10336): promotion is an alias.  The gate (:mod:`recomart.model.gate`)
 promotes a version to ``@champion`` only if it beats popularity and the current champion (re-scored on
 the same split) on the primary metric; otherwise it gets ``@challenger`` and the champion is left alone.
-MLflow keeps no audit trail of alias moves (mlflow#2169): keep a promotion log of your own from
-the returned :class:`RegisteredModel`.
+MLflow keeps no audit trail of alias moves (mlflow#2169): :mod:`recomart.model.promotion_log` keeps one.
 """
 
 from __future__ import annotations
@@ -15,17 +18,28 @@ import json
 import logging
 import subprocess
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import scipy.sparse as sp
 
-from recomart.model.factors import FactorModel
+from recomart.features.names import FEATURE_SERVICE
 from recomart.model.gate import GateDecision, decide
-from recomart.model.train import TrainResult
+from recomart.model.serialization import (
+    EVAL_FACTORS_ARTIFACT,
+    METADATA_ARTIFACT,
+    RECOMMENDER_ARTIFACT,
+    load_factors,
+    save_factors,
+    save_hybrid,
+)
+from recomart.model.tracking import log_dataset, log_metrics, log_trials, stringify
+from recomart.model.train import Champion, TrainResult
+from recomart.ranking.blend import BlendWeights, blend_options
+from recomart.ranking.hybrid import HybridRecommender
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +47,8 @@ EXPERIMENT_NAME = "recomart"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT_NAME = "recommender"
-EVAL_FACTORS_ARTIFACT = "eval_factors"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
-_RUNTIME_PACKAGES = ("numpy", "pandas", "scipy", "numba", "mlflow")
+_RUNTIME_PACKAGES = ("numpy", "pandas", "scipy", "numba", "scikit-learn", "pyarrow", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,15 @@ class RegisteredModel:
     gate: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class LoadedChampion:
+    """The ``@champion`` as served: the hybrid loaded through its pyfunc, its metadata and version."""
+
+    recommender: HybridRecommender
+    metadata: dict[str, Any]
+    version: str
+
+
 def git_commit(cwd: Path = _PACKAGE_DIR) -> str | None:
     """The commit the code was loaded from, or ``None`` outside a git checkout."""
     try:
@@ -62,7 +84,7 @@ def git_commit(cwd: Path = _PACKAGE_DIR) -> str | None:
     return out.stdout.strip() or None
 
 
-def _client(tracking_uri: str):
+def _client(tracking_uri: str) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -78,7 +100,7 @@ def ensure_experiment(tracking_uri: str, artifact_dir: Path, name: str = EXPERIM
     if exp is None:
         Path(artifact_dir).mkdir(parents=True, exist_ok=True)
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return str(client.create_experiment(name, artifact_location=location))
         except MlflowException:  # created concurrently by another task
             exp = client.get_experiment_by_name(name)
             if exp is None:
@@ -87,7 +109,7 @@ def ensure_experiment(tracking_uri: str, artifact_dir: Path, name: str = EXPERIM
         client.restore_experiment(exp.experiment_id)
     if exp.artifact_location.rstrip("/") != location.rstrip("/"):
         log.warning("experiment %s keeps its artifact location %s (not %s)", name, exp.artifact_location, location)
-    return exp.experiment_id
+    return str(exp.experiment_id)
 
 
 def _pip_requirements() -> list[str]:
@@ -104,7 +126,7 @@ def gate_decision(result: TrainResult) -> GateDecision:
     """The promotion gate applied to ``result``'s test metrics (candidate, popularity, champion if any).
 
     When the champion's training data reached into this split's test part, the reason says so: the
-    champion's figure is then optimistic (see ``train_tune_evaluate``).
+    champion's figure is then optimistic.
     """
     gate = decide(
         result.metrics,
@@ -118,46 +140,6 @@ def gate_decision(result: TrainResult) -> GateDecision:
     return gate
 
 
-def _log_trials(result: TrainResult, experiment_id: str) -> None:
-    """One nested MLflow run per tuning trial: its parameters and validation metrics."""
-    import math
-
-    import mlflow
-
-    for trial in result.trials:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{trial['index']:02d}", nested=True):
-            mlflow.log_params(_stringify(trial["params"]))
-            mlflow.log_metrics(
-                {
-                    f"valid_{key}": float(value)
-                    for key, value in trial["metrics"].items()
-                    if isinstance(value, int | float) and math.isfinite(value)
-                }
-            )
-            mlflow.log_metric("trial_seconds", float(trial["seconds"]))
-            mlflow.set_tag("trial_index", str(trial["index"]))
-
-
-def _log_dataset(result: TrainResult) -> None:
-    """Record the training data's source and digest with ``mlflow.data`` (no-op without the frame)."""
-    import warnings
-
-    import mlflow
-    import mlflow.data
-
-    if result.data is None:
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the source string matches several resolvers
-        dataset = mlflow.data.from_pandas(
-            result.data,
-            source=result.dataset_source,
-            name=result.dataset_source,
-            digest=result.data_digest[:32],  # MLflow stores at most 36 characters; the tag has all 64
-        )
-    mlflow.log_input(dataset, context="training")
-
-
 def _trained_through(result: TrainResult) -> str | None:
     """Latest timestamp of the data the served model was fitted on (None when unknown)."""
     if result.data is None or "event_timestamp" not in result.data:
@@ -165,9 +147,9 @@ def _trained_through(result: TrainResult) -> str | None:
     return pd.Timestamp(result.data["event_timestamp"].max()).isoformat()
 
 
-def blend_params(metadata: dict[str, Any]) -> dict[str, Any]:
-    """``weight_<component>`` of the blend weights and ``blend_<option>`` of the input options stored
-    with the model (empty without them)."""
+def blend_params(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``weight_<component>`` of the blend weights and ``blend_<option>`` of the component options
+    stored with the model (empty without them)."""
     weights = metadata.get("weights") or {}
     options = (metadata.get("blend") or {}).get("options") or {}
     return {
@@ -176,37 +158,8 @@ def blend_params(metadata: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stringify(values: dict[str, Any]) -> dict[str, str]:
-    return {key: str(value) for key, value in values.items() if value is not None}
-
-
-def log_and_register(
-    result: TrainResult,
-    *,
-    tracking_uri: str,
-    model_name: str,
-    artifact_dir: Path,
-    feature_service: str = "recommender_v1",
-    tags: dict | None = None,
-) -> RegisteredModel:
-    """Log params / metrics / the pyfunc recommender, register a version and set its alias."""
-    import mlflow
-    import mlflow.pyfunc
-
-    from recomart.model.artifacts import write_evaluation_artifacts
-    from recomart.model.pyfunc import (
-        FACTORS_ARTIFACT,
-        METADATA_ARTIFACT,
-        SEEN_ARTIFACT,
-        RecommenderModel,
-        recommender_signature,
-    )
-
-    experiment_id = ensure_experiment(tracking_uri, artifact_dir)
-    gate = gate_decision(result)
-    promoted, reason = gate.promote, gate.reason
-    commit = git_commit()
-    run_tags = _stringify(
+def _run_tags(result: TrainResult, gate: GateDecision, commit: str | None, feature_service: str) -> dict[str, str]:
+    return stringify(
         {
             "data_digest": result.data_digest,
             "git_commit": commit,
@@ -215,16 +168,18 @@ def log_and_register(
             "blend_fitted": (result.metadata.get("blend") or {}).get("fitted"),
             "served_model": "refit_on_all_data" if result.refit_full else "train_split_model",
             "beats_popularity": result.beats_popularity,
-            "promotion_reason": reason,
-            "promotion_decision": "promoted" if promoted else "rejected",
+            "promotion_reason": gate.reason,
+            "promotion_decision": "promoted" if gate.promote else "rejected",
             "split": result.split.get("kind"),
             "primary_metric": result.primary_metric,
             "compared_champion": result.champion_version,
             "data_source": result.dataset_source,
-            **(tags or {}),
         }
     )
-    metadata = {
+
+
+def _metadata(result: TrainResult, gate: GateDecision, commit: str | None, feature_service: str) -> dict[str, Any]:
+    return {
         **result.metadata,
         "params": result.params,
         "metrics": result.metrics,
@@ -236,83 +191,111 @@ def log_and_register(
         "gate": gate.as_dict(),
         "trained_through": _trained_through(result),
     }
-    client = _client(tracking_uri)
-    previous_uri = mlflow.get_tracking_uri()
-    previous_registry = mlflow.get_registry_uri()
+
+
+@contextlib.contextmanager
+def _tracking(tracking_uri: str) -> Iterator[None]:
+    """Point the process-global MLflow tracking and registry URIs at ``tracking_uri`` for a block."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="recomart-model-") as tmp,
-            mlflow.start_run(
-                experiment_id=experiment_id, run_name=f"svd-{result.data_digest[:12]}", tags=run_tags
-            ) as run,
-        ):
-            factors_path = result.model.save(Path(tmp) / "factors.npz")
-            extra_artifacts = {}
-            if result.eval_model is not result.model:
-                # the model the test figures were measured on: later gates re-score these factors,
-                # which never saw this run's test window (the served ones were refitted on it)
-                extra_artifacts[EVAL_FACTORS_ARTIFACT] = str(result.eval_model.save(Path(tmp) / "eval_factors.npz"))
-            seen_path = Path(tmp) / "seen.npz"
-            sp.save_npz(seen_path, sp.csr_matrix(result.seen, dtype="int8"), compressed=True)
-            meta_path = Path(tmp) / "metadata.json"
-            meta_path.write_text(json.dumps(metadata, indent=2, default=str))
-            mlflow.log_params(_stringify(result.params))
-            mlflow.log_params(_stringify(blend_params(result.metadata)))
-            if result.metadata.get("blend"):
-                mlflow.log_dict(result.metadata["blend"], "blend.json")
-            mlflow.log_metrics(result.flat_metrics())
-            mlflow.log_metrics({f"time_{key}": value for key, value in result.timings.items()})
-            mlflow.log_dict(result.split, "split.json")
-            mlflow.log_dict(gate.as_dict(), "gate.json")
-            _log_dataset(result)
-            _log_trials(result, experiment_id)
-            if result.curves or result.trials or result.score_samples:
-                paths = write_evaluation_artifacts(
-                    Path(tmp) / "evaluation",
-                    curves=result.curves,
-                    trials=result.trials,
-                    tuning_metric=str(result.params.get("tuning_metric", result.primary_metric)),
-                    score_samples=result.score_samples,
-                )
-                for path in paths:
-                    mlflow.log_artifact(str(path), artifact_path="evaluation")
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT_NAME,
-                python_model=RecommenderModel(),
-                artifacts={
-                    FACTORS_ARTIFACT: str(factors_path),
-                    SEEN_ARTIFACT: str(seen_path),
-                    METADATA_ARTIFACT: str(meta_path),
-                    **extra_artifacts,
-                },
-                code_paths=[str(_PACKAGE_DIR)],
-                signature=recommender_signature(int(result.params.get("k", 10))),
-                input_example=pd.DataFrame({"user_id": result.model.user_ids[:2].astype(str)}),
-                pip_requirements=_pip_requirements(),
-                registered_model_name=model_name,
-            )
-            run_id = run.info.run_id
+        yield
     finally:
-        mlflow.set_tracking_uri(previous_uri)
-        mlflow.set_registry_uri(previous_registry)
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
 
+
+def _log_run(result: TrainResult, experiment_id: str, gate: GateDecision, folder: Path) -> None:
+    """Params, metrics, the blend, split and gate records, the data set, the trials and the charts."""
+    import mlflow
+
+    from recomart.model.charts import write_evaluation_artifacts
+
+    mlflow.log_params(stringify(result.params))
+    mlflow.log_params(stringify(blend_params(result.metadata)))
+    if result.metadata.get("blend"):
+        mlflow.log_dict(result.metadata["blend"], "blend.json")
+    log_metrics(result)
+    mlflow.log_dict(result.split, "split.json")
+    mlflow.log_dict(gate.as_dict(), "gate.json")
+    log_dataset(result)
+    log_trials(result, experiment_id)
+    if result.curves or result.trials or result.score_samples:
+        paths = write_evaluation_artifacts(
+            folder / "evaluation",
+            curves=result.curves,
+            trials=result.trials,
+            tuning_metric=str(result.params.get("tuning_metric", result.primary_metric)),
+            score_samples=result.score_samples,
+        )
+        for path in paths:
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+
+
+def _log_model(result: TrainResult, metadata: dict[str, Any], model_name: str, folder: Path) -> Any:
+    """Log and register the pyfunc (the hybrid, the evaluation factors, the metadata); returns its info."""
+    import mlflow.pyfunc
+
+    from recomart.model.pyfunc import RecommenderModel, recommender_signature
+
+    meta_path = folder / "metadata.json"
+    meta_path.write_text(json.dumps(metadata, indent=2, default=str))
+    artifacts = {
+        RECOMMENDER_ARTIFACT: str(save_hybrid(result.recommender, folder / "recommender")),
+        # the factors the test figures were measured on: later gates re-score these, which never saw
+        # this run's test window (the served ones were refitted on it)
+        EVAL_FACTORS_ARTIFACT: str(save_factors(result.eval_model, folder / "eval_factors.npz")),
+        METADATA_ARTIFACT: str(meta_path),
+    }
+    example = pd.DataFrame({"user_id": result.model.user_ids[:2].astype(str)})
+    return mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT_NAME,
+        python_model=RecommenderModel(),
+        artifacts=artifacts,
+        code_paths=[str(_PACKAGE_DIR)],
+        signature=recommender_signature(int(result.params.get("k", 10))),
+        input_example=example,
+        pip_requirements=_pip_requirements(),
+        registered_model_name=model_name,
+    )
+
+
+def log_and_register(
+    result: TrainResult,
+    *,
+    tracking_uri: str,
+    model_name: str,
+    artifact_dir: Path,
+    feature_service: str = FEATURE_SERVICE,
+    tags: Mapping[str, Any] | None = None,
+) -> RegisteredModel:
+    """Log the run and the pyfunc recommender, register a version and set its alias by the gate."""
+    import mlflow
+
+    experiment_id = ensure_experiment(tracking_uri, artifact_dir)
+    gate = gate_decision(result)
+    commit = git_commit()
+    run_tags = {**_run_tags(result, gate, commit, feature_service), **stringify(tags or {})}
+    metadata = _metadata(result, gate, commit, feature_service)
+    with (
+        _tracking(tracking_uri),
+        tempfile.TemporaryDirectory(prefix="recomart-model-") as tmp,
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"svd-{result.data_digest[:12]}", tags=run_tags) as run,
+    ):
+        _log_run(result, experiment_id, gate, Path(tmp))
+        info = _log_model(result, metadata, model_name, Path(tmp))
+        run_id = run.info.run_id
+    client = _client(tracking_uri)
     version = str(info.registered_model_version)
     for key, value in {**run_tags, "run_id": run_id}.items():
         client.set_model_version_tag(model_name, version, key, value)
-    alias = CHAMPION if promoted else CHALLENGER
+    alias = CHAMPION if gate.promote else CHALLENGER
     client.set_registered_model_alias(model_name, alias, version)
-    log.info("registered %s v%s as @%s: %s", model_name, version, alias, reason)
-    return RegisteredModel(
-        version=version,
-        run_id=run_id,
-        promoted=promoted,
-        reason=reason,
-        model_name=model_name,
-        alias=alias,
-        gate=gate.as_dict(),
-    )
+    log.info("registered %s v%s as @%s: %s", model_name, version, alias, gate.reason)
+    return RegisteredModel(version, run_id, gate.promote, gate.reason, model_name, alias, gate.as_dict())
 
 
 def current_champion_version(tracking_uri: str, model_name: str) -> str | None:
@@ -331,26 +314,16 @@ def current_champion_version(tracking_uri: str, model_name: str) -> str | None:
     return str(version) if version is not None else None
 
 
-def load_champion(
-    tracking_uri: str, model_name: str, *, for_evaluation: bool = False
-) -> tuple[FactorModel, dict, str] | None:
-    """``(factors, metadata, version)`` of ``models:/<model_name>@champion``, or ``None`` if there is none.
-
-    ``metadata`` holds the training params, metrics, split, data digest and anything the trainer put
-    in ``TrainResult.metadata``: the blend weights (``"weights"``, applied by the recommend DAG) and
-    their fit evidence (``"blend"``).  With ``for_evaluation`` the factors are those
-    the champion's own test figures were measured on (fitted before its test window), when it has
-    them, and ``metadata["evaluation_factors"]`` says which were returned: re-scoring the served
-    factors, refitted on all data, would favour the champion on any window it was trained on.
-    """
+@contextlib.contextmanager
+def _champion_files(tracking_uri: str, model_name: str) -> Iterator[tuple[Path, dict[str, Any], str] | None]:
+    """(local model directory, metadata, version) of ``@champion`` in a temporary directory, or None."""
     import mlflow.artifacts
 
-    from recomart.model.pyfunc import FACTORS_ARTIFACT, METADATA_ARTIFACT
-
-    client = _client(tracking_uri)
     version = current_champion_version(tracking_uri, model_name)
     if version is None:
-        return None
+        yield None
+        return
+    client = _client(tracking_uri)
     mv = client.get_model_version(model_name, version)
     with tempfile.TemporaryDirectory(prefix="recomart-champion-") as tmp:
         # resolve the storage location with our client: a ``models:/`` URI would be resolved against
@@ -358,22 +331,44 @@ def load_champion(
         source = client.get_model_version_download_uri(model_name, str(mv.version))
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri))
         meta = json.loads(_find_artifact(local, METADATA_ARTIFACT, "metadata.json").read_text())
-        which = "served"
-        path = _find_artifact(local, FACTORS_ARTIFACT, "factors.npz")
-        if for_evaluation:
-            with contextlib.suppress(FileNotFoundError):  # versions logged without eval factors
-                path, which = _find_artifact(local, EVAL_FACTORS_ARTIFACT, "eval_factors.npz"), "eval"
-        factors = FactorModel.load(path)
-    trained_through = meta.get("eval_trained_through") if which == "eval" else meta.get("trained_through")
-    meta = {
-        **meta,
-        "version": str(mv.version),
-        "run_id": mv.run_id,
-        "tags": dict(mv.tags or {}),
-        "evaluation_factors": which,
-        "factors_trained_through": trained_through,
-    }
-    return factors, meta, str(mv.version)
+        meta = {**meta, "version": str(mv.version), "run_id": mv.run_id, "tags": dict(mv.tags or {})}
+        yield local, meta, str(mv.version)
+
+
+def load_champion(tracking_uri: str, model_name: str) -> LoadedChampion | None:
+    """``models:/<model_name>@champion`` loaded through its pyfunc (the object the nightly job and the
+    pyfunc's ``predict`` rank with), or ``None`` while there is none.
+
+    ``metadata`` holds the training params, metrics, split, data digest, the blend weights
+    (``"weights"``) and their fit evidence (``"blend"``), plus ``version``, ``run_id`` and ``tags``.
+    """
+    import mlflow.pyfunc
+
+    with _champion_files(tracking_uri, model_name) as files:
+        if files is None:
+            return None
+        local, meta, version = files
+        recommender = mlflow.pyfunc.load_model(str(local)).unwrap_python_model().recommender
+    return LoadedChampion(recommender, meta, version)
+
+
+def load_champion_for_gate(tracking_uri: str, model_name: str) -> Champion | None:
+    """The ``@champion`` as the gate re-scores it (:class:`recomart.model.train.Champion`): the factors
+    its own test figures were measured with (fitted before its test window), its weights and options,
+    or ``None`` while there is none.  Re-scoring the served factors, refitted on all data, would favour
+    the champion on any window it was trained on."""
+    with _champion_files(tracking_uri, model_name) as files:
+        if files is None:
+            return None
+        local, meta, version = files
+        factors = load_factors(_find_artifact(local, EVAL_FACTORS_ARTIFACT, "eval_factors.npz"))
+    return Champion(
+        factors=factors,
+        version=version,
+        trained_through=meta.get("eval_trained_through"),
+        weights=BlendWeights.from_meta(meta),
+        options=blend_options((meta.get("blend") or {}).get("options")),
+    )
 
 
 def _find_artifact(model_dir: Path, key: str, filename: str) -> Path:

@@ -1,7 +1,8 @@
 """Bounded hyper-parameter search: a few seeded points of a small grid, under a wall-clock budget.
 
 The search only ever sees the validation part of a split; the caller scores the test part once,
-for the chosen parameters, afterwards.
+for the chosen parameters, afterwards.  :func:`tune_svd` is the SVD search of a training round
+(grid and budget from :class:`recomart.model.config.TrainingConfig`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from recomart.model.evaluate import better
+from recomart.model.config import TrainingConfig
+from recomart.model.evaluate import better, evaluate_models
+from recomart.ranking.factors import FactorModel
+from recomart.ranking.svd import fit_biased_svd
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SEARCH_SPACE: dict[str, list[Any]] = {
-    "n_factors": [16, 32, 64],
-    "n_epochs": [10, 20, 40],
-    "lr_all": [0.005, 0.01],
-    "reg_all": [0.02, 0.05, 0.1],
-}
 
 
 @dataclass
@@ -108,3 +106,48 @@ def tune(
         log.info("trial %d %s: %s=%.4f (%.1fs)", index, params, metric, metrics[metric], trial.seconds)
     assert best is not None
     return TuningResult(best.params, float(best.metrics[metric]), metric, trials, stopped)
+
+
+@dataclass(frozen=True)
+class TunedSVD:
+    """The chosen SVD parameters, every trial (``index, params, metrics, seconds``) and the chosen
+    parameters' SVD fitted on the training part (``None`` when no search ran)."""
+
+    params: dict[str, Any]
+    trials: list[dict[str, Any]]
+    train_model: FactorModel | None
+
+
+def svd_candidates(config: TrainingConfig) -> list[dict[str, Any]]:
+    """The configuration's base parameters, then seeded points of its search space."""
+    return candidate_params(config.search_space, config.max_trials, config.seed, config.svd_params)
+
+
+def tune_svd(train: pd.DataFrame, valid: pd.DataFrame, config: TrainingConfig, *, exclude_seen: bool) -> TunedSVD:
+    """Search the SVD parameters on ``valid`` (each candidate fitted on ``train``, scored with
+    :func:`recomart.model.evaluate.evaluate_models` on ``config.effective_tuning_metric``); the base
+    parameters when there is no validation window, a single candidate, or no warm validation user."""
+    candidates = svd_candidates(config)
+    base = dict(config.svd_params)
+    if valid.empty or len(candidates) <= 1:
+        return TunedSVD(base, [], None)
+    fitted: dict[str, FactorModel] = {}
+
+    def evaluate_params(params: dict[str, Any]) -> dict[str, float]:
+        model, _ = fit_biased_svd(train, config.svd_settings(params))
+        fitted[repr(sorted(params.items()))] = model
+        evaluation = evaluate_models(
+            train, valid, {"model": model}, k=config.k, exclude_seen=exclude_seen, block_size=config.block_size
+        )
+        popularity = {f"popularity_{key}": value for key, value in evaluation["metrics"]["popularity"].items()}
+        return {**evaluation["metrics"]["model"], **popularity}
+
+    try:
+        tuned = tune(
+            evaluate_params, candidates, metric=config.effective_tuning_metric, budget_s=config.tuning_budget_s
+        )
+    except ValueError as exc:  # validation part without a warm user: keep the base parameters
+        log.warning("tuning skipped: %s", exc)
+        return TunedSVD(base, [], None)
+    trials = [{"index": t.index, "params": t.params, "metrics": t.metrics, "seconds": t.seconds} for t in tuned.trials]
+    return TunedSVD(tuned.best_params, trials, fitted.get(repr(sorted(tuned.best_params.items()))))

@@ -4,17 +4,22 @@ The user × item incidence ``X`` (1 = interacted) gives the co-occurrence ``C = 
 supports ``n_i = C_ii``.  Similarity is Jaccard ``c_ij / (n_i + n_j - c_ij)`` or cosine
 ``c_ij / sqrt(n_i n_j)``, computed for one block of items at a time as a sparse product and cut to the
 ``top_n`` neighbours of each item, so neither a dense items × items matrix nor the full sparse ``C``
-is ever held.  A user's score of item ``j`` is ``Σ_i w_ui · S_ij`` over the items ``i`` of the user's
-(recency-weighted) history, evaluated per user block.
+is ever held (fitted once, on the training history).  A user's score of item ``j`` is
+``Σ_i w_ui · S_ij`` over the items ``i`` of the user's recency-weighted history at ranking time,
+evaluated per user block.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
+
+from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
+from recomart.ranking.history import HISTORY_HALF_LIFE_DAYS, UserHistory
 
 Similarity = Literal["jaccard", "cosine"]
 
@@ -91,15 +96,6 @@ def item_similarity(
     return sparse.csr_matrix(sparse.vstack(parts, format="csr"), dtype=np.float32)
 
 
-def user_item_weights(
-    user_rows: np.ndarray, item_cols: np.ndarray, weights: np.ndarray, n_users: int, n_items: int
-) -> sparse.csr_matrix:
-    """Users × items sparse matrix of (recency) weights; duplicates are summed."""
-    w = sparse.csr_matrix((np.asarray(weights, dtype=np.float32), (user_rows, item_cols)), shape=(n_users, n_items))
-    w.sum_duplicates()
-    return w
-
-
 def item_item_scores(history: sparse.csr_matrix, similarity: sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:
     """Dense float32 ``[len(rows), n_items]``: ``history[rows] @ similarity`` (one user block)."""
     return np.asarray((history[rows] @ similarity).toarray(), dtype=np.float32)
@@ -116,3 +112,48 @@ def similar_items_frame(similarity: sparse.csr_matrix, item_ids: np.ndarray) -> 
             "score": vals.astype(np.float64),
         }
     )
+
+
+class ItemItem(Recommender):
+    """ "Customers who bought this also bought": co-occurrence neighbours of the user's history items.
+
+    ``top_n`` neighbours per item (Jaccard or cosine ``method``) are kept by :meth:`fit`; the history
+    weights at ranking time have a :data:`HISTORY_HALF_LIFE_DAYS` half-life.
+    """
+
+    def __init__(self, *, top_n: int = 50, method: Similarity = "jaccard") -> None:
+        self.top_n = int(top_n)
+        self.method: Similarity = method
+        self.item_ids = np.zeros(0, dtype=object)
+        self.similarity = sparse.csr_matrix((0, 0), dtype=np.float32)
+
+    def fit(self, training: TrainingSet) -> ItemItem:
+        entries = training.entries
+        self.item_ids = training.item_ids
+        pairs = incidence(entries.rows, entries.cols, entries.n_users, entries.n_items)
+        self.similarity = item_similarity(pairs, top_n=self.top_n, method=self.method)
+        return self
+
+    def score(self, history: UserHistory, rows: np.ndarray) -> np.ndarray:
+        return item_item_scores(history.weight_matrix(HISTORY_HALF_LIFE_DAYS), self.similarity, rows)
+
+    def similar_items(self, item_ids: Sequence[str] | np.ndarray, k: int = 10) -> RankedItems:
+        columns, values = top_neighbours(lambda rows: self.similarity[rows], self.item_rows(item_ids), k)
+        return RankedItems.from_columns(self.item_ids, columns, values)
+
+    def neighbours_frame(self) -> pd.DataFrame:
+        """Every item's neighbours (``item_id, rank, similar_item_id, score``): ``reco.similar_items``."""
+        return similar_items_frame(self.similarity, self.item_ids)
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        sim = self.similarity
+        arrays = {"data": sim.data, "indices": sim.indices, "indptr": sim.indptr}
+        return {**arrays, "shape": np.asarray(sim.shape, dtype=np.int64)}, {"top_n": self.top_n, "method": self.method}
+
+    @classmethod
+    def from_state(cls, item_ids: np.ndarray, arrays: dict[str, np.ndarray], settings: dict[str, Any]) -> ItemItem:
+        component = cls(top_n=int(settings["top_n"]), method=settings["method"])
+        component.item_ids = item_ids
+        shape = tuple(int(n) for n in arrays["shape"])
+        component.similarity = sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        return component

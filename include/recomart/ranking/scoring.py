@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from recomart.model.factors import FactorModel
+from recomart.ranking.factors import FactorModel
 
 DEFAULT_BLOCK_SIZE = 4096
 

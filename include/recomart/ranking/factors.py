@@ -1,13 +1,14 @@
-"""The learned factors of a biased SVD, detached from surprise, with raw-id lookups and npz storage."""
+"""The learned factors of a biased SVD, detached from surprise, with raw-id lookups and an array form."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 
 def _as_id_array(ids: Any) -> np.ndarray:
@@ -81,7 +82,7 @@ class FactorModel:
             )
         return self._item_aug
 
-    # --- construction / storage ----------------------------------------------------
+    # --- construction and array form -------------------------------------------------
     @classmethod
     def from_surprise(cls, algo: Any, trainset: Any) -> FactorModel:
         """Copy the factors of a fitted ``surprise.SVD(biased=True)`` with the raw ids of ``trainset``."""
@@ -99,33 +100,38 @@ class FactorModel:
             item_factors=np.asarray(algo.qi),
         )
 
-    def save(self, path: Path) -> Path:
-        """Write the model to ``path`` (a compressed ``.npz``, no pickles) and return the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as fh:
-            np.savez_compressed(
-                fh,
-                user_ids=self.user_ids.astype(str),
-                item_ids=self.item_ids.astype(str),
-                global_mean=np.float64(self.global_mean),
-                user_bias=self.user_bias,
-                item_bias=self.item_bias,
-                user_factors=self.user_factors,
-                item_factors=self.item_factors,
-            )
-        return path
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The model as plain arrays (ids as unicode, no Python objects): what an artifact stores."""
+        return {
+            "user_ids": self.user_ids.astype(str),
+            "item_ids": self.item_ids.astype(str),
+            "global_mean": np.float64(self.global_mean),
+            "user_bias": self.user_bias,
+            "item_bias": self.item_bias,
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+        }
 
     @classmethod
-    def load(cls, path: Path) -> FactorModel:
-        """Read a model written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            return cls(
-                user_ids=data["user_ids"].astype(object),
-                item_ids=data["item_ids"].astype(object),
-                global_mean=float(data["global_mean"]),
-                user_bias=data["user_bias"],
-                item_bias=data["item_bias"],
-                user_factors=data["user_factors"],
-                item_factors=data["item_factors"],
-            )
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> FactorModel:
+        """The model of :meth:`to_arrays`."""
+        return cls(
+            user_ids=np.asarray(arrays["user_ids"]).astype(object),
+            item_ids=np.asarray(arrays["item_ids"]).astype(object),
+            global_mean=float(arrays["global_mean"]),
+            user_bias=arrays["user_bias"],
+            item_bias=arrays["item_bias"],
+            user_factors=arrays["user_factors"],
+            item_factors=arrays["item_factors"],
+        )
+
+    def interactions(self, user_ids: Any, item_ids: Any) -> sp.csr_matrix:
+        """CSR (model users × model items) marking the given pairs; pairs with unknown ids are dropped."""
+        users = self.user_index(user_ids)
+        items = self.item_index(item_ids)
+        known = (users >= 0) & (items >= 0)
+        data = np.ones(int(known.sum()), dtype=np.int8)
+        matrix = sp.csr_matrix((data, (users[known], items[known])), shape=(self.n_users, self.n_items))
+        matrix.sum_duplicates()
+        matrix.data[:] = 1
+        return matrix

@@ -1,19 +1,24 @@
 """Content-based scoring: TF-IDF item vectors, recency-weighted user profiles, blockwise user×item scores.
 
-Item vectors are L2-normalised sparse rows; a user profile is the recency-weighted mean of the
-vectors of the items the user interacted with.  Scores are computed per user block as
-``profiles[block] @ items.T`` (sparse·sparseᵀ) and densified only for that block, so no dense
-items×items (or users×vocabulary) matrix is ever built.
+Item vectors are L2-normalised sparse rows, fitted once on the catalogue's text (title, description,
+category, brand, price band); a user profile is the recency-weighted mean of the vectors of the items
+in the user's history at ranking time, so new items (no interactions yet) surface here.  Scores are
+computed per user block as ``profiles[block] @ items.T`` (sparse·sparseᵀ) and densified only for that
+block, so no dense items×items (or users×vocabulary) matrix is ever built.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
+
+from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
+from recomart.ranking.history import HISTORY_HALF_LIFE_DAYS, UserHistory
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
@@ -72,6 +77,8 @@ def item_vectors(documents: pd.Series, *, max_features: int | None = 50_000) -> 
     n = len(documents)
     if n == 0 or not documents.str.strip().astype(bool).any():
         return sparse.csr_matrix((n, 1), dtype=np.float32)
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vectorizer = TfidfVectorizer(
         lowercase=True,
         stop_words="english",
@@ -85,15 +92,6 @@ def item_vectors(documents: pd.Series, *, max_features: int | None = 50_000) -> 
     except ValueError:  # only stop words: no vocabulary
         return sparse.csr_matrix((n, 1), dtype=np.float32)
     return sparse.csr_matrix(matrix, dtype=np.float32)
-
-
-def recency_weights(
-    last_interaction_at: pd.Series, reference: pd.Timestamp, *, half_life_days: float = 30.0
-) -> np.ndarray:
-    """``0.5 ** (age_days / half_life)`` with ages measured from ``reference`` (the data's max time)."""
-    ts = pd.to_datetime(last_interaction_at, utc=True)
-    age_days = ((reference - ts).dt.total_seconds() / 86_400.0).fillna(0.0).clip(lower=0.0)
-    return np.power(0.5, age_days.to_numpy(dtype=np.float64) / half_life_days).astype(np.float32)
 
 
 def user_profiles(
@@ -142,3 +140,59 @@ def content_scores(
         dense = block[start : start + step][:, used].toarray()  # b x |used|
         out[start : start + step] = (items_used @ dense.T).T
     return out
+
+
+class Content(Recommender):
+    """TF-IDF similarity of each catalogue item to the user's recency-weighted profile.
+
+    ``fit`` vectorises the catalogue's text; ``score`` builds the profiles of the ranked users from
+    their history (weights with a :data:`HISTORY_HALF_LIFE_DAYS` half-life).  ``similar_items`` is the
+    cosine similarity of the item vectors.
+    """
+
+    def __init__(self, *, max_features: int | None = 50_000) -> None:
+        self.max_features = max_features
+        self.item_ids = np.zeros(0, dtype=object)
+        self.vectors = sparse.csr_matrix((0, 1), dtype=np.float32)
+        self._columns: sparse.csc_matrix | None = None
+
+    def fit(self, training: TrainingSet) -> Content:
+        self.item_ids = training.item_ids
+        self.vectors = item_vectors(item_documents(training.products), max_features=self.max_features)
+        self._columns = None
+        return self
+
+    @property
+    def columns(self) -> sparse.csc_matrix:
+        """The item vectors as CSC (converted once)."""
+        if self._columns is None:
+            self._columns = self.vectors.tocsc()
+        return self._columns
+
+    def profiles(self, history: UserHistory) -> sparse.csr_matrix:
+        """Users × vocabulary profiles of ``history`` (cached on the history)."""
+        weights = history.recency(HISTORY_HALF_LIFE_DAYS)
+        return history.cached(
+            ("content_profiles", id(self)),
+            lambda: user_profiles(history.rows, history.cols, weights, history.n_users, self.vectors),
+        )
+
+    def score(self, history: UserHistory, rows: np.ndarray) -> np.ndarray:
+        return content_scores(self.profiles(history), self.columns, rows)
+
+    def similar_items(self, item_ids: Sequence[str] | np.ndarray, k: int = 10) -> RankedItems:
+        columns, values = top_neighbours(lambda rows: self.vectors[rows] @ self.vectors.T, self.item_rows(item_ids), k)
+        return RankedItems.from_columns(self.item_ids, columns, values)
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        vectors = self.vectors
+        arrays = {"data": vectors.data, "indices": vectors.indices, "indptr": vectors.indptr}
+        return {**arrays, "shape": np.asarray(vectors.shape, dtype=np.int64)}, {"max_features": self.max_features}
+
+    @classmethod
+    def from_state(cls, item_ids: np.ndarray, arrays: dict[str, np.ndarray], settings: dict[str, Any]) -> Content:
+        component = cls(max_features=settings.get("max_features"))
+        component.item_ids = item_ids
+        shape = tuple(int(n) for n in arrays["shape"])
+        component.vectors = sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        return component

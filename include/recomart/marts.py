@@ -1,0 +1,153 @@
+"""Every SQL read of the dbt marts, in one place.
+
+Each read is one ``COPY (select …) TO STDOUT`` into a data frame (ids and text stay strings).  The
+frames and their columns are the data contracts between the warehouse and the model:
+
+- :func:`read_ratings`: ``marts.user_item_ratings`` as training pairs;
+- :func:`read_events`: ``marts.user_item_events`` as training events (feeds with repeat purchases);
+- :func:`read_catalogue`: ``marts.dim_products`` (+ ``item_features.price_band``) and the users'
+  segments from ``marts.user_features``;
+- :func:`read_ranking_inputs`: the users to rank and their history (:mod:`recomart.ranking.history`);
+- :func:`latest_feature_timestamp`: the newest Feast event timestamp of the feature marts.
+
+A mart that does not exist yet reads as ``None`` where the function says so.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+RATINGS_RELATION = "marts.user_item_ratings"
+EVENTS_RELATION = "marts.user_item_events"
+
+_TEXT_COLUMNS = {
+    "user_id": str,
+    "item_id": str,
+    "segment": str,
+    "title": str,
+    "description": str,
+    "category": str,
+    "brand": str,
+    "price_band": str,
+    "event_type": str,
+    "order_id": str,
+}
+HISTORY_SQL = (
+    "select user_id::text as user_id, item_id::text as item_id, rating, purchases, last_interaction_at"
+    " from marts.user_item_ratings"
+)
+SEGMENTS_SQL = "select user_id::text as user_id, segment from marts.user_features"
+PRODUCTS_SQL = "select item_id::text as item_id, title, description, category, brand, price from marts.dim_products"
+PRICE_BANDS_SQL = "select item_id::text as item_id, price_band from marts.item_features"
+EVENTS_SQL = (
+    "select user_id::text as user_id, item_id::text as item_id, event_time as event_timestamp, event_type,"
+    " order_id::text as order_id, quantity from {}"
+)
+
+
+def read_frame(conn: psycopg.Connection, query: str | sql.Composable) -> pd.DataFrame:
+    """Run ``query`` through ``COPY (…) TO STDOUT`` (CSV with a header) into a DataFrame."""
+    buf = io.BytesIO()
+    inner = sql.SQL(query) if isinstance(query, str) else query
+    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(inner)
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for chunk in copy:
+            buf.write(chunk)
+    buf.seek(0)
+    return pd.read_csv(buf, dtype=_TEXT_COLUMNS, keep_default_na=False, na_values=[""])
+
+
+def relation_exists(conn: psycopg.Connection, relation: str) -> bool:
+    """Whether ``schema.name`` is a table or view."""
+    row = conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()
+    return bool(row and row[0])
+
+
+def _relation(name: str) -> sql.Identifier:
+    schema, _, table = name.rpartition(".")
+    return sql.Identifier(schema, table) if schema else sql.Identifier(table)
+
+
+def read_ratings(dsn: str, *, relation: str = RATINGS_RELATION) -> pd.DataFrame:
+    """Training pairs ``user_id, item_id, rating, purchases, event_timestamp`` (UTC).
+
+    ``event_timestamp`` is the pair's ``last_interaction_at``: the time a pair split orders pairs by.
+    (The mart's own ``event_timestamp`` is its as-of time, the same for every row, for Feast.)
+    """
+    query = sql.SQL(
+        "select user_id::text as user_id, item_id::text as item_id, rating::float8 as rating,"
+        " purchases::int8 as purchases, last_interaction_at as event_timestamp"
+        " from {}"
+    ).format(_relation(relation))
+    with psycopg.connect(dsn) as conn:
+        frame = read_frame(conn, query)
+    frame["rating"] = frame["rating"].astype("float64")
+    frame["purchases"] = frame["purchases"].astype("int64")
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True, format="ISO8601")
+    return frame
+
+
+def read_events(dsn: str, *, relation: str = EVENTS_RELATION) -> pd.DataFrame:
+    """Training events ``user_id, item_id, event_timestamp`` (UTC), ``event_type, order_id, quantity``."""
+    with psycopg.connect(dsn) as conn:
+        frame = read_frame(conn, sql.SQL(EVENTS_SQL).format(_relation(relation)))
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True, format="ISO8601")
+    return frame
+
+
+@dataclass(frozen=True)
+class CatalogueFrames:
+    """``products`` (``item_id, title, description, category, brand, price`` and ``price_band`` when
+    ``marts.item_features`` exists) and ``users`` (``user_id, segment``); ``None`` for a missing mart."""
+
+    products: pd.DataFrame | None
+    users: pd.DataFrame | None
+
+
+def read_catalogue(dsn: str) -> CatalogueFrames:
+    """The products and user segments the hybrid is fitted with."""
+    with psycopg.connect(dsn) as conn:
+        products = read_frame(conn, PRODUCTS_SQL) if relation_exists(conn, "marts.dim_products") else None
+        users = read_frame(conn, SEGMENTS_SQL) if relation_exists(conn, "marts.user_features") else None
+        if products is not None and relation_exists(conn, "marts.item_features"):
+            bands = read_frame(conn, PRICE_BANDS_SQL).drop_duplicates("item_id")
+            products = products.merge(bands, on="item_id", how="left")
+    return CatalogueFrames(products, users)
+
+
+@dataclass(frozen=True)
+class RankingInputs:
+    """What the nightly job ranks: ``users`` (``user_id, segment``: every user of
+    ``marts.user_features`` or of the history, sorted; segment NaN when unknown) and their
+    ``history`` (``user_id, item_id, rating, purchases, last_interaction_at``)."""
+
+    users: pd.DataFrame
+    history: pd.DataFrame
+
+
+def read_ranking_inputs(dsn: str) -> RankingInputs:
+    """The users to rank and their history, as of the marts' latest build."""
+    with psycopg.connect(dsn) as conn:
+        history = read_frame(conn, HISTORY_SQL)
+        segments = read_frame(conn, SEGMENTS_SQL)
+    history["last_interaction_at"] = pd.to_datetime(history["last_interaction_at"], utc=True, format="ISO8601")
+    segments = segments.dropna(subset=["user_id"]).drop_duplicates("user_id")
+    user_ids = sorted(set(segments["user_id"]).union(history["user_id"]))
+    users = pd.DataFrame({"user_id": user_ids}).merge(segments, on="user_id", how="left")
+    return RankingInputs(users, history)
+
+
+def latest_feature_timestamp(dsn: str) -> datetime | None:
+    """The newest ``event_timestamp`` of ``marts.user_features`` and ``marts.item_features`` (None if empty)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select greatest((select max(event_timestamp) from marts.user_features), "
+            "(select max(event_timestamp) from marts.item_features))"
+        ).fetchone()
+    return None if row is None else row[0]

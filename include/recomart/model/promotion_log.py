@@ -1,0 +1,50 @@
+"""``ops.model_promotions``: our own log of every gate decision (MLflow keeps no audit trail of aliases).
+
+The table belongs to the model stage; its DDL lives here with the only code that writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+
+PROMOTIONS_DDL = """
+create schema if not exists ops;
+create table if not exists ops.model_promotions (
+    decided_at timestamptz not null default now(),
+    model_name text not null,
+    model_version text not null,
+    previous_champion text,
+    decision text not null check (decision in ('promoted', 'rejected')),
+    reason text not null,
+    metrics jsonb not null,
+    run_id text,
+    data_digest text
+);
+alter table ops.model_promotions add column if not exists blend jsonb
+"""
+
+
+def record_promotion(dsn: str, row: Mapping[str, Any]) -> None:
+    """Append one decision (:meth:`recomart.model.promotion.PromotionOutcome.summary`) to
+    ``ops.model_promotions``, creating the table when missing."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(PROMOTIONS_DDL)
+        conn.execute(
+            "insert into ops.model_promotions (model_name, model_version, previous_champion, decision, "
+            "reason, metrics, run_id, data_digest, blend) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                row["model_name"],
+                row["model_version"],
+                row.get("previous_champion"),
+                row["decision"],
+                row["reason"],
+                json.dumps(row["metrics"]),
+                row.get("run_id"),
+                row.get("data_digest"),
+                None if row.get("blend") is None else json.dumps(row["blend"]),
+            ),
+        )

@@ -1,0 +1,96 @@
+"""What a training run logs to MLflow besides the model: metrics, curves, trials and the data set.
+
+Metrics at several cut-offs K are not separate keys: the headline figures (every metric at the
+round's ``k`` and at 10, and the metrics without a cut-off) keep their names
+(``model_ndcg_at_10``), and each family is also logged as one metric per contender with the cut-off
+as the step (``model_ndcg`` at steps 1, 2, 3, 5, 10, 15, 20), which MLflow draws as one curve.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recomart.model.train import TrainResult
+
+_AT_K = re.compile(r"^(?P<family>.+)_at_(?P<k>\d+)$")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def headline_metrics(metrics: Mapping[str, Mapping[str, float]], k: int = 10) -> dict[str, float]:
+    """``{"<contender>_<metric>": value}`` of the metrics without a cut-off and those at ``k`` or 10
+    (NaN and infinite values dropped)."""
+    out: dict[str, float] = {}
+    for name, values in metrics.items():
+        for metric, value in values.items():
+            match = _AT_K.match(metric)
+            if _finite(value) and (match is None or int(match["k"]) in (k, 10)):
+                out[f"{name}_{metric}"] = float(value)
+    return out
+
+
+def metric_curves(metrics: Mapping[str, Mapping[str, float]]) -> dict[int, dict[str, float]]:
+    """``{K: {"<contender>_<family>": value}}`` of every metric at a cut-off (``ndcg_at_5`` is family
+    ``ndcg`` at step 5)."""
+    out: dict[int, dict[str, float]] = {}
+    for name, values in metrics.items():
+        for metric, value in values.items():
+            match = _AT_K.match(metric)
+            if match is not None and _finite(value):
+                out.setdefault(int(match["k"]), {})[f"{name}_{match['family']}"] = float(value)
+    return out
+
+
+def log_metrics(result: TrainResult) -> None:
+    """The run's headline metrics, the at-K curves as steps, and the timings (``time_<step>``)."""
+    import mlflow
+
+    k = int(result.params.get("k", 10))
+    mlflow.log_metrics(headline_metrics(result.metrics, k))
+    for step, values in sorted(metric_curves(result.metrics).items()):
+        mlflow.log_metrics(values, step=step)
+    mlflow.log_metrics({f"time_{key}": value for key, value in result.timings.items()})
+
+
+def stringify(values: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params and tags are strings; ``None`` values are left out."""
+    return {key: str(value) for key, value in values.items() if value is not None}
+
+
+def log_trials(result: TrainResult, experiment_id: str) -> None:
+    """One nested MLflow run per tuning trial: its parameters and headline validation metrics."""
+    import mlflow
+
+    k = int(result.params.get("k", 10))
+    for trial in result.trials:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{trial['index']:02d}", nested=True):
+            mlflow.log_params(stringify(trial["params"]))
+            validation = headline_metrics({"valid": trial["metrics"]}, k)
+            mlflow.log_metrics(validation)
+            mlflow.log_metric("trial_seconds", float(trial["seconds"]))
+            mlflow.set_tag("trial_index", str(trial["index"]))
+
+
+def log_dataset(result: TrainResult) -> None:
+    """Record the training data's source and digest with ``mlflow.data`` (no-op without the frame)."""
+    import mlflow
+    import mlflow.data
+
+    if result.data is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # source resolvers, integer columns in the schema
+        dataset = mlflow.data.from_pandas(
+            result.data,
+            source=result.dataset_source,
+            name=result.dataset_source,
+            digest=result.data_digest[:32],  # MLflow stores at most 36 characters; the tag has all 64
+        )
+        mlflow.log_input(dataset, context="training")

@@ -1,0 +1,102 @@
+"""Task bodies of the ``transform`` DAG: ``dbt build``, mart validation, ``feast apply``, materialize."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import psycopg
+
+from recomart.config import Settings
+from recomart.marts import latest_feature_timestamp
+
+log = logging.getLogger(__name__)
+
+
+def build_warehouse_models(s: Settings, dsn: str) -> dict[str, Any]:
+    """``dbt build`` of the whole project (models, snapshot, tests) for the configured data set, then
+    re-create the ``reco`` views that join the marts (dbt's table swap drops dependants with CASCADE)."""
+    from recomart.recommend.tables import USER_RECOMMENDATIONS
+    from recomart.recommend.writer import recreate_views
+    from recomart.tools import tool_env
+    from recomart.transform.dbt import dbt_build
+
+    result = dbt_build(s.dbt_project_dir, tool_env(s), vars={"dataset": s.dataset})
+    recreate_views(dsn, [USER_RECOMMENDATIONS], log=log.info)
+    return result.as_dict() if hasattr(result, "as_dict") else {"ok": True}
+
+
+def validate_mart_tables(dsn: str, s: Settings) -> dict[str, Any]:
+    """Run the mart suites after ``dbt build``; a critical failure stops Feast and training."""
+    from recomart.quality import validate_marts
+
+    return validate_marts(dsn, s.dataset, docs_dir=s.gx_docs_dir).to_dict()
+
+
+def apply_feature_repo(s: Settings) -> None:
+    """``feast apply`` of ``feature_repo/`` into the SQL registry."""
+    from recomart.features import apply
+    from recomart.tools import tool_env
+
+    log.info(apply(s.feature_repo_dir, tool_env(s)))
+
+
+def windows_from_asset_events(events: Mapping[Any, Iterable[Any]] | None) -> list[tuple[datetime, datetime]]:
+    """The ``[start, end)`` windows carried in the ``extra`` of the triggering asset events."""
+    windows = []
+    for asset_events in (events or {}).values():
+        for event in asset_events:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get("start") and extra.get("end"):
+                windows.append((datetime.fromisoformat(extra["start"]), datetime.fromisoformat(extra["end"])))
+    return windows
+
+
+def ledger_window(dsn: str) -> tuple[datetime, datetime] | None:
+    """``[first loaded day, last loaded day + 1)`` from ``ops.loaded_files``, or None before any load."""
+    with psycopg.connect(dsn) as conn:
+        exists = conn.execute("select to_regclass('ops.loaded_files')").fetchone()
+        if exists is None or exists[0] is None:
+            return None
+        row = conn.execute(
+            "select min(logical_date), max(logical_date) from ops.loaded_files where status = 'loaded'"
+        ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    first, last = row
+    return datetime.combine(first, time(), UTC), datetime.combine(last + timedelta(days=1), time(), UTC)
+
+
+def materialization_window(dsn: str, windows: list[tuple[datetime, datetime]]) -> tuple[datetime, datetime]:
+    """One explicit window: the asset events' windows and the ledger's range, stretched to the marts'
+    latest feature timestamp. Derived from data only, never from the wall clock."""
+    candidates = list(windows)
+    from_ledger = ledger_window(dsn)
+    if from_ledger:
+        candidates.append(from_ledger)
+    latest = latest_feature_timestamp(dsn)
+    if not candidates and latest is None:
+        raise RuntimeError("nothing to materialize: no loaded files in ops.loaded_files and empty marts")
+    start = min((w[0] for w in candidates), default=latest)
+    end = max([w[1] for w in candidates] + ([latest] if latest else []))
+    assert start is not None
+    return start, end
+
+
+def materialize_features(s: Settings, dsn: str, windows: list[tuple[datetime, datetime]]) -> dict[str, Any]:
+    """Write every entity's latest feature row in the window to Redis, overwriting same-time rows so
+    that a rebuilt mart's corrections reach the online store (Feast's Redis writer skips them)."""
+    from recomart.features import rematerialize_window
+    from recomart.tools import tool_env
+
+    start, end = materialization_window(dsn, windows)
+    result = rematerialize_window(s.feature_repo_dir, tool_env(s), start, end)
+    log.info("materialized %s for [%s, %s] in %.1fs", result.feature_views, start, end, result.seconds)
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "feature_views": list(result.feature_views),
+        "seconds": round(result.seconds, 2),
+    }
