@@ -3,11 +3,13 @@
 
 Nightly at 03:00 UTC, and whenever a new model version is registered (`recomart_model`).
 
-Loads `models:/<name>@champion`, scores every user against every item from the factors in user
-blocks (matrix product + compiled top-k; never surprise's per-pair `predict`), blends in a content
-score from product metadata, falls back to popular items for users without history, and swaps
-`reco.user_recommendations` in atomically (staging table, then rename in one transaction).
-Without a champion it serves the popularity strategy and says so in the log and in each row.
+Loads `models:/<name>@champion` through its MLflow pyfunc: the whole hybrid (biased SVD, item-to-item,
+content, buy-again when the feed allows repeats, a popularity prior; segment popularity for cold start)
+with the weights and options fitted in training. Ranks every user of the marts against tonight's
+history with that very object, in user blocks (matrix products + compiled top-k; never surprise's
+per-pair `predict`), and swaps `reco.user_recommendations`, `reco.similar_items` and
+`reco.popular_items` in atomically (staging tables, then renames in one transaction). Without a
+champion it serves segment popularity and says so in the log and in each row (`popular_no_model`).
 
 Emits `recomart_recommendations`.
 """

@@ -1,17 +1,20 @@
 """
 ### train
 
-Runs when the marts are rebuilt (`recomart_marts`). Splits `marts.user_item_ratings` in time (train <
-validation < test window), tunes `surprise.SVD(biased=True)` on validation (seeded: the same data gives
-the same model) and fits the hybrid's blend weights (SVD, item-to-item, content, buy-again when the feed
-allows repeats, popularity) on the same window, then scores the blend, each component, popularity and
-the current champion's blend once on the test window. Logs params (`weight_<component>`), metrics, the
-blend fit (`blend.json`) and a pyfunc to MLflow (Postgres tracking and registry) and registers a version
-that carries its weights.
+Runs when the marts are rebuilt (`recomart_marts`). Splits the interactions in time (train <
+validation < test window: the rating pairs of `marts.user_item_ratings`, or for feeds with repeat
+purchases such as UCI the events of `marts.user_item_events`, so repeat purchases stay in training
+and count in the test window), tunes `surprise.SVD(biased=True)` on validation (seeded: the same data
+gives the same model) and fits the hybrid's blend weights and component options (SVD, item-to-item,
+content, buy-again when the feed allows repeats, popularity) on the same window with the tuned SVD,
+then scores the blend, each component, popularity and the current champion's blend once on the test
+window. Logs params (`weight_<component>`), headline metrics and the at-K curves (one metric per
+family, step = K), the blend fit (`blend.json`) and registers the fitted hybrid as an MLflow pyfunc
+(Postgres tracking and registry). Settings: `recomart.model.config.TrainingConfig.from_settings`.
 
 The version gets alias `champion` only when its blend beats popularity and the champion's blend on the
 test window, otherwise `challenger`; the decision, reason and weights are in the log and in
-`ops.model_promotions`. The recommend DAG applies the champion's weights.
+`ops.model_promotions`. The recommend DAG ranks through the champion.
 
 Emits `recomart_model`, which starts `recommend`.
 """

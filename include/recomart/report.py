@@ -74,7 +74,7 @@ def format_weights(blend: dict) -> str:
 
 def format_options(blend: dict) -> str:
     """``top_n 10, prior_days 30 (best of 4 candidates on validation)``; ``defaults`` when none were chosen
-    (a ``None`` value is ``build_inputs``' default: all-time prior, the history's half-life)."""
+    (a ``None`` value is the component's default: all-time prior, the history's half-life)."""
     options = blend.get("options") or {}
     if not options:
         return "defaults"

@@ -114,6 +114,14 @@ def _coordinate_search(
     return best, best_value
 
 
+def _sample_users(candidates: np.ndarray, n_items: int, search: BlendSearch, seed: int) -> np.ndarray:
+    """A seeded, sorted sample of the candidate user rows: at most ``max_users`` and ``max_cells`` cells
+    per component, at least ``min_users``."""
+    cap = max(search.min_users, min(search.max_users, search.max_cells // (max(n_items, 1) * len(COMPONENTS))))
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(candidates, size=min(cap, len(candidates)), replace=False))
+
+
 def fit_blend(
     train: pd.DataFrame,
     validation: pd.DataFrame,
@@ -147,10 +155,7 @@ def fit_blend(
     if len(candidates) < search.min_users:
         reason = f"{len(candidates)} validation users < {search.min_users}: default weights"
         return BlendFit(DEFAULT_WEIGHTS.as_dict(), False, reason, options=options)
-    n_items = max(history.n_items, 1)
-    cap = max(search.min_users, min(search.max_users, search.max_cells // (n_items * len(COMPONENTS))))
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(candidates, size=min(cap, len(candidates)), replace=False))
+    rows = _sample_users(candidates, history.n_items, search, seed)
     parts = hybrid.normalised_components(history, rows, block_size=block_size)
     sample_relevant = relevant[rows]
     available = [c for c in COMPONENTS if c in parts and (c != "cf" or svd is not None)]

@@ -97,19 +97,20 @@ def eval_set(train: pd.DataFrame, test: pd.DataFrame) -> EvalSet:
     """Test users present in ``train`` with at least one test item of the train catalogue, and their items."""
     users = pd.Index(np.sort(train["user_id"].astype(str).unique()))
     items = pd.Index(np.sort(train["item_id"].astype(str).unique()))
-    tu, ti = _codes(test["user_id"], users), _codes(test["item_id"], items)
-    keep = (tu >= 0) & (ti >= 0)
-    eval_users, rel_rows = np.unique(tu[keep], return_inverse=True)
+    test_users, test_items = _codes(test["user_id"], users), _codes(test["item_id"], items)
+    known = (test_users >= 0) & (test_items >= 0)
+    eval_users, relevant_rows = np.unique(test_users[known], return_inverse=True)
     if len(eval_users) == 0:
         raise ValueError("no test pair has a user and an item of the training part: split too small")
-    relevant = sp.csr_matrix(
-        (np.ones(int(keep.sum()), dtype=np.int8), (rel_rows, ti[keep])), shape=(len(eval_users), len(items))
+    ones = np.ones(int(known.sum()), dtype=np.int8)
+    relevant = sp.csr_matrix((ones, (relevant_rows, test_items[known])), shape=(len(eval_users), len(items)))
+    train_users, train_items = _codes(train["user_id"], users), _codes(train["item_id"], items)
+    seen = sp.csr_matrix(
+        (np.ones(len(train_users), dtype=np.int8), (train_users, train_items)), shape=(len(users), len(items))
     )
-    su, si = _codes(train["user_id"], users), _codes(train["item_id"], items)
-    seen = sp.csr_matrix((np.ones(len(su), dtype=np.int8), (su, si)), shape=(len(users), len(items)))
     seen.sum_duplicates()
     seen.data[:] = 1
-    return EvalSet(users, items, eval_users, relevant, seen, tu, ti)
+    return EvalSet(users, items, eval_users, relevant, seen, test_users, test_items)
 
 
 def ranking_summary(
@@ -130,6 +131,20 @@ def metric_ks(k: int, curve_ks: tuple[int, ...] = CURVE_KS) -> list[int]:
     return sorted({int(k), 10, *curve_ks})
 
 
+def _rating_errors(
+    model: FactorModel, evaluation: EvalSet, train: pd.DataFrame, test: pd.DataFrame
+) -> dict[str, float]:
+    """RMSE and MAE of the clipped estimates of the scored test pairs (none without ratings)."""
+    if "rating" not in test or "rating" not in train:
+        return {}
+    scored = evaluation.evaluated
+    truth = test["rating"].to_numpy(dtype=np.float64)[scored]
+    low, high = float(train["rating"].min()), float(train["rating"].max())
+    rows, columns = evaluation.test_users[scored], evaluation.test_items[scored]
+    estimates = np.clip(pair_scores(model, rows, columns), low, high)
+    return {"rmse": M.rmse(truth, estimates), "mae": M.mae(truth, estimates)}
+
+
 def evaluate_models(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -148,37 +163,32 @@ def evaluate_models(
     (:func:`eval_set`).  User coverage is the share of all test users a model has factors for.  Returns
     ``{"metrics": {name: {...}}, "curves": {name: {k: {...}}}, "scores": {name: [...]}, "info": {...}}``.
     """
-    es = eval_set(train, test)
-    users, items, eval_users, keep = es.users, es.items, es.eval_users, es.evaluated
-    tu, ti = es.test_users, es.test_items
-    exclude = es.seen if exclude_seen else None
+    evaluation = eval_set(train, test)
+    n_items, eval_users = len(evaluation.items), evaluation.eval_users
+    exclude = evaluation.seen if exclude_seen else None
     k_max = max(max(curve_ks), k)
-    ks = metric_ks(k, curve_ks)
-    truth = test["rating"].to_numpy(dtype=np.float64)[keep] if "rating" in test else None
-    lo, hi = (float(train["rating"].min()), float(train["rating"].max())) if "rating" in train else (None, None)
     test_user_ids = test["user_id"].astype(str).drop_duplicates().to_numpy()
     rng = np.random.default_rng(seed)
-    sample_users = eval_users[rng.permutation(len(eval_users))[: max(1, score_sample // max(len(items), 1))]]
-
+    sample_users = eval_users[rng.permutation(len(eval_users))[: max(1, score_sample // max(n_items, 1))]]
     tops: dict[str, np.ndarray] = {}
     out: dict[str, Any] = {"metrics": {}, "curves": {}, "scores": {}}
     for name, model in models.items():
-        aligned = align_factors(model, users, items)
+        aligned = align_factors(model, evaluation.users, evaluation.items)
         tops[name], _ = recommend_top_k(aligned, eval_users, k_max, exclude, eval_users, block_size)
-        m: dict[str, float] = {}
-        if truth is not None:
-            est = np.clip(pair_scores(aligned, tu[keep], ti[keep]), lo, hi)
-            m["rmse"], m["mae"] = M.rmse(truth, est), M.mae(truth, est)
-        m["user_coverage"] = M.user_coverage(model.user_index(test_user_ids))
-        out["metrics"][name] = m
+        out["metrics"][name] = {
+            **_rating_errors(aligned, evaluation, train, test),
+            "user_coverage": M.user_coverage(model.user_index(test_user_ids)),
+        }
         out["scores"][name] = svd_scores(aligned, sample_users).ravel()[:score_sample].astype(float).tolist()
-    popularity = np.asarray(es.seen.sum(axis=0)).ravel().astype(np.float32)
+    popularity = np.asarray(evaluation.seen.sum(axis=0)).ravel().astype(np.float32)
     tops["popularity"], _ = static_top_k(popularity, len(eval_users), k_max, exclude, eval_users, block_size)
     out["metrics"]["popularity"] = {}
     for name, top in tops.items():
-        ranking, out["curves"][name] = ranking_summary(top, es.relevant, len(items), k, ks, curve_ks)
+        ranking, out["curves"][name] = ranking_summary(
+            top, evaluation.relevant, n_items, k, metric_ks(k, curve_ks), curve_ks
+        )
         out["metrics"][name].update(ranking)
-    out["info"] = es.info()
+    out["info"] = evaluation.info()
     return out
 
 
@@ -203,7 +213,7 @@ class Contender:
 
 def evaluate_blends(
     train: pd.DataFrame,
-    es: EvalSet,
+    evaluation: EvalSet,
     blends: Mapping[str, Contender],
     catalogue: Catalogue,
     *,
@@ -212,17 +222,17 @@ def evaluate_blends(
     block_size: int = 1024,
     curve_ks: tuple[int, ...] = CURVE_KS,
 ) -> dict[str, Any]:
-    """Ranking metrics and curves of each named :class:`Contender` on ``es``'s test users.
+    """Ranking metrics and curves of each named :class:`Contender` on ``evaluation``'s test users.
 
-    ``train`` must be the part ``es`` was built from: each blend is a hybrid fitted on
+    ``train`` must be the part ``evaluation`` was built from: each blend is a hybrid fitted on
     ``catalogue.evaluation_set(train)`` and ranks the same users over the same catalogue, with the
     same items excluded, as :func:`evaluate_models`.  Returns ``{"metrics": {name: {...}}, "curves":
     {name: {k: {...}}}}``.
     """
     training = catalogue.evaluation_set(train)
-    if not np.array_equal(training.item_ids.astype(str), es.items.to_numpy().astype(str)):
+    if not np.array_equal(training.item_ids.astype(str), evaluation.items.to_numpy().astype(str)):
         raise ValueError("the blend's catalogue differs from the evaluation's")
-    users = es.eval_user_ids
+    users = evaluation.eval_user_ids
     ks, k_max = metric_ks(k, curve_ks), max(max(curve_ks), k)
     fitted: dict[tuple[tuple[str, Any], ...], HybridRecommender] = {}  # one fit per distinct option set
     out: dict[str, Any] = {"metrics": {}, "curves": {}}
@@ -233,7 +243,7 @@ def evaluate_blends(
         svd = None if contender.model is None else BiasedSVD.from_factors(contender.model)
         hybrid = fitted[key].variant(weights=contender.weights, svd=svd)
         ids = hybrid.recommend(users, training.history, k_max, block_size=block_size).item_ids
-        top = es.items.get_indexer(ids.ravel()).reshape(ids.shape)  # None (no pick) -> -1
-        metrics, curve = ranking_summary(top, es.relevant, len(es.items), k, ks, curve_ks)
+        top = evaluation.items.get_indexer(ids.ravel()).reshape(ids.shape)  # None (no pick) -> -1
+        metrics, curve = ranking_summary(top, evaluation.relevant, len(evaluation.items), k, ks, curve_ks)
         out["metrics"][name], out["curves"][name] = metrics, curve
     return out

@@ -274,7 +274,7 @@ def train_tune_evaluate(
     A champion whose factors saw data past this split's earliest test row is flagged
     (``champion_saw_test_data``).
     """
-    cfg = config or TrainingConfig()
+    config = config or TrainingConfig()
     catalogue = catalogue if catalogue is not None else Catalogue()
     timings: dict[str, float] = {}
     with _timed(timings, "prepare_s"):
@@ -282,31 +282,24 @@ def train_tune_evaluate(
         if source is None or source.empty:
             raise ValueError("no ratings to train on")
         data = prepare_ratings(source)
-        split = split_for_training(data, events, cfg)
+        split = split_for_training(data, events, config)
     exclude_seen = not catalogue.repeat_purchases
     with _timed(timings, "tuning_s"):
-        tuned = tune_svd(split.train, split.valid, cfg, exclude_seen=exclude_seen)
+        tuned = tune_svd(split.train, split.valid, config, exclude_seen=exclude_seen)
     with _timed(timings, "blend_fit_s"):
-        blend = _fit_blend(split, tuned, catalogue, cfg, exclude_seen)
+        blend = _fit_blend(split, tuned, catalogue, config, exclude_seen)
     with _timed(timings, "fit_train_s"):
-        eval_model, n_negatives = fit_biased_svd(split.train_valid, cfg.svd_settings(tuned.params))
+        eval_model, n_negatives = fit_biased_svd(split.train_valid, config.svd_settings(tuned.params))
     with _timed(timings, "evaluate_s"):
-        evaluation = evaluate_on_test(split, eval_model, blend, champion, catalogue, cfg)
+        evaluation = evaluate_on_test(split, eval_model, blend, champion, catalogue, config)
     with _timed(timings, "fit_full_s"):
-        recommender = fit_served_recommender(data, eval_model, tuned.params, blend, catalogue, cfg)
+        recommender = fit_served_recommender(data, eval_model, tuned.params, blend, catalogue, config)
     timings["total_s"] = sum(timings.values())
     split_info = {
-        **split.info,
-        "n_ratings": int(len(data)),
-        "n_train": int(len(split.train)),
-        "n_valid": int(len(split.valid)),
-        "n_test": int(len(split.test)),
-        "n_negatives_train": int(n_negatives),
-        "test_pairs_in_train": int(overlapping_pairs(split.train_valid, split.test)),
+        **_split_record(data, split, n_negatives, evaluation["info"]),
         "champion_saw_test_data": _saw_test(None if champion is None else champion.trained_through, split.test),
-        **evaluation["info"],
     }
-    result = _result(cfg, catalogue, data, split, tuned, blend, eval_model, recommender, evaluation, split_info)
+    result = _result(config, catalogue, data, split, tuned, blend, eval_model, recommender, evaluation, split_info)
     result.timings, result.dataset_source = timings, dataset_source
     result.champion_version = None if champion is None else champion.version
     _log_outcome(result, blend)
@@ -331,6 +324,21 @@ def _fit_blend(
         k=config.k,
         seed=config.seed,
     )
+
+
+def _split_record(data: pd.DataFrame, split: Split, n_negatives: int, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The split's description and sizes (``ratings`` = pairs; ``test_pairs_in_train`` is 0 for a pair
+    split and counts the repeat pairs of an event split) plus the evaluation's counts."""
+    return {
+        **split.info,
+        "n_ratings": int(len(data)),
+        "n_train": int(len(split.train)),
+        "n_valid": int(len(split.valid)),
+        "n_test": int(len(split.test)),
+        "n_negatives_train": int(n_negatives),
+        "test_pairs_in_train": int(overlapping_pairs(split.train_valid, split.test)),
+        **info,
+    }
 
 
 def _params(config: TrainingConfig, catalogue: Catalogue, tuned: TunedSVD, split: Split) -> dict[str, Any]:

@@ -95,9 +95,9 @@ def tune(
         if trials and time.perf_counter() - start >= budget_s:
             stopped = True
             break
-        t = time.perf_counter()
+        trial_started = time.perf_counter()
         metrics = evaluate(dict(params))
-        trial = Trial(index, dict(params), dict(metrics), time.perf_counter() - t)
+        trial = Trial(index, dict(params), dict(metrics), time.perf_counter() - trial_started)
         trials.append(trial)
         if on_trial is not None:
             on_trial(trial)

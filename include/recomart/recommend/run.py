@@ -114,6 +114,23 @@ def publish_generation(
     )
 
 
+def _recommender(
+    dsn: str,
+    inputs: RankingInputs,
+    tracking_uri: str,
+    model_name: str,
+    repeat_purchases: bool,
+    log: Callable[[str], Any],
+) -> tuple[HybridRecommender, str | None]:
+    """(the champion's recommender and version) or, while there is none, (the fallback, None)."""
+    champion = load_champion(tracking_uri, model_name)
+    if champion is None:
+        log("no champion model registered yet: serving popularity")
+        return fallback_recommender(dsn, inputs, repeat_purchases=repeat_purchases), None
+    log(f"champion {model_name} v{champion.version}: {len(champion.recommender.item_ids)} items")
+    return champion.recommender, champion.version
+
+
 def generate_recommendations(
     dsn: str,
     *,
@@ -140,38 +157,28 @@ def generate_recommendations(
         timings[name] = round(now - since, 3)
         return now
 
-    t = time.perf_counter()
+    step = time.perf_counter()
     inputs = read_ranking_inputs(dsn)
-    t = lap("read_marts", t)
+    step = lap("read_marts", step)
     log(f"read marts: {len(inputs.history)} history rows, {len(inputs.users)} users")
-    champion = load_champion(tracking_uri, model_name)
-    if champion is None:
-        log("no champion model registered yet: serving popularity")
-        recommender, version, weights_source = (
-            fallback_recommender(dsn, inputs, repeat_purchases=repeat_purchases),
-            None,
-            "default",
-        )
-    else:
-        recommender, version, weights_source = champion.recommender, champion.version, "champion"
-        log(f"champion {model_name} v{version}: {len(recommender.item_ids)} items")
-    t = lap("load_champion", t)
+    recommender, version = _recommender(dsn, inputs, tracking_uri, model_name, repeat_purchases, log)
+    step = lap("load_champion", step)
     recs = recommender.rank(inputs.users, inputs.history, k=k, block_size=block_size).assign(model_version=version)
-    t = lap("score", t)
+    step = lap("score", step)
     details = {
         "k": k,
         "dataset": dataset,
         "repeat_purchases": recommender.repeat_purchases,
         "exclude": recommender.exclude,
         "weights": recommender.weights.as_dict(),
-        "weights_source": weights_source,
+        "weights_source": "default" if version is None else "champion",
         "blend_options": recommender.options,
         "model_name": model_name,
     }
     result = publish_generation(
         dsn, recs[OUTPUT_COLUMNS], recommender, model_version=version, popular_n=popular_n, details=details, log=log
     )
-    lap("publish", t)
+    lap("publish", step)
     result.timings, result.options = timings, dict(recommender.options)
     result.seconds = round(time.perf_counter() - started, 3)
     log(
