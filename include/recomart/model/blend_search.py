@@ -80,7 +80,7 @@ def _ndcg(
     k: int,
 ) -> float:
     """nDCG@k of ranking ``rows`` by the weighted sum of the normalised ``parts``."""
-    total = np.zeros(next(iter(parts.values())).shape, dtype=np.float32)
+    total: np.ndarray = np.zeros(next(iter(parts.values())).shape, dtype=np.float32)
     for name, weight in weights.items():
         if weight > 0 and name in parts:
             total += np.float32(weight) * parts[name]

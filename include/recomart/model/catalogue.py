@@ -18,7 +18,7 @@ import pandas as pd
 
 from recomart.ranking.base import TrainingSet, default_products
 from recomart.ranking.blend import COMPONENTS, BlendWeights
-from recomart.ranking.history import as_history
+from recomart.ranking.history import ExcludePolicy, as_history
 from recomart.ranking.hybrid import HybridRecommender
 from recomart.ranking.svd import BiasedSVD
 
@@ -67,7 +67,9 @@ class Catalogue:
     ) -> HybridRecommender:
         """An unfitted hybrid for this feed: ``exclude_seen`` True / False excludes every interacted
         item / nothing (the evaluation's settings); ``None`` applies the feed's policy (served)."""
-        exclude = None if exclude_seen is None else ("interacted" if exclude_seen else "none")
+        exclude: ExcludePolicy | None = None
+        if exclude_seen is not None:
+            exclude = "interacted" if exclude_seen else "none"
         return HybridRecommender(
             weights=weights, options=options, repeat_purchases=self.repeat_purchases, exclude=exclude, svd=svd
         )

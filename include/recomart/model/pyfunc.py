@@ -24,10 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.pyfunc.model import PythonModel
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 from recomart.model.serialization import RECOMMENDER_ARTIFACT, load_hybrid
 from recomart.ranking.history import HISTORY_COLUMNS
@@ -39,12 +39,16 @@ HISTORY_PARAM = "history"
 
 def recommender_signature(default_k: int = DEFAULT_K) -> ModelSignature:
     """Input ``user_id`` (+ optional ``segment``); output :data:`RANKED_COLUMNS`; params ``k``, ``history``."""
-    float_columns = [c for c in RANKED_COLUMNS if c.endswith("score")]
-    outputs = [ColSpec("string", "user_id"), ColSpec("long", "rank"), ColSpec("string", "item_id")]
-    outputs += [ColSpec("float", name, required=name == "score") for name in float_columns]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("string", "user_id"), ColSpec("string", "segment", required=False)]
+    outputs: list[ColSpec | TensorSpec] = [
+        ColSpec("string", "user_id"),
+        ColSpec("long", "rank"),
+        ColSpec("string", "item_id"),
+    ]
+    outputs += [ColSpec("float", name, required=name == "score") for name in RANKED_COLUMNS if name.endswith("score")]
     outputs.append(ColSpec("string", "strategy"))
     return ModelSignature(
-        inputs=Schema([ColSpec("string", "user_id"), ColSpec("string", "segment", required=False)]),
+        inputs=Schema(inputs),
         outputs=Schema(outputs),
         params=ParamSchema([ParamSpec("k", "long", default_k), ParamSpec(HISTORY_PARAM, "string", "")]),
     )
@@ -57,7 +61,7 @@ def read_history(path: str | Path | None) -> pd.DataFrame:
     return pd.read_parquet(Path(path), columns=list(HISTORY_COLUMNS))
 
 
-class RecommenderModel(mlflow.pyfunc.PythonModel):
+class RecommenderModel(PythonModel):
     """The hybrid of :mod:`recomart.model.serialization` behind ``predict`` (see the module docstring)."""
 
     recommender: HybridRecommender

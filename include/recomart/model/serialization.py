@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def save_hybrid(recommender: HybridRecommender, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     arrays, settings = recommender.state()
     with (directory / HYBRID_ARRAYS).open("wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez_compressed(fh, **cast(dict[str, Any], arrays))
     payload = {"format_version": FORMAT_VERSION, **settings}
     (directory / HYBRID_SETTINGS).write_text(json.dumps(payload, indent=2, sort_keys=True))
     return directory
@@ -53,7 +54,7 @@ def save_factors(model: FactorModel, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
-        np.savez_compressed(fh, **model.to_arrays())
+        np.savez_compressed(fh, **cast(dict[str, Any], model.to_arrays()))
     return path
 
 

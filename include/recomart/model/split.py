@@ -219,9 +219,9 @@ def pairs_from_events(events: pd.DataFrame) -> pd.DataFrame:
             "quantity": events["quantity"].to_numpy() if "quantity" in events else 1,
         }
     )
-    purchase = (events["event_type"] == "purchase").to_numpy() if "event_type" in events else True
+    purchase = (events["event_type"] == "purchase").to_numpy() if "event_type" in events else np.ones(len(frame), bool)
     orders = events["order_id"].astype(str).to_numpy() if "order_id" in events else np.arange(len(frame)).astype(str)
-    frame["purchase_order"] = np.where(purchase, orders, None)
+    frame["purchase_order"] = pd.Series(orders, dtype=object).where(purchase)
     pairs = frame.groupby(["user_id", "item_id"], as_index=False, sort=True).agg(
         purchases=("purchase_order", "nunique"),
         interactions=("purchase_order", "size"),

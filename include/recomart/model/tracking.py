@@ -81,13 +81,13 @@ def log_trials(result: TrainResult, experiment_id: str) -> None:
 def log_dataset(result: TrainResult) -> None:
     """Record the training data's source and digest with ``mlflow.data`` (no-op without the frame)."""
     import mlflow
-    import mlflow.data
+    from mlflow.data.pandas_dataset import from_pandas
 
     if result.data is None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # source resolvers, integer columns in the schema
-        dataset = mlflow.data.from_pandas(
+        dataset = from_pandas(
             result.data,
             source=result.dataset_source,
             name=result.dataset_source,

@@ -105,7 +105,7 @@ class FactorModel:
         return {
             "user_ids": self.user_ids.astype(str),
             "item_ids": self.item_ids.astype(str),
-            "global_mean": np.float64(self.global_mean),
+            "global_mean": np.asarray(self.global_mean, dtype=np.float64),
             "user_bias": self.user_bias,
             "item_bias": self.item_bias,
             "user_factors": self.user_factors,

@@ -81,7 +81,7 @@ def _map(hits: np.ndarray, n_rel: np.ndarray, k: int) -> float:
 
 
 def _hit_rate(hits: np.ndarray, n_rel: np.ndarray, k: int) -> float:
-    return _mean(hits.any(axis=1).astype(np.float64))
+    return _mean(np.asarray(hits.any(axis=1), dtype=np.float64))
 
 
 def precision_at_k(top: np.ndarray, relevant: sp.csr_matrix, k: int | None = None) -> float:
