@@ -10,7 +10,7 @@ from recomart.ingest.landing import LandingFileRefused
 from recomart.ingest.load import RejectedShareExceeded
 from recomart.ingest.parse import FeedSchemaError
 from recomart.ingest.window import InvalidDayError
-from recomart.pipeline import days_in_window
+from recomart.tasks.ingest_events import days_in_window
 
 
 @pytest.mark.parametrize("error", [FeedSchemaError, LandingFileRefused, RejectedShareExceeded, InvalidDayError])

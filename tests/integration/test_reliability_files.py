@@ -22,8 +22,8 @@ from psycopg.rows import dict_row
 from recomart.ingest.feeds import GENERATED_EVENTS, GENERATED_USERS, UCI_ORDERS
 from recomart.ingest.load import RejectedShareExceeded, ensure_tables, load_feed_date, load_feed_dates
 from recomart.ingest.parse import FeedSchemaError
-from recomart.pipeline import days_in_window
 from recomart.quality import validate_raw
+from recomart.tasks.ingest_events import days_in_window
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,8 @@
     training split needs for feeds with repeat purchases (UCI), where a
     pair bought before a cut and again after it must be in the training
     part and relevant in the test window. user_item_ratings aggregates
-    the same rows per pair.
+    the same rows per pair: only products of dim_products (a product the
+    catalog marked inactive is neither trained on nor recommended).
 #}
 {{ config(materialized='view') }}
 
@@ -21,6 +22,12 @@ interactions as (
 
 ),
 
+products as (
+
+    select item_id from {{ ref('dim_products') }}
+
+),
+
 events as (
 
     select
@@ -33,6 +40,7 @@ events as (
         interactions.quantity
 
     from interactions
+    inner join products on interactions.item_id = products.item_id
     cross join as_of
     where interactions.event_time <= as_of.as_of
 
