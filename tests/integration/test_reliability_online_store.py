@@ -208,7 +208,7 @@ def test_transform_materialize_step_heals_a_redis_restarted_empty(
     filled, settings_: Settings, env, private_redis, warehouse_dsn: str
 ) -> None:
     """``transform`` re-materializes its window even when no new data arrived (no asset window)."""
-    from recomart.pipeline import materialize_features
+    from recomart.tasks.transform import materialize_features
 
     private_redis.restart_empty()
     assert private_redis.keys() == 0
