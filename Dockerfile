@@ -15,5 +15,6 @@ COPY --chown=airflow:root requirements.txt /opt/recomart/requirements.txt
 RUN pip install --no-cache-dir --compile -r /opt/recomart/requirements.txt
 
 # A copy of the code so the image also runs without the bind mount; compose mounts the live tree over it.
+# .dockerignore keeps .state (secrets, data) and .env (passwords) out of the image.
 COPY --chown=airflow:root . /opt/recomart
 WORKDIR /opt/recomart

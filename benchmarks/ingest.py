@@ -38,7 +38,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from recomart import services
+from recomart import local_postgres, services
 from recomart.config import Settings, load_settings
 from recomart.datasets.uci import link_by_day
 from recomart.ingest.feeds import UCI_ORDERS
@@ -170,7 +170,7 @@ def benchmark(s: Settings, source_dir: Path, n_files: int | None, output: Path, 
     """``repeat`` runs of both loads (each into a fresh scratch database); medians; write and return the result."""
     calendar_days, file_days = _source_days(source_dir, n_files)
     if s.embedded_pg:
-        services.start_embedded_postgres(s)
+        local_postgres.start(s)
     runs = [_one_run(s, source_dir, calendar_days, file_days, str(i)) for i in range(repeat)]
     loader_s = statistics.median(r[0]["seconds"] for r in runs)
     copy_s = statistics.median(r[1]["seconds"] for r in runs)

@@ -9,13 +9,15 @@ import sys
 from datetime import date
 
 from recomart import services
-from recomart.config import load_settings, process_environment, settings
-from recomart.environment import export_lines, service_env
+from recomart.config import SettingError, load_settings, process_environment, settings
+from recomart.credentials import mask_url
+from recomart.environment import export_lines, reader_env, service_env
 from recomart.features.names import FEATURE_SERVICE
 
 
-def _cmd_env(_: argparse.Namespace) -> int:
-    print(export_lines(service_env(settings())))
+def _cmd_env(args: argparse.Namespace) -> int:
+    s = settings()
+    print(export_lines(reader_env(s) if args.reader else service_env(s)))
     return 0
 
 
@@ -23,14 +25,15 @@ def _cmd_services(args: argparse.Namespace) -> int:
     s = settings()
     if args.action == "up":
         services.ensure_services(s)
-        print(f"Postgres: {s.pg_server_url} (databases: {', '.join(s.all_databases)})")
-        print(f"Redis:    {s.redis_url}")
+        print(f"Postgres: {mask_url(s.pg_server_url)} (databases: {', '.join(s.all_databases)})")
+        print(f"Redis:    {mask_url(s.redis_url)}")
+        print(f"Passwords: {s.state_dir / 'secrets'}")
+    elif not (s.embedded_pg or s.embedded_redis):
+        print("external services are not managed by RecoMart")
     else:
-        services.stop_embedded(s)
+        stopped = services.stop_embedded(s)
         print(
-            "embedded Postgres and Redis stopped"
-            if s.embedded_pg or s.embedded_redis
-            else "external services are not managed by RecoMart"
+            f"embedded {' and '.join(stopped)} stopped" if stopped else "embedded Postgres and Redis were not running"
         )
     return 0
 
@@ -77,6 +80,7 @@ def _cmd_features_lookup(args: argparse.Namespace) -> int:
     from recomart.tools import tool_env
 
     s = settings()
+    services.check_reachable(s)
     result = online_features(s.feature_repo_dir, tool_env(s), args.entity, args.entity_id)
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -87,6 +91,7 @@ def _cmd_features_restore(args: argparse.Namespace) -> int:
     from recomart.tools import tool_env
 
     s = settings()
+    services.check_reachable(s)
     print(f"restoring the online store of Feast project {s.feast_project} from the offline store", flush=True)
     try:
         result = restore_online_store(
@@ -152,9 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recomart", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("env", help="print export lines for psql, dbt, feast, mlflow and airflow").set_defaults(
-        func=_cmd_env
+    env = sub.add_parser("env", help="print export lines for psql, dbt, feast, mlflow and airflow")
+    env.add_argument(
+        "--reader", action="store_true", help="libpq variables for the read-only analyst role recomart_reader"
     )
+    env.set_defaults(func=_cmd_env)
 
     svc = sub.add_parser("services", help="start or stop the embedded Postgres and Redis")
     svc.add_argument("action", choices=["up", "down"])
@@ -197,7 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if unknown:  # `recomart test -m unit -q`: every option after `test` belongs to pytest, in order
         args.pytest_args = [*unknown, *args.pytest_args]
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SettingError as exc:
+        print(f"recomart: {exc}", file=sys.stderr)
+        return 2
+    except services.ServiceUnavailable as exc:
+        print(f"recomart: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,12 +12,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
+
+from recomart.credentials import mask_url, secret
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 EMBEDDED_PG_PORT = 54329
 EMBEDDED_REDIS_PORT = 63799
+EMBEDDED_PG_USER = "postgres"  # the pipeline's role on the embedded server (its owner)
+DEFAULT_BIND_HOST = "127.0.0.1"
+PG_URL_EXAMPLE = "postgresql://user:password@host:5432/postgres"
+REDIS_URL_EXAMPLE = "redis://[:password@]host:6379/0"
+
+
+class SettingError(ValueError):
+    """A setting RecoMart cannot use; the message is one line: variable, value (secrets masked), expectation."""
+
+    def __init__(self, name: str, value: str, expected: str) -> None:
+        super().__init__(f"{name}={mask_url(value)}: expected {expected}")
 
 
 def _with_database(server_url: str, database: str) -> str:
@@ -45,6 +58,9 @@ class Settings:
     airflow_api_host: str
     airflow_port: int
     mlflow_port: int
+    bind_host: str
+    embedded_pg_port: int
+    embedded_redis_port: int
     model_name: str
     feast_project: str
     seed: int
@@ -74,8 +90,13 @@ class Settings:
         return f"{self.db_prefix}_feast"
 
     @property
+    def mlflow_auth_db(self) -> str:
+        """Users and permissions of the MLflow UI's basic-auth app."""
+        return f"{self.db_prefix}_mlflow_auth"
+
+    @property
     def all_databases(self) -> tuple[str, ...]:
-        return (self.warehouse_db, self.airflow_db, self.mlflow_db, self.feast_registry_db)
+        return (self.warehouse_db, self.airflow_db, self.mlflow_db, self.feast_registry_db, self.mlflow_auth_db)
 
     def pg_url(self, database: str | None = None) -> str:
         """A libpq URL (``postgresql://``) for ``database`` (default: the warehouse)."""
@@ -100,7 +121,21 @@ class Settings:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return self.pg_url(self.mlflow_db).replace("postgresql://", "postgresql+psycopg2://", 1)
+        """The tracking and registry database itself (the pipeline logs and registers through it)."""
+        return self.sqlalchemy_url(self.mlflow_db)
+
+    def sqlalchemy_url(self, database: str) -> str:
+        """``postgresql+psycopg2://`` URL of ``database``, with the server URL's credentials."""
+        return "postgresql+psycopg2://" + self.pg_url(database).split("://", 1)[1]
+
+    @property
+    def client_host(self) -> str:
+        """Where local clients reach the servers RecoMart starts."""
+        return client_host(self.bind_host)
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.client_host}:{self.mlflow_port}"
 
     @property
     def catalog_api_url(self) -> str:
@@ -123,12 +158,90 @@ class Settings:
         return self.state_dir / "gx_docs"
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from ``environ`` (default: ``os.environ``); empty values count as unset."""
-    source = os.environ if environ is None else environ
+def client_host(bind_host: str) -> str:
+    """The address a local client uses for a server bound to ``bind_host`` (loopback for a wildcard)."""
+    return "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host
 
-    def _env(name: str, default: str | None = None) -> str | None:
-        return source.get(name) or default
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a non-integer or out-of-range port)
+    except ValueError:
+        return False
+    return True
+
+
+def _pg_server_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingError(name, value, f"a postgresql:// URL such as {PG_URL_EXAMPLE}")
+    if not parts.hostname or not _has_valid_port(parts):
+        raise SettingError(name, value, f"a host and an integer port, as in {PG_URL_EXAMPLE}")
+    return value
+
+
+def _redis_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss"):
+        raise SettingError(name, value, f"a redis:// or rediss:// URL such as {REDIS_URL_EXAMPLE}")
+    if not parts.hostname or not _has_valid_port(parts) or not (parts.path.strip("/") or "0").isdigit():
+        raise SettingError(name, value, f"a host, an integer port and a database number, as in {REDIS_URL_EXAMPLE}")
+    return value
+
+
+class _Environment:
+    """Typed reads of the settings' variables; empty values count as unset; bad values raise SettingError."""
+
+    def __init__(self, source: Mapping[str, str]) -> None:
+        self.source = source
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        return self.source.get(name) or default
+
+    def integer(self, name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        bounds = f" from {minimum}" if minimum is not None else ""
+        bounds += f" to {maximum}" if maximum is not None else ""
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingError(name, raw, f"an integer{bounds}") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise SettingError(name, raw, f"an integer{bounds}")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        return self.integer(name, default, 1, 65535)
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.text(name)
+        try:
+            return default if raw is None else float(raw)
+        except ValueError:
+            raise SettingError(name, raw, "a number") from None
+
+
+def _embedded_pg_url(state_dir: Path, host: str, port: int) -> str:
+    """The embedded server's URL with the pipeline role's generated password (``<state>/secrets``)."""
+    password = quote(secret(state_dir, "postgres_password"), safe="")
+    return f"postgresql://{EMBEDDED_PG_USER}:{password}@{host}:{port}/postgres"
+
+
+def _embedded_redis_url(state_dir: Path, host: str, port: int) -> str:
+    return f"redis://:{quote(secret(state_dir, 'redis_password'), safe='')}@{host}:{port}/0"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``environ`` (default: ``os.environ``); empty values count as unset.
+
+    Raises :class:`SettingError` (one line naming the variable) for a value RecoMart cannot use.
+    With no ``RECOMART_PG_URL`` / ``RECOMART_REDIS_URL`` the embedded servers' generated passwords
+    are read from (or first written to) ``<state>/secrets``.
+    """
+    env = _Environment(os.environ if environ is None else environ)
+    _env = env.text
 
     root = Path(_env("RECOMART_PROJECT_ROOT", str(PROJECT_ROOT)))
     state_dir = Path(_env("RECOMART_STATE_DIR", str(root / ".state"))).resolve()
@@ -137,11 +250,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     prefix = _env("RECOMART_DB_PREFIX", "recomart" if dataset == "generated" else f"recomart_{dataset}")
     pg_url = _env("RECOMART_PG_URL")
     redis_url = _env("RECOMART_REDIS_URL")
+    bind_host = _env("RECOMART_BIND_HOST", DEFAULT_BIND_HOST)
+    local_host = client_host(bind_host)
+    pg_port = env.port("RECOMART_EMBEDDED_PG_PORT", EMBEDDED_PG_PORT)
+    redis_port = env.port("RECOMART_EMBEDDED_REDIS_PORT", EMBEDDED_REDIS_PORT)
     return Settings(
         project_root=root,
         state_dir=state_dir,
-        pg_server_url=pg_url or f"postgresql://postgres@127.0.0.1:{EMBEDDED_PG_PORT}/postgres",
-        redis_url=redis_url or f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0",
+        pg_server_url=(
+            _pg_server_url("RECOMART_PG_URL", pg_url) if pg_url else _embedded_pg_url(state_dir, local_host, pg_port)
+        ),
+        redis_url=(
+            _redis_url("RECOMART_REDIS_URL", redis_url)
+            if redis_url
+            else _embedded_redis_url(state_dir, local_host, redis_port)
+        ),
         embedded_pg=pg_url is None,
         embedded_redis=redis_url is None,
         db_prefix=prefix,
@@ -149,21 +272,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         landing_dir=Path(_env("RECOMART_LANDING_DIR", str(state_dir / "landing"))).resolve(),
         uci_dir=Path(_env("RECOMART_UCI_DIR", str(root.parent / "shared/data/uci-online-retail/by-day"))),
         catalog_api_host=_env("RECOMART_CATALOG_HOST", "127.0.0.1"),
-        catalog_api_port=int(_env("RECOMART_CATALOG_PORT", "8765")),
-        catalog_full_snapshot_hours=float(_env("RECOMART_CATALOG_FULL_SNAPSHOT_HOURS", "24")),
+        catalog_api_port=env.port("RECOMART_CATALOG_PORT", 8765),
+        catalog_full_snapshot_hours=env.number("RECOMART_CATALOG_FULL_SNAPSHOT_HOURS", 24.0),
         airflow_api_host=_env("RECOMART_AIRFLOW_API_HOST", "127.0.0.1"),
-        airflow_port=int(_env("RECOMART_AIRFLOW_PORT", "8080")),
-        mlflow_port=int(_env("RECOMART_MLFLOW_PORT", "5000")),
+        airflow_port=env.port("RECOMART_AIRFLOW_PORT", 8080),
+        mlflow_port=env.port("RECOMART_MLFLOW_PORT", 5000),
+        bind_host=bind_host,
+        embedded_pg_port=pg_port,
+        embedded_redis_port=redis_port,
         model_name=_env("RECOMART_MODEL_NAME", "recomart_recommender"),
         feast_project=_env("RECOMART_FEAST_PROJECT", prefix),
-        seed=int(_env("RECOMART_SEED", "42")),
+        seed=env.integer("RECOMART_SEED", 42),
         train_mode=_env("RECOMART_TRAIN_MODE", "implicit"),
         train_split=_env("RECOMART_TRAIN_SPLIT", "time"),
         gate_metric=_env("RECOMART_GATE_METRIC", "ndcg_at_10"),
-        gate_margin=float(_env("RECOMART_GATE_MARGIN", "0.0")),
-        generator_users=int(_env("RECOMART_USERS", "2000")),
-        generator_items=int(_env("RECOMART_ITEMS", "500")),
-        generator_days=int(_env("RECOMART_DAYS", "60")),
+        gate_margin=env.number("RECOMART_GATE_MARGIN", 0.0),
+        generator_users=env.integer("RECOMART_USERS", 2000, minimum=1),
+        generator_items=env.integer("RECOMART_ITEMS", 500, minimum=1),
+        generator_days=env.integer("RECOMART_DAYS", 60, minimum=1),
     )
 
 

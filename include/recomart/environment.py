@@ -8,19 +8,10 @@ to the same services.
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from recomart.config import Settings
-
-
-def _persistent_secret(path: Path, generate) -> str:
-    """A secret kept in the state folder so every Airflow component shares it."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(generate())
-        path.chmod(0o600)
-    return path.read_text().strip()
+from recomart.credentials import persistent_secret
 
 
 def _fernet_key() -> str:
@@ -35,6 +26,20 @@ def redis_host_port_db(s: Settings) -> tuple[str, int, int]:
     return parts.hostname or "127.0.0.1", parts.port or 6379, db
 
 
+def feast_redis_connection(s: Settings) -> str:
+    """Feast's ``host:port,db=N[,password=…][,ssl=true]`` form of ``s.redis_url``."""
+    host, port, db = redis_host_port_db(s)
+    parts = urlsplit(s.redis_url)
+    connection = f"{host}:{port},db={db}"
+    if parts.password:
+        connection += f",password={unquote(parts.password)}"
+    if parts.username and parts.username != "default":
+        connection += f",username={unquote(parts.username)}"
+    if parts.scheme == "rediss":
+        connection += ",ssl=true"
+    return connection
+
+
 # The scoring alternates OpenBLAS's GEMM and numba's (OpenMP) top-k on the same cores.  By default
 # each pool's threads keep spinning after their work and steal the cores from the other pool; with
 # these both yield (libgomp threads sleep, OpenBLAS threads spin 2**4 cycles instead of 2**28).
@@ -45,11 +50,10 @@ THREAD_POOL_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
 def service_env(s: Settings) -> dict[str, str]:
     """Every variable a tool needs to reach this deployment's services."""
     pg = s.pg_parts
-    user = pg.username or "postgres"
-    password = pg.password or ""
+    user = unquote(pg.username or "postgres")
+    password = unquote(pg.password or "")
     host, port = pg.hostname or "127.0.0.1", str(pg.port or 5432)
-    auth = quote(user) + (f":{quote(password)}" if password else "")
-    redis_host, redis_port, redis_db = redis_host_port_db(s)
+    auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
     secrets_dir = s.state_dir / "secrets"
     airflow_api = f"http://{s.airflow_api_host}:{s.airflow_port}"
     env = {
@@ -72,6 +76,9 @@ def service_env(s: Settings) -> dict[str, str]:
         "RECOMART_AIRFLOW_API_HOST": s.airflow_api_host,
         "RECOMART_AIRFLOW_PORT": str(s.airflow_port),
         "RECOMART_MLFLOW_PORT": str(s.mlflow_port),
+        "RECOMART_BIND_HOST": s.bind_host,
+        "RECOMART_EMBEDDED_PG_PORT": str(s.embedded_pg_port),
+        "RECOMART_EMBEDDED_REDIS_PORT": str(s.embedded_redis_port),
         # libpq: psql, dbt's profiles.yml and Feast's feature_store.yaml read these
         "PGHOST": host,
         "PGPORT": port,
@@ -84,7 +91,7 @@ def service_env(s: Settings) -> dict[str, str]:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         # Feast
         "FEAST_REGISTRY_URL": f"postgresql+psycopg://{auth}@{host}:{port}/{s.feast_registry_db}",
-        "FEAST_REDIS_CONNECTION": f"{redis_host}:{redis_port},db={redis_db}",
+        "FEAST_REDIS_CONNECTION": feast_redis_connection(s),
         "FEAST_USAGE": "False",
         # MLflow
         "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
@@ -97,16 +104,18 @@ def service_env(s: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__FERNET_KEY": _persistent_secret(secrets_dir / "fernet_key", _fernet_key),
+        "AIRFLOW__CORE__FERNET_KEY": persistent_secret(secrets_dir / "fernet_key", _fernet_key),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_api}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(secrets_dir / "airflow_passwords.json"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (f"postgresql+psycopg2://{auth}@{host}:{port}/{s.airflow_db}"),
+        "AIRFLOW__API__HOST": s.bind_host,
         "AIRFLOW__API__PORT": str(s.airflow_port),
-        "AIRFLOW__API__SECRET_KEY": _persistent_secret(secrets_dir / "api_secret", secrets.token_hex),
-        "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(secrets_dir / "jwt_secret", secrets.token_hex),
+        "AIRFLOW__API__SECRET_KEY": persistent_secret(secrets_dir / "api_secret", secrets.token_hex),
+        "AIRFLOW__API_AUTH__JWT_SECRET": persistent_secret(secrets_dir / "jwt_secret", secrets.token_hex),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": s.bind_host,
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.airflow_home / "logs"),
         "AIRFLOW_CONN_RECOMART_WAREHOUSE": f"postgres://{auth}@{host}:{port}/{s.warehouse_db}",
         "AIRFLOW_CONN_RECOMART_CATALOG_API": f"http://{s.catalog_api_host}:{s.catalog_api_port}",
@@ -121,6 +130,20 @@ def service_env(s: Settings) -> dict[str, str]:
     if not s.embedded_redis:
         env["RECOMART_REDIS_URL"] = s.redis_url
     return env
+
+
+def reader_env(s: Settings) -> dict[str, str]:
+    """libpq variables that connect ``psql`` to the warehouse as the read-only role ``recomart_reader``."""
+    from recomart.reader_access import READER_ROLE, reader_password
+
+    pg = s.pg_parts
+    return {
+        "PGHOST": pg.hostname or "127.0.0.1",
+        "PGPORT": str(pg.port or 5432),
+        "PGUSER": READER_ROLE,
+        "PGPASSWORD": reader_password(s),
+        "PGDATABASE": s.warehouse_db,
+    }
 
 
 def export_lines(env: dict[str, str]) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from recomart import processes, services
+from recomart import mlflow_ui, processes, services
 from recomart.config import Settings
 from recomart.tools import airflow_migrate, tool_env, venv_bin
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+SERVES_LOGS = ("scheduler", "triggerer")
 
 
 def catalog_api_args(s: Settings) -> list[str]:
@@ -23,7 +24,7 @@ def catalog_api_args(s: Settings) -> list[str]:
         "--products",
         str(catalog_file(s)),
         "--host",
-        s.catalog_api_host,
+        s.bind_host,
         "--port",
         str(s.catalog_api_port),
     ]
@@ -52,18 +53,27 @@ def start_airflow(
     unpaused.
     """
     env = {**tool_env(s), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation)}
-    url = f"http://127.0.0.1:{s.airflow_port}"
+    url = f"http://{s.client_host}:{s.airflow_port}"
     ordered = sorted(components, key=lambda c: c != "api-server")
     for component in ordered:
         args = [venv_bin("airflow"), component]
         if component == "api-server":
-            args += ["--port", str(s.airflow_port)]
+            args += ["--host", s.bind_host, "--port", str(s.airflow_port)]
+        if component in SERVES_LOGS:
+            # its log server would listen on every interface; LocalExecutor's logs are read from disk
+            args.append("--skip-serve-logs")
         processes.start(s, f"airflow-{component}", args, env)
         if component == "api-server":
             processes.wait_http(
                 f"{url}/api/v2/monitor/health", "Airflow api-server", 180, processes.logfile(s, "airflow-api-server")
             )
     return url
+
+
+def start_mlflow(s: Settings) -> None:
+    """The MLflow UI with basic auth (:mod:`recomart.mlflow_ui`); returns once it is healthy."""
+    processes.start(s, "mlflow-ui", mlflow_ui.server_args(s), mlflow_ui.server_env(s))
+    processes.wait_http(f"{s.mlflow_url}/health", "MLflow UI", 180, processes.logfile(s, "mlflow-ui"))
 
 
 def stop_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) -> None:
@@ -82,30 +92,10 @@ def start_stack(s: Settings) -> None:
     airflow_migrate(s)
     start_catalog_api(s)
     airflow_url = start_airflow(s)
-    s.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
-    processes.start(
-        s,
-        "mlflow-ui",
-        [
-            venv_bin("mlflow"),
-            "server",
-            "--backend-store-uri",
-            s.mlflow_tracking_uri,
-            "--default-artifact-root",
-            s.mlflow_artifacts_dir.as_uri(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(s.mlflow_port),
-            "--workers",
-            "1",
-        ],
-        tool_env(s),
-    )
-    processes.wait_http(f"http://127.0.0.1:{s.mlflow_port}/health", "MLflow UI", 180, processes.logfile(s, "mlflow-ui"))
+    start_mlflow(s)
     user, password = airflow_login(s)
     print(f"Airflow UI   {airflow_url}   login: {user} / {password}")
-    print(f"MLflow UI    http://127.0.0.1:{s.mlflow_port}")
+    print(f"MLflow UI    {s.mlflow_url}   login: {mlflow_ui.ADMIN_USER} / {mlflow_ui.admin_password(s)}")
     print(f"Catalog API  {s.catalog_api_url}/products")
     print(f"Logs         {s.state_dir / 'logs'}")
     print(

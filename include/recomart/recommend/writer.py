@@ -40,7 +40,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-READER_ROLE = "recomart_reader"
+from recomart.reader_access import READER_ROLE
+
 PUBLISH_LOCK_KEY = 0x7265636F  # advisory lock serialising publishes to the same database
 CSV_CHUNK_ROWS = 100_000
 BINARY_CHUNK_ROWS = 250_000
@@ -49,7 +50,7 @@ _CREATE_ROLE = """
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'recomart_reader') THEN
-        CREATE ROLE recomart_reader NOLOGIN;
+        CREATE ROLE recomart_reader LOGIN;  -- its password: recomart.reader_access
     END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN
     NULL;  -- created concurrently by another session: roles are cluster-wide
