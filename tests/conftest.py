@@ -31,6 +31,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A factory of TCP ports nobody listens on right now (for servers a test starts itself)."""
+    return _free_port
+
+
 @pytest.fixture(scope="module")
 def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings for one test module: private databases, Feast project (Redis key prefix), model name
@@ -45,6 +51,7 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
         "RECOMART_LANDING_DIR": str(landing),
         "RECOMART_CATALOG_PORT": str(_free_port()),
         "RECOMART_AIRFLOW_PORT": str(_free_port()),
+        "RECOMART_MLFLOW_PORT": str(_free_port()),
     }
     s = load_settings({**os.environ, **overrides})
     services.ensure_services(s)

@@ -19,7 +19,7 @@ import redis
 
 from recomart.config import Settings
 from recomart.credentials import secret, write_secret
-from recomart.netcheck import ServiceUnavailable, port_open, wait_for
+from recomart.netcheck import ServiceUnavailable, port_open, redis_probe_options, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _running_pid(s: Settings) -> int | None:
 
 
 def _client(s: Settings, password: str | None) -> redis.Redis:
-    return redis.Redis(host=s.client_host, port=s.embedded_redis_port, password=password, socket_timeout=5)
+    return redis.Redis(host=s.client_host, port=s.embedded_redis_port, password=password, **redis_probe_options())
 
 
 def _adopt_running(s: Settings) -> None:

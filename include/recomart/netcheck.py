@@ -49,6 +49,15 @@ def check_postgres(url: str, setting: str, fix: str) -> None:
     raise ServiceUnavailable(f"Postgres at {where} ({setting}) is not usable: {reason}. Fix: {fix}")
 
 
+def redis_probe_options() -> dict:
+    """Options for a redis-py client that answers at once: no retries (redis-py retries a refused or
+    failed login with backoff, since AuthenticationError is a ConnectionError) and short timeouts."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"socket_connect_timeout": 5, "socket_timeout": 5, "retry": Retry(NoBackoff(), 0)}
+
+
 def check_redis(url: str, setting: str, fix: str) -> None:
     """PING ``url``; raise :class:`ServiceUnavailable` naming host, port and ``fix`` if that fails."""
     import redis
@@ -56,7 +65,7 @@ def check_redis(url: str, setting: str, fix: str) -> None:
     parts = urlsplit(url)
     where = f"{parts.hostname}:{parts.port or 6379}"
     try:
-        with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5) as client:
+        with redis.Redis.from_url(url, **redis_probe_options()) as client:
             client.ping()
             return
     except redis.exceptions.AuthenticationError as exc:

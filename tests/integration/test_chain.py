@@ -7,6 +7,7 @@ against this module's private databases and Feast project (Redis key prefix).
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ from recomart.checksums import EXCLUDED_TABLES, RUN_METADATA_COLUMNS, table_chec
 from recomart.config import Settings
 from recomart.datasets.generator import generate
 from recomart.demo import run_chain
+from recomart.reader_access import READER_ROLE, reader_url
 from recomart.stack import start_catalog_api
 from recomart.tools import airflow_migrate
 
@@ -131,3 +133,29 @@ def test_second_full_run_leaves_business_rows_unchanged(chain) -> None:
     assert _scalar(s.warehouse_url, "select count(*) from reco.generations where status = 'live'") == 1
     assert _scalar(s.warehouse_url, "select count(*) from ops.model_promotions") == 2
     assert _scalar(s.warehouse_url, "select to_regclass('reco.user_recommendations_previous') is not null")
+
+
+def _readme_sql_queries() -> list[str]:
+    """Every statement of the README's ```sql blocks (comment-only pieces dropped)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    statements = [part for block in re.findall(r"```sql\n(.*?)```", readme, re.S) for part in block.split(";")]
+
+    def has_code(statement: str) -> bool:
+        return any(line.strip() and not line.strip().startswith("--") for line in statement.splitlines())
+
+    return [q.strip() for q in statements if has_code(q)]
+
+
+def test_every_readme_query_runs_as_the_reader_role_which_cannot_read_raw(chain) -> None:
+    """After two full runs (dbt rebuilt the marts, the writer swapped reco twice) the analysts' role still
+    reads everything the README queries, with its own login, and nothing in raw or quarantine."""
+    s, _, _ = chain
+    queries = _readme_sql_queries()
+    assert len(queries) >= 6
+    with psycopg.connect(reader_url(s), autocommit=True) as conn:
+        assert conn.execute("select current_user").fetchone()[0] == READER_ROLE
+        for query in queries:
+            conn.execute(query).fetchall()
+        for table in ("raw.events", "raw.products", "quarantine.events", "staging.stg_shop__events"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"select 1 from {table} limit 1")
