@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -70,6 +71,17 @@ def _client(s: Settings, password: str | None) -> redis.Redis:
     return redis.Redis(host=s.client_host, port=s.embedded_redis_port, password=password, **redis_probe_options())
 
 
+def _add_password_and_aof(client: redis.Redis, password: str, timeout_s: float = 60.0) -> None:
+    """Turn on AOF and wait for its first rewrite (until then Redis refuses to shut down), then the password."""
+    log.info("embedded Redis: adding the password and AOF persistence in place")
+    for key, value in PERSISTENCE.items():
+        client.config_set(key, value)
+    deadline = time.monotonic() + timeout_s
+    while client.info("persistence")["aof_rewrite_in_progress"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    client.config_set("requirepass", password)
+
+
 def _adopt_running(s: Settings) -> None:
     """Check the listener on the port is this state folder's server; give an old one a password and AOF.
 
@@ -81,10 +93,7 @@ def _adopt_running(s: Settings) -> None:
         with contextlib.suppress(redis.exceptions.RedisError), _client(s, attempt) as client:
             if pid is not None and client.info("server")["process_id"] == pid:
                 if attempt is None:
-                    log.info("embedded Redis: adding the password and AOF persistence in place")
-                    for key, value in PERSISTENCE.items():
-                        client.config_set(key, value)
-                    client.config_set("requirepass", password)
+                    _add_password_and_aof(client, password)
                 return
     raise ServiceUnavailable(
         f"port {s.client_host}:{s.embedded_redis_port} is taken by a server that is not the embedded Redis of "
@@ -106,6 +115,15 @@ def start(s: Settings) -> None:
     wait_for(s.client_host, s.embedded_redis_port, "embedded Redis")
 
 
+def _exited(s: Settings, pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _running_pid(s) == pid:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def stop(s: Settings, *, hard: bool = False, timeout_s: float = 30.0) -> bool:
     """Stop the embedded Redis and wait for it to exit; True if it was running.
 
@@ -115,9 +133,11 @@ def stop(s: Settings, *, hard: bool = False, timeout_s: float = 30.0) -> bool:
     if pid is None:
         _pid_file(s).unlink(missing_ok=True)
         return False
-    os.kill(pid, 9 if hard else 15)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _running_pid(s) == pid:
-        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
+    if not _exited(s, pid, timeout_s):
+        log.warning("embedded Redis (pid %s) did not stop within %.0fs: killing it; see its log", pid, timeout_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _exited(s, pid, 10.0)
     _pid_file(s).unlink(missing_ok=True)
     return True

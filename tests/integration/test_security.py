@@ -247,6 +247,9 @@ def test_a_running_redis_without_a_password_is_upgraded_in_place(state_dir: Path
         with redis.Redis.from_url(s.redis_url) as client:
             assert client.get("kept") == b"1"
             assert client.config_get("appendonly") == {"appendonly": "yes"}
+        pid = int((workdir / "redis.pid").read_text())
+        assert local_redis.stop(s)
+        assert not psutil.pid_exists(pid)  # it shuts down (Redis refuses while its first AOF is being written)
     finally:
         local_redis.stop(s)
 
