@@ -58,13 +58,20 @@ def _config_text(s: Settings) -> str:
     )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def _running_pid(s: Settings) -> int | None:
     try:
         pid = int(_pid_file(s).read_text().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if _alive(pid) else None
 
 
 def _client(s: Settings, password: str | None) -> redis.Redis:
@@ -115,9 +122,10 @@ def start(s: Settings) -> None:
     wait_for(s.client_host, s.embedded_redis_port, "embedded Redis")
 
 
-def _exited(s: Settings, pid: int, timeout_s: float) -> bool:
+def _exited(pid: int, timeout_s: float) -> bool:
+    """Wait for ``pid`` to end (Redis deletes its pid file before it has finished shutting down)."""
     deadline = time.monotonic() + timeout_s
-    while _running_pid(s) == pid:
+    while _alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
@@ -134,10 +142,10 @@ def stop(s: Settings, *, hard: bool = False, timeout_s: float = 30.0) -> bool:
         _pid_file(s).unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGKILL if hard else signal.SIGTERM)
-    if not _exited(s, pid, timeout_s):
+    if not _exited(pid, timeout_s):
         log.warning("embedded Redis (pid %s) did not stop within %.0fs: killing it; see its log", pid, timeout_s)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        _exited(s, pid, 10.0)
+        _exited(pid, 10.0)
     _pid_file(s).unlink(missing_ok=True)
     return True
