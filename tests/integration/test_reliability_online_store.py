@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import redis
 
-from recomart import services
+from recomart import local_redis
 from recomart.config import Settings
 from recomart.environment import service_env
 from recomart.features import (
@@ -89,7 +89,7 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [str(services._redis_server_bin()), "--bind", "127.0.0.1", "--port", str(self.port)]
+            [str(local_redis._redis_server_bin()), "--bind", "127.0.0.1", "--port", str(self.port)]
             + ["--dir", str(self.workdir), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"],
             stdout=subprocess.DEVNULL,
         )
