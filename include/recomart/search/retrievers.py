@@ -1,0 +1,142 @@
+"""Retrievers over a fixed list of product texts: each returns its best rows for a query, best first.
+
+- :class:`BM25Retriever` (``bm25``): BM25 (bm25s, Lucene variant) over Snowball-stemmed words, English
+  stop words removed; search extra.
+- :class:`DenseRetriever` (``embeddings``): exact inner product of the query's embedding with the stored
+  item vectors (unit length, so cosine), one BLAS matrix-vector product; search extra.
+- :class:`TfidfRetriever` (``tfidf``) and :class:`LsaRetriever` (``lsa``, TF-IDF reduced by a truncated
+  SVD): the fallback pair when the extra is not installed (scikit-learn, in the main lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from recomart.search.minilm import INSTALL_HINT, SearchExtraMissing
+
+
+class Retriever(Protocol):
+    """``top(query, n)`` returns (row indices, scores), best first, at most ``n``; only rows it matched."""
+
+    name: str
+
+    def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class QueryEncoder(Protocol):
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def top_rows(scores: np.ndarray, n: int, *, positive_only: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ``n`` largest ``scores`` (ties: lower index first) and their scores, best first."""
+    candidates = np.flatnonzero(scores > 0) if positive_only else np.arange(len(scores))
+    if len(candidates) > n:
+        part = np.argpartition(-scores[candidates], n - 1)[:n]
+        candidates = candidates[part]
+    order = np.lexsort((candidates, -scores[candidates]))
+    chosen = candidates[order]
+    return chosen, scores[chosen]
+
+
+class BM25Retriever:
+    """BM25 over ``texts``; unknown query words are ignored (a query of only those matches nothing)."""
+
+    name = "bm25"
+
+    def __init__(self, texts: Sequence[str], *, k1: float = 1.2, b: float = 0.75) -> None:
+        try:
+            import bm25s
+            import Stemmer
+        except ImportError as exc:
+            raise SearchExtraMissing(f"{exc.name} is not installed: {INSTALL_HINT}") from exc
+        self._stemmer = Stemmer.Stemmer("english")
+        self._tokenizer = bm25s.tokenization.Tokenizer(stopwords="en", stemmer=self._stemmer)
+        corpus = self._tokenizer.tokenize(list(texts), update_vocab=True, return_as="ids", show_progress=False)
+        self._bm25 = bm25s.BM25(k1=k1, b=b)
+        self._bm25.index(corpus, show_progress=False)
+        self._vocab = self._tokenizer.get_vocab_dict()
+        self._size = len(texts)
+
+    def _query_ids(self, query: str) -> list[int]:
+        words = self._tokenizer.tokenize([query], update_vocab="never", return_as="string", show_progress=False)[0]
+        return sorted({self._vocab[w] for w in words if w in self._vocab})
+
+    def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        ids = self._query_ids(query)
+        if not ids or self._size == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return top_rows(self._bm25.get_scores_from_ids(ids), n, positive_only=True)
+
+
+class DenseRetriever:
+    """Exact nearest neighbours by inner product over unit vectors (``rows[i]`` is the vector's row)."""
+
+    name = "embeddings"
+
+    def __init__(self, vectors: np.ndarray, rows: np.ndarray, encoder: QueryEncoder) -> None:
+        self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._rows = np.asarray(rows, dtype=np.int64)
+        self._encoder = encoder
+
+    def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._rows) == 0 or not query.strip():
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        q = self._encoder.encode([query])[0]
+        chosen, scores = top_rows(self._vectors @ q, n, positive_only=False)
+        return self._rows[chosen], scores
+
+
+class TfidfRetriever:
+    """Cosine similarity of TF-IDF vectors (English stop words removed, sublinear term frequency)."""
+
+    name = "tfidf"
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, dtype=np.float32)
+        try:
+            self.matrix = self._vectorizer.fit_transform(list(texts)).tocsr()
+        except ValueError:  # empty vocabulary: nothing to match
+            self._vectorizer, self.matrix = None, None
+
+    def query_vector(self, query: str):
+        return None if self._vectorizer is None else self._vectorizer.transform([query])
+
+    def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self.query_vector(query)
+        if q is None or q.nnz == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores = np.asarray((self.matrix @ q.T).todense()).ravel()
+        return top_rows(scores, n, positive_only=True)
+
+
+class LsaRetriever:
+    """Latent semantic analysis: the TF-IDF vectors reduced to ``dims`` by a truncated SVD, cosine."""
+
+    name = "lsa"
+
+    def __init__(self, tfidf: TfidfRetriever, *, dims: int = 128, seed: int = 0) -> None:
+        from sklearn.decomposition import TruncatedSVD
+
+        self._tfidf = tfidf
+        matrix = tfidf.matrix
+        self._svd = None
+        if matrix is not None and min(matrix.shape) > 2:
+            self._svd = TruncatedSVD(n_components=min(dims, min(matrix.shape) - 1), random_state=seed)
+            self._vectors = _unit_rows(self._svd.fit_transform(matrix).astype(np.float32))
+
+    def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self._tfidf.query_vector(query)
+        if self._svd is None or q is None or q.nnz == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        qv = _unit_rows(self._svd.transform(q).astype(np.float32))[0]
+        return top_rows(self._vectors @ qv, n, positive_only=True)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)

@@ -1,0 +1,43 @@
+""" "Looks like this" neighbours from item vectors (for a ``kind`` of ``reco.similar_items`` later)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def looks_like_neighbours(
+    item_ids: np.ndarray, vectors: np.ndarray, k: int = 10, *, block_rows: int = 1024
+) -> pd.DataFrame:
+    """The ``k`` most similar other items of every item, by cosine of unit ``vectors`` (n x dim).
+
+    Returns ``item_id, rank (1 = most similar), similar_item_id, score`` sorted by item and rank;
+    identical texts score 1.0.  Rows are scored in blocks (``block_rows x n`` floats at a time), so
+    no n x n matrix is ever held.
+    """
+    ids = np.asarray(item_ids, dtype=object)
+    n = len(ids)
+    k = min(k, n - 1)
+    if k <= 0:
+        return pd.DataFrame({"item_id": [], "rank": [], "similar_item_id": [], "score": []})
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    sources, targets, scores = [], [], []
+    for start in range(0, n, block_rows):
+        block = vectors[start : start + block_rows] @ vectors.T  # b x n
+        rows = np.arange(start, start + len(block))
+        block[rows - start, rows] = -np.inf  # never an item's own neighbour
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(block, top, axis=1)
+        order = np.lexsort((top, -top_scores), axis=1)
+        sources.append(np.repeat(rows, k))
+        targets.append(np.take_along_axis(top, order, axis=1).ravel())
+        scores.append(np.take_along_axis(top_scores, order, axis=1).ravel())
+    src, dst = np.concatenate(sources), np.concatenate(targets)
+    return pd.DataFrame(
+        {
+            "item_id": ids[src],
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), n),
+            "similar_item_id": ids[dst],
+            "score": np.concatenate(scores).astype(np.float32),
+        }
+    )

@@ -1,0 +1,126 @@
+"""``reco.item_embeddings``: one vector per product, with the model and the hash of the embedded text.
+
+Vectors are stored as ``bytea`` holding the float32 values little-endian (``dim`` x 4 bytes, checked
+by a constraint) rather than ``real[]``: the bytes round-trip exactly, load into numpy with one
+``frombuffer`` of a server-side ``string_agg`` (no per-element parsing of 384 numbers per row), and
+take no array header.  The server has no pgvector, so no SQL operator would use a ``real[]`` either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+TABLE = "reco.item_embeddings"
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS reco;
+CREATE TABLE IF NOT EXISTS reco.item_embeddings (
+    item_id text PRIMARY KEY,
+    model text NOT NULL,
+    text_hash text NOT NULL,
+    dim smallint NOT NULL,
+    vector bytea NOT NULL CHECK (octet_length(vector) = 4 * dim),
+    embedded_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE reco.item_embeddings IS
+    'Sentence embedding of each product''s text (marts.dim_products), refreshed incrementally by recomart.search.';
+COMMENT ON COLUMN reco.item_embeddings.model IS
+    'Model that made the vector (name@weights hash); a different model re-embeds every item.';
+COMMENT ON COLUMN reco.item_embeddings.text_hash IS
+    'sha256 (hex) of the embedded text (recomart.search.text.product_texts); a change re-embeds the item.';
+COMMENT ON COLUMN reco.item_embeddings.vector IS
+    'dim float32 values, little-endian, L2-normalised (numpy: frombuffer(vector, "<f4")).';
+"""
+
+PRODUCTS_SQL = "SELECT item_id, title, description, category, brand FROM marts.dim_products ORDER BY item_id"
+
+
+def ensure_table(conn: psycopg.Connection) -> None:
+    """Create ``reco.item_embeddings`` when missing (idempotent)."""
+    conn.execute(DDL)
+
+
+def read_products(conn: psycopg.Connection) -> pd.DataFrame:
+    """``item_id, title, description, category, brand`` of ``marts.dim_products`` (text; missing = None)."""
+    with conn.cursor() as cur:
+        cur.execute(PRODUCTS_SQL)
+        rows = cur.fetchall()
+    return pd.DataFrame(rows, columns=["item_id", "title", "description", "category", "brand"], dtype=object)
+
+
+def read_state(conn: psycopg.Connection) -> pd.DataFrame:
+    """``item_id, model, text_hash`` of every stored vector (what the incremental refresh compares)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT item_id, model, text_hash FROM {TABLE}")
+        rows = cur.fetchall()
+    return pd.DataFrame(rows, columns=["item_id", "model", "text_hash"], dtype=object)
+
+
+def write_vectors(
+    conn: psycopg.Connection, item_ids: list[str], hashes: list[str], vectors: np.ndarray, model: str
+) -> None:
+    """Upsert the vectors (rows of ``vectors``, float32) through a binary COPY into a temporary table.
+
+    Runs inside the caller's transaction; ``embedded_at`` is the transaction's time.
+    """
+    dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
+    payload = np.ascontiguousarray(vectors, dtype="<f4")
+    conn.execute("CREATE TEMP TABLE item_embeddings_new (item_id text, text_hash text, vector bytea) ON COMMIT DROP")
+    with conn.cursor() as cur:
+        with cur.copy("COPY item_embeddings_new (item_id, text_hash, vector) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "bytea"])
+            for item_id, text_hash, row in zip(item_ids, hashes, payload, strict=True):
+                copy.write_row((item_id, text_hash, row.tobytes()))
+        cur.execute(
+            f"""
+            INSERT INTO {TABLE} AS e (item_id, model, text_hash, dim, vector, embedded_at)
+            SELECT item_id, %(model)s, text_hash, %(dim)s, vector, now() FROM item_embeddings_new
+            ON CONFLICT (item_id) DO UPDATE
+            SET model = excluded.model, text_hash = excluded.text_hash, dim = excluded.dim,
+                vector = excluded.vector, embedded_at = excluded.embedded_at
+            """,
+            {"model": model, "dim": dim},
+        )
+
+
+def delete_items(conn: psycopg.Connection, item_ids: list[str]) -> int:
+    """Remove the vectors of ``item_ids`` (products gone from ``marts.dim_products``); returns the count."""
+    if not item_ids:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(f"DELETE FROM {TABLE} WHERE item_id = ANY(%s)", (item_ids,))
+        return cur.rowcount
+
+
+@dataclass(frozen=True)
+class StoredVectors:
+    """Vectors of one model, row ``i`` belonging to ``item_ids[i]`` (sorted by item id)."""
+
+    model: str
+    item_ids: np.ndarray  # object (str), n
+    text_hashes: np.ndarray  # object (str), n
+    vectors: np.ndarray  # float32, n x dim
+
+
+def load_vectors(conn: psycopg.Connection, model: str) -> StoredVectors:
+    """Every stored vector of ``model``, in one row from the server (ids, hashes and the vector bytes)."""
+    with conn.cursor(binary=True) as cur:
+        cur.execute(
+            f"""
+            SELECT coalesce(array_agg(item_id ORDER BY item_id), '{{}}'),
+                   coalesce(array_agg(text_hash ORDER BY item_id), '{{}}'),
+                   coalesce(string_agg(vector, ''::bytea ORDER BY item_id), ''::bytea),
+                   coalesce(max(dim), 0), count(DISTINCT dim)
+            FROM {TABLE} WHERE model = %s
+            """,
+            (model,),
+        )
+        ids, hashes, blob, dim, dims = cur.fetchone()
+    if dims > 1:
+        raise ValueError(f"{TABLE} holds vectors of several dimensions for model {model!r}")
+    vectors = np.frombuffer(bytes(blob), dtype="<f4").astype(np.float32).reshape(len(ids), int(dim))
+    return StoredVectors(model, np.array(ids, dtype=object), np.array(hashes, dtype=object), vectors)
