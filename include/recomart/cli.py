@@ -139,6 +139,28 @@ def _add_features_parser(sub: argparse._SubParsersAction) -> None:
     feast.set_defaults(func=_cmd_features_feast)
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    """Search the warehouse's products; ``--embed`` first refreshes ``reco.item_embeddings``."""
+    from recomart.search.embed import embed_products
+    from recomart.search.searcher import Searcher
+
+    s = settings()
+    services.ensure_services(s)
+    if args.embed:
+        print(json.dumps(embed_products(s.warehouse_url)), file=sys.stderr)
+    searcher = Searcher.from_warehouse(s.warehouse_url, fallback=args.fallback)
+    hits = searcher.search(args.query, args.k)
+    if args.json:
+        print(json.dumps({**searcher.describe(), "query": args.query, "hits": [h.as_dict() for h in hits]}, indent=2))
+        return 0
+    about = searcher.describe()
+    print(f"index: {about['index']}" + (f" ({about['index_reason']})" if about["index_reason"] else ""))
+    for rank, hit in enumerate(hits, 1):
+        found = ", ".join(f"{name} #{r}" for name, r in hit.ranks.items())
+        print(f"{rank:>3}. {hit.item_id:<12} {hit.score:.4f}  {hit.title}  [{found}]")
+    return 0
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     """Lint, then run pytest; 'no tests collected' (exit 5) is a failure, never a pass."""
     s = settings()
@@ -190,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_cmd_down)
 
     _add_features_parser(sub)
+
+    search = sub.add_parser("search", help="search the products (BM25 + embeddings, or TF-IDF + LSA without the extra)")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--json", action="store_true", help="print the hits as JSON")
+    search.add_argument("--embed", action="store_true", help="refresh reco.item_embeddings first (new/changed only)")
+    search.add_argument("--fallback", action="store_true", help="use the TF-IDF + LSA index even with the extra")
+    search.set_defaults(func=_cmd_search)
 
     test = sub.add_parser("test", help="ruff, then the test suite (pytest arguments may follow)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
