@@ -119,13 +119,14 @@ def _layer_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray, eps: float) -
     return centred
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+@numba.njit(fastmath=True, cache=True, nogil=True)
 def _bias_gelu(x: np.ndarray, bias: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """``gelu(x + bias)`` in place, BERT's exact GELU ``v * Phi(v)``, with erf from Abramowitz and
-    Stegun 7.1.26 (absolute error below 1.5e-7): one compiled pass over the rows, on all cores."""
+    Stegun 7.1.26 (absolute error below 1.5e-7): one compiled pass (serial: a parallel region here
+    would compete with the BLAS threads of the matrix products around it)."""
     rows, cols = x.shape
     one, half = np.float32(1.0), np.float32(0.5)
-    for i in numba.prange(rows):
+    for i in range(rows):
         for j in range(cols):
             v = x[i, j] + bias[j]
             z = abs(v) * np.float32(0.7071067811865476)
