@@ -45,7 +45,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "search.json"
 SYNONYMS = ROOT / "benchmarks" / "search_synonyms.json"
 COMMAND = ".venv/bin/python -m benchmarks.search"
 DEPTH = 100  # candidates per retriever, and the rank cut-off of MRR
-FUSION_GRID = {"k": [5, 10, 20, 40, 60, 100], "embeddings_weight": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0]}
+FUSION_GRID = {"k": [5, 10, 20, 40, 60, 100], "embeddings_weight": [0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0]}
 Query = tuple[str, frozenset[str]]  # (query text, relevant item ids)
 
 
