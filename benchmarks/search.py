@@ -260,11 +260,11 @@ def _load_generated_shop(dsn: str, items: int, seed: int) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), users=50, items=items, days=1, seed=seed)
         products = pd.read_csv(Path(tmp) / "products.csv", dtype=str, keep_default_na=False)
-    columns = ["item_id", "title", "description", "category", "brand"]
+    columns = ["item_id", "title", "description", "category", "brand", "price"]
     with psycopg.connect(dsn) as conn:
         conn.execute(
             "CREATE SCHEMA marts; CREATE TABLE marts.dim_products "
-            "(item_id text PRIMARY KEY, title text, description text, category text, brand text)"
+            "(item_id text PRIMARY KEY, title text, description text, category text, brand text, price numeric)"
         )
         with conn.cursor() as cur, cur.copy(f"COPY marts.dim_products ({', '.join(columns)}) FROM STDIN") as copy:
             for row in products[columns].itertuples(index=False):

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from recomart import marts
+
 TABLE = "reco.item_embeddings"
 
 DDL = """
@@ -36,8 +38,6 @@ COMMENT ON COLUMN reco.item_embeddings.vector IS
     'dim float32 values, little-endian, L2-normalised (numpy: frombuffer(vector, "<f4")).';
 """
 
-PRODUCTS_SQL = "SELECT item_id, title, description, category, brand FROM marts.dim_products ORDER BY item_id"
-
 
 def ensure_table(conn: psycopg.Connection) -> None:
     """Create ``reco.item_embeddings`` when missing (idempotent)."""
@@ -45,11 +45,9 @@ def ensure_table(conn: psycopg.Connection) -> None:
 
 
 def read_products(conn: psycopg.Connection) -> pd.DataFrame:
-    """``item_id, title, description, category, brand`` of ``marts.dim_products`` (text; missing = None)."""
-    with conn.cursor() as cur:
-        cur.execute(PRODUCTS_SQL)
-        rows = cur.fetchall()
-    return pd.DataFrame(rows, columns=["item_id", "title", "description", "category", "brand"], dtype=object)
+    """``item_id, title, description, category, brand, price`` of ``marts.dim_products`` (text; missing:
+    NaN), sorted by item id."""
+    return marts.read_frame(conn, marts.PRODUCTS_SQL).sort_values("item_id", ignore_index=True)
 
 
 def read_state(conn: psycopg.Connection) -> pd.DataFrame:
