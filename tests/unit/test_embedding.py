@@ -22,10 +22,12 @@ from recomart.search.embed import plan_refresh
 from recomart.search.fusion import FusionParams, reciprocal_rank_fusion
 from recomart.search.minilm import MODEL_NAME, MiniLMEncoder
 from recomart.search.retrievers import top_rows
+from recomart.search.searcher import DEFAULT_FUSION, FALLBACK_FUSION
 from recomart.search.similar import looks_like_neighbours
 from recomart.search.text import product_texts, text_hashes
 
 REFERENCES = Path(__file__).resolve().parents[1] / "fixtures" / "minilm" / "references.npz"
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "search.json"
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,10 @@ def test_looks_like_neighbours_equal_brute_force() -> None:
     assert got["similar_item_id"].tolist() == ids[expected].ravel().tolist()
     assert got["rank"].tolist() == [1, 2, 3, 4] * 50
     assert not (got["item_id"] == got["similar_item_id"]).any()
+
+
+def test_default_fusion_is_the_one_tuned_on_the_development_queries() -> None:
+    """The searcher's fusion parameters are those benchmarks/search.py chose (re-run it, then update them)."""
+    tuned = json.loads(BENCHMARK.read_text())["quality"]
+    for params, index in ((DEFAULT_FUSION, "hybrid"), (FALLBACK_FUSION, "fallback")):
+        assert {"k": params.k, "weights": dict(params.weights), "depth": params.depth} == tuned[index]["fusion_params"]

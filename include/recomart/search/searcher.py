@@ -29,8 +29,9 @@ from recomart.search.retrievers import (
 )
 from recomart.search.text import product_texts
 
-# Chosen on the development queries of benchmarks/search.py (see docs/search.md).
-DEFAULT_FUSION = FusionParams(k=60.0, weights={}, depth=100)
+# Chosen by MRR on the development queries of benchmarks/search.py (docs/search.md), per index.
+DEFAULT_FUSION = FusionParams(k=20.0, weights={"embeddings": 5.0}, depth=100)
+FALLBACK_FUSION = FusionParams(k=5.0, weights={"lsa": 0.5}, depth=100)
 EMBEDDINGS_INDEX = "bm25+minilm"
 FALLBACK_INDEX = "tfidf+lsa"
 
@@ -93,7 +94,7 @@ class Searcher:
         return hits
 
     def describe(self) -> dict[str, Any]:
-        """``index``, why it was chosen, the model (if any), item count and the retrievers."""
+        """``index``, why it was chosen, the model (if any), item count, the retrievers and the fusion."""
         return {
             "index": self.index,
             "index_reason": self.index_reason,
@@ -101,6 +102,7 @@ class Searcher:
             "items": len(self.item_ids),
             "retrievers": [r.name for r in self.retrievers],
             "vector_search": "exact inner product (numpy BLAS)",
+            "fusion": {"k": self.fusion.k, "weights": dict(self.fusion.weights), "depth": self.fusion.depth},
         }
 
     @classmethod
@@ -110,11 +112,12 @@ class Searcher:
         vectors: store.StoredVectors | None,
         encoder: QueryEncoder | None,
         *,
-        fusion: FusionParams = DEFAULT_FUSION,
+        fusion: FusionParams | None = None,
         reason: str = "",
     ) -> Searcher:
         """Build from products (``marts.dim_products`` columns) and, when given with an encoder, their
-        stored vectors; otherwise the TF-IDF + LSA fallback."""
+        stored vectors; otherwise the TF-IDF + LSA fallback.  ``fusion`` defaults to the index's own
+        (:data:`DEFAULT_FUSION` or :data:`FALLBACK_FUSION`)."""
         products = products.reset_index(drop=True)
         texts = product_texts(products).tolist()
         ids, titles = products["item_id"].to_numpy(dtype=object), products["title"].to_numpy(dtype=object)
@@ -123,12 +126,15 @@ class Searcher:
             known = position >= 0
             dense = DenseRetriever(vectors.vectors[known], position[known], encoder)
             retrievers: list[Retriever] = [BM25Retriever(texts), dense]
-            return cls(ids, titles, retrievers, index=EMBEDDINGS_INDEX, model=vectors.model, fusion=fusion)
+            params = fusion or DEFAULT_FUSION
+            return cls(ids, titles, retrievers, index=EMBEDDINGS_INDEX, model=vectors.model, fusion=params)
         tfidf = TfidfRetriever(texts)
-        return cls(ids, titles, [tfidf, LsaRetriever(tfidf)], index=FALLBACK_INDEX, index_reason=reason, fusion=fusion)
+        retrievers = [tfidf, LsaRetriever(tfidf)]
+        params = fusion or FALLBACK_FUSION
+        return cls(ids, titles, retrievers, index=FALLBACK_INDEX, index_reason=reason, fusion=params)
 
     @classmethod
-    def from_warehouse(cls, dsn: str, *, fusion: FusionParams = DEFAULT_FUSION, fallback: bool = False) -> Searcher:
+    def from_warehouse(cls, dsn: str, *, fusion: FusionParams | None = None, fallback: bool = False) -> Searcher:
         """Read ``marts.dim_products`` and the stored vectors of the installed model, and build.
 
         ``fallback=True`` forces the TF-IDF + LSA index (for comparison).
