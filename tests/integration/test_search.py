@@ -189,3 +189,31 @@ def test_cli_search_prints_hits_as_json(first_run: dict, catalogue_dsn: str, too
     out = json.loads(proc.stdout)
     assert out["index"] == EMBEDDINGS_INDEX and out["items"] == 16
     assert out["hits"][0]["item_id"] == "P1" and "embeddings" in out["hits"][0]["retrievers"]
+
+
+_WITHOUT_EXTRA = """
+import json, sys
+sys.modules["tokenizers"] = None  # as if the search extra were not installed: importing it fails
+from recomart.search.embed import embed_products
+from recomart.search.searcher import Searcher
+searcher = Searcher.from_warehouse(sys.argv[1])
+hits = searcher.search("regency cake stand", 3)
+print("RESULT" + json.dumps({"embed": embed_products(sys.argv[1]), "about": searcher.describe(),
+                             "top": hits[0].item_id}))
+"""
+
+
+def test_without_the_extra_search_falls_back_and_the_refresh_is_skipped(first_run: dict, catalogue_dsn: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EXTRA, catalogue_dsn], capture_output=True, text=True, timeout=300
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
+    assert line, proc.stderr[-3000:]
+    result = json.loads(line[len("RESULT") :])
+    assert result["about"]["index"] == FALLBACK_INDEX
+    assert (
+        "extra not installed" in result["about"]["index_reason"]
+        and "setup --with search" in result["about"]["index_reason"]
+    )
+    assert result["top"] == "22423"
+    assert result["embed"]["status"] == "skipped" and "tokenizers" in result["embed"]["reason"]
