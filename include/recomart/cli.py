@@ -141,14 +141,21 @@ def _add_features_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     """Search the warehouse's products; ``--embed`` first refreshes ``reco.item_embeddings``."""
+    import psycopg
+
     from recomart.search.embed import embed_products
     from recomart.search.searcher import Searcher
 
     s = settings()
-    services.ensure_services(s)
-    if args.embed:
-        print(json.dumps(embed_products(s.warehouse_url)), file=sys.stderr)
-    searcher = Searcher.from_warehouse(s.warehouse_url, fallback=args.fallback)
+    services.check_reachable(s)
+    try:
+        if args.embed:
+            print(json.dumps(embed_products(s.warehouse_url)), file=sys.stderr)
+        searcher = Searcher.from_warehouse(s.warehouse_url, fallback=args.fallback)
+    except (psycopg.OperationalError, psycopg.errors.UndefinedTable) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        print(f"recomart: no products to search in {s.warehouse_db} ({reason}); run ./recomart demo", file=sys.stderr)
+        return 1
     hits = searcher.search(args.query, args.k)
     if args.json:
         print(json.dumps({**searcher.describe(), "query": args.query, "hits": [h.as_dict() for h in hits]}, indent=2))

@@ -217,3 +217,12 @@ def test_without_the_extra_search_falls_back_and_the_refresh_is_skipped(first_ru
     )
     assert result["top"] == "22423"
     assert result["embed"]["status"] == "skipped" and "tokenizers" in result["embed"]["reason"]
+
+
+def test_cli_search_without_products_says_so_in_one_line(tool_env: dict[str, str]) -> None:
+    """This module's own warehouse has no marts: one line naming the problem and the fix, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "recomart.cli", "search", "red bag"], env=tool_env, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert 'relation "marts.dim_products" does not exist' in proc.stderr and "./recomart demo" in proc.stderr
