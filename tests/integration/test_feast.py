@@ -156,7 +156,7 @@ def test_apply_registers_definitions(store, test_settings: Settings) -> None:
     assert store.project == test_settings.feast_project
     assert {e.name for e in store.list_entities()} >= {"user", "item"}
     views = {fv.name: fv for fv in store.list_feature_views()}
-    assert set(views) == {"user_features", "item_features"}
+    assert set(views) == {"user_features", "item_features", "user_session_features"}
     assert [f.name for f in views["user_features"].features] == [
         "recency_days",
         "frequency",
@@ -214,7 +214,7 @@ def test_plan_shows_a_real_change_and_apply_leaves_the_registry_alone(
         return {name: (updated, proto) for name, updated, proto in rows}
 
     before = registered_views()
-    assert set(before) == {"user_features", "item_features"}
+    assert set(before) == {"user_features", "item_features", "user_session_features"}
     # `feast apply` itself (recomart.features.apply would also drop this module's cached store)
     subprocess.run(feast_command("apply"), cwd=repo_dir, env=feast_env, capture_output=True, check=True, timeout=300)
     assert registered_views() == before

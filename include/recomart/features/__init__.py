@@ -6,6 +6,7 @@ Importing this package does not import feast (Airflow DAG files import it at par
 from recomart.features.materialize import (
     MaterializeResult,
     RestoreResult,
+    batch_views,
     invalidate_online_entities,
     materialize_window,
     rematerialize_entities,
@@ -13,7 +14,7 @@ from recomart.features.materialize import (
     restore_online_store,
 )
 from recomart.features.names import ENTITIES, FEATURE_SERVICE, EntitySpec, entity_spec
-from recomart.features.retrieval import historical_features, online_features, service_feature_refs
+from recomart.features.retrieval import OnlineReader, historical_features, online_features, service_feature_refs
 from recomart.features.store import (
     FeatureStoreConfigError,
     apply,
@@ -32,8 +33,10 @@ __all__ = [
     "EntitySpec",
     "FeatureStoreConfigError",
     "MaterializeResult",
+    "OnlineReader",
     "RestoreResult",
     "apply",
+    "batch_views",
     "clear_store_cache",
     "entity_spec",
     "feast_command",

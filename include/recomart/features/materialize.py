@@ -60,14 +60,23 @@ def _window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return start_utc, end_utc
 
 
+def batch_views(store) -> list:
+    """The online feature views fed from the marts, i.e. without a push source.
+
+    Views fed by a push source (``user_session_features``) get their online rows from the
+    stream worker only: materializing their batch source would write older rows over pushed
+    ones (the overwriting store skips Feast's event-time check), so windows leave them alone.
+    """
+    return [fv for fv in store.list_feature_views() if fv.online and getattr(fv, "stream_source", None) is None]
+
+
 def _materialize(store, start: datetime, end: datetime, feature_views: Sequence[str] | None) -> MaterializeResult:
     start_utc, end_utc = _window(start, end)
-    names = list(feature_views) if feature_views else None
+    names = list(feature_views) if feature_views else sorted(fv.name for fv in batch_views(store))
     began = time.perf_counter()
     store.materialize(start_date=start_utc, end_date=end_utc, feature_views=names)
-    done = names or sorted(fv.name for fv in store.list_feature_views() if fv.online)
     return MaterializeResult(
-        start=start_utc, end=end_utc, feature_views=tuple(done), seconds=time.perf_counter() - began
+        start=start_utc, end=end_utc, feature_views=tuple(names), seconds=time.perf_counter() - began
     )
 
 
@@ -78,7 +87,8 @@ def materialize_window(
     end: datetime,
     feature_views: Sequence[str] | None = None,
 ) -> MaterializeResult:
-    """Materialize ``[start, end]`` (timezone-aware, both ends inclusive) of ``feature_views`` (default: all).
+    """Materialize ``[start, end]`` (timezone-aware, both ends inclusive) of ``feature_views`` (default:
+    every batch view, see :func:`batch_views`).
 
     Idempotent: running the same window again leaves Redis unchanged.
     """
@@ -215,7 +225,7 @@ def restore_online_store(
 ) -> RestoreResult:
     """Rebuild the online store after Redis lost it (a restart without persistence, a flush).
 
-    For each online view (default: all), re-materializes the span of every window Feast
+    For each batch view (default: all, see :func:`batch_views`), re-materializes the span of every window Feast
     recorded as materialized for it in the registry (:func:`materialized_span`), through
     the overwriting store: each entity gets its latest row of that span, which is what the
     runs that filled Redis left there (``transform``'s windows all start at the first
@@ -225,7 +235,7 @@ def restore_online_store(
     ``RuntimeError`` naming the views that were never materialized (run ``transform`` first).
     """
     store = overwriting_store(repo_dir, env)
-    views = [fv for fv in store.list_feature_views() if fv.online and (not feature_views or fv.name in feature_views)]
+    views = [fv for fv in batch_views(store) if not feature_views or fv.name in feature_views]
     unknown = sorted(set(feature_views or ()) - {fv.name for fv in views})
     if unknown:
         raise ValueError(f"no online feature view named {', '.join(unknown)} in project {store.project}")

@@ -7,7 +7,7 @@ computed against the view's ``ttl`` at an explicit ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,85 @@ def service_feature_refs(store: FeatureStore, view_name: str, feature_service: s
     raise ValueError(f"feature service {feature_service!r} does not use the feature view {view_name!r}")
 
 
+class OnlineReader:
+    """A prepared online read of some feature views of a feature service, for one entity at a time.
+
+    Built once (the service's projections, each view's ttl and join key are looked up here), then
+    :meth:`read` costs one ``get_online_features`` call, i.e. one Redis read per view. The API
+    keeps one per process; :func:`online_features` builds one per call.
+    """
+
+    def __init__(self, store: FeatureStore, views: Sequence[str], feature_service: str = FEATURE_SERVICE) -> None:
+        service = store.get_feature_service(feature_service)
+        projections = {p.name: p for p in service.feature_view_projections}
+        missing = [name for name in views if name not in projections]
+        if missing:
+            raise ValueError(f"feature service {feature_service!r} does not use the feature view(s) {missing}")
+        self.store = store
+        self.feature_service = feature_service
+        self.views = tuple(views)
+        self.refs = [f"{projections[v].name_to_use()}:{f.name}" for v in self.views for f in projections[v].features]
+        self.ttls = {v: store.get_feature_view(v).ttl or timedelta(0) for v in self.views}
+        join_keys = {store.get_entity(e).join_key for v in self.views for e in store.get_feature_view(v).entities}
+        if len(join_keys) != 1:
+            raise ValueError(f"views {list(self.views)} do not share one join key (found {sorted(join_keys)})")
+        self.join_key = join_keys.pop()
+
+    def read(self, entity_id: str, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+        """Each view's row for ``entity_id``: ``{view: {"feature_view", "found", "freshness", "stale",
+        "features", "event_timestamp", "ttl_seconds", "age_seconds"}}`` (see :func:`online_features`)."""
+        response = self.store.get_online_features(
+            features=self.refs, entity_rows=[{self.join_key: str(entity_id)}], full_feature_names=True
+        )
+        proto = response.proto
+        rows = {v: {"features": {}, "event_timestamp": None} for v in self.views}
+        for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True):
+            view, sep, feature = name.partition("__")
+            if not sep or view not in rows:
+                continue
+            rows[view]["features"][feature] = _python_value(vector.values[0])
+            # Feast 0.67 reports an entity missing from Redis as PRESENT with empty values and a
+            # zero event timestamp, so "found" is decided by the timestamp, not the status.
+            stamp = vector.event_timestamps[0]
+            if stamp.seconds or stamp.nanos:
+                candidate = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, tz=UTC)
+                current = rows[view]["event_timestamp"]
+                rows[view]["event_timestamp"] = candidate if current is None else max(current, candidate)
+        at = (now or datetime.now(UTC)).astimezone(UTC)
+        return {view: self._row(view, row, at) for view, row in rows.items()}
+
+    def _row(self, view: str, row: dict[str, Any], at: datetime) -> dict[str, Any]:
+        event_time = row["event_timestamp"]
+        ttl = self.ttls[view]
+        age = (at - event_time).total_seconds() if event_time is not None else None
+        freshness = _freshness(age, ttl)
+        return {
+            "feature_view": view,
+            "found": event_time is not None,
+            "freshness": freshness,
+            "stale": freshness != "fresh",
+            "features": row["features"],
+            "event_timestamp": event_time,
+            "ttl_seconds": ttl.total_seconds() or None,
+            "age_seconds": age,
+        }
+
+
+def _python_value(value: Any) -> Any:
+    """A Feast ``Value`` proto as Python: scalars as they are, lists as lists, timestamps as UTC datetimes."""
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    raw = getattr(value, kind)
+    if kind == "unix_timestamp_val":
+        return datetime.fromtimestamp(raw, tz=UTC)
+    if kind == "unix_timestamp_list_val":
+        return [datetime.fromtimestamp(t, tz=UTC) for t in raw.val]
+    if kind.endswith("_list_val"):
+        return list(raw.val)
+    return raw
+
+
 def online_features(
     repo_dir: Path,
     env: Mapping[str, str],
@@ -37,7 +116,7 @@ def online_features(
     now: datetime | None = None,
     feature_service: str = FEATURE_SERVICE,
 ) -> dict[str, Any]:
-    """The online features of one ``user`` or ``item``, as ``feature_service`` defines them.
+    """The online features of one ``user`` or ``item`` in its entity's view, as ``feature_service`` defines them.
 
     Returns ``{"entity", "entity_id", "feature_view", "found", "freshness", "stale",
     "features", "event_timestamp", "ttl_seconds", "age_seconds"}``: ``features`` maps each
@@ -49,42 +128,12 @@ def online_features(
     means "never stale"), else ``"fresh"``; ``stale`` is true unless ``freshness`` is
     ``"fresh"``, so an absent entity is never reported as fresh. ``now`` defaults to the
     current time; pass it for reproducible checks. ``event_timestamp`` is a ``datetime``:
-    serialise with ``json.dumps(..., default=str)``.
+    serialise with ``json.dumps(..., default=str)``. Other views: :class:`OnlineReader`.
     """
     spec = entity_spec(entity)
-    store = feature_store(repo_dir, env)
-    view = store.get_feature_view(spec.feature_view)
-    refs = service_feature_refs(store, view.name, feature_service)
-    response = store.get_online_features(features=refs, entity_rows=[{spec.join_key: str(entity_id)}])
-    values = response.to_dict()
-    names = [ref.split(":", 1)[1] for ref in refs]
-    features = {name: values[name][0] for name in names}
-
-    # Feast 0.67 reports an entity missing from Redis as PRESENT with empty values and a
-    # zero event timestamp, so "found" is decided by the timestamp, not the status.
-    event_time: datetime | None = None
-    for ref, vector in zip(response.proto.metadata.feature_names.val, response.proto.results, strict=True):
-        stamp = vector.event_timestamps[0]
-        if ref in features and (stamp.seconds or stamp.nanos):
-            candidate = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, tz=UTC)
-            event_time = candidate if event_time is None else max(event_time, candidate)
-
-    ttl = view.ttl or timedelta(0)
-    at = (now or datetime.now(UTC)).astimezone(UTC)
-    age = (at - event_time).total_seconds() if event_time is not None else None
-    freshness = _freshness(age, ttl)
-    return {
-        "entity": spec.name,
-        "entity_id": str(entity_id),
-        "feature_view": view.name,
-        "found": event_time is not None,
-        "freshness": freshness,
-        "stale": freshness != "fresh",
-        "features": features,
-        "event_timestamp": event_time,
-        "ttl_seconds": ttl.total_seconds() or None,
-        "age_seconds": age,
-    }
+    reader = OnlineReader(feature_store(repo_dir, env), [spec.feature_view], feature_service)
+    row = reader.read(entity_id, now)[spec.feature_view]
+    return {"entity": spec.name, "entity_id": str(entity_id), **row}
 
 
 def _freshness(age_seconds: float | None, ttl: timedelta) -> str:
