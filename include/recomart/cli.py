@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
 
-    sub.add_parser("up", help="start Airflow (UI), the catalog API and the MLflow UI in the background").set_defaults(
+    sub.add_parser("up", help="start Airflow, the catalog API, MLflow UI and RecoMart API (background)").set_defaults(
         func=_cmd_up
     )
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_cmd_down)
@@ -228,10 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--fallback", action="store_true", help="use the TF-IDF + LSA index even with the extra")
     search.set_defaults(func=_cmd_search)
 
+    api = sub.add_parser("serve", help="run the recommendations API (uvicorn) in the foreground")
+    api.add_argument("--host", help="address to bind (default: RECOMART_BIND_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port (default: RECOMART_API_PORT, 8000)")
+    api.add_argument("--workers", type=int, help="worker processes (default: RECOMART_API_WORKERS, 2)")
+    api.set_defaults(func=_cmd_serve)
+
     test = sub.add_parser("test", help="ruff, then the test suite (pytest arguments may follow)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=_cmd_test)
     return parser
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from recomart.serving.server import serve
+
+    s = settings()
+    services.ensure_services(s)
+    return serve(s, host=args.host, port=args.port, workers=args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:

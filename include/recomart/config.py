@@ -71,6 +71,9 @@ class Settings:
     generator_users: int
     generator_items: int
     generator_days: int
+    api_port: int = 8000
+    api_workers: int = 2
+    metrics_multiproc_dir: str | None = None
 
     # --- databases -------------------------------------------------------
     @property
@@ -127,6 +130,10 @@ class Settings:
     def sqlalchemy_url(self, database: str) -> str:
         """``postgresql+psycopg2://`` URL of ``database``, with the server URL's credentials."""
         return "postgresql+psycopg2://" + self.pg_url(database).split("://", 1)[1]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.client_host}:{self.api_port}"
 
     @property
     def client_host(self) -> str:
@@ -290,6 +297,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         generator_users=env.integer("RECOMART_USERS", 2000, minimum=1),
         generator_items=env.integer("RECOMART_ITEMS", 500, minimum=1),
         generator_days=env.integer("RECOMART_DAYS", 60, minimum=1),
+        api_port=env.port("RECOMART_API_PORT", 8000),
+        api_workers=env.integer("RECOMART_API_WORKERS", 2, minimum=1, maximum=64),
+        # prometheus_client's own variable: set by `recomart serve` for multi-process metrics
+        metrics_multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
     )
 
 

@@ -1,4 +1,4 @@
-"""`recomart up` / `recomart down`: the Airflow UI stack, the catalog API and the MLflow UI."""
+"""`recomart up` / `recomart down`: the Airflow UI stack, the catalog API, the MLflow UI and the RecoMart API."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from recomart import mlflow_ui, processes, services
 from recomart.config import Settings
+from recomart.serving.server import start_api
 from recomart.tools import airflow_migrate, tool_env, venv_bin
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -93,10 +94,12 @@ def start_stack(s: Settings) -> None:
     start_catalog_api(s)
     airflow_url = start_airflow(s)
     start_mlflow(s)
+    api_url = start_api(s)
     user, password = airflow_login(s)
     print(f"Airflow UI   {airflow_url}   login: {user} / {password}")
     print(f"MLflow UI    {s.mlflow_url}   login: {mlflow_ui.ADMIN_USER} / {mlflow_ui.admin_password(s)}")
     print(f"Catalog API  {s.catalog_api_url}/products")
+    print(f"RecoMart API {api_url}/docs")
     print(f"Logs         {s.state_dir / 'logs'}")
     print(
         "All five DAGs are unpaused. Trigger `ingest_events` for a day; transform, train and recommend "
@@ -107,6 +110,6 @@ def start_stack(s: Settings) -> None:
 def stop_stack(s: Settings) -> None:
     """Stop what `start_stack` started (the embedded databases keep running)."""
     stop_airflow(s)
-    for name in ("mlflow-ui", "catalog-api"):
+    for name in ("api", "mlflow-ui", "catalog-api"):
         if processes.stop(s, name):
             print(f"stopped {name}")

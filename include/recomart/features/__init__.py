@@ -25,6 +25,7 @@ from recomart.features.store import (
     overwriting_store,
     plan,
     resolve_config_text,
+    serving_store,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "resolve_config_text",
     "restore_online_store",
     "service_feature_refs",
+    "serving_store",
 ]

@@ -69,12 +69,16 @@ def resolve_config_text(repo_dir: Path, env: Mapping[str, str]) -> str:
 
 
 def load_repo_config(
-    repo_dir: Path, env: Mapping[str, str], online_store_overrides: Mapping[str, object] | None = None
+    repo_dir: Path,
+    env: Mapping[str, str],
+    online_store_overrides: Mapping[str, object] | None = None,
+    registry_overrides: Mapping[str, object] | None = None,
 ) -> RepoConfig:
     """Feast's ``RepoConfig`` for ``repo_dir``, resolved against ``env`` (validated by Feast).
 
     ``online_store_overrides`` replaces keys of the ``online_store`` block (used for the
-    overwrite path of :func:`recomart.features.rematerialize_window`).
+    overwrite path of :func:`recomart.features.rematerialize_window`), ``registry_overrides``
+    keys of the ``registry`` block (:func:`serving_store`).
     """
     import yaml
 
@@ -84,6 +88,8 @@ def load_repo_config(
     raw = yaml.safe_load(resolve_config_text(repo_dir, env))
     if online_store_overrides:
         raw["online_store"] = {**raw["online_store"], **online_store_overrides}
+    if registry_overrides:
+        raw["registry"] = {**raw["registry"], **registry_overrides}
     config = RepoConfig(**raw)
     config.repo_path = Path(repo_dir)
     return config
@@ -106,16 +112,22 @@ def feature_store(repo_dir: Path, env: Mapping[str, str] | None = None) -> Featu
     return _cached_store(repo_dir, env, {})
 
 
-def _cached_store(repo_dir: Path, env: Mapping[str, str], online_store_overrides: Mapping[str, object]) -> FeatureStore:
+def _cached_store(
+    repo_dir: Path,
+    env: Mapping[str, str],
+    online_store_overrides: Mapping[str, object],
+    registry_overrides: Mapping[str, object] | None = None,
+) -> FeatureStore:
     import_feast()
     from feast import FeatureStore
 
     repo_dir = Path(repo_dir).resolve()
-    key = (str(repo_dir), resolve_config_text(repo_dir, env), repr(sorted(online_store_overrides.items())))
+    overrides = (sorted(online_store_overrides.items()), sorted((registry_overrides or {}).items()))
+    key = (str(repo_dir), resolve_config_text(repo_dir, env), repr(overrides))
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None:
-            config = load_repo_config(repo_dir, env, online_store_overrides)
+            config = load_repo_config(repo_dir, env, online_store_overrides, registry_overrides)
             store = FeatureStore(repo_path=str(repo_dir), config=config)
             _STORES[key] = store
         return store
@@ -128,6 +140,13 @@ def overwriting_store(repo_dir: Path, env: Mapping[str, str]) -> FeatureStore:
     :func:`recomart.features.rematerialize_window`.
     """
     return _cached_store(repo_dir, env, {"skip_dedup": True})
+
+
+def serving_store(repo_dir: Path, env: Mapping[str, str]) -> FeatureStore:
+    """A store for a long-running reader (the API): the registry cache is refreshed by Feast's
+    background thread (``cache_mode: thread``), so no request waits for, or fails on, a registry
+    query to Postgres; while Postgres is down the last registry copy keeps serving."""
+    return _cached_store(repo_dir, env, {}, {"cache_mode": "thread"})
 
 
 def clear_store_cache() -> None:

@@ -1,0 +1,250 @@
+"""The RecoMart HTTP API (FastAPI on uvicorn): recommendations, similar items, features, operations.
+
+Run with ``./recomart serve`` (``uvicorn --factory recomart.serving.app:create_app``). OpenAPI at
+``/docs``. Read routes are open; ``POST /v1/events`` (the stream's router) needs the API key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Path, Query, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from recomart.config import Settings, load_settings
+from recomart.features.session import SESSION_FEATURE_VIEW
+from recomart.recommend.cache import cache_layout
+from recomart.serving import metrics
+from recomart.serving.lists import Filters, build_recommendations
+from recomart.serving.lists import Request as ListRequest
+from recomart.serving.live import LiveState
+from recomart.serving.reads import ListReader, postgres_pool
+from recomart.serving.rerank import DEFAULT_WEIGHT, Session
+from recomart.serving.schemas import FeaturesOut, ReadyOut, RecommendationsOut, SimilarOut
+
+MAX_K = 100
+USER_ID = Annotated[
+    str, Path(min_length=1, max_length=200, description="Shop user id (any id; unknown users get cold start).")
+]
+
+
+def _json(body: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, default=str, separators=(",", ":")),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _constant_json(size: int) -> bytes:
+    return b'{"x":"' + b"x" * max(size - 8, 0) + b'"}'
+
+
+class LatencyMiddleware:
+    """Observe each request's time in ``recomart_api_request_seconds`` under its route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = {"code": 500}
+
+        async def record_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            metrics.REQUEST_SECONDS.labels(name, str(status["code"])).observe(time.perf_counter() - began)
+
+
+def _session_of(state: LiveState, user_id: str, known: bool) -> tuple[Session | None, str | None]:
+    """The user's session (None if absent or unreadable) and, for a user not in the generation, the
+    segment from the nightly user features (both views in one Feast read)."""
+    reader = state.session_reader if known else state.user_reader
+    if reader is None:
+        return None, None
+    try:
+        rows = reader.read(user_id)
+    except Exception:  # Feast raises Redis, registry and conversion errors: serve the nightly list
+        metrics.SESSION_READ_ERRORS.inc()
+        return None, None
+    session_row = rows[SESSION_FEATURE_VIEW]
+    session = Session.from_features(session_row["features"]) if session_row["freshness"] == "fresh" else None
+    segment = None
+    if not known:
+        user_row = next(row for view, row in rows.items() if view != SESSION_FEATURE_VIEW)
+        segment = user_row["features"].get("segment")
+    return session, segment
+
+
+def _filters(category: str | None, min_price: float | None, max_price: float | None, exclude: list[str]) -> Filters:
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise HTTPException(422, detail=f"min_price ({min_price}) is above max_price ({max_price})")
+    return Filters(category, min_price, max_price, tuple(dict.fromkeys(exclude)))
+
+
+def create_app(s: Settings | None = None) -> FastAPI:
+    """The API of deployment ``s`` (default: the process's settings)."""
+    s = s or load_settings()
+    state = LiveState(s)
+    reader = ListReader(state.redis, cache_layout(s.db_prefix), postgres_pool(s.warehouse_url))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        yield
+        state.stop()
+        reader.pool.close()
+
+    app = FastAPI(
+        title="RecoMart API",
+        description="Recommendations of the live generation, re-ranked with fresh session features.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.add_middleware(LatencyMiddleware)
+    app.state.live = state
+
+    def generation_or_503():
+        generation = state.generation
+        if generation is None:
+            raise HTTPException(503, detail=f"no live generation to serve: {state.health.generation}")
+        return generation
+
+    @app.get("/v1/users/{user_id}/recommendations", response_model=RecommendationsOut, tags=["recommendations"])
+    def recommendations(
+        user_id: USER_ID,
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")] = 10,
+        category: Annotated[str | None, Query(max_length=200)] = None,
+        min_price: Annotated[float | None, Query(ge=0)] = None,
+        max_price: Annotated[float | None, Query(ge=0)] = None,
+        exclude: Annotated[list[str], Query(max_length=MAX_K * 10, description="Item ids to leave out.")] = [],  # noqa: B006
+    ) -> Response:
+        """The user's list of the live generation, re-ranked with their fresh session; cold start for
+        unknown users; filters backfill from the cold-start list and say so (``backfilled``)."""
+        filters = _filters(category, min_price, max_price, exclude)
+        generation = generation_or_503()
+        user_list = reader.user(generation, user_id, "recommendations")
+        session, segment = _session_of(state, user_id, known=user_list is not None)
+        request = ListRequest(user_id, k, filters, segment, session, DEFAULT_WEIGHT, datetime.now(UTC))
+        body = build_recommendations(generation, user_list, state.model, request)
+        if body["reranked"]:
+            metrics.RERANKED.inc()
+        request_id = uuid.uuid4().hex
+        return _json({**body, "request_id": request_id}, headers={"X-Request-ID": request_id})
+
+    @app.get(
+        "/v1/items/{item_id}/similar",
+        response_model=SimilarOut,
+        responses={404: {"description": "Item unknown to the live generation"}},
+        tags=["recommendations"],
+    )
+    def similar(
+        item_id: Annotated[str, Path(min_length=1, max_length=200)],
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    ) -> Response:
+        """Customers who bought this also bought: the item's neighbours in the live generation."""
+        generation = generation_or_503()
+        found = reader.similar(generation, item_id, "similar")
+        if found is None and item_id not in generation.catalogue:
+            raise HTTPException(
+                404, detail=f"item {item_id!r} is not in the catalogue of generation {generation.generation_id}"
+            )
+        items = []
+        for item, score in zip(found.items if found else [], found.scores if found else [], strict=True):
+            if len(items) == k:
+                break
+            title, category, price = generation.catalogue.get(item) or (None, None, None)
+            rank = len(items) + 1
+            items.append(
+                {
+                    "rank": rank,
+                    "item_id": item,
+                    "title": title,
+                    "category": category,
+                    "price": price,
+                    "score": round(float(score), 6),
+                }
+            )
+        return _json(
+            {
+                "item_id": item_id,
+                "generation_id": found.generation_id if found else generation.generation_id,
+                "model_version": generation.model_version,
+                "list_source": found.source if found else generation.source,
+                "items": items,
+                "request_id": uuid.uuid4().hex,
+            }
+        )
+
+    @app.get("/v1/users/{user_id}/features", response_model=FeaturesOut, tags=["features"])
+    def features(user_id: USER_ID) -> Response:
+        """The user's online features through the feature service, with event time and freshness per view."""
+        if state.user_reader is None:
+            raise HTTPException(503, detail=f"feature store unavailable: {state.health.features}")
+        try:
+            views = state.user_reader.read(user_id)
+        except Exception as exc:  # Feast raises Redis and registry errors
+            raise HTTPException(503, detail=f"online store unavailable: {str(exc).splitlines()[0][:200]}") from None
+        return _json({"user_id": user_id, "feature_service": state.user_reader.feature_service, "views": views})
+
+    @app.get("/v1/_floor", include_in_schema=False)
+    def floor(size: Annotated[int, Query(ge=2, le=1_000_000)] = 2048) -> Response:
+        """The benchmark's floor: constant JSON of ``size`` bytes, no reads (``benchmarks/serving.py``)."""
+        return Response(_constant_json(size), media_type="application/json")
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is up (no dependency is checked: see ``/readyz``)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}}, tags=["operations"])
+    def readyz() -> Response:
+        """Postgres, Redis, the live generation, the model and the feature store, and what is degraded.
+
+        200 while lists can be served (``status`` ``ready`` or ``degraded``), 503 when none can.
+        """
+        health = state.health
+        checks = {name: getattr(health, name) for name in ("postgres", "redis", "generation", "model", "features")}
+        degraded = sorted(name for name, problem in checks.items() if problem)
+        generation = state.generation
+        can_serve = generation is not None and (health.redis is None or health.postgres is None)
+        body = {
+            "status": ("degraded" if degraded else "ready") if can_serve else "unavailable",
+            "degraded": degraded,
+            "checks": {name: problem or "ok" for name, problem in checks.items()},
+            "generation_id": generation.generation_id if generation else None,
+            "generation_source": generation.source if generation else None,
+            "model_version": state.model.version if state.model else None,
+            "checked_at": datetime.fromtimestamp(health.checked_at, UTC).isoformat(),
+        }
+        return _json(body, status_code=200 if can_serve else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus metrics of every worker: latency per route, list sources, events, stream lag."""
+        reg = metrics.registry(s.metrics_multiproc_dir)
+        gauges = {
+            "recomart_api_fallback_share": ("Share of list reads answered by Postgres.", metrics.fallback_share(reg)),
+        }
+        return Response(metrics.exposition(reg, gauges), media_type=metrics.CONTENT_TYPE)
+
+    return app

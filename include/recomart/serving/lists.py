@@ -1,0 +1,140 @@
+"""Build a recommendations response: nightly list (or cold start), session re-ranking, filters, backfill."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from recomart.serving.live import Generation, Model
+from recomart.serving.reads import UserList
+from recomart.serving.rerank import Ranked, Session, rerank, session_boosts
+
+COLD_START = "popular_cold_start"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The request's filters (``exclude`` item ids; prices inclusive)."""
+
+    category: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.category or self.min_price is not None or self.max_price is not None or self.exclude)
+
+    def admits(self, product: Sequence[Any] | None) -> bool:
+        """True if the catalogue entry ``[title, category, price]`` passes (unknown products never do)."""
+        if product is None:
+            return False
+        _, category, price = product
+        if self.category is not None and category != self.category:
+            return False
+        if self.min_price is not None and (price is None or price < self.min_price):
+            return False
+        return not (self.max_price is not None and (price is None or price > self.max_price))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "min_price": self.min_price,
+            "max_price": self.max_price,
+            "exclude": list(self.exclude),
+        }
+
+
+@dataclass(frozen=True)
+class Request:
+    user_id: str
+    k: int
+    filters: Filters
+    segment: str | None
+    session: Session | None
+    weight: float
+    now: datetime
+
+
+def _item(generation: Generation, ranked: Ranked, rank: int, reasons: dict[str, Any], source: str) -> dict[str, Any]:
+    title, category, price = generation.catalogue.get(ranked.item_id) or (None, None, None)
+    return {
+        "rank": rank,
+        "item_id": ranked.item_id,
+        "title": title,
+        "category": category,
+        "price": price,
+        "score": round(ranked.score, 6),
+        "source": source,
+        "reasons": reasons,
+    }
+
+
+def _reasons(ranked: Ranked, components: dict[str, float | None] | None) -> dict[str, float]:
+    reasons = {name: round(value, 6) for name, value in (components or {}).items() if value is not None}
+    if ranked.session_boost:
+        reasons["session_boost"] = round(ranked.session_boost, 6)
+    return reasons
+
+
+def build_recommendations(
+    generation: Generation, user_list: UserList | None, model: Model | None, req: Request
+) -> dict[str, Any]:
+    """The response body (without ``request_id``) for ``req`` against ``generation``."""
+    if user_list is not None:
+        items, scores, strategy = user_list.items, user_list.scores, user_list.strategy
+        component_rows = {
+            item: {name: col[n] for name, col in user_list.components.items()} for n, item in enumerate(items)
+        }
+        cold_segment = None
+    else:
+        cold_segment, items, scores = generation.cold_start(req.segment)
+        strategy, component_rows = COLD_START, {}
+    session = req.session
+    boosts = session_boosts(session, model.neighbours, req.now) if session and model else {}
+    bought = {item for item, _ in session.bought} if session and model and not model.repeat_purchases else set()
+    exclude = set(req.filters.exclude) | bought
+    ranked = rerank(items, scores, boosts, req.weight if boosts else 0.0, exclude)
+    chosen: list[dict[str, Any]] = []
+    for entry in ranked:
+        if len(chosen) == req.k:
+            break
+        if req.filters.admits(generation.catalogue.get(entry.item_id)):
+            source = "nightly" if entry.item_id in component_rows or user_list is None else "session"
+            reasons = _reasons(entry, component_rows.get(entry.item_id))
+            chosen.append(_item(generation, entry, len(chosen) + 1, reasons, source))
+    backfilled = _backfill(generation, req, chosen, exclude)
+    used = session.events if session and (boosts or bought) else 0
+    return {
+        "user_id": req.user_id,
+        "strategy": strategy,
+        "cold_start_segment": cold_segment,
+        "reranked": bool(boosts) or bool(bought & set(items)),
+        "fresh_events_used": used,
+        "generation_id": user_list.generation_id if user_list else generation.generation_id,
+        "model_version": generation.model_version,
+        "list_source": user_list.source if user_list else generation.source,
+        "filters": req.filters.as_dict(),
+        "backfilled": backfilled,
+        "items": chosen,
+    }
+
+
+def _backfill(generation: Generation, req: Request, chosen: list[dict[str, Any]], exclude: set[str]) -> int:
+    """Top up ``chosen`` to ``k`` from the cold-start lists (segment, then overall); returns how many."""
+    taken = {item["item_id"] for item in chosen} | exclude
+    added = 0
+    for segment in dict.fromkeys([req.segment, None]):
+        _, items, scores = generation.cold_start(segment)
+        for item, score in zip(items, scores, strict=True):
+            if len(chosen) == req.k:
+                return added
+            if item in taken or not req.filters.admits(generation.catalogue.get(item)):
+                continue
+            taken.add(item)
+            entry = Ranked(item, float(score), float(score), 0.0)
+            chosen.append(_item(generation, entry, len(chosen) + 1, {"popularity": round(float(score), 6)}, "backfill"))
+            added += 1
+    return added

@@ -1,0 +1,252 @@
+"""What one API process serves: the live generation, the champion's neighbours, the session reader.
+
+A :class:`LiveState` holds immutable snapshots that a request reads once at its start (so a
+request uses one generation from start to end) and a poller thread replaces them:
+
+- the **generation** (id, model version, catalogue, cold-start lists) from Redis's pointer
+  (``recomart.recommend.cache``) or, when Redis is down, its pointer lags Postgres or its keys are
+  incomplete, from Postgres's ``reco.generations`` (``source`` says which);
+- the **model**: ``@champion``'s item-to-item neighbours, reloaded when the alias moves (MLflow
+  has no push, so the alias is polled);
+- the **feature reader** for session features (Feast, built once Postgres holds the registry).
+
+Every poll takes well under a second; :data:`POLL_S` keeps a switch within the 5 s promise.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import redis
+
+from recomart.config import Settings
+from recomart.features import OnlineReader, serving_store
+from recomart.features.names import entity_spec
+from recomart.features.session import SERVING_FEATURE_SERVICE, SESSION_FEATURE_VIEW
+from recomart.model.registry import current_champion_version, load_champion
+from recomart.recommend.cache import OVERALL_SEGMENT, CacheLayout, cache_layout, unpack
+from recomart.serving.rerank import Neighbours
+from recomart.tools import tool_env
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+FROM_POSTGRES = "served from Postgres (Redis down, or its pointer missing or behind)"
+CONNECT_TIMEOUT_S = 2
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generation as this process serves it."""
+
+    generation_id: int
+    model_version: str | None
+    built_at: str | None
+    source: str  # "redis" | "postgres"
+    catalogue: dict[str, list[Any]]  # item_id -> [title, category, price]
+    popular: dict[str, list[list[Any]]]  # segment -> [item ids, scores]
+
+    def cold_start(self, segment: str | None) -> tuple[str, list[str], list[float]]:
+        """``(segment used, item ids, scores)``: the segment's list, else the overall one."""
+        for name in (segment, OVERALL_SEGMENT):
+            if name and name in self.popular:
+                ids, scores = self.popular[name]
+                return name, ids, scores
+        return OVERALL_SEGMENT, [], []
+
+
+@dataclass(frozen=True)
+class Model:
+    """The champion whose neighbours re-rank the lists."""
+
+    version: str
+    neighbours: Neighbours
+    repeat_purchases: bool
+
+
+@dataclass
+class Health:
+    """The last outcome of each dependency check (``None`` = fine, else what is wrong)."""
+
+    postgres: str | None = "not checked yet"
+    redis: str | None = "not checked yet"
+    features: str | None = "not loaded yet"
+    model: str | None = "not loaded yet"
+    generation: str | None = "not loaded yet"
+    checked_at: float = field(default_factory=time.time)
+
+
+def pg_connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True)
+
+
+def _pg_live_generation(dsn: str) -> tuple[int, str | None, str | None] | None:
+    with pg_connect(dsn) as conn:
+        if conn.execute("select to_regclass('reco.generations')").fetchone()[0] is None:
+            return None
+        row = conn.execute(
+            "select generation_id, model_version, built_at::text from reco.generations where is_live"
+        ).fetchone()
+    return None if row is None else (int(row[0]), row[1], row[2])
+
+
+def _pg_generation(dsn: str, live: tuple[int, str | None, str | None]) -> Generation:
+    """The generation's cold-start lists and the catalogue, from Postgres."""
+    with pg_connect(dsn) as conn:
+        rows = conn.execute("select segment, item_id, score from reco.popular_items order by segment, rank").fetchall()
+        products = conn.execute(
+            "select item_id, title, category, price::float8 from marts.dim_products"
+            if conn.execute("select to_regclass('marts.dim_products')").fetchone()[0]
+            else "select null, null, null, null where false"
+        ).fetchall()
+    popular: dict[str, list[list[Any]]] = {}
+    for segment, item, score in rows:
+        ids, scores = popular.setdefault(segment, [[], []])
+        ids.append(item)
+        scores.append(float(score))
+    catalogue = {item: [title, category, price] for item, title, category, price in products}
+    return Generation(live[0], live[1], live[2], "postgres", catalogue, popular)
+
+
+def _redis_generation(client: redis.Redis, layout: CacheLayout, generation_id: int) -> Generation | None:
+    """The generation from Redis, or None if its keys are not complete there."""
+    meta, catalogue, popular = client.mget(
+        layout.meta(generation_id), layout.catalogue(generation_id), layout.popular(generation_id)
+    )
+    if meta is None or catalogue is None or popular is None:
+        return None
+    info = unpack(meta)
+    return Generation(
+        generation_id, info.get("model_version"), info.get("built_at"), "redis", unpack(catalogue), unpack(popular)
+    )
+
+
+class LiveState:
+    """The snapshots one API process serves, and the poller that keeps them current."""
+
+    def __init__(self, s: Settings, poll_s: float = POLL_S) -> None:
+        self.settings = s
+        self.dsn = s.warehouse_url
+        self.layout = cache_layout(s.db_prefix)
+        self.redis = redis.Redis.from_url(
+            s.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, retry_on_timeout=False
+        )
+        self.poll_s = poll_s
+        self.generation: Generation | None = None
+        self.model: Model | None = None
+        self.session_reader: OnlineReader | None = None
+        self.user_reader: OnlineReader | None = None
+        self.health = Health()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- polling -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load once (so the first request finds a generation if there is one), then poll in the background."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._poll, name="recomart-live-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.redis.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.refresh()
+            except Exception:  # the poller must outlive any one failure; health says what is wrong
+                log.exception("refreshing the live state failed")
+
+    def refresh(self) -> None:
+        """One poll: the generation pointer(s), the champion alias, the feature reader."""
+        pg_live = self._check_postgres()
+        redis_live = self._check_redis()
+        self._refresh_generation(pg_live, redis_live)
+        self._refresh_model()
+        self._refresh_features()
+        self.health.checked_at = time.time()
+
+    def _check_postgres(self) -> tuple[int, str | None, str | None] | None:
+        try:
+            live = _pg_live_generation(self.dsn)
+        except psycopg.Error as exc:
+            self.health.postgres = f"unreachable: {str(exc).strip().splitlines()[0]}"
+            return None
+        self.health.postgres = None
+        return live
+
+    def _check_redis(self) -> int | None:
+        try:
+            pointer = self.redis.get(self.layout.live)
+        except redis.RedisError as exc:
+            self.health.redis = f"unreachable: {exc}"
+            return None
+        self.health.redis = None
+        return None if pointer is None else int(pointer)
+
+    def _refresh_generation(self, pg_live: tuple[int, str | None, str | None] | None, redis_live: int | None) -> None:
+        """Serve Redis's pointer when it agrees with Postgres (or Postgres is down), else Postgres."""
+        current = self.generation
+        target = redis_live if pg_live is None else pg_live[0]
+        if target is None:
+            self.health.generation = "no live generation yet (run the recommend DAG)"
+            return
+        use_redis = redis_live == target
+        if current is not None and current.generation_id == target and (current.source == "redis") == use_redis:
+            self.health.generation = None if use_redis else FROM_POSTGRES
+            return
+        loaded = _redis_generation(self.redis, self.layout, target) if use_redis else None
+        if loaded is None and pg_live is not None:
+            loaded = _pg_generation(self.dsn, pg_live)
+        if loaded is None:
+            self.health.generation = f"generation {target} is neither complete in Redis nor readable in Postgres"
+            return
+        self.generation = loaded
+        self.health.generation = (
+            None if loaded.source == "redis" else "served from Postgres (Redis pointer missing or behind)"
+        )
+        log.info("serving generation %s from %s", loaded.generation_id, loaded.source)
+
+    def _refresh_model(self) -> None:
+        s = self.settings
+        try:
+            version = current_champion_version(s.mlflow_tracking_uri, s.model_name)
+        except Exception as exc:  # MLflow's client raises its own and SQLAlchemy's errors
+            self.health.model = f"@champion unreadable: {str(exc).splitlines()[0][:200]}"
+            return
+        if version is None:
+            self.health.model = "no @champion registered: lists are served without session re-ranking"
+            return
+        if self.model is not None and self.model.version == str(version):
+            self.health.model = None
+            return
+        champion = load_champion(s.mlflow_tracking_uri, s.model_name)
+        if champion is None:
+            return
+        recommender = champion.recommender
+        self.model = Model(champion.version, Neighbours.from_recommender(recommender), recommender.repeat_purchases)
+        self.health.model = None
+        log.info("loaded @champion v%s for re-ranking", champion.version)
+
+    def _refresh_features(self) -> None:
+        if self.session_reader is not None:
+            self.health.features = None
+            return
+        s = self.settings
+        try:
+            store = serving_store(s.feature_repo_dir, tool_env(s))
+            self.session_reader = OnlineReader(store, [SESSION_FEATURE_VIEW], SERVING_FEATURE_SERVICE)
+            self.user_reader = OnlineReader(
+                store, [entity_spec("user").feature_view, SESSION_FEATURE_VIEW], SERVING_FEATURE_SERVICE
+            )
+            self.health.features = None
+        except Exception as exc:  # Feast raises many kinds (registry, missing service, connection)
+            self.health.features = f"feature store not ready: {str(exc).splitlines()[0][:200]}"

@@ -1,0 +1,131 @@
+"""Re-rank a nightly list with the user's session: boost neighbours of what they just viewed or carted.
+
+Pure functions (no I/O): the API calls them with the session features it read through Feast, and
+the replay benchmark (``benchmarks/serving_rerank.py``) with sessions built from a held-out day, so
+both measure the same code.
+
+For a candidate item ``j`` the session boost is ``b_j = Σ_i d_i · S_ij`` over the session's viewed and
+carted items ``i`` (``S``: the champion's item-to-item neighbours, ``d_i = 0.5 ** (age_i / half_life)``),
+scaled so the largest boost is 1. The new score is ``(1 - w) · s_j / max(s) + w · b_j``, where ``s_j`` is
+the nightly score (0 for a neighbour that was not on the nightly list). Items bought in the session are
+dropped for feeds without repeat purchases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+SESSION_HALF_LIFE_S = 1800.0
+"""Half-life of a session item's weight (30 minutes, the session features' count window)."""
+DEFAULT_WEIGHT = 0.3
+"""The re-ranking weight ``w`` (chosen by the held-out-day replay; see README, Serving API)."""
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The item-to-item neighbours of the registered artifact (``HybridRecommender.item_item``)."""
+
+    item_ids: np.ndarray
+    similarity: sparse.csr_matrix
+    index: dict[str, int] = field(repr=False)
+
+    @classmethod
+    def from_recommender(cls, recommender: Any) -> Neighbours:
+        """From a fitted :class:`~recomart.ranking.hybrid.HybridRecommender` (its ``item_item`` component)."""
+        component = recommender.item_item
+        item_ids = np.asarray(component.item_ids, dtype=object)
+        similarity = sparse.csr_matrix(component.similarity)
+        return cls(item_ids, similarity, {str(item): row for row, item in enumerate(item_ids.tolist())})
+
+    def of(self, item_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(neighbour ids, similarities)`` of ``item_id`` (empty for an item the model does not know)."""
+        row = self.index.get(item_id)
+        if row is None:
+            return np.zeros(0, dtype=object), np.zeros(0, dtype=np.float32)
+        start, stop = self.similarity.indptr[row], self.similarity.indptr[row + 1]
+        return self.item_ids[self.similarity.indices[start:stop]], self.similarity.data[start:stop]
+
+
+@dataclass(frozen=True)
+class Session:
+    """What re-ranking uses of the session features: ``(item_id, time)`` lists, newest first."""
+
+    viewed: Sequence[tuple[str, datetime]] = ()
+    carted: Sequence[tuple[str, datetime]] = ()
+    bought: Sequence[tuple[str, datetime]] = ()
+
+    @classmethod
+    def from_features(cls, features: dict[str, Any]) -> Session:
+        """From the ``user_session_features`` values (``recomart.features.session`` field names)."""
+
+        def pairs(kind: str) -> list[tuple[str, datetime]]:
+            items = features.get(f"{kind}_item_ids") or []
+            times = features.get(f"{kind}_at") or []
+            return list(zip(items, times, strict=False))
+
+        return cls(pairs("viewed"), pairs("carted"), pairs("bought"))
+
+    @property
+    def events(self) -> int:
+        """How many session entries there are (the response's ``fresh_events_used`` when they are used)."""
+        return len(self.viewed) + len(self.carted) + len(self.bought)
+
+
+def session_boosts(
+    session: Session, neighbours: Neighbours, now: datetime, half_life_s: float = SESSION_HALF_LIFE_S
+) -> dict[str, float]:
+    """``{item: boost in (0, 1]}`` for the neighbours of the session's viewed and carted items."""
+    boosts: dict[str, float] = {}
+    for item, at in [*session.viewed, *session.carted]:
+        decay = 0.5 ** (max((now - at).total_seconds(), 0.0) / half_life_s)
+        ids, sims = neighbours.of(item)
+        for neighbour, sim in zip(ids.tolist(), sims.tolist(), strict=True):
+            boosts[neighbour] = boosts.get(neighbour, 0.0) + decay * sim
+    top = max(boosts.values(), default=0.0)
+    return {item: value / top for item, value in boosts.items()} if top > 0 else {}
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One re-ranked item: the final score, the nightly score and the session boost behind it."""
+
+    item_id: str
+    score: float
+    nightly_score: float
+    session_boost: float
+
+
+def rerank(
+    items: Sequence[str],
+    scores: Sequence[float],
+    boosts: dict[str, float],
+    weight: float,
+    exclude: Iterable[str] = (),
+) -> list[Ranked]:
+    """The nightly ``items`` (with ``scores``) and the boosted neighbours, best first, without ``exclude``.
+
+    With no boosts (or ``weight`` 0) the nightly order is kept (minus ``exclude``).
+    """
+    excluded = set(exclude)
+    top = max((s for s in scores if s == s), default=0.0) or 1.0
+    nightly = {item: (s / top if s == s else 0.0) for item, s in zip(items, scores, strict=True)}
+    candidates = list(dict.fromkeys([*items, *boosts]))
+    ranked = [
+        Ranked(
+            item,
+            (1 - weight) * nightly.get(item, 0.0) + weight * boosts.get(item, 0.0),
+            nightly.get(item, 0.0),
+            boosts.get(item, 0.0),
+        )
+        for item in candidates
+        if item not in excluded
+    ]
+    order = {item: n for n, item in enumerate(candidates)}
+    ranked.sort(key=lambda r: (-r.score, order[r.item_id]))
+    return ranked

@@ -1,0 +1,91 @@
+"""Response models: they document the API in OpenAPI (``/docs``); handlers write the JSON themselves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class RecommendedItem(BaseModel):
+    rank: int
+    item_id: str
+    title: str | None
+    category: str | None
+    price: float | None
+    score: float
+    source: Literal["nightly", "session", "backfill"] = Field(
+        description="nightly: on the user's (or cold-start) list; session: a neighbour of a session item; "
+        "backfill: added from the cold-start list because filters left fewer than k"
+    )
+    reasons: dict[str, float] = Field(
+        description="Per-component scores (svd, item_item, content, buy_again, popularity) and session_boost."
+    )
+
+
+class Filters(BaseModel):
+    category: str | None
+    min_price: float | None
+    max_price: float | None
+    exclude: list[str]
+
+
+class RecommendationsOut(BaseModel):
+    user_id: str
+    strategy: str = Field(description="hybrid | hybrid_no_svd | popular_cold_start | popular_no_model")
+    cold_start_segment: str | None = Field(description="The cold-start list used for a user not in the generation.")
+    reranked: bool
+    fresh_events_used: int = Field(description="Session entries that changed this list (0 = nightly only).")
+    generation_id: int
+    model_version: str | None
+    list_source: Literal["redis", "postgres"]
+    filters: Filters
+    backfilled: int
+    items: list[RecommendedItem]
+    request_id: str
+
+
+class SimilarItem(BaseModel):
+    rank: int
+    item_id: str
+    title: str | None
+    category: str | None
+    price: float | None
+    score: float
+
+
+class SimilarOut(BaseModel):
+    item_id: str
+    generation_id: int
+    model_version: str | None
+    list_source: Literal["redis", "postgres"]
+    items: list[SimilarItem]
+    request_id: str
+
+
+class ViewFeatures(BaseModel):
+    feature_view: str
+    found: bool
+    freshness: Literal["missing", "stale", "fresh"]
+    stale: bool
+    features: dict[str, Any]
+    event_timestamp: datetime | None
+    ttl_seconds: float | None
+    age_seconds: float | None
+
+
+class FeaturesOut(BaseModel):
+    user_id: str
+    feature_service: str
+    views: dict[str, ViewFeatures]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "degraded", "unavailable"]
+    degraded: list[str]
+    checks: dict[str, str]
+    generation_id: int | None
+    generation_source: str | None
+    model_version: str | None
+    checked_at: datetime
