@@ -1,0 +1,319 @@
+"""The serving API over HTTP: a real uvicorn (2 workers) on private Postgres and Redis that the tests stop.
+
+A small generation is ranked by the real ``HybridRecommender`` and published by the nightly code
+(``publish_generation``, then the recommend task's Redis copy and pointer flip). Reliability:
+Redis down (reads degrade to Postgres, ``/readyz`` says so, recovery without restart), Postgres
+down (reads keep serving from Redis), a publish during requests (old or new generation, never a
+mix or an error), hot reload within 5 s, and clear 4xx errors for bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from recomart import local_postgres, local_redis, services
+from recomart.config import Settings, load_settings
+from recomart.features import apply
+from recomart.ranking.base import TrainingSet
+from recomart.ranking.hybrid import HybridRecommender
+from recomart.recommend.run import OUTPUT_COLUMNS, publish_generation
+from recomart.serving.server import server_env, uvicorn_args
+from recomart.tasks.recommend import copy_live_generation_to_redis
+from recomart.tools import tool_env
+
+pytestmark = pytest.mark.integration
+
+USERS = [f"u{n:03d}" for n in range(60)]
+ITEMS = [f"i{n:03d}" for n in range(40)]
+CATEGORIES = ("books", "garden", "toys", "tools")
+SWITCH_S = 5.0
+
+
+def _overrides(folder: Path, free_port: Callable[[], int]) -> dict[str, str]:
+    return {
+        "RECOMART_STATE_DIR": str(folder),
+        "RECOMART_PG_URL": "",
+        "RECOMART_REDIS_URL": "",
+        "RECOMART_EMBEDDED_PG_PORT": str(free_port()),
+        "RECOMART_EMBEDDED_REDIS_PORT": str(free_port()),
+        "RECOMART_API_PORT": str(free_port()),
+        "RECOMART_DB_PREFIX": "serve",
+        "RECOMART_FEAST_PROJECT": "serve",
+        "RECOMART_MODEL_NAME": "serve_model",
+    }
+
+
+def _products() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "item_id": ITEMS,
+            "title": [f"Product {item}" for item in ITEMS],
+            "description": "",
+            "category": [CATEGORIES[n % len(CATEGORIES)] for n in range(len(ITEMS))],
+            "brand": "acme",
+            "price": [5.0 + n for n in range(len(ITEMS))],
+        }
+    )
+
+
+def _history(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [(user, ITEMS[j]) for user in USERS[:50] for j in rng.choice(len(ITEMS), size=6, replace=False)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    frame["rating"], frame["purchases"] = 1.0, 1
+    frame["last_interaction_at"] = pd.Timestamp("2025-03-01", tz="UTC")
+    return frame
+
+
+def _marts(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "create schema if not exists marts; create table marts.dim_products "
+            "(item_id text primary key, title text, description text, category text, brand text, price numeric)"
+        )
+        with conn.cursor().copy("copy marts.dim_products from stdin") as copy:
+            for row in _products().itertuples(index=False):
+                copy.write_row(row)
+
+
+def publish(s: Settings, seed: int) -> int:
+    """Rank every user with a hybrid fitted on a seeded history; swap reco.* in; copy to Redis."""
+    history = _history(seed)
+    users = pd.DataFrame({"user_id": USERS, "segment": ["a" if n % 2 else "b" for n in range(len(USERS))]})
+    recommender = HybridRecommender(personalised=True, svd=None).fit(TrainingSet.build(history, _products(), users))
+    recs = recommender.rank(users, history, k=10).assign(model_version=None)
+    result = publish_generation(s.warehouse_url, recs[OUTPUT_COLUMNS], recommender, model_version=None, log=lambda _: 0)
+    copy_live_generation_to_redis(s, s.warehouse_url)
+    return result.generation_id
+
+
+def live_lists(s: Settings, user_id: str) -> tuple[int, list[str]]:
+    with psycopg.connect(s.warehouse_url) as conn:
+        rows = conn.execute(
+            "select generation_id, item_id from reco.user_recommendations where user_id = %s order by rank", (user_id,)
+        ).fetchall()
+    return rows[0][0], [r[1] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def deployment(free_port: Callable[[], int]) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """Private embedded Postgres and Redis, the marts, Feast's registry and a first generation."""
+    folder = Path(tempfile.mkdtemp(prefix="recomart-serving-"))
+    overrides = _overrides(folder, free_port)
+    s = load_settings({**os.environ, **overrides})
+    try:
+        services.ensure_services(s)
+        _marts(s.warehouse_url)
+        apply(s.feature_repo_dir, tool_env(s))
+        publish(s, seed=1)
+        yield s, overrides
+    finally:
+        services.stop_embedded(s)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(deployment: tuple[Settings, dict[str, str]]) -> Iterator[httpx.Client]:
+    """``recomart serve``'s uvicorn command line with 2 workers, as a real process."""
+    s, overrides = deployment
+    env = {**server_env(s, s.api_port), **overrides}
+    args = uvicorn_args(s, "127.0.0.1", s.api_port, 2)
+    log = (s.state_dir / "api.log").open("w")
+    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{s.api_port}", timeout=10)
+    try:
+        _wait(lambda: client.get("/readyz").status_code == 200, 90, "the API to become ready")
+        yield client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        print((s.state_dir / "api.log").read_text()[-3000:], file=sys.stderr)
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        with contextlib.suppress(httpx.HTTPError):
+            if condition():
+                return time.monotonic() - began
+        time.sleep(0.1)
+    raise AssertionError(f"waited {timeout_s} s for {what}")
+
+
+def _recs(api: httpx.Client, user: str, **params) -> dict:
+    response = api.get(f"/v1/users/{user}/recommendations", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --- reads ----------------------------------------------------------------------------------
+def test_known_user_gets_the_live_list_from_redis(api: httpx.Client, deployment) -> None:
+    s, _ = deployment
+    generation, expected = live_lists(s, "u007")
+    body = _recs(api, "u007")
+    assert body["generation_id"] == generation and body["list_source"] == "redis"
+    assert [item["item_id"] for item in body["items"]] == expected
+    first = body["items"][0]
+    assert first["title"] == f"Product {first['item_id']}" and first["category"] in CATEGORIES
+    assert first["price"] > 0 and first["reasons"] and first["source"] == "nightly"
+    assert body["strategy"].startswith("hybrid") and body["request_id"] and body["fresh_events_used"] == 0
+
+
+def test_unknown_user_gets_the_labelled_cold_start_list(api: httpx.Client) -> None:
+    body = _recs(api, "nobody-knows-me", k=5)
+    assert body["strategy"] == "popular_cold_start" and body["cold_start_segment"] == "__all__"
+    assert len(body["items"]) == 5
+
+
+def test_filters_backfill_and_say_so(api: httpx.Client) -> None:
+    body = _recs(api, "u007", category="garden", k=8)
+    assert body["items"] and all(item["category"] == "garden" for item in body["items"])
+    assert body["backfilled"] == sum(item["source"] == "backfill" for item in body["items"]) > 0
+    priced = _recs(api, "u007", min_price=10, max_price=20)
+    assert all(10 <= item["price"] <= 20 for item in priced["items"])
+    full = _recs(api, "u007")
+    dropped = full["items"][0]["item_id"]
+    assert dropped not in [item["item_id"] for item in _recs(api, "u007", exclude=[dropped])["items"]]
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"k": 0}, "greater than or equal to 1"),
+        ({"k": 101}, "less than or equal to 100"),
+        ({"k": "ten"}, "valid integer"),
+        ({"min_price": "cheap"}, "valid number"),
+        ({"min_price": 30, "max_price": 10}, "min_price (30.0) is above max_price (10.0)"),
+    ],
+)
+def test_bad_input_gets_a_clear_422(api: httpx.Client, params: dict, needle: str) -> None:
+    response = api.get("/v1/users/u007/recommendations", params=params)
+    assert response.status_code == 422
+    assert needle in response.text
+
+
+def test_similar_items_and_unknown_item(api: httpx.Client, deployment) -> None:
+    s, _ = deployment
+    with psycopg.connect(s.warehouse_url) as conn:
+        item, expected = conn.execute(
+            "select item_id, array_agg(similar_item_id order by rank) from reco.similar_items group by 1 limit 1"
+        ).fetchone()
+    body = api.get(f"/v1/items/{item}/similar", params={"k": 50}).json()
+    assert [entry["item_id"] for entry in body["items"]] == expected
+    missing = api.get("/v1/items/no-such-item/similar")
+    assert missing.status_code == 404 and "'no-such-item' is not in the catalogue" in missing.json()["detail"]
+
+
+def test_readyz_names_the_missing_model(api: httpx.Client) -> None:
+    """No @champion is registered here: lists are served, and /readyz says what is missing."""
+    body = api.get("/readyz").json()
+    assert body["status"] == "degraded" and body["degraded"] == ["model"]
+    assert "no @champion registered" in body["checks"]["model"]
+
+
+def test_features_route_reads_both_views_with_freshness(api: httpx.Client) -> None:
+    body = api.get("/v1/users/u007/features").json()
+    assert body["feature_service"] == "serving_v1"
+    assert set(body["views"]) == {"user_features", "user_session_features"}
+    assert body["views"]["user_session_features"]["freshness"] == "missing"
+
+
+def test_metrics_cover_every_worker(api: httpx.Client) -> None:
+    for _ in range(6):
+        _recs(api, "u001")
+    text = api.get("/metrics").text
+    assert 'recomart_api_request_seconds_bucket{le="0.005",route="/v1/users/{user_id}/recommendations"' in text
+    assert "recomart_api_fallback_share" in text and 'recomart_api_list_reads_total{route="recommendations"' in text
+
+
+# --- generations -----------------------------------------------------------------------------
+def test_publish_during_requests_switches_within_5s_without_mixing(api: httpx.Client, deployment) -> None:
+    s, _ = deployment
+    old_generation, old_items = live_lists(s, "u007")
+    seen: list[tuple[int, list[str]]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=str(api.base_url), timeout=10) as client:
+            while not stop.is_set():
+                response = client.get("/v1/users/u007/recommendations")
+                if response.status_code != 200:
+                    errors.append(response.text)
+                    continue
+                body = response.json()
+                seen.append((body["generation_id"], [item["item_id"] for item in body["items"]]))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        new_generation = publish(s, seed=2)
+        published = time.monotonic()
+        _, new_items = live_lists(s, "u007")
+        switch = _wait(lambda: bool(seen) and seen[-1][0] == new_generation, 10, "the new generation")
+        switched_at = time.monotonic() - published
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    assert new_items != old_items
+    expected = {old_generation: old_items, new_generation: new_items}
+    assert {generation for generation, _ in seen} <= set(expected)
+    assert all(items == expected[generation] for generation, items in seen)
+    assert switched_at <= SWITCH_S, f"switched after {switched_at:.1f}s ({switch:.1f}s of polling)"
+
+
+# --- outages ---------------------------------------------------------------------------------
+def test_redis_down_reads_postgres_then_recovers_without_restart(api: httpx.Client, deployment) -> None:
+    s, _ = deployment
+    generation, expected = live_lists(s, "u011")
+    local_redis.stop(s, hard=True)
+    try:
+        _wait(lambda: "redis" in api.get("/readyz").json()["degraded"], 10, "/readyz to name redis")
+        ready = api.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+        body = _recs(api, "u011")
+        assert body["list_source"] == "postgres" and body["generation_id"] == generation
+        assert [item["item_id"] for item in body["items"]] == expected
+        assert api.get("/v1/items/i001/similar").status_code == 200
+    finally:
+        local_redis.start(s)
+    _wait(lambda: _recs(api, "u011")["list_source"] == "redis", 15, "reads from Redis again")
+    _wait(lambda: not {"redis", "generation"} & set(api.get("/readyz").json()["degraded"]), 15, "redis ok")
+
+
+def test_postgres_down_reads_keep_serving_from_redis(api: httpx.Client, deployment) -> None:
+    s, _ = deployment
+    generation, expected = live_lists(s, "u012")
+    local_postgres.stop(s)
+    try:
+        _wait(lambda: "postgres" in api.get("/readyz").json()["degraded"], 10, "/readyz to name postgres")
+        assert api.get("/readyz").json()["status"] == "degraded"
+        for _ in range(20):
+            body = _recs(api, "u012")
+            assert body["list_source"] == "redis" and body["generation_id"] == generation
+            assert [item["item_id"] for item in body["items"]] == expected
+        assert _recs(api, "stranger")["strategy"] == "popular_cold_start"
+    finally:
+        local_postgres.start(s)
+    _wait(lambda: api.get("/readyz").json()["checks"]["postgres"] == "ok", 15, "postgres back")
