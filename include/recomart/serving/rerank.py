@@ -23,7 +23,9 @@ from scipy import sparse
 
 SESSION_HALF_LIFE_S = 1800.0
 """Half-life of a session item's weight (30 minutes, the session features' count window)."""
-DEFAULT_WEIGHT = 0.3
+SELF_SIMILARITY = 1.0
+"""A session item counts as its own neighbour: shoppers often buy what they just viewed or carted."""
+DEFAULT_WEIGHT = 1.0
 """The re-ranking weight ``w`` (chosen by the held-out-day replay; see README, Serving API)."""
 
 
@@ -85,7 +87,7 @@ def session_boosts(
     for item, at in [*session.viewed, *session.carted]:
         decay = 0.5 ** (max((now - at).total_seconds(), 0.0) / half_life_s)
         ids, sims = neighbours.of(item)
-        for neighbour, sim in zip(ids.tolist(), sims.tolist(), strict=True):
+        for neighbour, sim in [(item, SELF_SIMILARITY), *zip(ids.tolist(), sims.tolist(), strict=True)]:
             boosts[neighbour] = boosts.get(neighbour, 0.0) + decay * sim
     top = max(boosts.values(), default=0.0)
     return {item: value / top for item, value in boosts.items()} if top > 0 else {}
