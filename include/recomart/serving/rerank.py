@@ -25,7 +25,7 @@ SESSION_HALF_LIFE_S = 1800.0
 """Half-life of a session item's weight (30 minutes, the session features' count window)."""
 SELF_SIMILARITY = 1.0
 """A session item counts as its own neighbour: shoppers often buy what they just viewed or carted."""
-DEFAULT_WEIGHT = 1.0
+DEFAULT_WEIGHT = 0.9
 """The re-ranking weight ``w`` (chosen by the held-out-day replay; see README, Serving API)."""
 
 
