@@ -58,8 +58,8 @@ class BlendFit:
 
 def relevant_matrix(history: UserHistory, pairs: pd.DataFrame, exclude: sparse.csr_matrix | None) -> sparse.csr_matrix:
     """Users × items 0/1 matrix (float32) of ``pairs`` inside the history's universes, minus ``exclude``d cells."""
-    users = pd.Index(history.user_ids).get_indexer(pairs["user_id"].astype(str).to_numpy())
-    items = pd.Index(history.item_ids).get_indexer(pairs["item_id"].astype(str).to_numpy())
+    users = pd.Index(history.user_ids).get_indexer(pd.Index(pairs["user_id"].astype(str).to_numpy()))
+    items = pd.Index(history.item_ids).get_indexer(pd.Index(pairs["item_id"].astype(str).to_numpy()))
     ok = (users >= 0) & (items >= 0)
     ones = np.ones(int(ok.sum()), dtype=np.float32)
     rel = sparse.csr_matrix((ones, (users[ok], items[ok])), shape=history.shape)

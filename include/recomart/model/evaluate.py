@@ -57,7 +57,7 @@ def align_factors(model: FactorModel, user_ids: Any, item_ids: Any) -> FactorMod
 
 
 def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
-    return index.get_indexer(values.astype(str).to_numpy()).astype(np.int64)
+    return index.get_indexer(pd.Index(values.astype(str).to_numpy())).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ def evaluate_blends(
         svd = None if contender.model is None else BiasedSVD.from_factors(contender.model)
         hybrid = fitted[key].variant(weights=contender.weights, svd=svd)
         ids = hybrid.recommend(users, training.history, k_max, block_size=block_size).item_ids
-        top = evaluation.items.get_indexer(ids.ravel()).reshape(ids.shape)  # None (no pick) -> -1
+        top = evaluation.items.get_indexer(pd.Index(ids.ravel())).reshape(ids.shape)  # None (no pick) -> -1
         metrics, curve = ranking_summary(top, evaluation.relevant, len(evaluation.items), k, ks, curve_ks)
         out["metrics"][name], out["curves"][name] = metrics, curve
     return out

@@ -10,10 +10,14 @@ cut and again after it is in the training part *and* relevant in the test window
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+TimestampLike = pd.Timestamp | datetime | str
+"""A cutoff: a timestamp, or an ISO string; naive values are read as UTC."""
 
 
 def _timestamps(df: pd.DataFrame, column: str) -> pd.Series:
@@ -23,15 +27,15 @@ def _timestamps(df: pd.DataFrame, column: str) -> pd.Series:
     return ts
 
 
-def _utc(value) -> pd.Timestamp:
+def _utc(value: TimestampLike) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def time_split(
     df: pd.DataFrame,
-    cutoff_valid,
-    cutoff_test,
+    cutoff_valid: TimestampLike,
+    cutoff_test: TimestampLike,
     *,
     time_column: str = "event_timestamp",
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -49,12 +53,12 @@ def time_split(
     return df[train], df[valid], df[test]
 
 
-def time_cutoff(df: pd.DataFrame, test_fraction: float = 0.2, *, time_column: str = "event_timestamp"):
+def time_cutoff(df: pd.DataFrame, test_fraction: float = 0.2, *, time_column: str = "event_timestamp") -> pd.Timestamp:
     """The timestamp after which the last ``test_fraction`` of the rows fall (a row quantile)."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError("test_fraction must be in (0, 1)")
     ts = _timestamps(df, time_column)
-    return ts.quantile(1.0 - test_fraction, interpolation="higher")
+    return pd.Timestamp(ts.quantile(1.0 - test_fraction, interpolation="higher"))
 
 
 def per_user_random_split(

@@ -132,7 +132,11 @@ class Recommender(ABC):
 
     def item_rows(self, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Catalogue position of each item id (``-1`` unknown)."""
-        return pd.Index(self.item_ids).get_indexer(np.asarray(item_ids, dtype=object).astype(str)).astype(np.int64)
+        return (
+            pd.Index(self.item_ids)
+            .get_indexer(pd.Index(np.asarray(item_ids, dtype=object).astype(str)))
+            .astype(np.int64)
+        )
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(arrays, JSON-safe settings) that :meth:`from_state` rebuilds the fitted component from."""

@@ -23,8 +23,8 @@ from recomart.ranking.history import HISTORY_HALF_LIFE_DAYS, UserHistory
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
-def _token(prefix: str, values: pd.Series) -> pd.Series:
-    """One whole-word token per value (``cat_home_garden``), empty for missing values."""
+def _token(prefix: str, values: pd.Series) -> np.ndarray:
+    """One whole-word token per value (``cat_home_garden``), empty for missing values (object array)."""
     cleaned = values.fillna("").astype(str).str.lower().str.replace(_NON_WORD, "_", regex=True).str.strip("_")
     return np.where(cleaned.eq(""), "", prefix + "_" + cleaned)
 
@@ -36,7 +36,7 @@ def price_bands(price: pd.Series, n_bands: int = 5) -> pd.Series:
     if valid.empty:
         return pd.Series("", index=price.index)
     ranks = numeric.rank(method="average", pct=True)
-    band = np.ceil(ranks * n_bands).clip(1, n_bands)
+    band = pd.Series(np.ceil(ranks.to_numpy() * n_bands), index=price.index).clip(1, n_bands)
     return band.map(lambda b: "" if pd.isna(b) else f"q{int(b)}")
 
 

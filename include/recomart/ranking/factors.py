@@ -65,13 +65,13 @@ class FactorModel:
         """Row of each raw user id in the factor arrays, ``-1`` for unknown users (int64)."""
         if self._user_index is None:
             self._user_index = pd.Index(self.user_ids)
-        return self._user_index.get_indexer(_as_id_array(ids)).astype(np.int64)
+        return self._user_index.get_indexer(pd.Index(_as_id_array(ids))).astype(np.int64)
 
     def item_index(self, ids: Any) -> np.ndarray:
         """Row of each raw item id in the factor arrays, ``-1`` for unknown items (int64)."""
         if self._item_index is None:
             self._item_index = pd.Index(self.item_ids)
-        return self._item_index.get_indexer(_as_id_array(ids)).astype(np.int64)
+        return self._item_index.get_indexer(pd.Index(_as_id_array(ids))).astype(np.int64)
 
     def item_matrix_augmented(self) -> np.ndarray:
         """``[qi, bi, 1]`` (n_items × (k+2), float32): one GEMM then yields pu·qi + bi + (mu + bu)."""

@@ -115,8 +115,8 @@ class UserHistory:
         frame = sorted_history(history)
         ts = pd.to_datetime(frame["last_interaction_at"], utc=True)
         reference = ts.groupby(frame["user_id"].to_numpy()).transform("max")
-        rows = pd.Index(users).get_indexer(frame["user_id"].to_numpy(dtype=object)).astype(np.int64)
-        cols = pd.Index(item_ids).get_indexer(frame["item_id"].to_numpy(dtype=object)).astype(np.int64)
+        rows = pd.Index(users).get_indexer(pd.Index(frame["user_id"].to_numpy(dtype=object))).astype(np.int64)
+        cols = pd.Index(item_ids).get_indexer(pd.Index(frame["item_id"].to_numpy(dtype=object))).astype(np.int64)
         keep = (rows >= 0) & (cols >= 0)
         return cls(
             user_ids=users,

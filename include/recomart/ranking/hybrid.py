@@ -140,7 +140,7 @@ def request_users(users: pd.DataFrame | Sequence[str] | np.ndarray) -> tuple[np.
         frame = frame.drop_duplicates("user_id")
         segments = frame["segment"].to_numpy(dtype=object) if "segment" in frame else None
         return frame["user_id"].to_numpy(dtype=object), segments
-    return pd.unique(pd.Series(np.asarray(users, dtype=object)).astype(str)).astype(object), None
+    return np.asarray(pd.unique(pd.Series(np.asarray(users, dtype=object)).astype(str)), dtype=object), None
 
 
 class HybridRecommender(Recommender):
@@ -411,7 +411,7 @@ def ranked_items(frame: pd.DataFrame, user_ids: np.ndarray, k: int) -> RankedIte
     """:class:`RankedItems` (one row per ``user_ids``) of a :meth:`HybridRecommender.rank` frame."""
     ids = np.full((len(user_ids), k), None, dtype=object)
     scores = np.full((len(user_ids), k), -np.inf, dtype=np.float32)
-    positions = pd.Index(user_ids).get_indexer(frame["user_id"].to_numpy(dtype=object))
+    positions = pd.Index(user_ids).get_indexer(pd.Index(frame["user_id"].to_numpy(dtype=object)))
     ranks = frame["rank"].to_numpy(dtype=np.int64) - 1
     keep = (positions >= 0) & (ranks < k)
     ids[positions[keep], ranks[keep]] = frame["item_id"].to_numpy(dtype=object)[keep]

@@ -47,7 +47,7 @@ def _n_relevant(relevant: sp.csr_matrix) -> np.ndarray:
     return np.diff(rel.indptr)
 
 
-def _per_user(top: np.ndarray, relevant: sp.csr_matrix, k: int | None):
+def _per_user(top: np.ndarray, relevant: sp.csr_matrix, k: int | None) -> tuple[np.ndarray, np.ndarray, int]:
     top, relevant, k = _check(top, relevant, k)
     hits = hit_matrix(top, relevant)
     n_rel = _n_relevant(relevant)

@@ -72,7 +72,7 @@ CHUNK = 64  # columns tested at once (vectorised) against a row's running k-th b
 
 
 @numba.njit(inline="always")
-def _insert(vals, idxs, count, k, s, j):  # pragma: no cover - jit
+def _insert(vals: np.ndarray, idxs: np.ndarray, count: int, k: int, s: float, j: int) -> int:  # pragma: no cover - jit
     """Insert ``(s, j)`` into the descending buffer (ties keep the lower column first); new count."""
     if count < k:
         pos = count
@@ -89,7 +89,16 @@ def _insert(vals, idxs, count, k, s, j):  # pragma: no cover - jit
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _top_k_kernel(scores, row_offset, k, ex_indptr, ex_indices, ex_rows, out_idx, out_val):  # pragma: no cover - jit
+def _top_k_kernel(  # pragma: no cover - jit
+    scores: np.ndarray,
+    row_offset: np.ndarray,
+    k: int,
+    ex_indptr: np.ndarray,
+    ex_indices: np.ndarray,
+    ex_rows: np.ndarray,
+    out_idx: np.ndarray,
+    out_val: np.ndarray,
+) -> None:
     """Per row, the ``k`` best ``scores[b, j]`` outside the row's sorted mask.
 
     Each row is read once: a chunk of ``CHUNK`` columns is first tested in one vectorised pass
