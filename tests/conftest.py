@@ -20,8 +20,17 @@ from recomart.config import Settings, load_settings
 from recomart.environment import service_env
 
 RUN_TAG = f"t{uuid.uuid4().hex[:8]}"
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
 _MODULE_COUNTER = itertools.count(1)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/unit ``unit``: the fast path (``./recomart test --no-static -m unit``)."""
+    for item in items:
+        if UNIT_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.unit)
 
 
 def _free_port() -> int:

@@ -169,12 +169,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    """Lint, then run pytest; 'no tests collected' (exit 5) is a failure, never a pass."""
+    """The static checks (recomart.static_checks), then pytest; 'no tests collected' (exit 5) is a
+    failure, never a pass."""
+    from recomart.static_checks import run_static_checks
+
     s = settings()
-    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=s.project_root)
-    if lint.returncode != 0:
-        print("ruff found problems: fix them before the tests run", file=sys.stderr)
-        return lint.returncode
+    if run_static_checks(s, slow=not args.no_static) != 0:
+        print("static checks failed (see the FAILED lines above): pytest was not run", file=sys.stderr)
+        return 1
     code = subprocess.run([sys.executable, "-m", "pytest", *args.pytest_args], cwd=s.project_root).returncode
     if code == 5:
         print("pytest collected no tests: treating that as a failure", file=sys.stderr)
@@ -234,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, help="worker processes (default: RECOMART_API_WORKERS, 2)")
     api.set_defaults(func=_cmd_serve)
 
-    test = sub.add_parser("test", help="ruff, then the test suite (pytest arguments may follow)")
+    test = sub.add_parser(
+        "test", help="static checks (ruff, import contracts, mypy, sqlfluff), then pytest (its arguments may follow)"
+    )
+    test.add_argument("--no-static", action="store_true", help="skip mypy and sqlfluff (ruff and lint-imports run)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=_cmd_test)
     return parser
@@ -248,13 +253,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve(s, host=args.host, port=args.port, workers=args.workers)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; after ``test``, every argument but ``--no-static`` goes to pytest, in order."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if unknown:  # `recomart test -m unit -q`: every option after `test` belongs to pytest, in order
         args.pytest_args = [*unknown, *args.pytest_args]
+    if args.command == "test" and "--no-static" in args.pytest_args:  # given after pytest's arguments
+        args.no_static, args.pytest_args = True, [arg for arg in args.pytest_args if arg != "--no-static"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         return args.func(args)
     except SettingError as exc:

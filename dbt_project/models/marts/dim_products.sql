@@ -40,9 +40,11 @@ observed as (
         ) filter (where unit_price > 0) as observed_price
 
     from {{ ref('int_interactions') }} as interactions
-    where not exists (
-        select 1 from inactive where inactive.item_id = interactions.item_id
-    )
+    where
+        not exists (
+            select inactive.item_id from inactive
+            where inactive.item_id = interactions.item_id
+        )
     group by item_id
 
 ),
