@@ -25,6 +25,7 @@ from recomart.recommend.tables import (
     POPULAR_ITEMS,
     SIMILAR_ITEMS,
     USER_RECOMMENDATIONS,
+    BuildingGeneration,
     begin_generation,
     mark_failed,
     mark_live,
@@ -73,14 +74,28 @@ def publish_generation(
     model_version: str | None,
     popular_n: int = 100,
     details: dict[str, Any] | None = None,
+    generation: BuildingGeneration | None = None,
     log: Callable[[str], Any] = print,
 ) -> GenerationResult:
-    """Append a generation, then swap ``reco.user_recommendations`` (``recs``: :data:`OUTPUT_COLUMNS`),
-    ``reco.similar_items`` and ``reco.popular_items`` (from ``recommender``) in together
-    (``similar_items`` may be empty: no co-occurrence yet)."""
+    """Swap ``reco.user_recommendations`` (``recs``: :data:`OUTPUT_COLUMNS`), ``reco.similar_items`` and
+    ``reco.popular_items`` (from ``recommender``) in together as ``generation`` (``similar_items`` may be
+    empty: no co-occurrence yet).  Without ``generation`` one is begun (and ended) here."""
+    if generation is None:
+        with begin_generation(dsn) as own:
+            return publish_generation(
+                dsn,
+                recs,
+                recommender,
+                model_version=model_version,
+                popular_n=popular_n,
+                details=details,
+                generation=own,
+                log=log,
+            )
     t0 = time.perf_counter()
-    generation_id = begin_generation(dsn, model_version, details)
+    generation_id = generation.generation_id
     try:
+        generation.describe(model_version, details)
         recs = _with_generation(recs, generation_id)
         popular = _with_generation(recommender.popular_items_frame(popular_n), generation_id)
         similar = _with_generation(recommender.similar_items_frame(), generation_id)
@@ -131,6 +146,22 @@ def _recommender(
     return champion.recommender, champion.version
 
 
+def _generation_details(
+    recommender: HybridRecommender, version: str | None, *, k: int, dataset: str | None, model_name: str
+) -> dict[str, Any]:
+    """``reco.generations.details`` of a generation ranked by ``recommender`` (the champion ``version``)."""
+    return {
+        "k": k,
+        "dataset": dataset,
+        "repeat_purchases": recommender.repeat_purchases,
+        "exclude": recommender.exclude,
+        "weights": recommender.weights.as_dict(),
+        "weights_source": "default" if version is None else "champion",
+        "blend_options": recommender.options,
+        "model_name": model_name,
+    }
+
+
 def generate_recommendations(
     dsn: str,
     *,
@@ -157,27 +188,34 @@ def generate_recommendations(
         timings[name] = round(now - since, 3)
         return now
 
-    step = time.perf_counter()
-    inputs = read_ranking_inputs(dsn)
-    step = lap("read_marts", step)
-    log(f"read marts: {len(inputs.history)} history rows, {len(inputs.users)} users")
-    recommender, version = _recommender(dsn, inputs, tracking_uri, model_name, repeat_purchases, log)
-    step = lap("load_champion", step)
-    recs = recommender.rank(inputs.users, inputs.history, k=k, block_size=block_size).assign(model_version=version)
-    step = lap("score", step)
-    details = {
-        "k": k,
-        "dataset": dataset,
-        "repeat_purchases": recommender.repeat_purchases,
-        "exclude": recommender.exclude,
-        "weights": recommender.weights.as_dict(),
-        "weights_source": "default" if version is None else "champion",
-        "blend_options": recommender.options,
-        "model_name": model_name,
-    }
-    result = publish_generation(
-        dsn, recs[OUTPUT_COLUMNS], recommender, model_version=version, popular_n=popular_n, details=details, log=log
-    )
+    # the generation (and its lock) exists before the marts are read, so a concurrent `forget` can wait
+    # for every build that may have read a user it erased
+    with begin_generation(dsn) as generation:
+        if generation.orphans_failed:
+            log(f"marked orphaned generations failed: {generation.orphans_failed}")
+        try:
+            step = time.perf_counter()
+            inputs = read_ranking_inputs(dsn)
+            step = lap("read_marts", step)
+            log(f"read marts: {len(inputs.history)} history rows, {len(inputs.users)} users")
+            recommender, version = _recommender(dsn, inputs, tracking_uri, model_name, repeat_purchases, log)
+            step = lap("load_champion", step)
+            recs = recommender.rank(inputs.users, inputs.history, k=k, block_size=block_size)
+            step = lap("score", step)
+        except BaseException as exc:
+            mark_failed(dsn, generation.generation_id, f"{type(exc).__name__}: {exc}")
+            raise
+        details = _generation_details(recommender, version, k=k, dataset=dataset, model_name=model_name)
+        result = publish_generation(
+            dsn,
+            recs.assign(model_version=version)[OUTPUT_COLUMNS],
+            recommender,
+            model_version=version,
+            popular_n=popular_n,
+            details=details,
+            generation=generation,
+            log=log,
+        )
     lap("publish", step)
     result.timings, result.options = timings, dict(recommender.options)
     result.seconds = round(time.perf_counter() - started, 3)

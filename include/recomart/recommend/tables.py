@@ -129,6 +129,9 @@ POPULAR_ITEMS = TableSpec(
     },
 )
 
+GENERATION_LOCK_CLASS = 0x72676E  # pg_advisory_lock(GENERATION_LOCK_CLASS, generation_id): held while building
+STATUSES = ("building", "live", "superseded", "failed", "rolled_back")
+
 _GENERATIONS_DDL = """
 CREATE SCHEMA IF NOT EXISTS reco;
 CREATE TABLE IF NOT EXISTS reco.generations (
@@ -137,7 +140,7 @@ CREATE TABLE IF NOT EXISTS reco.generations (
     built_at           timestamptz,
     model_version      text,
     status             text NOT NULL DEFAULT 'building'
-                       CHECK (status IN ('building', 'live', 'superseded', 'failed')),
+                       CHECK (status IN ('building', 'live', 'superseded', 'failed', 'rolled_back')),
     is_live            boolean NOT NULL DEFAULT false,
     strategy_summary   jsonb NOT NULL DEFAULT '{}'::jsonb,
     row_count          bigint,
@@ -151,22 +154,111 @@ COMMENT ON TABLE reco.generations IS
     'Append-only log of recommendation generations; exactly one row is_live (the tables being served).';
 """
 
+# a log created before the status 'rolled_back' existed: widen its check (once; a no-op afterwards)
+_ADD_ROLLED_BACK_STATUS = """
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM pg_constraint
+         WHERE conrelid = 'reco.generations'::regclass AND conname = 'generations_status_check'
+           AND pg_get_constraintdef(oid) LIKE '%rolled_back%'
+    ) THEN
+        ALTER TABLE reco.generations DROP CONSTRAINT IF EXISTS generations_status_check,
+            ADD CONSTRAINT generations_status_check
+            CHECK (status IN ('building', 'live', 'superseded', 'failed', 'rolled_back'));
+    END IF;
+END
+$$;
+"""
+
+# A generation still ``building`` whose build session no longer holds its advisory lock was left by
+# a run that died (killed, crashed, lost its connection): nothing will ever finish it.
+_FAIL_ORPHANS = """
+UPDATE reco.generations AS g
+   SET status = 'failed',
+       details = coalesce(g.details, '{}'::jsonb) || jsonb_build_object(
+           'error', 'orphaned: the run building it ended without finishing it (its lock was no longer held)',
+           'failed_at', now())
+ WHERE g.status = 'building' AND NOT g.is_live
+   AND NOT EXISTS (
+       SELECT FROM pg_locks AS l
+        WHERE l.locktype = 'advisory' AND l.granted
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = %(lock_class)s::oid AND l.objsubid = 2 AND l.objid::bigint = g.generation_id)
+RETURNING g.generation_id
+"""
+
 
 def ensure_generations_table(conn: psycopg.Connection) -> None:
     """Create ``reco.generations`` if missing (idempotent) and commit."""
     conn.execute(_GENERATIONS_DDL)
+    conn.execute(_ADD_ROLLED_BACK_STATUS)
     conn.commit()
 
 
-def begin_generation(dsn: str, model_version: str | None, details: Mapping[str, Any] | None = None) -> int:
-    """Append a ``building`` generation row and return its id."""
-    with psycopg.connect(dsn) as conn:
+def fail_orphaned_generations(conn: psycopg.Connection) -> list[int]:
+    """Mark ``failed`` every ``building`` generation whose build lock is no longer held; return their ids.
+
+    A build in progress holds its lock on its own session, so it is never touched.  The caller commits.
+    """
+    rows = conn.execute(_FAIL_ORPHANS, {"lock_class": GENERATION_LOCK_CLASS}).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+class BuildingGeneration:
+    """A ``building`` row of ``reco.generations`` and the session holding its advisory lock.
+
+    The lock (``GENERATION_LOCK_CLASS``, generation id) is taken in the transaction that inserts the
+    row, so no other session ever sees the row without the lock; it is held until :meth:`close`
+    (or until the process dies, when Postgres ends the session and the next run marks the row failed).
+    """
+
+    def __init__(self, conn: psycopg.Connection, generation_id: int, orphans: list[int]) -> None:
+        self.conn = conn
+        self.generation_id = generation_id
+        self.orphans_failed = orphans
+
+    def describe(self, model_version: str | None, details: Mapping[str, Any] | None) -> None:
+        """Record the model version and details once the build knows them."""
+        self.conn.execute(
+            "UPDATE reco.generations SET model_version = %s, details = coalesce(details, '{}'::jsonb) || %s"
+            " WHERE generation_id = %s",
+            (model_version, Jsonb(dict(details or {})), self.generation_id),
+        )
+        self.conn.commit()
+
+    def close(self) -> None:
+        """End the build session (releasing the lock)."""
+        self.conn.close()
+
+    def __enter__(self) -> BuildingGeneration:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def begin_generation(
+    dsn: str, model_version: str | None = None, details: Mapping[str, Any] | None = None
+) -> BuildingGeneration:
+    """Mark orphaned generations failed, then append a ``building`` generation whose advisory lock this
+    build's session holds until it is closed (use it as a context manager)."""
+    conn = psycopg.connect(dsn)
+    try:
         ensure_generations_table(conn)
+        orphans = fail_orphaned_generations(conn)
         row = conn.execute(
             "INSERT INTO reco.generations (model_version, details) VALUES (%s, %s) RETURNING generation_id",
             (model_version, Jsonb(dict(details or {}))),
         ).fetchone()
-    return int(row[0])
+        assert row is not None
+        generation_id = int(row[0])
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (GENERATION_LOCK_CLASS, generation_id))
+        conn.commit()
+    except BaseException:
+        conn.close()
+        raise
+    return BuildingGeneration(conn, generation_id, orphans)
 
 
 def mark_live(
@@ -179,15 +271,24 @@ def mark_live(
     popular_item_count: int,
     similar_item_count: int | None = None,
 ) -> None:
-    """Inside the swap transaction: supersede the live generation and make ``generation_id`` live."""
-    cur.execute("UPDATE reco.generations SET is_live = false, status = 'superseded' WHERE is_live")
+    """Inside the swap transaction: supersede the live generation and make ``generation_id`` live.
+
+    Raises ``RuntimeError`` (rolling the swap back) when the generation is no longer ``building``, e.g.
+    marked failed as orphaned after its build session was lost.
+    """
+    cur.execute(
+        "UPDATE reco.generations SET is_live = false, status = 'superseded' WHERE is_live AND generation_id <> %s",
+        (generation_id,),
+    )
     cur.execute(
         """UPDATE reco.generations
               SET is_live = true, status = 'live', built_at = now(), strategy_summary = %s,
                   row_count = %s, user_count = %s, popular_item_count = %s, similar_item_count = %s
-            WHERE generation_id = %s""",
+            WHERE generation_id = %s AND status = 'building'""",
         (Jsonb(dict(strategy_summary)), row_count, user_count, popular_item_count, similar_item_count, generation_id),
     )
+    if cur.rowcount != 1:
+        raise RuntimeError(f"reco.generations {generation_id} is no longer building (marked failed?); not swapping")
 
 
 def mark_failed(dsn: str, generation_id: int, error: str) -> None:
