@@ -168,6 +168,39 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    import getpass
+
+    from recomart.operations.rollback import RollbackRefused, rollback
+
+    s = settings()
+    try:
+        result = rollback(
+            s.warehouse_url,
+            performed_by=getpass.getuser(),
+            reason=args.reason,
+            model=args.model,
+            tracking_uri=s.mlflow_tracking_uri,
+            model_name=s.model_name,
+        )
+    except RollbackRefused as refused:
+        print(f"rollback refused: {refused}", file=sys.stderr)
+        return 1
+    print(f"rolled back: generation {result.to_generation} is live again (was {result.from_generation});")
+    if result.model is not None:
+        step = result.model
+        print(f"{step.model_name}@champion is v{step.to_version} again (was v{step.from_version});")
+    print(f"logged in ops.rollbacks (rollback {result.rollback_id}) and reco.generations")
+    return 0
+
+
+def _add_rollback_parser(sub: argparse._SubParsersAction) -> None:
+    back = sub.add_parser("rollback", help="serve the previous recommendation generation (reco.*_previous) again")
+    back.add_argument("--model", action="store_true", help="also point @champion back at the champion it replaced")
+    back.add_argument("--reason", help="why (kept in ops.rollbacks)")
+    back.set_defaults(func=_cmd_rollback)
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     """The static checks (recomart.static_checks), then pytest; 'no tests collected' (exit 5) is a
     failure, never a pass."""
@@ -221,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=_cmd_down)
 
     _add_features_parser(sub)
+    _add_rollback_parser(sub)
 
     search = sub.add_parser("search", help="search the products (BM25 + embeddings, or TF-IDF + LSA without the extra)")
     search.add_argument("query")

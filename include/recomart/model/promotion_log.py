@@ -48,3 +48,17 @@ def record_promotion(dsn: str, row: Mapping[str, Any]) -> None:
                 None if row.get("blend") is None else json.dumps(row["blend"]),
             ),
         )
+
+
+def previous_champion_of(dsn: str, model_name: str, version: str) -> str | None:
+    """The champion that ``version`` replaced when the gate last promoted it (None: it was the first, or
+    it was never promoted; also None before any decision was logged)."""
+    with psycopg.connect(dsn) as conn:
+        if conn.execute("select to_regclass('ops.model_promotions')").fetchone()[0] is None:
+            return None
+        row = conn.execute(
+            "select previous_champion from ops.model_promotions where model_name = %s and model_version = %s"
+            " and decision = 'promoted' order by decided_at desc limit 1",
+            (model_name, str(version)),
+        ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])

@@ -314,6 +314,14 @@ def current_champion_version(tracking_uri: str, model_name: str) -> str | None:
     return str(version) if version is not None else None
 
 
+def set_champion(tracking_uri: str, model_name: str, version: str) -> None:
+    """Point ``@champion`` at ``version`` (which must exist; MLflow raises otherwise)."""
+    client = _client(tracking_uri)
+    client.get_model_version(model_name, str(version))
+    client.set_registered_model_alias(model_name, CHAMPION, str(version))
+    log.info("%s@%s now points at v%s", model_name, CHAMPION, version)
+
+
 @contextlib.contextmanager
 def _champion_files(tracking_uri: str, model_name: str) -> Iterator[tuple[Path, dict[str, Any], str] | None]:
     """(local model directory, metadata, version) of ``@champion`` in a temporary directory, or None."""

@@ -301,3 +301,26 @@ def mark_failed(dsn: str, generation_id: int, error: str) -> None:
                 WHERE generation_id = %s AND NOT is_live""",
             (error[:2000], generation_id),
         )
+
+
+def mark_restored(cur: psycopg.Cursor, rolled_back: int, restored: int, rollback_id: int) -> None:
+    """Inside a rollback's swap transaction: ``rolled_back`` (the live generation) becomes
+    ``rolled_back`` and ``restored`` (the one in ``*_previous``) is live again; each row's ``details``
+    records the rollback (``rolled_back`` / ``restored``: rollback id and time)."""
+    note = (
+        "coalesce(details, '{}'::jsonb)"
+        " || jsonb_build_object(%s::text, jsonb_build_object('rollback_id', %s::bigint, 'at', now()))"
+    )
+    cur.execute(
+        f"UPDATE reco.generations SET is_live = false, status = 'rolled_back', details = {note}"
+        " WHERE generation_id = %s AND is_live",
+        ("rolled_back", rollback_id, rolled_back),
+    )
+    if cur.rowcount != 1:
+        raise RuntimeError(f"reco.generations {rolled_back} is not the live generation; not rolling back")
+    cur.execute(
+        f"UPDATE reco.generations SET is_live = true, status = 'live', details = {note} WHERE generation_id = %s",
+        ("restored", rollback_id, restored),
+    )
+    if cur.rowcount != 1:
+        raise RuntimeError(f"reco.generations has no generation {restored}; not rolling back")

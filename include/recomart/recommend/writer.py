@@ -32,7 +32,8 @@ import io
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,7 @@ class TableSpec:
 
 
 STAGING, PREVIOUS = "__staging", "_previous"
+SET_ASIDE = "__rollback"  # where a rollback parks ``<name>_previous`` inside its swap transaction
 
 
 def _as_index(index: Index | str | Sequence[str]) -> Index:
@@ -297,14 +299,26 @@ def _rename_indexes(cur: psycopg.Cursor, spec: TableSpec, old: str, new: str, mu
         )
 
 
-def _swap_one(cur: psycopg.Cursor, spec: TableSpec, grant: bool) -> None:
-    cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(spec.ident(PREVIOUS)))
+def _rename_table(cur: psycopg.Cursor, spec: TableSpec, old: str, new: str, must_exist: bool = True) -> None:
+    """Rename ``<name><old>`` (and its indexes) to ``<name><new>``."""
     cur.execute(
-        sql.SQL("ALTER TABLE IF EXISTS {} RENAME TO {}").format(spec.ident(), sql.Identifier(spec.name + PREVIOUS))
+        sql.SQL("ALTER TABLE {}{} RENAME TO {}").format(
+            sql.SQL("" if must_exist else "IF EXISTS "), spec.ident(old), sql.Identifier(spec.name + new)
+        )
     )
-    _rename_indexes(cur, spec, "", PREVIOUS, must_exist=False)
-    cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(spec.ident(STAGING), sql.Identifier(spec.name)))
-    _rename_indexes(cur, spec, STAGING, "", must_exist=True)
+    _rename_indexes(cur, spec, old, new, must_exist=must_exist)
+
+
+def _swap_one(cur: psycopg.Cursor, spec: TableSpec, grant: bool, incoming: str = STAGING) -> None:
+    """Make ``<name><incoming>`` live and the live table ``<name>_previous``.  From ``__staging`` the old
+    previous table is dropped; from ``_previous`` (a rollback) the two are exchanged."""
+    if incoming == PREVIOUS:
+        _rename_table(cur, spec, PREVIOUS, SET_ASIDE)
+        incoming = SET_ASIDE
+    else:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(spec.ident(PREVIOUS)))
+    _rename_table(cur, spec, "", PREVIOUS, must_exist=False)
+    _rename_table(cur, spec, incoming, "")
     for column, comment in spec.comments.items():
         target = (
             sql.SQL("TABLE {}").format(spec.ident())
@@ -357,9 +371,11 @@ def swap_staged(
     on_swap: Callable[[psycopg.Cursor], None] | None = None,
     lock_timeout_s: float = 30.0,
     give_up_after_s: float = 120.0,
+    incoming: str = STAGING,
     log: Callable[[str], Any] = print,
 ) -> None:
-    """Swap every staged table of ``specs`` in, all in ONE transaction.
+    """Swap every staged table of ``specs`` in, all in ONE transaction (``incoming=PREVIOUS``: swap every
+    ``<name>_previous`` back in instead, keeping the live tables as the new ``_previous``: a rollback).
 
     Locks are taken views first, then tables (the order a query on a view takes them).  A reader
     whose single statement takes them in the other order can deadlock with the swap; the swap is
@@ -379,7 +395,7 @@ def swap_staged(
                 for spec in specs:
                     _drop_views(cur, spec)
                 for spec in specs:
-                    _swap_one(cur, spec, grant)
+                    _swap_one(cur, spec, grant, incoming)
                 for spec in specs:
                     _create_views(cur, spec, grant, log)
                 if on_swap is not None:
@@ -392,6 +408,21 @@ def swap_staged(
                 raise
             log(f"swap attempt {attempt} could not get its locks ({exc.sqlstate}); retrying")
             time.sleep(random.uniform(0.05, min(0.1 * attempt, 1.0)))
+
+
+@contextmanager
+def publish_lock(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Hold the advisory lock that serialises publishes (and rollbacks, and the deletes of ``forget``) to
+    one database on ``conn``'s session for a block; the block's open transaction is rolled back after it."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (PUBLISH_LOCK_KEY,))
+    conn.commit()
+    try:
+        yield conn
+    finally:
+        if not conn.closed:
+            conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s)", (PUBLISH_LOCK_KEY,))
+            conn.commit()
 
 
 def publish(
@@ -409,34 +440,26 @@ def publish(
     True or names that table.
     """
     counts: dict[str, int] = {}
-    with psycopg.connect(dsn) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (PUBLISH_LOCK_KEY,))
-        conn.commit()
-        try:
-            grant = ensure_reader_role(conn, log)
-            for spec, data in tables:
-                t0 = time.perf_counter()
-                counts[spec.name] = load_staging(conn, spec, data, index_dsn=dsn, log=log)
-                took = time.perf_counter() - t0
-                log(f"staged {spec.schema}.{spec.name}: {counts[spec.name]} rows in {took:.2f}s")
-                may_be_empty = allow_empty if isinstance(allow_empty, bool) else spec.name in allow_empty
-                if counts[spec.name] == 0 and not may_be_empty:
-                    raise ValueError(f"{spec.schema}.{spec.name}: staged table is empty, not swapping")
+    with psycopg.connect(dsn) as conn, publish_lock(conn):
+        grant = ensure_reader_role(conn, log)
+        for spec, data in tables:
             t0 = time.perf_counter()
-            swap_staged(
-                conn,
-                [s for s, _ in tables],
-                grant=grant,
-                on_swap=on_swap,
-                lock_timeout_s=lock_timeout_s,
-                log=log,
-            )
-            log(f"swapped in {', '.join(s.name for s, _ in tables)} in {time.perf_counter() - t0:.3f}s")
-        finally:
-            if not conn.closed:
-                conn.rollback()
-                conn.execute("SELECT pg_advisory_unlock(%s)", (PUBLISH_LOCK_KEY,))
-                conn.commit()
+            counts[spec.name] = load_staging(conn, spec, data, index_dsn=dsn, log=log)
+            took = time.perf_counter() - t0
+            log(f"staged {spec.schema}.{spec.name}: {counts[spec.name]} rows in {took:.2f}s")
+            may_be_empty = allow_empty if isinstance(allow_empty, bool) else spec.name in allow_empty
+            if counts[spec.name] == 0 and not may_be_empty:
+                raise ValueError(f"{spec.schema}.{spec.name}: staged table is empty, not swapping")
+        t0 = time.perf_counter()
+        swap_staged(
+            conn,
+            [s for s, _ in tables],
+            grant=grant,
+            on_swap=on_swap,
+            lock_timeout_s=lock_timeout_s,
+            log=log,
+        )
+        log(f"swapped in {', '.join(s.name for s, _ in tables)} in {time.perf_counter() - t0:.3f}s")
     return counts
 
 
