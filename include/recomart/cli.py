@@ -201,6 +201,28 @@ def _add_rollback_parser(sub: argparse._SubParsersAction) -> None:
     back.set_defaults(func=_cmd_rollback)
 
 
+def _cmd_forget_user(args: argparse.Namespace) -> int:
+    from recomart.operations.forget import forget_user
+
+    summary = forget_user(settings(), args.user_id, reason=args.reason)
+    print(f"erasure {summary.erasure_id} (ops.erasures; the user is kept only as a keyed hash):")
+    for place, count in sorted(summary.counts.items()):
+        print(f"  {place:<45} {count:>8,}")
+    versions = ", ".join(f"v{v}" for v in summary.model_versions) or "none"
+    print(f"  model versions holding the user (tagged erased_user_data): {versions}")
+    print("later loads leave the user's records out and count them (ops.loaded_files.records_erased)")
+    return 0
+
+
+def _add_forget_parser(sub: argparse._SubParsersAction) -> None:
+    forget = sub.add_parser("forget", help="erase a person's data on request (raw, marts, features, reco, models)")
+    kinds = forget.add_subparsers(dest="forget_command", required=True)
+    user = kinds.add_parser("user", help="erase a user everywhere and keep their records out of later loads")
+    user.add_argument("user_id", help="the user id as the warehouse writes it (marts.user_features.user_id)")
+    user.add_argument("--reason", help="why, e.g. a ticket number (kept in ops.erasures; not the user's id)")
+    user.set_defaults(func=_cmd_forget_user)
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     """The static checks (recomart.static_checks), then pytest; 'no tests collected' (exit 5) is a
     failure, never a pass."""
@@ -255,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_features_parser(sub)
     _add_rollback_parser(sub)
+    _add_forget_parser(sub)
 
     search = sub.add_parser("search", help="search the products (BM25 + embeddings, or TF-IDF + LSA without the extra)")
     search.add_argument("query")

@@ -139,6 +139,24 @@ def invalidate_online_entities(store, entity: str, entity_ids: Sequence[str]) ->
     return sum(1 for count in removed if count)
 
 
+def delete_online_entities(store, entity: str, entity_ids: Sequence[str]) -> int:
+    """Delete ``entity_ids`` from the Redis online store: the entity's whole key (every feature view's
+    fields and event times); return how many keys existed.
+
+    Feast 0.67's ``RedisOnlineStore`` has no delete for single entities (``delete_entity_values`` drops
+    every key of an entity type, ``delete_table`` a whole view), so the keys are Feast's own
+    (``_redis_key``: the serialized entity key followed by the project) and are deleted with the store's
+    own Redis client.
+    """
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
+    if not isinstance(store.config.online_store, RedisOnlineStoreConfig):
+        raise NotImplementedError("deleting online entities is implemented for the Redis store only")
+    keys = _redis_keys(store, entity_spec(entity).join_key, entity_ids)
+    client = store.provider.online_store._get_client(store.config.online_store)
+    return int(client.delete(*keys)) if keys else 0
+
+
 def rematerialize_entities(
     repo_dir: Path,
     env: Mapping[str, str],

@@ -14,6 +14,7 @@ from typing import Literal
 ColumnType = Literal["text", "integer", "numeric", "timestamp", "date"]
 LoadMode = Literal["daily_partition", "snapshot"]
 MissingPolicy = Literal["skip", "fail"]
+UserIdFormat = Literal["text", "decimal_integer"]
 
 #: Postgres type of each column type (timestamps are read in the feed's time zone).
 PG_TYPES: dict[str, str] = {
@@ -67,6 +68,11 @@ class Feed:
     timezone: str = "UTC"  # zone of the file's naive timestamps
     date_format: str = "%Y-%m-%d"
     timestamp_format: str = "%Y-%m-%d %H:%M:%S"
+    # The column naming the person a record is about (``forget user`` deletes by it, the loader leaves
+    # erased users out by it) and how its values map to the warehouse's user ids: ``text`` as written,
+    # ``decimal_integer`` as dbt staging casts them ('17850.0' -> '17850').
+    user_column: str | None = None
+    user_id_format: UserIdFormat = "text"
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +87,10 @@ class Feed:
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names) or len({c.header for c in self.columns}) != len(names):
             raise ValueError(f"feed {self.name}: duplicate column names")
+        if self.user_column is not None and self.user_column not in names:
+            raise ValueError(f"feed {self.name}: user_column {self.user_column!r} is not one of its columns")
+        if self.user_id_format not in ("text", "decimal_integer"):
+            raise ValueError(f"feed {self.name}: unknown user_id_format {self.user_id_format!r}")
         for col in self.columns:
             if col.type not in PG_TYPES:
                 raise ValueError(f"feed {self.name}: column {col.name} has unknown type {col.type!r}")
@@ -122,6 +132,7 @@ GENERATED_EVENTS = Feed(
     ),
     on_missing="fail",
     repeat_purchases_recommendable=False,
+    user_column="user_id",
     description="Generated shop events, one file per UTC day.",
 )
 
@@ -139,6 +150,7 @@ GENERATED_USERS = Feed(
     ),
     on_missing="fail",
     repeat_purchases_recommendable=False,
+    user_column="user_id",
     description="Generated user snapshot; the whole table is replaced on each load.",
 )
 
@@ -161,6 +173,8 @@ UCI_ORDERS = Feed(
     on_missing="skip",  # no files on Saturdays and over the Christmas break
     repeat_purchases_recommendable=True,
     timezone="Europe/London",
+    user_column="customer_id",
+    user_id_format="decimal_integer",
     description="UCI Online Retail order lines, one file per trading day (UK shop time).",
 )
 

@@ -48,15 +48,19 @@ create table if not exists ops.loaded_files (
 """
 
 _COLUMNS = (
-    "feed, logical_date, source_file, sha256, records_read, records_loaded, records_rejected,"
+    "feed, logical_date, source_file, sha256, records_read, records_loaded, records_rejected, records_erased,"
     " status, started_at, finished_at, load_id, error"
 )
+
+#: records of erased users a load left out (``recomart.ingest.erasure``); 0 before that existed
+ADD_RECORDS_ERASED = "alter table ops.loaded_files add column if not exists records_erased integer not null default 0"
 
 
 def create_ledger(conn: psycopg.Connection) -> None:
     """Create ``ops.loaded_files`` if missing and bring it to the current shape (inside the caller's DDL lock)."""
     conn.execute(LEDGER_DDL_V1)
     upgrade_ledger_to_attempts(conn)
+    conn.execute(ADD_RECORDS_ERASED)
 
 
 def upgrade_ledger_to_attempts(conn: psycopg.Connection) -> None:
@@ -102,6 +106,7 @@ class LedgerEntry:
     records_read: int | None
     records_loaded: int | None
     records_rejected: int | None
+    records_erased: int
     status: str
     started_at: datetime
     finished_at: datetime | None
@@ -126,6 +131,7 @@ class Attempt:
     records_loaded: int | None = None
     records_rejected: int | None = None
     error: str | None = None
+    records_erased: int = 0
 
     @property
     def live(self) -> bool:
@@ -166,7 +172,8 @@ def append_attempt(conn: psycopg.Connection, attempt: Attempt, *, snapshot: bool
         )
     conn.execute(
         f"insert into ops.loaded_files ({_COLUMNS}, is_live) values (%(feed)s, %(logical_date)s, %(source_file)s,"
-        " %(sha256)s, %(records_read)s, %(records_loaded)s, %(records_rejected)s, %(status)s, %(started_at)s,"
+        " %(sha256)s, %(records_read)s, %(records_loaded)s, %(records_rejected)s, %(records_erased)s, %(status)s,"
+        " %(started_at)s,"
         " clock_timestamp(), %(load_id)s, %(error)s, %(live)s)",
         {**vars(attempt), "live": attempt.live},
     )

@@ -12,6 +12,10 @@ records as they were; its own quarantined records and ledger row are committed b
 a few workers, each on its own connection, parse and COPY dates in parallel; the per-date commits are
 flushed to disk once at the end, and the table is analysed once.
 
+Records of users erased on request (``ops.erased_users``, :mod:`recomart.ingest.erasure`) are left out of
+raw and quarantine and counted as ``records_erased``; a load that meets a newer erasure at commit prepares
+its file again.
+
 The raw rows travel as the file's own bytes (:mod:`recomart.ingest.payload`): the strict parser has
 checked every record, so Postgres parses exactly what ``psql \\copy`` would, plus the load metadata.
 
@@ -28,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -38,6 +42,7 @@ import psycopg
 from recomart.errors import BadInputError
 from recomart.ingest import ledger, tables
 from recomart.ingest.copying import copy_quarantine, copy_raw, raw_payload
+from recomart.ingest.erasure import Suppression, leave_out_erased, read_suppression
 from recomart.ingest.feeds import Feed
 from recomart.ingest.landing import Landing, LandingFileRefused, read_landing_file
 from recomart.ingest.parse import FeedSchemaError, ParseResult, parse_feed_bytes
@@ -51,6 +56,10 @@ DEFAULT_WORKERS = 3  # load_feed_dates: dates parsed and COPYed at once (each on
 
 class RejectedShareExceeded(BadInputError, RuntimeError):
     """More records were rejected than the feed allows; the quarantine rows are committed."""
+
+
+class _SuppressionChanged(Exception):
+    """Users were erased after the file was prepared: prepare it again with the new list."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class LoadResult:
     records_loaded: int = 0
     records_rejected: int = 0
     message: str = ""
+    records_erased: int = 0  # records of erased users left out (``recomart.ingest.erasure``)
 
     @property
     def rejected_share(self) -> float:
@@ -85,7 +95,8 @@ class LoadRequest:
     """One feed and logical date to load, and how.
 
     ``durable``: the commit waits for its WAL flush (a batch commits without and flushes once at its end);
-    ``analyze``: analyse ``raw.<table>`` afterwards when the load is large (see ``tables.analyze_if_meaningful``).
+    ``analyze``: analyse ``raw.<table>`` afterwards when the load is large (see ``tables.analyze_if_meaningful``);
+    ``suppression``: the erased users whose records are left out.
     """
 
     feed: Feed
@@ -95,6 +106,7 @@ class LoadRequest:
     durable: bool = True
     analyze: bool = True
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    suppression: Suppression = field(default_factory=Suppression)
 
     @property
     def path(self) -> Path:
@@ -156,7 +168,7 @@ def _prepare(request: LoadRequest, live_sha256: str | None) -> _Prepared:
     if sha == live_sha256:
         return _Prepared(sha)
     try:
-        parsed = parse_feed_bytes(data, request.feed)
+        parsed = leave_out_erased(parse_feed_bytes(data, request.feed), request.feed, request.suppression)
     except Exception as exc:  # re-raised by the load, after recording it in the ledger
         return _Prepared(sha, error=exc)
     payload = raw_payload(parsed, request.logical_date, request.load_id, request.source)
@@ -230,6 +242,7 @@ def _unchanged(request: LoadRequest, live: ledger.LedgerEntry, message: str) -> 
         records_read=live.records_read or 0,
         records_loaded=live.records_loaded or 0,
         records_rejected=live.records_rejected or 0,
+        records_erased=live.records_erased,
         message=message,
     )
 
@@ -310,7 +323,12 @@ def _load_on(conn: psycopg.Connection, dsn: str, request: LoadRequest, prepared:
 def _attempt_of(request: LoadRequest, sha256: str, parsed: ParseResult) -> ledger.Attempt:
     """The ledger row a parsed file commits: ``loaded``, ``empty`` (header only) or ``failed`` (too many
     rejected records; its error says so)."""
-    counts = {"sha256": sha256, "records_read": parsed.records_read, "records_rejected": parsed.records_rejected}
+    counts = {
+        "sha256": sha256,
+        "records_read": parsed.records_read,
+        "records_rejected": parsed.records_rejected,
+        "records_erased": parsed.records_erased,
+    }
     feed = request.feed
     if parsed.rejected_share > feed.max_rejected_share:
         error = (
@@ -330,20 +348,28 @@ def _commit(
     a failed one adds its quarantined records, replacing only those of earlier failed attempts.
 
     Returns the live entry of a concurrent load of the same file that committed first (then this
-    transaction is rolled back), else None once committed.  Explicit BEGIN/COMMIT share round trips with
-    the statements around them (COPY cannot run in pipeline mode): 1) begin, lock, settings, deletes, the
-    live entry read after the lock; 2) the COPYs; 3) BRIN summary of the new pages, ledger rows and commit.
+    transaction is rolled back), else None once committed.  Raises :class:`_SuppressionChanged` (rolled
+    back) when users were erased since the file was prepared: ``ops.erased_users`` is read under a SHARE
+    lock, which an erasure's insert waits for (and which waits for an erasure in progress).
+    Explicit BEGIN/COMMIT share round trips with the statements around them (COPY cannot run in pipeline
+    mode): 1) begin, locks, settings, deletes, the live entry read after the lock; 2) the COPYs; 3) BRIN
+    summary of the new pages, ledger rows and commit.
     """
     feed, day, parsed = request.feed, request.logical_date, prepared.parsed
     assert parsed is not None
     with conn.pipeline():
         conn.execute("begin")
         _lock_and_set_load_context(conn, request)
+        conn.execute("lock table ops.erased_users in share mode")
+        listed = conn.execute("select count(*) from ops.erased_users")
         if attempt.live:
             tables.delete_raw_partition(conn, feed, day)
         tables.delete_quarantine_partition(conn, feed, day, keep_live_load=not attempt.live)
         blocks = tables.raw_blocks(conn, feed)
         live = ledger.live_entry(conn, feed.name, day)
+    if listed.fetchone()[0] != request.suppression.listed:
+        conn.rollback()
+        raise _SuppressionChanged
     if live is not None and live.sha256 == attempt.sha256:
         conn.rollback()  # undo the deletes
         return live
@@ -369,6 +395,12 @@ def _load_parsed(conn: psycopg.Connection, dsn: str, request: LoadRequest, prepa
     attempt = _attempt_of(request, sha, parsed)
     try:
         concurrent = _commit(conn, request, prepared, attempt)
+    except _SuppressionChanged:
+        log.info(
+            "feed %s %s: users were erased meanwhile; preparing the file again", request.feed.name, request.logical_date
+        )
+        fresh = replace(request, suppression=read_suppression(conn, request.suppression.key))
+        return _load_on(conn, dsn, fresh)
     except BaseException as exc:  # roll back: rows are as before, the ledger says failed
         _rollback_quietly(conn)
         if isinstance(exc, Exception):
@@ -390,8 +422,13 @@ def _committed_result(request: LoadRequest, attempt: ledger.Attempt) -> LoadResu
         log.warning("feed %s %s: %s", request.feed.name, request.logical_date, message)
     else:
         message = f"{attempt.records_loaded} loaded, {attempt.records_rejected} quarantined"
+        if attempt.records_erased:
+            message += f", {attempt.records_erased} of erased users left out"
         log.info("feed %s %s: %s from %s", request.feed.name, request.logical_date, message, request.source)
-    counts = {k: getattr(attempt, k) for k in ("sha256", "records_read", "records_loaded", "records_rejected")}
+    counts = {
+        k: getattr(attempt, k)
+        for k in ("sha256", "records_read", "records_loaded", "records_rejected", "records_erased")
+    }
     return request.result(attempt.status, message=message, **counts)
 
 
@@ -405,6 +442,7 @@ def load_feed_date(
     load_id: str | None = None,
     analyze: bool = True,
     link_roots: Sequence[Path] = (),
+    erasure_key: bytes | None = None,
 ) -> LoadResult:
     """Load ``feed``'s file for ``logical_date`` from ``landing_dir`` into the warehouse at ``dsn``.
 
@@ -419,11 +457,17 @@ def load_feed_date(
 
     ``analyze``: analyze ``raw.<table>`` afterwards when the load is at least ``tables.ANALYZE_MIN_SHARE`` of
     the table; for many dates use :func:`load_feed_dates` (one analyze, one connection per worker).
+    ``erasure_key``: the key of ``ops.erased_users`` (:mod:`recomart.ingest.erasure`): records of erased
+    users are left out and counted (``records_erased``); :class:`ErasureKeyMissing` when users are listed
+    and no key is given.
     """
     landing = Landing(Path(landing_dir), tuple(map(Path, link_roots)))
-    request = LoadRequest(feed, landing, logical_date, load_id or uuid.uuid4().hex, analyze=analyze)
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_tables(conn, feed)
+        suppression = read_suppression(conn, erasure_key)
+        request = LoadRequest(
+            feed, landing, logical_date, load_id or uuid.uuid4().hex, analyze=analyze, suppression=suppression
+        )
         return _load_on(conn, dsn, request)
 
 
@@ -436,8 +480,10 @@ def load_feed_dates(
     analyze: bool = True,
     workers: int = DEFAULT_WORKERS,
     link_roots: Sequence[Path] = (),
+    erasure_key: bytes | None = None,
 ) -> list[LoadResult]:
-    """:func:`load_feed_date` for each of ``days`` (results in that order), analysing once at the end.
+    """:func:`load_feed_date` for each of ``days`` (results in that order), analysing once at the end
+    (``erasure_key`` as there).
 
     Each date is still its own transaction with its own load id and the same checks, so the result for
     each date is the same as loading the dates one by one.  ``workers`` threads, each on its own
@@ -457,9 +503,12 @@ def load_feed_dates(
         conns = [stack.enter_context(psycopg.connect(dsn, autocommit=True)) for _ in range(n_conns)]
         ensure_tables(conns[0], feed)
         live_sha256s = ledger.live_sha256s(conns[0], feed.name, days)
+        suppression = read_suppression(conns[0], erasure_key)
 
         def load_one(conn: psycopg.Connection, day: date) -> LoadResult:
-            request = LoadRequest(feed, landing, day, uuid.uuid4().hex, durable=False, analyze=False)
+            request = LoadRequest(
+                feed, landing, day, uuid.uuid4().hex, durable=False, analyze=False, suppression=suppression
+            )
             return _load_on(conn, dsn, request, _prepare(request, live_sha256s.get(day)))
 
         try:

@@ -19,7 +19,8 @@ A file fails as a whole (:class:`FeedSchemaError`) when its header is missing, u
 does not match the feed, for instance when its line breaks are CR only.
 
 Only the rejected records are handled one by one (to build their reasons).  The invariant
-``records_read == records_loaded + records_rejected`` always holds.
+``records_read == records_loaded + records_rejected + records_erased`` always holds (records of erased
+users are left out by the loader, :mod:`recomart.ingest.erasure`; the parser itself erases none).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class ParseResult:
     text: bytes = b""  # the file without its byte-order mark; the good records are slices of it
     good_spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     """``[start, end)`` byte offsets in ``text`` of each good record (without its line break), in file order."""
+    records_erased: int = 0  # records of erased users left out (neither loaded nor quarantined)
 
     def without_rows(self) -> ParseResult:
         """The same counts and rejected records without the good rows and text (once their COPY payload is built)."""

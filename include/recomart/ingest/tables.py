@@ -12,7 +12,7 @@ from datetime import date
 import psycopg
 from psycopg import sql
 
-from recomart.ingest import ledger
+from recomart.ingest import erasure, ledger
 from recomart.ingest.feeds import Feed
 
 RAW_META_COLUMNS = ("_logical_date", "_load_id", "_source_file", "_line_number", "_loaded_at")
@@ -79,14 +79,15 @@ def _catalog_state(conn: psycopg.Connection, objects: list[str], table: str) -> 
 
 
 def ensure_tables(conn: psycopg.Connection, feed: Feed) -> None:
-    """Create the schemas, ``raw.<table>``, ``quarantine.<table>`` and the ledger if missing (one catalog
-    query when they exist); upgrade a ledger of the previous shape.  Raises ``RuntimeError`` when
-    ``raw.<table>`` lacks columns of ``feed``."""
+    """Create the schemas, ``raw.<table>``, ``quarantine.<table>``, the ledger and ``ops.erased_users`` if
+    missing (one catalog query when they exist); upgrade a ledger of an earlier shape.  Raises
+    ``RuntimeError`` when ``raw.<table>`` lacks columns of ``feed``."""
     objects = [
         f"raw.{feed.table}",
         f"quarantine.{feed.table}",
         "ops.loaded_files",
         f"ops.{ledger.LIVE_INDEX}",  # missing on a ledger of the previous shape: upgraded by ``_create_tables``
+        "ops.erased_users",  # missing before erasure existed: created, and the ledger given records_erased
         f"raw.{_raw_index(feed)}",
         f"quarantine.{feed.table}__logical_date_idx",
     ]
@@ -134,6 +135,7 @@ def _create_tables(conn: psycopg.Connection, feed: Feed) -> None:
         conn.execute(_quarantine_ddl(feed))
         conn.execute(_index_ddl("quarantine", feed))
         ledger.create_ledger(conn)
+        erasure.create_erased_users(conn)
 
 
 def raw_blocks(conn: psycopg.Connection, feed: Feed) -> psycopg.Cursor:

@@ -54,7 +54,7 @@ def previous_champion_of(dsn: str, model_name: str, version: str) -> str | None:
     """The champion that ``version`` replaced when the gate last promoted it (None: it was the first, or
     it was never promoted; also None before any decision was logged)."""
     with psycopg.connect(dsn) as conn:
-        if conn.execute("select to_regclass('ops.model_promotions')").fetchone()[0] is None:
+        if conn.execute("select to_regclass('ops.model_promotions') is not null").fetchone() != (True,):
             return None
         row = conn.execute(
             "select previous_champion from ops.model_promotions where model_name = %s and model_version = %s"

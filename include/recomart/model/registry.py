@@ -30,6 +30,7 @@ from recomart.features.names import FEATURE_SERVICE
 from recomart.model.gate import GateDecision, decide
 from recomart.model.serialization import (
     EVAL_FACTORS_ARTIFACT,
+    HYBRID_ARRAYS,
     METADATA_ARTIFACT,
     RECOMMENDER_ARTIFACT,
     load_factors,
@@ -320,6 +321,57 @@ def set_champion(tracking_uri: str, model_name: str, version: str) -> None:
     client.get_model_version(model_name, str(version))
     client.set_registered_model_alias(model_name, CHAMPION, str(version))
     log.info("%s@%s now points at v%s", model_name, CHAMPION, version)
+
+
+ERASED_USER_DATA_TAG = "erased_user_data"
+#: arrays of a registered version that name users: the hybrid's SVD (``cf/user_ids``) and the evaluation factors
+_USER_ARRAYS = ((RECOMMENDER_ARTIFACT, "recommender/hybrid.npz"), (EVAL_FACTORS_ARTIFACT, "eval_factors.npz"))
+
+
+def _holds_users(model_dir: Path, user_ids: set[str]) -> bool:
+    """Whether any per-user array (``*user_ids``) of the downloaded version names one of ``user_ids``."""
+    import numpy as np
+
+    for key, filename in _USER_ARRAYS:
+        path = _find_artifact(model_dir, key, filename)
+        if path.is_dir():
+            path = path / HYBRID_ARRAYS
+        with np.load(path, allow_pickle=False) as arrays:
+            for name in arrays.files:
+                if name.endswith("user_ids") and not user_ids.isdisjoint(arrays[name].astype(str).tolist()):
+                    return True
+    return False
+
+
+def versions_holding_users(tracking_uri: str, model_name: str, user_ids: set[str]) -> list[str]:
+    """The registered versions of ``model_name`` whose artifact stores per-user data (factors, the users
+    of the evaluation factors and of the input example) of one of ``user_ids``; [] without the model."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        return []
+    found = []
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        with tempfile.TemporaryDirectory(prefix="recomart-erasure-") as tmp:
+            source = client.get_model_version_download_uri(model_name, str(mv.version))
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri)
+            if _holds_users(Path(local), user_ids):
+                found.append(str(mv.version))
+    return found
+
+
+def mark_versions_erased(tracking_uri: str, model_name: str, versions: list[str], erasure_id: int) -> None:
+    """Tag ``versions`` with ``erased_user_data``: the ids of the erasures (``ops.erasures``) whose user
+    they still hold, comma-separated.  Retrain, then delete the tagged versions that are not needed."""
+    client = _client(tracking_uri)
+    for version in versions:
+        tags = client.get_model_version(model_name, version).tags or {}
+        ids = [i for i in tags.get(ERASED_USER_DATA_TAG, "").split(",") if i] + [str(erasure_id)]
+        client.set_model_version_tag(model_name, version, ERASED_USER_DATA_TAG, ",".join(dict.fromkeys(ids)))
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from recomart.model.promotion_log import PROMOTIONS_DDL, previous_champion_of
 from recomart.model.registry import current_champion_version, set_champion
@@ -78,24 +79,25 @@ def ensure_rollbacks_table(dsn: str) -> None:
         conn.execute(PROMOTIONS_DDL)
 
 
-def _generation_of(conn: psycopg.Connection, table: str) -> int | None:
-    """The generation id held by ``table`` (None when the table is missing or empty)."""
-    if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
+def _generation_of(conn: psycopg.Connection, schema: str, table: str) -> int | None:
+    """The generation id held by ``schema.table`` (None when the table is missing or empty)."""
+    if conn.execute("select to_regclass(%s) is not null", (f"{schema}.{table}",)).fetchone() != (True,):
         return None
-    row = conn.execute(f"select generation_id from {table} limit 1").fetchone()  # noqa: S608 - a fixed name
+    query = sql.SQL("select generation_id from {} limit 1").format(sql.Identifier(schema, table))
+    row = conn.execute(query).fetchone()
     return None if row is None else int(row[0])
 
 
 def plan_generation_rollback(conn: psycopg.Connection) -> tuple[int, int]:
     """(live generation, generation in ``*_previous``) or :class:`RollbackRefused` saying why not."""
-    live = _generation_of(conn, "reco.user_recommendations")
-    previous = _generation_of(conn, "reco.user_recommendations" + PREVIOUS)
+    live = _generation_of(conn, "reco", "user_recommendations")
+    previous = _generation_of(conn, "reco", "user_recommendations" + PREVIOUS)
     if live is None:
         raise RollbackRefused("nothing to roll back: no recommendation generation has been published")
     if previous is None:
         raise RollbackRefused(f"nothing to roll back to: generation {live} is live and reco.*_previous is empty")
     for spec in SWAPPED[1:]:
-        other = _generation_of(conn, f"{spec.schema}.{spec.name}{PREVIOUS}")
+        other = _generation_of(conn, spec.schema, spec.name + PREVIOUS)
         if other not in (None, previous):
             raise RollbackRefused(
                 f"reco.*_previous is inconsistent: {spec.name}{PREVIOUS} holds generation {other},"
@@ -158,7 +160,9 @@ def _swap_previous_in(dsn: str, performed_by: str, reason: str | None, log: Call
                 " values (%s, 'generation', %s, %s, %s) returning rollback_id",
                 (performed_by, live, previous, reason),
             )
-            ids[:] = [int(cur.fetchone()[0])]
+            row = cur.fetchone()
+            assert row is not None
+            ids[:] = [int(row[0])]
             mark_restored(cur, live, previous, ids[0])
 
         swap_staged(conn, SWAPPED, grant=grant, incoming=PREVIOUS, on_swap=on_swap, log=log)

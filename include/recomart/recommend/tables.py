@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
@@ -324,3 +324,24 @@ def mark_restored(cur: psycopg.Cursor, rolled_back: int, restored: int, rollback
     )
     if cur.rowcount != 1:
         raise RuntimeError(f"reco.generations has no generation {restored}; not rolling back")
+
+
+def wait_for_builds(conn: psycopg.Connection, log: Callable[[str], Any] = print) -> list[int]:
+    """Wait until every generation being built right now has finished (its build session released its
+    lock); return their ids.  A build that read the marts before a change (e.g. an erasure) then has
+    published or failed, and whatever it published can be corrected after this returns."""
+    if conn.execute("SELECT to_regclass('reco.generations') IS NOT NULL").fetchone() != (True,):
+        return []
+    building = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT generation_id FROM reco.generations WHERE status = 'building' ORDER BY generation_id"
+        ).fetchall()
+    ]
+    conn.commit()
+    for generation_id in building:
+        log(f"waiting for generation {generation_id}, being built, to finish")
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (GENERATION_LOCK_CLASS, generation_id))
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (GENERATION_LOCK_CLASS, generation_id))
+        conn.commit()
+    return building

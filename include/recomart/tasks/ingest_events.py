@@ -40,28 +40,40 @@ def day_window(days: list[date]) -> dict[str, str]:
 
 
 def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict[str, Any]:
-    """Load every feed of the data set for each day; one transaction per feed and day."""
+    """Load every feed of the data set for each day; one transaction per feed and day.  Records of users
+    erased on request are left out with the erasure key and counted (``records_erased``)."""
+    from recomart.ingest.erasure import read_erasure_key
     from recomart.ingest.feeds import feeds_for_dataset
     from recomart.ingest.load import load_feed_dates
 
-    totals = {"loaded": 0, "unchanged": 0, "skipped_missing": 0, "records_loaded": 0, "records_rejected": 0}
+    key = read_erasure_key(s.state_dir / "secrets")
+    totals = {
+        "loaded": 0,
+        "unchanged": 0,
+        "skipped_missing": 0,
+        "records_loaded": 0,
+        "records_rejected": 0,
+        "records_erased": 0,
+    }
     for feed in feeds_for_dataset(s.dataset):
         # daily feeds load every day of the window; a snapshot feed (e.g. users) once, as of the last day
         feed_days = days if feed.mode == "daily_partition" else [days[-1]]
         # the UCI landing links into the configured source folder: the only link target outside the landing folder
-        for result in load_feed_dates(dsn, feed, s.landing_dir, feed_days, link_roots=(s.uci_dir,)):
+        for result in load_feed_dates(dsn, feed, s.landing_dir, feed_days, link_roots=(s.uci_dir,), erasure_key=key):
             log.info(
-                "%s %s: %s (%d loaded, %d rejected) %s",
+                "%s %s: %s (%d loaded, %d rejected, %d of erased users left out) %s",
                 feed.name,
                 result.logical_date,
                 result.status,
                 result.records_loaded,
                 result.records_rejected,
+                result.records_erased,
                 result.message,
             )
             totals[result.status] = totals.get(result.status, 0) + 1
             totals["records_loaded"] += result.records_loaded
             totals["records_rejected"] += result.records_rejected
+            totals["records_erased"] += result.records_erased
     return {
         "window": day_window(days),
         "days": len(days),

@@ -1,0 +1,223 @@
+"""``./recomart forget user <id>`` end to end, on a warehouse built by the DAGs' task functions.
+
+A small generated shop goes through the chain without Airflow (catalogue, events and users loaded,
+dbt build, feast apply and materialize, training, two nightly publishes), with one malformed record of
+the user in a landing file (quarantined) and one of a user whose id merely contains theirs.  After the
+command (run as a subprocess, as a user would) the user must be gone from raw, quarantine, every mart
+and the feature history, the Feast online store, ``reco.*`` and ``reco.*_previous``; the model version
+holding their factors is tagged and listed; the audit row counts every place without the id.  Then an
+old date's file is delivered again and the warehouse rebuilt and retrained: the user stays out, and
+the load counts the records it left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from mlflow import MlflowClient
+
+from recomart import processes
+from recomart.config import Settings
+from recomart.datasets.generator import generate
+from recomart.features import online_features
+from recomart.ingest.erasure import ErasureKeyMissing
+from recomart.ingest.feeds import GENERATED_EVENTS
+from recomart.ingest.load import load_feed_date
+from recomart.model.registry import versions_holding_users
+from recomart.stack import start_catalog_api
+from recomart.tasks.ingest_catalog import ingest_catalog_snapshot
+from recomart.tasks.ingest_events import ingest_landing_files
+from recomart.tasks.recommend import publish_recommendations
+from recomart.tasks.train import train_and_register
+from recomart.tasks.transform import apply_feature_repo, build_warehouse_models, materialize_features
+
+pytestmark = pytest.mark.integration
+
+DAYS = 14
+
+
+def _busiest_user(events_dir: Path) -> str:
+    counts: Counter[str] = Counter()
+    for path in events_dir.glob("*.csv"):
+        with path.open(newline="") as handle:
+            counts.update(row["user_id"] for row in csv.DictReader(handle))
+    return counts.most_common(1)[0][0]
+
+
+def _records_of(path: Path, user: str, position: int) -> int:
+    with path.open(newline="") as handle:
+        return sum(1 for row in csv.reader(handle) if len(row) > position and row[position] == user)
+
+
+def _rebuild(s: Settings, dsn: str) -> None:
+    build_warehouse_models(s, dsn)
+    apply_feature_repo(s)
+    materialize_features(s, dsn, [])
+
+
+def _user_rows(dsn: str, user: str, kind: str = "BASE TABLE") -> dict[str, int]:
+    """Rows of ``user`` per relation of raw, the dbt schemas and reco with a ``user_id`` column (base
+    tables, or ``kind="VIEW"``), and their quarantined records (by the record's user field)."""
+    with psycopg.connect(dsn) as conn:
+        tables = conn.execute(
+            "select c.table_schema, c.table_name from information_schema.columns c"
+            " join information_schema.tables t using (table_schema, table_name)"
+            " where c.column_name = 'user_id' and t.table_type = %s"
+            " and c.table_schema in ('raw', 'marts', 'intermediate', 'snapshots', 'reco', 'staging') order by 1, 2",
+            (kind,),
+        ).fetchall()
+        counts = {
+            f"{schema}.{table}": conn.execute(
+                f'select count(*) from "{schema}"."{table}" where user_id = %s', (user,)
+            ).fetchone()[0]
+            for schema, table in tables
+        }
+        counts["quarantine.events"] = conn.execute(
+            "select count(*) from quarantine.events where split_part(raw_record, ',', 3) = %s", (user,)
+        ).fetchone()[0]
+    return counts
+
+
+@pytest.fixture(scope="module")
+def world(test_settings: Settings, tool_env: dict[str, str]) -> dict:
+    s, dsn = test_settings, test_settings.warehouse_url
+    summary = generate(s.landing_dir / "generated", users=300, items=80, days=DAYS, seed=5)
+    days = [summary.start_date + timedelta(days=n) for n in range(DAYS)]
+    events_dir = s.landing_dir / "generated" / "events"
+    user = _busiest_user(events_dir)
+    lookalike = user + "9"  # contains the user's id: its records must survive
+    first_file = events_dir / f"{days[0]:%Y-%m-%d}.csv"
+    with first_file.open("a") as handle:  # quarantined: no such event type
+        handle.write(f"bad-1,{days[0]} 10:00:00,{user},P00001,teleport,1,1.00\n")
+        handle.write(f"bad-2,{days[0]} 10:00:00,{lookalike},P00001,teleport,1,1.00\n")
+    start_catalog_api(s)
+    try:
+        ingest_catalog_snapshot(dsn, s.catalog_api_url, full_refresh=True)
+    finally:
+        processes.stop(s, "catalog-api")
+    ingest_landing_files(dsn, s, days)
+    _rebuild(s, dsn)
+    trained = train_and_register(s, dsn)
+    publish_recommendations(s, dsn)
+    publish_recommendations(s, dsn)  # the user is in reco.* and reco.*_previous
+    before = _user_rows(dsn, user)
+    online_before = online_features(s.feature_repo_dir, tool_env, "user", user)
+    forget = subprocess.run(
+        [sys.executable, "-m", "recomart.cli", "forget", "user", user, "--reason", "ticket 42"],
+        env=tool_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert forget.returncode == 0, forget.stdout + forget.stderr
+    return {
+        "user": user,
+        "lookalike": lookalike,
+        "days": days,
+        "first_file": first_file,
+        "version": trained["model_version"],
+        "before": before,
+        "online_before": online_before,
+        "stdout": forget.stdout,
+    }
+
+
+def test_the_user_was_everywhere_before(world) -> None:
+    before = world["before"]
+    for place in (
+        "raw.events",
+        "raw.users",
+        "quarantine.events",
+        "marts.user_features",
+        "marts.user_features_history",
+        "marts.user_item_ratings",
+        "reco.user_recommendations",
+        "reco.user_recommendations_previous",
+    ):
+        assert before.get(place, 0) > 0, place
+    assert world["online_before"]["found"]
+
+
+def test_forget_removes_the_user_everywhere(world, test_settings: Settings, tool_env) -> None:
+    s, user = test_settings, world["user"]
+    after = _user_rows(s.warehouse_url, user)
+    assert after == dict.fromkeys(after, 0)
+    views = _user_rows(s.warehouse_url, user, "VIEW")
+    assert "marts.user_item_events" in views and "intermediate.int_users" in views
+    assert views == dict.fromkeys(views, 0)
+    with psycopg.connect(s.warehouse_url) as conn:
+        lookalike = conn.execute(
+            "select count(*) from quarantine.events where raw_record like %s", (f"%,{world['lookalike']},%",)
+        ).fetchone()[0]
+        assert (
+            conn.execute("select count(*) from marts.user_item_events where user_id = %s", (user,)).fetchone()[0] == 0
+        )
+        others = conn.execute("select count(*) from reco.user_recommendations").fetchone()[0]
+    assert lookalike == 1, "a record of a user whose id merely contains the erased one was deleted"
+    assert others > 0
+    online = online_features(s.feature_repo_dir, tool_env, "user", user)
+    assert (online["found"], online["freshness"]) == (False, "missing")
+
+
+def test_the_audit_row_counts_every_place_and_keeps_no_id(world, test_settings: Settings) -> None:
+    s, user, before = test_settings, world["user"], world["before"]
+    with psycopg.connect(s.warehouse_url) as conn:
+        row = conn.execute(
+            "select status, requested_by, reason, counts, finished_at is not null, to_jsonb(e)::text"
+            " from ops.erasures e"
+        ).fetchone()
+        erased_users = conn.execute("select count(*), string_agg(user_key, ',') from ops.erased_users").fetchone()
+        marked = conn.execute("select model_name, model_version from ops.erased_model_versions").fetchall()
+    status, requested_by, reason, counts, finished, text = row
+    assert (status, reason, finished) == ("completed", "ticket 42", True) and requested_by
+    for place, count in before.items():
+        if count:
+            assert counts[place] == count, place
+    assert counts["online_store.user_keys"] == 1 and counts["model_versions"] == 1
+    assert user not in text and user not in erased_users[1]
+    assert erased_users[0] >= 1
+    assert marked == [(s.model_name, world["version"])]
+    tags = (
+        MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
+        .get_model_version(s.model_name, world["version"])
+        .tags
+    )
+    assert tags["erased_user_data"] == "1"
+    assert "erasure 1" in world["stdout"] and "raw.events" in world["stdout"]
+
+
+def test_a_reloaded_old_date_and_the_next_training_keep_the_user_out(world, test_settings: Settings) -> None:
+    s, dsn, user, day = test_settings, test_settings.warehouse_url, world["user"], world["days"][0]
+    expected = _records_of(world["first_file"], user, 2)  # their events of that day and the quarantined one
+    in_users_file = _records_of(s.landing_dir / "generated" / "users.csv", user, 0)  # the snapshot loads too
+    with world["first_file"].open("a") as handle:  # re-delivered with one more record: loaded again
+        handle.write(f"late-1,{day} 23:00:00,{world['lookalike']},P00001,view,1,1.00\n")
+    totals = ingest_landing_files(dsn, s, [day])
+    assert totals["records_erased"] == expected + in_users_file and in_users_file == 1
+    with psycopg.connect(dsn) as conn:
+        ledger = conn.execute(
+            "select records_read, records_loaded, records_rejected, records_erased from ops.loaded_files"
+            " where feed = 'generated_events' and logical_date = %s and is_live",
+            (day,),
+        ).fetchone()
+    read, loaded, rejected, erased = ledger
+    assert erased == expected and read == loaded + rejected + erased
+    _rebuild(s, dsn)
+    retrained = train_and_register(s, dsn)
+    publish_recommendations(s, dsn)
+    after = _user_rows(dsn, user)
+    assert after == dict.fromkeys(after, 0)
+    assert versions_holding_users(s.mlflow_tracking_uri, s.model_name, {user}) == [world["version"]]
+    assert retrained["model_version"] != world["version"]
+
+
+def test_a_load_without_the_erasure_key_refuses_rather_than_reload_the_user(world, test_settings: Settings) -> None:
+    with pytest.raises(ErasureKeyMissing, match="erased users"):
+        load_feed_date(test_settings.warehouse_url, GENERATED_EVENTS, test_settings.landing_dir, world["days"][1])
