@@ -205,6 +205,8 @@ def _cmd_forget_user(args: argparse.Namespace) -> int:
     from recomart.operations.forget import forget_user
 
     summary = forget_user(settings(), args.user_id, reason=args.reason)
+    if summary.waited_for_generations:
+        print(f"waited for the generations being built: {summary.waited_for_generations}")
     print(f"erasure {summary.erasure_id} (ops.erasures; the user is kept only as a keyed hash):")
     for place, count in sorted(summary.counts.items()):
         print(f"  {place:<45} {count:>8,}")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +29,7 @@ from recomart import processes
 from recomart.config import Settings
 from recomart.datasets.generator import generate
 from recomart.features import online_features
-from recomart.ingest.erasure import ErasureKeyMissing
+from recomart.ingest.erasure import ErasureKeyMissing, read_erasure_key, user_key
 from recomart.ingest.feeds import GENERATED_EVENTS
 from recomart.ingest.load import load_feed_date
 from recomart.model.registry import versions_holding_users
@@ -43,12 +45,12 @@ pytestmark = pytest.mark.integration
 DAYS = 14
 
 
-def _busiest_user(events_dir: Path) -> str:
+def _busiest_users(paths: list[Path]) -> list[str]:
     counts: Counter[str] = Counter()
-    for path in events_dir.glob("*.csv"):
+    for path in paths:
         with path.open(newline="") as handle:
             counts.update(row["user_id"] for row in csv.DictReader(handle))
-    return counts.most_common(1)[0][0]
+    return [user for user, _ in counts.most_common()]
 
 
 def _records_of(path: Path, user: str, position: int) -> int:
@@ -91,7 +93,7 @@ def world(test_settings: Settings, tool_env: dict[str, str]) -> dict:
     summary = generate(s.landing_dir / "generated", users=300, items=80, days=DAYS, seed=5)
     days = [summary.start_date + timedelta(days=n) for n in range(DAYS)]
     events_dir = s.landing_dir / "generated" / "events"
-    user = _busiest_user(events_dir)
+    user = _busiest_users(sorted(events_dir.glob("*.csv")))[0]
     lookalike = user + "9"  # contains the user's id: its records must survive
     first_file = events_dir / f"{days[0]:%Y-%m-%d}.csv"
     with first_file.open("a") as handle:  # quarantined: no such event type
@@ -221,3 +223,39 @@ def test_a_reloaded_old_date_and_the_next_training_keep_the_user_out(world, test
 def test_a_load_without_the_erasure_key_refuses_rather_than_reload_the_user(world, test_settings: Settings) -> None:
     with pytest.raises(ErasureKeyMissing, match="erased users"):
         load_feed_date(test_settings.warehouse_url, GENERATED_EVENTS, test_settings.landing_dir, world["days"][1])
+
+
+def test_a_load_meeting_a_newer_erasure_prepares_its_file_again(world, test_settings: Settings) -> None:
+    """An erasure committed while a load is in flight: the load read the list before, waits at its
+    commit for the erasure, sees the list changed and leaves the newly erased user out too."""
+    s, dsn, day = test_settings, test_settings.warehouse_url, world["days"][2]
+    path = s.landing_dir / "generated" / "events" / f"{day:%Y-%m-%d}.csv"
+    other = next(u for u in _busiest_users([path]) if u != world["user"])
+    expected = _records_of(path, other, 2) + _records_of(path, world["user"], 2)  # both are erased now
+    with path.open("a") as handle:  # re-delivered, so it is loaded again
+        handle.write(f"late-2,{day} 23:00:00,{world['lookalike']},P00001,view,1,1.00\n")
+    key = read_erasure_key(s.state_dir / "secrets")
+    assert key is not None
+    loaded: dict = {}
+
+    def load() -> None:
+        loaded["result"] = load_feed_date(dsn, GENERATED_EVENTS, s.landing_dir, day, erasure_key=key)
+
+    with psycopg.connect(dsn) as erasing, psycopg.connect(dsn, autocommit=True) as watcher:
+        erasing.execute("insert into ops.erased_users (user_key, erasure_id) values (%s, 0)", (user_key(key, other),))
+        thread = threading.Thread(target=load)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not watcher.execute(
+            "select exists (select from pg_locks where relation = 'ops.erased_users'::regclass and not granted)"
+        ).fetchone()[0]:
+            assert thread.is_alive() and time.monotonic() < deadline, "the load never waited for the erasure"
+            time.sleep(0.05)
+        erasing.commit()
+    thread.join(120)
+    assert loaded["result"].records_erased == expected > _records_of(path, world["user"], 2) > 0
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "select count(*) from raw.events where _logical_date = %s and user_id = %s", (day, other)
+        ).fetchone()[0]
+    assert rows == 0
