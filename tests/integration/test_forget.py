@@ -27,9 +27,10 @@ from mlflow import MlflowClient
 
 from recomart import processes
 from recomart.config import Settings
+from recomart.credentials import secrets_dir
 from recomart.datasets.generator import generate
 from recomart.features import online_features
-from recomart.ingest.erasure import ErasureKeyMissing, read_erasure_key, user_key
+from recomart.ingest.erasure import ErasureKeyError, key_id, read_erasure_key, user_key
 from recomart.ingest.feeds import GENERATED_EVENTS
 from recomart.ingest.load import load_feed_date
 from recomart.model.registry import versions_holding_users
@@ -221,8 +222,11 @@ def test_a_reloaded_old_date_and_the_next_training_keep_the_user_out(world, test
 
 
 def test_a_load_without_the_erasure_key_refuses_rather_than_reload_the_user(world, test_settings: Settings) -> None:
-    with pytest.raises(ErasureKeyMissing, match="erased users"):
-        load_feed_date(test_settings.warehouse_url, GENERATED_EVENTS, test_settings.landing_dir, world["days"][1])
+    s, day = test_settings, world["days"][1]
+    with pytest.raises(ErasureKeyError, match="has no erasure key"):
+        load_feed_date(s.warehouse_url, GENERATED_EVENTS, s.landing_dir, day)
+    with pytest.raises(ErasureKeyError, match="another erasure key"):
+        load_feed_date(s.warehouse_url, GENERATED_EVENTS, s.landing_dir, day, erasure_key=bytes(32))
 
 
 def test_a_load_meeting_a_newer_erasure_prepares_its_file_again(world, test_settings: Settings) -> None:
@@ -234,7 +238,7 @@ def test_a_load_meeting_a_newer_erasure_prepares_its_file_again(world, test_sett
     expected = _records_of(path, other, 2) + _records_of(path, world["user"], 2)  # both are erased now
     with path.open("a") as handle:  # re-delivered, so it is loaded again
         handle.write(f"late-2,{day} 23:00:00,{world['lookalike']},P00001,view,1,1.00\n")
-    key = read_erasure_key(s.state_dir / "secrets")
+    key = read_erasure_key(secrets_dir(s.state_dir))
     assert key is not None
     loaded: dict = {}
 
@@ -242,7 +246,10 @@ def test_a_load_meeting_a_newer_erasure_prepares_its_file_again(world, test_sett
         loaded["result"] = load_feed_date(dsn, GENERATED_EVENTS, s.landing_dir, day, erasure_key=key)
 
     with psycopg.connect(dsn) as erasing, psycopg.connect(dsn, autocommit=True) as watcher:
-        erasing.execute("insert into ops.erased_users (user_key, erasure_id) values (%s, 0)", (user_key(key, other),))
+        erasing.execute(
+            "insert into ops.erased_users (user_key, key_id, erasure_id) values (%s, %s, 0)",
+            (user_key(key, other), key_id(key)),
+        )
         thread = threading.Thread(target=load)
         thread.start()
         deadline = time.monotonic() + 120

@@ -74,7 +74,8 @@ def published(test_settings: Settings) -> dict:
     as_of = ratings["event_timestamp"].max()
     users = sorted(ratings["user_id"].unique())
     with psycopg.connect(s.warehouse_url) as conn:
-        conn.execute(_MARTS_DDL)
+        # the warehouse's marts schema exists already (the reader's grants create it)
+        conn.execute(_MARTS_DDL.replace("CREATE SCHEMA marts;", "CREATE SCHEMA IF NOT EXISTS marts;"))
         copy_frame(conn, "marts.dim_products", _products(sorted(ratings["item_id"].unique())))
         segments = [("vip" if n % 3 == 0 else "regular") for n in range(len(users))]
         conn.execute(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import stat
-
 import pytest
 
 from recomart.ingest.erasure import (
+    KEY_FILE,
     Suppression,
     canonical_user_id,
     leave_out_erased,
+    new_erasure_key,
     read_erasure_key,
     record_user_id,
     user_id_forms,
@@ -66,10 +65,8 @@ def test_leave_out_erased_drops_good_and_rejected_records_and_counts_them() -> N
     assert leave_out_erased(parsed, GENERATED_EVENTS, Suppression()) is parsed
 
 
-def test_the_erasure_key_is_created_once_and_private(tmp_path) -> None:
+def test_the_erasure_key_is_read_only_once_it_exists(tmp_path) -> None:
     assert read_erasure_key(tmp_path) is None
-    key = read_erasure_key(tmp_path, create=True)
+    (tmp_path / KEY_FILE).write_text(new_erasure_key() + "\n")
+    key = read_erasure_key(tmp_path)
     assert key is not None and len(key) == 32
-    assert read_erasure_key(tmp_path, create=True) == key
-    assert stat.S_IMODE(os.stat(tmp_path / "erasure_key").st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["erasure_key"]

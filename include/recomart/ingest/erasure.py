@@ -12,7 +12,8 @@ erasure, so it must not itself be the personal data it erased; a plain hash woul
 ids come from small spaces (``C00001``.., five-digit customer numbers) that anyone holding the table
 or a backup could hash in full and match.  Without the key the table reveals nothing; with it the
 loader recognises an erased user's records.  Losing the key makes the list unusable: back it up with
-the other secrets.  A load that finds users listed but has no key fails (:class:`ErasureKeyMissing`)
+the other secrets.  Each row also names the key it was made with (``key_id``, a fingerprint of the
+key), so a load that finds users listed but has no key, or another key, fails (:class:`ErasureKeyError`)
 rather than load them silently.
 """
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -43,6 +43,7 @@ ERASED_USERS_DDL = """
 create schema if not exists ops;
 create table if not exists ops.erased_users (
     user_key text primary key,
+    key_id text not null,
     erased_at timestamptz not null default now(),
     erasure_id bigint not null
 );
@@ -51,31 +52,28 @@ comment on table ops.erased_users is
 """
 
 
-class ErasureKeyMissing(BadInputError, RuntimeError):
-    """Users are listed as erased but the load was given no key to recognise their records."""
+class ErasureKeyError(BadInputError, RuntimeError):
+    """Users are listed as erased but the load has no key, or another key, to recognise their records."""
 
 
-def read_erasure_key(secrets_dir: Path, *, create: bool = False) -> bytes | None:
-    """The erasure key in ``secrets_dir`` (created, mode 0600, when ``create``; else None when missing).
+def new_erasure_key() -> str:
+    """A fresh erasure key as stored in its file: 32 random bytes, hex."""
+    return secrets.token_hex(32)
 
-    Creation is atomic (written aside, then linked into place), so concurrent callers share one key.
+
+def read_erasure_key(secrets_dir: Path) -> bytes | None:
+    """The erasure key in ``secrets_dir`` (``None`` while no user was ever erased: then there is none).
+
+    ``./recomart forget`` creates it (:func:`recomart.credentials.persistent_secret` with
+    :func:`new_erasure_key`); loads only read it.
     """
     path = Path(secrets_dir) / KEY_FILE
-    if not path.exists() and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        aside = path.with_name(f".{KEY_FILE}.{secrets.token_hex(8)}")
-        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(32))
-        try:
-            os.link(aside, path)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
-        finally:
-            aside.unlink()
-    if not path.exists():
-        return None
-    return bytes.fromhex(path.read_text().strip())
+    return bytes.fromhex(path.read_text().strip()) if path.exists() else None
+
+
+def key_id(key: bytes) -> str:
+    """A fingerprint of ``key`` (not the key): which key a row of ``ops.erased_users`` was made with."""
+    return hmac.new(key, b"recomart erasure key id", hashlib.sha256).hexdigest()[:16]
 
 
 def user_key(key: bytes, user_id: str) -> str:
@@ -143,12 +141,19 @@ class Suppression:
 
 
 def read_suppression(conn: psycopg.Connection, key: bytes | None) -> Suppression:
-    """The listed users; raises :class:`ErasureKeyMissing` when users are listed and ``key`` is None."""
-    rows = conn.execute("select user_key from ops.erased_users").fetchall()
+    """The listed users; raises :class:`ErasureKeyError` when users are listed and ``key`` is None or is
+    not the key they were listed with."""
+    rows = conn.execute("select user_key, key_id from ops.erased_users").fetchall()
     if rows and key is None:
-        raise ErasureKeyMissing(
+        raise ErasureKeyError(
             f"ops.erased_users lists {len(rows)} erased users, but the load has no erasure key to recognise"
             f" their records; pass the key ({KEY_FILE} in the secrets folder) so they stay out"
+        )
+    other = sorted({kid for _, kid in rows} - ({key_id(key)} if key is not None else set()))
+    if other:
+        raise ErasureKeyError(
+            f"ops.erased_users lists users hashed with another erasure key (key id {', '.join(other)}) than the"
+            f" one given; with it their records would load again. Restore that key ({KEY_FILE})"
         )
     return Suppression(key, frozenset(r[0] for r in rows))
 

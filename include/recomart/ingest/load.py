@@ -458,8 +458,8 @@ def load_feed_date(
     ``analyze``: analyze ``raw.<table>`` afterwards when the load is at least ``tables.ANALYZE_MIN_SHARE`` of
     the table; for many dates use :func:`load_feed_dates` (one analyze, one connection per worker).
     ``erasure_key``: the key of ``ops.erased_users`` (:mod:`recomart.ingest.erasure`): records of erased
-    users are left out and counted (``records_erased``); :class:`ErasureKeyMissing` when users are listed
-    and no key is given.
+    users are left out and counted (``records_erased``); :class:`ErasureKeyError` when users are listed
+    and no key, or another key, is given.
     """
     landing = Landing(Path(landing_dir), tuple(map(Path, link_roots)))
     with psycopg.connect(dsn, autocommit=True) as conn:

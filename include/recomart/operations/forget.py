@@ -39,10 +39,13 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from recomart.config import Settings
+from recomart.credentials import persistent_secret, secrets_dir
 from recomart.ingest.erasure import (
     ERASED_USERS_DDL,
+    KEY_FILE,
     canonical_user_id,
-    read_erasure_key,
+    key_id,
+    new_erasure_key,
     record_user_id,
     user_id_forms,
     user_key,
@@ -212,15 +215,15 @@ def _erase_raw_and_quarantine(conn: psycopg.Connection, user_id: str, landing_di
     return counts
 
 
-def _erase_warehouse(dsn: str, user_id: str, keys: list[str], erasure_id: int, landing_dir: Path) -> dict[str, int]:
+def _erase_warehouse(dsn: str, user_id: str, key: bytes, erasure_id: int, landing_dir: Path) -> dict[str, int]:
     """One transaction: the suppression rows first (see the module docstring), then raw, quarantine and
     every dbt table with a ``user_id`` column."""
     forms = sorted(user_id_forms(user_id))
     with psycopg.connect(dsn) as conn:
         conn.execute(
-            "insert into ops.erased_users (user_key, erasure_id) select unnest(%s::text[]), %s"
+            "insert into ops.erased_users (user_key, key_id, erasure_id) select unnest(%s::text[]), %s, %s"
             " on conflict (user_key) do nothing",
-            (keys, erasure_id),
+            ([user_key(key, form) for form in forms], key_id(key), erasure_id),
         )
         counts = _erase_raw_and_quarantine(conn, user_id, landing_dir)
         for schema, table in _base_tables_with(conn, DBT_SCHEMAS, "user_id"):
@@ -279,15 +282,13 @@ def forget_user(
     see the module docstring.  The erasure key is created in ``<state>/secrets`` on first use."""
     if not user_id.strip():
         raise ValueError("an empty user id cannot be forgotten")
-    key = read_erasure_key(s.state_dir / "secrets", create=True)
-    assert key is not None
-    keys = sorted(user_key(key, form) for form in user_id_forms(user_id))
+    key = bytes.fromhex(persistent_secret(secrets_dir(s.state_dir) / KEY_FILE, new_erasure_key))
     summary = ErasureSummary(
         _open_erasure(s.warehouse_url, user_key(key, user_id), requested_by or getpass.getuser(), reason),
         user_key(key, user_id),
     )
     try:
-        summary.counts.update(_erase_warehouse(s.warehouse_url, user_id, keys, summary.erasure_id, s.landing_dir))
+        summary.counts.update(_erase_warehouse(s.warehouse_url, user_id, key, summary.erasure_id, s.landing_dir))
         reco, summary.waited_for_generations = _erase_recommendations(s.warehouse_url, user_id, log)
         summary.counts.update(reco)
         summary.counts["online_store.user_keys"] = _erase_online_store(s, user_id)

@@ -42,11 +42,12 @@ def day_window(days: list[date]) -> dict[str, str]:
 def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict[str, Any]:
     """Load every feed of the data set for each day; one transaction per feed and day.  Records of users
     erased on request are left out with the erasure key and counted (``records_erased``)."""
+    from recomart.credentials import secrets_dir
     from recomart.ingest.erasure import read_erasure_key
     from recomart.ingest.feeds import feeds_for_dataset
     from recomart.ingest.load import load_feed_dates
 
-    key = read_erasure_key(s.state_dir / "secrets")
+    key = read_erasure_key(secrets_dir(s.state_dir))
     totals = {
         "loaded": 0,
         "unchanged": 0,
