@@ -182,6 +182,8 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
             model=args.model,
             tracking_uri=s.mlflow_tracking_uri,
             model_name=s.model_name,
+            redis_url=s.redis_url,
+            db_prefix=s.db_prefix,
         )
     except RollbackRefused as refused:
         print(f"rollback refused: {refused}", file=sys.stderr)
@@ -190,6 +192,8 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     if result.model is not None:
         step = result.model
         print(f"{step.model_name}@champion is v{step.to_version} again (was v{step.from_version});")
+    if result.cache.get("generation_id") is not None:
+        print(f"the API's Redis copy serves generation {result.cache['generation_id']} again;")
     print(f"logged in ops.rollbacks (rollback {result.rollback_id}) and reco.generations")
     return 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from mlflow import MlflowClient
 
 from recomart import processes
@@ -34,6 +35,7 @@ from recomart.ingest.erasure import ErasureKeyError, key_id, read_erasure_key, u
 from recomart.ingest.feeds import GENERATED_EVENTS
 from recomart.ingest.load import load_feed_date
 from recomart.model.registry import versions_holding_users
+from recomart.recommend.cache import cache_layout
 from recomart.stack import start_catalog_api
 from recomart.tasks.ingest_catalog import ingest_catalog_snapshot
 from recomart.tasks.ingest_events import ingest_landing_files
@@ -88,6 +90,15 @@ def _user_rows(dsn: str, user: str, kind: str = "BASE TABLE") -> dict[str, int]:
     return counts
 
 
+def _cached_lists(s: Settings, user: str) -> int:
+    """The user's lists in the Redis copy the API serves from (every generation kept there)."""
+    client = redis.Redis.from_url(s.redis_url)
+    try:
+        return sum(1 for _ in client.scan_iter(match=f"{cache_layout(s.db_prefix).namespace}:g:*:u:{user}"))
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def world(test_settings: Settings, tool_env: dict[str, str]) -> dict:
     s, dsn = test_settings, test_settings.warehouse_url
@@ -111,6 +122,7 @@ def world(test_settings: Settings, tool_env: dict[str, str]) -> dict:
     publish_recommendations(s, dsn)
     publish_recommendations(s, dsn)  # the user is in reco.* and reco.*_previous
     before = _user_rows(dsn, user)
+    cached_before = _cached_lists(s, user)
     online_before = online_features(s.feature_repo_dir, tool_env, "user", user)
     forget = subprocess.run(
         [sys.executable, "-m", "recomart.cli", "forget", "user", user, "--reason", "ticket 42"],
@@ -128,6 +140,7 @@ def world(test_settings: Settings, tool_env: dict[str, str]) -> dict:
         "version": trained["model_version"],
         "before": before,
         "online_before": online_before,
+        "cached_before": cached_before,
         "stdout": forget.stdout,
     }
 
@@ -146,6 +159,7 @@ def test_the_user_was_everywhere_before(world) -> None:
     ):
         assert before.get(place, 0) > 0, place
     assert world["online_before"]["found"]
+    assert world["cached_before"] == 2  # the live and the previous generation
 
 
 def test_forget_removes_the_user_everywhere(world, test_settings: Settings, tool_env) -> None:
@@ -167,6 +181,7 @@ def test_forget_removes_the_user_everywhere(world, test_settings: Settings, tool
     assert others > 0
     online = online_features(s.feature_repo_dir, tool_env, "user", user)
     assert (online["found"], online["freshness"]) == (False, "missing")
+    assert _cached_lists(s, user) == 0
 
 
 def test_the_audit_row_counts_every_place_and_keeps_no_id(world, test_settings: Settings) -> None:
@@ -184,6 +199,7 @@ def test_the_audit_row_counts_every_place_and_keeps_no_id(world, test_settings: 
         if count:
             assert counts[place] == count, place
     assert counts["online_store.user_keys"] == 1 and counts["model_versions"] == 1
+    assert counts["redis.reco_cache_keys"] == world["cached_before"]
     assert user not in text and user not in erased_users[1]
     assert erased_users[0] >= 1
     assert marked == [(s.model_name, world["version"])]
@@ -217,6 +233,7 @@ def test_a_reloaded_old_date_and_the_next_training_keep_the_user_out(world, test
     publish_recommendations(s, dsn)
     after = _user_rows(dsn, user)
     assert after == dict.fromkeys(after, 0)
+    assert _cached_lists(s, user) == 0
     assert versions_holding_users(s.mlflow_tracking_uri, s.model_name, {user}) == [world["version"]]
     assert retrained["model_version"] != world["version"]
 

@@ -15,6 +15,7 @@ import sys
 
 import psycopg
 import pytest
+import redis
 from test_reco_writer import copy_frame  # tests/integration is on sys.path (rootdir import mode)
 from test_served_model import _MARTS_DDL, _products, _rating_rows
 from test_train import planted_ratings
@@ -25,7 +26,8 @@ from recomart.model.promotion import train_and_gate
 from recomart.model.promotion_log import record_promotion
 from recomart.model.registry import current_champion_version
 from recomart.operations.rollback import RollbackRefused, rollback
-from recomart.recommend.run import generate_recommendations
+from recomart.recommend.cache import cache_layout
+from recomart.tasks.recommend import publish_recommendations
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +62,17 @@ def _train(s: Settings, ratings, config: TrainingConfig) -> str:
     return outcome.registered.version
 
 
-def _publish(s: Settings):
-    return generate_recommendations(
-        s.warehouse_url, tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name, log=lambda _: None
-    )
+def _publish(s: Settings) -> dict:
+    """The recommend DAG's task: the swap, then the Redis copy the API serves from."""
+    return publish_recommendations(s, s.warehouse_url)
+
+
+def _redis_live(s: Settings) -> int:
+    client = redis.Redis.from_url(s.redis_url)
+    try:
+        return int(client.get(cache_layout(s.db_prefix).live))
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +108,10 @@ def _generations(dsn: str) -> dict[int, tuple[str, bool]]:
 
 def test_rollback_restores_the_previous_generation_and_champion(published, test_settings: Settings) -> None:
     s, first, second = test_settings, published["first"], published["second"]
-    assert published["v2"] != published["v1"] and first.model_version == published["v1"]
+    assert published["v2"] != published["v1"] and first["model_version"] == published["v1"]
     served_second = _snapshot(s.warehouse_url)
     assert served_second != published["served_first"]
+    assert _redis_live(s) == second["generation_id"]
 
     result = rollback(
         s.warehouse_url,
@@ -110,15 +120,18 @@ def test_rollback_restores_the_previous_generation_and_champion(published, test_
         model=True,
         tracking_uri=s.mlflow_tracking_uri,
         model_name=s.model_name,
+        redis_url=s.redis_url,
+        db_prefix=s.db_prefix,
         log=lambda _: None,
     )
 
-    assert (result.from_generation, result.to_generation) == (second.generation_id, first.generation_id)
+    assert (result.from_generation, result.to_generation) == (second["generation_id"], first["generation_id"])
+    assert _redis_live(s) == first["generation_id"] == result.cache["generation_id"]
     assert _snapshot(s.warehouse_url) == published["served_first"]
     assert _snapshot(s.warehouse_url, "_previous") == served_second
     generations = _generations(s.warehouse_url)
-    assert generations[first.generation_id] == ("live", True)
-    assert generations[second.generation_id] == ("rolled_back", False)
+    assert generations[first["generation_id"]] == ("live", True)
+    assert generations[second["generation_id"]] == ("rolled_back", False)
     assert current_champion_version(s.mlflow_tracking_uri, s.model_name) == published["v1"]
     with psycopg.connect(s.warehouse_url) as conn:
         audit = conn.execute(
@@ -133,14 +146,14 @@ def test_rollback_restores_the_previous_generation_and_champion(published, test_
         ).fetchone()[0]
         details = conn.execute(
             "select details -> 'restored' ->> 'rollback_id' from reco.generations where generation_id = %s",
-            (first.generation_id,),
+            (first["generation_id"],),
         ).fetchone()[0]
     assert audit == [
-        ("generation", "tester", "bad generation", second.generation_id, first.generation_id, None, None, None),
+        ("generation", "tester", "bad generation", second["generation_id"], first["generation_id"], None, None, None),
         ("model", "tester", "bad generation", None, None, s.model_name, published["v2"], published["v1"]),
     ]
     assert details == str(result.rollback_id)
-    assert enriched == (len(published["served_first"]["user_recommendations"]), first.generation_id)
+    assert enriched == (len(published["served_first"]["user_recommendations"]), first["generation_id"])
     assert granted
 
 
@@ -166,7 +179,7 @@ def test_after_a_newer_publish_the_rollback_is_allowed_but_not_a_second_model_ro
 ) -> None:
     s = test_settings
     third = _publish(s)  # ranked by the restored champion v1
-    assert third.model_version == published["v1"]
+    assert third["model_version"] == published["v1"]
     with pytest.raises(RollbackRefused, match="no model was promoted since"):
         rollback(
             s.warehouse_url,
@@ -176,7 +189,10 @@ def test_after_a_newer_publish_the_rollback_is_allowed_but_not_a_second_model_ro
             model_name=s.model_name,
             log=lambda _: None,
         )
-    assert _generations(s.warehouse_url)[third.generation_id] == ("live", True)  # refused before any swap
+    assert _generations(s.warehouse_url)[third["generation_id"]] == ("live", True)  # refused before any swap
     result = rollback(s.warehouse_url, performed_by="tester", log=lambda _: None)
-    assert (result.from_generation, result.to_generation) == (third.generation_id, published["first"].generation_id)
+    assert (result.from_generation, result.to_generation) == (
+        third["generation_id"],
+        published["first"]["generation_id"],
+    )
     assert _snapshot(s.warehouse_url) == published["served_first"]

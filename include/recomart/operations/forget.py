@@ -14,6 +14,7 @@ In this order, each step idempotent (running the command again finishes an inter
    incremental ``*_history`` marts that keep rows across builds (the others are rebuilt from raw);
 3. ``reco.*`` tables with a ``user_id`` column (the live ones and ``*_previous``), after waiting for
    any generation being built (it may have read the user before step 2) and under the publish lock;
+   then the user's lists in the Redis copy of the generations the API serves (``recommend.cache``);
 4. the Feast online store: the user's entity key, deleted with Feast's key encoding and client
    (:func:`recomart.features.delete_online_entities`);
 5. registered model versions whose artifact stores the user (SVD factors, evaluation factors): tagged
@@ -21,8 +22,7 @@ In this order, each step idempotent (running the command again finishes an inter
    the marts, which no longer hold the user; retrain, then delete the tagged versions you do not need.
 
 The audit row ends ``completed`` with a count per place (or ``failed`` with the error).  It keeps the
-keyed hash, never the id, plus who ran it and why.  There is no Redis precompute of recommendations
-yet (the serving layer is to come); when it arrives it belongs in step 3.
+keyed hash, never the id, plus who ran it and why.
 """
 
 from __future__ import annotations
@@ -247,6 +247,19 @@ def _erase_recommendations(dsn: str, user_id: str, log: Callable[[str], Any]) ->
 
 
 # --- outside the warehouse ---------------------------------------------------------------------------
+def _erase_reco_cache(s: Settings, user_id: str) -> int:
+    """The user's lists in the Redis copy of the generations the API serves (``recomart.recommend.cache``)."""
+    import redis
+
+    from recomart.recommend.cache import cache_layout, delete_users
+
+    client = redis.Redis.from_url(s.redis_url, socket_timeout=30)
+    try:
+        return delete_users(client, cache_layout(s.db_prefix), sorted(user_id_forms(user_id)))
+    finally:
+        client.close()
+
+
 def _erase_online_store(s: Settings, user_id: str) -> int:
     from recomart.features import delete_online_entities, feature_store
     from recomart.tools import tool_env
@@ -291,6 +304,7 @@ def forget_user(
         summary.counts.update(_erase_warehouse(s.warehouse_url, user_id, key, summary.erasure_id, s.landing_dir))
         reco, summary.waited_for_generations = _erase_recommendations(s.warehouse_url, user_id, log)
         summary.counts.update(reco)
+        summary.counts["redis.reco_cache_keys"] = _erase_reco_cache(s, user_id)
         summary.counts["online_store.user_keys"] = _erase_online_store(s, user_id)
         summary.model_versions = _mark_model_versions(s, user_id, summary.erasure_id)
     except BaseException as exc:

@@ -5,7 +5,8 @@ every lock in one statement, views and grants recreated; :func:`recomart.recomme
 with ``incoming=PREVIOUS``), so readers see the current tables or the restored ones, never a mix.  The
 tables that were live become ``*_previous``.  In the same transaction ``reco.generations`` marks the
 restored generation live (``details.restored``) and the other ``rolled_back``, and ``ops.rollbacks``
-gets a row.  With ``model=True`` ``@champion`` then moves back to the champion the current one
+gets a row.  Then the Redis copy the API serves from (:mod:`recomart.recommend.cache`) flips its
+pointer to the restored generation.  With ``model=True`` ``@champion`` then moves back to the champion the current one
 replaced (``ops.model_promotions.previous_champion``), with its own ``ops.rollbacks`` row.
 
 A second rollback without a newer publish is refused: ``*_previous`` then holds the generation that
@@ -17,7 +18,7 @@ refused while the champion is the one the last model rollback restored and no pr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -64,12 +65,14 @@ class ModelStep:
 
 @dataclass(frozen=True)
 class RollbackResult:
-    """What a rollback did; ``model`` is None unless the champion was moved too."""
+    """What a rollback did; ``model`` is None unless the champion was moved too; ``cache``: the Redis copy
+    the API reads, pointed at the restored generation (empty when not asked to)."""
 
     rollback_id: int
     from_generation: int
     to_generation: int
     model: ModelStep | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 def ensure_rollbacks_table(dsn: str) -> None:
@@ -180,6 +183,23 @@ def _move_champion(dsn: str, tracking_uri: str, step: ModelStep, performed_by: s
         )
 
 
+def _point_cache_at_live(dsn: str, redis_url: str, db_prefix: str, log: Callable[[str], Any]) -> dict[str, Any]:
+    """Flip the API's Redis pointer to Postgres's live generation (its keys are usually still there as
+    ``previous``; else they are copied).  Redis is a copy: on failure the API reads Postgres meanwhile."""
+    import redis
+
+    from recomart.recommend.cache import cache_layout, publish_cache
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=30)
+    try:
+        return publish_cache(dsn, client, cache_layout(db_prefix), log=log).as_dict()
+    except redis.RedisError as exc:
+        log(f"the Redis copy still points at the rolled-back generation (the API reads Postgres meanwhile): {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        client.close()
+
+
 def rollback(
     dsn: str,
     *,
@@ -188,10 +208,13 @@ def rollback(
     model: bool = False,
     tracking_uri: str | None = None,
     model_name: str | None = None,
+    redis_url: str | None = None,
+    db_prefix: str | None = None,
     log: Callable[[str], Any] = print,
 ) -> RollbackResult:
     """Swap the previous generation back in; with ``model``, also point ``@champion`` of ``model_name``
-    back at its prior version.  Both are checked before anything changes (:class:`RollbackRefused`)."""
+    back at its prior version.  Both are checked before anything changes (:class:`RollbackRefused`).
+    With ``redis_url`` and ``db_prefix`` the API's Redis copy is then pointed at the restored generation."""
     ensure_rollbacks_table(dsn)
     step = None
     if model:
@@ -199,9 +222,11 @@ def rollback(
             raise ValueError("a model rollback needs tracking_uri and model_name")
         step = plan_model_rollback(dsn, tracking_uri, model_name)
     result = _swap_previous_in(dsn, performed_by, reason, log)
+    if redis_url is not None and db_prefix is not None:
+        result = replace(result, cache=_point_cache_at_live(dsn, redis_url, db_prefix, log))
     if step is not None:
         assert tracking_uri is not None
         _move_champion(dsn, tracking_uri, step, performed_by, reason)
         log(f"{step.model_name}@champion moved back from v{step.from_version} to v{step.to_version}")
-        result = RollbackResult(result.rollback_id, result.from_generation, result.to_generation, step)
+        result = replace(result, model=step)
     return result

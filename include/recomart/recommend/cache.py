@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -250,6 +250,13 @@ def _delete_generation(client: redis.Redis, layout: CacheLayout, generation_id: 
     if batch:
         deleted += client.unlink(*batch)
     return deleted
+
+
+def delete_users(client: redis.Redis, layout: CacheLayout, user_ids: Iterable[str]) -> int:
+    """Delete the lists of ``user_ids`` from every generation kept in Redis (an erasure); returns keys
+    deleted.  The API then finds no list for them, as for a user Postgres does not know."""
+    keys = [layout.user(gid, user) for gid in sorted(_generation_ids(client, layout)) for user in user_ids]
+    return int(client.unlink(*keys)) if keys else 0
 
 
 def flip_pointer(client: redis.Redis, layout: CacheLayout, generation_id: int) -> FlipResult:
