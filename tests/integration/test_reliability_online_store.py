@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,10 +122,10 @@ class PrivateRedis:
 
 
 @pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    from conftest import _free_port
-
-    server = PrivateRedis(port=_free_port(), workdir=tmp_path_factory.mktemp("redis"))
+def private_redis(
+    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(port=free_port(), workdir=tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
     server.kill()
