@@ -122,9 +122,7 @@ class PrivateRedis:
 
 
 @pytest.fixture(scope="module")
-def private_redis(
-    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
-) -> Iterator[PrivateRedis]:
+def private_redis(tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]) -> Iterator[PrivateRedis]:
     server = PrivateRedis(port=free_port(), workdir=tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
