@@ -79,7 +79,9 @@ def _session_of(state: LiveState, user_id: str, known: bool) -> tuple[Session | 
     """The user's session (None if absent or unreadable) and, for a user not in the generation, the
     segment from the nightly user features (both views in one Feast read)."""
     reader = state.session_reader if known else state.user_reader
-    if reader is None:
+    if reader is None or state.health.redis is not None:
+        # Redis failed the last poll (at most a second ago): Feast's client would retry it with backoff
+        # for seconds per request, so serve the nightly list until the poller sees Redis again
         return None, None
     try:
         rows = reader.read(user_id)
@@ -200,6 +202,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
         """The user's online features through the feature service, with event time and freshness per view."""
         if state.user_reader is None:
             raise HTTPException(503, detail=f"feature store unavailable: {state.health.features}")
+        if state.health.redis is not None:
+            raise HTTPException(503, detail=f"online store unavailable: Redis {state.health.redis}")
         try:
             views = state.user_reader.read(user_id)
         except Exception as exc:  # Feast raises Redis and registry errors
