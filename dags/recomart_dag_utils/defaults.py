@@ -25,9 +25,12 @@ DEFAULT_ARGS = {
 
 
 def warehouse_dsn() -> str:
-    """libpq URL of the warehouse, from the ``AIRFLOW_CONN_RECOMART_WAREHOUSE`` connection."""
+    """libpq URL of the warehouse, from the ``AIRFLOW_CONN_RECOMART_WAREHOUSE`` connection, migrated to
+    the newest schema (:func:`recomart.tasks.common.migrated_warehouse`)."""
+    from recomart.tasks.common import migrated_warehouse
+
     conn = BaseHook.get_connection(WAREHOUSE_CONN_ID)
-    return conn.get_uri().replace("postgres://", "postgresql://", 1)
+    return migrated_warehouse(conn.get_uri().replace("postgres://", "postgresql://", 1))
 
 
 def catalog_base_url() -> str:

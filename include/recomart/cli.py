@@ -61,6 +61,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(s)
 
 
+def _cmd_migrate(_: argparse.Namespace) -> int:
+    s = settings()
+    result = services.ensure_services(s, log=print)
+    if result.applied:
+        print(f"warehouse {s.warehouse_db}: applied {len(result.applied)} migrations, now at version {result.version}")
+    else:
+        print(f"warehouse {s.warehouse_db}: already at version {result.version}")
+    return 0
+
+
 def _cmd_up(_: argparse.Namespace) -> int:
     from recomart.stack import start_stack
 
@@ -276,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
 
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the warehouse's schemas (raw, quarantine, ops, reco) to the newest migration",
+        description=(
+            "Apply the numbered SQL files of include/recomart/warehouse/migrations that the warehouse has not"
+            " applied yet, in order, each in one transaction, recorded in ops.schema_migrations. Safe to"
+            " run again and concurrently; demo, up, serve and every DAG task do the same on start."
+        ),
+    )
+    migrate.set_defaults(func=_cmd_migrate)
+
     sub.add_parser("up", help="start Airflow, the catalog API, MLflow UI and RecoMart API (background)").set_defaults(
         func=_cmd_up
     )
@@ -312,7 +333,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from recomart.serving.server import serve
 
     s = settings()
-    services.ensure_services(s)
+    services.ensure_services(s, log=print)
     return serve(s, host=args.host, port=args.port, workers=args.workers)
 
 

@@ -53,8 +53,8 @@ def run_chain(s: Settings, *, quiet: bool = True) -> None:
 
 def run_demo(s: Settings) -> int:
     """Everything from a fresh checkout to recommendations you can query, then a report."""
-    done = _step("services (Postgres, Redis) and databases")
-    services.ensure_services(s)
+    done = _step("services (Postgres, Redis), databases and warehouse migrations")
+    services.ensure_services(s, log=print)
     done()
     done = _step("Airflow metadata database (airflow db migrate)")
     airflow_migrate(s)

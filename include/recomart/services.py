@@ -9,6 +9,9 @@ and left running, so the next command reuses them.  Both require the passwords g
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import psycopg
 from psycopg import sql
 
@@ -16,6 +19,7 @@ from recomart import local_postgres, local_redis
 from recomart.config import Settings
 from recomart.netcheck import ServiceUnavailable, check_postgres, check_redis
 from recomart.reader_access import ensure_reader
+from recomart.warehouse.migrate import MigrateResult, migrate
 
 __all__ = ["ServiceUnavailable", "ensure_services", "stop_embedded"]
 
@@ -51,15 +55,18 @@ def check_reachable(s: Settings) -> None:
     check_redis(s.redis_url, redis_setting, redis_fix)
 
 
-def ensure_services(s: Settings) -> None:
-    """Make Postgres and Redis reachable, create this deployment's databases and the reader's grants."""
+def ensure_services(s: Settings, log: Callable[[str], Any] | None = None) -> MigrateResult:
+    """Make Postgres and Redis reachable, create this deployment's databases, bring the warehouse to the
+    newest schema migration (``log`` gets a line per version applied) and give the reader its grants."""
     if s.embedded_pg:
         local_postgres.start(s)
     if s.embedded_redis:
         local_redis.start(s)
     check_reachable(s)
     ensure_databases(s)
+    result = migrate(s.warehouse_url, log)
     ensure_reader(s)
+    return result
 
 
 def stop_embedded(s: Settings) -> list[str]:

@@ -89,7 +89,7 @@ def stop_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) 
 
 def start_stack(s: Settings) -> None:
     """Start everything in the background and print where to find it."""
-    services.ensure_services(s)
+    services.ensure_services(s, log=print)
     airflow_migrate(s)
     start_catalog_api(s)
     airflow_url = start_airflow(s)

@@ -18,7 +18,8 @@ import pytest
 
 from recomart.catalog_api.app import serve_in_thread
 from recomart.datasets.generator import generate
-from recomart.ingest.catalog import CatalogIngestError, ensure_catalog_tables, ingest_catalog
+from recomart.ingest.catalog import CatalogIngestError, ingest_catalog
+from recomart.warehouse.migrate import migrate_connection
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +91,8 @@ def faults(api: str) -> Iterator[Callable[..., dict]]:
 def dsn(warehouse_dsn: str) -> str:
     """The warehouse with empty catalogue tables."""
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        ensure_catalog_tables(conn)
-        ensure_catalog_tables(conn)  # idempotent
+        migrate_connection(conn)
+        migrate_connection(conn)  # idempotent
         conn.execute("truncate raw.products, quarantine.products, ops.catalog_watermark")
     return warehouse_dsn
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from recomart.ingest import catalog, ledger
+from recomart.ingest import ledger
 from recomart.ingest.feeds import GENERATED_EVENTS, GENERATED_USERS, UCI_ORDERS
 from recomart.ingest.load import ensure_tables
 from recomart.quality import DataQualityError, ValidationSummary, validate_marts, validate_raw
@@ -91,11 +91,10 @@ def _ledger_row(conn: psycopg.Connection, feed: str, day: date, source: str, loa
 
 @pytest.fixture(scope="module")
 def warehouse(warehouse_dsn: str) -> str:
-    """Raw tables (loader DDL), the ledger and hand-made marts (dbt column types), all valid."""
+    """Raw tables (the migrations), the ledger and hand-made marts (dbt column types), all valid."""
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         for feed in (GENERATED_EVENTS, GENERATED_USERS, UCI_ORDERS):
-            ensure_tables(conn, feed)
-        conn.execute(catalog.DDL)
+            ensure_tables(conn, feed)  # migrates: the catalogue's tables too
         conn.execute(RAW_ROWS)
         _ledger_row(conn, "generated_events", D1, "generated/events/2024-03-01.csv", 2)
         _ledger_row(conn, "generated_events", D2, "generated/events/2024-03-02.csv", 1)

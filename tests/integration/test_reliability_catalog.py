@@ -29,7 +29,8 @@ from recomart import processes
 from recomart.catalog_api.app import serve_in_thread
 from recomart.config import Settings
 from recomart.datasets.generator import generate
-from recomart.ingest.catalog import CatalogIngestError, ensure_catalog_tables, ingest_catalog
+from recomart.ingest.catalog import CatalogIngestError, ingest_catalog
+from recomart.warehouse.migrate import migrate_connection
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ def faults(api: str) -> Callable[..., dict]:
 def dsn(warehouse_dsn: str) -> str:
     """The warehouse with empty catalogue tables."""
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        ensure_catalog_tables(conn)
+        migrate_connection(conn)
         conn.execute("truncate raw.products, quarantine.products, ops.catalog_watermark")
     return warehouse_dsn
 

@@ -158,7 +158,8 @@ create table ops.loaded_files (
 
 
 def test_a_ledger_of_the_previous_shape_upgrades_in_place(test_settings, tmp_path):
-    """A fresh warehouse with the old ledger and rows in it: the loader's DDL upgrades it, nothing lost."""
+    """A fresh warehouse with the old ledger and rows in it: the migrations (run by the loader) upgrade it,
+    nothing lost."""
     admin, database = test_settings.pg_url("postgres"), f"{test_settings.db_prefix}_ledger_upgrade"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"drop database if exists {database} with (force)")

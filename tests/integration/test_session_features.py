@@ -20,7 +20,6 @@ from recomart.features.session import (
     SESSION_PUSH_SOURCE,
     SessionEvent,
     fold_events,
-    log_table_ddl,
     next_row_time,
     push_frame,
 )
@@ -114,8 +113,7 @@ def test_batch_materialization_leaves_pushed_rows_alone(store, test_settings, to
     _push(store, [SessionEvent("s3", "x", "view", T0)])
     result = materialize_window(test_settings.feature_repo_dir, tool_env, T0 - timedelta(days=30), T0)
     assert SESSION_FEATURE_VIEW not in result.feature_views
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute("create schema if not exists raw")
-        conn.execute(log_table_ddl())
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:  # the log exists (migration 0007), unread
+        assert conn.execute("select count(*) from raw.user_session_features").fetchone() == (0,)
     got = _session(store, "s3", T0)
     assert got["features"]["viewed_item_ids"] == ["x"]

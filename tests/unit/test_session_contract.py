@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -10,13 +11,15 @@ import pytest
 from recomart.features.session import (
     PUSH_COLUMNS,
     RECENT_ITEMS,
+    SESSION_FIELDS,
+    SESSION_LOG_TABLE,
     SessionEvent,
     SessionState,
     fold_events,
-    log_table_ddl,
     next_row_time,
     push_frame,
 )
+from recomart.warehouse.migrate import MIGRATIONS_DIR
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -80,6 +83,10 @@ def test_state_rebuilds_from_its_features() -> None:
     assert rebuilt.features() == state.features()
 
 
-def test_log_table_has_every_push_column() -> None:
-    ddl = log_table_ddl()
-    assert all(f"\n    {column} " in ddl for column in PUSH_COLUMNS)
+def test_log_table_migration_has_every_push_column_in_order() -> None:
+    """Migration 0007 creates the session log with the push frame's columns and the fields' types."""
+    ddl = (MIGRATIONS_DIR / "0007_session_feature_log.sql").read_text()
+    body = ddl[ddl.index(f"create table if not exists {SESSION_LOG_TABLE} (") :]
+    columns = re.findall(r"^    (\w+) ([^,\n]+),?$", body, flags=re.MULTILINE)
+    expected_types = ["text not null", "timestamptz not null", *(f.pg_type for f in SESSION_FIELDS)]
+    assert columns == list(zip(PUSH_COLUMNS, expected_types, strict=True))

@@ -49,7 +49,8 @@ SESSION_FEATURE_VIEW = "user_session_features"
 SESSION_PUSH_SOURCE = "user_session_push"
 SESSION_BATCH_SOURCE = "user_session_features_log"
 SESSION_LOG_TABLE = "raw.user_session_features"
-"""The offline copy of the pushed rows (the push source's batch source); optional. Feast's
+"""The offline copy of the pushed rows (the push source's batch source; created by the warehouse
+migration ``0007_session_feature_log``, columns as :data:`PUSH_COLUMNS`); optional. Feast's
 Postgres offline store has no ``offline_write_batch``, so push with ``PushMode.ONLINE`` and,
 to keep an offline history, append the same rows to this table yourself."""
 SERVING_FEATURE_SERVICE = "serving_v1"
@@ -87,13 +88,6 @@ SESSION_FIELDS: tuple[SessionField, ...] = (
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in SESSION_FIELDS)
 PUSH_COLUMNS: tuple[str, ...] = (SESSION_JOIN_KEY, "event_timestamp", *FIELD_NAMES)
 """Columns of the push DataFrame, in order."""
-
-
-def log_table_ddl() -> str:
-    """``create table if not exists`` of :data:`SESSION_LOG_TABLE` (columns as :data:`PUSH_COLUMNS`)."""
-    columns = [f"{SESSION_JOIN_KEY} text not null", "event_timestamp timestamptz not null"]
-    columns += [f"{f.name} {f.pg_type}" for f in SESSION_FIELDS]
-    return f"create table if not exists {SESSION_LOG_TABLE} (\n    " + ",\n    ".join(columns) + "\n)"
 
 
 _LISTS = {"view": "viewed", "add_to_cart": "carted", "purchase": "bought"}

@@ -36,9 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from recomart.ingest import catalog_store as store
 from recomart.ingest.catalog_client import CatalogClient, CatalogIngestError, FetchedRecord
-from recomart.ingest.catalog_store import DDL, FEED, ensure_catalog_tables
+from recomart.ingest.catalog_store import FEED
+from recomart.warehouse.migrate import migrate_connection
 
-__all__ = ["DDL", "FEED", "CatalogIngestError", "CatalogLoadResult", "ensure_catalog_tables", "ingest_catalog"]
+__all__ = ["FEED", "CatalogIngestError", "CatalogLoadResult", "ingest_catalog"]
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +300,8 @@ def ingest_catalog(
     load_id = load_id or f"catalog-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     as_of = as_of or datetime.now(UTC)
     with psycopg.connect(dsn, autocommit=True) as conn:  # explicit transactions below
+        migrate_connection(conn)
         conn.execute("select pg_advisory_lock(%s)", (store.LOCK_KEY,))  # held until the connection closes
-        ensure_catalog_tables(conn)
         state = store.read_state(conn)
         full, since = _plan(
             state,

@@ -5,6 +5,7 @@ served it (``deactivated_at``, ``deactivated_by_load``), and true again when it 
 ``quarantine.products`` keeps every invalid record with its key (when it has a readable one) until a
 later load resolves it (``resolved_at``, ``resolved_by_load``, ``resolution``).
 ``ops.catalog_watermark`` holds the watermark, the last full snapshot and the last load's counts.
+The warehouse migrations (:mod:`recomart.warehouse`, 0001 and 0003) create all three.
 """
 
 from __future__ import annotations
@@ -17,106 +18,6 @@ import psycopg
 
 LOCK_KEY = 0x5245434F  # pg advisory lock: one catalogue load at a time
 FEED = "products"
-
-DDL = """
-create schema if not exists raw;
-create schema if not exists quarantine;
-create schema if not exists ops;
-create table if not exists raw.products (
-    item_id text primary key,
-    title text not null,
-    description text,
-    category text not null,
-    brand text,
-    price numeric not null,
-    updated_at timestamptz not null,
-    payload jsonb not null,
-    _load_id text not null,
-    _loaded_at timestamptz not null,
-    active boolean not null default true,
-    deactivated_at timestamptz,
-    deactivated_by_load text
-);
-create table if not exists quarantine.products (
-    load_id text not null,
-    source_file text not null,
-    line_number integer not null,
-    raw_record text not null,
-    reason text not null,
-    quarantined_at timestamptz not null default now(),
-    item_id text,
-    resolved_at timestamptz,
-    resolved_by_load text,
-    resolution text
-);
-create table if not exists ops.catalog_watermark (
-    feed text primary key,
-    watermark timestamptz,
-    last_load_id text not null,
-    last_success_at timestamptz not null,
-    source_url text not null,
-    fetched integer not null,
-    upserted integer not null,
-    unchanged integer not null,
-    quarantined integer not null,
-    mode text,
-    snapshot text,
-    resolved integer,
-    deactivated integer,
-    reactivated integer,
-    last_full_at timestamptz,
-    last_full_load_id text
-)
-"""
-
-#: columns added since the first release: added to existing tables by :func:`ensure_catalog_tables`
-ADDED_COLUMNS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    ("raw", "products"): (
-        ("active", "boolean not null default true"),
-        ("deactivated_at", "timestamptz"),
-        ("deactivated_by_load", "text"),
-    ),
-    ("quarantine", "products"): (
-        ("item_id", "text"),
-        ("resolved_at", "timestamptz"),
-        ("resolved_by_load", "text"),
-        ("resolution", "text"),
-    ),
-    ("ops", "catalog_watermark"): (
-        ("mode", "text"),
-        ("snapshot", "text"),
-        ("resolved", "integer"),
-        ("deactivated", "integer"),
-        ("reactivated", "integer"),
-        ("last_full_at", "timestamptz"),
-        ("last_full_load_id", "text"),
-    ),
-}
-
-_UNRESOLVED_INDEX = (
-    "create index if not exists products_unresolved on quarantine.products (item_id) where resolved_at is null"
-)
-
-
-def ensure_catalog_tables(conn: psycopg.Connection) -> None:
-    """Create ``raw.products``, ``quarantine.products`` and ``ops.catalog_watermark``, or add the
-    columns an older release did not have (only those missing: no lock is taken when none is)."""
-    with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        for statement in filter(str.strip, DDL.split(";")):
-            conn.execute(statement)
-        present = set(
-            conn.execute(
-                "select table_schema, table_name, column_name from information_schema.columns"
-                " where (table_schema, table_name) in (('raw', 'products'), ('quarantine', 'products'),"
-                " ('ops', 'catalog_watermark'))"
-            ).fetchall()
-        )
-        for (schema, table), columns in ADDED_COLUMNS.items():
-            for name, kind in columns:
-                if (schema, table, name) not in present:
-                    conn.execute(f"alter table {schema}.{table} add column {name} {kind}")
-        conn.execute(_UNRESOLVED_INDEX)
 
 
 @dataclass(frozen=True)

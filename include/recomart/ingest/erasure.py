@@ -39,18 +39,6 @@ from recomart.ingest.parse import ParseResult
 KEY_FILE = "erasure_key"
 _BIGINT = (-(2**63), 2**63 - 1)
 
-ERASED_USERS_DDL = """
-create schema if not exists ops;
-create table if not exists ops.erased_users (
-    user_key text primary key,
-    key_id text not null,
-    erased_at timestamptz not null default now(),
-    erasure_id bigint not null
-);
-comment on table ops.erased_users is
-    'Users erased on request (recomart forget): HMAC-SHA256 of the user id under the erasure key, never the id.'
-"""
-
 
 class ErasureKeyError(BadInputError, RuntimeError):
     """Users are listed as erased but the load has no key, or another key, to recognise their records."""
@@ -186,8 +174,3 @@ def leave_out_erased(parsed: ParseResult, feed: Feed, suppression: Suppression) 
         rejected_raw=[parsed.rejected_raw[i] for i in keep],
         rejected_reasons=[parsed.rejected_reasons[i] for i in keep],
     )
-
-
-def create_erased_users(conn: psycopg.Connection) -> None:
-    """Create ``ops.erased_users`` if missing (inside the caller's DDL lock)."""
-    conn.execute(ERASED_USERS_DDL)

@@ -21,78 +21,12 @@ from typing import Literal
 import psycopg
 from psycopg.rows import class_row
 
-from recomart.ingest.feeds import FEEDS
-
 LedgerStatus = Literal["loaded", "empty", "skipped_missing", "failed"]
 LIVE_STATUSES: tuple[LedgerStatus, ...] = ("loaded", "empty")
-LIVE_INDEX = "loaded_files_live"  # unique (feed, logical_date) where is_live; its presence marks the upgrade
-
-#: The ledger as first created: one row per (feed, logical date).  :func:`upgrade_ledger_to_attempts`
-#: takes it (or a warehouse created before) to one row per attempt.
-LEDGER_DDL_V1 = """
-create table if not exists ops.loaded_files (
-    feed text not null,
-    logical_date date not null,
-    source_file text not null,
-    sha256 text,
-    records_read integer,
-    records_loaded integer,
-    records_rejected integer,
-    status text not null check (status in ('loaded', 'skipped_missing', 'failed')),
-    started_at timestamptz not null,
-    finished_at timestamptz,
-    load_id text not null,
-    error text,
-    primary key (feed, logical_date)
-)
-"""
-
 _COLUMNS = (
     "feed, logical_date, source_file, sha256, records_read, records_loaded, records_rejected, records_erased,"
     " status, started_at, finished_at, load_id, error"
 )
-
-#: records of erased users a load left out (``recomart.ingest.erasure``); 0 before that existed
-ADD_RECORDS_ERASED = "alter table ops.loaded_files add column if not exists records_erased integer not null default 0"
-
-
-def create_ledger(conn: psycopg.Connection) -> None:
-    """Create ``ops.loaded_files`` if missing and bring it to the current shape (inside the caller's DDL lock)."""
-    conn.execute(LEDGER_DDL_V1)
-    upgrade_ledger_to_attempts(conn)
-    conn.execute(ADD_RECORDS_ERASED)
-
-
-def upgrade_ledger_to_attempts(conn: psycopg.Connection) -> None:
-    """Migration: from one row per (feed, logical date) to one row per attempt with an ``is_live`` flag.
-
-    Idempotent (a no-op once applied) and lossless: every existing row is kept and numbered
-    (``attempt_id``); a ``loaded`` row becomes its date's live load (for a snapshot feed only the
-    latest, as only its rows are in the table).  Adds the status ``empty``.
-    """
-    upgraded = conn.execute("select to_regclass(%s)", (f"ops.{LIVE_INDEX}",)).fetchone()
-    if upgraded is not None and upgraded[0] is not None:
-        return
-    snapshot_feeds = [f.name for f in FEEDS.values() if f.mode == "snapshot"]
-    conn.execute(
-        "alter table ops.loaded_files"
-        " drop constraint loaded_files_pkey,"
-        " drop constraint loaded_files_status_check,"
-        " add column attempt_id bigint generated always as identity,"
-        " add column is_live boolean not null default false,"
-        " add primary key (attempt_id),"
-        " add constraint loaded_files_status_check"
-        "  check (status in ('loaded', 'empty', 'skipped_missing', 'failed')),"
-        " add constraint loaded_files_live_status check (not is_live or status in ('loaded', 'empty'))"
-    )
-    conn.execute(
-        "update ops.loaded_files l set is_live = true where status = 'loaded' and (feed <> all(%(snapshot)s)"
-        " or finished_at = (select max(finished_at) from ops.loaded_files o"
-        "                   where o.feed = l.feed and o.status = 'loaded'))",
-        {"snapshot": snapshot_feeds},
-    )
-    conn.execute("create index loaded_files_feed_date on ops.loaded_files (feed, logical_date, attempt_id)")
-    conn.execute(f"create unique index {LIVE_INDEX} on ops.loaded_files (feed, logical_date) where is_live")
 
 
 @dataclass(frozen=True)

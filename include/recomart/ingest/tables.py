@@ -1,8 +1,9 @@
 """The tables a feed loads into: ``raw.<table>``, ``quarantine.<table>`` and the ledger.
 
-:func:`ensure_tables` creates them (and upgrades the ledger) when missing; the rest are the
-set-based statements a load runs on them: deleting a date's partition, summarising the BRIN
-ranges a COPY added, and analysing after a large load.
+:func:`ensure_tables` migrates the warehouse (the migrations of :mod:`recomart.warehouse` create
+them) and checks a feed's tables; the rest are the set-based statements a load runs on them:
+deleting a date's partition, summarising the BRIN ranges a COPY added, and analysing after a large
+load.
 """
 
 from __future__ import annotations
@@ -12,59 +13,19 @@ from datetime import date
 import psycopg
 from psycopg import sql
 
-from recomart.ingest import erasure, ledger
 from recomart.ingest.feeds import Feed
+from recomart.warehouse.migrate import migrate_connection
 
 RAW_META_COLUMNS = ("_logical_date", "_load_id", "_source_file", "_line_number", "_loaded_at")
 ANALYZE_MIN_SHARE = 0.1
-BRIN_PAGES_PER_RANGE = 32  # raw.<table>'s BRIN index on _logical_date (a UCI day is ~40 pages)
+BRIN_PAGES_PER_RANGE = 32  # pages_per_range of raw.<table>'s BRIN index on _logical_date (migration 0001)
+# transaction-local settings of a load, the defaults of raw.<table>'s _logical_date, _load_id, _source_file
 SETTING_DATE, SETTING_LOAD_ID, SETTING_SOURCE = "recomart.logical_date", "recomart.load_id", "recomart.source_file"
 
 
-def _raw_ddl(feed: Feed) -> sql.Composed:
-    cols = [
-        sql.SQL("{} {}{}").format(
-            sql.Identifier(c.name), sql.SQL(c.pg_type), sql.SQL(" not null" if c.required else "")
-        )
-        for c in feed.columns
-    ]
-    # The loader sends the per-load constants with every COPY row (cheaper for the server than evaluating
-    # per-row defaults); the defaults from transaction-local settings (``recomart.ingest.load``) stay for
-    # tables created by older versions and for manual inserts inside a load context.
-    cols += [
-        sql.SQL(f"_logical_date date not null default current_setting('{SETTING_DATE}')::date"),
-        sql.SQL(f"_load_id text not null default current_setting('{SETTING_LOAD_ID}') check (_load_id <> '')"),
-        sql.SQL(f"_source_file text not null default current_setting('{SETTING_SOURCE}') check (_source_file <> '')"),
-        sql.SQL("_line_number integer not null"),
-        sql.SQL("_loaded_at timestamptz not null default now()"),
-    ]
-    return sql.SQL("create table if not exists raw.{} ({})").format(
-        sql.Identifier(feed.table), sql.SQL(", ").join(cols)
-    )
-
-
-def _quarantine_ddl(feed: Feed) -> sql.Composed:
-    return sql.SQL(
-        "create table if not exists quarantine.{} (load_id text not null, source_file text not null,"
-        " line_number integer not null, raw_record text not null, reason text not null,"
-        " quarantined_at timestamptz not null default now(), _logical_date date not null)"
-    ).format(sql.Identifier(feed.table))
-
-
 def _raw_index(feed: Feed) -> str:
-    """Name of the BRIN index on ``raw.<table>._logical_date`` (see :func:`_create_tables`)."""
+    """Name of the BRIN index on ``raw.<table>._logical_date`` (created by the warehouse migrations)."""
     return f"{feed.table}__logical_date_brin"
-
-
-def _index_ddl(schema: str, feed: Feed) -> sql.Composed:
-    if schema == "raw":
-        brin = "create index if not exists {} on raw.{} using brin (_logical_date) with (pages_per_range = {})"
-        return sql.SQL(brin).format(
-            sql.Identifier(_raw_index(feed)), sql.Identifier(feed.table), sql.Literal(BRIN_PAGES_PER_RANGE)
-        )
-    return sql.SQL("create index if not exists {} on {}.{} (_logical_date)").format(
-        sql.Identifier(f"{feed.table}__logical_date_idx"), sql.Identifier(schema), sql.Identifier(feed.table)
-    )
 
 
 def _catalog_state(conn: psycopg.Connection, objects: list[str], table: str) -> tuple[int, list[str]]:
@@ -79,26 +40,19 @@ def _catalog_state(conn: psycopg.Connection, objects: list[str], table: str) -> 
 
 
 def ensure_tables(conn: psycopg.Connection, feed: Feed) -> None:
-    """Create the schemas, ``raw.<table>``, ``quarantine.<table>``, the ledger and ``ops.erased_users`` if
-    missing (one catalog query when they exist); upgrade a ledger of an earlier shape.  Raises
-    ``RuntimeError`` when ``raw.<table>`` lacks columns of ``feed``."""
-    objects = [
-        f"raw.{feed.table}",
-        f"quarantine.{feed.table}",
-        "ops.loaded_files",
-        f"ops.{ledger.LIVE_INDEX}",  # missing on a ledger of the previous shape: upgraded by ``_create_tables``
-        "ops.erased_users",  # missing before erasure existed: created, and the ledger given records_erased
-        f"raw.{_raw_index(feed)}",
-        f"quarantine.{feed.table}__logical_date_idx",
-    ]
+    """Bring the warehouse to the newest schema migration (:mod:`recomart.warehouse.migrate`; one ledger
+    read when it is current), then check ``feed``'s tables: raises ``RuntimeError`` when ``raw.<table>``
+    or ``quarantine.<table>`` is missing or ``raw.<table>`` lacks columns of ``feed`` (a feed added
+    without its migration).  ``conn`` has no transaction open."""
+    migrate_connection(conn)
+    objects = [f"raw.{feed.table}", f"quarantine.{feed.table}", f"raw.{_raw_index(feed)}"]
     found, columns = _catalog_state(conn, objects, f"raw.{feed.table}")
-    if found < len(objects):  # create only when needed: CREATE INDEX locks the table
-        _create_tables(conn, feed)
-        found, columns = _catalog_state(conn, objects, f"raw.{feed.table}")
     missing = (set(feed.column_names) | set(RAW_META_COLUMNS)) - set(columns)
-    if missing:
+    if found < len(objects) or missing:
         raise RuntimeError(
-            f"raw.{feed.table} exists without columns {sorted(missing)} of feed {feed.name}; migrate it first"
+            f"the warehouse has no tables for feed {feed.name} (raw.{feed.table} missing columns"
+            f" {sorted(missing)}, or quarantine.{feed.table} or the BRIN index missing): add them in a migration"
+            " (include/recomart/warehouse/migrations) and run ./recomart migrate"
         )
 
 
@@ -118,24 +72,6 @@ def analyze_if_meaningful(conn: psycopg.Connection, feed: Feed, rows: int) -> bo
         return False
     analyze_raw(conn, feed)
     return True
-
-
-def _create_tables(conn: psycopg.Connection, feed: Feed) -> None:
-    """Create what :func:`ensure_tables` found missing, under a lock serialising concurrent DDL."""
-    with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(hashtextextended('recomart.ingest.ddl', 0))")
-        for schema in ("raw", "quarantine", "ops"):
-            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
-        conn.execute(_raw_ddl(feed))
-        # raw: BRIN, not btree (a btree entry per row cost 20-40 % of the COPY's server CPU here).  Each
-        # load summarises its new pages (:func:`summarize_new_pages`), so deleting a date reads only the block
-        # ranges holding it, whatever autovacuum did.  Older versions created a btree: drop it.
-        conn.execute(sql.SQL("drop index if exists raw.{}").format(sql.Identifier(f"{feed.table}__logical_date_idx")))
-        conn.execute(_index_ddl("raw", feed))
-        conn.execute(_quarantine_ddl(feed))
-        conn.execute(_index_ddl("quarantine", feed))
-        ledger.create_ledger(conn)
-        erasure.create_erased_users(conn)
 
 
 def raw_blocks(conn: psycopg.Connection, feed: Feed) -> psycopg.Cursor:

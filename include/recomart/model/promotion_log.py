@@ -1,6 +1,6 @@
 """``ops.model_promotions``: our own log of every gate decision (MLflow keeps no audit trail of aliases).
 
-The table belongs to the model stage; its DDL lives here with the only code that writes it.
+The table belongs to the model stage; the warehouse migrations (:mod:`recomart.warehouse`) create it.
 """
 
 from __future__ import annotations
@@ -11,28 +11,14 @@ from typing import Any
 
 import psycopg
 
-PROMOTIONS_DDL = """
-create schema if not exists ops;
-create table if not exists ops.model_promotions (
-    decided_at timestamptz not null default now(),
-    model_name text not null,
-    model_version text not null,
-    previous_champion text,
-    decision text not null check (decision in ('promoted', 'rejected')),
-    reason text not null,
-    metrics jsonb not null,
-    run_id text,
-    data_digest text
-);
-alter table ops.model_promotions add column if not exists blend jsonb
-"""
+from recomart.warehouse.migrate import migrate_connection
 
 
 def record_promotion(dsn: str, row: Mapping[str, Any]) -> None:
     """Append one decision (:meth:`recomart.model.promotion.PromotionOutcome.summary`) to
-    ``ops.model_promotions``, creating the table when missing."""
+    ``ops.model_promotions`` (migrating the warehouse first, which creates it)."""
     with psycopg.connect(dsn) as conn:
-        conn.execute(PROMOTIONS_DDL)
+        migrate_connection(conn)
         conn.execute(
             "insert into ops.model_promotions (model_name, model_version, previous_champion, decision, "
             "reason, metrics, run_id, data_digest, blend) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",

@@ -41,7 +41,6 @@ from psycopg.types.json import Jsonb
 from recomart.config import Settings
 from recomart.credentials import persistent_secret, secrets_dir
 from recomart.ingest.erasure import (
-    ERASED_USERS_DDL,
     KEY_FILE,
     canonical_user_id,
     key_id,
@@ -53,34 +52,9 @@ from recomart.ingest.erasure import (
 from recomart.ingest.feeds import FEEDS, Feed
 from recomart.recommend.tables import wait_for_builds
 from recomart.recommend.writer import publish_lock
+from recomart.warehouse.migrate import migrate_connection
 
 DBT_SCHEMAS = ("marts", "intermediate", "snapshots")
-
-ERASURES_DDL = """
-create schema if not exists ops;
-create table if not exists ops.erasures (
-    erasure_id bigint generated always as identity primary key,
-    requested_at timestamptz not null default now(),
-    finished_at timestamptz,
-    requested_by text not null,
-    user_key text not null,
-    reason text,
-    status text not null default 'running' check (status in ('running', 'completed', 'failed')),
-    counts jsonb not null default '{}'::jsonb,
-    error text
-);
-comment on table ops.erasures is
-    'One row per `recomart forget user` request: who, when, rows removed per place; the user only as a keyed hash.';
-create table if not exists ops.erased_model_versions (
-    erasure_id bigint not null references ops.erasures,
-    model_name text not null,
-    model_version text not null,
-    marked_at timestamptz not null default now(),
-    primary key (erasure_id, model_name, model_version)
-);
-comment on table ops.erased_model_versions is
-    'Registered model versions whose artifact still holds an erased user (tagged erased_user_data in MLflow).';
-"""
 
 
 @dataclass
@@ -94,15 +68,9 @@ class ErasureSummary:
     waited_for_generations: list[int] = field(default_factory=list)
 
 
-def ensure_erasure_tables(conn: psycopg.Connection) -> None:
-    """Create ``ops.erasures``, ``ops.erased_model_versions`` and ``ops.erased_users`` if missing."""
-    conn.execute(ERASURES_DDL)
-    conn.execute(ERASED_USERS_DDL)
-
-
 def _open_erasure(dsn: str, key: str, requested_by: str, reason: str | None) -> int:
     with psycopg.connect(dsn) as conn:
-        ensure_erasure_tables(conn)
+        migrate_connection(conn)
         row = conn.execute(
             "insert into ops.erasures (requested_by, user_key, reason) values (%s, %s, %s) returning erasure_id",
             (requested_by, key, reason),

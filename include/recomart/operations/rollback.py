@@ -24,30 +24,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from recomart.model.promotion_log import PROMOTIONS_DDL, previous_champion_of
+from recomart.model.promotion_log import previous_champion_of
 from recomart.model.registry import current_champion_version, set_champion
 from recomart.recommend.tables import POPULAR_ITEMS, SIMILAR_ITEMS, USER_RECOMMENDATIONS, mark_restored
 from recomart.recommend.writer import PREVIOUS, ensure_reader_role, publish_lock, swap_staged
+from recomart.warehouse.migrate import migrate
 
 SWAPPED = (USER_RECOMMENDATIONS, SIMILAR_ITEMS, POPULAR_ITEMS)
-
-ROLLBACKS_DDL = """
-create schema if not exists ops;
-create table if not exists ops.rollbacks (
-    rollback_id bigint generated always as identity primary key,
-    performed_at timestamptz not null default now(),
-    performed_by text not null,
-    kind text not null check (kind in ('generation', 'model')),
-    from_generation bigint,
-    to_generation bigint,
-    model_name text,
-    from_version text,
-    to_version text,
-    reason text
-);
-comment on table ops.rollbacks is
-    'One row per rollback step: a generation swapped back in from reco.*_previous, or @champion moved back.'
-"""
 
 
 class RollbackRefused(RuntimeError):
@@ -73,13 +56,6 @@ class RollbackResult:
     to_generation: int
     model: ModelStep | None = None
     cache: dict[str, Any] = field(default_factory=dict)
-
-
-def ensure_rollbacks_table(dsn: str) -> None:
-    """Create ``ops.rollbacks`` (and ``ops.model_promotions``, which a model rollback reads) if missing."""
-    with psycopg.connect(dsn) as conn:
-        conn.execute(ROLLBACKS_DDL)
-        conn.execute(PROMOTIONS_DDL)
 
 
 def _generation_of(conn: psycopg.Connection, schema: str, table: str) -> int | None:
@@ -215,7 +191,7 @@ def rollback(
     """Swap the previous generation back in; with ``model``, also point ``@champion`` of ``model_name``
     back at its prior version.  Both are checked before anything changes (:class:`RollbackRefused`).
     With ``redis_url`` and ``db_prefix`` the API's Redis copy is then pointed at the restored generation."""
-    ensure_rollbacks_table(dsn)
+    migrate(dsn)
     step = None
     if model:
         if tracking_uri is None or model_name is None:

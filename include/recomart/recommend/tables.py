@@ -1,4 +1,5 @@
-"""The ``reco`` tables: specs of the swapped tables and the append-only ``reco.generations`` log."""
+"""The ``reco`` tables: specs of the swapped tables and the append-only ``reco.generations`` log (created by
+the warehouse migrations)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from recomart.recommend.writer import Index, TableSpec, View
+from recomart.warehouse.migrate import migrate_connection
 
 SCHEMA = "reco"
 
@@ -132,45 +134,6 @@ POPULAR_ITEMS = TableSpec(
 GENERATION_LOCK_CLASS = 0x72676E  # pg_advisory_lock(GENERATION_LOCK_CLASS, generation_id): held while building
 STATUSES = ("building", "live", "superseded", "failed", "rolled_back")
 
-_GENERATIONS_DDL = """
-CREATE SCHEMA IF NOT EXISTS reco;
-CREATE TABLE IF NOT EXISTS reco.generations (
-    generation_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    started_at         timestamptz NOT NULL DEFAULT now(),
-    built_at           timestamptz,
-    model_version      text,
-    status             text NOT NULL DEFAULT 'building'
-                       CHECK (status IN ('building', 'live', 'superseded', 'failed', 'rolled_back')),
-    is_live            boolean NOT NULL DEFAULT false,
-    strategy_summary   jsonb NOT NULL DEFAULT '{}'::jsonb,
-    row_count          bigint,
-    user_count         bigint,
-    popular_item_count bigint,
-    details            jsonb
-);
-ALTER TABLE reco.generations ADD COLUMN IF NOT EXISTS similar_item_count bigint;
-CREATE UNIQUE INDEX IF NOT EXISTS generations_one_live ON reco.generations (is_live) WHERE is_live;
-COMMENT ON TABLE reco.generations IS
-    'Append-only log of recommendation generations; exactly one row is_live (the tables being served).';
-"""
-
-# a log created before the status 'rolled_back' existed: widen its check (once; a no-op afterwards)
-_ADD_ROLLED_BACK_STATUS = """
-DO $$
-BEGIN
-    IF NOT EXISTS (
-        SELECT FROM pg_constraint
-         WHERE conrelid = 'reco.generations'::regclass AND conname = 'generations_status_check'
-           AND pg_get_constraintdef(oid) LIKE '%rolled_back%'
-    ) THEN
-        ALTER TABLE reco.generations DROP CONSTRAINT IF EXISTS generations_status_check,
-            ADD CONSTRAINT generations_status_check
-            CHECK (status IN ('building', 'live', 'superseded', 'failed', 'rolled_back'));
-    END IF;
-END
-$$;
-"""
-
 # A generation still ``building`` whose build session no longer holds its advisory lock was left by
 # a run that died (killed, crashed, lost its connection): nothing will ever finish it.
 _FAIL_ORPHANS = """
@@ -187,13 +150,6 @@ UPDATE reco.generations AS g
           AND l.classid = %(lock_class)s::oid AND l.objsubid = 2 AND l.objid::bigint = g.generation_id)
 RETURNING g.generation_id
 """
-
-
-def ensure_generations_table(conn: psycopg.Connection) -> None:
-    """Create ``reco.generations`` if missing (idempotent) and commit."""
-    conn.execute(_GENERATIONS_DDL)
-    conn.execute(_ADD_ROLLED_BACK_STATUS)
-    conn.commit()
 
 
 def fail_orphaned_generations(conn: psycopg.Connection) -> list[int]:
@@ -245,7 +201,7 @@ def begin_generation(
     build's session holds until it is closed (use it as a context manager)."""
     conn = psycopg.connect(dsn)
     try:
-        ensure_generations_table(conn)
+        migrate_connection(conn)
         orphans = fail_orphaned_generations(conn)
         row = conn.execute(
             "INSERT INTO reco.generations (model_version, details) VALUES (%s, %s) RETURNING generation_id",

@@ -21,6 +21,7 @@ import psycopg
 from recomart.search import store
 from recomart.search.minilm import SearchExtraMissing
 from recomart.search.text import product_texts, text_hashes
+from recomart.warehouse.migrate import migrate_connection
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,7 @@ def embed_products(dsn: str, *, encoder: Encoder | None = None, chunk_size: int 
             log.warning("item embeddings skipped: %s", exc)
             return {"status": "skipped", "reason": str(exc), "seconds": round(time.perf_counter() - started, 3)}
     with psycopg.connect(dsn, autocommit=True) as conn:
-        with conn.transaction():
-            store.ensure_table(conn)
+        migrate_connection(conn)  # creates reco.item_embeddings
         plan = plan_refresh(current_texts(store.read_products(conn)), store.read_state(conn), encoder.name)
         embed_started = time.perf_counter()
         distinct = 0

@@ -4,6 +4,7 @@ Vectors are stored as ``bytea`` holding the float32 values little-endian (``dim`
 by a constraint) rather than ``real[]``: the bytes round-trip exactly, load into numpy with one
 ``frombuffer`` of a server-side ``string_agg`` (no per-element parsing of 384 numbers per row), and
 take no array header.  The server has no pgvector, so no SQL operator would use a ``real[]`` either.
+The warehouse migrations (:mod:`recomart.warehouse`, 0006) create the table.
 """
 
 from __future__ import annotations
@@ -17,31 +18,6 @@ import psycopg
 from recomart import marts
 
 TABLE = "reco.item_embeddings"
-
-DDL = """
-CREATE SCHEMA IF NOT EXISTS reco;
-CREATE TABLE IF NOT EXISTS reco.item_embeddings (
-    item_id text PRIMARY KEY,
-    model text NOT NULL,
-    text_hash text NOT NULL,
-    dim smallint NOT NULL,
-    vector bytea NOT NULL CHECK (octet_length(vector) = 4 * dim),
-    embedded_at timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE reco.item_embeddings IS
-    'Sentence embedding of each product''s text (marts.dim_products), refreshed incrementally by recomart.search.';
-COMMENT ON COLUMN reco.item_embeddings.model IS
-    'Model that made the vector (name@weights hash); a different model re-embeds every item.';
-COMMENT ON COLUMN reco.item_embeddings.text_hash IS
-    'sha256 (hex) of the embedded text (recomart.search.text.product_texts); a change re-embeds the item.';
-COMMENT ON COLUMN reco.item_embeddings.vector IS
-    'dim float32 values, little-endian, L2-normalised (numpy: frombuffer(vector, "<f4")).';
-"""
-
-
-def ensure_table(conn: psycopg.Connection) -> None:
-    """Create ``reco.item_embeddings`` when missing (idempotent)."""
-    conn.execute(DDL)
 
 
 def read_products(conn: psycopg.Connection) -> pd.DataFrame:
