@@ -120,27 +120,22 @@ def drop_scratch(s: Settings) -> None:
 def load_uci(s: Settings, shared_days: Path) -> dict:
     """Link the UCI daily files into the landing folder and load every day through the UCI feed."""
     from recomart.datasets.landing import landing_days
-    from recomart.ingest.catalog import ensure_catalog_tables
     from recomart.tasks.ingest_events import ingest_landing_files
 
     (s.landing_dir / "uci").mkdir(parents=True, exist_ok=True)
     (s.landing_dir / "uci" / "by-day").symlink_to(shared_days, target_is_directory=True)
-    summary = ingest_landing_files(s.warehouse_url, s, landing_days(s))
-    with psycopg.connect(s.warehouse_url, autocommit=True) as conn:
-        ensure_catalog_tables(conn)  # empty catalogue: dim_products falls back to the order lines
-    return summary
+    # the loads migrate the warehouse, which creates the catalogue's tables: left empty, dim_products falls
+    # back to the order lines
+    return ingest_landing_files(s.warehouse_url, s, landing_days(s))
 
 
 def load_generated(s: Settings) -> dict:
     """Generate the shop data set and load every day through the generated feeds."""
     from recomart.datasets.landing import landing_days, prepare_dataset
-    from recomart.ingest.catalog import ensure_catalog_tables
     from recomart.tasks.ingest_events import ingest_landing_files
 
     prepared = prepare_dataset(s)
-    summary = ingest_landing_files(s.warehouse_url, s, landing_days(s))
-    with psycopg.connect(s.warehouse_url, autocommit=True) as conn:
-        ensure_catalog_tables(conn)
+    summary = ingest_landing_files(s.warehouse_url, s, landing_days(s))  # migrates: the catalogue's tables too
     return {"prepared": prepared, **summary}
 
 

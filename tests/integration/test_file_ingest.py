@@ -483,6 +483,13 @@ def test_deleting_a_date_reads_only_its_block_ranges(warehouse_dsn, landing):
     dates can be reused by any later load, which widens block ranges in a way that depends on autovacuum.
     """
     feed = dataclasses.replace(GENERATED_EVENTS, name="events_brin_check", table="events_brin_check")
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:  # its tables, as a migration would add them
+        conn.execute("create table raw.events_brin_check (like raw.events including defaults including constraints)")
+        conn.execute(
+            "create index events_brin_check__logical_date_brin on raw.events_brin_check"
+            " using brin (_logical_date) with (pages_per_range = 32)"
+        )
+        conn.execute("create table quarantine.events_brin_check (like quarantine.events including all)")
     days = [BASE + timedelta(days=60 + i) for i in range(6)]
     for day in days:
         write_events(landing, day, event_rows(day, 4000))
