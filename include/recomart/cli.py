@@ -24,7 +24,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
 def _cmd_services(args: argparse.Namespace) -> int:
     s = settings()
     if args.action == "up":
-        services.ensure_services(s)
+        services.ensure_services(s, log=print)
         print(f"Postgres: {mask_url(s.pg_server_url)} (databases: {', '.join(s.all_databases)})")
         print(f"Redis:    {mask_url(s.redis_url)}")
         print(f"Passwords: {s.state_dir / 'secrets'}")
