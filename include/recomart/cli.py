@@ -13,6 +13,7 @@ from recomart.config import SettingError, load_settings, process_environment, se
 from recomart.credentials import mask_url
 from recomart.environment import export_lines, reader_env, service_env
 from recomart.features.names import FEATURE_SERVICE
+from recomart.warehouse.migrate import MigrationError
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingError as exc:
         print(f"recomart: {exc}", file=sys.stderr)
         return 2
-    except services.ServiceUnavailable as exc:
+    except (services.ServiceUnavailable, MigrationError) as exc:
         print(f"recomart: {exc}", file=sys.stderr)
         return 1
 
