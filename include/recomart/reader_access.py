@@ -68,7 +68,7 @@ def ensure_reader_login(conn: psycopg.Connection, password: str, *, own_server: 
 def grant_reader_access(dsn: str) -> None:
     """Let the reader role read :data:`READER_SCHEMAS` of the database ``dsn``, now and later.
 
-    Creates the schemas if missing (dbt, the ledger and the writer create them ``IF NOT EXISTS``).
+    Creates the schemas if missing (dbt, the warehouse migrations and the writer create them ``IF NOT EXISTS``).
     """
     role = sql.Identifier(READER_ROLE)
     with psycopg.connect(dsn, autocommit=True) as conn:
