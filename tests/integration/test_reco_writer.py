@@ -183,6 +183,26 @@ def test_enriched_view_shows_the_new_generation(two_generations, reco_dsn: str) 
     assert row[:3] == row[3:]
 
 
+def test_enriched_views_survive_dbt_replacing_the_catalogue(two_generations, reco_dsn: str) -> None:
+    """dbt replaces a table by renaming a new one into place and dropping the old one CASCADE (the
+    README's `dbt build` did this and took the views with it until the next publish)."""
+    with psycopg.connect(reco_dsn) as conn:
+        conn.execute("CREATE TABLE marts.dim_products__dbt_tmp AS SELECT * FROM marts.dim_products")
+        conn.execute("UPDATE marts.dim_products__dbt_tmp SET title = title || ' (renamed)'")
+        conn.execute("ALTER TABLE marts.dim_products RENAME TO dim_products__dbt_backup")
+        conn.execute("ALTER TABLE marts.dim_products__dbt_tmp RENAME TO dim_products")
+        conn.execute("DROP TABLE marts.dim_products__dbt_backup CASCADE")
+    titles = _rows(
+        reco_dsn,
+        "SELECT count(*), count(*) FILTER (WHERE strpos(title, '(renamed)') > 0) FROM reco.user_recommendations_enriched",
+    )[0]
+    assert titles == (N_USERS * 10, N_USERS * 10)
+    similar = _rows(
+        reco_dsn, "SELECT count(*) FILTER (WHERE strpos(item_title, '(renamed)') > 0) FROM reco.similar_items_enriched"
+    )
+    assert similar[0][0] == _rows(reco_dsn, "SELECT count(*) FROM reco.similar_items")[0][0] > 0
+
+
 def test_popular_items_grants_and_comments(two_generations, reco_dsn: str) -> None:
     _, second, _, _ = two_generations
     segments = _rows(reco_dsn, "SELECT segment, count(*), min(rank), max(rank) FROM reco.popular_items GROUP BY 1")

@@ -14,6 +14,18 @@ from recomart.warehouse.migrate import migrate_connection
 
 SCHEMA = "reco"
 
+# The enriched views read the catalogue through this function rather than from marts.dim_products itself:
+# dbt replaces a table by renaming a new one into place and dropping the old one CASCADE, which would
+# drop any view on it, so after a plain `dbt build` the views were gone until the next publish. A SQL
+# function's body is resolved when it runs, not tracked as a dependency, and the planner inlines it
+# into the view's query (a single STABLE SELECT), so it costs nothing.
+PRODUCT_DETAILS_SQL = (
+    "CREATE OR REPLACE FUNCTION reco.product_details()"
+    " RETURNS TABLE (item_id text, title text, category text, price numeric)"
+    " LANGUAGE sql STABLE AS $$"
+    " SELECT item_id::text, title::text, category::text, price::numeric FROM marts.dim_products $$"
+)
+
 USER_RECOMMENDATIONS = TableSpec(
     schema=SCHEMA,
     name="user_recommendations",
@@ -67,10 +79,11 @@ USER_RECOMMENDATIONS = TableSpec(
                 "SELECT r.generation_id, r.user_id, r.rank, r.item_id, p.title, p.category, p.price,"
                 " r.score, r.strategy, r.model_version"
                 " FROM reco.user_recommendations AS r"
-                " LEFT JOIN marts.dim_products AS p ON p.item_id = r.item_id"
+                " LEFT JOIN reco.product_details() AS p ON p.item_id = r.item_id"
             ),
             comment="reco.user_recommendations with title, category and price from marts.dim_products.",
             requires=("marts.dim_products",),
+            setup_sql=PRODUCT_DETAILS_SQL,
         ),
     ),
 )
@@ -101,11 +114,12 @@ SIMILAR_ITEMS = TableSpec(
                 "SELECT s.generation_id, s.item_id, a.title AS item_title, s.rank, s.similar_item_id,"
                 " b.title AS similar_title, b.category AS similar_category, b.price AS similar_price, s.score"
                 " FROM reco.similar_items AS s"
-                " LEFT JOIN marts.dim_products AS a ON a.item_id = s.item_id"
-                " LEFT JOIN marts.dim_products AS b ON b.item_id = s.similar_item_id"
+                " LEFT JOIN reco.product_details() AS a ON a.item_id = s.item_id"
+                " LEFT JOIN reco.product_details() AS b ON b.item_id = s.similar_item_id"
             ),
             comment="reco.similar_items with the titles of both items and the neighbour's category and price.",
             requires=("marts.dim_products",),
+            setup_sql=PRODUCT_DETAILS_SQL,
         ),
     ),
 )

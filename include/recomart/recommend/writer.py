@@ -76,6 +76,7 @@ class View:
     select_sql: str
     comment: str = ""
     requires: tuple[str, ...] = ()
+    setup_sql: str = ""  # run before the view is created (e.g. CREATE OR REPLACE FUNCTION it selects from)
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,8 @@ def _create_views(cur: psycopg.Cursor, spec: TableSpec, grant: bool, log: Callab
             log(f"view {spec.schema}.{view.name} not created: missing {', '.join(missing)}")
             continue
         ident = sql.Identifier(spec.schema, view.name)
+        if view.setup_sql:
+            cur.execute(sql.SQL(view.setup_sql))
         cur.execute(sql.SQL("CREATE VIEW {} AS {}").format(ident, sql.SQL(view.select_sql)))
         if view.comment:
             cur.execute(sql.SQL("COMMENT ON VIEW {} IS {}").format(ident, sql.Literal(view.comment)))
