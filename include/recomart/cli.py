@@ -11,7 +11,7 @@ from datetime import date
 from recomart import services
 from recomart.config import SettingError, load_settings, process_environment, settings
 from recomart.credentials import mask_url
-from recomart.environment import export_lines, reader_env, service_env
+from recomart.environment import export_lines, path_line, reader_env, service_env
 from recomart.features.names import FEATURE_SERVICE
 from recomart.warehouse.migrate import MigrationError
 
@@ -19,6 +19,8 @@ from recomart.warehouse.migrate import MigrationError
 def _cmd_env(args: argparse.Namespace) -> int:
     s = settings()
     print(export_lines(reader_env(s) if args.reader else service_env(s)))
+    if not args.reader:
+        print(path_line())  # dbt, feast, mlflow and airflow from .venv
     return 0
 
 
@@ -260,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recomart", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    env = sub.add_parser("env", help="print export lines for psql, dbt, feast, mlflow and airflow")
+    env = sub.add_parser(
+        "env", help="print export lines for psql, dbt, feast, mlflow and airflow (and .venv/bin on PATH)"
+    )
     env.add_argument(
         "--reader", action="store_true", help="libpq variables for the read-only analyst role recomart_reader"
     )

@@ -8,6 +8,8 @@ to the same services.
 from __future__ import annotations
 
 import secrets
+import sys
+from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from recomart.config import Settings
@@ -144,6 +146,14 @@ def reader_env(s: Settings) -> dict[str, str]:
         "PGPASSWORD": reader_password(s),
         "PGDATABASE": s.warehouse_db,
     }
+
+
+def path_line() -> str:
+    """A shell line that puts this interpreter's ``bin`` (the project's ``.venv/bin``: dbt, feast, mlflow,
+    airflow) first on ``PATH``."""
+    import shlex
+
+    return f'export PATH={shlex.quote(str(Path(sys.prefix) / "bin"))}:"$PATH"'
 
 
 def export_lines(env: dict[str, str]) -> str:
