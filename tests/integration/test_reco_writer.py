@@ -194,7 +194,8 @@ def test_enriched_views_survive_dbt_replacing_the_catalogue(two_generations, rec
         conn.execute("DROP TABLE marts.dim_products__dbt_backup CASCADE")
     titles = _rows(
         reco_dsn,
-        "SELECT count(*), count(*) FILTER (WHERE strpos(title, '(renamed)') > 0) FROM reco.user_recommendations_enriched",
+        "SELECT count(*), count(*) FILTER (WHERE strpos(title, '(renamed)') > 0)"
+        " FROM reco.user_recommendations_enriched",
     )[0]
     assert titles == (N_USERS * 10, N_USERS * 10)
     similar = _rows(
