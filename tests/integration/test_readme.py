@@ -81,8 +81,20 @@ def _sandbox_folder(root: Path) -> Path:
     return folder
 
 
+def _require_current_venv() -> None:
+    """The sandbox links the checkout's .venv; ./recomart would try to rebuild it (and fail on the link)
+    if the lock or pyproject.toml changed since it was installed."""
+    stamp = REPO / ".venv" / ".recomart-installed"
+    stale = [
+        name for name in ("requirements.txt", "pyproject.toml") if (REPO / name).stat().st_mtime > stamp.stat().st_mtime
+    ]
+    if stale:
+        pytest.fail(f".venv is older than {' and '.join(stale)}: run ./recomart setup (./recomart test does) first")
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]) -> Iterator[Sandbox]:
+    _require_current_venv()
     folder = _sandbox_folder(tmp_path_factory.mktemp("readme"))
     ports = {8000: free_port(), 8080: free_port(), 5000: free_port(), 8765: free_port()}
     ports |= {port: free_port() for port in FREE_DOCS_PORTS}
