@@ -271,8 +271,19 @@ def _load_missing(conn: psycopg.Connection, request: LoadRequest) -> LoadResult:
     return request.result("skipped_missing", message=f"no file at {request.path} (policy skip)")
 
 
+def _fail_orphaned_attempts(conn: psycopg.Connection, feed: Feed) -> None:
+    """Mark ``failed`` the attempts of ``feed`` left ``running`` by a load that died (see :mod:`ledger`)."""
+    orphans = ledger.fail_orphaned_attempts(conn, feed.name)
+    if orphans:
+        log.warning(
+            "feed %s: attempts %s were interrupted (server or loader stopped); marked failed", feed.name, orphans
+        )
+
+
 def _record_failure(dsn: str, request: LoadRequest, sha256: str | None, error: str) -> None:
-    """Best effort: append a ``failed`` attempt in its own transaction (rows are left as they were)."""
+    """Best effort: append a ``failed`` attempt in its own transaction (rows are left as they were), in place
+    of the attempt's ``running`` row if it has one.  When the server is gone, that row stays ``running``
+    and the next load marks it failed (:func:`ledger.fail_orphaned_attempts`)."""
     try:
         with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
             _lock(conn, request)
@@ -389,16 +400,24 @@ def _commit(
 
 def _load_parsed(conn: psycopg.Connection, dsn: str, request: LoadRequest, prepared: _Prepared) -> LoadResult:
     """Commit a parsed file (:func:`_commit`); raise :class:`RejectedShareExceeded` after committing a
-    rejected one, or record a failed attempt and re-raise when the transaction fails."""
+    rejected one, or record a failed attempt and re-raise when the transaction fails.
+
+    The attempt is in the ledger as ``running`` (:func:`ledger.start_attempt`) before its transaction
+    begins, so a load killed with its server still leaves a trace (marked ``failed`` by the next load).
+    """
     parsed, sha = prepared.parsed, prepared.sha256
     assert parsed is not None and sha is not None
     attempt = _attempt_of(request, sha, parsed)
+    attempt_id = ledger.start_attempt(conn, request.attempt("running", sha256=sha), durable=request.durable)
     try:
         concurrent = _commit(conn, request, prepared, attempt)
+        if concurrent is not None:  # before releasing the lock: the row is never seen orphaned
+            ledger.discard_attempt(conn, attempt_id)
     except _SuppressionChanged:
         log.info(
             "feed %s %s: users were erased meanwhile; preparing the file again", request.feed.name, request.logical_date
         )
+        ledger.discard_attempt(conn, attempt_id)
         fresh = replace(request, suppression=read_suppression(conn, request.suppression.key))
         return _load_on(conn, dsn, fresh)
     except BaseException as exc:  # roll back: rows are as before, the ledger says failed
@@ -406,6 +425,8 @@ def _load_parsed(conn: psycopg.Connection, dsn: str, request: LoadRequest, prepa
         if isinstance(exc, Exception):
             _record_failure(dsn, request, sha, f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        ledger.end_attempt(conn, attempt_id)
     if concurrent is not None:
         return _unchanged(request, concurrent, f"{request.source} already loaded concurrently")
     if not attempt.live:
@@ -464,6 +485,7 @@ def load_feed_date(
     landing = Landing(Path(landing_dir), tuple(map(Path, link_roots)))
     with psycopg.connect(dsn, autocommit=True) as conn:
         ensure_tables(conn, feed)
+        _fail_orphaned_attempts(conn, feed)
         suppression = read_suppression(conn, erasure_key)
         request = LoadRequest(
             feed, landing, logical_date, load_id or uuid.uuid4().hex, analyze=analyze, suppression=suppression
@@ -502,6 +524,7 @@ def load_feed_dates(
         n_conns = max(1, min(workers, len(days)))
         conns = [stack.enter_context(psycopg.connect(dsn, autocommit=True)) for _ in range(n_conns)]
         ensure_tables(conns[0], feed)
+        _fail_orphaned_attempts(conns[0], feed)
         live_sha256s = ledger.live_sha256s(conns[0], feed.name, days)
         suppression = read_suppression(conns[0], erasure_key)
 
