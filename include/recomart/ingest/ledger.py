@@ -160,7 +160,8 @@ def start_attempt(conn: psycopg.Connection, attempt: Attempt, *, durable: bool =
 
 
 def discard_attempt(conn: psycopg.Connection, attempt_id: int) -> None:
-    """Delete the ``running`` row of an attempt that wrote nothing (a concurrent load did the same)."""
+    """Delete the ``running`` row of an attempt that wrote nothing (a concurrent load did the same, or the
+    load starts over: users were erased meanwhile)."""
     conn.execute("delete from ops.loaded_files where attempt_id = %s and status = 'running'", (attempt_id,))
 
 
