@@ -1,4 +1,7 @@
-"""``recomart`` command line: one entry point for users (``./recomart <command>``)."""
+"""``recomart`` command line: one entry point for users (``./recomart <command>``).
+
+``./recomart --help`` lists the commands grouped by what a user wants to do (:data:`COMMAND_GROUPS`).
+"""
 
 from __future__ import annotations
 
@@ -43,16 +46,20 @@ def _cmd_services(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from recomart.datasets.generator import generate
+    from recomart.progress import counting
 
     s = settings()
-    summary = generate(
-        s.landing_dir / "generated",
-        users=args.users or s.generator_users,
-        items=args.items or s.generator_items,
-        days=args.days or s.generator_days,
-        seed=s.seed if args.seed is None else args.seed,
-        end_date=date.fromisoformat(args.end_date) if args.end_date else None,
-    )
+    days = args.days or s.generator_days
+    with counting("generate: days", days, "events") as advance:
+        summary = generate(
+            s.landing_dir / "generated",
+            users=args.users or s.generator_users,
+            items=args.items or s.generator_items,
+            days=days,
+            seed=s.seed if args.seed is None else args.seed,
+            end_date=date.fromisoformat(args.end_date) if args.end_date else None,
+            on_day=lambda _day, events: advance(events),
+        )
     print(summary)
     return 0
 
@@ -75,9 +82,16 @@ def _cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def _cmd_up(_: argparse.Namespace) -> int:
-    from recomart.stack import start_stack
+    from recomart.processes import StartFailed
+    from recomart.stack import PortsTaken, start_stack
 
-    start_stack(settings())
+    try:
+        start_stack(settings())
+    except StartFailed as failed:
+        print(f"recomart up failed: {failed}", file=sys.stderr)
+        if not isinstance(failed, PortsTaken):
+            print("what did start keeps running: ./recomart status shows it, ./recomart down stops it", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -86,6 +100,45 @@ def _cmd_down(_: argparse.Namespace) -> int:
 
     stop_stack(settings())
     return 0
+
+
+def _cmd_status(_: argparse.Namespace) -> int:
+    from recomart.status import collect
+    from recomart.terminal import print_status
+
+    print_status(collect(settings()))
+    return 0
+
+
+def _cmd_recommend_user(args: argparse.Namespace) -> int:
+    from recomart.serving.lookup import user_recommendations
+    from recomart.terminal import print_recommendations
+
+    s = settings()
+    services.check_reachable(s)
+    body = user_recommendations(s.warehouse_url, args.user_id, args.k)
+    if body is None:
+        print(
+            f"recomart: no live generation in {s.warehouse_db} (reco.generations); run ./recomart demo", file=sys.stderr
+        )
+        return 1
+    if args.json:
+        print(json.dumps(body, indent=2, default=str))
+    else:
+        print_recommendations(body)
+    return 0
+
+
+def _add_recommend_parser(sub: argparse._SubParsersAction) -> None:
+    reco = _command(sub, "recommend", "show a user's recommendations from the live generation (reco.*)")
+    kinds = reco.add_subparsers(dest="recommend_command", required=True, metavar="<what>")
+    user = kinds.add_parser(
+        "user", help="a user's list with reasons; a user not in it gets the labelled cold-start list"
+    )
+    user.add_argument("user_id", help="the user id, as in reco.user_recommendations.user_id")
+    user.add_argument("-k", type=int, default=10, help="number of items (default 10)")
+    user.add_argument("--json", action="store_true", help="print the API's JSON body instead of a table")
+    user.set_defaults(func=_cmd_recommend_user)
 
 
 def _cmd_features_lookup(args: argparse.Namespace) -> int:
@@ -130,8 +183,8 @@ def _cmd_features_feast(args: argparse.Namespace) -> int:
 
 
 def _add_features_parser(sub: argparse._SubParsersAction) -> None:
-    feat = sub.add_parser("features", help="Feast: look up online features, restore the online store, run feast")
-    actions = feat.add_subparsers(dest="features_command", required=True)
+    feat = _command(sub, "features", "Feast: look up online features, restore the online store, run feast")
+    actions = feat.add_subparsers(dest="features_command", required=True, metavar="<what>")
     for entity, article in (("user", "a"), ("item", "an")):
         lookup = actions.add_parser(
             entity, help=f"print {article} {entity}'s online features ({FEATURE_SERVICE}) and their freshness"
@@ -212,7 +265,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _add_rollback_parser(sub: argparse._SubParsersAction) -> None:
-    back = sub.add_parser("rollback", help="serve the previous recommendation generation (reco.*_previous) again")
+    back = _command(sub, "rollback", "serve the previous recommendation generation (reco.*_previous) again")
     back.add_argument("--model", action="store_true", help="also point @champion back at the champion it replaced")
     back.add_argument("--reason", help="why (kept in ops.rollbacks)")
     back.set_defaults(func=_cmd_rollback)
@@ -234,8 +287,8 @@ def _cmd_forget_user(args: argparse.Namespace) -> int:
 
 
 def _add_forget_parser(sub: argparse._SubParsersAction) -> None:
-    forget = sub.add_parser("forget", help="erase a person's data on request (raw, marts, features, reco, models)")
-    kinds = forget.add_subparsers(dest="forget_command", required=True)
+    forget = _command(sub, "forget", "erase a person's data on request (raw, marts, features, reco, models)")
+    kinds = forget.add_subparsers(dest="forget_command", required=True, metavar="<what>")
     user = kinds.add_parser("user", help="erase a user everywhere and keep their records out of later loads")
     user.add_argument("user_id", help="the user id as the warehouse writes it (marts.user_features.user_id)")
     user.add_argument("--reason", help="why, e.g. a ticket number (kept in ops.erasures; not the user's id)")
@@ -258,31 +311,70 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recomart", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Try it: generate data and run the whole pipeline once", ("demo", "generate")),
+    ("Run the platform in the background and watch it", ("up", "status", "down", "services", "serve")),
+    ("Look at the results", ("recommend", "search", "features")),
+    ("Correct and operate", ("migrate", "rollback", "forget")),
+    ("Work on RecoMart", ("env", "test")),
+)
+DESCRIPTION = "RecoMart: an open-source recommendation platform on Airflow, dbt, Feast, MLflow, Postgres and Redis."
+EPILOG = (
+    "The ./recomart wrapper also has `./recomart setup [--with search]` (only create .venv). "
+    "Help of one command: ./recomart <command> --help. Settings come from RECOMART_* variables (see README.md)."
+)
 
-    env = sub.add_parser(
-        "env", help="print export lines for psql, dbt, feast, mlflow and airflow (and .venv/bin on PATH)"
+
+class GroupedHelpParser(argparse.ArgumentParser):
+    """The top-level parser: its help lists the commands under the headings of :data:`COMMAND_GROUPS`."""
+
+    def format_help(self) -> str:
+        commands = next(a for a in self._actions if isinstance(a, argparse._SubParsersAction))
+        helps = {choice.dest: choice.help for choice in commands._choices_actions}
+        width = max(map(len, helps)) + 2
+        parts = [self.format_usage(), f"{self.description}\n"]
+        for title, names in COMMAND_GROUPS:
+            parts.append(f"{title}:")
+            parts += [f"  {name:<{width}}{helps[name]}" for name in names]
+            parts.append("")
+        parts += ["options:", "  -h, --help  show this help message and exit", "", f"{self.epilog}\n"]
+        return "\n".join(parts)
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A sub-command whose own --help starts with the same one line as the command list."""
+    return sub.add_parser(name, help=help_text, description=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = GroupedHelpParser(prog="recomart", description=DESCRIPTION, epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    env = _command(
+        sub,
+        "env",
+        'print export lines for psql, dbt, feast, mlflow and airflow, .venv/bin on PATH (eval "$(./recomart env)")',
     )
     env.add_argument(
         "--reader", action="store_true", help="libpq variables for the read-only analyst role recomart_reader"
     )
     env.set_defaults(func=_cmd_env)
 
-    svc = sub.add_parser("services", help="start or stop the embedded Postgres and Redis")
-    svc.add_argument("action", choices=["up", "down"])
+    svc = _command(sub, "services", "start or stop the embedded Postgres and Redis (other commands start them)")
+    svc.add_argument("action", choices=["up", "down"], help="up: start them (idempotent); down: stop them")
     svc.set_defaults(func=_cmd_services)
 
-    gen = sub.add_parser("generate", help="write the generated shop data set into the landing folder")
-    gen.add_argument("--users", type=int)
-    gen.add_argument("--items", type=int)
-    gen.add_argument("--days", type=int)
-    gen.add_argument("--seed", type=int)
-    gen.add_argument("--end-date", help="last day of events (default: yesterday, UTC)")
+    gen = _command(sub, "generate", "write the generated shop data set into <landing>/generated (progress per day)")
+    gen.add_argument("--users", type=int, help="number of users (default: RECOMART_USERS, 2000)")
+    gen.add_argument("--items", type=int, help="number of products (default: RECOMART_ITEMS, 500)")
+    gen.add_argument("--days", type=int, help="days of events, one file each (default: RECOMART_DAYS, 60)")
+    gen.add_argument(
+        "--seed", type=int, help="random seed; the same seed writes the same files (default: RECOMART_SEED)"
+    )
+    gen.add_argument("--end-date", help="last day of events, YYYY-MM-DD (default: yesterday, UTC)")
     gen.set_defaults(func=_cmd_generate)
 
-    demo = sub.add_parser("demo", help="the main job: generate, ingest, dbt, Feast, train, recommend, report")
+    demo = _command(sub, "demo", "the main job: generate, ingest, dbt, Feast, train, recommend, report")
     demo.add_argument(
         "--dataset",
         choices=["generated", "uci"],
@@ -302,34 +394,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=_cmd_migrate)
 
-    sub.add_parser("up", help="start Airflow, the catalog API, MLflow UI and RecoMart API (background)").set_defaults(
-        func=_cmd_up
+    _command(
+        sub, "up", "start Airflow, the catalog API, the MLflow UI and the RecoMart API; wait until healthy"
+    ).set_defaults(func=_cmd_up)
+    _command(
+        sub, "status", "processes and ports, Postgres and Redis, last run per DAG, live generation, champion"
+    ).set_defaults(func=_cmd_status)
+    _command(sub, "down", "stop what `up` started and say what was stopped or already dead").set_defaults(
+        func=_cmd_down
     )
-    sub.add_parser("down", help="stop what `up` started").set_defaults(func=_cmd_down)
 
+    _add_recommend_parser(sub)
     _add_features_parser(sub)
     _add_rollback_parser(sub)
     _add_forget_parser(sub)
 
-    search = sub.add_parser("search", help="search the products (BM25 + embeddings, or TF-IDF + LSA without the extra)")
-    search.add_argument("query")
+    search = _command(sub, "search", "search the products (BM25 + embeddings, or TF-IDF + LSA without the extra)")
+    search.add_argument("query", help="words to look for in the product titles and descriptions")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.add_argument("--embed", action="store_true", help="refresh reco.item_embeddings first (new/changed only)")
     search.add_argument("--fallback", action="store_true", help="use the TF-IDF + LSA index even with the extra")
     search.set_defaults(func=_cmd_search)
 
-    api = sub.add_parser("serve", help="run the recommendations API (uvicorn) in the foreground")
+    api = _command(sub, "serve", "run the recommendations API (uvicorn) in the foreground")
     api.add_argument("--host", help="address to bind (default: RECOMART_BIND_HOST, 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (default: RECOMART_API_PORT, 8000)")
     api.add_argument("--workers", type=int, help="worker processes (default: RECOMART_API_WORKERS, 2)")
     api.set_defaults(func=_cmd_serve)
 
-    test = sub.add_parser(
-        "test", help="static checks (ruff, import contracts, mypy, sqlfluff), then pytest (its arguments may follow)"
+    test = _command(
+        sub, "test", "static checks (ruff, import contracts, mypy, sqlfluff), then pytest (its arguments may follow)"
     )
     test.add_argument("--no-static", action="store_true", help="skip mypy and sqlfluff (ruff and lint-imports run)")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments passed to pytest, e.g. -m unit -q")
     test.set_defaults(func=_cmd_test)
     return parser
 

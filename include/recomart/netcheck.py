@@ -19,6 +19,40 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def port_free(host: str, port: int) -> bool:
+    """True if a server could bind ``host:port`` now (with SO_REUSEADDR, as uvicorn and gunicorn do)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def port_holder(port: int) -> str:
+    """Who listens on TCP ``port``: ``pid 123 (python -m http.server 8080)``, or what could not be seen."""
+    import psutil
+
+    try:
+        listeners = [
+            c for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        ]
+    except psutil.AccessDenied:
+        listeners = []
+    pids = sorted({c.pid for c in listeners if c.pid is not None})
+    if not pids:
+        return f"a process this user cannot see (as root: ss -ltnp 'sport = :{port}')"
+    described = []
+    for pid in pids:
+        try:
+            command = " ".join(psutil.Process(pid).cmdline()) or psutil.Process(pid).name()
+        except psutil.Error:
+            command = "command line not readable"
+        described.append(f"pid {pid} ({command[:200]})")
+    return ", ".join(described)
+
+
 def wait_for(host: str, port: int, what: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not port_open(host, port):

@@ -1,17 +1,69 @@
-"""`recomart up` / `recomart down`: the Airflow UI stack, the catalog API, the MLflow UI and the RecoMart API."""
+"""`recomart up` / `recomart down`: the Airflow UI stack, the catalog API, the MLflow UI and the RecoMart API.
+
+``up`` checks every port first (naming the process holding a taken one), starts the processes,
+and waits for each component's health check with progress on stderr; a component that exits or
+stays unhealthy fails ``up`` with the end of its log (:class:`recomart.processes.StartFailed`).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 from recomart import mlflow_ui, processes, services
 from recomart.config import Settings
-from recomart.serving.server import start_api
+from recomart.netcheck import port_free, port_holder
+from recomart.processes import Health, StartFailed
+from recomart.progress import Board, step
+from recomart.serving import server
 from recomart.tools import airflow_migrate, tool_env, venv_bin
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SERVES_LOGS = ("scheduler", "triggerer")
+# the key of each heartbeat-driven component in the api-server's /api/v2/monitor/health
+MONITOR_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+OTHER_PROCESSES = (server.PROCESS_NAME, "mlflow-ui", "catalog-api")
+
+
+class PortsTaken(StartFailed):
+    """Ports ``up`` needs are held by processes it did not start."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A port ``up`` binds: who binds it and the setting that moves it."""
+
+    label: str
+    process: str
+    setting: str
+    port: int
+
+
+def listeners(s: Settings) -> list[Listener]:
+    return [
+        Listener("Airflow api-server", "airflow-api-server", "RECOMART_AIRFLOW_PORT", s.airflow_port),
+        Listener("MLflow UI", "mlflow-ui", "RECOMART_MLFLOW_PORT", s.mlflow_port),
+        Listener("catalog API", "catalog-api", "RECOMART_CATALOG_PORT", s.catalog_api_port),
+        Listener("RecoMart API", server.PROCESS_NAME, "RECOMART_API_PORT", s.api_port),
+    ]
+
+
+def check_ports(s: Settings, wanted: list[Listener]) -> None:
+    """Raise :class:`PortsTaken` naming every taken port, its holder and the setting that moves it.
+
+    A port held by this deployment's own running process (an earlier ``up``) is fine: ``up`` keeps it.
+    """
+    taken = [
+        f"port {s.bind_host}:{item.port} ({item.setting}, for the {item.label}) is taken by {port_holder(item.port)}"
+        for item in wanted
+        if not processes.running_pid(s, item.process) and not port_free(s.bind_host, item.port)
+    ]
+    if taken:
+        fix = "stop that process, or set the named variable to a free port"
+        raise PortsTaken("; ".join(taken) + f". Nothing was started. Fix: {fix}")
 
 
 def catalog_api_args(s: Settings) -> list[str]:
@@ -43,73 +95,149 @@ def airflow_login(s: Settings) -> tuple[str, str]:
     return "admin", passwords.get("admin", f"(see {path})")
 
 
+def _airflow_args(s: Settings, component: str) -> list[str]:
+    args = [venv_bin("airflow"), component]
+    if component == "api-server":
+        args += ["--host", s.bind_host, "--port", str(s.airflow_port)]
+    if component in SERVES_LOGS:
+        # its log server would listen on every interface; LocalExecutor's logs are read from disk
+        args.append("--skip-serve-logs")
+    return args
+
+
+def _monitor_problem(s: Settings, key: str) -> str | None:
+    """None once the api-server's /api/v2/monitor/health reports ``key``'s heartbeat as healthy."""
+    import httpx
+
+    url = f"http://{s.client_host}:{s.airflow_port}/api/v2/monitor/health"
+    try:
+        status = httpx.get(url, timeout=2).json().get(key, {}).get("status")
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"health endpoint not answering ({exc})"
+    return None if status == "healthy" else f"heartbeat {status or 'not seen yet'}"
+
+
+def airflow_health(s: Settings, component: str) -> Health:
+    """The api-server answers /api/v2/version; the others are healthy once their heartbeat is."""
+    label, name = f"Airflow {component}", f"airflow-{component}"
+    if component == "api-server":
+        url = f"http://{s.client_host}:{s.airflow_port}/api/v2/version"
+        return Health(label, name, lambda: processes.http_problem(url))
+    return Health(label, name, lambda: _monitor_problem(s, MONITOR_KEYS[component]))
+
+
+def _launch(s: Settings, name: str, args: list[str], env: dict[str, str], log_from: dict[str, int]) -> None:
+    log_from[name] = processes.log_size(s, name)
+    processes.start(s, name, args, env)
+
+
 def start_airflow(
-    s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS, *, paused_at_creation: bool = False
+    s: Settings,
+    components: tuple[str, ...] = AIRFLOW_COMPONENTS,
+    *,
+    paused_at_creation: bool = False,
+    board: Board | None = None,
+    alongside: Sequence[Health] = (),
+    log_from: dict[str, int] | None = None,
 ) -> str:
-    """Start Airflow components in the background; return the api-server URL once it is healthy.
+    """Start Airflow components in the background; return the api-server URL once all are healthy.
 
     The api-server comes first: tasks report to its execution API, so a scheduler started before it
     would fail its first task instances with "connection refused". ``paused_at_creation`` registers
     new DAGs paused (the backfill test unpauses only what its procedure needs); by default they are
-    unpaused.
+    unpaused. ``alongside``: checks of processes started just before (``up``), waited for together with
+    the api-server; ``log_from``: their log offsets. Raises :class:`StartFailed` with the log tail of a
+    component that dies or stays unhealthy.
     """
     env = {**tool_env(s), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation)}
-    url = f"http://{s.client_host}:{s.airflow_port}"
-    ordered = sorted(components, key=lambda c: c != "api-server")
-    for component in ordered:
-        args = [venv_bin("airflow"), component]
-        if component == "api-server":
-            args += ["--host", s.bind_host, "--port", str(s.airflow_port)]
-        if component in SERVES_LOGS:
-            # its log server would listen on every interface; LocalExecutor's logs are read from disk
-            args.append("--skip-serve-logs")
-        processes.start(s, f"airflow-{component}", args, env)
-        if component == "api-server":
-            processes.wait_http(
-                f"{url}/api/v2/monitor/health", "Airflow api-server", 180, processes.logfile(s, "airflow-api-server")
-            )
-    return url
+    log_from = {} if log_from is None else log_from
+    with nullcontext(board) if board else Board() as shown:
+        checks = list(alongside)
+        if "api-server" in components:
+            _launch(s, "airflow-api-server", _airflow_args(s, "api-server"), env, log_from)
+            checks.append(airflow_health(s, "api-server"))
+            checks = processes.wait_healthy(s, checks, shown, log_from, until="Airflow api-server")
+        others = [c for c in components if c != "api-server"]
+        for component in others:
+            _launch(s, f"airflow-{component}", _airflow_args(s, component), env, log_from)
+        processes.wait_healthy(s, [*checks, *(airflow_health(s, c) for c in others)], shown, log_from)
+    return f"http://{s.client_host}:{s.airflow_port}"
 
 
-def start_mlflow(s: Settings) -> None:
-    """The MLflow UI with basic auth (:mod:`recomart.mlflow_ui`); returns once it is healthy."""
-    processes.start(s, "mlflow-ui", mlflow_ui.server_args(s), mlflow_ui.server_env(s))
-    processes.wait_http(f"{s.mlflow_url}/health", "MLflow UI", 180, processes.logfile(s, "mlflow-ui"))
-
-
-def stop_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) -> None:
-    """Stop the components concurrently: each may take its whole grace period to shut down."""
-    names = [f"airflow-{component}" for component in components]
-    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
-        stopped = list(pool.map(lambda name: processes.stop(s, name), names))
-    for name, was_running in zip(names, stopped, strict=True):
-        if was_running:
-            print(f"stopped {name}")
+def _launch_beside_airflow(s: Settings, log_from: dict[str, int]) -> list[Health]:
+    """Start the catalog API, the MLflow UI and the RecoMart API; returns their health checks."""
+    _launch(s, "catalog-api", catalog_api_args(s), tool_env(s), log_from)
+    _launch(s, "mlflow-ui", mlflow_ui.server_args(s), mlflow_ui.server_env(s), log_from)
+    if not processes.running_pid(s, server.PROCESS_NAME):  # server_env empties the metrics folder
+        args = server.uvicorn_args(s, s.bind_host, s.api_port, s.api_workers)
+        _launch(s, server.PROCESS_NAME, args, server.server_env(s, s.api_port), log_from)
+    return [
+        Health("catalog API", "catalog-api", lambda: processes.http_problem(f"{s.catalog_api_url}/health"), 60),
+        Health("MLflow UI", "mlflow-ui", lambda: processes.http_problem(f"{s.mlflow_url}/health")),
+        Health("RecoMart API", server.PROCESS_NAME, lambda: processes.http_problem(f"{s.api_url}/healthz"), 120),
+    ]
 
 
 def start_stack(s: Settings) -> None:
-    """Start everything in the background and print where to find it."""
-    services.ensure_services(s, log=print)
-    airflow_migrate(s)
-    start_catalog_api(s)
-    airflow_url = start_airflow(s)
-    start_mlflow(s)
-    api_url = start_api(s)
+    """Check the ports, start everything in the background, wait until healthy, print where to find it.
+
+    Raises :class:`PortsTaken` before starting anything when a port is held by another process, and
+    :class:`StartFailed` when a component dies or stays unhealthy (what did start keeps running:
+    ``./recomart down`` stops it).
+    """
+    check_ports(s, listeners(s))
+    with step("Postgres and Redis"):
+        services.ensure_services(s, log=print)
+    with step("Airflow metadata database (airflow db migrate)"):
+        airflow_migrate(s)
+    log_from: dict[str, int] = {}
+    with Board() as board:
+        beside = _launch_beside_airflow(s, log_from)
+        airflow_url = start_airflow(s, board=board, alongside=beside, log_from=log_from)
     user, password = airflow_login(s)
     print(f"Airflow UI   {airflow_url}   login: {user} / {password}")
     print(f"MLflow UI    {s.mlflow_url}   login: {mlflow_ui.ADMIN_USER} / {mlflow_ui.admin_password(s)}")
     print(f"Catalog API  {s.catalog_api_url}/products")
-    print(f"RecoMart API {api_url}/docs")
+    print(f"RecoMart API {s.api_url}/docs")
     print(f"Logs         {s.state_dir / 'logs'}")
     print(
-        "All five DAGs are unpaused. Trigger `ingest_events` for a day; transform, train and recommend "
-        "follow through assets. Stop everything with: ./recomart down"
+        "All components are healthy and the five DAGs unpaused. Trigger `ingest_events` for a day; transform, "
+        "train and recommend follow through assets. Status: ./recomart status   Stop: ./recomart down"
     )
 
 
-def stop_stack(s: Settings) -> None:
-    """Stop what `start_stack` started (the embedded databases keep running)."""
-    stop_airflow(s)
-    for name in ("api", "mlflow-ui", "catalog-api"):
-        if processes.stop(s, name):
-            print(f"stopped {name}")
+def stop_airflow(s: Settings, components: tuple[str, ...] = AIRFLOW_COMPONENTS) -> list[str]:
+    """Stop the components; returns one report line each (see :func:`stop_processes`)."""
+    return stop_processes(s, [f"airflow-{component}" for component in components])
+
+
+def stop_processes(s: Settings, names: Sequence[str]) -> list[str]:
+    """Stop background processes concurrently (each may take its whole grace period); returns one
+    report line per process: stopped, had already exited, or was not running."""
+    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        return list(pool.map(lambda name: _stop_one(s, name), names))
+
+
+def _stop_one(s: Settings, name: str) -> str:
+    before = processes.state(s, name)
+    pid = processes.running_pid(s, name)
+    if before == "running" and processes.stop(s, name):
+        return f"stopped {name} (pid {pid})"
+    if before == "exited":
+        processes.stop(s, name)  # removes the stale pid file
+        return f"{name} had already exited (its pid file was left behind; see {processes.logfile(s, name)})"
+    return f"{name} was not running"
+
+
+def stop_stack(s: Settings) -> list[str]:
+    """Stop what `start_stack` started (the embedded databases keep running); prints and returns the
+    report lines, and says so when nothing was running."""
+    lines = stop_processes(s, [*(f"airflow-{c}" for c in AIRFLOW_COMPONENTS), *OTHER_PROCESSES])
+    if not all(line.endswith("was not running") for line in lines):
+        print("\n".join(lines))
+    else:
+        print(
+            f"nothing was running: no process of deployment {s.db_prefix!r} under {s.state_dir / 'run'} "
+            "(the embedded Postgres and Redis are stopped with ./recomart services down)"
+        )
+    return lines

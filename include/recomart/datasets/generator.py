@@ -20,7 +20,7 @@ import argparse
 import csv
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -586,6 +586,7 @@ def generate(
     events_per_user_day: float = 1.5,
     popularity_alpha: float = 0.8,
     clean: bool = True,
+    on_day: Callable[[date, int], object] | None = None,
 ) -> GeneratedSummary:
     """Write ``products.csv``, ``users.csv`` and ``events/YYYY-MM-DD.csv`` (last day ``end_date``).
 
@@ -620,6 +621,8 @@ def generate(
         wanted.add(name)
         _write_events(table, events_dir / name)
         totals += counts
+        if on_day is not None:
+            on_day(day, int(counts.sum()))
     if clean:
         for stale in events_dir.glob("????-??-??.csv"):
             if stale.name not in wanted:

@@ -113,6 +113,12 @@ def _pg_generation(dsn: str, live: tuple[int, str | None, str | None]) -> Genera
     return Generation(live[0], live[1], live[2], "postgres", catalogue, popular)
 
 
+def postgres_generation(dsn: str) -> Generation | None:
+    """The live generation as Postgres holds it (cold-start lists, catalogue), or None if none is live."""
+    live = _pg_live_generation(dsn)
+    return None if live is None else _pg_generation(dsn, live)
+
+
 def _redis_generation(client: redis.Redis, layout: CacheLayout, generation_id: int) -> Generation | None:
     """The generation from Redis, or None if its keys are not complete there."""
     meta, catalogue, popular = client.mget(
