@@ -119,6 +119,10 @@ def champion_version(s: Settings) -> str | None:
     return str(answer.raise_for_status().json()["model_version"]["version"])
 
 
+def _version(version: str | None) -> str:
+    return "none" if version is None else f"v{version}"
+
+
 def serving_rows(s: Settings) -> list[Row]:
     """(what, value) for the live generation and the champion."""
     from recomart.serving.live import postgres_generation
@@ -131,7 +135,7 @@ def serving_rows(s: Settings) -> list[Row]:
         live = (
             "none yet (run the recommend DAG or ./recomart demo)"
             if generation is None
-            else f"{generation.generation_id} (model v{generation.model_version}, built {generation.built_at})"
+            else f"{generation.generation_id} (model {_version(generation.model_version)}, built {generation.built_at})"
         )
     try:
         version = champion_version(s)

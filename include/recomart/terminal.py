@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from recomart.recommend.cache import OVERALL_SEGMENT
 from recomart.status import Status
 
 
@@ -30,13 +31,18 @@ def _reasons(reasons: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.3f}" for name, value in reasons.items()) or "-"
 
 
+def _segment(name: str | None) -> str:
+    return "all users" if name in (None, OVERALL_SEGMENT) else str(name)
+
+
 def print_recommendations(body: dict[str, Any], console: Console | None = None) -> None:
     """The body of :func:`recomart.serving.lookup.user_recommendations` as a headline and a table."""
     console = console or stdout_console()
-    if body["strategy"] == "popular_cold_start":
+    cold = body["strategy"] == "popular_cold_start"
+    if cold:
         headline = (
             f"user {body['user_id']} is not in generation {body['generation_id']}: cold-start list "
-            f"(popular_cold_start, segment {body['cold_start_segment']})"
+            f"(popular_cold_start, segment: {_segment(body['cold_start_segment'])})"
         )
     else:
         headline = f"user {body['user_id']}: generation {body['generation_id']}, strategy {body['strategy']}"
@@ -50,7 +56,9 @@ def print_recommendations(body: dict[str, Any], console: Console | None = None) 
             "-" if item["price"] is None else f"{item['price']:.2f}",
             f"{item['score']:.4f}",
             item["source"],
-            _reasons(item["reasons"]),
+            _reasons(item["reasons"])
+            if item["reasons"] or not cold
+            else f"popularity {item['score']:.3f} (cold start)",
         )
         for item in body["items"]
     ]
