@@ -61,6 +61,7 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
         "RECOMART_CATALOG_PORT": str(_free_port()),
         "RECOMART_AIRFLOW_PORT": str(_free_port()),
         "RECOMART_MLFLOW_PORT": str(_free_port()),
+        "RECOMART_API_PORT": str(_free_port()),
     }
     s = load_settings({**os.environ, **overrides})
     services.ensure_services(s)
