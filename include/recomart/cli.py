@@ -129,6 +129,55 @@ def _cmd_recommend_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from recomart.backfill import BackfillFailed, run_backfill
+
+    s = settings()
+    hold = tuple(args.hold) if args.hold is not None else ("transform",)
+    try:
+        result = run_backfill(
+            s,
+            args.dag_id,
+            date.fromisoformat(args.from_date),
+            date.fromisoformat(args.to_date),
+            max_active_runs=args.max_active_runs,
+            reprocess=args.reprocess,
+            hold=hold,
+            run_held=not args.keep_held_paused,
+        )
+    except BackfillFailed as failed:
+        print(f"recomart backfill: {failed}", file=sys.stderr)
+        return 1
+    states = ", ".join(f"{count} {state}" for state, count in sorted(result.states.items()))
+    print(f"backfill {result.backfill_id} of {args.dag_id} completed: {result.runs} runs ({states})")
+    if result.triggered:
+        print(f"triggered once: {', '.join(result.triggered)}")
+    elif hold:
+        print(f"still paused: {', '.join(hold)} (unpause and trigger once when ready; docs/backfill.md step 6)")
+    return 0 if not result.states.get("failed") else 1
+
+
+def _add_backfill_parser(sub: argparse._SubParsersAction) -> None:
+    back = _command(sub, "backfill", "run a DAG for past days through the scheduler (docs/backfill.md), with progress")
+    back.add_argument("dag_id", help="the DAG to backfill, e.g. ingest_events")
+    back.add_argument("--from", dest="from_date", required=True, help="first logical date, YYYY-MM-DD")
+    back.add_argument("--to", dest="to_date", required=True, help="last logical date, YYYY-MM-DD (inclusive)")
+    back.add_argument("--max-active-runs", type=int, default=4, help="runs of this backfill at once (default 4)")
+    back.add_argument(
+        "--reprocess",
+        choices=["none", "failed", "completed"],
+        default="none",
+        help="dates that already have a run: skip them (none), or clear failed or all finished runs",
+    )
+    back.add_argument(
+        "--hold",
+        action="append",
+        help="a DAG paused during the backfill, then triggered once (repeatable; default: transform)",
+    )
+    back.add_argument("--keep-held-paused", action="store_true", help="leave the held DAGs paused at the end")
+    back.set_defaults(func=_cmd_backfill)
+
+
 def _add_recommend_parser(sub: argparse._SubParsersAction) -> None:
     reco = _command(sub, "recommend", "show a user's recommendations from the live generation (reco.*)")
     kinds = reco.add_subparsers(dest="recommend_command", required=True, metavar="<what>")
@@ -315,7 +364,7 @@ COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Try it: generate data and run the whole pipeline once", ("demo", "generate")),
     ("Run the platform in the background and watch it", ("up", "status", "down", "services", "serve")),
     ("Look at the results", ("recommend", "search", "features")),
-    ("Correct and operate", ("migrate", "rollback", "forget")),
+    ("Correct and operate", ("migrate", "backfill", "rollback", "forget")),
     ("Work on RecoMart", ("env", "test")),
 )
 DESCRIPTION = "RecoMart: an open-source recommendation platform on Airflow, dbt, Feast, MLflow, Postgres and Redis."
@@ -348,7 +397,9 @@ def _command(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
 
 def build_parser() -> argparse.ArgumentParser:
     parser = GroupedHelpParser(prog="recomart", description=DESCRIPTION, epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="<command>", parser_class=argparse.ArgumentParser
+    )
 
     env = _command(
         sub,
@@ -406,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_recommend_parser(sub)
     _add_features_parser(sub)
+    _add_backfill_parser(sub)
     _add_rollback_parser(sub)
     _add_forget_parser(sub)
 

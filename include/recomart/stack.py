@@ -8,10 +8,12 @@ stays unhealthy fails ``up`` with the end of its log (:class:`recomart.processes
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+
+import httpx
 
 from recomart import mlflow_ui, processes, services
 from recomart.config import Settings
@@ -95,6 +97,18 @@ def airflow_login(s: Settings) -> tuple[str, str]:
     return "admin", passwords.get("admin", f"(see {path})")
 
 
+@contextmanager
+def airflow_rest(s: Settings, timeout_s: float = 30.0) -> Iterator[httpx.Client]:
+    """A client of Airflow's REST API (``/api/v2``) logged in as the admin that ``up`` prints."""
+    url = f"http://{s.client_host}:{s.airflow_port}"
+    user, password = airflow_login(s)
+    token = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=timeout_s)
+    token.raise_for_status()
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    with httpx.Client(base_url=f"{url}/api/v2", headers=headers, timeout=timeout_s) as client:
+        yield client
+
+
 def _airflow_args(s: Settings, component: str) -> list[str]:
     args = [venv_bin("airflow"), component]
     if component == "api-server":
@@ -107,8 +121,6 @@ def _airflow_args(s: Settings, component: str) -> list[str]:
 
 def _monitor_problem(s: Settings, key: str) -> str | None:
     """None once the api-server's /api/v2/monitor/health reports ``key``'s heartbeat as healthy."""
-    import httpx
-
     url = f"http://{s.client_host}:{s.airflow_port}/api/v2/monitor/health"
     try:
         status = httpx.get(url, timeout=2).json().get(key, {}).get("status")

@@ -61,12 +61,8 @@ def dag_run_rows(s: Settings) -> tuple[list[Row], str | None]:
     url = f"http://{s.client_host}:{s.airflow_port}"
     if processes.http_problem(f"{url}/api/v2/version", timeout_s=10) is not None:
         return [], f"unknown: the Airflow api-server does not answer at {url} (./recomart up starts it)"
-    user, password = stack.airflow_login(s)
     try:
-        token = httpx.post(f"{url}/auth/token", json={"username": user, "password": password}, timeout=10)
-        token.raise_for_status()
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        with httpx.Client(base_url=f"{url}/api/v2", headers=headers, timeout=10) as api:
+        with stack.airflow_rest(s, timeout_s=10) as api:
             dags = api.get("/dags", params={"limit": 100}).raise_for_status().json()["dags"]
             rows = [_last_run(api, dag) for dag in sorted(dags, key=lambda d: d["dag_id"])]
     except (httpx.HTTPError, KeyError, ValueError) as exc:

@@ -51,6 +51,23 @@ def test_every_command_is_listed_once_under_a_heading() -> None:
     assert len(grouped) == len(set(grouped))
 
 
+def _parsers(parser: argparse.ArgumentParser, path: str = "recomart") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, f"{path} {name}")
+
+
+def test_every_command_help_renders_with_its_one_line_first() -> None:
+    """``./recomart <command> --help`` works for every command and starts with the command's line."""
+    for path, parser in _parsers(build_parser()):
+        text = parser.format_help()
+        assert text.startswith(f"usage: {path}"), path
+        if parser.description:  # wrapped to the terminal's width
+            assert " ".join(parser.description.split()) in " ".join(text.split()), path
+
+
 def test_top_level_help_is_clean_and_grouped() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "recomart.cli", "--help"], capture_output=True, text=True, timeout=60, check=True
