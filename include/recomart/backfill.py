@@ -36,6 +36,7 @@ class BackfillResult:
     backfill_id: int
     runs: int
     states: dict[str, int]  # final state -> runs
+    skipped: int  # dates in the range that already had a run (with reprocess "none")
     triggered: list[str]  # downstream DAGs triggered once afterwards
 
 
@@ -120,4 +121,5 @@ def run_backfill(
                 _check(api.patch(f"/dags/{held}", json={"is_paused": False}), f"unpausing {held}")
                 _check(api.post(f"/dags/{held}/dagRuns", json={"logical_date": None}), f"triggering {held}")
                 triggered.append(held)
-    return BackfillResult(created["id"], sum(states.values()), dict(states), triggered)
+    skipped = (last - first).days + 1 - planned
+    return BackfillResult(created["id"], sum(states.values()), dict(states), skipped, triggered)

@@ -150,6 +150,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         return 1
     states = ", ".join(f"{count} {state}" for state, count in sorted(result.states.items()))
     print(f"backfill {result.backfill_id} of {args.dag_id} completed: {result.runs} runs ({states})")
+    if result.skipped:
+        print(f"{result.skipped} dates already had a run and were left alone (--reprocess completed re-runs them)")
     if result.triggered:
         print(f"triggered once: {', '.join(result.triggered)}")
     elif hold:

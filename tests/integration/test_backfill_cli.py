@@ -53,7 +53,9 @@ def _wait_registered(api: httpx.Client, dag_ids: tuple[str, ...]) -> None:
 
 def test_backfill_command_loads_every_day_with_progress_and_holds_transform(stack) -> None:
     s, summary = stack
-    first, last = summary.end_date - timedelta(days=DAYS - 1), summary.end_date
+    # before the end date: unpausing ingest_events starts its latest scheduled run (the end date),
+    # and a backfill leaves dates that have a run alone
+    first, last = summary.end_date - timedelta(days=DAYS), summary.end_date - timedelta(days=1)
     with airflow_rest(s) as api:
         _wait_registered(api, ("ingest_events", "transform"))
         refused = subprocess.run(
@@ -87,7 +89,7 @@ def test_backfill_command_loads_every_day_with_progress_and_holds_transform(stac
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"backfill ingest_events {first}..{last}: runs: {DAYS}/{DAYS}, 0 failed in " in result.stderr
     assert f"completed: {DAYS} runs ({DAYS} success)" in result.stdout
-    assert "still paused: transform" in result.stdout
+    assert "still paused: transform" in result.stdout and "left alone" not in result.stdout
 
     with psycopg.connect(s.warehouse_url) as conn:
         loaded = conn.execute(
@@ -100,3 +102,21 @@ def test_backfill_command_loads_every_day_with_progress_and_holds_transform(stac
         transform = api.get("/dags/transform").json()
         runs = api.get("/dags/transform/dagRuns").json()["dag_runs"]
     assert transform["is_paused"] and runs == []
+
+    # ./recomart status reads the last run per DAG over the same REST API
+    status = subprocess.run(
+        [sys.executable, "-m", "recomart.cli", "status"],
+        env={**os.environ, **service_env(s)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert status.returncode == 0, status.stderr
+    rows = {
+        cells[0]: cells[1:]
+        for line in status.stdout.splitlines()
+        if line.startswith("│") and (cells := [c.strip() for c in line.strip("│").split("│")])
+    }
+    assert "Last run per DAG (Airflow REST API)" in status.stdout
+    assert rows["transform"][:2] == ["paused", "no run yet"]
+    assert rows["ingest_events"][0] == "active" and rows["ingest_events"][1].startswith(("scheduled__", "backfill__"))
