@@ -7,6 +7,7 @@ import argparse
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from recomart.cli import COMMAND_GROUPS, build_parser
 
@@ -80,3 +81,10 @@ def test_top_level_help_is_clean_and_grouped() -> None:
         section = out[out.index(f"{title}:\n") :].split("\n\n")[0]
         for name in names:
             assert f"\n  {name} " in section, f"{name} not under {title!r}"
+
+
+def test_the_readme_shows_the_help_as_it_is() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```text\nusage: recomart [-h] <command> ...") + len("```text\n")
+    shown = readme[start : readme.index("```\n", start)]
+    assert shown.rstrip("\n") == build_parser().format_help().rstrip("\n"), "README's --help sample is stale"
