@@ -364,8 +364,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Try it: generate data and run the whole pipeline once", ("demo", "generate")),
-    ("Run the platform in the background and watch it", ("up", "status", "down", "services", "serve")),
-    ("Look at the results", ("recommend", "search", "features")),
+    ("Run the platform in the background and watch it", ("up", "status", "down", "services", "serve", "stream")),
+    ("Look at the results", ("recommend", "search", "features", "simulate")),
     ("Correct and operate", ("migrate", "backfill", "rollback", "forget")),
     ("Work on RecoMart", ("env", "test")),
 )
@@ -477,6 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, help="worker processes (default: RECOMART_API_WORKERS, 2)")
     api.set_defaults(func=_cmd_serve)
 
+    _command(
+        sub, "stream", "run the stream worker in the foreground (Redis Stream -> raw.stream_events + Feast push)"
+    ).set_defaults(func=_cmd_stream)
+
+    sim = _command(sub, "simulate", "send generated-shop behaviour through POST /v1/events at a fixed rate")
+    sim.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
+    sim.add_argument("--minutes", type=float, default=2.0, help="how long (default 2)")
+    sim.add_argument("--url", help="API base URL (default: this deployment's, RECOMART_API_PORT)")
+    sim.set_defaults(func=_cmd_simulate)
+
     test = _command(
         sub, "test", "static checks (ruff, import contracts, mypy, sqlfluff), then pytest (its arguments may follow)"
     )
@@ -492,6 +502,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     s = settings()
     services.ensure_services(s, log=print)
     return serve(s, host=args.host, port=args.port, workers=args.workers)
+
+
+def _cmd_stream(_: argparse.Namespace) -> int:
+    from recomart.stream.worker import run_worker
+
+    s = settings()
+    services.ensure_services(s, log=print)
+    return run_worker(s)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from recomart.stream.simulate import print_summary, simulate
+
+    if args.rate <= 0 or args.minutes <= 0:
+        print("recomart: --rate and --minutes must be positive", file=sys.stderr)
+        return 2
+    summary = simulate(settings(), args.rate, args.minutes * 60, url=args.url)
+    print_summary(summary)
+    return 0 if summary.refused == 0 else 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -74,6 +74,10 @@ class Settings:
     api_port: int = 8000
     api_workers: int = 2
     metrics_multiproc_dir: str | None = None
+    stream_max_len: int = 500_000
+    stream_batch_size: int = 1000
+    stream_claim_idle_s: float = 15.0
+    redis_appendfsync: str = "everysec"
 
     # --- databases -------------------------------------------------------
     @property
@@ -230,6 +234,12 @@ class _Environment:
             raise SettingError(name, raw, "a number") from None
 
 
+def _appendfsync(value: str) -> str:
+    if value not in ("everysec", "always"):
+        raise SettingError("RECOMART_REDIS_APPENDFSYNC", value, "everysec (default) or always")
+    return value
+
+
 def _embedded_pg_url(state_dir: Path, host: str, port: int) -> str:
     """The embedded server's URL with the pipeline role's generated password (``<state>/secrets``)."""
     password = quote(secret(state_dir, "postgres_password"), safe="")
@@ -299,6 +309,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         generator_days=env.integer("RECOMART_DAYS", 60, minimum=1),
         api_port=env.port("RECOMART_API_PORT", 8000),
         api_workers=env.integer("RECOMART_API_WORKERS", 2, minimum=1, maximum=64),
+        stream_max_len=env.integer("RECOMART_STREAM_MAX_LEN", 500_000, minimum=1),
+        stream_batch_size=env.integer("RECOMART_STREAM_BATCH_SIZE", 1000, minimum=1, maximum=10_000),
+        stream_claim_idle_s=env.number("RECOMART_STREAM_CLAIM_IDLE_S", 15.0),
+        redis_appendfsync=_appendfsync(_env("RECOMART_REDIS_APPENDFSYNC", "everysec")),
         # prometheus_client's own variable: set by `recomart serve` for multi-process metrics
         metrics_multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
     )

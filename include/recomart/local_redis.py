@@ -1,7 +1,9 @@
 """The embedded Redis under ``<state>/redis``: a password (``requirepass``) and an append-only file.
 
-Persistence is AOF with ``appendfsync everysec`` (at most about a second of writes lost on a crash)
-and no RDB snapshots (``save ""``: no fork per snapshot, so no latency spikes).  The settings,
+Persistence is AOF with ``appendfsync everysec`` (at most about a second of writes lost on a crash
+of Redis or the machine) and no RDB snapshots (``save ""``: no fork per snapshot, so no latency
+spikes).  ``RECOMART_REDIS_APPENDFSYNC=always`` fsyncs every write instead (no loss; costs intake
+throughput, see docs/operations.md).  The settings,
 password included, are in ``<state>/redis/redis.conf`` (mode 0600), never on the command line.
 A server left running by an earlier RecoMart without a password is upgraded in place.
 """
@@ -51,11 +53,15 @@ def _config_text(s: Settings) -> str:
         "pidfile": str(_pid_file(s)),
         "logfile": str(directory / "redis.log"),
         "requirepass": secret(s.state_dir, "redis_password"),
-        **{key: value or '""' for key, value in PERSISTENCE.items()},
+        **{key: value or '""' for key, value in _persistence(s).items()},
     }
     return "# Written by RecoMart (include/recomart/local_redis.py) on every start.\n" + "".join(
         f"{key} {value}\n" for key, value in lines.items()
     )
+
+
+def _persistence(s: Settings) -> dict[str, str]:
+    return {**PERSISTENCE, "appendfsync": s.redis_appendfsync}
 
 
 def _alive(pid: int) -> bool:
@@ -101,6 +107,8 @@ def _adopt_running(s: Settings) -> None:
             if pid is not None and client.info("server")["process_id"] == pid:
                 if attempt is None:
                     _add_password_and_aof(client, password)
+                elif client.config_get("appendfsync").get("appendfsync") != s.redis_appendfsync:
+                    client.config_set("appendfsync", s.redis_appendfsync)  # the setting changed since its start
                 return
     raise ServiceUnavailable(
         f"port {s.client_host}:{s.embedded_redis_port} is taken by a server that is not the embedded Redis of "

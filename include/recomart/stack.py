@@ -21,13 +21,14 @@ from recomart.netcheck import port_free, port_holder
 from recomart.processes import Health, StartFailed
 from recomart.progress import Board, step
 from recomart.serving import server
+from recomart.stream import worker as stream_worker
 from recomart.tools import airflow_migrate, tool_env, venv_bin
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SERVES_LOGS = ("scheduler", "triggerer")
 # the key of each heartbeat-driven component in the api-server's /api/v2/monitor/health
 MONITOR_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
-OTHER_PROCESSES = (server.PROCESS_NAME, "mlflow-ui", "catalog-api")
+OTHER_PROCESSES = (stream_worker.PROCESS_NAME, server.PROCESS_NAME, "mlflow-ui", "catalog-api")
 
 
 class PortsTaken(StartFailed):
@@ -177,16 +178,18 @@ def start_airflow(
 
 
 def _launch_beside_airflow(s: Settings, log_from: dict[str, int]) -> list[Health]:
-    """Start the catalog API, the MLflow UI and the RecoMart API; returns their health checks."""
+    """Start the catalog API, the MLflow UI, the RecoMart API and the stream worker; returns their health checks."""
     _launch(s, "catalog-api", catalog_api_args(s), tool_env(s), log_from)
     _launch(s, "mlflow-ui", mlflow_ui.server_args(s), mlflow_ui.server_env(s), log_from)
     if not processes.running_pid(s, server.PROCESS_NAME):  # server_env empties the metrics folder
         args = server.uvicorn_args(s, s.bind_host, s.api_port, s.api_workers)
         _launch(s, server.PROCESS_NAME, args, server.server_env(s, s.api_port), log_from)
+    _launch(s, stream_worker.PROCESS_NAME, stream_worker.worker_args(), tool_env(s), log_from)
     return [
         Health("catalog API", "catalog-api", lambda: processes.http_problem(f"{s.catalog_api_url}/health"), 60),
         Health("MLflow UI", "mlflow-ui", lambda: processes.http_problem(f"{s.mlflow_url}/health")),
         Health("RecoMart API", server.PROCESS_NAME, lambda: processes.http_problem(f"{s.api_url}/healthz"), 120),
+        Health("stream worker", stream_worker.PROCESS_NAME, lambda: stream_worker.group_problem(s), 120),
     ]
 
 
@@ -210,7 +213,8 @@ def start_stack(s: Settings) -> None:
     print(f"Airflow UI   {airflow_url}   login: {user} / {password}")
     print(f"MLflow UI    {s.mlflow_url}   login: {mlflow_ui.ADMIN_USER} / {mlflow_ui.admin_password(s)}")
     print(f"Catalog API  {s.catalog_api_url}/products")
-    print(f"RecoMart API {s.api_url}/docs")
+    print(f"RecoMart API {s.api_url}/docs   (POST /v1/events: X-API-Key in {s.state_dir / 'secrets/events_api_key'})")
+    print(f"Stream       worker consuming {s.db_prefix}:stream:events (log {processes.logfile(s, 'stream')})")
     print(f"Logs         {s.state_dir / 'logs'}")
     print(
         "All components are healthy and the five DAGs unpaused. Trigger `ingest_events` for a day; transform, "

@@ -137,6 +137,25 @@ class SessionState:
             self.window[event_type] = [t for t in times if t > cutoff]
 
     @classmethod
+    def from_aggregates(
+        cls,
+        recent: dict[str, list[tuple[str, datetime]]],
+        window: dict[str, list[datetime]],
+        last_event_at: datetime,
+    ) -> SessionState:
+        """The state of events aggregated elsewhere (the stream worker's SQL over ``raw.stream_events``).
+
+        ``recent[event_type]``: ``(item_id, last time)`` newest first (cut to ``RECENT_ITEMS``);
+        ``window[event_type]``: every event time within ``COUNT_WINDOW`` of ``last_event_at``.
+        Folding the same events with :meth:`add` gives the same :meth:`features`.
+        """
+        state = cls(last_event_at=last_event_at)
+        for event_type, kind in _LISTS.items():
+            state.recent[kind] = list(recent.get(event_type, []))[:RECENT_ITEMS]
+            state.window[event_type] = list(window.get(event_type, []))
+        return state
+
+    @classmethod
     def from_features(cls, values: dict[str, object]) -> SessionState:
         """Rebuild a state from a stored row's features (e.g. the online row after a worker restart).
 

@@ -8,6 +8,11 @@ attempt's rows in, so "which load is live for this date" is always answerable::
 
     select * from ops.loaded_files where feed = 'uci_orders' and logical_date = '2011-12-09' and is_live
 
+The stream worker's micro-batches (feed ``stream_events``, ``recomart.stream.batch``) are append-only:
+each adds rows to ``raw.stream_events`` and replaces none, so each is one ``loaded`` row that is never
+live (``replaces`` false); ``records_read - records_loaded - records_rejected`` are the redeliveries
+it dropped.
+
 Statuses: ``loaded`` and ``empty`` (a header-only file: the date holds no rows) can be live;
 ``failed`` (rows untouched) and ``skipped_missing`` (no file, policy ``skip``) never are.
 
@@ -75,11 +80,12 @@ class Attempt:
     records_rejected: int | None = None
     error: str | None = None
     records_erased: int = 0
+    replaces: bool = True  # False: an append-only load (a stream micro-batch), never the live one
 
     @property
     def live(self) -> bool:
         """Whether this attempt's rows replace the live ones (it is committed with them)."""
-        return self.status in LIVE_STATUSES
+        return self.replaces and self.status in LIVE_STATUSES
 
 
 def live_entry(conn: psycopg.Connection, feed: str, logical_date: date) -> LedgerEntry | None:
@@ -123,7 +129,7 @@ def append_attempt(conn: psycopg.Connection, attempt: Attempt, *, snapshot: bool
         " %(sha256)s, %(records_read)s, %(records_loaded)s, %(records_rejected)s, %(records_erased)s, %(status)s,"
         " %(started_at)s,"
         " clock_timestamp(), %(load_id)s, %(error)s, %(live)s)",
-        {**vars(attempt), "live": attempt.live},
+        {**vars(attempt), "live": attempt.live},  # ``replaces`` is not a column: only ``live`` is stored
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import redis
 from fastapi import FastAPI, HTTPException, Path, Query, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,6 +29,9 @@ from recomart.serving.live import LiveState
 from recomart.serving.reads import ListReader, postgres_pool
 from recomart.serving.rerank import DEFAULT_WEIGHT, Session
 from recomart.serving.schemas import FeaturesOut, ReadyOut, RecommendationsOut, SimilarOut
+from recomart.stream.events import stream_layout
+from recomart.stream.intake import EventIntake
+from recomart.stream.lag import stream_lag
 
 MAX_K = 100
 USER_ID = Annotated[
@@ -103,11 +107,28 @@ def _filters(category: str | None, min_price: float | None, max_price: float | N
     return Filters(category, min_price, max_price, tuple(dict.fromkeys(exclude)))
 
 
+def _stream_gauges(state: LiveState) -> dict[str, tuple[str, float | None]]:
+    """The event stream's length, pending entries and lag (none while Redis is down)."""
+    try:
+        lag = stream_lag(state.redis, stream_layout(state.settings.db_prefix))
+    except redis.RedisError:
+        return {}
+    return {
+        "recomart_stream_lag_seconds": (
+            "Age of the oldest event the stream worker has not acknowledged.",
+            lag.behind_s,
+        ),
+        "recomart_stream_length": ("Entries in the event stream (the API refuses events at its cap).", lag.length),
+        "recomart_stream_pending": ("Events delivered to the worker and not yet acknowledged.", lag.pending),
+    }
+
+
 def create_app(s: Settings | None = None) -> FastAPI:
     """The API of deployment ``s`` (default: the process's settings)."""
     s = s or load_settings()
     state = LiveState(s)
     reader = ListReader(state.redis, cache_layout(s.db_prefix), postgres_pool(s.warehouse_url))
+    intake = EventIntake(s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +136,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         yield
         state.stop()
         reader.pool.close()
+        await intake.aclose()
 
     app = FastAPI(
         title="RecoMart API",
@@ -124,6 +146,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(LatencyMiddleware)
     app.state.live = state
+    intake.install(app)
 
     def generation_or_503():
         generation = state.generation
@@ -248,6 +271,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         reg = metrics.registry(s.metrics_multiproc_dir)
         gauges = {
             "recomart_api_fallback_share": ("Share of list reads answered by Postgres.", metrics.fallback_share(reg)),
+            **_stream_gauges(state),
         }
         return Response(metrics.exposition(reg, gauges), media_type=metrics.CONTENT_TYPE)
 

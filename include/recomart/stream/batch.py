@@ -1,0 +1,202 @@
+"""One micro-batch of stream entries: into ``raw.stream_events`` (exactly once) and into Feast (session rows).
+
+In one Postgres transaction: COPY the batch into a temporary table, ``insert ... on conflict
+(event_id) do nothing`` into ``raw.stream_events`` (redeliveries and re-sent events are dropped and
+counted), quarantine entries that do not parse, recompute the session state of every user of the
+batch from ``raw.stream_events`` (set-based SQL), advance each user's row time
+(``ops.stream_session_clock``) and append the ledger row. After the commit the session rows are
+pushed to the online store. The worker acknowledges the entries only after both.
+
+The session rows are a function of the events stored, not of what this batch added, so a batch
+redelivered after a crash between the commit and the push pushes the same state again (one second
+later) and no event counts twice or goes missing in the features.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from recomart.features.session import (
+    COUNT_WINDOW,
+    RECENT_ITEMS,
+    SESSION_PUSH_SOURCE,
+    SESSION_TTL,
+    SessionState,
+    next_row_time,
+    push_frame,
+)
+from recomart.ingest.ledger import Attempt, append_attempt
+from recomart.stream.events import decode
+from recomart.stream.tables import FEED, STAGE_DDL
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+BATCH_LOCK = "select pg_advisory_xact_lock(hashtextextended('recomart.stream.batch', 0))"
+COLUMNS = (
+    "event_id", "event_time", "user_id", "item_id", "event_type", "quantity", "unit_price", "received_at",
+    "_stream_id", "_load_id",
+)  # fmt: skip
+INSERT_NEW = (
+    f"insert into raw.stream_events ({', '.join(COLUMNS)}) select {', '.join(COLUMNS)} from stream_batch"
+    " on conflict (event_id) do nothing"
+)
+LAST_EVENTS = """
+select e.user_id, max(e.event_time) as last_at, c.row_time
+from raw.stream_events e left join ops.stream_session_clock c using (user_id)
+where e.user_id = any(%(users)s)
+group by e.user_id, c.row_time
+"""
+RECENT_LISTS = """
+with last as (
+    select user_id, max(event_time) as last_at from raw.stream_events where user_id = any(%(users)s) group by 1
+),
+items as (
+    select e.user_id, e.event_type, e.item_id, max(e.event_time) as at
+    from raw.stream_events as e inner join last as l on e.user_id = l.user_id
+    where e.event_time > l.last_at - %(horizon)s
+    group by 1, 2, 3
+),
+ranked as (
+    select *, row_number() over (partition by user_id, event_type order by at desc, item_id) as rn from items
+)
+select user_id, event_type, array_agg(item_id order by rn), array_agg(at order by rn)
+from ranked where rn <= %(recent)s group by 1, 2
+"""
+WINDOW_TIMES = """
+with last as (
+    select user_id, max(event_time) as last_at from raw.stream_events where user_id = any(%(users)s) group by 1
+)
+select e.user_id, e.event_type, array_agg(e.event_time order by e.event_time desc)
+from raw.stream_events as e inner join last as l on e.user_id = l.user_id
+where e.event_time > l.last_at - %(window)s
+group by 1, 2
+"""
+ADVANCE_CLOCK = """
+insert into ops.stream_session_clock (user_id, row_time)
+select * from unnest(%(users)s::text[], %(times)s::timestamptz[])
+on conflict (user_id) do update set row_time = excluded.row_time
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry: its id and fields (None for an entry trimmed while pending)."""
+
+    stream_id: str
+    fields: dict[bytes, bytes] | None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one micro-batch did (``frame``: the session rows to push, one per user)."""
+
+    load_id: str
+    read: int
+    loaded: int
+    duplicates: int
+    rejected: int
+    frame: pd.DataFrame
+    seconds: float
+
+    @property
+    def users(self) -> int:
+        return len(self.frame)
+
+
+def parse_entries(entries: Sequence[Entry]) -> tuple[list[dict[str, Any]], list[tuple[str, str | None, str]]]:
+    """``(events, rejects)``: the valid events (the first of each ``event_id``) and ``(stream id, raw, reason)``."""
+    events: dict[str, dict[str, Any]] = {}
+    rejects = []
+    for entry in entries:
+        try:
+            event = decode(entry.fields)
+        except ValueError as exc:
+            raw = None if entry.fields is None else repr(entry.fields)[:2000]
+            rejects.append((entry.stream_id, raw, str(exc).replace("\n", " ")[:500]))
+            continue
+        events.setdefault(event["event_id"], {**event, "_stream_id": entry.stream_id})
+    return list(events.values()), rejects
+
+
+def _copy_batch(conn: psycopg.Connection, events: list[dict[str, Any]], load_id: str) -> int:
+    """COPY ``events`` into the session's temporary table and insert the new ones; returns how many were new."""
+    conn.execute(STAGE_DDL)
+    with conn.cursor().copy(f"copy stream_batch ({', '.join(COLUMNS)}) from stdin") as copy:
+        for event in events:
+            copy.write_row([*(event[c] for c in COLUMNS[:-1]), load_id])
+    return conn.execute(INSERT_NEW).rowcount
+
+
+def _quarantine(conn: psycopg.Connection, rejects: list[tuple[str, str | None, str]], load_id: str) -> None:
+    with conn.cursor().copy(
+        "copy quarantine.stream_events (stream_id, raw_record, reason, load_id) from stdin"
+    ) as copy:
+        for stream_id, raw, reason in rejects:
+            copy.write_row((stream_id, raw, reason, load_id))
+
+
+def session_rows(conn: psycopg.Connection, users: list[str]) -> list[tuple[str, datetime, SessionState]]:
+    """``(user, row time, state)`` of ``users`` from every stored event, and their clock advanced."""
+    params = {
+        "users": users, "horizon": SESSION_TTL, "recent": RECENT_ITEMS, "window": COUNT_WINDOW,
+    }  # fmt: skip
+    last = conn.execute(LAST_EVENTS, params).fetchall()
+    recent: dict[str, dict[str, list[tuple[str, datetime]]]] = {}
+    for user, event_type, items, times in conn.execute(RECENT_LISTS, params):
+        recent.setdefault(user, {})[event_type] = list(zip(items, times, strict=True))
+    window: dict[str, dict[str, list[datetime]]] = {}
+    for user, event_type, times in conn.execute(WINDOW_TIMES, params):
+        window.setdefault(user, {})[event_type] = list(times)
+    rows = [
+        (user, next_row_time(last_at, row_time), SessionState.from_aggregates(recent[user], window[user], last_at))
+        for user, last_at, row_time in last
+    ]
+    conn.execute(ADVANCE_CLOCK, {"users": [r[0] for r in rows], "times": [r[1] for r in rows]})
+    return rows
+
+
+def store_batch(conn: psycopg.Connection, stream: str, entries: Sequence[Entry]) -> BatchResult:
+    """Load ``entries`` into Postgres in one transaction (see the module docstring); nothing is pushed yet."""
+    began, started_at = time.perf_counter(), datetime.now(UTC)
+    load_id = f"stream-{uuid.uuid4().hex[:16]}"
+    events, rejects = parse_entries(entries)
+    with conn.transaction():
+        conn.execute(BATCH_LOCK)
+        loaded = _copy_batch(conn, events, load_id) if events else 0
+        if rejects:
+            _quarantine(conn, rejects, load_id)
+        rows = session_rows(conn, sorted({event["user_id"] for event in events})) if events else []
+        attempt = Attempt(
+            feed=FEED,
+            logical_date=started_at.date(),
+            source_file=f"redis:{stream}#{entries[0].stream_id}..{entries[-1].stream_id}",
+            status="loaded",
+            started_at=started_at,
+            load_id=load_id,
+            records_read=len(entries),
+            records_loaded=loaded,
+            records_rejected=len(rejects),
+            replaces=False,
+        )
+        append_attempt(conn, attempt)
+    duplicates = len(entries) - len(rejects) - loaded
+    frame = push_frame(rows)
+    return BatchResult(load_id, len(entries), loaded, duplicates, len(rejects), frame, time.perf_counter() - began)
+
+
+def push_sessions(store: FeatureStore, frame: pd.DataFrame) -> None:
+    """Push the session rows to the online store through the push source (no-op for an empty frame)."""
+    if frame.empty:
+        return
+    from feast.data_source import PushMode
+
+    store.push(SESSION_PUSH_SOURCE, frame, to=PushMode.ONLINE)
