@@ -1,7 +1,8 @@
 {#
     Every user-item interaction of the active data set in one shape, so the
     marts do not care which feed they read:
-      generated: shop events (view, add_to_cart, purchase);
+      generated: shop events (view, add_to_cart, purchase), from the daily
+                 files and the stream, each event once (stg_shop__all_events);
       uci:       cleaned order lines (each line is a purchase).
 #}
 {{ config(materialized='table') }}
@@ -12,7 +13,7 @@ with
 
 events as (
 
-    select * from {{ ref('stg_shop__events') }}
+    select * from {{ ref('stg_shop__all_events') }}
 
 ),
 
@@ -20,7 +21,7 @@ interactions as (
 
     select
         event_id as interaction_id,
-        'shop_events' as source_feed,
+        source_feed,
         user_id,
         item_id,
         event_time,
