@@ -32,7 +32,9 @@ import redis
 
 from recomart import local_postgres, local_redis, services
 from recomart.config import Settings, load_settings
+from recomart.credentials import persistent_secret, secrets_dir
 from recomart.features import apply
+from recomart.ingest.erasure import KEY_FILE, key_id, new_erasure_key, user_key
 from recomart.serving.server import server_env, uvicorn_args
 from recomart.stream.events import GROUP, stream_layout
 from recomart.stream.intake import api_key
@@ -326,6 +328,27 @@ def test_backlog_at_the_cap_answers_503_and_drains(api, deployment, worker) -> N
     client = redis.Redis.from_url(s.redis_url)
     _wait(lambda: client.xlen(stream_layout(s.db_prefix).stream) < 1000, 30, "the stream trimmed")
     assert api.post("/v1/events", json=_event("ub0", "after")).status_code == 202
+
+
+def test_events_of_an_erased_user_stay_out(api, deployment, worker) -> None:
+    """``forget user`` lists the user's keyed hash; the worker leaves their later events out and counts them."""
+    s, _ = deployment
+    key = bytes.fromhex(persistent_secret(secrets_dir(s.state_dir) / KEY_FILE, new_erasure_key))
+    with psycopg.connect(s.warehouse_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into ops.erased_users (user_key, key_id, erasure_id) values (%s, %s, 1)",
+            (user_key(key, "gone"), key_id(key)),
+        )
+    erased, kept = _event("gone", "x", at=datetime.now(UTC)), _event("stays", "x", at=datetime.now(UTC))
+    assert api.post("/v1/events", json={"events": [erased, kept]}).status_code == 202
+    _wait(lambda: _stored(s, [kept["event_id"]])[kept["event_id"]] == 1, 30, "the other user's event")
+    assert _stored(s, [erased["event_id"]]) == Counter()
+    with psycopg.connect(s.warehouse_url) as conn:
+        assert (
+            conn.execute("select sum(records_erased) from ops.loaded_files where feed = 'stream_events'").fetchone()[0]
+            == 1
+        )
+    assert not _session(api, "gone")["found"]
 
 
 def test_trim_never_passes_an_unacknowledged_entry(deployment) -> None:

@@ -2,10 +2,11 @@
 
 In one Postgres transaction: COPY the batch into a temporary table, ``insert ... on conflict
 (event_id) do nothing`` into ``raw.stream_events`` (redeliveries and re-sent events are dropped and
-counted), quarantine entries that do not parse, recompute the session state of every user of the
-batch from ``raw.stream_events`` (set-based SQL), advance each user's row time
-(``ops.stream_session_clock``) and append the ledger row. After the commit the session rows are
-pushed to the online store. The worker acknowledges the entries only after both.
+counted), leave out users erased on request (``ops.erased_users``), quarantine entries that do not
+parse, recompute the session state of every user of the batch from ``raw.stream_events``
+(set-based SQL), advance each user's row time (``ops.stream_session_clock``) and append the ledger
+row. After the commit the session rows are pushed to the online store. The worker acknowledges the
+entries only after both.
 
 The session rows are a function of the events stored, not of what this batch added, so a batch
 redelivered after a crash between the commit and the push pushes the same state again (one second
@@ -32,6 +33,8 @@ from recomart.features.session import (
     next_row_time,
     push_frame,
 )
+from recomart.ingest.erasure import read_suppression
+from recomart.ingest.feeds import GENERATED_EVENTS
 from recomart.ingest.ledger import Attempt, append_attempt
 from recomart.stream.events import decode
 from recomart.stream.tables import FEED, STAGE_DDL
@@ -104,6 +107,7 @@ class BatchResult:
     loaded: int
     duplicates: int
     rejected: int
+    erased: int
     frame: pd.DataFrame
     seconds: float
 
@@ -164,13 +168,29 @@ def session_rows(conn: psycopg.Connection, users: list[str]) -> list[tuple[str, 
     return rows
 
 
-def store_batch(conn: psycopg.Connection, stream: str, entries: Sequence[Entry]) -> BatchResult:
+def _leave_out_erased(
+    conn: psycopg.Connection, events: list[dict[str, Any]], erasure_key: bytes | None
+) -> list[dict[str, Any]]:
+    """``events`` without those of users erased on request (``ops.erased_users``, read under the SHARE
+    lock an erasure's insert waits for, as the file loads do); raises ``ErasureKeyError`` when users are
+    listed and ``erasure_key`` cannot recognise them (the batch is retried, never loaded unfiltered)."""
+    conn.execute("lock table ops.erased_users in share mode")
+    suppression = read_suppression(conn, erasure_key)
+    if not suppression.listed:
+        return events
+    return [event for event in events if not suppression.is_erased(GENERATED_EVENTS, event["user_id"])]
+
+
+def store_batch(
+    conn: psycopg.Connection, stream: str, entries: Sequence[Entry], erasure_key: bytes | None = None
+) -> BatchResult:
     """Load ``entries`` into Postgres in one transaction (see the module docstring); nothing is pushed yet."""
     began, started_at = time.perf_counter(), datetime.now(UTC)
     load_id = f"stream-{uuid.uuid4().hex[:16]}"
-    events, rejects = parse_entries(entries)
+    parsed, rejects = parse_entries(entries)
     with conn.transaction():
         conn.execute(BATCH_LOCK)
+        events = _leave_out_erased(conn, parsed, erasure_key)
         loaded = _copy_batch(conn, events, load_id) if events else 0
         if rejects:
             _quarantine(conn, rejects, load_id)
@@ -185,12 +205,14 @@ def store_batch(conn: psycopg.Connection, stream: str, entries: Sequence[Entry])
             records_read=len(entries),
             records_loaded=loaded,
             records_rejected=len(rejects),
+            records_erased=len(parsed) - len(events),
             replaces=False,
         )
         append_attempt(conn, attempt)
-    duplicates = len(entries) - len(rejects) - loaded
-    frame = push_frame(rows)
-    return BatchResult(load_id, len(entries), loaded, duplicates, len(rejects), frame, time.perf_counter() - began)
+    erased = len(parsed) - len(events)
+    duplicates = len(entries) - len(rejects) - erased - loaded
+    seconds = time.perf_counter() - began
+    return BatchResult(load_id, len(entries), loaded, duplicates, len(rejects), erased, push_frame(rows), seconds)
 
 
 def push_sessions(store: FeatureStore, frame: pd.DataFrame) -> None:

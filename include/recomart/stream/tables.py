@@ -11,6 +11,7 @@ from __future__ import annotations
 import psycopg
 
 from recomart.features.session import log_table_ddl
+from recomart.ingest.erasure import create_erased_users
 from recomart.ingest.ledger import create_ledger
 from recomart.ingest.tables import DDL_LOCK
 
@@ -54,10 +55,11 @@ STAGE_DDL = (
 
 
 def ensure_stream_tables(conn: psycopg.Connection) -> None:
-    """Create the tables above and the load ledger if missing (under the warehouse's DDL lock)."""
+    """Create the tables above, the load ledger and ``ops.erased_users`` if missing (under the DDL lock)."""
     found = conn.execute(
         "select to_regclass('raw.stream_events') is not null and to_regclass('ops.stream_session_clock') is not null"
         " and to_regclass('quarantine.stream_events') is not null and to_regclass('ops.loaded_files') is not null"
+        " and to_regclass('ops.erased_users') is not null"
     ).fetchone()
     if found is not None and found[0]:
         return
@@ -66,3 +68,4 @@ def ensure_stream_tables(conn: psycopg.Connection) -> None:
         for statement in DDL:
             conn.execute(statement)
         create_ledger(conn)
+        create_erased_users(conn)

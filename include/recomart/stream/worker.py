@@ -23,6 +23,8 @@ import psycopg
 import redis
 
 from recomart.config import Settings
+from recomart.credentials import secrets_dir
+from recomart.ingest.erasure import read_erasure_key
 from recomart.stream.batch import BatchResult, Entry, push_sessions, store_batch
 from recomart.stream.events import GROUP, stream_layout
 from recomart.stream.lag import safe_trim_id
@@ -58,7 +60,7 @@ class StreamWorker:
         self.stopping = False
         self._claim_cursor = "0-0"
         self._last = {"claim": 0.0, "trim": 0.0, "summary": time.monotonic()}
-        self.totals = {"batches": 0, "read": 0, "loaded": 0, "duplicates": 0, "rejected": 0}
+        self.totals = {"batches": 0, "read": 0, "loaded": 0, "duplicates": 0, "rejected": 0, "erased": 0}
 
     # --- connections ---------------------------------------------------------------------------
     def _postgres(self) -> psycopg.Connection:
@@ -128,11 +130,12 @@ class StreamWorker:
     def process(self, entries: list[Entry]) -> BatchResult:
         """Store, push and acknowledge one batch (raises on any failure; nothing acknowledged then)."""
         conn = self._postgres()
-        result = store_batch(conn, self.layout.stream, entries)
+        erasure_key = read_erasure_key(secrets_dir(self.s.state_dir))
+        result = store_batch(conn, self.layout.stream, entries, erasure_key)
         push_sessions(self._feature_store(), result.frame)
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.layout.stream, GROUP, *[entry.stream_id for entry in entries])
-            for name in ("read", "loaded", "duplicates", "rejected"):
+            for name in ("read", "loaded", "duplicates", "rejected", "erased"):
                 pipe.hincrby(self.layout.stats, name, getattr(result, name))
             pipe.hincrby(self.layout.stats, "batches", 1)
             pipe.execute()
@@ -171,7 +174,7 @@ class StreamWorker:
 
     def _count(self, result: BatchResult) -> None:
         self.totals["batches"] += 1
-        for name in ("read", "loaded", "duplicates", "rejected"):
+        for name in ("read", "loaded", "duplicates", "rejected", "erased"):
             self.totals[name] += getattr(result, name)
         log.debug(
             "batch %s: read %d, loaded %d, duplicates %d, rejected %d, users %d, %.0f ms",
