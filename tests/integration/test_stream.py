@@ -11,6 +11,7 @@ an unacknowledged entry.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -349,6 +350,24 @@ def test_events_of_an_erased_user_stay_out(api, deployment, worker) -> None:
             == 1
         )
     assert not _session(api, "gone")["found"]
+
+
+def test_simulator_sends_shop_behaviour_that_lands_once(api, deployment, worker) -> None:
+    """``./recomart simulate`` (3 s at 100 events/s): the generated shop's users and items, each event stored once."""
+    s, overrides = deployment
+    command = [sys.executable, "-m", "recomart.cli", "simulate", "--rate", "100", "--minutes", "0.05"]
+    done = subprocess.run(command, env={**tool_env(s), **overrides}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["refused"] == 0 and 250 <= summary["accepted"] <= 310, summary
+    with psycopg.connect(s.warehouse_url) as conn:
+
+        def stored() -> int:
+            return conn.execute("select count(*) from raw.stream_events where event_id like 'sim-%'").fetchone()[0]
+
+        _wait(lambda: stored() == summary["accepted"], 60, "the simulated events stored")
+        users = conn.execute("select count(distinct user_id) from raw.stream_events where event_id like 'sim-%'")
+        assert users.fetchone()[0] > 20  # many shoppers, not one
 
 
 def test_trim_never_passes_an_unacknowledged_entry(deployment) -> None:

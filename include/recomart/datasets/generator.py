@@ -20,7 +20,7 @@ import argparse
 import csv
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -568,6 +568,31 @@ def _day_events(
     )
     counts = np.bincount(kind, minlength=3)
     return table, purchased, counts
+
+
+def later_days(
+    *,
+    users: int = 2000,
+    items: int = 500,
+    days: int = 60,
+    seed: int = 42,
+    events_per_user_day: float = 1.5,
+    popularity_alpha: float = 0.8,
+) -> Iterator[pa.Table]:
+    """The events of the days after a generated shop's last day, one table per day, from the same
+    planted tastes (same users, items and clusters as ``generate`` with these arguments); for the stream
+    simulator. Columns :data:`EVENT_COLUMNS`; ``event_time`` is the time of day on a nominal date."""
+    end = last_complete_day()
+    start = end - timedelta(days=days - 1)
+    catalogue, _ = _make_catalogue(items, seed, popularity_alpha, start, end)
+    people, _ = _make_users(users, days, seed, start, catalogue)
+    views_rate = events_per_user_day / _EVENTS_PER_VIEW
+    purchased = np.empty(0, dtype=np.int64)
+    d = days
+    while True:
+        table, purchased, _ = _day_events(d, start + timedelta(days=d), seed, people, catalogue, views_rate, purchased)
+        yield table
+        d += 1
 
 
 def last_complete_day() -> date:
