@@ -43,7 +43,13 @@ if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
 
-BATCH_LOCK = "select pg_advisory_xact_lock(hashtextextended('recomart.stream.batch', 0))"
+SESSION_BUCKETS = 64
+USER_LOCKS = f"""
+select count(pg_advisory_xact_lock(hashtextextended('recomart.stream.session', bucket)))
+from (select distinct abs(hashtext(u) %% {SESSION_BUCKETS}) as bucket from unnest(%s::text[]) as u order by 1) as b
+"""
+"""Serialises the batches of workers that share users (by bucket, taken in order: no deadlock), so each
+user's session row is computed from every event committed before it and its row time only grows."""
 COLUMNS = (
     "event_id", "event_time", "user_id", "item_id", "event_type", "quantity", "unit_price", "received_at",
     "_stream_id", "_load_id",
@@ -189,7 +195,7 @@ def store_batch(
     load_id = f"stream-{uuid.uuid4().hex[:16]}"
     parsed, rejects = parse_entries(entries)
     with conn.transaction():
-        conn.execute(BATCH_LOCK)
+        conn.execute(USER_LOCKS, (sorted({event["user_id"] for event in parsed}),))
         events = _leave_out_erased(conn, parsed, erasure_key)
         loaded = _copy_batch(conn, events, load_id) if events else 0
         if rejects:
