@@ -1,7 +1,7 @@
 """dbt staging unions the stream's events with the file events: an event in both feeds counts once.
 
-``raw.stream_events`` is created by the stream worker's own DDL (``recomart.stream.tables``); the
-file feed's ``raw.events`` as ``docs/architecture.md`` defines it.
+``raw.stream_events`` is created by its warehouse migration (``0008_stream_events``); the file feed's
+``raw.events`` as ``docs/architecture.md`` defines it.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import psycopg
 import pytest
 
 from recomart.config import Settings
-from recomart.stream.tables import ensure_stream_tables
 from recomart.transform import dbt_build
+from recomart.warehouse.migrate import MIGRATIONS_DIR
 
 pytestmark = pytest.mark.integration
 
 RAW_SQL = """
 drop schema if exists raw cascade;
 create schema raw;
+create schema if not exists quarantine;
+create schema if not exists ops;
 create table raw.events (
     event_id text, event_time timestamp, user_id text, item_id text, event_type text,
     quantity integer, unit_price numeric,
@@ -87,7 +89,7 @@ def test_union_counts_an_event_in_both_feeds_once(
     assert _interactions(warehouse_dsn) == [("e1", "shop_events"), ("e2", "shop_events"), ("e3", "shop_events")]
 
     with psycopg.connect(warehouse_dsn) as conn:
-        ensure_stream_tables(conn)
+        conn.execute((MIGRATIONS_DIR / "0008_stream_events.sql").read_text())
         conn.execute(STREAM_ROWS)
         conn.commit()
     after = _build(tool_env, test_settings.dbt_project_dir, tmp_path / "after")

@@ -1,9 +1,10 @@
 {{ config(enabled=dataset_is('generated')) }}
 
 {#
-    raw.stream_events is created by the stream worker (./recomart stream) on
-    its first start. Before that this model is an empty relation of the same
-    shape, so the nightly build does not depend on the speed layer running.
+    raw.stream_events is created by the warehouse migration 0008_stream_events
+    and filled by the stream worker (./recomart stream). In a warehouse built
+    without it (raw tables made by hand, as dbt's own tests do) this model is
+    an empty relation of the same shape.
 #}
 {%- set stream_table = adapter.get_relation(
     database=target.database, schema='raw', identifier='stream_events'
