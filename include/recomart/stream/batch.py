@@ -4,7 +4,7 @@ In one Postgres transaction: COPY the batch into a temporary table, ``insert ...
 (event_id) do nothing`` into ``raw.stream_events`` (redeliveries and re-sent events are dropped and
 counted), leave out users erased on request (``ops.erased_users``), quarantine entries that do not
 parse, recompute the session state of every user of the batch from ``raw.stream_events``
-(set-based SQL), advance each user's row time (``ops.stream_session_clock``) and append the ledger
+(set-based SQL), advance each user's row time (``raw.stream_session_clock``) and append the ledger
 row. After the commit the session rows are pushed to the online store. The worker acknowledges the
 entries only after both.
 
@@ -60,7 +60,7 @@ INSERT_NEW = (
 )
 LAST_EVENTS = """
 select e.user_id, max(e.event_time) as last_at, c.row_time
-from raw.stream_events e left join ops.stream_session_clock c using (user_id)
+from raw.stream_events e left join raw.stream_session_clock c using (user_id)
 where e.user_id = any(%(users)s)
 group by e.user_id, c.row_time
 """
@@ -90,7 +90,7 @@ where e.event_time > l.last_at - %(window)s
 group by 1, 2
 """
 ADVANCE_CLOCK = """
-insert into ops.stream_session_clock (user_id, row_time)
+insert into raw.stream_session_clock (user_id, row_time)
 select * from unnest(%(users)s::text[], %(times)s::timestamptz[])
 on conflict (user_id) do update set row_time = excluded.row_time
 """

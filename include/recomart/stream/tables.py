@@ -1,8 +1,8 @@
-"""The worker's tables: ``raw.stream_events``, ``quarantine.stream_events``, ``ops.stream_session_clock``.
+"""The worker's tables: ``raw.stream_events``, ``quarantine.stream_events``, ``raw.stream_session_clock``.
 
 Created by the warehouse migration ``0008_stream_events`` (:mod:`recomart.warehouse`).
 ``raw.stream_events`` holds each accepted event once (primary key ``event_id``); a redelivered or
-re-sent event is dropped by ``insert ... on conflict do nothing``. ``ops.stream_session_clock`` keeps
+re-sent event is dropped by ``insert ... on conflict do nothing``. ``raw.stream_session_clock`` keeps
 the event time of each user's last pushed session row, so the next one is at least a second later
 (Feast's Redis store drops a row whose second is not newer; ``recomart.features.session``).
 """
@@ -16,7 +16,7 @@ from recomart.warehouse.migrate import migrate_connection
 FEED = "stream_events"
 """The feed name of the worker's micro-batches in ``ops.loaded_files``."""
 
-TABLES = ("raw.stream_events", "quarantine.stream_events", "ops.stream_session_clock", "ops.loaded_files")
+TABLES = ("raw.stream_events", "quarantine.stream_events", "raw.stream_session_clock", "ops.loaded_files")
 STAGE_DDL = (
     "create temp table if not exists stream_batch (like raw.stream_events including defaults) on commit delete rows"
 )

@@ -25,9 +25,10 @@ create table if not exists quarantine.stream_events (
     quarantined_at timestamptz not null default now()
 );
 
-create table if not exists ops.stream_session_clock (
+create table if not exists raw.stream_session_clock (
     user_id text primary key,
     row_time timestamptz not null
 );
-comment on table ops.stream_session_clock is
-    'Event time of each user''s last session row pushed to Feast: the next is at least a second later.';
+comment on table raw.stream_session_clock is
+    'Event time of each user''s last session row pushed to Feast: the next is at least a second later. In raw,'
+    ' not ops: it names users in clear (forget user deletes it; the reader does not see it).';
