@@ -1,6 +1,6 @@
 """dbt staging unions the stream's events with the file events: an event in both feeds counts once.
 
-``raw.stream_events`` is created by its warehouse migration (``0008_stream_events``); the file feed's
+``raw.stream_events`` is created by its warehouse migration (``0009_stream_events``); the file feed's
 ``raw.events`` as ``docs/architecture.md`` defines it.
 """
 
@@ -89,7 +89,7 @@ def test_union_counts_an_event_in_both_feeds_once(
     assert _interactions(warehouse_dsn) == [("e1", "shop_events"), ("e2", "shop_events"), ("e3", "shop_events")]
 
     with psycopg.connect(warehouse_dsn) as conn:
-        conn.execute((MIGRATIONS_DIR / "0008_stream_events.sql").read_text())
+        conn.execute((MIGRATIONS_DIR / "0009_stream_events.sql").read_text())
         conn.execute(STREAM_ROWS)
         conn.commit()
     after = _build(tool_env, test_settings.dbt_project_dir, tmp_path / "after")

@@ -1,7 +1,7 @@
 {{ config(enabled=dataset_is('generated')) }}
 
 {#
-    raw.stream_events is created by the warehouse migration 0008_stream_events
+    raw.stream_events is created by the warehouse migration 0009_stream_events
     and filled by the stream worker (./recomart stream). In a warehouse built
     without it (raw tables made by hand, as dbt's own tests do) this model is
     an empty relation of the same shape.

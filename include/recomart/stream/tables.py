@@ -1,6 +1,6 @@
 """The worker's tables: ``raw.stream_events``, ``quarantine.stream_events``, ``raw.stream_session_clock``.
 
-Created by the warehouse migration ``0008_stream_events`` (:mod:`recomart.warehouse`).
+Created by the warehouse migration ``0009_stream_events`` (:mod:`recomart.warehouse`).
 ``raw.stream_events`` holds each accepted event once (primary key ``event_id``); a redelivered or
 re-sent event is dropped by ``insert ... on conflict do nothing``. ``raw.stream_session_clock`` keeps
 the event time of each user's last pushed session row, so the next one is at least a second later
@@ -33,5 +33,5 @@ def ensure_stream_tables(conn: psycopg.Connection) -> None:
     conn.commit()
     if missing:
         raise RuntimeError(
-            f"the warehouse lacks {', '.join(missing)} (migration 0008_stream_events): run ./recomart migrate"
+            f"the warehouse lacks {', '.join(missing)} (migration 0009_stream_events): run ./recomart migrate"
         )
