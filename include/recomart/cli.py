@@ -448,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_cmd_migrate)
 
     _command(
-        sub, "up", "start Airflow, the catalog API, the MLflow UI and the RecoMart API; wait until healthy"
+        sub,
+        "up",
+        "start Airflow, the catalog API, the MLflow UI, the RecoMart API and the stream worker; wait until healthy",
     ).set_defaults(func=_cmd_up)
     _command(
         sub, "status", "processes and ports, Postgres and Redis, last run per DAG, live generation, champion"
