@@ -37,6 +37,7 @@ _CONSTRAINTS = """
 select n.nspname, c.relname, con.conname, pg_get_constraintdef(con.oid)
   from pg_constraint con join pg_class c on c.oid = con.conrelid join pg_namespace n on n.oid = c.relnamespace
  where n.nspname = any(%(schemas)s)
+   and con.contype <> 'n'  -- Postgres 18 names NOT NULL constraints by history; is_nullable compares them
 """
 _INDEXES = "select schemaname, tablename, indexname, indexdef from pg_indexes where schemaname = any(%(schemas)s)"
 _COMMENTS = """
