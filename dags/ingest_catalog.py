@@ -14,7 +14,8 @@ Pages through the catalog HTTP API (connection `recomart_catalog_api`) and upser
   24) old at the run's data interval end, or when `full_refresh` is ticked in the trigger form:
   products absent from it are marked inactive (never deleted); a product that reappears is active again.
 
-Emits `recomart_raw_products`, which starts `transform`.
+Emits `recomart_raw_products`, which starts `transform`; a run that inserted, updated, deactivated or
+reactivated no product ends with `validate_products` skipped and emits no event.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from recomart_dag_utils.assets import RAW_PRODUCTS
-from recomart_dag_utils.defaults import DEFAULT_ARGS, catalog_base_url, fail_fast_on_bad_data, warehouse_dsn
+from recomart_dag_utils.defaults import (
+    DEFAULT_ARGS,
+    catalog_base_url,
+    fail_fast_on_bad_data,
+    skip_when_unchanged,
+    warehouse_dsn,
+)
 
 
 @dag(
@@ -59,10 +66,12 @@ def ingest_catalog():
 
     @task(outlets=[RAW_PRODUCTS])
     def validate_products(load_summary: dict, outlet_events=None) -> dict:
-        """Great Expectations on raw.products; only a valid catalogue publishes the asset event."""
+        """Great Expectations on raw.products; only a valid catalogue that changed publishes the asset
+        event (a run that changed no product ends skipped: no event, nothing downstream runs)."""
         from recomart.config import settings
         from recomart.tasks.ingest_catalog import validate_products as validate
 
+        skip_when_unchanged(load_summary)
         with fail_fast_on_bad_data():
             result = validate(warehouse_dsn(), settings())
         outlet_events[RAW_PRODUCTS].extra = load_summary

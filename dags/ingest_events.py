@@ -16,6 +16,8 @@ default, or UCI Online Retail) into `raw.*` with `COPY`, one transaction per fil
   trigger-form parameters `start_day` / `end_day` (exactly `YYYY-MM-DD`) to load a range in one run.
 
 Emits `recomart_raw_events` with the loaded window in the event's `extra`, which starts `transform`.
+A run that loaded nothing new (every file unchanged or missing) ends with `validate_raw` skipped and
+emits no event: unchanged data starts nothing downstream.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from recomart_dag_utils.assets import RAW_EVENTS
-from recomart_dag_utils.defaults import DEFAULT_ARGS, fail_fast_on_bad_data, warehouse_dsn
+from recomart_dag_utils.defaults import DEFAULT_ARGS, fail_fast_on_bad_data, skip_when_unchanged, warehouse_dsn
 
 
 @dag(
@@ -66,10 +68,12 @@ def ingest_events():
 
     @task(outlets=[RAW_EVENTS])
     def validate_raw(load_summary: dict, outlet_events=None) -> dict:
-        """Great Expectations on what was loaded; only a valid load publishes the asset event."""
+        """Great Expectations on what was loaded; only a valid load that changed something publishes the
+        asset event (a run that loaded nothing new ends skipped: no event, nothing downstream runs)."""
         from recomart.config import settings
         from recomart.tasks.ingest_events import validate_loaded_days
 
+        skip_when_unchanged(load_summary)
         with fail_fast_on_bad_data():
             result = validate_loaded_days(warehouse_dsn(), settings(), load_summary["day_list"])
         outlet_events[RAW_EVENTS].extra = load_summary["window"]

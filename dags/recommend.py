@@ -11,7 +11,10 @@ per-pair `predict`), and swaps `reco.user_recommendations`, `reco.similar_items`
 `reco.popular_items` in atomically (staging tables, then renames in one transaction). Without a
 champion it serves segment popularity and says so in the log and in each row (`popular_no_model`).
 
-Emits `recomart_recommendations`.
+When the champion version and the marts' digest equal those of the live generation (both stored in
+`reco.generations`), nothing is ranked: the task logs which generation stays live and ends skipped.
+
+Emits `recomart_recommendations` (not when skipped).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
 from recomart_dag_utils.assets import MODEL, RECOMMENDATIONS
-from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
+from recomart_dag_utils.defaults import DEFAULT_ARGS, skip_when_unchanged, warehouse_dsn
 
 
 @dag(
@@ -40,6 +43,7 @@ def recommend():
         from recomart.tasks.recommend import publish_recommendations
 
         summary = publish_recommendations(settings(), warehouse_dsn())
+        skip_when_unchanged(summary)
         outlet_events[RECOMMENDATIONS].extra = summary
         return summary
 

@@ -16,7 +16,12 @@ The version gets alias `champion` only when its blend beats popularity and the c
 test window, otherwise `challenger`; the decision, reason and weights are in the log and in
 `ops.model_promotions`. The recommend DAG ranks through the champion.
 
-Emits `recomart_model`, which starts `recommend`.
+Unchanged inputs do not retrain: when the marts' digest and the training settings equal those of the last
+registered version (MLflow tag and `ops.model_promotions.inputs_digest`), the task logs "inputs unchanged
+since version N" and ends skipped. Each version is tagged with the DAG run that trained it
+(`airflow_run_id`), which is how the demo's report names the version its own run registered.
+
+Emits `recomart_model`, which starts `recommend` (not when skipped).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 from recomart_dag_utils.assets import MARTS, MODEL
-from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
+from recomart_dag_utils.defaults import DEFAULT_ARGS, skip_when_unchanged, warehouse_dsn
 
 
 @dag(
@@ -39,12 +44,14 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
 )
 def train():
     @task(outlets=[MODEL])
-    def train_evaluate_register(outlet_events=None):
-        """Train SVD, fit the blend weights, evaluate against popularity and the champion, gate, register."""
+    def train_evaluate_register(dag_run=None, outlet_events=None):
+        """Train SVD, fit the blend weights, evaluate against popularity and the champion, gate, register
+        (tagged with this DAG run's id); skipped, with no asset event, when the inputs are unchanged."""
         from recomart.config import settings
         from recomart.tasks.train import train_and_register
 
-        summary = train_and_register(settings(), warehouse_dsn())
+        summary = train_and_register(settings(), warehouse_dsn(), airflow_run_id=dag_run.run_id)
+        skip_when_unchanged(summary)
         outlet_events[MODEL].extra = summary
         return summary
 

@@ -4,9 +4,12 @@
 Runs when new raw events or products land (`recomart_raw_events` OR `recomart_raw_products`):
 
 1. `dbt build` of `dbt_project/` (staging views, intermediate, marts, snapshot and all tests).
-   A failing model or test fails this task, the log names it, and nothing downstream runs.
+   A failing model or test fails this task, the log names it, and nothing downstream runs. dbt's
+   target (manifest, partial parse) is kept under `.state/dbt/<warehouse>/`, so later builds re-parse
+   only what changed.
 2. Great Expectations suites on the marts (critical failures stop here, naming the expectation).
-3. `feast apply` of `feature_repo/` (SQL registry in Postgres).
+3. `feast apply` of `feature_repo/` (SQL registry in Postgres), skipped when the definitions are
+   unchanged since the last apply (their digest is kept in the registry's database).
 4. Materialize the feature views into Redis for an **explicit window**: the union of the windows in
    the triggering asset events' `extra`, extended to the load ledger's range; never `now()`.
 

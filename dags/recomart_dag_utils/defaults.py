@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from recomart.alerts import log_failure_summary
 
@@ -50,3 +50,10 @@ def fail_fast_on_bad_data() -> Iterator[None]:
         yield
     except BadInputError as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def skip_when_unchanged(summary: dict) -> None:
+    """End the task as skipped, so that it emits no asset event and starts no consumer, when the task
+    body's ``summary`` says the run changed nothing (``no_change``: the reason, logged by Airflow)."""
+    if summary.get("no_change"):
+        raise AirflowSkipException(summary["no_change"])

@@ -8,13 +8,15 @@ frames and their columns are the data contracts between the warehouse and the mo
 - :func:`read_catalogue`: ``marts.dim_products`` (+ ``item_features.price_band``) and the users'
   segments from ``marts.user_features``;
 - :func:`read_ranking_inputs`: the users to rank and their history (:mod:`recomart.ranking.history`);
-- :func:`latest_feature_timestamp`: the newest Feast event timestamp of the feature marts.
+- :func:`latest_feature_timestamp`: the newest Feast event timestamp of the feature marts;
+- :func:`marts_digest`: a digest of the rows training and ranking read (unchanged data, same digest).
 
 A mart that does not exist yet reads as ``None`` where the function says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -151,3 +153,40 @@ def latest_feature_timestamp(dsn: str) -> datetime | None:
             "(select max(event_timestamp) from marts.item_features))"
         ).fetchone()
     return None if row is None else row[0]
+
+
+#: the marts whose rows decide a model and its lists: what training and the nightly ranking read
+DIGEST_RELATIONS = (
+    RATINGS_RELATION,
+    EVENTS_RELATION,
+    "marts.dim_products",
+    "marts.item_features",
+    "marts.user_features",
+)
+# per relation: the row count and two order-independent sums of a 64-bit hash of each row's text (a
+# multiset digest: no sort, one scan); the text of a row is fixed by the session settings set below
+_DIGEST_SQL = (
+    "select count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0),"
+    " coalesce(sum(hashtextextended(t::text, 1)::numeric), 0) from {} as t"
+)
+
+
+def marts_digest(dsn: str, relations: tuple[str, ...] = DIGEST_RELATIONS) -> str | None:
+    """A sha256 hex digest of the rows of ``relations`` (a missing mart counts as absent), or None when
+    none exists yet.  Set-based and order-independent: the same rows give the same digest whatever
+    their physical order, so a ``dbt build`` on unchanged data keeps it; any changed row changes it."""
+    parts: list[str] = []
+    with psycopg.connect(dsn) as conn:
+        conn.execute("set timezone to 'UTC'")
+        conn.execute("set datestyle to 'ISO, YMD'")
+        conn.execute("set extra_float_digits to 1")
+        for relation in relations:
+            if not relation_exists(conn, relation):
+                parts.append(f"{relation}:absent")
+                continue
+            row = conn.execute(sql.SQL(_DIGEST_SQL).format(_relation(relation))).fetchone()
+            assert row is not None
+            parts.append(f"{relation}:{row[0]}:{row[1]}:{row[2]}")
+    if all(part.endswith(":absent") for part in parts):
+        return None
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()

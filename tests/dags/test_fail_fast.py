@@ -1,10 +1,11 @@
-"""Bad input fails a task at once (no retries); other errors keep the DAG's retries."""
+"""Bad input fails a task at once (no retries); other errors keep the DAG's retries; a run that changed
+nothing ends skipped."""
 
 from __future__ import annotations
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
-from recomart_dag_utils.defaults import fail_fast_on_bad_data
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from recomart_dag_utils.defaults import fail_fast_on_bad_data, skip_when_unchanged
 
 from recomart.ingest.landing import LandingFileRefused
 from recomart.ingest.load import RejectedShareExceeded
@@ -28,3 +29,10 @@ def test_a_bad_day_parameter_fails_without_retries() -> None:
 def test_other_errors_keep_their_retries() -> None:
     with pytest.raises(ConnectionError), fail_fast_on_bad_data():
         raise ConnectionError("server closed the connection unexpectedly")
+
+
+def test_a_run_that_changed_nothing_ends_skipped_without_an_asset_event() -> None:
+    """A task that raises AirflowSkipException ends skipped, and a skipped task emits no outlet event."""
+    skip_when_unchanged({"no_change": None, "loaded": 3})  # something changed: the task goes on
+    with pytest.raises(AirflowSkipException, match="nothing new loaded"):
+        skip_when_unchanged({"no_change": "nothing new loaded for 2026-11-01 .. 2026-11-01"})

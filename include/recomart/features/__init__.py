@@ -3,6 +3,7 @@
 Importing this package does not import feast (Airflow DAG files import it at parse time).
 """
 
+from recomart.features.apply_state import apply_if_changed
 from recomart.features.materialize import (
     MaterializeResult,
     RestoreResult,
@@ -38,6 +39,7 @@ __all__ = [
     "OnlineReader",
     "RestoreResult",
     "apply",
+    "apply_if_changed",
     "batch_views",
     "clear_store_cache",
     "delete_online_entities",

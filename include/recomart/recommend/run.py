@@ -75,6 +75,7 @@ def publish_generation(
     popular_n: int = 100,
     details: dict[str, Any] | None = None,
     generation: BuildingGeneration | None = None,
+    marts_digest: str | None = None,
     log: Callable[[str], Any] = print,
 ) -> GenerationResult:
     """Swap ``reco.user_recommendations`` (``recs``: :data:`OUTPUT_COLUMNS`), ``reco.similar_items`` and
@@ -90,12 +91,13 @@ def publish_generation(
                 popular_n=popular_n,
                 details=details,
                 generation=own,
+                marts_digest=marts_digest,
                 log=log,
             )
     t0 = time.perf_counter()
     generation_id = generation.generation_id
     try:
-        generation.describe(model_version, details)
+        generation.describe(model_version, details, marts_digest)
         recs = _with_generation(recs, generation_id)
         popular = _with_generation(recommender.popular_items_frame(popular_n), generation_id)
         similar = _with_generation(recommender.similar_items_frame(), generation_id)
@@ -172,13 +174,15 @@ def generate_recommendations(
     dataset: str | None = None,
     repeat_purchases: bool = False,
     popular_n: int = 100,
+    marts_digest: str | None = None,
     log: Callable[[str], Any] = print,
 ) -> GenerationResult:
     """Rank every warehouse user through the champion (or the fallback) and publish the result atomically.
 
     The champion carries its feed policy, weights and component options; ``repeat_purchases`` is the
     feed's policy for the fallback only.  The options are in the result and in
-    ``reco.generations.details["blend_options"]``.
+    ``reco.generations.details["blend_options"]``; ``marts_digest`` (of the marts read, taken before
+    reading them) goes to ``reco.generations.marts_digest``.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -214,6 +218,7 @@ def generate_recommendations(
             popular_n=popular_n,
             details=details,
             generation=generation,
+            marts_digest=marts_digest,
             log=log,
         )
     lap("publish", step)

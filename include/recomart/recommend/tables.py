@@ -188,12 +188,14 @@ class BuildingGeneration:
         self.generation_id = generation_id
         self.orphans_failed = orphans
 
-    def describe(self, model_version: str | None, details: Mapping[str, Any] | None) -> None:
-        """Record the model version and details once the build knows them."""
+    def describe(
+        self, model_version: str | None, details: Mapping[str, Any] | None, marts_digest: str | None = None
+    ) -> None:
+        """Record the model version, details and the digest of the marts read once the build knows them."""
         self.conn.execute(
-            "UPDATE reco.generations SET model_version = %s, details = coalesce(details, '{}'::jsonb) || %s"
-            " WHERE generation_id = %s",
-            (model_version, Jsonb(dict(details or {})), self.generation_id),
+            "UPDATE reco.generations SET model_version = %s, details = coalesce(details, '{}'::jsonb) || %s,"
+            " marts_digest = coalesce(%s, marts_digest) WHERE generation_id = %s",
+            (model_version, Jsonb(dict(details or {})), marts_digest, self.generation_id),
         )
         self.conn.commit()
 
@@ -315,3 +317,15 @@ def wait_for_builds(conn: psycopg.Connection, log: Callable[[str], Any] = print)
         conn.execute("SELECT pg_advisory_unlock(%s, %s)", (GENERATION_LOCK_CLASS, generation_id))
         conn.commit()
     return building
+
+
+def live_generation(dsn: str) -> tuple[int, str | None, str | None] | None:
+    """(generation id, model version, marts digest) of the live generation, or None (none yet, or no log)."""
+    with psycopg.connect(dsn) as conn:
+        if conn.execute("SELECT to_regclass('reco.generations') IS NOT NULL").fetchone() != (True,):
+            return None
+        # to_jsonb: a log from before the digest column reads as NULL (no DDL on a read)
+        row = conn.execute(
+            "SELECT generation_id, model_version, to_jsonb(g) ->> 'marts_digest' FROM reco.generations g WHERE is_live"
+        ).fetchone()
+    return None if row is None else (int(row[0]), row[1], row[2])

@@ -18,12 +18,20 @@ def ingest_catalog_snapshot(
 ) -> dict[str, Any]:
     """Fetch the catalogue and bring ``raw.products`` up to date: incrementally, unless ``full_refresh``
     or the last full snapshot is ``full_snapshot_hours`` or more older than ``as_of`` (the run's data
-    interval end; default now), when a full snapshot also marks absent products inactive."""
+    interval end; default now), when a full snapshot also marks absent products inactive.  The summary's
+    ``no_change`` gives the reason when no product changed (its DAG then emits no asset event)."""
     from recomart.ingest.catalog import full_snapshot_interval, ingest_catalog
 
     every = full_snapshot_interval(full_snapshot_hours)
     result = ingest_catalog(dsn, base_url, incremental=not full_refresh, full_snapshot_every=every, as_of=as_of)
-    return result.as_dict()
+    summary = result.as_dict()
+    changed = result.inserted + result.updated + result.deactivated + result.reactivated
+    summary["no_change"] = (
+        None
+        if changed
+        else f"no product inserted, updated, deactivated or reactivated ({result.mode}, {result.fetched} fetched)"
+    )
+    return summary
 
 
 def validate_products(dsn: str, s: Settings) -> dict[str, Any]:

@@ -41,7 +41,8 @@ def day_window(days: list[date]) -> dict[str, str]:
 
 def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict[str, Any]:
     """Load every feed of the data set for each day; one transaction per feed and day.  Records of users
-    erased on request are left out with the erasure key and counted (``records_erased``)."""
+    erased on request are left out with the erasure key and counted (``records_erased``).  ``no_change``
+    is the reason when nothing new was loaded (see :func:`unchanged_reason`), else None."""
     from recomart.credentials import secrets_dir
     from recomart.ingest.erasure import read_erasure_key
     from recomart.ingest.feeds import feeds_for_dataset
@@ -81,7 +82,19 @@ def ingest_landing_files(dsn: str, s: Settings, days: list[date]) -> dict[str, A
         "day_list": [d.isoformat() for d in days],
         "dataset": s.dataset,
         **totals,
+        "no_change": unchanged_reason(days, totals),
     }
+
+
+def unchanged_reason(days: list[date], totals: dict[str, int]) -> str | None:
+    """Why a load changed nothing in ``raw`` (no file ``loaded`` or ``empty``: all unchanged or
+    missing), or None when it changed something."""
+    if totals.get("loaded", 0) or totals.get("empty", 0):
+        return None
+    return (
+        f"nothing new loaded for {days[0]} .. {days[-1]} ({totals.get('unchanged', 0)} files unchanged, "
+        f"{totals.get('skipped_missing', 0)} missing): no asset event"
+    )
 
 
 def validate_loaded_days(dsn: str, s: Settings, days: list[date] | list[str]) -> dict[str, Any]:

@@ -8,21 +8,42 @@ from typing import Any
 import redis
 
 from recomart.config import Settings
+from recomart.marts import marts_digest
+from recomart.model.registry import current_champion_version
 from recomart.recommend.cache import cache_layout, publish_cache
 from recomart.recommend.run import generate_recommendations
+from recomart.recommend.tables import live_generation
 from recomart.tasks.common import repeat_purchases_allowed
 
 log = logging.getLogger(__name__)
 
 
+def unchanged_reason(dsn: str, champion: str | None, digest: str | None) -> str | None:
+    """Why ranking again would publish the live generation once more (its model version and marts
+    digest equal the champion's and the marts' now), or None when something changed."""
+    live = live_generation(dsn)
+    if live is None or digest is None or (live[1], live[2]) != (champion, digest):
+        return None
+    model = f"model version {champion}" if champion else "no model"
+    return f"generation {live[0]} stays live: ranked with {model} from the same marts (digest {digest[:12]})"
+
+
 def publish_recommendations(s: Settings, dsn: str) -> dict[str, Any]:
-    """Rank every user with the champion (popularity while there is none) and swap the ``reco`` tables in."""
+    """Rank every user with the champion (popularity while there is none) and swap the ``reco`` tables in;
+    a no-op (``no_change``: the reason) when the live generation already has this champion and marts."""
+    digest = marts_digest(dsn)
+    champion = current_champion_version(s.mlflow_tracking_uri, s.model_name)
+    reason = unchanged_reason(dsn, champion, digest)
+    if reason is not None:
+        log.info("nothing to rank: %s", reason)
+        return {"model_version": champion, "marts_digest": digest, "no_change": reason}
     result = generate_recommendations(
         dsn,
         tracking_uri=s.mlflow_tracking_uri,
         model_name=s.model_name,
         dataset=s.dataset,
         repeat_purchases=repeat_purchases_allowed(s.dataset),
+        marts_digest=digest,
         log=log.info,
     )
     cached = copy_live_generation_to_redis(s, dsn)
@@ -34,6 +55,7 @@ def publish_recommendations(s: Settings, dsn: str) -> dict[str, Any]:
         "strategies": result.strategy_counts,
         "seconds": round(result.seconds, 2),
         "redis": cached,
+        "marts_digest": digest,
     }
 
 

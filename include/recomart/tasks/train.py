@@ -1,27 +1,58 @@
-"""Task body of the ``train`` DAG: one training round on the marts, gated, registered and logged."""
+"""Task body of the ``train`` DAG: one training round on the marts, gated, registered and logged.
+
+Unchanged inputs do not retrain: the round's inputs digest (the marts' rows, :func:`recomart.marts.marts_digest`,
+plus the training settings) is stored with each version (MLflow tag ``inputs_digest``, column of
+``ops.model_promotions``); when it equals the last registered version's, the round is a logged no-op.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from typing import Any
 
 from recomart.config import Settings
-from recomart.marts import EVENTS_RELATION, RATINGS_RELATION, read_catalogue, read_events, read_ratings
+from recomart.marts import EVENTS_RELATION, RATINGS_RELATION, marts_digest, read_catalogue, read_events, read_ratings
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
 from recomart.model.promotion import train_and_gate
-from recomart.model.promotion_log import record_promotion
+from recomart.model.promotion_log import last_registered_digest, record_promotion
 from recomart.tasks.common import repeat_purchases_allowed
 
 log = logging.getLogger(__name__)
 
 
-def train_and_register(s: Settings, dsn: str) -> dict[str, Any]:
+def inputs_digest(dsn: str, config: TrainingConfig, dataset: str) -> str:
+    """sha256 of the marts' digest, the data set and the training settings: what decides a model."""
+    settings_text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    return hashlib.sha256(f"{marts_digest(dsn)}\n{dataset}\n{settings_text}".encode()).hexdigest()
+
+
+def unchanged_since(dsn: str, model_name: str, digest: str) -> str | None:
+    """The last registered version of ``model_name`` if it was trained on inputs with ``digest``, else None."""
+    last = last_registered_digest(dsn, model_name)
+    return last[0] if last is not None and last[1] == digest else None
+
+
+def train_and_register(s: Settings, dsn: str, *, airflow_run_id: str | None = None) -> dict[str, Any]:
     """Train the hybrid on the marts with :meth:`TrainingConfig.from_settings`: a time split (of the
     interaction events for feeds with repeat purchases, of the rating pairs otherwise), bounded SVD
     tuning and the blend fitted on validation (products and segments from the marts, the data set's
     repeat-purchase policy), every contender scored once on the test window; the gate registers
-    ``@champion`` or ``@challenger`` and the decision goes to ``ops.model_promotions``."""
+    ``@champion`` or ``@challenger`` and the decision goes to ``ops.model_promotions``, tagged with
+    ``airflow_run_id`` (the DAG run that trained it).
+
+    Returns the decision row; when the inputs equal the last registered version's, nothing is trained
+    and the summary's ``no_change`` says so (``model_version``: that version)."""
+    config = TrainingConfig.from_settings(s)
+    digest = inputs_digest(dsn, config, s.dataset)
+    same = unchanged_since(dsn, s.model_name, digest)
+    if same is not None:
+        reason = f"inputs unchanged since version {same} (inputs digest {digest[:12]}): nothing trained or registered"
+        log.info("model %s: %s", s.model_name, reason)
+        return {"model_name": s.model_name, "model_version": same, "no_change": reason, "inputs_digest": digest}
     repeat = repeat_purchases_allowed(s.dataset)
     frames = read_catalogue(dsn)
     events = read_events(dsn) if repeat else None
@@ -31,12 +62,12 @@ def train_and_register(s: Settings, dsn: str) -> dict[str, Any]:
         tracking_uri=s.mlflow_tracking_uri,
         model_name=s.model_name,
         artifact_dir=s.mlflow_artifacts_dir,
-        config=TrainingConfig.from_settings(s),
+        config=config,
         catalogue=Catalogue(frames.products, frames.users, repeat),
         dataset_source=EVENTS_RELATION if repeat else RATINGS_RELATION,
-        tags={"dataset": s.dataset},
+        tags={"dataset": s.dataset, "inputs_digest": digest, "airflow_run_id": airflow_run_id},
     )
-    summary = outcome.summary(s.model_name)
+    summary = {**outcome.summary(s.model_name), "inputs_digest": digest, "airflow_run_id": airflow_run_id}
     if outcome.registered.promoted:
         log.info("model %s v%s promoted: %s", s.model_name, summary["model_version"], summary["reason"])
     else:

@@ -23,7 +23,16 @@ def build_warehouse_models(s: Settings, dsn: str) -> dict[str, Any]:
     from recomart.tools import tool_env
     from recomart.transform.dbt import dbt_build
 
-    result = dbt_build(s.dbt_project_dir, tool_env(s), vars={"dataset": s.dataset})
+    # target/ under the state dir, one per warehouse: dbt's partial parse (partial_parse.msgpack) and
+    # manifest are kept per deployment, so a later build re-parses only what changed
+    dbt_state = s.state_dir / "dbt" / s.warehouse_db
+    result = dbt_build(
+        s.dbt_project_dir,
+        tool_env(s),
+        vars={"dataset": s.dataset},
+        target_path=dbt_state / "target",
+        log_path=dbt_state / "logs",
+    )
     recreate_views(dsn, [USER_RECOMMENDATIONS], log=log.info)
     return result.as_dict() if hasattr(result, "as_dict") else {"ok": True}
 
@@ -36,11 +45,12 @@ def validate_mart_tables(dsn: str, s: Settings) -> dict[str, Any]:
 
 
 def apply_feature_repo(s: Settings) -> None:
-    """``feast apply`` of ``feature_repo/`` into the SQL registry."""
-    from recomart.features import apply
+    """``feast apply`` of ``feature_repo/`` into the SQL registry, skipped when the definitions are
+    unchanged since the last apply (:func:`recomart.features.apply_if_changed`)."""
+    from recomart.features import apply_if_changed
     from recomart.tools import tool_env
 
-    log.info(apply(s.feature_repo_dir, tool_env(s)))
+    log.info(apply_if_changed(s.feature_repo_dir, tool_env(s)))
 
 
 def windows_from_asset_events(events: Mapping[Any, Iterable[Any]] | None) -> list[tuple[datetime, datetime]]:
