@@ -7,9 +7,7 @@ plus the training settings) is stored with each version (MLflow tag ``inputs_dig
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import logging
 from typing import Any
 
@@ -26,8 +24,9 @@ log = logging.getLogger(__name__)
 
 def inputs_digest(dsn: str, config: TrainingConfig, dataset: str) -> str:
     """sha256 of the marts' digest, the data set and the training settings: what decides a model."""
-    settings_text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-    return hashlib.sha256(f"{marts_digest(dsn)}\n{dataset}\n{settings_text}".encode()).hexdigest()
+    # the dataclass repr lists every setting in field order (its mappings are read-only proxies, which
+    # neither asdict nor json can copy)
+    return hashlib.sha256(f"{marts_digest(dsn)}\n{dataset}\n{config!r}".encode()).hexdigest()
 
 
 def unchanged_since(dsn: str, model_name: str, digest: str) -> str | None:
