@@ -1,25 +1,59 @@
-"""The main job: data -> Airflow DAG runs (ingest, dbt + Feast, train, recommend) -> a short report."""
+"""The main job: data -> Airflow DAG runs (ingest, dbt + Feast, train, recommend) -> a short report.
+
+Every step is timed; the timings go into the report and into ``<state>/demo_timings.json``
+(``benchmarks/demo.py`` reads them).
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from recomart import processes, services
+from recomart.chain_progress import ChainTimings, run_dags_with_progress
 from recomart.config import Settings
 from recomart.report import print_report
 from recomart.stack import start_catalog_api
-from recomart.tools import airflow_dags_test, airflow_migrate
+from recomart.tools import airflow_migrate
+
+CHAIN = ("ingest_catalog", "ingest_events", "transform", "train", "recommend")
+TIMINGS_FILE = "demo_timings.json"
 
 
-def _step(title: str) -> Callable[[], None]:
-    started = time.monotonic()
-    print(f"\n==> {title}", flush=True)
+@dataclass
+class DemoTimings:
+    """``steps``: (name, seconds) in order; ``tasks``: ``dag.task`` -> seconds; ``runs``: the DAG runs."""
 
-    def done() -> None:
-        print(f"    done in {time.monotonic() - started:.1f}s", flush=True)
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    tasks: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    return done
+    def timed(self, name: str, title: str, action: Callable[[], Any]) -> Any:
+        """Run ``action`` under a ``==> title`` line and record its seconds as step ``name``."""
+        print(f"\n==> {title}", flush=True)
+        started = time.monotonic()
+        result = action()
+        seconds = round(time.monotonic() - started, 1)
+        self.steps.append((name, seconds))
+        print(f"    done in {seconds:.1f}s", flush=True)
+        return result
+
+    def add_chain(self, chain: ChainTimings) -> None:
+        self.runs.update(chain.runs)
+        self.tasks.update(chain.tasks)
+        self.steps.append(("airflow_startup", chain.startup_s or 0.0))
+        self.steps += [(dag_id, run["seconds"]) for dag_id, run in chain.runs.items()]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total_s": round(sum(seconds for _, seconds in self.steps), 1),
+            "steps": [{"name": name, "seconds": seconds} for name, seconds in self.steps],
+            "tasks": self.tasks,
+            "runs": self.runs,
+        }
 
 
 def prepare_landing(s: Settings) -> None:
@@ -29,45 +63,39 @@ def prepare_landing(s: Settings) -> None:
     print(f"    {prepare_dataset(s)}")
 
 
-def run_chain(s: Settings, *, quiet: bool = True) -> None:
-    """Run the five DAGs in order with `airflow dags test` (the scheduler's asset chaining is
-    exercised by `recomart up` and the real-scheduler test)."""
+def chain_runs(s: Settings) -> list[dict[str, Any]]:
+    """The five DAG runs of the chain, in order; ``ingest_events`` loads every landing day."""
     from recomart.datasets.landing import landing_days
 
     days = landing_days(s)
     if not days:
         raise RuntimeError(f"no landing files for data set {s.dataset!r} under {s.landing_dir}")
-    runs: list[tuple[str, dict | None]] = [
-        ("ingest_catalog", None),
-        ("ingest_events", {"start_day": days[0].isoformat(), "end_day": days[-1].isoformat()}),
-        ("transform", None),
-        ("train", None),
-        ("recommend", None),
-    ]
-    log = None if quiet else print
-    for dag_id, conf in runs:
-        done = _step(f"airflow dags test {dag_id}" + (f" (days {days[0]} .. {days[-1]})" if conf else ""))
-        airflow_dags_test(s, dag_id, conf=conf, log=log)
-        done()
+    window = {"start_day": days[0].isoformat(), "end_day": days[-1].isoformat()}
+    return [{"dag_id": dag_id, "conf": window if dag_id == "ingest_events" else None} for dag_id in CHAIN]
+
+
+def run_chain(s: Settings) -> ChainTimings:
+    """Run the five DAGs in order with Airflow's ``dag.test()`` in one process (the scheduler's asset
+    chaining is exercised by `recomart up` and the real-scheduler test)."""
+    return run_dags_with_progress(s, chain_runs(s))
 
 
 def run_demo(s: Settings) -> int:
     """Everything from a fresh checkout to recommendations you can query, then a report."""
-    done = _step("services (Postgres, Redis), databases and warehouse migrations")
-    services.ensure_services(s, log=print)
-    done()
-    done = _step("Airflow metadata database (airflow db migrate)")
-    airflow_migrate(s)
-    done()
-    done = _step(f"landing files for data set '{s.dataset}'")
-    prepare_landing(s)
-    done()
-    done = _step("catalog API")
-    start_catalog_api(s)
-    done()
+    timings = DemoTimings()
+    timings.timed(
+        "services",
+        "services (Postgres, Redis), databases and warehouse migrations",
+        lambda: services.ensure_services(s, log=print),
+    )
+    timings.timed("airflow_migrate", "Airflow metadata database (airflow db migrate)", lambda: airflow_migrate(s))
+    timings.timed("landing", f"landing files for data set '{s.dataset}'", lambda: prepare_landing(s))
+    timings.timed("catalog_api", "catalog API", lambda: start_catalog_api(s))
     try:
-        run_chain(s)
+        timings.add_chain(run_chain(s))
     finally:
-        processes.stop(s, "catalog-api")
-    print_report(s)
+        timings.timed("stop_catalog_api", "stop the catalog API", lambda: processes.stop(s, "catalog-api"))
+    figures = timings.as_dict()
+    (s.state_dir / TIMINGS_FILE).write_text(json.dumps(figures, indent=2) + "\n")
+    print_report(s, train_run_id=timings.runs["train"]["run_id"], timings=figures)
     return 0

@@ -100,49 +100,92 @@ def sample_recommendations(dsn: str, users: int = 3, k: int = 10) -> dict[str, l
     return out
 
 
-def print_report(s: Settings) -> None:
+def own_decision(dsn: str, train_run_id: str | None) -> tuple[dict | None, str]:
+    """(the decision to show, a heading line): the version the train DAG run ``train_run_id`` registered,
+    or, when that run registered none (inputs unchanged) or no run is named, the latest decision."""
+    from recomart.model.promotion_log import decision_of_run
+
+    if train_run_id is None:
+        return latest_model_decision(dsn), "latest decision"
+    own = decision_of_run(dsn, train_run_id)
+    if own is not None:
+        return own, f"registered by this run's train ({train_run_id})"
+    latest = latest_model_decision(dsn)
+    since = f" since version {latest['version']}" if latest else ""
+    return latest, f"this run's train ({train_run_id}) registered no version: inputs unchanged{since}"
+
+
+def print_metrics(decision: dict) -> None:
+    """The metric table of ``decision``: the hybrid, each component and popularity (K = 10)."""
+    metrics = decision["metrics"]
+    shown = [
+        name
+        for name in sorted(metrics.get("model", {}))
+        if name.endswith("_at_10") or name.endswith("coverage") or name in ("rmse", "mae")
+    ]
+    columns = [c for c in METRIC_COLUMNS if metrics.get(c)]
+    print("  " + f"{'metric':<24}" + "".join(f"{METRIC_COLUMNS[c]:>12}" for c in columns))
+    for name in shown:
+        values = [metrics[c].get(name) for c in columns]
+        baseline = metrics.get("popularity", {}).get(name)
+        if name in ("rmse", "mae") and (baseline is None or baseline != baseline):
+            continue  # implicit mode: rating errors against sampled negatives say nothing
+        print(
+            "  "
+            + f"{name:<24}"
+            + "".join(f"{v:>12.4f}" if isinstance(v, int | float) and v == v else f"{'-':>12}" for v in values)
+        )
+
+
+def print_model(dsn: str, train_run_id: str | None) -> None:
+    """The model section: this run's version (or why there is none), its metrics and the champion's blend."""
+    decision, heading = own_decision(dsn, train_run_id)
+    print("\nHybrid, each component alone and popularity on the held-out test window (K = 10)")
+    print(f"  {heading}")
+    if decision is None:
+        print("  no model trained yet")
+        return
+    print_metrics(decision)
+    print(f"  version {decision['version']}: {decision['decision']} ({decision['reason']})")
+    champion = champion_blend(dsn)
+    if champion is not None:
+        print(f"  champion v{champion[0]} blend weights: {format_weights(champion[1])}")
+        print(f"  champion v{champion[0]} blend options: {format_options(champion[1])}")
+
+
+def print_timings(timings: dict) -> None:
+    """Seconds per demo step (and per task of each DAG run)."""
+    print(f"\nTimings (total {timings['total_s']:.1f}s)")
+    tasks = timings.get("tasks", {})
+    for step in timings["steps"]:
+        print(f"  {step['name']:<48} {step['seconds']:>8.1f}s")
+        for task, seconds in tasks.items():
+            if task.startswith(step["name"] + "."):
+                print(f"    {task.split('.', 1)[1]:<46} {seconds:>8.1f}s")
+
+
+def print_report(s: Settings, *, train_run_id: str | None = None, timings: dict | None = None) -> None:
+    """The closing report; ``train_run_id``: the train DAG run whose version to describe (default: the
+    latest decision); ``timings``: :meth:`recomart.demo.DemoTimings.as_dict`."""
     dsn = s.warehouse_url
     print("\n" + "=" * 78 + "\nRecoMart report\n" + "=" * 78)
     print("\nRows per layer")
     for schema, tables in layer_counts(dsn).items():
         for table, count in tables.items():
             print(f"  {schema + '.' + table:<48} {count:>12,}")
-
-    decision = latest_model_decision(dsn)
-    print("\nHybrid, each component alone and popularity on the held-out test window (K = 10)")
-    if decision is None:
-        print("  no model trained yet")
-    else:
-        metrics = decision["metrics"]
-        shown = [
-            name
-            for name in sorted(metrics.get("model", {}))
-            if name.endswith("_at_10") or name.endswith("coverage") or name in ("rmse", "mae")
-        ]
-        columns = [c for c in METRIC_COLUMNS if metrics.get(c)]
-        print("  " + f"{'metric':<24}" + "".join(f"{METRIC_COLUMNS[c]:>12}" for c in columns))
-        for name in shown:
-            values = [metrics[c].get(name) for c in columns]
-            baseline = metrics.get("popularity", {}).get(name)
-            if name in ("rmse", "mae") and (baseline is None or baseline != baseline):
-                continue  # implicit mode: rating errors against sampled negatives say nothing
-            print(
-                "  "
-                + f"{name:<24}"
-                + "".join(f"{v:>12.4f}" if isinstance(v, int | float) and v == v else f"{'-':>12}" for v in values)
-            )
-        print(f"  version {decision['version']}: {decision['decision']} ({decision['reason']})")
-        champion = champion_blend(dsn)
-        if champion is not None:
-            print(f"  champion v{champion[0]} blend weights: {format_weights(champion[1])}")
-            print(f"  champion v{champion[0]} blend options: {format_options(champion[1])}")
+    print_model(dsn, train_run_id)
 
     print("\nSample recommendations")
     for user_id, recs in sample_recommendations(dsn).items():
         print(f"  user {user_id}")
         for rank, item_id, title, score, strategy in recs:
             print(f"    {rank:>2}. {item_id:<10} {title[:48]:<48} {score:8.4f}  {strategy}")
+    if timings:
+        print_timings(timings)
+    print_next_steps()
 
+
+def print_next_steps() -> None:
     print("\nNext steps")
     print('  eval "$(./recomart env)"                      # psql, dbt, feast, airflow now use these services')
     print(

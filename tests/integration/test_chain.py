@@ -38,8 +38,8 @@ def chain(test_settings: Settings):
     airflow_migrate(s)
     start_catalog_api(s)
     try:
-        run_chain(s)
-        yield s, summary, table_checksums(s.warehouse_url)
+        timings = run_chain(s)
+        yield s, summary, table_checksums(s.warehouse_url), timings
     finally:
         processes.stop(s, "catalog-api")
 
@@ -50,7 +50,7 @@ def _scalar(dsn: str, query: str, params: tuple = ()):
 
 
 def test_raw_row_counts_match_the_files_counted_independently(chain) -> None:
-    s, summary, _ = chain
+    s, summary, _, _ = chain
     landing = s.landing_dir / "generated"
     events_in_files = sum(_csv_records(p) for p in (landing / "events").glob("*.csv"))
     assert events_in_files == summary.events
@@ -61,7 +61,7 @@ def test_raw_row_counts_match_the_files_counted_independently(chain) -> None:
 
 
 def test_every_known_user_gets_ten_recommendations_never_an_item_they_bought(chain) -> None:
-    s, _, _ = chain
+    s, _, _, _ = chain
     with psycopg.connect(s.warehouse_url) as conn:
         users_without_ten = conn.execute(
             "select count(*) from marts.user_features u left join "
@@ -85,11 +85,14 @@ def test_every_known_user_gets_ten_recommendations_never_an_item_they_bought(cha
 def test_model_is_registered_as_champion_and_beats_popularity(chain) -> None:
     from mlflow import MlflowClient
 
-    s, _, _ = chain
+    s, _, _, timings = chain
     version = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri).get_model_version_by_alias(
         s.model_name, "champion"
     )
     assert str(version.version) == "1"
+    # the version names the DAG run that trained it, and the inputs it was trained on
+    assert version.tags["airflow_run_id"] == timings.runs["train"]["run_id"]
+    assert len(version.tags["inputs_digest"]) == 64
     with psycopg.connect(s.warehouse_url) as conn:
         decision, metrics = conn.execute(
             "select decision, metrics from ops.model_promotions order by decided_at desc limit 1"
@@ -105,7 +108,7 @@ def test_feast_online_lookup_equals_the_mart_row(chain) -> None:
     from recomart.features import online_features
     from recomart.tools import tool_env
 
-    s, _, _ = chain
+    s, _, _, _ = chain
     with psycopg.connect(s.warehouse_url) as conn:
         cur = conn.execute("select * from marts.user_features order by user_id limit 1")
         row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
@@ -120,19 +123,37 @@ def test_feast_online_lookup_equals_the_mart_row(chain) -> None:
             assert value == expected, name
 
 
-def test_second_full_run_leaves_business_rows_unchanged(chain) -> None:
-    s, _, first = chain
-    run_chain(s)
+def test_second_full_run_on_unchanged_data_registers_and_publishes_nothing(chain) -> None:
+    """Re-running the unchanged ingest and the whole chain: ingest loads nothing new, transform rebuilds
+    the same marts, train finds the inputs of version 1 (no new version), recommend finds the live
+    generation ranked with that version from the same marts (no new generation)."""
+    from mlflow import MlflowClient
+
+    from recomart.report import own_decision
+
+    s, _, first, _ = chain
+    generations = _scalar(s.warehouse_url, "select count(*) from reco.generations")
+    second_run = run_chain(s)
     second = table_checksums(s.warehouse_url)
     assert set(second) == set(first)
     changed = {name: (first[name], second[name]) for name in first if first[name] != second[name]}
     assert not changed, f"tables whose business columns changed on a re-run: {changed}"
-    # the exclusions are explicit, and the append-only logs really did grow by one run
     assert {"reco.generations", "ops.model_promotions"} == EXCLUDED_TABLES
     assert "generation_id" in RUN_METADATA_COLUMNS["reco.user_recommendations"]
+    # the ingests emitted no asset event (nothing was queued for transform), train emitted none either
+    assert chain[3].runs["transform"]["consumed_events"] == 2  # first run: products and events
+    assert second_run.runs["transform"]["consumed_events"] == 0
+    assert second_run.runs["recommend"]["consumed_events"] == 0
+    # no new model version, no new decision, no new generation
+    client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
+    assert [v.version for v in client.search_model_versions(f"name = '{s.model_name}'")] == ["1"]
+    assert _scalar(s.warehouse_url, "select count(*) from ops.model_promotions") == 1
+    assert _scalar(s.warehouse_url, "select count(*) from reco.generations") == generations
     assert _scalar(s.warehouse_url, "select count(*) from reco.generations where status = 'live'") == 1
-    assert _scalar(s.warehouse_url, "select count(*) from ops.model_promotions") == 2
-    assert _scalar(s.warehouse_url, "select to_regclass('reco.user_recommendations_previous') is not null")
+    # the report says the second run's train registered nothing, and why
+    decision, heading = own_decision(s.warehouse_url, second_run.runs["train"]["run_id"])
+    assert decision is not None and decision["version"] == "1"
+    assert "registered no version: inputs unchanged since version 1" in heading
 
 
 def _readme_sql_queries() -> list[str]:
@@ -143,9 +164,9 @@ def _readme_sql_queries() -> list[str]:
 
 
 def test_every_readme_query_runs_as_the_reader_role_which_cannot_read_raw(chain) -> None:
-    """After two full runs (dbt rebuilt the marts, the writer swapped reco twice) the analysts' role still
+    """After two full runs (dbt rebuilt the marts twice; the second had nothing new to publish) the analysts' role still
     reads everything the README queries, with its own login, and nothing in raw or quarantine."""
-    s, _, _ = chain
+    s, _, _, _ = chain
     queries = _readme_sql_queries()
     assert len(queries) >= 6
     with psycopg.connect(reader_url(s), autocommit=True) as conn:
