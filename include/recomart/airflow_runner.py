@@ -3,11 +3,13 @@
 ``airflow dags test <dag>`` starts Python, imports Airflow, loads its configuration and providers and
 parses the DAG folder before it calls ``dag.test()``; its tasks then import pandas, MLflow, Feast or
 Great Expectations afresh.  The demo runs five DAGs in a row, so it paid all of that five times.
-``python -m recomart.airflow_runner '<json>'`` pays it once: for each ``{"dag_id", "conf"}`` of the
+``python -m recomart.airflow_runner '<json>' [--migrate]`` pays it once (``--migrate`` first does what
+``airflow db migrate`` does, see :func:`migrate`): for each ``{"dag_id", "conf"}`` of the
 list it finds the DAG as the CLI does (``get_bagged_dag``) and calls the same ``dag.test()``, so the
 runs, task instances, XComs and asset events are Airflow's own, in the metadata database.
 
-Progress goes to stdout as lines starting with :data:`MARK` and a JSON object: ``{"event": "start",
+Progress goes to stdout as lines starting with :data:`MARK` and a JSON object: ``{"event": "migrated",
+"seconds"}`` after the migration, ``{"event": "start",
 "dag_id"}`` before a run, ``{"event": "end", "dag_id", "run_id", "state", "seconds", "consumed_events"}``
 after it.  The process stops at the first run that does not succeed and exits 1.
 
@@ -29,6 +31,17 @@ MARK = "[recomart-runner]"
 def emit(event: str, **fields: Any) -> None:
     """One progress line for the parent process."""
     print(MARK, json.dumps({"event": event, **fields}, default=str), flush=True)
+
+
+def migrate() -> None:
+    """What ``airflow db migrate`` does (create, or upgrade to Airflow's head revision; a no-op at the
+    head), in this process: the runner loads Airflow anyway, a separate CLI process would load it again."""
+    from airflow.utils.db import upgradedb
+    from airflow.utils.providers_configuration_loader import providers_configuration_loaded
+
+    started = time.monotonic()
+    providers_configuration_loaded(upgradedb)()
+    emit("migrated", seconds=round(time.monotonic() - started, 1))
 
 
 def run_dags(runs: list[dict[str, Any]]) -> int:
@@ -77,4 +90,6 @@ def consume_queued_asset_events(dag_id: str, before: datetime) -> int:
 
 
 if __name__ == "__main__":
+    if "--migrate" in sys.argv[2:]:
+        migrate()
     sys.exit(run_dags(json.loads(sys.argv[1])))

@@ -37,11 +37,12 @@ class ChainTimings:
     """Per DAG: ``runs[dag_id] = {"run_id", "state", "seconds", "consumed_events"}`` (the asset events its
     producers queued for it, see :func:`recomart.airflow_runner.consume_queued_asset_events`); per task:
     ``tasks["dag.task"] = seconds``; ``startup_s``: from the runner's start to its first DAG (Python and
-    Airflow loading)."""
+    Airflow loading) less ``migrate_s``, the metadata database's migration when it was asked for."""
 
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, float] = field(default_factory=dict)
     startup_s: float | None = None
+    migrate_s: float | None = None
 
 
 @dataclass
@@ -93,8 +94,13 @@ class _Display:
             self.console.print(f"    [{now - self.current.dag_started:5.1f}s] {self.current.dag_id}.{match.group(1)}")
 
     def _runner_event(self, event: dict[str, Any], now: float) -> None:
+        if event["event"] == "migrated":
+            self.timings.migrate_s = event["seconds"]
+            self.console.print(f"    Airflow metadata database migrated in {event['seconds']:.1f}s")
+            return
         if event["event"] == "start" and not self.timings.runs and self.timings.startup_s is None:
-            self.timings.startup_s = round(now - self.started, 1)  # Python and Airflow loaded
+            # Python and Airflow loaded (and the database migrated)
+            self.timings.startup_s = round(now - self.started - (self.timings.migrate_s or 0.0), 1)
         if event["event"] == "start":
             self.current = _Current(event["dag_id"], "", now, now)
             self.console.print(f"\n==> {event['dag_id']} (Airflow dag.test)")
@@ -119,12 +125,15 @@ class _Display:
             self.last_tick = now
 
 
-def run_dags_with_progress(s: Settings, runs: list[dict[str, Any]], *, console: Console | None = None) -> ChainTimings:
-    """Run ``runs`` (``{"dag_id", "conf"}``) in one :mod:`recomart.airflow_runner` process with progress
+def run_dags_with_progress(
+    s: Settings, runs: list[dict[str, Any]], *, migrate: bool = False, console: Console | None = None
+) -> ChainTimings:
+    """Run ``runs`` (``{"dag_id", "conf"}``) in one :mod:`recomart.airflow_runner` process (``migrate``: the
+    metadata database first, as ``airflow db migrate``) with progress
     lines; Airflow's whole output goes to ``<state>/logs/demo-chain.log``.  Raise :class:`ToolError` with
     the tail of the output when a run fails."""
     console = console or Console(highlight=False)
-    command = [sys.executable, "-m", "recomart.airflow_runner", json.dumps(runs)]
+    command = [sys.executable, "-m", "recomart.airflow_runner", json.dumps(runs), *(["--migrate"] if migrate else [])]
     proc = subprocess.Popen(
         command, cwd=s.project_root, env=tool_env(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
