@@ -146,7 +146,7 @@ def test_second_full_run_on_unchanged_data_registers_and_publishes_nothing(chain
     assert second_run.runs["recommend"]["consumed_events"] == 0
     # no new model version, no new decision, no new generation
     client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
-    assert [v.version for v in client.search_model_versions(f"name = '{s.model_name}'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{s.model_name}'")] == ["1"]
     assert _scalar(s.warehouse_url, "select count(*) from ops.model_promotions") == 1
     assert _scalar(s.warehouse_url, "select count(*) from reco.generations") == generations
     assert _scalar(s.warehouse_url, "select count(*) from reco.generations where status = 'live'") == 1
