@@ -97,14 +97,18 @@ class _Display:
         if event["event"] == "migrated":
             self.timings.migrate_s = event["seconds"]
             self.console.print(f"    Airflow metadata database migrated in {event['seconds']:.1f}s")
-            return
-        if event["event"] == "start" and not self.timings.runs and self.timings.startup_s is None:
-            # Python and Airflow loaded (and the database migrated)
+        elif event["event"] == "start":
+            self._run_started(event["dag_id"], now)
+        else:
+            self._run_ended(event, now)
+
+    def _run_started(self, dag_id: str, now: float) -> None:
+        if self.timings.startup_s is None:  # the first run: Python and Airflow are loaded (and migrated)
             self.timings.startup_s = round(now - self.started - (self.timings.migrate_s or 0.0), 1)
-        if event["event"] == "start":
-            self.current = _Current(event["dag_id"], "", now, now)
-            self.console.print(f"\n==> {event['dag_id']} (Airflow dag.test)")
-            return
+        self.current = _Current(dag_id, "", now, now)
+        self.console.print(f"\n==> {dag_id} (Airflow dag.test)")
+
+    def _run_ended(self, event: dict[str, Any], now: float) -> None:
         self._end_task(now)
         self.timings.runs[event["dag_id"]] = {
             k: event.get(k) for k in ("run_id", "state", "seconds", "consumed_events")
@@ -128,10 +132,10 @@ class _Display:
 def run_dags_with_progress(
     s: Settings, runs: list[dict[str, Any]], *, migrate: bool = False, console: Console | None = None
 ) -> ChainTimings:
-    """Run ``runs`` (``{"dag_id", "conf"}``) in one :mod:`recomart.airflow_runner` process (``migrate``: the
-    metadata database first, as ``airflow db migrate``) with progress
-    lines; Airflow's whole output goes to ``<state>/logs/demo-chain.log``.  Raise :class:`ToolError` with
-    the tail of the output when a run fails."""
+    """Run ``runs`` (``{"dag_id", "conf"}``) in one :mod:`recomart.airflow_runner` process with progress
+    lines (``migrate``: the metadata database first, as ``airflow db migrate`` does).  Airflow's whole
+    output goes to ``<state>/logs/<prefix>-demo-chain.log``; a failed run raises :class:`ToolError` with
+    the end of that output."""
     console = console or Console(highlight=False)
     command = [sys.executable, "-m", "recomart.airflow_runner", json.dumps(runs), *(["--migrate"] if migrate else [])]
     proc = subprocess.Popen(
