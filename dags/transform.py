@@ -41,7 +41,7 @@ def transform():
         from recomart.config import settings
         from recomart.tasks.transform import build_warehouse_models
 
-        return build_warehouse_models(settings(), warehouse_dsn())
+        return build_warehouse_models(settings())
 
     @task
     def validate_marts() -> dict:

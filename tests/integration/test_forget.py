@@ -62,7 +62,7 @@ def _records_of(path: Path, user: str, position: int) -> int:
 
 
 def _rebuild(s: Settings, dsn: str) -> None:
-    build_warehouse_models(s, dsn)
+    build_warehouse_models(s)
     apply_feature_repo(s)
     materialize_features(s, dsn, [])
 

@@ -23,7 +23,8 @@ transaction that started before the swap sees the new table's rows too once the 
 
 Views of other owners on the swapped table follow it to ``<name>_previous`` and are dropped with it
 on the next swap; declare the views you need in :class:`TableSpec`.  dbt drops dependants of its own
-tables with CASCADE on rebuild, so call :func:`recreate_views` after ``dbt build`` if it matters.
+tables with CASCADE on rebuild, so a declared view reads dbt's tables through a SQL function created by
+its ``setup_sql`` (a function body is not a tracked dependency), as ``reco.product_details()`` does.
 """
 
 from __future__ import annotations
@@ -490,14 +491,3 @@ def swap_in_table(
         tuple(views),
     )
     return publish(dsn, [(spec, df_or_rows)], on_swap=on_swap, allow_empty=allow_empty, log=log)[name]
-
-
-def recreate_views(dsn: str, specs: Sequence[TableSpec], log: Callable[[str], Any] = print) -> None:
-    """Drop and recreate the declared views of ``specs`` (e.g. after dbt rebuilt a table they join)."""
-    with psycopg.connect(dsn) as conn:
-        grant = ensure_reader_role(conn, log)
-        with conn.transaction(), conn.cursor() as cur:
-            for spec in specs:
-                if _relation_exists(cur, f"{spec.schema}.{spec.name}"):
-                    _drop_views(cur, spec)
-                    _create_views(cur, spec, grant, log)

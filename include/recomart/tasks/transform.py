@@ -15,11 +15,10 @@ from recomart.marts import latest_feature_timestamp
 log = logging.getLogger(__name__)
 
 
-def build_warehouse_models(s: Settings, dsn: str) -> dict[str, Any]:
-    """``dbt build`` of the whole project (models, snapshot, tests) for the configured data set, then
-    re-create the ``reco`` views that join the marts (dbt's table swap drops dependants with CASCADE)."""
-    from recomart.recommend.tables import SIMILAR_ITEMS, USER_RECOMMENDATIONS
-    from recomart.recommend.writer import recreate_views
+def build_warehouse_models(s: Settings) -> dict[str, Any]:
+    """``dbt build`` of the whole project (models, snapshot, tests) for the configured data set.  The
+    ``reco`` views that show product details survive it: they read the catalogue through
+    ``reco.product_details()``, which dbt's CASCADE drop of a replaced table does not reach."""
     from recomart.tools import tool_env
     from recomart.transform.dbt import dbt_build
 
@@ -33,8 +32,6 @@ def build_warehouse_models(s: Settings, dsn: str) -> dict[str, Any]:
         target_path=dbt_state / "target",
         log_path=dbt_state / "logs",
     )
-    # every reco view that joins a mart: recommend may not swap (and recreate them) when nothing changed
-    recreate_views(dsn, [USER_RECOMMENDATIONS, SIMILAR_ITEMS], log=log.info)
     return result.as_dict() if hasattr(result, "as_dict") else {"ok": True}
 
 
