@@ -4,12 +4,14 @@ A small generation is ranked by the real ``HybridRecommender`` and published by 
 (``publish_generation``, then the recommend task's Redis copy and pointer flip). Reliability:
 Redis down (reads degrade to Postgres, ``/readyz`` says so, recovery without restart), Postgres
 down (reads keep serving from Redis), a publish during requests (old or new generation, never a
-mix or an error), hot reload within 5 s, and clear 4xx errors for bad input.
+mix or an error), hot reload within 5 s of a publish and of ``@champion`` moving to another registered
+version (a real pyfunc of the hybrid), and clear 4xx errors for bad input.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +31,9 @@ import pytest
 from recomart import local_postgres, local_redis, services
 from recomart.config import Settings, load_settings
 from recomart.features import apply
+from recomart.model.pyfunc import RecommenderModel
+from recomart.model.registry import _client, current_champion_version, set_champion
+from recomart.model.serialization import METADATA_ARTIFACT, RECOMMENDER_ARTIFACT, save_hybrid
 from recomart.ranking.base import TrainingSet
 from recomart.ranking.hybrid import HybridRecommender
 from recomart.recommend.run import OUTPUT_COLUMNS, publish_generation
@@ -91,11 +96,35 @@ def _marts(dsn: str) -> None:
                 copy.write_row(row)
 
 
-def publish(s: Settings, seed: int) -> int:
-    """Rank every user with a hybrid fitted on a seeded history; swap reco.* in; copy to Redis."""
+def _fitted(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, HybridRecommender]:
+    """(history, users, a hybrid fitted on them) for ``seed``."""
     history = _history(seed)
     users = pd.DataFrame({"user_id": USERS, "segment": ["a" if n % 2 else "b" for n in range(len(USERS))]})
     recommender = HybridRecommender(personalised=True, svd=None).fit(TrainingSet.build(history, _products(), users))
+    return history, users, recommender
+
+
+def register_version(s: Settings, seed: int, folder: Path) -> str:
+    """Register a real pyfunc of the hybrid fitted for ``seed`` as a new version (no alias); its version."""
+    import mlflow.pyfunc
+
+    _, _, recommender = _fitted(seed)
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps({"seed": seed}))
+    artifacts = {
+        RECOMMENDER_ARTIFACT: str(save_hybrid(recommender, folder / "recommender")),
+        METADATA_ARTIFACT: str(folder / "metadata.json"),
+    }
+    mlflow.pyfunc.save_model(str(folder / "model"), python_model=RecommenderModel(), artifacts=artifacts)
+    client = _client(s.mlflow_tracking_uri)
+    if not client.search_registered_models(f"name = '{s.model_name}'"):
+        client.create_registered_model(s.model_name)
+    return str(client.create_model_version(s.model_name, source=(folder / "model").as_uri()).version)
+
+
+def publish(s: Settings, seed: int) -> int:
+    """Rank every user with a hybrid fitted on a seeded history; swap reco.* in; copy to Redis."""
+    history, users, recommender = _fitted(seed)
     recs = recommender.rank(users, history, k=10).assign(model_version=None)
     result = publish_generation(s.warehouse_url, recs[OUTPUT_COLUMNS], recommender, model_version=None, log=lambda _: 0)
     copy_live_generation_to_redis(s, s.warehouse_url)
@@ -281,6 +310,64 @@ def test_publish_during_requests_switches_within_5s_without_mixing(api: httpx.Cl
     assert {generation for generation, _ in seen} <= set(expected)
     assert all(items == expected[generation] for generation, items in seen)
     assert switched_at <= SWITCH_S, f"switched after {switched_at:.1f}s ({switch:.1f}s of polling)"
+
+
+def _champions_seen(api: httpx.Client, requests: int) -> set[str | None]:
+    """``champion_version`` of ``requests`` recommendations, each on a new connection (any worker)."""
+    with httpx.Client(base_url=str(api.base_url), timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as c:
+        return {_recs(c, "u007")["champion_version"] for _ in range(requests)}
+
+
+def test_champion_move_during_requests_switches_within_5s_without_errors(
+    api: httpx.Client, deployment, tmp_path: Path
+) -> None:
+    """``@champion`` moves to another registered version (no new generation): every worker re-ranks
+    with it within 5 s (``champion_version``), and no request fails meanwhile."""
+    s, _ = deployment
+    first, second = register_version(s, 11, tmp_path / "v-a"), register_version(s, 12, tmp_path / "v-b")
+    set_champion(s.mlflow_tracking_uri, s.model_name, first)
+    _wait(lambda: _champions_seen(api, 12) == {first}, 90, f"every worker to load v{first}")
+    seen: list[tuple[float, str | None]] = []  # (monotonic time the request was sent, champion_version)
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        # no keep-alive: each request is a new connection, so the requests spread over both workers
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=str(api.base_url), timeout=10, limits=limits) as client:
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    response = client.get("/v1/users/u007/recommendations")
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    errors.append(response.text)
+                    continue
+                seen.append((sent, response.json()["champion_version"]))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        set_champion(s.mlflow_tracking_uri, s.model_name, second)
+        moved = time.monotonic()
+        assert current_champion_version(s.mlflow_tracking_uri, s.model_name) == second
+        time.sleep(SWITCH_S + 2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not errors, errors[:3]
+    assert {version for _, version in seen} <= {first, second}
+    before = [version for sent, version in seen if sent < moved - 0.5]
+    assert before and set(before) == {first}
+    last_old = max((sent for sent, version in seen if version == first), default=moved)
+    assert last_old - moved <= SWITCH_S, f"a request sent {last_old - moved:.1f}s after the move still saw v{first}"
+    settled = [version for sent, version in seen if sent > moved + SWITCH_S]
+    assert len(settled) >= 4 and set(settled) == {second}
 
 
 # --- outages ---------------------------------------------------------------------------------

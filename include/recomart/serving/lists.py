@@ -115,6 +115,7 @@ def build_recommendations(
         "fresh_events_used": used,
         "generation_id": user_list.generation_id if user_list else generation.generation_id,
         "model_version": generation.model_version,
+        "champion_version": model.version if model else None,
         "list_source": user_list.source if user_list else generation.source,
         "filters": req.filters.as_dict(),
         "backfilled": backfilled,

@@ -38,7 +38,11 @@ class RecommendationsOut(BaseModel):
     reranked: bool
     fresh_events_used: int = Field(description="Session entries that changed this list (0 = nightly only).")
     generation_id: int
-    model_version: str | None
+    model_version: str | None = Field(description="The model version that ranked the generation's lists.")
+    champion_version: str | None = Field(
+        description="The @champion whose item-to-item neighbours re-rank the session (null while none); "
+        "follows the alias within seconds, before the next generation is published."
+    )
     list_source: Literal["redis", "postgres"]
     filters: Filters
     backfilled: int
