@@ -37,7 +37,7 @@ from recomart.credentials import persistent_secret, secrets_dir
 from recomart.features import apply
 from recomart.ingest.erasure import KEY_FILE, key_id, new_erasure_key, user_key
 from recomart.serving.server import server_env, uvicorn_args
-from recomart.stream.events import GROUP, stream_layout
+from recomart.stream.events import ENTRY_FIELD, GROUP, stream_layout
 from recomart.stream.intake import api_key
 from recomart.stream.lag import safe_trim_id
 from recomart.stream.worker import worker_args
@@ -351,6 +351,54 @@ def test_events_of_an_erased_user_stay_out(api, deployment, worker) -> None:
             == 1
         )
     assert not _session(api, "gone")["found"]
+
+
+def _payload_user(raw_record: str | None) -> str | None:
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        return json.loads(raw_record).get("user_id")
+    return None
+
+
+def _user_rows(s: Settings, user: str) -> dict[str, int]:
+    """The user's rows in the stream's tables (quarantined entries: by their JSON payload's user_id)."""
+    with psycopg.connect(s.warehouse_url) as conn:
+        counts = {
+            table: conn.execute(f"select count(*) from {table} where user_id = %s", (user,)).fetchone()[0]
+            for table in ("raw.stream_events", "raw.stream_session_clock")
+        }
+        raws = conn.execute("select raw_record from quarantine.stream_events").fetchall()
+    counts["quarantine.stream_events"] = sum(_payload_user(raw) == user for (raw,) in raws)
+    return counts
+
+
+def test_forget_user_removes_their_stream_rows_and_quarantined_entries(api, deployment, worker) -> None:
+    """``./recomart forget user`` (a child process, as a user runs it) deletes the user's stream events,
+    session clock, session features and quarantined entries; a user whose id contains theirs keeps all."""
+    s, overrides = deployment
+    user, lookalike = "forget-me", "forget-me-not"
+    events = [_event(who, item, at=datetime.now(UTC)) for who in (user, lookalike) for item in ("a", "b")]
+    assert api.post("/v1/events", json={"events": events}).status_code == 202
+    client = redis.Redis.from_url(s.redis_url)
+    for who in (user, lookalike):  # entries another writer put on the stream: valid JSON, no such event type
+        bad = {**_event(who, "c", "teleport"), "received_at": datetime.now(UTC).isoformat()}
+        client.xadd(stream_layout(s.db_prefix).stream, {ENTRY_FIELD: json.dumps(bad).encode()})
+    client.xadd(stream_layout(s.db_prefix).stream, {ENTRY_FIELD: f'not json "user_id":"{user}"'.encode()})
+    expected = {"raw.stream_events": 2, "raw.stream_session_clock": 1, "quarantine.stream_events": 1}
+    _wait(lambda: _user_rows(s, user) == expected == _user_rows(s, lookalike), 30, "the events stored")
+    _wait(lambda: _session(api, user)["found"], 30, "the session features")
+    command = [sys.executable, "-m", "recomart.cli", "forget", "user", user, "--reason", "stream test"]
+    done = subprocess.run(command, env={**tool_env(s), **overrides}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _user_rows(s, user) == dict.fromkeys(expected, 0)
+    assert _user_rows(s, lookalike) == expected
+    assert not _session(api, user)["found"] and _session(api, lookalike)["found"]
+    with psycopg.connect(s.warehouse_url) as conn:
+        unparsed = conn.execute(
+            "select count(*) from quarantine.stream_events where raw_record = %s", (f'not json "user_id":"{user}"',)
+        ).fetchone()[0]
+        counts = conn.execute("select counts from ops.erasures where reason = 'stream test'").fetchone()[0]
+    assert unparsed == 1  # names no user: kept (README, forget user)
+    assert counts["raw.stream_events"] == 2 and counts["quarantine.stream_events"] == 1
 
 
 def test_simulator_sends_shop_behaviour_that_lands_once(api, deployment, worker) -> None:

@@ -7,9 +7,12 @@ In this order, each step idempotent (running the command again finishes an inter
    the warehouse transaction: it waits for loads in progress and holds new ones off until the commit,
    after which every load leaves the user's records out and counts them (``records_erased``);
 2. in that transaction: the user's rows of every raw table with a user column (each feed's user
-   column, in the feed's id format, plus any other ``raw`` table with a ``user_id`` column); their
+   column, in the feed's id format, plus any other ``raw`` table with a ``user_id`` column: the
+   stream's ``raw.stream_events``, ``raw.stream_session_clock``, ``raw.user_session_features``); their
    quarantined records, found by parsing each record's user field at its position in the file's
-   column order (never by substring: ``C0008`` must not hit ``C00080``); and their rows in every dbt
+   column order (never by substring: ``C0008`` must not hit ``C00080``), and their quarantined stream
+   entries (``quarantine.stream_events.user_id``, the payload's field; an entry whose payload is not
+   JSON names no user and stays); and their rows in every dbt
    table with a ``user_id`` column (``marts``, ``intermediate``, ``snapshots``), including the
    incremental ``*_history`` marts that keep rows across builds (the others are rebuilt from raw);
 3. ``reco.*`` tables with a ``user_id`` column (the live ones and ``*_previous``), after waiting for
@@ -177,9 +180,10 @@ def _erase_raw_and_quarantine(conn: psycopg.Connection, user_id: str, landing_di
         )
         if _exists(conn, f"quarantine.{table}"):
             counts[f"quarantine.{table}"] = _delete_quarantined(conn, feed, user_id, landing_dir)
-    for schema, table in _base_tables_with(conn, ("raw",), "user_id"):
-        if table not in feeds:  # raw tables that are no file feed (e.g. a stream's)
-            counts[f"{schema}.{table}"] = _delete_where_in(conn, schema, table, "user_id", [user_id])
+    forms = sorted(user_id_forms(user_id) | {user_id})
+    for schema, table in _base_tables_with(conn, ("raw", "quarantine"), "user_id"):
+        if table not in feeds:  # tables of no file feed: the stream's events, session rows, quarantined entries
+            counts[f"{schema}.{table}"] = _delete_where_in(conn, schema, table, "user_id", forms)
     return counts
 
 

@@ -2,9 +2,10 @@
 
 In one Postgres transaction: COPY the batch into a temporary table, ``insert ... on conflict
 (event_id) do nothing`` into ``raw.stream_events`` (redeliveries and re-sent events are dropped and
-counted), leave out users erased on request (``ops.erased_users``), quarantine entries that do not
-parse, recompute the session state of every user of the batch from ``raw.stream_events``
-(set-based SQL), advance each user's row time (``raw.stream_session_clock``) and append the ledger
+counted), leave out users erased on request (``ops.erased_users``; also their entries that do not
+parse), quarantine entries that do not parse (their JSON payload as sent, and its ``user_id`` when it
+has one, for ``forget user``), recompute the session state of every user of the batch from
+``raw.stream_events`` (set-based SQL), advance each user's row time (``raw.stream_session_clock``) and append the ledger
 row. After the commit the session rows are pushed to the online store. The worker acknowledges the
 entries only after both.
 
@@ -15,6 +16,7 @@ later) and no event counts twice or goes missing in the features.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,7 +38,7 @@ from recomart.features.session import (
 from recomart.ingest.erasure import read_suppression
 from recomart.ingest.feeds import GENERATED_EVENTS
 from recomart.ingest.ledger import Attempt, append_attempt
-from recomart.stream.events import decode
+from recomart.stream.events import ENTRY_FIELD, decode
 from recomart.stream.tables import FEED, STAGE_DDL
 
 if TYPE_CHECKING:
@@ -122,16 +124,38 @@ class BatchResult:
         return len(self.frame)
 
 
-def parse_entries(entries: Sequence[Entry]) -> tuple[list[dict[str, Any]], list[tuple[str, str | None, str]]]:
-    """``(events, rejects)``: the valid events (the first of each ``event_id``) and ``(stream id, raw, reason)``."""
+RAW_RECORD_CHARS = 10_000
+"""A quarantined entry keeps at most this much of its payload (its user is read from all of it)."""
+Reject = tuple[str, str | None, str, str | None]
+"""A quarantined entry: ``(stream id, raw record, reason, user id or None)``."""
+
+
+def _reject(entry: Entry, reason: str) -> Reject:
+    """The quarantine row of ``entry``: its JSON payload as sent (the fields' repr when it has other
+    fields) and the payload's ``user_id`` when it parses as an object with a text one (for ``forget user``)."""
+    fields = entry.fields
+    if fields is None:
+        return entry.stream_id, None, reason, None
+    if set(fields) != {ENTRY_FIELD}:
+        return entry.stream_id, repr(fields)[:RAW_RECORD_CHARS], reason, None
+    payload = fields[ENTRY_FIELD].decode("utf-8", "replace")
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = None
+    user = body.get("user_id") if isinstance(body, dict) else None
+    return entry.stream_id, payload[:RAW_RECORD_CHARS], reason, user if isinstance(user, str) else None
+
+
+def parse_entries(entries: Sequence[Entry]) -> tuple[list[dict[str, Any]], list[Reject]]:
+    """``(events, rejects)``: the valid events (the first of each ``event_id``) and the :data:`Reject` rows."""
     events: dict[str, dict[str, Any]] = {}
     rejects = []
     for entry in entries:
         try:
             event = decode(entry.fields)
         except ValueError as exc:
-            raw = None if entry.fields is None else repr(entry.fields)[:2000]
-            rejects.append((entry.stream_id, raw, str(exc).replace("\n", " ")[:500]))
+            rejects.append(_reject(entry, str(exc).replace("\n", " ")[:500]))
             continue
         events.setdefault(event["event_id"], {**event, "_stream_id": entry.stream_id})
     return list(events.values()), rejects
@@ -146,12 +170,12 @@ def _copy_batch(conn: psycopg.Connection, events: list[dict[str, Any]], load_id:
     return conn.execute(INSERT_NEW).rowcount
 
 
-def _quarantine(conn: psycopg.Connection, rejects: list[tuple[str, str | None, str]], load_id: str) -> None:
+def _quarantine(conn: psycopg.Connection, rejects: list[Reject], load_id: str) -> None:
     with conn.cursor().copy(
-        "copy quarantine.stream_events (stream_id, raw_record, reason, load_id) from stdin"
+        "copy quarantine.stream_events (stream_id, raw_record, reason, user_id, load_id) from stdin"
     ) as copy:
-        for stream_id, raw, reason in rejects:
-            copy.write_row((stream_id, raw, reason, load_id))
+        for stream_id, raw, reason, user in rejects:
+            copy.write_row((stream_id, raw, reason, user, load_id))
 
 
 def session_rows(conn: psycopg.Connection, users: list[str]) -> list[tuple[str, datetime, SessionState]]:
@@ -175,16 +199,20 @@ def session_rows(conn: psycopg.Connection, users: list[str]) -> list[tuple[str, 
 
 
 def _leave_out_erased(
-    conn: psycopg.Connection, events: list[dict[str, Any]], erasure_key: bytes | None
-) -> list[dict[str, Any]]:
-    """``events`` without those of users erased on request (``ops.erased_users``, read under the SHARE
-    lock an erasure's insert waits for, as the file loads do); raises ``ErasureKeyError`` when users are
-    listed and ``erasure_key`` cannot recognise them (the batch is retried, never loaded unfiltered)."""
+    conn: psycopg.Connection, events: list[dict[str, Any]], rejects: list[Reject], erasure_key: bytes | None
+) -> tuple[list[dict[str, Any]], list[Reject]]:
+    """``events`` and ``rejects`` without those of users erased on request (``ops.erased_users``, read
+    under the SHARE lock an erasure's insert waits for, as the file loads do); raises ``ErasureKeyError``
+    when users are listed and ``erasure_key`` cannot recognise them (the batch is retried, never loaded
+    unfiltered)."""
     conn.execute("lock table ops.erased_users in share mode")
     suppression = read_suppression(conn, erasure_key)
     if not suppression.listed:
-        return events
-    return [event for event in events if not suppression.is_erased(GENERATED_EVENTS, event["user_id"])]
+        return events, rejects
+    return (
+        [event for event in events if not suppression.is_erased(GENERATED_EVENTS, event["user_id"])],
+        [reject for reject in rejects if reject[3] is None or not suppression.is_erased(GENERATED_EVENTS, reject[3])],
+    )
 
 
 def store_batch(
@@ -193,10 +221,11 @@ def store_batch(
     """Load ``entries`` into Postgres in one transaction (see the module docstring); nothing is pushed yet."""
     began, started_at = time.perf_counter(), datetime.now(UTC)
     load_id = f"stream-{uuid.uuid4().hex[:16]}"
-    parsed, rejects = parse_entries(entries)
+    parsed, all_rejects = parse_entries(entries)
     with conn.transaction():
         conn.execute(USER_LOCKS, (sorted({event["user_id"] for event in parsed}),))
-        events = _leave_out_erased(conn, parsed, erasure_key)
+        events, rejects = _leave_out_erased(conn, parsed, all_rejects, erasure_key)
+        erased = len(parsed) - len(events) + len(all_rejects) - len(rejects)
         loaded = _copy_batch(conn, events, load_id) if events else 0
         if rejects:
             _quarantine(conn, rejects, load_id)
@@ -211,11 +240,10 @@ def store_batch(
             records_read=len(entries),
             records_loaded=loaded,
             records_rejected=len(rejects),
-            records_erased=len(parsed) - len(events),
+            records_erased=erased,
             replaces=False,
         )
         append_attempt(conn, attempt)
-    erased = len(parsed) - len(events)
     duplicates = len(entries) - len(rejects) - erased - loaded
     seconds = time.perf_counter() - began
     return BatchResult(load_id, len(entries), loaded, duplicates, len(rejects), erased, push_frame(rows), seconds)
