@@ -5,8 +5,20 @@ generation published by the nightly code into a private database and copied to R
 over ``--distinct`` users (``--unknown-share`` of them unknown) and items. Floors of the same run:
 a bare route of the same server returning constant JSON of the recommendations' size, and
 ``redis-benchmark`` GET of a payload of that size. Debian's ``hey``, ``wrk`` and ``redis-tools`` are
-installed with apt-get when missing (as root). The stream figures (``freshness``, ``intake``,
-``stream``, ``rerank_share``) come from the stream simulator's run (``--stream-results``).
+installed with apt-get when missing (as root). The fitted hybrid is registered as ``@champion`` of a
+private model name, so the API re-ranks with fresh sessions.
+
+The stream worker runs, and ``./recomart simulate`` sends the shop's next days at ``--stream-rate``
+(200) events/s to the API throughout; ``rerank_share`` is the share of answered recommendation
+requests that were re-ranked with fresh events (the API's own counters, before and after the fixed
+load and wrk runs of that route).
+
+**Freshness** (``freshness``): a second API process (``--workers 1`` on port ``--port + 1``) serves the
+same deployment. Each probe picks a known user and an item not boosted in their list, POSTs a view to
+the main server (``--port``) and polls ``/recommendations?k=20`` on the second process until the item
+carries a ``session_boost`` (the viewed item and its neighbours are boosted); from the 202 to that
+answer, a 10 s timeout counted as 10 s. The intake, lag and feature-freshness figures (``intake``,
+``stream``) come from ``benchmarks/stream.py``'s run (``--stream-results``).
 
 hey takes one URL, so the fixed load is ``--concurrency`` hey processes of one connection each,
 every one on its own user or item at ``rate / concurrency`` requests/s; their latencies are pooled.
@@ -26,6 +38,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,9 +52,12 @@ from benchmarks.serving_data import fit_hybrid, generated_shop, history_of
 from recomart import services
 from recomart.config import Settings, load_settings
 from recomart.features import apply
+from recomart.model.registry import register_recommender, set_champion
 from recomart.recommend.cache import cache_layout, publish_cache
 from recomart.recommend.run import OUTPUT_COLUMNS, publish_generation
 from recomart.serving.server import server_env, uvicorn_args
+from recomart.stream.intake import API_KEY_HEADER, api_key
+from recomart.stream.worker import worker_args
 from recomart.tools import tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,14 +78,17 @@ def ensure_tools() -> None:
     subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", *missing], check=True, env=env)
 
 
-def prepare(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
-    """Generate the shop, fit the hybrid, publish one generation to Postgres and Redis."""
+def prepare(s: Settings, users: int, items: int, days: int, seed: int, model_dir: Path) -> dict:
+    """Generate the shop, fit the hybrid, register it as ``@champion`` (its pyfunc saved in ``model_dir``),
+    publish one generation to Postgres and Redis."""
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recomart-bench-shop-") as tmp:
         shop = generated_shop(Path(tmp), users, items, days, seed)
     history = history_of(shop.events)
     recommender = fit_hybrid(history, shop)
-    recs = recommender.rank(shop.users, history, k=10).assign(model_version=None)
+    version = register_recommender(s.mlflow_tracking_uri, s.model_name, recommender, model_dir, {"benchmark": True})
+    set_champion(s.mlflow_tracking_uri, s.model_name, version)
+    recs = recommender.rank(shop.users, history, k=10).assign(model_version=version)
     with psycopg.connect(s.warehouse_url, autocommit=True) as conn:
         conn.execute("create schema if not exists marts; drop table if exists marts.dim_products")
         conn.execute(
@@ -80,12 +99,13 @@ def prepare(s: Settings, users: int, items: int, days: int, seed: int) -> dict:
         with conn.cursor().copy(f"copy marts.dim_products ({', '.join(columns)}) from stdin") as copy:
             for row in shop.products[columns].itertuples(index=False):
                 copy.write_row(row)
-    generation = publish_generation(s.warehouse_url, recs[OUTPUT_COLUMNS], recommender, model_version=None)
+    generation = publish_generation(s.warehouse_url, recs[OUTPUT_COLUMNS], recommender, model_version=version)
     client = redis.Redis.from_url(s.redis_url)
     cached = publish_cache(s.warehouse_url, client, cache_layout(s.db_prefix))
     apply(s.feature_repo_dir, tool_env(s))
     return {
         "generation_id": generation.generation_id,
+        "model_version": version,
         "users": shop.users["user_id"].tolist(),
         "items": shop.products["item_id"].astype(str).tolist(),
         "redis_keys": cached.written_keys,
@@ -181,40 +201,143 @@ def redis_floor(s: Settings, size: int, requests: int) -> dict:
     return {"rps": float(fields[1]), "p50_ms": float(fields[4]), "p99_ms": float(fields[6]), "payload_bytes": size}
 
 
+def _metric(base: str, name: str, *labels: str) -> float:
+    """Sum of the API's Prometheus samples ``name`` whose labels include every ``labels`` (``'k="v"'``)."""
+    total = 0.0
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample.split("{", 1)[0] == name and all(label in sample for label in labels):
+            total += float(value)
+    return total
+
+
+RECS_ROUTE = "/v1/users/{user_id}/recommendations"
+
+
+def rerank_counts(base: str) -> tuple[float, float]:
+    """(re-ranked responses, answered recommendation requests) so far, from the API's ``/metrics``."""
+    answered = _metric(base, "recomart_api_request_seconds_count", f'route="{RECS_ROUTE}"', 'status="200"')
+    return _metric(base, "recomart_api_reranked_total"), answered
+
+
+def _boosted(client: httpx.Client, user: str) -> set[str]:
+    body = client.get(f"/v1/users/{user}/recommendations", params={"k": 20}).json()
+    return {item["item_id"] for item in body["items"] if "session_boost" in item["reasons"]}
+
+
+def freshness(post_base: str, read_base: str, key: str, data: dict, probes: int, seed: int) -> dict:
+    """Probes: 202 of a view posted to one API process -> the item boosted in the list another serves."""
+    rng = random.Random(seed + 1)
+    headers = {API_KEY_HEADER: key}
+    times = []
+    with (
+        httpx.Client(base_url=post_base, headers=headers, timeout=10) as poster,
+        httpx.Client(base_url=read_base, timeout=10) as reader,
+    ):
+        for _ in range(probes):
+            user = rng.choice(data["users"])
+            before = _boosted(reader, user)
+            item = next(i for i in iter(lambda: rng.choice(data["items"]), None) if i not in before)
+            event = {"event_id": f"probe-{rng.getrandbits(64):x}", "event_type": "view", "user_id": user}
+            response = poster.post("/v1/events", json={**event, "item_id": item})
+            accepted, elapsed = time.perf_counter(), 10.0
+            assert response.status_code == 202, response.text
+            while time.perf_counter() - accepted < 10.0:
+                if item in _boosted(reader, user):
+                    elapsed = time.perf_counter() - accepted
+                    break
+                time.sleep(0.01)
+            times.append(elapsed * 1000)
+            time.sleep(max(0.0, 1.0 - elapsed))
+    values = np.asarray(times)
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 1),
+        "p95_ms": round(float(np.percentile(values, 95)), 1),
+        "p99_ms": round(float(np.percentile(values, 99)), 1),
+        "probes": probes,
+        "timeouts": int((values >= 10_000).sum()),
+    }
+
+
+def _wait_ready(base: str, timeout_s: float = 180) -> None:
+    """Until ``/readyz`` answers 200 with the champion loaded (a few reads: any worker may answer)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            bodies = [httpx.get(f"{base}/readyz", timeout=2) for _ in range(4)]
+            if all(b.status_code == 200 and b.json()["model_version"] for b in bodies):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{base} not ready with @champion within {timeout_s} s")
+
+
+def _simulator(env: dict[str, str], base: str, rate: int) -> subprocess.Popen:
+    """``./recomart simulate`` at ``rate`` events/s for up to an hour (stopped by the caller)."""
+    command = [sys.executable, "-m", "recomart.cli", "simulate", "--rate", str(rate), "--minutes", "60"]
+    return subprocess.Popen([*command, "--url", base], env=env, stdout=subprocess.DEVNULL)
+
+
+def measure(args: argparse.Namespace, base: str, data: dict, folder: Path) -> dict:
+    """hey and wrk per route, the bare route, and the re-ranked share of the recommendations route."""
+    route_paths = paths(data, args.distinct, args.unknown_share, args.seed)
+    size = len(httpx.get(base + route_paths["recommendations"][0]).content)
+    route_paths["bare"] = [f"/v1/_floor?size={size}"]
+    result: dict = {}
+    for route in ("recommendations", "similar"):
+        counts = rerank_counts(base)
+        fixed = hey_fixed_load(base, route_paths[route], args.rate, args.concurrency, args.duration)
+        result[route] = {**fixed, **wrk_max(base, route_paths[route], args.concurrency, args.wrk_duration, folder)}
+        if route == "recommendations":
+            reranked, answered = (b - a for a, b in zip(counts, rerank_counts(base), strict=True))
+            result["rerank_share"] = round(reranked / answered, 4) if answered else None
+    result["bare"] = wrk_max(base, route_paths["bare"], args.concurrency, args.wrk_duration, folder)
+    result["bare"]["payload_bytes"] = size
+    return result
+
+
 def run(args: argparse.Namespace) -> dict:
     ensure_tools()
-    s = load_settings({**os.environ, "RECOMART_DB_PREFIX": args.prefix, "RECOMART_FEAST_PROJECT": args.prefix})
+    prefix_env = {
+        "RECOMART_DB_PREFIX": args.prefix, "RECOMART_FEAST_PROJECT": args.prefix, "RECOMART_MODEL_NAME": args.prefix,
+        "RECOMART_USERS": str(args.users), "RECOMART_ITEMS": str(args.items), "RECOMART_DAYS": str(args.days),
+        "RECOMART_SEED": str(args.seed),
+    }  # fmt: skip
+    s = load_settings({**os.environ, **prefix_env})
     services.ensure_services(s)
-    data = prepare(s, args.users, args.items, args.days, args.seed)
-    port = args.port
-    env = {**server_env(s, port), "RECOMART_DB_PREFIX": args.prefix, "RECOMART_FEAST_PROJECT": args.prefix}
-    server = subprocess.Popen(uvicorn_args(s, "127.0.0.1", port, args.workers), env=env, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        route_paths = paths(data, args.distinct, args.unknown_share, args.seed)
-        size = len(httpx.get(base + route_paths["recommendations"][0]).content)
-        route_paths["bare"] = [f"/v1/_floor?size={size}"]
-        result: dict = {}
-        with tempfile.TemporaryDirectory(prefix="recomart-bench-wrk-") as tmp:
-            for route in ("recommendations", "similar"):
-                fixed = hey_fixed_load(base, route_paths[route], args.rate, args.concurrency, args.duration)
-                result[route] = {
-                    **fixed,
-                    **wrk_max(base, route_paths[route], args.concurrency, args.wrk_duration, Path(tmp)),
-                }
-            result["bare"] = wrk_max(base, route_paths["bare"], args.concurrency, args.wrk_duration, Path(tmp))
-        result["bare"]["payload_bytes"] = size
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    processes: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="recomart-bench-serving-") as tmp:
+        data = prepare(s, args.users, args.items, args.days, args.seed, Path(tmp) / "model")
+        port, fresh_port = args.port, args.port + 1
+        base, fresh_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{fresh_port}"
+        try:
+            for at, workers in ((port, args.workers), (fresh_port, 1)):
+                env = {**server_env(s, at), **prefix_env}
+                processes.append(
+                    subprocess.Popen(uvicorn_args(s, "127.0.0.1", at, workers), env=env, stderr=subprocess.DEVNULL)
+                )
+            tools = {**tool_env(s), **prefix_env}
+            processes.append(
+                subprocess.Popen(worker_args(), env=tools, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            _wait_ready(base)
+            _wait_ready(fresh_base)
+            processes.append(_simulator(tools, base, args.stream_rate))
+            time.sleep(args.warmup)  # sessions build up before the measurements
+            result = measure(args, base, data, Path(tmp))
+            result["freshness"] = {
+                **freshness(base, fresh_base, api_key(s), data, args.probes, args.seed),
+                "posted_to": f"port {port} ({args.workers} uvicorn workers)",
+                "read_from": f"port {fresh_port} (another uvicorn process, 1 worker)",
+                "background_rate": args.stream_rate,
+            }
+            result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        finally:
+            for process in reversed(processes):
+                process.terminate()
+                process.wait(timeout=30)
+    size = result["bare"]["payload_bytes"]
     result["redis_get"] = redis_floor(s, size, args.redis_requests)
     return {**result, "setup": {k: v for k, v in data.items() if k not in ("users", "items")}}
 
@@ -235,20 +358,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--redis-requests", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--prefix", default="bench_serving")
-    parser.add_argument("--stream-results", type=Path, help="JSON of the stream simulator's run to merge")
+    parser.add_argument("--stream-rate", type=int, default=200, help="simulator events/s during the run")
+    parser.add_argument("--warmup", type=int, default=30, help="seconds of simulated traffic before measuring")
+    parser.add_argument("--probes", type=int, default=100, help="freshness probes (about one per second)")
+    parser.add_argument("--stream-results", type=Path, help="benchmarks/stream.py's JSON (intake, stream lag)")
     parser.add_argument("--smoke", action="store_true", help="3,000 users x 600 items, 5 s per measurement")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.smoke:
         args.users, args.items, args.days, args.distinct = 3000, 600, 30, 1000
         args.duration, args.wrk_duration, args.redis_requests = 5, 5, 20_000
+        args.warmup, args.probes = 10, 30
+    loadavg_start = [round(x, 2) for x in os.getloadavg()]
     result = run(args)
     stream = json.loads(args.stream_results.read_text()) if args.stream_results else {}
-    for key in ("freshness", "intake", "stream", "rerank_share"):
+    for key in ("intake", "stream"):
         result[key] = stream.get(key)
     git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     result.update(
         smoke=args.smoke,
+        loadavg_start=loadavg_start,
         machine=f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         concurrency=args.concurrency,
         duration_s=args.duration,

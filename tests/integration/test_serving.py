@@ -11,7 +11,6 @@ version (a real pyfunc of the hybrid), and clear 4xx errors for bad input.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -31,9 +30,7 @@ import pytest
 from recomart import local_postgres, local_redis, services
 from recomart.config import Settings, load_settings
 from recomart.features import apply
-from recomart.model.pyfunc import RecommenderModel
-from recomart.model.registry import _client, current_champion_version, set_champion
-from recomart.model.serialization import METADATA_ARTIFACT, RECOMMENDER_ARTIFACT, save_hybrid
+from recomart.model.registry import current_champion_version, register_recommender, set_champion
 from recomart.ranking.base import TrainingSet
 from recomart.ranking.hybrid import HybridRecommender
 from recomart.recommend.run import OUTPUT_COLUMNS, publish_generation
@@ -106,20 +103,7 @@ def _fitted(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, HybridRecommender]:
 
 def register_version(s: Settings, seed: int, folder: Path) -> str:
     """Register a real pyfunc of the hybrid fitted for ``seed`` as a new version (no alias); its version."""
-    import mlflow.pyfunc
-
-    _, _, recommender = _fitted(seed)
-    folder.mkdir(parents=True)
-    (folder / "metadata.json").write_text(json.dumps({"seed": seed}))
-    artifacts = {
-        RECOMMENDER_ARTIFACT: str(save_hybrid(recommender, folder / "recommender")),
-        METADATA_ARTIFACT: str(folder / "metadata.json"),
-    }
-    mlflow.pyfunc.save_model(str(folder / "model"), python_model=RecommenderModel(), artifacts=artifacts)
-    client = _client(s.mlflow_tracking_uri)
-    if not client.search_registered_models(f"name = '{s.model_name}'"):
-        client.create_registered_model(s.model_name)
-    return str(client.create_model_version(s.model_name, source=(folder / "model").as_uri()).version)
+    return register_recommender(s.mlflow_tracking_uri, s.model_name, _fitted(seed)[2], folder, {"seed": seed})
 
 
 def publish(s: Settings, seed: int) -> int:

@@ -323,6 +323,30 @@ def set_champion(tracking_uri: str, model_name: str, version: str) -> None:
     log.info("%s@%s now points at v%s", model_name, CHAMPION, version)
 
 
+def register_recommender(
+    tracking_uri: str, model_name: str, recommender: HybridRecommender, folder: Path, metadata: Mapping[str, Any]
+) -> str:
+    """Register ``recommender`` as a new version of ``model_name`` without a training run (no alias set):
+    the pyfunc with the hybrid and ``metadata`` is saved under ``folder`` (which must outlive the version:
+    it is the version's source).  For tests and benchmarks that need a loadable ``@champion``; returns the
+    version."""
+    import mlflow.pyfunc
+
+    from recomart.model.pyfunc import RecommenderModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metadata.json").write_text(json.dumps(dict(metadata), default=str))
+    artifacts = {
+        RECOMMENDER_ARTIFACT: str(save_hybrid(recommender, folder / "recommender")),
+        METADATA_ARTIFACT: str(folder / "metadata.json"),
+    }
+    mlflow.pyfunc.save_model(str(folder / "model"), python_model=RecommenderModel(), artifacts=artifacts)
+    client = _client(tracking_uri)
+    if not client.search_registered_models(f"name = '{model_name}'"):
+        client.create_registered_model(model_name)
+    return str(client.create_model_version(model_name, source=(folder / "model").as_uri()).version)
+
+
 ERASED_USER_DATA_TAG = "erased_user_data"
 #: arrays of a registered version that name users: the hybrid's SVD (``cf/user_ids``) and the evaluation factors
 _USER_ARRAYS = ((RECOMMENDER_ARTIFACT, "recommender/hybrid.npz"), (EVAL_FACTORS_ARTIFACT, "eval_factors.npz"))
