@@ -14,11 +14,13 @@ requests that were re-ranked with fresh events (the API's own counters, before a
 load and wrk runs of that route).
 
 **Freshness** (``freshness``): a second API process (``--workers 1`` on port ``--port + 1``) serves the
-same deployment. Each probe picks a known user and an item not boosted in their list, POSTs a view to
-the main server (``--port``) and polls ``/recommendations?k=20`` on the second process until the item
-carries a ``session_boost`` (the viewed item and its neighbours are boosted); from the 202 to that
-answer, a 10 s timeout counted as 10 s. The intake, lag and feature-freshness figures (``intake``,
-``stream``) come from ``benchmarks/stream.py``'s run (``--stream-results``).
+same deployment. Each probe picks a known user whose list carries no session boost yet (an unknown id
+when 50 tries find none: a user with a long session may rank a new view's boost below the top 20),
+POSTs a view of a random item to the main server (``--port``) and polls ``/recommendations?k=20`` on
+the second process until the item carries a ``session_boost`` (the viewed item and its neighbours are
+boosted); from the 202 to that answer, a 10 s timeout counted as 10 s (``timeouts_in_features``: how
+many of those had the item in the user's online session features by then). The intake, lag and
+feature-freshness figures (``intake``, ``stream``) come from ``benchmarks/stream.py``'s run (``--stream-results``).
 
 hey takes one URL, so the fixed load is ``--concurrency`` hey processes of one connection each,
 every one on its own user or item at ``rate / concurrency`` requests/s; their latencies are pooled.
@@ -225,19 +227,29 @@ def _boosted(client: httpx.Client, user: str) -> set[str]:
     return {item["item_id"] for item in body["items"] if "session_boost" in item["reasons"]}
 
 
+def _probe_user(reader: httpx.Client, rng: random.Random, users: list[str]) -> str:
+    """A known user whose list has no session boost now (so the viewed item goes to the top when it is
+    seen), else, after 50 tries, an id unknown to the generation (its cold-start list is re-ranked too)."""
+    for _ in range(50):
+        user = rng.choice(users)
+        if not _boosted(reader, user):
+            return user
+    return f"probe-{rng.getrandbits(32):x}"
+
+
 def freshness(post_base: str, read_base: str, key: str, data: dict, probes: int, seed: int) -> dict:
     """Probes: 202 of a view posted to one API process -> the item boosted in the list another serves."""
     rng = random.Random(seed + 1)
     headers = {API_KEY_HEADER: key}
-    times = []
+    times, known, in_features = [], 0, 0
     with (
         httpx.Client(base_url=post_base, headers=headers, timeout=10) as poster,
         httpx.Client(base_url=read_base, timeout=10) as reader,
     ):
         for _ in range(probes):
-            user = rng.choice(data["users"])
-            before = _boosted(reader, user)
-            item = next(i for i in iter(lambda: rng.choice(data["items"]), None) if i not in before)
+            user = _probe_user(reader, rng, data["users"])
+            known += not user.startswith("probe-")
+            item = rng.choice(data["items"])
             event = {"event_id": f"probe-{rng.getrandbits(64):x}", "event_type": "view", "user_id": user}
             response = poster.post("/v1/events", json={**event, "item_id": item})
             accepted, elapsed = time.perf_counter(), 10.0
@@ -248,6 +260,9 @@ def freshness(post_base: str, read_base: str, key: str, data: dict, probes: int,
                     break
                 time.sleep(0.01)
             times.append(elapsed * 1000)
+            if elapsed >= 10.0:
+                session = reader.get(f"/v1/users/{user}/features").json()["views"]["user_session_features"]
+                in_features += item in (session["features"].get("viewed_item_ids") or [])
             time.sleep(max(0.0, 1.0 - elapsed))
     values = np.asarray(times)
     return {
@@ -256,6 +271,8 @@ def freshness(post_base: str, read_base: str, key: str, data: dict, probes: int,
         "p99_ms": round(float(np.percentile(values, 99)), 1),
         "probes": probes,
         "timeouts": int((values >= 10_000).sum()),
+        "timeouts_in_features": in_features,
+        "known_user_probes": known,
     }
 
 
