@@ -15,7 +15,7 @@ load and wrk runs of that route).
 
 **Freshness** (``freshness``): a second API process (``--workers 1`` on port ``--port + 1``) serves the
 same deployment. Each probe picks a known user whose list carries no session boost yet (an unknown id
-when 50 tries find none: a user with a long session may rank a new view's boost below the top 20),
+when 50 tries find none), so the viewed item goes to the top (with a long session it could rank below 20),
 POSTs a view of a random item to the main server (``--port``) and polls ``/recommendations?k=20`` on
 the second process until the item carries a ``session_boost`` (the viewed item and its neighbours are
 boosted); from the 202 to that answer, a 10 s timeout counted as 10 s (``timeouts_in_features``: how
@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -250,7 +251,8 @@ def freshness(post_base: str, read_base: str, key: str, data: dict, probes: int,
             user = _probe_user(reader, rng, data["users"])
             known += not user.startswith("probe-")
             item = rng.choice(data["items"])
-            event = {"event_id": f"probe-{rng.getrandbits(64):x}", "event_type": "view", "user_id": user}
+            # a fresh id: a seeded one repeats across runs on the same database and is dropped as a redelivery
+            event = {"event_id": f"probe-{uuid.uuid4().hex}", "event_type": "view", "user_id": user}
             response = poster.post("/v1/events", json={**event, "item_id": item})
             accepted, elapsed = time.perf_counter(), 10.0
             assert response.status_code == 202, response.text
