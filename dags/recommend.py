@@ -13,6 +13,7 @@ champion it serves segment popularity and says so in the log and in each row (`p
 
 When the champion version and the marts' digest equal those of the live generation (both stored in
 `reco.generations`), nothing is ranked: the task logs which generation stays live and ends skipped.
+Tick `force` in the trigger form to rank and publish anyway (after a code change, say).
 
 Emits `recomart_recommendations` (not when skipped).
 """
@@ -20,7 +21,7 @@ Emits `recomart_recommendations` (not when skipped).
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag, task
 from recomart_dag_utils.assets import MODEL, RECOMMENDATIONS
 from recomart_dag_utils.defaults import DEFAULT_ARGS, skip_when_unchanged, warehouse_dsn
 
@@ -34,15 +35,23 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, skip_when_unchanged, wareh
     default_args=DEFAULT_ARGS,
     tags=["recomart", "recommendations"],
     doc_md=__doc__,
+    params={
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force",
+            description="Rank and publish even when the champion and the marts equal the live generation's.",
+        ),
+    },
 )
 def recommend():
     @task(outlets=[RECOMMENDATIONS])
-    def score_and_publish(outlet_events=None):
+    def score_and_publish(params=None, outlet_events=None):
         """Score all users and swap the recommendation tables in."""
         from recomart.config import settings
         from recomart.tasks.recommend import publish_recommendations
 
-        summary = publish_recommendations(settings(), warehouse_dsn())
+        summary = publish_recommendations(settings(), warehouse_dsn(), force=bool(params.get("force")))
         skip_when_unchanged(summary)
         outlet_events[RECOMMENDATIONS].extra = summary
         return summary

@@ -120,7 +120,7 @@ def world(test_settings: Settings, tool_env: dict[str, str]) -> dict:
     _rebuild(s, dsn)
     trained = train_and_register(s, dsn)
     publish_recommendations(s, dsn)
-    publish_recommendations(s, dsn)  # the user is in reco.* and reco.*_previous
+    publish_recommendations(s, dsn, force=True)  # unchanged inputs: forced, so the user is in reco.*_previous too
     before = _user_rows(dsn, user)
     cached_before = _cached_lists(s, user)
     online_before = online_features(s.feature_repo_dir, tool_env, "user", user)

@@ -28,12 +28,13 @@ def unchanged_reason(dsn: str, champion: str | None, digest: str | None) -> str 
     return f"generation {live[0]} stays live: ranked with {model} from the same marts (digest {digest[:12]})"
 
 
-def publish_recommendations(s: Settings, dsn: str) -> dict[str, Any]:
+def publish_recommendations(s: Settings, dsn: str, *, force: bool = False) -> dict[str, Any]:
     """Rank every user with the champion (popularity while there is none) and swap the ``reco`` tables in;
-    a no-op (``no_change``: the reason) when the live generation already has this champion and marts."""
+    a no-op (``no_change``: the reason) when the live generation already has this champion and marts,
+    unless ``force``."""
     digest = marts_digest(dsn)
     champion = current_champion_version(s.mlflow_tracking_uri, s.model_name)
-    reason = unchanged_reason(dsn, champion, digest)
+    reason = None if force else unchanged_reason(dsn, champion, digest)
     if reason is not None:
         log.info("nothing to rank: %s", reason)
         return {"model_version": champion, "marts_digest": digest, "no_change": reason}
