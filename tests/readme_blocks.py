@@ -78,7 +78,7 @@ def readme_blocks(text: str) -> list[Block]:
                 body.append(line)
         elif (opening := _FENCE.match(line)) is not None:
             fence, pending = (opening["language"], number, pending), None
-        elif "readme-test:" in line:
+        elif line.lstrip().startswith("<!--") and "readme-test:" in line:
             pending = _marker(line, number)
         elif (heading := _HEADING.match(line)) is not None:
             section = heading["title"]

@@ -61,6 +61,11 @@ def test_a_malformed_marker_names_its_line(marker: str, message: str) -> None:
         readme_blocks(f"# T\n\n{marker}\n```bash\necho\n```\n")
 
 
+def test_prose_that_quotes_a_marker_is_not_one() -> None:
+    text = "# T\n\nPut `<!-- readme-test: skip (reason) -->` before such a block.\n\n```bash\necho\n```\n"
+    assert [b.marker for b in readme_blocks(text)] == [None]
+
+
 def test_a_marker_away_from_any_block_is_refused() -> None:
     with pytest.raises(ReadmeMarkerError, match="right before a block"):
         readme_blocks("<!-- readme-test: skip (why) -->\nsome prose\n```bash\necho\n```\n")
