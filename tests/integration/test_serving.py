@@ -235,7 +235,12 @@ def test_similar_items_and_unknown_item(api: httpx.Client, deployment) -> None:
 
 
 def test_readyz_names_the_missing_model(api: httpx.Client) -> None:
-    """No @champion is registered here: lists are served, and /readyz says what is missing."""
+    """No @champion is registered here: lists are served, and /readyz says what is missing. (On a fresh
+    MLflow database the two workers' first polls may race to create MLflow's tables and report the
+    alias unreadable for one poll, so wait for the next poll to settle.)"""
+    _wait(
+        lambda: "no @champion registered" in (api.get("/readyz").json()["checks"]["model"] or ""), 5, "the model check"
+    )
     body = api.get("/readyz").json()
     assert body["status"] == "degraded" and body["degraded"] == ["model"]
     assert "no @champion registered" in body["checks"]["model"]
@@ -345,9 +350,11 @@ def test_champion_move_during_requests_switches_within_5s_without_errors(
         for thread in threads:
             thread.join()
     assert not errors, errors[:3]
-    assert {version for _, version in seen} <= {first, second}
+    # None: a worker still loading its first champion (the wait above may have reached only the other one,
+    # as uvicorn's workers share one socket and one of them can take every sequential connection)
+    assert {version for _, version in seen} <= {first, second, None}
     before = [version for sent, version in seen if sent < moved - 0.5]
-    assert before and set(before) == {first}
+    assert before and set(before) - {None} == {first}
     last_old = max((sent for sent, version in seen if version == first), default=moved)
     assert last_old - moved <= SWITCH_S, f"a request sent {last_old - moved:.1f}s after the move still saw v{first}"
     settled = [version for sent, version in seen if sent > moved + SWITCH_S]
