@@ -51,6 +51,7 @@ import numpy as np
 import psycopg
 import redis
 
+from benchmarks.results_file import write_result
 from benchmarks.serving_data import fit_hybrid, generated_shop, history_of
 from recomart import services
 from recomart.config import Settings, load_settings
@@ -404,10 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
         shop={"users": args.users, "items": args.items, "distinct": args.distinct, "unknown_share": args.unknown_share},
         git_commit=git,
     )
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

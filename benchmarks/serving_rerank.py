@@ -14,7 +14,6 @@ directly, not through the stream (the same fold the worker's rows carry).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 from datetime import timedelta
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.results_file import run_metadata, write_result
 from benchmarks.serving_data import fit_hybrid, generated_shop, history_of
 from recomart.features.session import SessionEvent, fold_events
 from recomart.serving.rerank import Neighbours, Session, rerank, session_boosts
@@ -101,10 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         "test_ndcg_at_10": {"nightly_only": days["test"]["nightly_only"], "reranked": days["test"][f"w={chosen}"]},
         "days": days,
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return write_result({**result, **run_metadata()}, args.out)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import httpx
 import numpy as np
 import redis
 
+from benchmarks.results_file import write_result
 from benchmarks.serving import ensure_tools
 from recomart import services
 from recomart.config import Settings, load_settings
@@ -241,10 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
         workers=args.workers,
         git_commit=git,
     )
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":
