@@ -1,0 +1,1 @@
+"""Experiments: definitions, deterministic assignment, exposures and their analysis."""
