@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-from datetime import date, timedelta
+import sys
+from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from recomart.experiments import sequential
 from recomart.experiments.analysis import (
     analyse,
     cuped_adjust,
@@ -19,6 +23,9 @@ from recomart.experiments.analysis import (
 )
 
 START = date(2026, 11, 1)
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # benchmarks/ lives at the project root, outside the installed package
+    sys.path.insert(0, str(ROOT))
 
 
 def simulate(
@@ -44,7 +51,7 @@ def simulate(
                     "converted": converted.astype(int),
                     "revenue": np.where(converted, rng.gamma(2.0, 20.0, n), 0.0) if prices else np.nan,
                     "pre_metric": rng.poisson(3 * pre_rate).astype(float),
-                    "first_exposure_day": [START + timedelta(days=int(d)) for d in rng.integers(0, days, n)],
+                    "first_exposure_day": (pd.Timestamp(START) + pd.to_timedelta(rng.integers(0, days, n), "D")).date,
                 }
             )
         )
@@ -145,3 +152,27 @@ def test_bad_outcomes_are_refused() -> None:
         analyse(outcomes, "a", {"a": 0.5, "c": 0.5})
     with pytest.raises(ValueError, match="lack the columns"):
         analyse(outcomes.drop(columns="pre_metric"), "a", {"a": 0.5, "b": 0.5})
+
+
+def test_msprt_boundary_is_where_the_mixture_ratio_reaches_one_over_alpha() -> None:
+    variance, tau = np.array([1e-6, 4e-6]), np.array([5e-3, 1e-3])
+    half_width, _ = sequential.msprt_look(np.zeros(2), variance, tau, 0.05)
+    _, p_at_boundary = sequential.msprt_look(half_width, variance, tau, 0.05)
+    np.testing.assert_allclose(p_at_boundary, 0.05, rtol=1e-9)
+    _, p_at_zero = sequential.msprt_look(np.zeros(2), variance, tau, 0.05)
+    assert (p_at_zero == 1.0).all()
+    half_width, p_value = sequential.msprt_look(np.zeros(1), np.zeros(1), np.ones(1), 0.05)
+    assert np.isnan(half_width).all() and np.isnan(p_value).all()
+
+
+def test_the_benchmark_runs_small_through_the_same_functions(tmp_path: Path) -> None:
+    bench = importlib.import_module("benchmarks.experiments")
+    out = tmp_path / "experiments.json"
+    out.write_text(json.dumps({"end_to_end": {"winner": "hybrid"}, "aa": {"runs": 0}}))
+    result = bench.main(["--runs", "40", "--cuped-users", "5000", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["end_to_end"] == {"winner": "hybrid"}  # kept from the file, rewritten elsewhere
+    assert written["aa"]["runs"] == 40 and result["aa"]["peeks"] == 14
+    assert 0 <= written["aa"]["false_positive_interval"][0] <= written["aa"]["false_positive_rate"]
+    assert written["lift"]["users_per_variant"] <= 2 * written["lift"]["fixed_horizon_users"]
+    assert written["cuped"]["variance_reduction"] > 0

@@ -226,6 +226,8 @@ def _validate(outcomes: pd.DataFrame, control: str, shares: dict[str, float]) ->
     unknown = sorted(set(outcomes["variant"]) - set(shares))
     if unknown:
         raise ValueError(f"outcomes carry variants {unknown} that have no share in {sorted(shares)}")
+    if any(not share > 0 for share in shares.values()):
+        raise ValueError(f"every share must be > 0: {shares}")
     if outcomes["user_id"].duplicated().any():
         raise ValueError("outcomes must have one row per user: some user_id appears twice")
 
