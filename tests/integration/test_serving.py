@@ -30,7 +30,12 @@ import pytest
 from recomart import local_postgres, local_redis, services
 from recomart.config import Settings, load_settings
 from recomart.features import apply
-from recomart.model.registry import current_champion_version, register_recommender, set_champion
+from recomart.model.registry import (
+    current_champion_version,
+    read_champion_alias,
+    register_recommender,
+    set_champion,
+)
 from recomart.ranking.base import TrainingSet
 from recomart.ranking.hybrid import HybridRecommender
 from recomart.recommend.run import OUTPUT_COLUMNS, publish_generation
@@ -344,6 +349,9 @@ def test_champion_move_during_requests_switches_within_5s_without_errors(
         set_champion(s.mlflow_tracking_uri, s.model_name, second)
         moved = time.monotonic()
         assert current_champion_version(s.mlflow_tracking_uri, s.model_name) == second
+        # the API's poller reads the alias from MLflow's table: it must agree with MLflow's client
+        with psycopg.connect(s.pg_url(s.mlflow_db)) as conn:
+            assert read_champion_alias(conn, s.model_name) == second
         time.sleep(SWITCH_S + 2)
     finally:
         stop.set()

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
 import redis
+import redis.asyncio
 from fastapi import FastAPI, HTTPException, Path, Query, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,7 +42,7 @@ USER_ID = Annotated[
 
 def _json(body: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps(body, default=str, separators=(",", ":")),
+        msgspec.json.encode(body, enc_hook=str),
         status_code=status_code,
         media_type="application/json",
         headers=headers,
@@ -79,7 +80,7 @@ class LatencyMiddleware:
             metrics.REQUEST_SECONDS.labels(name, str(status["code"])).observe(time.perf_counter() - began)
 
 
-def _session_of(state: LiveState, user_id: str, known: bool) -> tuple[Session | None, str | None]:
+async def _session_of(state: LiveState, user_id: str, known: bool) -> tuple[Session | None, str | None]:
     """The user's session (None if absent or unreadable) and, for a user not in the generation, the
     segment from the nightly user features (both views in one Feast read)."""
     reader = state.session_reader if known else state.user_reader
@@ -88,7 +89,7 @@ def _session_of(state: LiveState, user_id: str, known: bool) -> tuple[Session | 
         # for seconds per request, so serve the nightly list until the poller sees Redis again
         return None, None
     try:
-        rows = reader.read(user_id)
+        rows = await reader.read_async(user_id)
     except Exception:  # Feast raises Redis, registry and conversion errors: serve the nightly list
         metrics.SESSION_READ_ERRORS.inc()
         return None, None
@@ -127,7 +128,10 @@ def create_app(s: Settings | None = None) -> FastAPI:
     """The API of deployment ``s`` (default: the process's settings)."""
     s = s or load_settings()
     state = LiveState(s)
-    reader = ListReader(state.redis, cache_layout(s.db_prefix), postgres_pool(s.warehouse_url))
+    list_cache = redis.asyncio.Redis.from_url(
+        s.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, retry_on_timeout=False
+    )
+    reader = ListReader(list_cache, cache_layout(s.db_prefix), postgres_pool(s.warehouse_url))
     intake = EventIntake(s)
 
     @contextlib.asynccontextmanager
@@ -135,6 +139,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         state.start()
         yield
         state.stop()
+        await list_cache.aclose()
         reader.pool.close()
         await intake.aclose()
 
@@ -155,7 +160,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         return generation
 
     @app.get("/v1/users/{user_id}/recommendations", response_model=RecommendationsOut, tags=["recommendations"])
-    def recommendations(
+    async def recommendations(
         user_id: USER_ID,
         k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")] = 10,
         category: Annotated[str | None, Query(max_length=200)] = None,
@@ -167,8 +172,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
         unknown users; filters backfill from the cold-start list and say so (``backfilled``)."""
         filters = _filters(category, min_price, max_price, exclude)
         generation = generation_or_503()
-        user_list = reader.user(generation, user_id, "recommendations")
-        session, segment = _session_of(state, user_id, known=user_list is not None)
+        user_list = await reader.user(generation, user_id, "recommendations")
+        session, segment = await _session_of(state, user_id, known=user_list is not None)
         request = ListRequest(user_id, k, filters, segment, session, DEFAULT_WEIGHT, datetime.now(UTC))
         body = build_recommendations(generation, user_list, state.model, request)
         if body["reranked"]:
@@ -182,13 +187,13 @@ def create_app(s: Settings | None = None) -> FastAPI:
         responses={404: {"description": "Item unknown to the live generation"}},
         tags=["recommendations"],
     )
-    def similar(
+    async def similar(
         item_id: Annotated[str, Path(min_length=1, max_length=200)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     ) -> Response:
         """Customers who bought this also bought: the item's neighbours in the live generation."""
         generation = generation_or_503()
-        found = reader.similar(generation, item_id, "similar")
+        found = await reader.similar(generation, item_id, "similar")
         if found is None and item_id not in generation.catalogue:
             raise HTTPException(
                 404, detail=f"item {item_id!r} is not in the catalogue of generation {generation.generation_id}"
@@ -234,7 +239,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         return _json({"user_id": user_id, "feature_service": state.user_reader.feature_service, "views": views})
 
     @app.get("/v1/_floor", include_in_schema=False)
-    def floor(size: Annotated[int, Query(ge=2, le=1_000_000)] = 2048) -> Response:
+    async def floor(size: Annotated[int, Query(ge=2, le=1_000_000)] = 2048) -> Response:
         """The benchmark's floor: constant JSON of ``size`` bytes, no reads (``benchmarks/serving.py``)."""
         return Response(_constant_json(size), media_type="application/json")
 

@@ -15,9 +15,11 @@ Every poll takes well under a second; :data:`POLL_S` keeps a switch within the 5
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +30,7 @@ from recomart.config import Settings
 from recomart.features import OnlineReader, serving_store
 from recomart.features.names import entity_spec
 from recomart.features.session import SERVING_FEATURE_SERVICE, SESSION_FEATURE_VIEW
-from recomart.model.registry import current_champion_version, load_champion
+from recomart.model.registry import current_champion_version, load_champion, read_champion_alias
 from recomart.recommend.cache import OVERALL_SEGMENT, CacheLayout, cache_layout, unpack
 from recomart.serving.rerank import Neighbours
 from recomart.tools import tool_env
@@ -85,13 +87,37 @@ def pg_connect(dsn: str) -> psycopg.Connection:
     return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True)
 
 
-def _pg_live_generation(dsn: str) -> tuple[int, str | None, str | None] | None:
-    with pg_connect(dsn) as conn:
-        if conn.execute("select to_regclass('reco.generations')").fetchone()[0] is None:
-            return None
-        row = conn.execute(
-            "select generation_id, model_version, built_at::text from reco.generations where is_live"
-        ).fetchone()
+class Connections:
+    """Autocommit connections kept open between polls (one per database), reopened after an error."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, psycopg.Connection] = {}
+
+    @contextlib.contextmanager
+    def using(self, dsn: str) -> Iterator[psycopg.Connection]:
+        """The open connection to ``dsn`` (connecting if needed); closed and forgotten if the block fails."""
+        conn = self._open.get(dsn)
+        if conn is None or conn.closed:
+            conn = self._open[dsn] = pg_connect(dsn)
+        try:
+            yield conn
+        except BaseException:
+            self._open.pop(dsn, None)
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        for conn in self._open.values():
+            conn.close()
+        self._open.clear()
+
+
+def _pg_live_generation(conn: psycopg.Connection) -> tuple[int, str | None, str | None] | None:
+    if conn.execute("select to_regclass('reco.generations')").fetchone()[0] is None:
+        return None
+    row = conn.execute(
+        "select generation_id, model_version, built_at::text from reco.generations where is_live"
+    ).fetchone()
     return None if row is None else (int(row[0]), row[1], row[2])
 
 
@@ -115,7 +141,8 @@ def _pg_generation(dsn: str, live: tuple[int, str | None, str | None]) -> Genera
 
 def postgres_generation(dsn: str) -> Generation | None:
     """The live generation as Postgres holds it (cold-start lists, catalogue), or None if none is live."""
-    live = _pg_live_generation(dsn)
+    with pg_connect(dsn) as conn:
+        live = _pg_live_generation(conn)
     return None if live is None else _pg_generation(dsn, live)
 
 
@@ -148,6 +175,7 @@ class LiveState:
         self.session_reader: OnlineReader | None = None
         self.user_reader: OnlineReader | None = None
         self.health = Health()
+        self._connections = Connections()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -162,6 +190,7 @@ class LiveState:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._connections.close()
         self.redis.close()
 
     def _poll(self) -> None:
@@ -182,7 +211,8 @@ class LiveState:
 
     def _check_postgres(self) -> tuple[int, str | None, str | None] | None:
         try:
-            live = _pg_live_generation(self.dsn)
+            with self._connections.using(self.dsn) as conn:
+                live = _pg_live_generation(conn)
         except psycopg.Error as exc:
             self.health.postgres = f"unreachable: {str(exc).strip().splitlines()[0]}"
             return None
@@ -224,7 +254,7 @@ class LiveState:
     def _refresh_model(self) -> None:
         s = self.settings
         try:
-            version = current_champion_version(s.mlflow_tracking_uri, s.model_name)
+            version = self._champion_version()
         except Exception as exc:  # MLflow's client raises its own and SQLAlchemy's errors
             self.health.model = f"@champion unreadable: {str(exc).splitlines()[0][:200]}"
             return
@@ -241,6 +271,15 @@ class LiveState:
         self.model = Model(champion.version, Neighbours.from_recommender(recommender), recommender.repeat_purchases)
         self.health.model = None
         log.info("loaded @champion v%s for re-ranking", champion.version)
+
+    def _champion_version(self) -> str | None:
+        """``@champion``'s version: one query on MLflow's registry table, MLflow's client if that fails."""
+        s = self.settings
+        try:
+            with self._connections.using(s.pg_url(s.mlflow_db)) as conn:
+                return read_champion_alias(conn, s.model_name)
+        except psycopg.Error:  # no MLflow schema yet, or MLflow's database unreachable: ask the client
+            return current_champion_version(s.mlflow_tracking_uri, s.model_name)
 
     def _refresh_features(self) -> None:
         if self.session_reader is not None:

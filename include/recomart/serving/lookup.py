@@ -27,7 +27,6 @@ def user_recommendations(dsn: str, user_id: str, k: int = 10) -> dict[str, Any] 
     if generation is None:
         return None
     with postgres_pool(dsn) as pool:
-        # a generation read from Postgres never touches Redis: the reader needs no client or layout
-        user_list = ListReader(None, None, pool).user(generation, user_id, "cli")  # type: ignore[arg-type]
+        user_list = ListReader(None, None, pool).pg_user(user_id)
     request = Request(user_id, k, Filters(), segment=None, session=None, weight=0.0, now=datetime.now(UTC))
     return build_recommendations(generation, user_list, None, request)

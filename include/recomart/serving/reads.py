@@ -1,4 +1,4 @@
-"""Per-request reads of the live generation: Redis (one GET) first, Postgres when Redis fails.
+"""Per-request reads of the live generation: Redis (one GET, asyncio) first, Postgres when Redis fails.
 
 A key missing from a complete generation in Redis means the user (or item) is not in it, so it
 needs no Postgres read. When Redis fails (or the process serves Postgres), one indexed query reads
@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio
 from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
 
 from recomart.recommend.cache import COMPONENT_COLUMNS, CacheLayout, unpack
 from recomart.serving.live import CONNECT_TIMEOUT_S, Generation
@@ -58,45 +60,50 @@ def postgres_pool(dsn: str) -> ConnectionPool:
 
 
 class ListReader:
-    """Reads lists of the generation a request started with."""
+    """Reads lists of the generation a request started with: Redis without blocking the event loop,
+    Postgres (a blocking driver) in the threadpool."""
 
-    def __init__(self, client: redis.Redis, layout: CacheLayout, pool: ConnectionPool) -> None:
+    def __init__(self, client: redis.asyncio.Redis | None, layout: CacheLayout | None, pool: ConnectionPool) -> None:
         self.redis = client
         self.layout = layout
         self.pool = pool
 
-    def user(self, generation: Generation, user_id: str, route: str) -> UserList | None:
+    async def _cached(self, generation: Generation, key: str) -> bytes | None | bool:
+        """The cached value (``None``: not in the generation), or ``False`` when Postgres must answer."""
+        if generation.source != "redis" or self.redis is None:
+            return False
+        try:
+            return await self.redis.get(key)
+        except redis.RedisError:
+            return False
+
+    async def user(self, generation: Generation, user_id: str, route: str) -> UserList | None:
         """The user's list, or None when the user is not in the generation."""
-        if generation.source == "redis":
-            try:
-                raw = self.redis.get(self.layout.user(generation.generation_id, user_id))
-            except redis.RedisError:
-                raw = False
-            if raw is not False:
-                LIST_READS.labels(route, "redis" if raw is not None else "cold_start").inc()
-                return None if raw is None else _user_list(generation.generation_id, unpack(raw), "redis")
-        found = self._pg_user(user_id)
+        layout = self.layout
+        raw = await self._cached(generation, layout.user(generation.generation_id, user_id) if layout else "")
+        if raw is not False:
+            LIST_READS.labels(route, "redis" if raw is not None else "cold_start").inc()
+            return None if raw is None else _user_list(generation.generation_id, unpack(raw), "redis")
+        found = await run_in_threadpool(self.pg_user, user_id)
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
         return found
 
-    def similar(self, generation: Generation, item_id: str, route: str) -> SimilarList | None:
+    async def similar(self, generation: Generation, item_id: str, route: str) -> SimilarList | None:
         """The item's neighbours, or None when the generation has none for it."""
-        if generation.source == "redis":
-            try:
-                raw = self.redis.get(self.layout.similar(generation.generation_id, item_id))
-            except redis.RedisError:
-                raw = False
-            if raw is not False:
-                LIST_READS.labels(route, "redis" if raw is not None else "cold_start").inc()
-                if raw is None:
-                    return None
-                items, scores = unpack(raw)
-                return SimilarList(generation.generation_id, items, scores, "redis")
-        found = self._pg_similar(item_id)
+        layout = self.layout
+        raw = await self._cached(generation, layout.similar(generation.generation_id, item_id) if layout else "")
+        if raw is not False:
+            LIST_READS.labels(route, "redis" if raw is not None else "cold_start").inc()
+            if raw is None:
+                return None
+            items, scores = unpack(raw)
+            return SimilarList(generation.generation_id, items, scores, "redis")
+        found = await run_in_threadpool(self._pg_similar, item_id)
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
         return found
 
-    def _pg_user(self, user_id: str) -> UserList | None:
+    def pg_user(self, user_id: str) -> UserList | None:
+        """The user's list from ``reco.user_recommendations`` (blocking), or None."""
         columns = ", ".join(COMPONENT_COLUMNS)
         with self.pool.connection() as conn:
             rows = conn.execute(
