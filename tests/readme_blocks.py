@@ -7,7 +7,9 @@ marker:
 - ``<!-- readme-test: skip (reason) -->``: the block cannot run in a test (the test command itself, a
   command that needs state the README does not build); the harness lists it, with the reason, as skipped;
 - ``<!-- readme-test: background PORT -->``: the block starts a server that does not exit; the harness
-  starts it, waits until PORT accepts connections, and stops it at the end of the README section.
+  starts it, waits until PORT accepts connections, and stops it at the end of the README section;
+- ``<!-- readme-test: background none -->``: the same for a process with no port (a worker): the harness
+  checks that it is still running after :data:`NO_PORT_WAIT_S` seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 LANGUAGES = ("bash", "sh", "sql")
+NO_PORT_WAIT_S = 5.0
 _MARKER = re.compile(r"^<!--\s*readme-test:\s*(?P<kind>skip|background)\b\s*(?P<argument>.*?)\s*-->$")
 _FENCE = re.compile(r"^```(?P<language>[\w-]*)\s*$")
 _HEADING = re.compile(r"^#{1,6}\s+(?P<title>.+)$")
@@ -45,8 +48,9 @@ class Block:
         return f"L{self.line}-{self.language}-{re.sub(r'[^a-z0-9]+', '-', self.section.lower()).strip('-')}"
 
     @property
-    def port(self) -> int:
-        return int(self.argument)
+    def port(self) -> int | None:
+        """The port a background block's server opens (None: ``background none``)."""
+        return None if self.argument == "none" else int(self.argument)
 
 
 def _marker(line: str, number: int) -> tuple[str, str]:
@@ -56,8 +60,8 @@ def _marker(line: str, number: int) -> tuple[str, str]:
     kind, argument = match["kind"], match["argument"]
     if kind == "skip" and not re.fullmatch(r"\(.+\)", argument):
         raise ReadmeMarkerError(f"README.md:{number}: a skip marker needs a reason in parentheses")
-    if kind == "background" and not argument.isdigit():
-        raise ReadmeMarkerError(f"README.md:{number}: a background marker needs the port it waits for")
+    if kind == "background" and not (argument.isdigit() or argument == "none"):
+        raise ReadmeMarkerError(f"README.md:{number}: a background marker needs the port it waits for (or none)")
     return kind, argument.strip("()") if kind == "skip" else argument
 
 

@@ -12,7 +12,7 @@ import sys
 from datetime import date
 
 from recomart import services
-from recomart.config import SettingError, load_settings, process_environment, settings
+from recomart.config import SettingError, Settings, load_settings, process_environment, settings
 from recomart.credentials import mask_url
 from recomart.environment import export_lines, path_line, reader_env, service_env
 from recomart.features.names import FEATURE_SERVICE
@@ -68,7 +68,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from recomart.demo import run_demo
 
     s = load_settings({**process_environment(), "RECOMART_DATASET": args.dataset}) if args.dataset else settings()
-    return run_demo(s)
+    code = run_demo(s)
+    if code == 0 and args.live:
+        from recomart.demo import run_live
+
+        code = run_live(s)
+    return code
 
 
 def _cmd_migrate(_: argparse.Namespace) -> int:
@@ -434,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="data set (default: RECOMART_DATASET or 'generated')",
     )
+    demo.add_argument(
+        "--live",
+        action="store_true",
+        help="then start the API and the stream worker (if not running), simulate 10 s of traffic and show"
+        " one user's recommendations before and after",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     migrate = sub.add_parser(
@@ -486,7 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim = _command(sub, "simulate", "send generated-shop behaviour through POST /v1/events at a fixed rate")
     sim.add_argument("--rate", type=float, default=200.0, help="events per second (default 200)")
     sim.add_argument("--minutes", type=float, default=2.0, help="how long (default 2)")
+    sim.add_argument("--seconds", type=float, help="how long, in seconds (instead of --minutes)")
     sim.add_argument("--url", help="API base URL (default: this deployment's, RECOMART_API_PORT)")
+    sim.add_argument(
+        "--watch",
+        metavar="USER",
+        help="print USER's recommendations before and after the run ('auto': the user the run sends most views"
+        " and carts for); needs the stream worker running",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     test = _command(
@@ -517,12 +535,29 @@ def _cmd_stream(_: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from recomart.stream.simulate import print_summary, simulate
 
-    if args.rate <= 0 or args.minutes <= 0:
-        print("recomart: --rate and --minutes must be positive", file=sys.stderr)
+    seconds = args.seconds if args.seconds is not None else args.minutes * 60
+    if args.rate <= 0 or seconds <= 0:
+        print("recomart: --rate and --minutes (or --seconds) must be positive", file=sys.stderr)
         return 2
-    summary = simulate(settings(), args.rate, args.minutes * 60, url=args.url)
+    s = settings()
+    if args.watch:
+        return _watch(s, args.watch, args.rate, seconds, args.url)
+    summary = simulate(s, args.rate, seconds, url=args.url)
     print_summary(summary)
     return 0 if summary.refused == 0 else 1
+
+
+def _watch(s: Settings, user: str, rate: float, seconds: float, url: str | None) -> int:
+    from recomart.stream.watch import busiest_user, print_watched, watch
+
+    if user == "auto":
+        user = busiest_user(s, int(rate * seconds))
+        if user is None:
+            print("recomart: the simulator has no events to send for this shop", file=sys.stderr)
+            return 1
+    watched = watch(s, user, rate, seconds, url)
+    print_watched(watched)
+    return 0 if watched.summary.refused == 0 else 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,11 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from recomart import processes, services
 from recomart.chain_progress import ChainTimings, run_dags_with_progress
 from recomart.config import Settings
 from recomart.report import print_report
+from recomart.serving import server
 from recomart.stack import start_catalog_api
+from recomart.stream import worker as stream_worker
+from recomart.stream.watch import busiest_user, print_watched, watch
+from recomart.tools import tool_env
 
 CHAIN = ("ingest_catalog", "ingest_events", "transform", "train", "recommend")
 TIMINGS_FILE = "demo_timings.json"
@@ -101,3 +107,54 @@ def run_demo(s: Settings) -> int:
     (s.state_dir / TIMINGS_FILE).write_text(json.dumps(figures, indent=2) + "\n")
     print_report(s, train_run_id=timings.runs["train"]["run_id"], timings=figures)
     return 0
+
+
+LIVE_SECONDS = 10.0
+LIVE_RATE = 200.0
+
+
+def _reranking_problem(s: Settings) -> str | None:
+    """None once the API serves a generation with ``@champion`` and the feature store loaded."""
+    try:
+        checks = httpx.get(f"{s.api_url}/readyz", timeout=2).json()["checks"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        return f"API not answering /readyz ({exc})"
+    waiting = {name: checks.get(name) for name in ("generation", "model", "features") if checks.get(name) != "ok"}
+    return f"API not ready to re-rank: {waiting}" if waiting else None
+
+
+def _start_speed_layer(s: Settings) -> list[str]:
+    """Start the API and the stream worker where they are not running; returns the names started."""
+    started = []
+    if not processes.running_pid(s, server.PROCESS_NAME):
+        print("starting the RecoMart API for the live demo ...", flush=True)
+        server.start_api(s)
+        started.append(server.PROCESS_NAME)
+    if not processes.running_pid(s, stream_worker.PROCESS_NAME):
+        print("starting the stream worker for the live demo ...", flush=True)
+        processes.start(s, stream_worker.PROCESS_NAME, stream_worker.worker_args(), tool_env(s))
+        started.append(stream_worker.PROCESS_NAME)
+    deadline = time.monotonic() + 120
+    while (problem := stream_worker.group_problem(s) or _reranking_problem(s)) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the speed layer did not become ready within 120 s: {problem}")
+        time.sleep(0.5)
+    return started
+
+
+def run_live(s: Settings, seconds: float = LIVE_SECONDS, rate: float = LIVE_RATE) -> int:
+    """``demo --live``: one user's list before and after ``seconds`` of simulated traffic through the API
+    and the stream worker (what this started is stopped again)."""
+    started = _start_speed_layer(s)
+    try:
+        user = busiest_user(s, int(rate * seconds))
+        if user is None:
+            print("live demo: the simulator has no events to send for this shop")
+            return 1
+        print(f"\nLive demo: {seconds:.0f} s of the shop's next day at {rate:.0f} events/s; watching {user}")
+        watched = watch(s, user, rate, seconds)
+        print_watched(watched)
+        return 0 if watched.summary.refused == 0 else 1
+    finally:
+        for name in reversed(started):
+            processes.stop(s, name)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from readme_blocks import README, Block, readme_blocks
+from readme_blocks import NO_PORT_WAIT_S, README, Block, readme_blocks
 
 from recomart.config import load_settings
 from recomart.environment import reader_env
@@ -148,7 +148,12 @@ def _run_background(box: Sandbox, block: Block) -> None:
             start_new_session=True,
         )
     box.servers.setdefault(block.section, []).append(process)
-    _wait_for_port(box.ports.get(block.port, block.port), process, log)
+    if block.port is not None:
+        _wait_for_port(box.ports.get(block.port, block.port), process, log)
+        return
+    time.sleep(NO_PORT_WAIT_S)
+    if process.poll() is not None:
+        pytest.fail(f"README.md:{block.line}: the background process exited with {process.returncode}:\n{_tail(log)}")
 
 
 def _run_shell(box: Sandbox, block: Block) -> None:

@@ -53,6 +53,7 @@ def test_blocks_carry_their_section_marker_and_text() -> None:
     [
         ("<!-- readme-test: skip -->", "needs a reason"),
         ("<!-- readme-test: background -->", "needs the port"),
+        ("<!-- readme-test: background soon -->", "needs the port"),
         ("<!-- readme-test: hide (why) -->", "cannot read the marker"),
     ],
 )
@@ -77,3 +78,8 @@ def test_the_readme_skips_only_with_reasons_and_runs_its_quick_start() -> None:
     skipped = [b for b in blocks if b.marker == "skip"]
     assert all(b.argument for b in skipped)
     assert len(skipped) <= len(blocks) // 3, [b.name for b in skipped]
+
+
+def test_a_background_block_without_a_port_says_none() -> None:
+    [block] = readme_blocks("# T\n\n<!-- readme-test: background none -->\n```bash\n./recomart stream\n```\n")
+    assert block.marker == "background" and block.port is None
