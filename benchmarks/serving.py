@@ -2,7 +2,9 @@
 
 Setup: the generated shop (default 100,000 users x 20,000 items), the hybrid fitted on it, one
 generation published by the nightly code into a private database and copied to Redis. Requests go
-over ``--distinct`` users (``--unknown-share`` of them unknown) and items. Floors of the same run:
+over ``--distinct`` users (``--unknown-share`` of them unknown; the known ones are the shoppers the
+simulator sends events for during the run, first come first, as a storefront asks for the lists of
+the users browsing it) and items. Floors of the same run:
 a bare route of the same server returning constant JSON of the recommendations' size, and
 ``redis-benchmark`` GET of a payload of that size. Debian's ``hey``, ``wrk`` and ``redis-tools`` are
 installed with apt-get when missing (as root). The fitted hybrid is registered as ``@champion`` of a
@@ -61,6 +63,7 @@ from recomart.recommend.cache import cache_layout, publish_cache
 from recomart.recommend.run import OUTPUT_COLUMNS, publish_generation
 from recomart.serving.server import server_env, uvicorn_args
 from recomart.stream.intake import API_KEY_HEADER, api_key
+from recomart.stream.simulate import shop_events
 from recomart.stream.worker import worker_args
 from recomart.tools import tool_env
 
@@ -119,10 +122,25 @@ def prepare(s: Settings, users: int, items: int, days: int, seed: int, model_dir
     }
 
 
-def paths(data: dict, distinct: int, unknown_share: float, seed: int) -> dict[str, list[str]]:
+def active_users(s: Settings, events: int) -> list[str]:
+    """The distinct users of the simulator's first ``events`` events, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for sent, event in enumerate(shop_events(s, "bench")):
+        if sent >= events:
+            break
+        seen.setdefault(event["user_id"], None)
+    return list(seen)
+
+
+def paths(data: dict, distinct: int, unknown_share: float, seed: int, active: list[str]) -> dict[str, list[str]]:
+    """Request paths: known users are the shoppers the simulator sends events for (``active``, in order;
+    topped up at random), so requests meet fresh sessions as a storefront's would; items at random."""
     rng = random.Random(seed)
     unknown = int(distinct * unknown_share)
-    users = rng.sample(data["users"], min(distinct - unknown, len(data["users"])))
+    known = distinct - unknown
+    users = active[:known]
+    chosen = set(users)
+    users += rng.sample([u for u in data["users"] if u not in chosen], min(known - len(users), len(data["users"])))
     users += [f"unknown-{n}" for n in range(unknown)]
     rng.shuffle(users)
     items = rng.sample(data["items"], min(distinct, len(data["items"])))
@@ -299,9 +317,11 @@ def _simulator(env: dict[str, str], base: str, rate: int) -> subprocess.Popen:
     return subprocess.Popen([*command, "--url", base], env=env, stdout=subprocess.DEVNULL)
 
 
-def measure(args: argparse.Namespace, base: str, data: dict, folder: Path) -> dict:
+def measure(args: argparse.Namespace, s: Settings, base: str, data: dict, folder: Path) -> dict:
     """hey and wrk per route, the bare route, and the re-ranked share of the recommendations route."""
-    route_paths = paths(data, args.distinct, args.unknown_share, args.seed)
+    stream_s = args.warmup + 2 * (args.duration + args.wrk_duration) + args.wrk_duration
+    active = active_users(s, int(args.stream_rate * stream_s))
+    route_paths = paths(data, args.distinct, args.unknown_share, args.seed, active)
     size = len(httpx.get(base + route_paths["recommendations"][0]).content)
     route_paths["bare"] = [f"/v1/_floor?size={size}"]
     result: dict = {}
@@ -345,7 +365,7 @@ def run(args: argparse.Namespace) -> dict:
             _wait_ready(fresh_base)
             processes.append(_simulator(tools, base, args.stream_rate))
             time.sleep(args.warmup)  # sessions build up before the measurements
-            result = measure(args, base, data, Path(tmp))
+            result = measure(args, s, base, data, Path(tmp))
             result["freshness"] = {
                 **freshness(base, fresh_base, api_key(s), data, args.probes, args.seed),
                 "posted_to": f"port {port} ({args.workers} uvicorn workers)",
