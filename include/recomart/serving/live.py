@@ -278,7 +278,11 @@ class LiveState:
         try:
             with self._connections.using(s.pg_url(s.mlflow_db)) as conn:
                 return read_champion_alias(conn, s.model_name)
-        except psycopg.Error:  # no MLflow schema yet, or MLflow's database unreachable: ask the client
+        except psycopg.errors.UndefinedTable:
+            # MLflow has not created its schema: nothing is registered. (Asking the client would create
+            # the tables, and the API's workers would race to do so.)
+            return None
+        except psycopg.Error:  # another schema, or MLflow's database unreachable: ask MLflow's client
             return current_champion_version(s.mlflow_tracking_uri, s.model_name)
 
     def _refresh_features(self) -> None:
