@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -53,7 +52,7 @@ import numpy as np
 import psycopg
 import redis
 
-from benchmarks.results_file import write_result
+from benchmarks.results_file import run_metadata, write_result
 from benchmarks.serving_data import fit_hybrid, generated_shop, history_of
 from recomart import services
 from recomart.config import Settings, load_settings
@@ -67,7 +66,6 @@ from recomart.stream.simulate import shop_events
 from recomart.stream.worker import worker_args
 from recomart.tools import tool_env
 
-ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_TOOLS = {"hey": "hey", "wrk": "wrk", "redis-benchmark": "redis-tools"}
 
 
@@ -404,6 +402,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--stream-results", type=Path, help="benchmarks/stream.py's JSON (intake, stream lag)")
     parser.add_argument("--smoke", action="store_true", help="3,000 users x 600 items, 5 s per measurement")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--note", help="conditions of the run worth keeping with its figures (recorded as given)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.users, args.items, args.days, args.distinct = 3000, 600, 30, 1000
@@ -414,16 +413,15 @@ def main(argv: list[str] | None = None) -> dict:
     stream = json.loads(args.stream_results.read_text()) if args.stream_results else {}
     for key in ("intake", "stream"):
         result[key] = stream.get(key)
-    git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     result.update(
+        **run_metadata(),
+        note=args.note,
         smoke=args.smoke,
         loadavg_start=loadavg_start,
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         concurrency=args.concurrency,
         duration_s=args.duration,
         workers=args.workers,
         shop={"users": args.users, "items": args.items, "distinct": args.distinct, "unknown_share": args.unknown_share},
-        git_commit=git,
     )
     return write_result(result, args.out)
 
