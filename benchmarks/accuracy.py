@@ -33,8 +33,14 @@ Extra scorers (the hybrid and its components) are picked up from
 configuration, the tuned SVD parameters, the benchmark's validation splitter (the one the SVD tunes on;
 for UCI it rebuilds the fit part from the order lines before the cut) and a ``record`` dict for its fit
 evidence (the hybrid's weights, component options and validation nDCG), saved under
-``details.*.hybrid_fit``.  In discovery, any item a scorer returns that the user already bought is
-blanked before scoring.
+``details.*.hybrid_fit``; the stand-alone candidate generators (``ease``, ``rp3beta``:
+``recomart.model.component_search``) choose their parameters on the same validation splitter and record
+every trial under ``details.*.candidates_fit``.  In discovery, any item a scorer returns that the user
+already bought is blanked before scoring.
+
+``--only ease,rp3beta`` runs only the named scorers on the same splits (no RMSE, no SVD tuning) and merges
+their rows into the existing ``--out``: every other figure is left as the last full run wrote it, the
+evaluation sets must match it (users, relevant pairs, items), and ``meta.partial_runs`` records the run.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -343,8 +350,41 @@ def movielens_rmse(
     }
 
 
-def movielens_ranking(ratings: pd.DataFrame, *, seed: int = SEED, k: int = K) -> dict[str, Any]:
-    """Implicit-mode ranking on the per-user 75/25 split: SVD (tuned on validation), popularity, extras."""
+def _only(scorers: dict[str, Scorer], only: frozenset[str] | None) -> dict[str, Scorer]:
+    """``scorers`` restricted to the names in ``only`` (all of them when ``None``); fails when none is known."""
+    if only is None:
+        return scorers
+    if not only & set(scorers):
+        raise ValueError(f"no scorer named {', '.join(sorted(only))} (known: {', '.join(sorted(scorers))})")
+    return {name: fn for name, fn in scorers.items() if name in only}
+
+
+def _core_scorers(
+    train: pd.DataFrame,
+    validation: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]],
+    *,
+    exclude_seen: bool,
+    k: int,
+    record: dict[str, Any],
+    only: frozenset[str] | None,
+) -> tuple[dict[str, Scorer], dict[str, Any] | None]:
+    """(SVD and popularity scorers, the tuned SVD parameters); with ``only`` the SVD is not tuned
+    (nothing, and ``None``, unless ``svd`` or ``popularity`` is asked for)."""
+    if only is not None and not only & {"svd", "popularity"}:
+        return {}, None
+    params = tune_svd_params(train, exclude_seen=exclude_seen, validation=validation, k=k, record=record)
+    scorers = {
+        "svd": svd_scorer(params, exclude_seen=exclude_seen, k=k),
+        "popularity": popularity_scorer(exclude_seen=exclude_seen, k=k),
+    }
+    return scorers, params
+
+
+def movielens_ranking(
+    ratings: pd.DataFrame, *, seed: int = SEED, k: int = K, only: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Implicit-mode ranking on the per-user 75/25 split: SVD (tuned on validation), popularity, extras
+    (only the scorers named in ``only`` when given)."""
     split = per_user_three_way_split(ratings, test_frac=0.25, valid_frac=0.2, seed=seed)
     train, test = split.train_valid, split.test
 
@@ -353,20 +393,19 @@ def movielens_ranking(ratings: pd.DataFrame, *, seed: int = SEED, k: int = K) ->
 
     record: dict[str, Any] = {}
     hybrid_fit: dict[str, Any] = {}
+    candidates_fit: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    params = tune_svd_params(train, exclude_seen=True, validation=validation, k=k, record=record)
+    core, params = _core_scorers(train, validation, exclude_seen=True, k=k, record=record, only=only)
     hook = {"validation": validation, "record": hybrid_fit, "config": CONFIG, "svd_params": params}
-    scorers = {
-        "svd": svd_scorer(params, exclude_seen=True, k=k),
-        "popularity": popularity_scorer(exclude_seen=True, k=k),
-        **extra_scorers("ml_latest_small", "ranking", k, errors=errors, **hook),
-    }
+    hook["candidates_record"] = candidates_fit
+    scorers = _only({**core, **extra_scorers("ml_latest_small", "ranking", k, errors=errors, **hook)}, only)
     metrics, info = evaluate_scorers(train, test, scorers, k=k, exclude_seen=True)
     return {
         "metrics": metrics,
         "info": {**info, **split.info, "n_train": len(train), "n_test": len(test)},
         "svd_tuning": record,
         "hybrid_fit": hybrid_fit,
+        "candidates_fit": candidates_fit,
         "extra_scorer_errors": errors,
     }
 
@@ -429,8 +468,11 @@ def clean_uci(raw: pd.DataFrame) -> pd.DataFrame:
     ).dropna(subset=["event_timestamp"])
 
 
-def uci_benchmark(lines: pd.DataFrame, *, test_days: int = 30, k: int = K) -> dict[str, Any]:
-    """Discovery and replenishment nDCG@k on the last ``test_days`` of the cleaned order lines."""
+def uci_benchmark(
+    lines: pd.DataFrame, *, test_days: int = 30, k: int = K, only: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Discovery and replenishment nDCG@k on the last ``test_days`` of the cleaned order lines (only the
+    scorers named in ``only`` when given)."""
     split = time_days_split(lines, valid_days=0, test_days=test_days)
     train_lines, test_lines = split.train, split.test
     train = pairs_from_events(train_lines)
@@ -449,22 +491,21 @@ def uci_benchmark(lines: pd.DataFrame, *, test_days: int = 30, k: int = K) -> di
     for setting, exclude in (("discovery", True), ("replenishment", False)):
         record: dict[str, Any] = {}
         hybrid_fit: dict[str, Any] = {}
+        candidates_fit: dict[str, Any] = {}
         errors: dict[str, str] = {}
-        params = tune_svd_params(train, exclude_seen=exclude, validation=validation, k=k, record=record)
+        scorers, params = _core_scorers(train, validation, exclude_seen=exclude, k=k, record=record, only=only)
         hook = {"validation": validation, "record": hybrid_fit, "config": CONFIG, "svd_params": params}
-        scorers: dict[str, Scorer] = {
-            "svd": svd_scorer(params, exclude_seen=exclude, k=k),
-            "popularity": popularity_scorer(exclude_seen=exclude, k=k),
-        }
+        hook["candidates_record"] = candidates_fit
         if setting == "replenishment":
             scorers["buy_again"] = buy_again_scorer(k=k)
         scorers.update(extra_scorers("uci", setting, k, errors=errors, **hook))
-        metrics, info = evaluate_scorers(train, test, scorers, k=k, exclude_seen=exclude)
+        metrics, info = evaluate_scorers(train, test, _only(scorers, only), k=k, exclude_seen=exclude)
         results[setting] = {
             "metrics": metrics,
             "info": info,
             "svd_tuning": record,
             "hybrid_fit": hybrid_fit,
+            "candidates_fit": candidates_fit,
             "extra_scorer_errors": errors,
         }
     return results
@@ -488,14 +529,8 @@ def run(movielens_dir: Path, uci_dir: Path, out: Path, *, n_jobs: int = 2) -> di
     uci_s = time.perf_counter() - t
 
     ml_section: dict[str, Any] = {"rmse": rmse["rmse"], "rmse_surprise_default": rmse["rmse_surprise_default"]}
-    for name, m in ranking["metrics"].items():
-        ml_section[f"{name}_p_at_10"] = m["precision_at_10"]
-        ml_section[f"{name}_ndcg_at_10"] = m["ndcg_at_10"]
-    uci_section: dict[str, Any] = {}
-    for setting in ("discovery", "replenishment"):
-        for name, m in uci[setting]["metrics"].items():
-            uci_section[f"{name}_{setting}_ndcg_at_10"] = m["ndcg_at_10"]
-            uci_section[f"{name}_{setting}_p_at_10"] = m["precision_at_10"]
+    ml_section.update(_ml_keys(ranking))
+    uci_section = _uci_keys(uci)
     import surprise
 
     result = {
@@ -540,6 +575,67 @@ def run(movielens_dir: Path, uci_dir: Path, out: Path, *, n_jobs: int = 2) -> di
     return result
 
 
+UCI_SETTINGS = ("discovery", "replenishment")
+
+
+def _ml_keys(ranking: dict[str, Any]) -> dict[str, float]:
+    """``<name>_p_at_10`` and ``<name>_ndcg_at_10`` of each MovieLens ranking scorer."""
+    out: dict[str, float] = {}
+    for name, m in ranking["metrics"].items():
+        out[f"{name}_p_at_10"] = m["precision_at_10"]
+        out[f"{name}_ndcg_at_10"] = m["ndcg_at_10"]
+    return out
+
+
+def _uci_keys(uci: dict[str, Any]) -> dict[str, float]:
+    """``<name>_<setting>_ndcg_at_10`` and ``_p_at_10`` of each UCI scorer."""
+    out: dict[str, float] = {}
+    for setting in UCI_SETTINGS:
+        for name, m in uci[setting]["metrics"].items():
+            out[f"{name}_{setting}_ndcg_at_10"] = m["ndcg_at_10"]
+            out[f"{name}_{setting}_p_at_10"] = m["precision_at_10"]
+    return out
+
+
+def _merge_rows(details: dict[str, Any], fresh: dict[str, Any], where: str) -> None:
+    """Copy ``fresh``'s metrics and candidate fits into ``details`` (one evaluation); the evaluation
+    set (users, relevant pairs, items) must be the earlier run's, else nothing is comparable."""
+    for key in ("n_eval_users", "n_relevant_pairs", "n_items"):
+        if details["info"][key] != fresh["info"][key]:
+            raise ValueError(f"{where}: {key} {fresh['info'][key]} differs from the stored {details['info'][key]}")
+    details["metrics"].update(fresh["metrics"])
+    details.setdefault("candidates_fit", {}).update(fresh["candidates_fit"])
+    details.setdefault("extra_scorer_errors", {}).update(fresh["extra_scorer_errors"])
+
+
+def run_only(names: frozenset[str], movielens_dir: Path, uci_dir: Path, out: Path) -> dict[str, Any]:
+    """Run only the scorers ``names`` (e.g. ``ease``, ``rp3beta``) on the same splits and merge their rows
+    into the existing ``out``: every other figure stays as the full run wrote it, and ``meta.partial_runs``
+    records this run (command, names, seconds)."""
+    from recomart.datasets.movielens import load_latest_small
+
+    result = json.loads(out.read_text())
+    started = time.perf_counter()
+    ranking = movielens_ranking(load_latest_small(movielens_dir), only=names)
+    uci = uci_benchmark(clean_uci(read_uci(uci_dir)), only=names)
+    _merge_rows(result["details"]["ml_ranking"], ranking, "ml_ranking")
+    for setting in UCI_SETTINGS:
+        _merge_rows(result["details"]["uci"][setting], uci[setting], f"uci/{setting}")
+    result["ml_latest_small"].update(_ml_keys(ranking))
+    result["uci"].update(_uci_keys(uci))
+    result["meta"].setdefault("partial_runs", []).append(
+        {
+            "command": ".venv/bin/python -m benchmarks.accuracy --only " + ",".join(sorted(names)),
+            "scorers": sorted(names),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": time.perf_counter() - started,
+            "load_average": round(os.getloadavg()[0], 1),
+        }
+    )
+    out.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    return result
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -554,8 +650,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--uci", type=Path, default=SHARED / "uci-online-retail")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--jobs", type=int, default=2, help="parallel inner-CV fits (surprise GridSearchCV n_jobs)")
+    parser.add_argument(
+        "--only",
+        type=lambda text: frozenset(name.strip() for name in text.split(",") if name.strip()),
+        help="comma-separated scorers (e.g. ease,rp3beta): run only these, skip the RMSE and SVD tuning, and "
+        "merge their rows into the existing --out without changing any other figure",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.only:
+        result = run_only(args.only, args.movielens, args.uci, args.out)
+        print(json.dumps(result["meta"]["partial_runs"][-1], indent=2))
+        print(f"merged into {args.out}")
+        return
     result = run(args.movielens, args.uci, args.out, n_jobs=args.jobs)
     print(json.dumps({"ml_latest_small": result["ml_latest_small"], "uci": result["uci"]}, indent=2))
     print(f"written to {args.out} in {result['meta']['total_seconds']:.0f}s")

@@ -134,3 +134,28 @@ def test_extra_scorers_get_the_benchmark_validation_and_a_record(monkeypatch: py
     record: dict = {}
     A.extra_scorers("uci", "replenishment", module_name="fake_hook_kwargs", validation=splitter, record=record)
     assert seen["validation"] is splitter and seen["record"] is record
+
+
+def test_only_keeps_the_named_scorers_and_rejects_unknown_names() -> None:
+    scorers = {"svd": fixed({}), "ease": fixed({}), "rp3beta": fixed({})}
+    assert A._only(scorers, None) is scorers
+    assert set(A._only(scorers, frozenset({"ease", "buy_again"}))) == {"ease"}  # buy-again: replenishment only
+    with pytest.raises(ValueError, match="no scorer named eas"):
+        A._only(scorers, frozenset({"eas"}))
+
+
+def test_merge_rows_adds_only_the_new_rows_on_the_same_evaluation_set() -> None:
+    info = {"n_eval_users": 3, "n_relevant_pairs": 4, "n_items": 3}
+    stored = {"info": dict(info), "metrics": {"svd": {"ndcg_at_10": 0.2}}, "extra_scorer_errors": {}}
+    fresh = {
+        "info": dict(info),
+        "metrics": {"ease": {"ndcg_at_10": 0.3}},
+        "candidates_fit": {"ease": {"params": {"l2": 500.0}}},
+        "extra_scorer_errors": {},
+    }
+    A._merge_rows(stored, fresh, "ml_ranking")
+    assert stored["metrics"] == {"svd": {"ndcg_at_10": 0.2}, "ease": {"ndcg_at_10": 0.3}}
+    assert stored["candidates_fit"] == {"ease": {"params": {"l2": 500.0}}}
+    other = {**fresh, "info": {**info, "n_eval_users": 2}}
+    with pytest.raises(ValueError, match="n_eval_users 2 differs from the stored 3"):
+        A._merge_rows(stored, other, "uci/discovery")

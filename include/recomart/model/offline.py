@@ -26,14 +26,13 @@ import pandas as pd
 
 from recomart.model.blend_search import fit_blend_options
 from recomart.model.catalogue import Catalogue
+from recomart.model.component_search import Scorer, Splitter, candidate_scorers
 from recomart.model.config import TrainingConfig
 from recomart.model.split import per_user_random_split
 from recomart.ranking.blend import BlendWeights
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.svd import BiasedSVD, fit_biased_svd
 
-Scorer = Callable[[pd.DataFrame, np.ndarray], np.ndarray]
-Splitter = Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]
 ModelFitter = Callable[[pd.DataFrame], FactorModel]
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
@@ -205,12 +204,14 @@ def benchmark_scorers(
     validation: Splitter | None = None,
     record: dict[str, Any] | None = None,
     svd_params: Mapping[str, Any] | None = None,
+    candidates_record: dict[str, Any] | None = None,
 ) -> dict[str, Scorer]:
     """Extra scorers for ``benchmarks/accuracy.py``: ``dataset`` is ``ml_latest_small`` or ``uci``,
     ``setting`` ``ranking``, ``discovery`` or ``replenishment``.  ``validation`` is the benchmark's own
     splitter (default: per-user 80/20 for MovieLens, the last 30 days of pairs for UCI), ``svd_params``
     the SVD parameters it tuned (default: ``config``'s base parameters); the hybrid's fit evidence
-    goes to ``record``."""
+    goes to ``record``, the candidate generators' (EASE, RP3β:
+    :func:`recomart.model.component_search.candidate_scorers`) to ``candidates_record``."""
     config = config or TrainingConfig()
     if dataset == "ml_latest_small":
         products, default_validation, repeat = movielens_products(), _per_user_validation(config.seed + 11), False
@@ -218,11 +219,17 @@ def benchmark_scorers(
         products, default_validation, repeat = uci_products(), last_days_validation(30), setting == "replenishment"
     else:
         raise ValueError(f"unknown data set {dataset!r}")
-    return hybrid_scorers(
-        Catalogue(products, None, repeat),
-        validation=validation or default_validation,
+    catalogue = Catalogue(products, None, repeat)
+    splitter, exclude_seen = validation or default_validation, setting != "replenishment"
+    scorers = hybrid_scorers(
+        catalogue,
+        validation=splitter,
         record=record,
         k=k,
-        exclude_seen=setting != "replenishment",
+        exclude_seen=exclude_seen,
         model_fitter=svd_fitter(config, svd_params),
     )
+    candidates = candidate_scorers(
+        catalogue, validation=splitter, k=k, exclude_seen=exclude_seen, record=candidates_record
+    )
+    return {**scorers, **candidates}

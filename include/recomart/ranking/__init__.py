@@ -15,6 +15,9 @@ history passed at ranking time.  Modules:
 - :mod:`~recomart.ranking.svd`: biased SVD (scikit-surprise) fitted with sampled negatives, scored by GEMM;
 - :mod:`~recomart.ranking.item_item`, :mod:`~recomart.ranking.content`,
   :mod:`~recomart.ranking.popularity`, :mod:`~recomart.ranking.buy_again`: the other components;
+- :mod:`~recomart.ranking.ease`, :mod:`~recomart.ranking.rp3beta`: EASE (closed form, capped at the
+  :data:`~recomart.ranking.ease.EASE_MAX_ITEMS` best-supported items) and the RP3β random walk, candidate
+  generators evaluated on their own (not part of the hybrid's blend);
 - :mod:`~recomart.ranking.blend`: blend weights, input options and the per-user min-max blend;
 - :mod:`~recomart.ranking.hybrid`: the hybrid recommender with its cold-start rules (what is served);
 - :mod:`~recomart.ranking.factors`, :mod:`~recomart.ranking.scoring`: factors and the numba top-k kernels;

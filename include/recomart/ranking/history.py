@@ -166,6 +166,13 @@ class UserHistory:
             lambda: pair_matrix(self.rows, self.cols, self.recency(half_life_days), self.shape),
         )
 
+    def binary_matrix(self) -> sparse.csr_matrix:
+        """Users × items CSR (float32) with a 1 for every pair of the history."""
+        return self.cached(
+            "binary",
+            lambda: pair_matrix(self.rows, self.cols, np.ones(len(self.rows), np.float32), self.shape, binary=True),
+        )
+
     def purchase_counts(self) -> np.ndarray:
         """float64 purchases of each entry (missing or negative counts as 0)."""
         counts = pd.to_numeric(self.purchases, errors="coerce").fillna(0).clip(lower=0)

@@ -1,0 +1,144 @@
+"""Hyper-parameters of one ranking component chosen on a validation window (nDCG@k), never the test window.
+
+Used for the candidate generators that are not (yet) part of the blend: EASE's L2 weight λ and RP3β's
+``α`` / ``β`` (:data:`EASE_GRID`, :data:`RP3BETA_GRID`).  Each grid point is fitted on the fit part of
+a split (:meth:`recomart.model.catalogue.Catalogue.evaluation_set`) and ranks the validation users (fit
+users with at least one validation item left after the exclusion policy); the best point on
+validation nDCG@k is refitted on the whole training part by the caller (:func:`tuned_component_scorer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recomart.model.blend_search import relevant_matrix
+from recomart.model.catalogue import Catalogue
+from recomart.model.tuning import tune
+from recomart.ranking.base import Recommender, TrainingSet
+from recomart.ranking.ease import EASE
+from recomart.ranking.history import ExcludePolicy, UserHistory
+from recomart.ranking.metrics import ndcg_at_k
+from recomart.ranking.rp3beta import RP3Beta
+
+Scorer = Callable[[pd.DataFrame, np.ndarray], np.ndarray]
+Splitter = Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]
+Builder = Callable[[Mapping[str, Any]], Recommender]
+
+#: EASE's L2 weight λ, searched on validation
+EASE_GRID: tuple[dict[str, Any], ...] = tuple({"l2": l2} for l2 in (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0))
+#: RP3β's walk exponent α and popularity penalty β, searched on validation (100 neighbours per item)
+RP3BETA_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"alpha": alpha, "beta": beta} for alpha in (0.25, 0.5, 0.75, 1.0) for beta in (0.0, 0.25, 0.5, 0.75)
+)
+#: the components :func:`candidate_scorers` builds, with their builder and grid
+CANDIDATES: dict[str, tuple[Builder, Sequence[dict[str, Any]]]] = {
+    "ease": (lambda p: EASE(l2=p["l2"]), EASE_GRID),
+    "rp3beta": (lambda p: RP3Beta(alpha=p["alpha"], beta=p["beta"]), RP3BETA_GRID),
+}
+
+
+def _policy(exclude_seen: bool) -> ExcludePolicy:
+    return "interacted" if exclude_seen else "none"
+
+
+def validation_ndcg(
+    component: Recommender, training: TrainingSet, valid: pd.DataFrame, *, k: int, exclude_seen: bool
+) -> tuple[float, int]:
+    """(nDCG@k, users) of the fitted ``component`` on the ``valid`` pairs (``user_id, item_id``).
+
+    Users: those of ``training`` with at least one validation item of its catalogue, after removing
+    their training items when ``exclude_seen`` (which also filters them from the ranking).
+    """
+    entries = training.entries
+    policy = _policy(exclude_seen)
+    relevant = relevant_matrix(entries, valid, entries.exclusion(policy))
+    rows = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    if len(rows) == 0:
+        raise ValueError("no validation user with a relevant item in the fit part")
+    users = entries.user_ids[rows]
+    ranked = component.recommend_aligned(UserHistory.align(training.history, users, training.item_ids), k, policy)
+    ids = ranked.item_ids
+    codes = component.item_rows(np.where(pd.isna(ids), "", ids).ravel()).reshape(ids.shape)  # padding: -1
+    return ndcg_at_k(codes, relevant[rows], k), len(rows)
+
+
+def choose_params(
+    build: Builder,
+    grid: Sequence[dict[str, Any]],
+    fit_part: pd.DataFrame,
+    valid_part: pd.DataFrame,
+    catalogue: Catalogue,
+    *,
+    k: int = 10,
+    exclude_seen: bool = True,
+) -> dict[str, Any]:
+    """The grid point with the best validation nDCG@k (the earlier on ties) and the evidence:
+    ``{"params", "validation_ndcg_at_10", "n_validation_users", "trials": [{params, ndcg, seconds}]}``."""
+    training = catalogue.evaluation_set(fit_part)
+    users: list[int] = []
+
+    def evaluate(params: dict[str, Any]) -> dict[str, float]:
+        value, n_users = validation_ndcg(
+            build(params).fit(training), training, valid_part, k=k, exclude_seen=exclude_seen
+        )
+        users.append(n_users)
+        return {f"ndcg_at_{k}": value}
+
+    tuned = tune(evaluate, list(grid), metric=f"ndcg_at_{k}", budget_s=float("inf"))
+    return {
+        "params": tuned.best_params,
+        f"validation_ndcg_at_{k}": tuned.best_value,
+        "n_validation_users": users[0],
+        "n_fit_pairs": len(fit_part),
+        "n_validation_pairs": len(valid_part),
+        "trials": [{"params": t.params, **t.metrics, "seconds": round(t.seconds, 2)} for t in tuned.trials],
+    }
+
+
+def tuned_component_scorer(
+    build: Builder,
+    grid: Sequence[dict[str, Any]],
+    catalogue: Catalogue,
+    *,
+    validation: Splitter,
+    k: int = 10,
+    exclude_seen: bool = True,
+    record: dict[str, Any] | None = None,
+) -> Scorer:
+    """A scorer ``fn(train, users) -> object[len(users), k]``: the component with the parameters
+    chosen on ``validation(train)`` (:func:`choose_params`, evidence to ``record``), refitted on all of
+    ``train``, ranks ``users`` (their training items filtered when ``exclude_seen``)."""
+
+    def score(train: pd.DataFrame, users: np.ndarray) -> np.ndarray:
+        fit_part, valid_part = validation(train)
+        chosen = choose_params(build, grid, fit_part, valid_part, catalogue, k=k, exclude_seen=exclude_seen)
+        if record is not None:
+            record.update(chosen)
+        training = catalogue.evaluation_set(train)
+        component = build(chosen["params"]).fit(training)
+        aligned = UserHistory.align(training.history, users, training.item_ids)
+        return component.recommend_aligned(aligned, k, _policy(exclude_seen)).item_ids
+
+    return score
+
+
+def candidate_scorers(
+    catalogue: Catalogue,
+    *,
+    validation: Splitter,
+    k: int = 10,
+    exclude_seen: bool = True,
+    record: dict[str, Any] | None = None,
+) -> dict[str, Scorer]:
+    """``{"ease", "rp3beta"}`` scorers, each tuned on ``validation``; ``record[name]`` gets each fit's evidence."""
+    scorers: dict[str, Scorer] = {}
+    for name, (build, grid) in CANDIDATES.items():
+        own = None if record is None else record.setdefault(name, {})
+        scorers[name] = tuned_component_scorer(
+            build, grid, catalogue, validation=validation, k=k, exclude_seen=exclude_seen, record=own
+        )
+    return scorers
