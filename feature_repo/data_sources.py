@@ -1,5 +1,7 @@
 """Offline sources: the dbt history marts ``marts.user_features_history`` and ``marts.item_features_history``
-(one snapshot per entity and dbt build, so point-in-time joins see the values as of a label's time).
+(the features as of the end of each event-time day on which they changed, ``event_timestamp`` = the midnight
+after the day, computed from the events before it), so a point-in-time join at a label time T gets the values
+as of the last day that ended by T, within the view's ttl.
 
 Each source is a query that casts every column to the type its feature view declares,
 so Feast's Postgres reader (which maps ``numeric`` to float64 in Arrow but receives
@@ -29,7 +31,7 @@ user_features_source = PostgreSQLSource(
         from marts.user_features_history
     """,
     timestamp_field="event_timestamp",
-    description="One row per user and feature date, one snapshot per dbt build (marts.user_features_history).",
+    description="One row per user and event-time day on which its features changed (marts.user_features_history).",
 )
 
 item_features_source = PostgreSQLSource(
@@ -52,5 +54,5 @@ item_features_source = PostgreSQLSource(
         from marts.item_features_history
     """,
     timestamp_field="event_timestamp",
-    description="One row per item and feature date, one snapshot per dbt build (marts.item_features_history).",
+    description="One row per item and event-time day on which its features changed (marts.item_features_history).",
 )

@@ -8,7 +8,7 @@ frames and their columns are the data contracts between the warehouse and the mo
 - :func:`read_catalogue`: ``marts.dim_products`` (+ ``item_features.price_band``) and the users'
   segments from ``marts.user_features``;
 - :func:`read_ranking_inputs`: the users to rank and their history (:mod:`recomart.ranking.history`);
-- :func:`latest_feature_timestamp`: the newest Feast event timestamp of the feature marts;
+- :func:`feature_history_span`: the first and last Feast event timestamps of the feature histories;
 - :func:`marts_digest`: a digest of the rows training and ranking read (unchanged data, same digest).
 
 A mart that does not exist yet reads as ``None`` where the function says so.
@@ -145,14 +145,17 @@ def read_ranking_inputs(dsn: str) -> RankingInputs:
     return RankingInputs(users, history)
 
 
-def latest_feature_timestamp(dsn: str) -> datetime | None:
-    """The newest ``event_timestamp`` of ``marts.user_features`` and ``marts.item_features`` (None if empty)."""
+def feature_history_span(dsn: str) -> tuple[datetime, datetime] | None:
+    """``(earliest, latest)`` ``event_timestamp`` of ``marts.user_features_history`` and
+    ``marts.item_features_history``, Feast's offline sources (None while both are empty)."""
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "select greatest((select max(event_timestamp) from marts.user_features), "
-            "(select max(event_timestamp) from marts.item_features))"
+            "select least((select min(event_timestamp) from marts.user_features_history), "
+            "(select min(event_timestamp) from marts.item_features_history)), "
+            "greatest((select max(event_timestamp) from marts.user_features_history), "
+            "(select max(event_timestamp) from marts.item_features_history))"
         ).fetchone()
-    return None if row is None else row[0]
+    return None if row is None or row[0] is None else (row[0], row[1])
 
 
 #: the marts whose rows decide a model and its lists: what training and the nightly ranking read

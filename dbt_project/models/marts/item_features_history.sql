@@ -1,31 +1,258 @@
 {#
-    Every snapshot of item_features ever built: one row per item and as_of
-    (see user_features_history for the append/replace rules).
+    The item features as of the end of each event-time day (UTC) on which
+    they changed: a row per product of dim_products and day with activity,
+    plus the days an interaction leaves the 7, 30 or 90 day popularity
+    window, so pop_7d/pop_30d/pop_90d are exact at any point in time.
+    event_timestamp is the end of the day (midnight after it); the row uses
+    only interactions before it. A user counts in pop_<n>d from the day of
+    an interaction until n days after their last interaction with the item
+    (+1 when a run of their days starts, -1 when it ends; the popularity is
+    the running sum). Catalogue attributes (price, price band, category,
+    brand, text) are those of dim_products at the build. See
+    user_features_history for the incremental rules.
 #}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key='event_timestamp',
+        unique_key='as_of_date',
         on_schema_change='append_new_columns',
-        full_refresh=false,
-        indexes=[{'columns': ['item_id', 'event_timestamp'], 'unique': true}],
+        pre_hook="{{ upgrade_feature_history() }}",
+        indexes=[
+            {'columns': ['item_id', 'event_timestamp'], 'unique': true},
+            {'columns': ['as_of_date']},
+        ],
     )
 }}
 
 with
 
-snapshot as (
+as_of as (
 
-    select * from {{ ref('item_features') }}
+    select
+        as_of,
+        (as_of at time zone 'utc')::date as last_date,
+        {{ feature_history_start() }} as first_date
+
+    from {{ ref('int_as_of') }}
 
 ),
 
-history as (
+products as (
+
+    select * from {{ ref('dim_products') }}
+
+),
+
+interactions as (
+
+    select
+        interactions.item_id,
+        interactions.user_id,
+        interactions.event_time,
+        interactions.event_type,
+        interactions.revenue,
+        (interactions.event_time at time zone 'utc')::date as activity_date
+
+    from {{ ref('int_interactions') }} as interactions
+    cross join as_of
+    where interactions.event_time <= as_of.as_of
+
+),
+
+item_user_activity as (
+
+    select distinct
+        item_id,
+        user_id,
+        activity_date
+
+    from interactions
+
+),
+
+item_user_days as (
+
+    select
+        item_id,
+        user_id,
+        activity_date,
+        lag(activity_date) over item_user_window as previous_date,
+        lead(activity_date) over item_user_window as next_date
+
+    from item_user_activity
+    window item_user_window as (partition by item_id, user_id order by activity_date)
+
+),
+
+window_changes as (
+
+    select
+        item_id,
+        activity_date as change_date,
+        (previous_date is null or activity_date - previous_date >= 7)::integer as pop_7d,
+        (previous_date is null or activity_date - previous_date >= 30)::integer as pop_30d,
+        (previous_date is null or activity_date - previous_date >= 90)::integer as pop_90d
+    from item_user_days
+    union all
+    select
+        item_id,
+        activity_date + 7 as change_date,
+        -1 as pop_7d,
+        0 as pop_30d,
+        0 as pop_90d
+    from item_user_days
+    where next_date is null or next_date - activity_date >= 7
+    union all
+    select
+        item_id,
+        activity_date + 30 as change_date,
+        0 as pop_7d,
+        -1 as pop_30d,
+        0 as pop_90d
+    from item_user_days
+    where next_date is null or next_date - activity_date >= 30
+    union all
+    select
+        item_id,
+        activity_date + 90 as change_date,
+        0 as pop_7d,
+        0 as pop_30d,
+        -1 as pop_90d
+    from item_user_days
+    where next_date is null or next_date - activity_date >= 90
+
+),
+
+daily_windows as (
+
+    select
+        item_id,
+        change_date as as_of_date,
+        sum(pop_7d) as pop_7d,
+        sum(pop_30d) as pop_30d,
+        sum(pop_90d) as pop_90d
+
+    from window_changes
+    group by item_id, change_date
+
+),
+
+first_buyers as (
+
+    select
+        item_id,
+        user_id,
+        min(activity_date) as activity_date
+
+    from interactions
+    where event_type = 'purchase'
+    group by item_id, user_id
+
+),
+
+daily_activity as (
+
+    select
+        interactions.item_id,
+        interactions.activity_date as as_of_date,
+        sum(interactions.revenue) as revenue,
+        min(interactions.event_time) as first_seen_at
+
+    from interactions
+    group by interactions.item_id, interactions.activity_date
+
+),
+
+daily_buyers as (
+
+    select
+        item_id,
+        activity_date as as_of_date,
+        count(*) as new_buyers
+
+    from first_buyers
+    group by item_id, activity_date
+
+),
+
+running as (
+
+    select
+        daily_windows.item_id,
+        daily_windows.as_of_date,
+        sum(daily_windows.pop_7d) over item_window as pop_7d,
+        sum(daily_windows.pop_30d) over item_window as pop_30d,
+        sum(daily_windows.pop_90d) over item_window as pop_90d,
+        sum(coalesce(daily_buyers.new_buyers, 0)) over item_window as distinct_buyers,
+        sum(coalesce(daily_activity.revenue, 0)) over item_window as revenue,
+        min(daily_activity.first_seen_at) over item_window as first_seen_at
+
+    from daily_windows
+    left join daily_activity
+        on
+            daily_windows.item_id = daily_activity.item_id
+            and daily_windows.as_of_date = daily_activity.as_of_date
+    left join daily_buyers
+        on
+            daily_windows.item_id = daily_buyers.item_id
+            and daily_windows.as_of_date = daily_buyers.as_of_date
+    window item_window as (partition by daily_windows.item_id order by daily_windows.as_of_date)
+
+),
+
+price_quartiles as (
+
+    select
+        item_id,
+        ntile(4) over (order by price asc, item_id asc) as price_quartile
+
+    from products
+    where price is not null
+
+),
+
+features as (
+
+    select
+        running.item_id,
+        (running.as_of_date + 1)::timestamp at time zone 'utc' as event_timestamp,
+        running.as_of_date,
+        running.pop_7d::integer as pop_7d,
+        running.pop_30d::integer as pop_30d,
+        running.pop_90d::integer as pop_90d,
+        running.distinct_buyers::integer as distinct_buyers,
+        round(running.revenue::numeric, 2)::float8 as revenue,
+        products.price::float8 as price,
+        case price_quartiles.price_quartile
+            when 1 then 'budget'
+            when 2 then 'mid'
+            when 3 then 'upper'
+            when 4 then 'premium'
+            else 'unknown'
+        end as price_band,
+        products.category,
+        products.brand,
+        products.title,
+        products.description,
+        running.first_seen_at
+
+    from running
+    cross join as_of
+    inner join products on running.item_id = products.item_id
+    left join price_quartiles on running.item_id = price_quartiles.item_id
+    where
+        running.as_of_date <= as_of.last_date
+        and (as_of.first_date is null or running.as_of_date >= as_of.first_date)
+
+),
+
+with_text as (
 
     select
         item_id,
         event_timestamp,
+        as_of_date,
         pop_7d,
         pop_30d,
         pop_90d,
@@ -35,11 +262,13 @@ history as (
         price_band,
         category,
         brand,
-        content_text,
+        lower(
+            concat_ws(' ', title, description, category, brand, 'price_' || price_band)
+        ) as content_text,
         first_seen_at
 
-    from snapshot
+    from features
 
 )
 
-select * from history
+select * from with_text

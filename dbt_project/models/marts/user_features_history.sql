@@ -1,49 +1,299 @@
 {#
-    Every snapshot of user_features ever built: one row per user and as_of.
-    Each build appends the current snapshot; a rebuild with the same as_of
-    replaces that whole snapshot (delete+insert on event_timestamp), so a
-    correction never leaves the old rows behind. full_refresh is off: the
-    history cannot be rebuilt from raw (it records what each build saw), so
-    `dbt build --full-refresh` keeps it. Feast's point-in-time join reads
-    this table, so a training label at time T sees the latest snapshot with
-    as_of <= T.
+    The user features as of the end of each event-time day (UTC) on which
+    the user changed: a row per user and day with activity, plus the signup
+    day. event_timestamp is the end of that day (midnight after it), and the
+    row uses only interactions before it, so a point-in-time join at time T
+    gets the latest day that ended by T. The features are those of
+    user_features, computed cumulatively (running sums over the user's days),
+    so the rows of a day never depend on later events: an incremental build
+    that recomputes the last days (macro feature_history_start) gives the
+    rows a full build gives. See the yml for the choice of change-driven rows.
 #}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key='event_timestamp',
+        unique_key='as_of_date',
         on_schema_change='append_new_columns',
-        full_refresh=false,
-        indexes=[{'columns': ['user_id', 'event_timestamp'], 'unique': true}],
+        pre_hook="{{ upgrade_feature_history() }}",
+        indexes=[
+            {'columns': ['user_id', 'event_timestamp'], 'unique': true},
+            {'columns': ['as_of_date']},
+        ],
     )
 }}
 
 with
 
-snapshot as (
+as_of as (
 
-    select * from {{ ref('user_features') }}
+    select
+        as_of,
+        (as_of at time zone 'utc')::date as last_date,
+        {{ feature_history_start() }} as first_date
+
+    from {{ ref('int_as_of') }}
 
 ),
 
-history as (
+interactions as (
+
+    select
+        interactions.user_id,
+        interactions.item_id,
+        interactions.event_time,
+        interactions.event_type,
+        interactions.order_id,
+        interactions.revenue,
+        (interactions.event_time at time zone 'utc')::date as activity_date
+
+    from {{ ref('int_interactions') }} as interactions
+    cross join as_of
+    where interactions.event_time <= as_of.as_of
+
+),
+
+profiles as (
+
+    select
+        user_profiles.user_id,
+        user_profiles.country,
+        user_profiles.segment,
+        user_profiles.signup_date
+
+    from {{ ref('int_users') }} as user_profiles
+    cross join as_of
+    where user_profiles.signup_date is null or user_profiles.signup_date <= as_of.last_date
+
+),
+
+products as (
+
+    select
+        item_id,
+        category
+
+    from {{ ref('dim_products') }}
+    where category is not null
+
+),
+
+daily_activity as (
 
     select
         user_id,
-        event_timestamp,
-        recency_days,
-        frequency,
-        monetary,
-        distinct_items,
-        favourite_category,
-        country,
-        segment,
-        days_since_first_seen,
-        last_interaction_at
+        activity_date,
+        min(event_time) as first_interaction_at,
+        max(event_time) as last_interaction_at,
+        sum(revenue) as revenue
 
-    from snapshot
+    from interactions
+    group by user_id, activity_date
+
+),
+
+first_orders as (
+
+    select
+        user_id,
+        order_id,
+        min(activity_date) as activity_date
+
+    from interactions
+    where event_type = 'purchase' and order_id is not null
+    group by user_id, order_id
+
+),
+
+first_items as (
+
+    select
+        user_id,
+        item_id,
+        min(activity_date) as activity_date
+
+    from interactions
+    group by user_id, item_id
+
+),
+
+daily_new as (
+
+    select
+        user_id,
+        activity_date,
+        count(*) filter (where kind = 'order') as new_orders,
+        count(*) filter (where kind = 'item') as new_items
+
+    from (
+        select
+            user_id,
+            activity_date,
+            'order' as kind
+        from first_orders
+        union all
+        select
+            user_id,
+            activity_date,
+            'item' as kind
+        from first_items
+    ) as firsts
+    group by user_id, activity_date
+
+),
+
+user_days as (
+
+    select
+        user_id,
+        activity_date as as_of_date
+    from daily_activity
+    union
+    select
+        user_id,
+        signup_date as as_of_date
+    from profiles
+    where signup_date is not null
+
+),
+
+running as (
+
+    select
+        user_days.user_id,
+        user_days.as_of_date,
+        (user_days.as_of_date + 1)::timestamp at time zone 'utc' as event_timestamp,
+        min(daily_activity.first_interaction_at) over user_window as first_interaction_at,
+        max(daily_activity.last_interaction_at) over user_window as last_interaction_at,
+        sum(coalesce(daily_activity.revenue, 0)) over user_window as monetary,
+        sum(coalesce(daily_new.new_orders, 0)) over user_window as frequency,
+        sum(coalesce(daily_new.new_items, 0)) over user_window as distinct_items
+
+    from user_days
+    left join daily_activity
+        on
+            user_days.user_id = daily_activity.user_id
+            and user_days.as_of_date = daily_activity.activity_date
+    left join daily_new
+        on
+            user_days.user_id = daily_new.user_id
+            and user_days.as_of_date = daily_new.activity_date
+    window user_window as (partition by user_days.user_id order by user_days.as_of_date)
+
+),
+
+daily_categories as (
+
+    select
+        interactions.user_id,
+        interactions.activity_date,
+        products.category,
+        count(*) as category_interactions,
+        max(interactions.event_time) as last_category_interaction_at
+
+    from interactions
+    inner join products on interactions.item_id = products.item_id
+    group by interactions.user_id, interactions.activity_date, products.category
+
+),
+
+first_categories as (
+
+    select
+        user_id,
+        category,
+        min(activity_date) as first_date
+
+    from daily_categories
+    group by user_id, category
+
+),
+
+running_categories as (
+
+    select
+        user_days.user_id,
+        user_days.as_of_date,
+        first_categories.category,
+        sum(coalesce(daily_categories.category_interactions, 0)) over category_window
+            as category_interactions,
+        max(daily_categories.last_category_interaction_at) over category_window
+            as last_category_interaction_at
+
+    from user_days
+    inner join first_categories
+        on
+            user_days.user_id = first_categories.user_id
+            and user_days.as_of_date >= first_categories.first_date
+    left join daily_categories
+        on
+            user_days.user_id = daily_categories.user_id
+            and user_days.as_of_date = daily_categories.activity_date
+            and first_categories.category = daily_categories.category
+    window category_window as (
+        partition by user_days.user_id, first_categories.category
+        order by user_days.as_of_date
+    )
+
+),
+
+favourite_categories as (
+
+    select distinct on (user_id, as_of_date)
+        user_id,
+        as_of_date,
+        category as favourite_category
+
+    from running_categories
+    order by
+        user_id asc,
+        as_of_date asc,
+        category_interactions desc,
+        last_category_interaction_at desc,
+        category asc
+
+),
+
+features as (
+
+    select
+        running.user_id,
+        running.event_timestamp,
+        running.as_of_date,
+        round(
+            (extract(epoch from running.event_timestamp - running.last_interaction_at) / 86400.0)::numeric,
+            4
+        )::float8 as recency_days,
+        running.frequency::integer as frequency,
+        round(running.monetary::numeric, 2)::float8 as monetary,
+        running.distinct_items::integer as distinct_items,
+        favourite_categories.favourite_category,
+        profiles.country,
+        profiles.segment,
+        round(
+            (
+                extract(
+                    epoch from running.event_timestamp - least(
+                        running.first_interaction_at,
+                        profiles.signup_date::timestamp at time zone 'utc'
+                    )
+                ) / 86400.0
+            )::numeric,
+            4
+        )::float8 as days_since_first_seen,
+        running.last_interaction_at
+
+    from running
+    cross join as_of
+    left join profiles on running.user_id = profiles.user_id
+    left join favourite_categories
+        on
+            running.user_id = favourite_categories.user_id
+            and running.as_of_date = favourite_categories.as_of_date
+    where
+        running.as_of_date <= as_of.last_date
+        and (as_of.first_date is null or running.as_of_date >= as_of.first_date)
 
 )
 
-select * from history
+select * from features

@@ -14,7 +14,7 @@ In this order, each step idempotent (running the command again finishes an inter
    entries (``quarantine.stream_events.user_id``, the payload's field; an entry whose payload is not
    JSON names no user and stays); and their rows in every dbt
    table with a ``user_id`` column (``marts``, ``intermediate``, ``snapshots``), including the
-   incremental ``*_history`` marts that keep rows across builds (the others are rebuilt from raw);
+   incremental ``*_history`` marts, which a build only recomputes for its last days;
 3. ``reco.*`` tables with a ``user_id`` column (the live ones and ``*_previous``), after waiting for
    any generation being built (it may have read the user before step 2) and under the publish lock;
    then the user's lists in the Redis copy of the generations the API serves (``recommend.cache``);

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from recomart.config import Settings
-from recomart.marts import latest_feature_timestamp
+from recomart.marts import feature_history_span
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +78,20 @@ def ledger_window(dsn: str) -> tuple[datetime, datetime] | None:
 
 
 def materialization_window(dsn: str, windows: list[tuple[datetime, datetime]]) -> tuple[datetime, datetime]:
-    """One explicit window: the asset events' windows and the ledger's range, stretched to the marts'
-    latest feature timestamp. Derived from data only, never from the wall clock."""
+    """One explicit window: the asset events' windows and the ledger's range, stretched to the span of
+    the feature histories (so every entity's latest row is in it, also a signup day before the first
+    load or today's row stamped with tomorrow's midnight). Derived from data only, never from the wall
+    clock."""
     candidates = list(windows)
     from_ledger = ledger_window(dsn)
     if from_ledger:
         candidates.append(from_ledger)
-    latest = latest_feature_timestamp(dsn)
-    if not candidates and latest is None:
-        raise RuntimeError("nothing to materialize: no loaded files in ops.loaded_files and empty marts")
-    start = min((w[0] for w in candidates), default=latest)
-    end = max([w[1] for w in candidates] + ([latest] if latest else []))
-    assert start is not None
-    return start, end
+    span = feature_history_span(dsn)
+    if span:
+        candidates.append(span)
+    if not candidates:
+        raise RuntimeError("nothing to materialize: no loaded files in ops.loaded_files and empty feature histories")
+    return min(w[0] for w in candidates), max(w[1] for w in candidates)
 
 
 def materialize_features(s: Settings, dsn: str, windows: list[tuple[datetime, datetime]]) -> dict[str, Any]:
