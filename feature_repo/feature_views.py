@@ -1,8 +1,11 @@
 """Feature views: one per entity, so an online lookup costs one Redis read per entity.
 
 ``ttl`` bounds the point-in-time join (a value older than ``ttl`` before the label time
-is not used). Feast does not enforce it on online reads, so
-``recomart.features.online_features`` flags values older than ``ttl`` as stale.
+is not used). The sources hold a row per entity and event-time day on which its features
+changed (``dbt_project/README.md``), so at a label time T the join finds the features as of
+the last day that ended by T, unless the entity did not change during the ``ttl`` before T.
+Feast does not enforce the ``ttl`` on online reads, so ``recomart.features.online_features``
+flags values older than ``ttl`` as stale.
 
 Each view's ``materialization_intervals`` is a :class:`RecordedIntervals` (see there), so
 ``feast plan`` on an unchanged repository reports no changes after a materialization.

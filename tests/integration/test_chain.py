@@ -104,13 +104,17 @@ def test_model_is_registered_as_champion_and_beats_popularity(chain) -> None:
     assert served == [("1",)]
 
 
-def test_feast_online_lookup_equals_the_mart_row(chain) -> None:
+def test_feast_online_lookup_equals_the_latest_history_row(chain) -> None:
+    """The online store holds each user's latest row of the feature history (Feast's offline source)."""
     from recomart.features import online_features
     from recomart.tools import tool_env
 
     s, _, _, _ = chain
     with psycopg.connect(s.warehouse_url) as conn:
-        cur = conn.execute("select * from marts.user_features order by user_id limit 1")
+        cur = conn.execute(
+            "select * from marts.user_features_history where user_id = (select min(user_id) from marts.user_features)"
+            " order by event_timestamp desc limit 1"
+        )
         row = dict(zip([c.name for c in cur.description], cur.fetchone(), strict=True))
     online = online_features(s.feature_repo_dir, tool_env(s), "user", row["user_id"])
     assert online["found"]

@@ -10,8 +10,6 @@ incremental window (``feature_history_lookback_days``) until a backfill from its
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psycopg
 import pytest
 from test_dbt import GENERATED_RAW_SQL  # the same valid raw rows as test_dbt.py
@@ -34,10 +32,26 @@ LATE_EVENT = (
     "insert into raw.events values ('e8', '2024-01-20 08:00:00', 'u3', 'p2', 'purchase', 1, 20,"
     " '2024-01-20', 'l9', '2024-01-20.csv', 2)"
 )
+_USER_COLUMNS = (
+    "user_id, event_timestamp, as_of_date, recency_days, frequency, monetary, distinct_items, favourite_category,"
+    " country, segment, days_since_first_seen, last_interaction_at"
+)
+_ITEM_COLUMNS = (
+    "item_id, event_timestamp, as_of_date, pop_7d, pop_30d, pop_90d, distinct_buyers, revenue, price, price_band,"
+    " category, brand, content_text, first_seen_at"
+)
 _ROWS = {
-    "user_features_history": "select * from marts.user_features_history order by user_id, event_timestamp",
-    "item_features_history": "select * from marts.item_features_history order by item_id, event_timestamp",
+    "user_features_history": f"select {_USER_COLUMNS} from marts.user_features_history order by 1, 2",
+    "item_features_history": f"select {_ITEM_COLUMNS} from marts.item_features_history order by 1, 2",
 }
+# the table the former models built: one snapshot per build, no as_of_date
+LEGACY_USER_HISTORY = """
+drop table marts.user_features_history;
+create table marts.user_features_history as
+select user_id, event_timestamp, recency_days, frequency, monetary, distinct_items, favourite_category, country,
+    segment, days_since_first_seen, last_interaction_at
+from marts.user_features;
+"""
 
 
 def _rows(dsn: str) -> dict[str, list[tuple]]:
@@ -156,3 +170,13 @@ def test_late_events_need_a_backfill_from_their_day(
     assert _days(backfilled, "2024-01-20") == {"user_features_history": ["u3"], "item_features_history": ["p2"]}
     build(full_refresh=True)
     assert backfilled == _rows(warehouse_dsn)
+
+
+def test_a_table_of_the_former_models_is_rebuilt_from_raw(
+    incremental_then_full: tuple[dict, dict], warehouse_dsn: str, build
+) -> None:
+    """The first build after the upgrade empties the one-snapshot-per-build table and fills every day."""
+    expected = _rows(warehouse_dsn)
+    _execute(warehouse_dsn, LEGACY_USER_HISTORY)
+    build()
+    assert _rows(warehouse_dsn) == expected

@@ -44,7 +44,7 @@ products as (
 
 ),
 
-interactions as (
+all_interactions as (
 
     select
         interactions.item_id,
@@ -55,8 +55,27 @@ interactions as (
         (interactions.event_time at time zone 'utc')::date as activity_date
 
     from {{ ref('int_interactions') }} as interactions
+    where interactions.event_time <= (select as_of.as_of from as_of)
+
+),
+
+window_items as (
+
+    -- the items with a row on a day the build (re)computes: activity from first_date on, or an
+    -- interaction that leaves a window (at most 90 days later) from first_date on (a full build: all)
+    select distinct all_interactions.item_id
+    from all_interactions
     cross join as_of
-    where interactions.event_time <= as_of.as_of
+    where as_of.first_date is null or all_interactions.activity_date >= as_of.first_date - 90
+
+),
+
+interactions as (
+
+    -- their whole history: the running sums start at their first day
+    select all_interactions.*
+    from all_interactions
+    inner join window_items on all_interactions.item_id = window_items.item_id
 
 ),
 

@@ -6,8 +6,9 @@
     gets the latest day that ended by T. The features are those of
     user_features, computed cumulatively (running sums over the user's days),
     so the rows of a day never depend on later events: an incremental build
-    that recomputes the last days (macro feature_history_start) gives the
-    rows a full build gives. See the yml for the choice of change-driven rows.
+    that recomputes the last days (macro feature_history_start), from the
+    whole history of the users with a row on those days, gives the rows a
+    full build gives. See the yml for the choice of change-driven rows.
 #}
 {{
     config(
@@ -36,7 +37,7 @@ as_of as (
 
 ),
 
-interactions as (
+all_interactions as (
 
     select
         interactions.user_id,
@@ -48,8 +49,7 @@ interactions as (
         (interactions.event_time at time zone 'utc')::date as activity_date
 
     from {{ ref('int_interactions') }} as interactions
-    cross join as_of
-    where interactions.event_time <= as_of.as_of
+    where interactions.event_time <= (select as_of.as_of from as_of)
 
 ),
 
@@ -64,6 +64,31 @@ profiles as (
     from {{ ref('int_users') }} as user_profiles
     cross join as_of
     where user_profiles.signup_date is null or user_profiles.signup_date <= as_of.last_date
+
+),
+
+window_users as (
+
+    -- the users with a row on a day the build (re)computes: activity or signup from first_date on
+    -- (a full build: everyone)
+    select all_interactions.user_id
+    from all_interactions
+    cross join as_of
+    where as_of.first_date is null or all_interactions.activity_date >= as_of.first_date
+    union
+    select profiles.user_id
+    from profiles
+    cross join as_of
+    where as_of.first_date is null or profiles.signup_date >= as_of.first_date
+
+),
+
+interactions as (
+
+    -- their whole history: the running sums start at their first day
+    select all_interactions.*
+    from all_interactions
+    inner join window_users on all_interactions.user_id = window_users.user_id
 
 ),
 
@@ -157,31 +182,6 @@ user_days as (
 
 ),
 
-running as (
-
-    select
-        user_days.user_id,
-        user_days.as_of_date,
-        (user_days.as_of_date + 1)::timestamp at time zone 'utc' as event_timestamp,
-        min(daily_activity.first_interaction_at) over user_window as first_interaction_at,
-        max(daily_activity.last_interaction_at) over user_window as last_interaction_at,
-        sum(coalesce(daily_activity.revenue, 0)) over user_window as monetary,
-        sum(coalesce(daily_new.new_orders, 0)) over user_window as frequency,
-        sum(coalesce(daily_new.new_items, 0)) over user_window as distinct_items
-
-    from user_days
-    left join daily_activity
-        on
-            user_days.user_id = daily_activity.user_id
-            and user_days.as_of_date = daily_activity.activity_date
-    left join daily_new
-        on
-            user_days.user_id = daily_new.user_id
-            and user_days.as_of_date = daily_new.activity_date
-    window user_window as (partition by user_days.user_id order by user_days.as_of_date)
-
-),
-
 daily_categories as (
 
     select
@@ -197,60 +197,90 @@ daily_categories as (
 
 ),
 
-first_categories as (
+running_categories as (
 
+    -- each category's interactions up to the day; last_category_interaction_at is that day's latest,
+    -- which is also the latest up to the day
     select
         user_id,
+        activity_date,
         category,
-        min(activity_date) as first_date
+        sum(category_interactions) over (
+            partition by user_id, category order by activity_date
+        ) as category_interactions,
+        last_category_interaction_at
 
     from daily_categories
-    group by user_id, category
 
 ),
 
-running_categories as (
+category_keys as (
+
+    -- the favourite's order (most interactions, then most recent) as one number: a category's key
+    -- only grows, so the favourite as of a day is the category of the largest key up to that day
+    select
+        user_id,
+        activity_date,
+        category,
+        category_interactions::numeric * 1e18
+        + extract(epoch from last_category_interaction_at) * 1e6 as favourite_key
+
+    from running_categories
+
+),
+
+daily_keys as (
+
+    select
+        user_id,
+        activity_date,
+        max(favourite_key) as favourite_key
+
+    from category_keys
+    group by user_id, activity_date
+
+),
+
+key_categories as (
+
+    -- ties of the whole key (same count, same microsecond): the first category by name
+    select
+        user_id,
+        favourite_key,
+        min(category) as favourite_category
+
+    from category_keys
+    group by user_id, favourite_key
+
+),
+
+running as (
 
     select
         user_days.user_id,
         user_days.as_of_date,
-        first_categories.category,
-        sum(coalesce(daily_categories.category_interactions, 0)) over category_window
-            as category_interactions,
-        max(daily_categories.last_category_interaction_at) over category_window
-            as last_category_interaction_at
+        (user_days.as_of_date + 1)::timestamp at time zone 'utc' as event_timestamp,
+        min(daily_activity.first_interaction_at) over user_window as first_interaction_at,
+        max(daily_activity.last_interaction_at) over user_window as last_interaction_at,
+        sum(coalesce(daily_activity.revenue, 0)) over user_window as monetary,
+        sum(coalesce(daily_new.new_orders, 0)) over user_window as frequency,
+        sum(coalesce(daily_new.new_items, 0)) over user_window as distinct_items,
+        max(daily_keys.favourite_key) over user_window as favourite_key
 
     from user_days
-    inner join first_categories
+    left join daily_activity
         on
-            user_days.user_id = first_categories.user_id
-            and user_days.as_of_date >= first_categories.first_date
-    left join daily_categories
+            user_days.user_id = daily_activity.user_id
+            and user_days.as_of_date = daily_activity.activity_date
+    left join daily_new
         on
-            user_days.user_id = daily_categories.user_id
-            and user_days.as_of_date = daily_categories.activity_date
-            and first_categories.category = daily_categories.category
-    window category_window as (
-        partition by user_days.user_id, first_categories.category
-        order by user_days.as_of_date
-    )
-
-),
-
-favourite_categories as (
-
-    select distinct on (user_id, as_of_date)
-        user_id,
-        as_of_date,
-        category as favourite_category
-
-    from running_categories
-    order by
-        user_id asc,
-        as_of_date asc,
-        category_interactions desc,
-        last_category_interaction_at desc,
-        category asc
+            user_days.user_id = daily_new.user_id
+            and user_days.as_of_date = daily_new.activity_date
+    left join daily_keys
+        on
+            user_days.user_id = daily_keys.user_id
+            and user_days.as_of_date = daily_keys.activity_date
+    window user_window as (partition by user_days.user_id order by user_days.as_of_date)
 
 ),
 
@@ -267,7 +297,7 @@ features as (
         running.frequency::integer as frequency,
         round(running.monetary::numeric, 2)::float8 as monetary,
         running.distinct_items::integer as distinct_items,
-        favourite_categories.favourite_category,
+        key_categories.favourite_category,
         profiles.country,
         profiles.segment,
         round(
@@ -286,10 +316,10 @@ features as (
     from running
     cross join as_of
     left join profiles on running.user_id = profiles.user_id
-    left join favourite_categories
+    left join key_categories
         on
-            running.user_id = favourite_categories.user_id
-            and running.as_of_date = favourite_categories.as_of_date
+            running.user_id = key_categories.user_id
+            and running.favourite_key = key_categories.favourite_key
     where
         running.as_of_date <= as_of.last_date
         and (as_of.first_date is null or running.as_of_date >= as_of.first_date)
