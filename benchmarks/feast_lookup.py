@@ -10,8 +10,9 @@ else the generated shop with ``--generated-users`` users.
 
 Measured, in one process and one run:
 
-- ``materialize_rows_per_s``: ``materialize_window([as_of, as_of])`` of both views, rows of
-  the two marts over seconds (Postgres read, conversion and Redis write);
+- ``materialize_rows_per_s``: ``materialize_window`` of both views over the span of the feature
+  histories, one row per entity with a history row over seconds (Postgres read of every entity's
+  latest row, conversion and Redis write);
 - ``feast_*``: ``FeatureStore.get_online_features`` of all user features of the
   ``recommender_v1`` FeatureService (the feature references of its ``user_features``
   projection) for 1,000 distinct users, one call per user, store reused;
@@ -58,6 +59,7 @@ from recomart.features import (
     materialize_window,
     service_feature_refs,
 )
+from recomart.marts import feature_history_span
 from recomart.tools import tool_env
 from recomart.transform import dbt_build
 
@@ -143,8 +145,9 @@ def load_generated(s: Settings) -> dict:
 def _marts(dsn: str) -> tuple[datetime, int, int, list[str], pd.DataFrame]:
     with psycopg.connect(dsn) as conn:
         as_of = conn.execute("select max(event_timestamp) from marts.user_features").fetchone()[0]
-        n_users = conn.execute("select count(*) from marts.user_features").fetchone()[0]
-        n_items = conn.execute("select count(*) from marts.item_features").fetchone()[0]
+        # the entities that materialization writes: those with a row in the feature histories
+        n_users = conn.execute("select count(distinct user_id) from marts.user_features_history").fetchone()[0]
+        n_items = conn.execute("select count(distinct item_id) from marts.item_features_history").fetchone()[0]
         users = [r[0] for r in conn.execute("select user_id from marts.user_features order by user_id")]
         pairs = pd.DataFrame(
             conn.execute("select user_id, item_id from marts.user_item_ratings").fetchall(),
@@ -332,7 +335,9 @@ def run(
     if not reuse:
         apply(s.feature_repo_dir, env)
     store = feature_store(s.feature_repo_dir, env)
-    materialized = materialize_window(s.feature_repo_dir, env, as_of, as_of)
+    span = feature_history_span(s.warehouse_url)
+    assert span is not None, "empty feature histories"
+    materialized = materialize_window(s.feature_repo_dir, env, *span)
     rows = n_users + n_items
     _log(f"materialized {rows:,} rows in {materialized.seconds:.2f}s; online lookups")
 

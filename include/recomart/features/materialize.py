@@ -201,7 +201,7 @@ def rematerialize_window(
 
     Use after the offline rows of the window were corrected in place. Rows are written
     even when their event time equals (or precedes) the stored one, so pick a window that
-    ends at the latest snapshot (e.g. ``[as_of, as_of]`` of the rebuilt marts).
+    reaches each entity's latest row (``transform`` uses the span of the feature histories).
     """
     _window(start, end)
     return _materialize(overwriting_store(repo_dir, env), start, end, feature_views)
