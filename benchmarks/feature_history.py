@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -175,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures = run(s, args.base_ref, args.rounds, work)
     finally:
         drop_scratch(s)
+        shutil.rmtree(work, ignore_errors=True)
     write_result({**figures, **run_metadata()}, args.out)
     return 0
 
