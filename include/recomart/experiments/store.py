@@ -51,6 +51,18 @@ def create_experiment(conn: psycopg.Connection, experiment: Experiment) -> None:
         )  # fmt: skip
 
 
+def stop_experiment(conn: psycopg.Connection, name: str) -> datetime | None:
+    """End ``name`` now (committed): its new ``ends_at``, or None when it is unknown or ended already.
+    A scheduled experiment that has not started ends at its start (it never runs)."""
+    with conn.transaction():
+        row = conn.execute(
+            "update ops.experiments set ends_at = greatest(now(), starts_at + interval '1 microsecond')"
+            " where name = %s and (ends_at is null or ends_at > now()) returning ends_at",
+            (name,),
+        ).fetchone()
+    return None if row is None else row[0]
+
+
 def list_experiments(conn: psycopg.Connection) -> list[Experiment]:
     """Every experiment, newest start first."""
     return [_experiment(row) for row in conn.execute(f"select {COLUMNS} from ops.experiments order by starts_at desc")]
