@@ -653,6 +653,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print USER's recommendations before and after the run ('auto': the user the run sends most views"
         " and carts for); needs the stream worker running",
     )
+    sim.add_argument(
+        "--shoppers", action="store_true",
+        help="instead: the shop's users fetch their recommendations and buy shown items by planted taste",
+    )  # fmt: skip
+    sim.add_argument("--visits", type=float, default=3.0, help="--shoppers: mean visits per user (default 3)")
+    sim.add_argument("--buy-rate", type=float, default=0.005, help="--shoppers: buy probability per unit affinity")
+    sim.add_argument("--users", type=int, help="--shoppers: only the first N users of the shop")
     sim.set_defaults(func=_cmd_simulate)
 
     test = _command(
@@ -683,6 +690,12 @@ def _cmd_stream(_: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from recomart.stream.simulate import print_summary, simulate
 
+    if args.shoppers:
+        from recomart.stream.shoppers import simulate_shoppers
+
+        shoppers = simulate_shoppers(settings(), args.visits, args.buy_rate, args.users, url=args.url)
+        print(json.dumps(shoppers.as_dict(), indent=2), flush=True)
+        return 0 if shoppers.failed_requests == 0 else 1
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     if args.rate <= 0 or seconds <= 0:
         print("recomart: --rate and --minutes (or --seconds) must be positive", file=sys.stderr)
