@@ -490,10 +490,10 @@ def _add_experiment_parser(sub: argparse._SubParsersAction) -> None:
     create.set_defaults(func=_cmd_experiment_create)
     actions.add_parser("list", help="every experiment and its state").set_defaults(func=_cmd_experiment_list)
     stop = actions.add_parser("stop", help="end a running (or scheduled) experiment now; its data stay")
-    stop.add_argument("name")
+    stop.add_argument("name", help="the experiment's name (experiment list)")
     stop.set_defaults(func=_cmd_experiment_stop)
     report = actions.add_parser("report", help="per variant: users, conversion, lift with interval, SRM, CUPED")
-    report.add_argument("name")
+    report.add_argument("name", help="the experiment's name (experiment list)")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
     report.set_defaults(func=_cmd_experiment_report)
 
