@@ -216,9 +216,12 @@ def create_app(s: Settings | None = None) -> FastAPI:
         experiment, variant, policy = _variant(state, user_id)
         personal = policy.source == "personal"
         user_list = await reader.user(generation, user_id, "recommendations") if personal else None
-        session, segment = await _session_of(state, user_id, known=user_list is not None)
-        now = datetime.now(UTC)
         reranker = _reranker(state, policy)
+        needs_features = user_list is None or reranker is not None  # the segment, or the session
+        session, segment = (
+            await _session_of(state, user_id, known=user_list is not None) if needs_features else (None, None)
+        )
+        now = datetime.now(UTC)
         request = ListRequest(user_id, k, filters, segment, session, DEFAULT_WEIGHT, now)
         body = build_recommendations(generation, user_list, reranker, request)
         if body["reranked"]:
