@@ -78,7 +78,8 @@ def run_experiment(s: Settings, visits: float, buy_rate: float) -> tuple[Experim
     processes = _start(s)
     try:
         with httpx.Client(base_url=s.api_url, timeout=10) as client:
-            _wait(lambda: client.get("/v1/users/x/recommendations").json().get("experiment") == name, 120, "the API")
+            # the API reads the running experiment before it answers (its first poll runs at start-up)
+            _wait(lambda: client.get("/readyz").status_code == 200, 120, "the API")
         began = time.monotonic()
         shoppers = simulate_shoppers(s, visits=visits, buy_rate=buy_rate)
         seconds = time.monotonic() - began
