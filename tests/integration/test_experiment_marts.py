@@ -99,9 +99,9 @@ def test_the_report_frame_has_the_analysis_columns(built: str) -> None:
     assert frame["converted"].dtype == "int64" and frame["revenue"].dtype == "float64"
     assert frame.to_dict("records") == [
         {"user_id": "u1", "variant": "hybrid", "converted": 1, "revenue": 20.0, "pre_metric": 0.0,
-         "first_exposure_day": date(2024, 3, 1)},
+         "first_exposure_day": date(2024, 3, 1), "exposures": 2},
         {"user_id": "u2", "variant": "popularity", "converted": 0, "revenue": 0.0, "pre_metric": 1.0,
-         "first_exposure_day": date(2024, 3, 1)},
+         "first_exposure_day": date(2024, 3, 1), "exposures": 1},
     ]  # fmt: skip
     assert by_revenue["pre_metric"].tolist() == [0.0, 20.0]
     assert not any(math.isnan(value) for value in frame["revenue"])

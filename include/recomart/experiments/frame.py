@@ -4,7 +4,8 @@ One row per user of the experiment (a user sees one variant for the experiment's
 ``user_id, variant, converted`` (int 0/1: bought an item they were shown within the attribution
 window), ``revenue`` (float; NaN when the feed has no prices), ``pre_metric`` (float: the user's
 purchases, or revenue for the metric ``revenue``, in the pre-period before their first exposure:
-CUPED's covariate) and ``first_exposure_day`` (date).
+CUPED's covariate), ``first_exposure_day`` (date) and ``exposures`` (int: the user's responses under
+the experiment; the analysis sums them per variant).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import psycopg
 
 from recomart.experiments.definitions import Experiment
 
-FRAME_COLUMNS = ("user_id", "variant", "converted", "revenue", "pre_metric", "first_exposure_day")
+FRAME_COLUMNS = ("user_id", "variant", "converted", "revenue", "pre_metric", "first_exposure_day", "exposures")
 USERS_SQL = """
 select
     user_id,
@@ -22,7 +23,8 @@ select
     converted::int as converted,
     revenue::float8 as revenue,
     (case when %(metric)s = 'revenue' then pre_revenue else pre_purchases end)::float8 as pre_metric,
-    first_exposure_day
+    first_exposure_day,
+    exposures
 from marts.fct_experiment_users
 where experiment = %(name)s
 order by user_id
@@ -43,5 +45,12 @@ def users_frame(conn: psycopg.Connection, experiment: Experiment) -> pd.DataFram
     rows = conn.execute(USERS_SQL, {"metric": experiment.primary_metric, "name": experiment.name}).fetchall()
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     return frame.astype(
-        {"user_id": str, "variant": str, "converted": "int64", "revenue": "float64", "pre_metric": "float64"}
+        {
+            "user_id": str,
+            "variant": str,
+            "converted": "int64",
+            "revenue": "float64",
+            "pre_metric": "float64",
+            "exposures": "int64",
+        }  # fmt: skip
     )
