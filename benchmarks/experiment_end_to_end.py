@@ -105,6 +105,22 @@ def analyse_experiment(s: Settings, experiment: Experiment) -> dict:
     return {"frame_users": len(frame), "conversion_by_variant": by_variant, "analysis": result}
 
 
+def headline(result: dict) -> dict:
+    """The issue's keys from the analysis (``ExperimentResult.as_dict()``): ``winner`` (the variant with the
+    higher conversion once the sequential test decided, else None), ``relative_lift`` (the hybrid's
+    conversion over popularity's, minus 1), ``srm_p`` and CUPED's ``variance_reduction``."""
+    conversion = {v["variant"]: v["conversion"]["estimate"] for v in result["variants"]}
+    comparison = result["comparisons"][0]
+    leader = max(conversion, key=conversion.__getitem__)
+    return {
+        "winner": leader if comparison["sequential"]["significant"] else None,
+        "relative_lift": round(conversion["hybrid"] / conversion["popularity"] - 1, 4),
+        "srm_p": result["srm"]["p_value"],
+        "cuped_variance_reduction": result["cuped"]["variance_reduction"],
+        "decision": comparison["decision"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--visits", type=float, default=3.0, help="mean visits per user (default 3)")
@@ -115,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     services.ensure_services(s)
     experiment, shoppers = run_experiment(s, args.visits, args.buy_rate)
     analysed = analyse_experiment(s, experiment)
-    section = {"experiment": experiment.name, "shoppers": shoppers, **analysed, **run_metadata()}
+    section = {
+        **headline(analysed["analysis"]), "experiment": experiment.name, "shoppers": shoppers, **analysed,
+        **run_metadata(),
+    }  # fmt: skip
     if args.out:
         existing = json.loads(args.out.read_text()) if args.out.exists() else {}
         args.out.write_text(json.dumps({**existing, "end_to_end": section}, indent=2, default=str) + "\n")

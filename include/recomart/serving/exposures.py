@@ -8,7 +8,8 @@ worker loads them into ``raw.exposures`` once per ``request_id`` (:mod:`recomart
 An exposure is lost, and counted in ``recomart_api_exposures_dropped_total{reason}``, when the queue
 is full (``queue_full``), Redis fails (``unavailable``) or the stream is at its cap (``backlog``, as
 ``POST /v1/events`` refuses then), and when the process dies with exposures still queued (at most a
-few milliseconds' worth; a clean shutdown drains the queue first).
+few milliseconds' worth; a clean shutdown drains the queue first). ``RECOMART_LOG_EXPOSURES=0`` turns
+logging off (no thread, nothing queued), e.g. to measure its cost.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ class ExposureLog:
         self.max_len = s.stream_max_len
         self.redis = redis.Redis.from_url(s.redis_url, socket_timeout=1.0, socket_connect_timeout=0.5)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=MAX_QUEUE)
+        self.enabled = s.log_exposures
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        if not self.enabled:
+            return
         self._thread = threading.Thread(target=self._run, name="recomart-exposure-log", daemon=True)
         self._thread.start()
 
@@ -56,6 +60,8 @@ class ExposureLog:
 
     def log(self, exposure: dict[str, Any]) -> None:
         """Queue ``exposure`` (:class:`recomart.stream.exposures.ExposureIn`'s fields); never blocks."""
+        if not self.enabled:
+            return
         try:
             self.queue.put_nowait(encode_exposure(exposure))
         except queue.Full:
