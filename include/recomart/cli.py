@@ -419,7 +419,7 @@ def _cmd_experiment_list(_: argparse.Namespace) -> int:
     from recomart.experiments.store import list_experiments
 
     s = settings()
-    services.ensure_services(s)
+    services.check_reachable(s)  # reads only: no migration
     with psycopg.connect(s.warehouse_url) as conn:
         experiments = list_experiments(conn)
     now = datetime.now(UTC)
@@ -444,7 +444,7 @@ def _cmd_experiment_report(args: argparse.Namespace) -> int:
     from recomart.experiments.store import get_experiment
 
     s = settings()
-    services.ensure_services(s)
+    services.check_reachable(s)  # reads only: no migration
     with psycopg.connect(s.warehouse_url) as conn:
         experiment = get_experiment(conn, args.name)
         if experiment is None:

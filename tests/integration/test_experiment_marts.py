@@ -7,7 +7,10 @@ Real Postgres and dbt: the raw tables of ``test_dbt_stream`` plus migrations ``0
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 
 import psycopg
@@ -105,3 +108,27 @@ def test_the_report_frame_has_the_analysis_columns(built: str) -> None:
     ]  # fmt: skip
     assert by_revenue["pre_metric"].tolist() == [0.0, 20.0]
     assert not any(math.isnan(value) for value in frame["revenue"])
+
+
+def _report(test_settings: Settings, tool_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    env = {**tool_env, "RECOMART_DB_PREFIX": test_settings.db_prefix}
+    return subprocess.run(
+        [sys.executable, "-m", "recomart.cli", "experiment", "report", *args], env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_report_command_analyses_the_frame(built: str, test_settings: Settings, tool_env: dict[str, str]) -> None:
+    """``experiment report`` runs the analysis on the mart's frame (after the frame test created ``ab``)."""
+    as_json = _report(test_settings, tool_env, "ab", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    result = json.loads(as_json.stdout)
+    assert result["control"] == "hybrid" and {v["variant"]: v["users"] for v in result["variants"]} == {
+        "hybrid": 1, "popularity": 1,
+    }  # fmt: skip
+    assert {v["variant"]: v["exposures"] for v in result["variants"]} == {"hybrid": 2, "popularity": 1}
+    assert 0 <= result["srm"]["p_value"] <= 1
+    text = _report(test_settings, tool_env, "ab")
+    assert text.returncode == 0 and "popularity" in text.stdout, text.stderr
+    missing = _report(test_settings, tool_env, "nope")
+    assert missing.returncode == 1 and "no experiment named 'nope'" in missing.stderr

@@ -64,11 +64,16 @@ def stop_experiment(conn: psycopg.Connection, name: str) -> datetime | None:
 
 
 def list_experiments(conn: psycopg.Connection) -> list[Experiment]:
-    """Every experiment, newest start first."""
+    """Every experiment, newest start first (none before migration 0012)."""
+    if conn.execute("select to_regclass('ops.experiments')").fetchone()[0] is None:
+        return []
     return [_experiment(row) for row in conn.execute(f"select {COLUMNS} from ops.experiments order by starts_at desc")]
 
 
 def get_experiment(conn: psycopg.Connection, name: str) -> Experiment | None:
+    """The experiment named ``name`` (None when there is none, also before migration 0012)."""
+    if conn.execute("select to_regclass('ops.experiments')").fetchone()[0] is None:
+        return None
     row = conn.execute(f"select {COLUMNS} from ops.experiments where name = %s", (name,)).fetchone()
     return None if row is None else _experiment(row)
 
