@@ -351,6 +351,153 @@ def _add_forget_parser(sub: argparse._SubParsersAction) -> None:
     user.set_defaults(func=_cmd_forget_user)
 
 
+def _experiment_from_args(args: argparse.Namespace):
+    import secrets
+    from datetime import UTC, datetime
+
+    from recomart.experiments.definitions import Experiment, parse_variants
+
+    def when(text: str | None, default: datetime | None) -> datetime | None:
+        if text is None:
+            return default
+        moment = datetime.fromisoformat(text)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    return Experiment(
+        args.name, args.salt or secrets.token_hex(8), parse_variants(args.variants), args.control, args.metric,
+        when(args.starts, datetime.now(UTC)), when(args.ends, None),
+    )  # fmt: skip
+
+
+def _cmd_experiment_create(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from recomart.experiments.store import create_experiment
+
+    try:
+        experiment = _experiment_from_args(args)
+    except ValueError as error:
+        print(f"recomart: {error}", file=sys.stderr)
+        return 2
+    s = settings()
+    services.ensure_services(s)
+    with psycopg.connect(s.warehouse_url) as conn:
+        try:
+            create_experiment(conn, experiment)
+        except ValueError as error:
+            print(f"recomart: experiment {experiment.name!r} not created: {error}", file=sys.stderr)
+            return 1
+    variants = ", ".join(f"{v.name} ({v.policy}) {v.share:.0%}" for v in experiment.variants)
+    ends = experiment.ends_at.isoformat() if experiment.ends_at else "open end (experiment stop NAME)"
+    print(f"created experiment {experiment.name}: {variants}; control {experiment.control}, metric "
+          f"{experiment.primary_metric}, from {experiment.starts_at.isoformat()} to {ends}; "
+          "the API applies it within a second of its start")  # fmt: skip
+    return 0
+
+
+def _cmd_experiment_stop(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from recomart.experiments.store import stop_experiment
+
+    s = settings()
+    services.ensure_services(s)
+    with psycopg.connect(s.warehouse_url) as conn:
+        ended = stop_experiment(conn, args.name)
+    if ended is None:
+        print(f"recomart: no running or scheduled experiment named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"experiment {args.name} ends at {ended.isoformat()}: the API stops applying it within a second")
+    return 0
+
+
+def _cmd_experiment_list(_: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from recomart.experiments.store import list_experiments
+
+    s = settings()
+    services.check_reachable(s)  # reads only: no migration
+    with psycopg.connect(s.warehouse_url) as conn:
+        experiments = list_experiments(conn)
+    now = datetime.now(UTC)
+    print(f"{'name':<24} {'state':<9} {'control':<12} {'metric':<11} {'starts':<20} {'ends':<20} variants")
+    for e in experiments:
+        state = "running" if e.running_at(now) else "scheduled" if now < e.starts_at else "ended"
+        variants = ", ".join(f"{v.name}={v.policy}:{v.share:g}" for v in e.variants)
+        ends = e.ends_at.strftime("%Y-%m-%d %H:%M") if e.ends_at else "-"
+        print(f"{e.name:<24} {state:<9} {e.control:<12} {e.primary_metric:<11} "
+              f"{e.starts_at.strftime('%Y-%m-%d %H:%M'):<20} {ends:<20} {variants}")  # fmt: skip
+    if not experiments:
+        print(
+            "(no experiments: ./recomart experiment create NAME --variants hybrid:0.5,popularity:0.5 --control hybrid)"
+        )
+    return 0
+
+
+def _cmd_experiment_report(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from recomart.experiments.frame import MartMissing, users_frame
+    from recomart.experiments.store import get_experiment
+
+    s = settings()
+    services.check_reachable(s)  # reads only: no migration
+    with psycopg.connect(s.warehouse_url) as conn:
+        experiment = get_experiment(conn, args.name)
+        if experiment is None:
+            print(f"recomart: no experiment named {args.name!r} (./recomart experiment list)", file=sys.stderr)
+            return 1
+        try:
+            frame = users_frame(conn, experiment)
+        except MartMissing as error:
+            print(f"recomart: {error}", file=sys.stderr)
+            return 1
+    return _print_report(experiment, frame, args.json)
+
+
+def _print_report(experiment, frame, as_json: bool) -> int:
+    """Analyse ``frame`` (:func:`recomart.experiments.frame.users_frame`) and print the report or its JSON."""
+    from recomart.experiments.analysis import analyse, format_report
+
+    if frame.empty:
+        print(f"recomart: experiment {experiment.name!r} has no exposed users in marts.fct_experiment_users yet "
+              "(exposures are modelled by the transform DAG)", file=sys.stderr)  # fmt: skip
+        return 1
+    result = analyse(frame, control=experiment.control, shares=experiment.shares)
+    print(json.dumps(result.as_dict(), indent=2, default=str) if as_json else format_report(result))
+    return 0
+
+
+def _add_experiment_parser(sub: argparse._SubParsersAction) -> None:
+    from recomart.experiments.definitions import METRICS, POLICIES
+
+    exp = _command(sub, "experiment", "A/B tests of ranking policies: create, list, stop, report (ops.experiments)")
+    actions = exp.add_subparsers(dest="experiment_command", required=True, metavar="<what>")
+    create = actions.add_parser("create", help="define an experiment; the API applies it from its start")
+    create.add_argument("name", help="letters, digits, '_', '.', '-' (at most 100)")
+    create.add_argument(
+        "--variants", required=True,
+        help=f"NAME[=POLICY]:SHARE,... e.g. hybrid:0.5,popularity:0.5 (policies: {', '.join(POLICIES)})",
+    )  # fmt: skip
+    create.add_argument("--control", required=True, help="the control variant's name")
+    create.add_argument("--metric", choices=METRICS, default="conversion", help="primary metric (default conversion)")
+    create.add_argument("--salt", help="assignment salt (default: random); a new salt reshuffles the users")
+    create.add_argument("--starts", help="ISO 8601 start (UTC when no zone; default: now)")
+    create.add_argument("--ends", help="ISO 8601 end (default: open until `experiment stop NAME`)")
+    create.set_defaults(func=_cmd_experiment_create)
+    actions.add_parser("list", help="every experiment and its state").set_defaults(func=_cmd_experiment_list)
+    stop = actions.add_parser("stop", help="end a running (or scheduled) experiment now; its data stay")
+    stop.add_argument("name", help="the experiment's name (experiment list)")
+    stop.set_defaults(func=_cmd_experiment_stop)
+    report = actions.add_parser("report", help="per variant: users, conversion, lift with interval, SRM, CUPED")
+    report.add_argument("name", help="the experiment's name (experiment list)")
+    report.add_argument("--json", action="store_true", help="print the result as JSON")
+    report.set_defaults(func=_cmd_experiment_report)
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     """The static checks (recomart.static_checks), then pytest; 'no tests collected' (exit 5) is a
     failure, never a pass."""
@@ -370,7 +517,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Try it: generate data and run the whole pipeline once", ("demo", "generate")),
     ("Run the platform in the background and watch it", ("up", "status", "down", "services", "serve", "stream")),
-    ("Look at the results", ("recommend", "search", "features", "simulate")),
+    ("Look at the results", ("recommend", "search", "features", "simulate", "experiment")),
     ("Correct and operate", ("migrate", "backfill", "rollback", "forget")),
     ("Work on RecoMart", ("env", "test")),
 )
@@ -475,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backfill_parser(sub)
     _add_rollback_parser(sub)
     _add_forget_parser(sub)
+    _add_experiment_parser(sub)
 
     search = _command(sub, "search", "search the products (BM25 + embeddings, or TF-IDF + LSA without the extra)")
     search.add_argument("query", help="words to look for in the product titles and descriptions")
@@ -505,6 +653,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print USER's recommendations before and after the run ('auto': the user the run sends most views"
         " and carts for); needs the stream worker running",
     )
+    sim.add_argument(
+        "--shoppers", action="store_true",
+        help="instead: the shop's users fetch their recommendations and buy shown items by planted taste",
+    )  # fmt: skip
+    sim.add_argument("--visits", type=float, default=3.0, help="--shoppers: mean visits per user (default 3)")
+    sim.add_argument("--buy-rate", type=float, default=0.005, help="--shoppers: buy probability per unit affinity")
+    sim.add_argument("--users", type=int, help="--shoppers: only the first N users of the shop")
     sim.set_defaults(func=_cmd_simulate)
 
     test = _command(
@@ -535,6 +690,12 @@ def _cmd_stream(_: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from recomart.stream.simulate import print_summary, simulate
 
+    if args.shoppers:
+        from recomart.stream.shoppers import simulate_shoppers
+
+        shoppers = simulate_shoppers(settings(), args.visits, args.buy_rate, args.users, url=args.url)
+        print(json.dumps(shoppers.as_dict(), indent=2), flush=True)
+        return 0 if shoppers.failed_requests == 0 else 1
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     if args.rate <= 0 or seconds <= 0:
         print("recomart: --rate and --minutes (or --seconds) must be positive", file=sys.stderr)

@@ -78,6 +78,7 @@ class Settings:
     stream_batch_size: int = 1000
     stream_claim_idle_s: float = 15.0
     redis_appendfsync: str = "everysec"
+    log_exposures: bool = True
 
     # --- databases -------------------------------------------------------
     @property
@@ -313,6 +314,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stream_batch_size=env.integer("RECOMART_STREAM_BATCH_SIZE", 1000, minimum=1, maximum=10_000),
         stream_claim_idle_s=env.number("RECOMART_STREAM_CLAIM_IDLE_S", 15.0),
         redis_appendfsync=_appendfsync(_env("RECOMART_REDIS_APPENDFSYNC", "everysec")),
+        log_exposures=bool(env.integer("RECOMART_LOG_EXPOSURES", 1, minimum=0, maximum=1)),
         # prometheus_client's own variable: set by `recomart serve` for multi-process metrics
         metrics_multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
     )

@@ -90,6 +90,7 @@ def test_union_counts_an_event_in_both_feeds_once(
 
     with psycopg.connect(warehouse_dsn) as conn:
         conn.execute((MIGRATIONS_DIR / "0009_stream_events.sql").read_text())
+        conn.execute((MIGRATIONS_DIR / "0012_exposures_experiments.sql").read_text())  # stream_events.request_id
         conn.execute(STREAM_ROWS)
         conn.commit()
     after = _build(tool_env, test_settings.dbt_project_dir, tmp_path / "after")

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from recomart.features.session import EVENT_TYPES, SessionEvent, SessionState, fold_events
 from recomart.stream.batch import Entry, parse_entries
 from recomart.stream.events import ENTRY_FIELD, EventBatch, EventIn, EventType, decode, encode
+from recomart.stream.exposures import EXPOSURE_FIELD, encode_exposure
 from recomart.stream.lag import _after
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -61,13 +62,34 @@ def test_parse_entries_keeps_the_first_of_an_id_and_rejects_with_a_reason() -> N
         Entry("1-0", good),
         Entry("2-0", again),
         Entry("3-0", {ENTRY_FIELD: b"not json"}),
-        Entry("4-0", {b"x": b"1"}),
+        Entry("4-0", {b"y": b"1"}),
         Entry("5-0", {ENTRY_FIELD: json.dumps({"event_id": "e9", "received_at": T0.isoformat()}).encode()}),
     ]
-    events, rejects = parse_entries(entries)
-    assert [(e["event_id"], e["item_id"], e["_stream_id"]) for e in events] == [("e1", "i1", "1-0")]
-    assert [r[0] for r in rejects] == ["3-0", "4-0", "5-0"]
-    assert "no 'e' field" in rejects[1][2] and "event_type" in rejects[2][2]
+    parsed = parse_entries(entries)
+    assert [(e["event_id"], e["item_id"], e["_stream_id"]) for e in parsed.events] == [("e1", "i1", "1-0")]
+    assert [r[0] for r in parsed.rejects] == ["3-0", "4-0", "5-0"]
+    assert "no 'e' field" in parsed.rejects[1][2] and "event_type" in parsed.rejects[2][2]
+    assert parsed.exposures == []
+
+
+def test_exposure_entries_are_their_own_kind_once_per_request() -> None:
+    shown = {"request_id": "r1", "user_id": "u1", "item_ids": ["i2", "i1"], "served_at": T0.isoformat()}
+    entries = [
+        Entry("1-0", encode_exposure({**shown, "experiment": "ab", "variant": "hybrid", "generation_id": 3})),
+        Entry("2-0", encode_exposure({**shown, "item_ids": ["other"]})),
+        Entry("3-0", encode_exposure({"request_id": "r2", "user_id": "u1", "item_ids": []})),
+        Entry("4-0", {EXPOSURE_FIELD: b"[1]"}),
+        Entry("5-0", encode(_event(request_id="r1"), T0)),
+    ]
+    parsed = parse_entries(entries)
+    assert [(x["request_id"], x["item_ids"], x["variant"], x["_stream_id"]) for x in parsed.exposures] == [
+        ("r1", ["i2", "i1"], "hybrid", "1-0")
+    ]
+    assert parsed.exposures[0]["served_at"] == T0
+    assert [r[0] for r in parsed.rejects] == ["3-0", "4-0"]
+    assert "served_at" in parsed.rejects[0][2] and parsed.rejects[0][3] == "u1"
+    assert "not a JSON object" in parsed.rejects[1][2]
+    assert [(e["event_id"], e["request_id"]) for e in parsed.events] == [("e1", "r1")]
 
 
 def test_aggregated_state_equals_the_folded_one() -> None:

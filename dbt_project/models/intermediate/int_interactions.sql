@@ -33,7 +33,8 @@ interactions as (
             else 0
         end as revenue,
         case when event_type = 'purchase' then event_id end as order_id,
-        null::text as item_description
+        null::text as item_description,
+        request_id
 
     from events
 
@@ -62,7 +63,8 @@ interactions as (
         unit_price,
         line_revenue as revenue,
         invoice_no as order_id,
-        description as item_description
+        description as item_description,
+        null::text as request_id
 
     from order_lines
 

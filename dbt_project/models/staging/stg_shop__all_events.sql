@@ -31,6 +31,7 @@ from_files as (
         quantity,
         unit_price,
         event_time,
+        null::text as request_id,
         'shop_events' as source_feed,
         load_id,
         loaded_at
@@ -49,6 +50,7 @@ from_stream as (
         stream_events.quantity,
         stream_events.unit_price,
         stream_events.event_time,
+        stream_events.request_id,
         'shop_stream' as source_feed,
         stream_events.load_id,
         stream_events.loaded_at

@@ -21,6 +21,7 @@ select
     null::numeric(12, 4) as unit_price,
     null::timestamptz as event_time,
     null::timestamptz as received_at,
+    null::text as request_id,
     null::text as stream_id,
     null::text as load_id,
     null::timestamptz as loaded_at
@@ -52,6 +53,9 @@ renamed as (
         -- timestamps
         event_time::timestamptz as event_time,
         received_at::timestamptz as received_at,
+
+        -- the recommendations response it responds to (migration 0012)
+        request_id::text as request_id,
 
         -- load metadata
         _stream_id::text as stream_id,

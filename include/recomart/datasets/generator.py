@@ -595,6 +595,41 @@ def later_days(
         d += 1
 
 
+@dataclass(frozen=True)
+class PlantedTastes:
+    """The planted tastes of a generated shop: ``taste[u, k]`` is user ``u``'s share of views in cluster
+    ``k`` (rows sum to 1), ``item_cluster[i]`` item ``i``'s cluster, ``activity[u]`` the user's relative
+    activity (mean 1); users and items in the order of ``user_ids`` and ``item_ids``."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_cluster: np.ndarray
+    taste: np.ndarray
+    activity: np.ndarray
+
+    def affinity(self, user: int, items: np.ndarray) -> np.ndarray:
+        """User ``user``'s affinity for ``items`` (indices): the taste for each item's cluster times the
+        number of clusters (1 = an indifferent user's)."""
+        return self.taste[user, self.item_cluster[items]] * self.taste.shape[1]
+
+
+def planted_tastes(
+    *, users: int = 2000, items: int = 500, days: int = 60, seed: int = 42, popularity_alpha: float = 0.8
+) -> PlantedTastes:
+    """The tastes :func:`generate` plants with these arguments (they do not depend on the end date)."""
+    end = last_complete_day()
+    start = end - timedelta(days=days - 1)
+    catalogue, _ = _make_catalogue(items, seed, popularity_alpha, start, end)
+    people, _ = _make_users(users, days, seed, start, catalogue)
+    n_clusters = catalogue.cluster_share.size
+    cdf = people.taste_cdf.reshape(len(people.ids), n_clusters) - np.arange(len(people.ids))[:, None]
+    taste = np.diff(cdf, axis=1, prepend=0.0)
+    return PlantedTastes(
+        np.asarray(people.ids.to_pylist(), dtype=object), np.asarray(catalogue.ids.to_pylist(), dtype=object),
+        catalogue.cluster, taste, people.activity,
+    )  # fmt: skip
+
+
 def last_complete_day() -> date:
     """Yesterday in UTC: the latest day whose events all lie in the past."""
     return datetime.now(UTC).date() - timedelta(days=1)

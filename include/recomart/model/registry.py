@@ -300,8 +300,8 @@ def log_and_register(
     return RegisteredModel(version, run_id, gate.promote, gate.reason, model_name, alias, gate.as_dict())
 
 
-def current_champion_version(tracking_uri: str, model_name: str) -> str | None:
-    """The version behind ``@champion``, or ``None`` while there is none (or no such model)."""
+def current_champion_version(tracking_uri: str, model_name: str, alias: str = CHAMPION) -> str | None:
+    """The version behind ``@champion`` (or ``alias``), or ``None`` while there is none (or no such model)."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
@@ -312,12 +312,12 @@ def current_champion_version(tracking_uri: str, model_name: str) -> str | None:
             return None
         raise
     # an alias that was never set is not an error: it is the state before the first promotion
-    version = (registered.aliases or {}).get(CHAMPION)
+    version = (registered.aliases or {}).get(alias)
     return str(version) if version is not None else None
 
 
-def read_champion_alias(conn: psycopg.Connection, model_name: str) -> str | None:
-    """The version behind ``@champion`` from MLflow's own registry table, in one indexed query.
+def read_champion_alias(conn: psycopg.Connection, model_name: str, alias: str = CHAMPION) -> str | None:
+    """The version behind ``@champion`` (or ``alias``) from MLflow's own registry table, in one indexed query.
 
     For the API's poller, which checks the alias every second: MLflow's client spends about 20 ms
     of Python per lookup (SQLAlchemy sessions), which holds the GIL against the requests of that
@@ -326,10 +326,10 @@ def read_champion_alias(conn: psycopg.Connection, model_name: str) -> str | None
     ``tests/integration/test_serving.py`` checks that both agree.
     """
     rows = conn.execute(
-        "select version from registered_model_aliases where name = %s and alias = %s", (model_name, CHAMPION)
+        "select version from registered_model_aliases where name = %s and alias = %s", (model_name, alias)
     ).fetchall()
     if len(rows) > 1:
-        raise psycopg.DataError(f"{len(rows)} @{CHAMPION} rows for {model_name!r} (several MLflow workspaces?)")
+        raise psycopg.DataError(f"{len(rows)} @{alias} rows for {model_name!r} (several MLflow workspaces?)")
     return str(rows[0][0]) if rows else None
 
 
@@ -417,11 +417,13 @@ def mark_versions_erased(tracking_uri: str, model_name: str, versions: list[str]
 
 
 @contextlib.contextmanager
-def _champion_files(tracking_uri: str, model_name: str) -> Iterator[tuple[Path, dict[str, Any], str] | None]:
-    """(local model directory, metadata, version) of ``@champion`` in a temporary directory, or None."""
+def _champion_files(
+    tracking_uri: str, model_name: str, alias: str = CHAMPION
+) -> Iterator[tuple[Path, dict[str, Any], str] | None]:
+    """(local model directory, metadata, version) of ``@champion`` (or ``alias``) in a temporary directory, or None."""
     import mlflow.artifacts
 
-    version = current_champion_version(tracking_uri, model_name)
+    version = current_champion_version(tracking_uri, model_name, alias)
     if version is None:
         yield None
         return
@@ -437,16 +439,17 @@ def _champion_files(tracking_uri: str, model_name: str) -> Iterator[tuple[Path, 
         yield local, meta, str(mv.version)
 
 
-def load_champion(tracking_uri: str, model_name: str) -> LoadedChampion | None:
+def load_champion(tracking_uri: str, model_name: str, alias: str = CHAMPION) -> LoadedChampion | None:
     """``models:/<model_name>@champion`` loaded through its pyfunc (the object the nightly job and the
-    pyfunc's ``predict`` rank with), or ``None`` while there is none.
+    pyfunc's ``predict`` rank with), or ``None`` while there is none. ``alias`` loads another alias
+    (the API's experiments load ``@challenger``).
 
     ``metadata`` holds the training params, metrics, split, data digest, the blend weights
     (``"weights"``) and their fit evidence (``"blend"``), plus ``version``, ``run_id`` and ``tags``.
     """
     import mlflow.pyfunc
 
-    with _champion_files(tracking_uri, model_name) as files:
+    with _champion_files(tracking_uri, model_name, alias) as files:
         if files is None:
             return None
         local, meta, version = files

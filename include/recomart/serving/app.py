@@ -21,12 +21,15 @@ from fastapi import FastAPI, HTTPException, Path, Query, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recomart.config import Settings, load_settings
+from recomart.experiments.assignment import assign
+from recomart.experiments.definitions import DEFAULT_POLICY, POLICIES, Policy, Variant
 from recomart.features.session import SESSION_FEATURE_VIEW
 from recomart.recommend.cache import cache_layout
 from recomart.serving import metrics
+from recomart.serving.exposures import ExposureLog
 from recomart.serving.lists import Filters, build_recommendations
 from recomart.serving.lists import Request as ListRequest
-from recomart.serving.live import LiveState
+from recomart.serving.live import LiveState, Model
 from recomart.serving.reads import ListReader, postgres_pool
 from recomart.serving.rerank import DEFAULT_WEIGHT, Session
 from recomart.serving.schemas import FeaturesOut, ReadyOut, RecommendationsOut, SimilarOut
@@ -124,6 +127,39 @@ def _stream_gauges(state: LiveState) -> dict[str, tuple[str, float | None]]:
     }
 
 
+def _variant(state: LiveState, user_id: str) -> tuple[str | None, Variant | None, Policy]:
+    """``(experiment name, variant, policy)`` of the user under the running experiment, if any."""
+    experiment = state.experiment
+    if experiment is None:
+        return None, None, DEFAULT_POLICY
+    variant = assign(experiment, user_id)
+    return experiment.name, variant, POLICIES[variant.policy]
+
+
+def _reranker(state: LiveState, policy: Policy) -> Model | None:
+    """The model whose neighbours re-rank under ``policy`` (``@challenger`` falls back to ``@champion``
+    while no challenger is loaded; the exposure's ``reranker_version`` says which)."""
+    if policy.rerank_with is None:
+        return None
+    return (state.challenger if policy.rerank_with == "challenger" else None) or state.model
+
+
+def _exposure(body: dict[str, Any], request_id: str, now: datetime, reranker: Model | None) -> dict[str, Any]:
+    """The exposure of a response ``body`` (:class:`recomart.stream.exposures.ExposureIn`'s fields)."""
+    return {
+        "request_id": request_id,
+        "user_id": body["user_id"],
+        "item_ids": [item["item_id"] for item in body["items"]],
+        "served_at": now.isoformat(),
+        "experiment": body["experiment"],
+        "variant": body["variant"],
+        "generation_id": body["generation_id"],
+        "model_version": body["model_version"],
+        "reranker_version": reranker.version if reranker else None,
+        "strategy": body["strategy"],
+    }
+
+
 def create_app(s: Settings | None = None) -> FastAPI:
     """The API of deployment ``s`` (default: the process's settings)."""
     s = s or load_settings()
@@ -133,11 +169,14 @@ def create_app(s: Settings | None = None) -> FastAPI:
     )
     reader = ListReader(list_cache, cache_layout(s.db_prefix), postgres_pool(s.warehouse_url))
     intake = EventIntake(s)
+    exposures = ExposureLog(s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.start()
+        exposures.start()
         yield
+        exposures.stop()
         state.stop()
         await list_cache.aclose()
         reader.pool.close()
@@ -169,17 +208,33 @@ def create_app(s: Settings | None = None) -> FastAPI:
         exclude: Annotated[list[str], Query(max_length=MAX_K * 10, description="Item ids to leave out.")] = [],  # noqa: B006
     ) -> Response:
         """The user's list of the live generation, re-ranked with their fresh session; cold start for
-        unknown users; filters backfill from the cold-start list and say so (``backfilled``)."""
+        unknown users; filters backfill from the cold-start list and say so (``backfilled``). While an
+        experiment runs, the user's variant's policy builds the list (``experiment``, ``variant``).
+        Every response is logged as one exposure (``raw.exposures``, by ``request_id``)."""
         filters = _filters(category, min_price, max_price, exclude)
         generation = generation_or_503()
-        user_list = await reader.user(generation, user_id, "recommendations")
-        session, segment = await _session_of(state, user_id, known=user_list is not None)
-        request = ListRequest(user_id, k, filters, segment, session, DEFAULT_WEIGHT, datetime.now(UTC))
-        body = build_recommendations(generation, user_list, state.model, request)
+        experiment, variant, policy = _variant(state, user_id)
+        personal = policy.source == "personal"
+        user_list = await reader.user(generation, user_id, "recommendations") if personal else None
+        reranker = _reranker(state, policy)
+        needs_features = user_list is None or reranker is not None  # the segment, or the session
+        session, segment = (
+            await _session_of(state, user_id, known=user_list is not None) if needs_features else (None, None)
+        )
+        now = datetime.now(UTC)
+        request = ListRequest(user_id, k, filters, segment, session, DEFAULT_WEIGHT, now)
+        body = build_recommendations(generation, user_list, reranker, request)
         if body["reranked"]:
             metrics.RERANKED.inc()
         request_id = uuid.uuid4().hex
-        return _json({**body, "request_id": request_id}, headers={"X-Request-ID": request_id})
+        body = {
+            **body,
+            "experiment": experiment,
+            "variant": variant.name if variant else None,
+            "request_id": request_id,
+        }
+        exposures.log(_exposure(body, request_id, now, reranker))
+        return _json(body, headers={"X-Request-ID": request_id})
 
     @app.get(
         "/v1/items/{item_id}/similar",

@@ -8,7 +8,10 @@ request uses one generation from start to end) and a poller thread replaces them
   incomplete, from Postgres's ``reco.generations`` (``source`` says which);
 - the **model**: ``@champion``'s item-to-item neighbours, reloaded when the alias moves (MLflow
   has no push, so the alias is polled);
-- the **feature reader** for session features (Feast, built once Postgres holds the registry).
+- the **feature reader** for session features (Feast, built once Postgres holds the registry);
+- the **running experiment** (``ops.experiments``, read on the same Postgres connection as the
+  generation pointer: no per-request Postgres read) and, while one of its variants applies the
+  ``challenger`` policy, ``@challenger``'s neighbours.
 
 Every poll takes well under a second; :data:`POLL_S` keeps a switch within the 5 s promise.
 """
@@ -21,16 +24,19 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import redis
 
 from recomart.config import Settings
+from recomart.experiments.definitions import POLICIES, Experiment
+from recomart.experiments.store import running_experiment
 from recomart.features import OnlineReader, serving_store
 from recomart.features.names import entity_spec
 from recomart.features.session import SERVING_FEATURE_SERVICE, SESSION_FEATURE_VIEW
-from recomart.model.registry import current_champion_version, load_champion, read_champion_alias
+from recomart.model.registry import CHALLENGER, CHAMPION, current_champion_version, load_champion, read_champion_alias
 from recomart.recommend.cache import OVERALL_SEGMENT, CacheLayout, cache_layout, unpack
 from recomart.serving.rerank import Neighbours
 from recomart.tools import tool_env
@@ -174,6 +180,8 @@ class LiveState:
         self.model: Model | None = None
         self.session_reader: OnlineReader | None = None
         self.user_reader: OnlineReader | None = None
+        self.experiment: Experiment | None = None
+        self.challenger: Model | None = None
         self.health = Health()
         self._connections = Connections()
         self._stop = threading.Event()
@@ -210,14 +218,27 @@ class LiveState:
         self.health.checked_at = time.time()
 
     def _check_postgres(self) -> tuple[int, str | None, str | None] | None:
+        """The live generation's row, and the running experiment read on the same connection (kept as it
+        was while Postgres is down: assignment needs no Postgres, so users keep their variants)."""
         try:
             with self._connections.using(self.dsn) as conn:
                 live = _pg_live_generation(conn)
+                self._set_experiment(conn)
         except psycopg.Error as exc:
             self.health.postgres = f"unreachable: {str(exc).strip().splitlines()[0]}"
             return None
         self.health.postgres = None
         return live
+
+    def _set_experiment(self, conn: psycopg.Connection) -> None:
+        try:
+            experiment = running_experiment(conn, datetime.now(UTC))
+        except ValueError as exc:  # a row changed by hand into an invalid definition
+            log.warning("ignoring the running experiment: %s", exc)
+            experiment = None
+        if experiment != self.experiment:
+            log.info("experiment now applied: %s", experiment.name if experiment else "none")
+        self.experiment = experiment
 
     def _check_redis(self) -> int | None:
         try:
@@ -252,38 +273,51 @@ class LiveState:
         log.info("serving generation %s from %s", loaded.generation_id, loaded.source)
 
     def _refresh_model(self) -> None:
-        s = self.settings
         try:
-            version = self._champion_version()
+            self.model, problem = self._load_alias(CHAMPION, self.model)
         except Exception as exc:  # MLflow's client raises its own and SQLAlchemy's errors
             self.health.model = f"@champion unreadable: {str(exc).splitlines()[0][:200]}"
             return
-        if version is None:
-            self.health.model = "no @champion registered: lists are served without session re-ranking"
+        self.health.model = problem and f"{problem}: lists are served without session re-ranking"
+        experiment = self.experiment
+        if experiment is None or all(POLICIES[v.policy].rerank_with != CHALLENGER for v in experiment.variants):
+            self.challenger = None
             return
-        if self.model is not None and self.model.version == str(version):
-            self.health.model = None
-            return
-        champion = load_champion(s.mlflow_tracking_uri, s.model_name)
-        if champion is None:
-            return
-        recommender = champion.recommender
-        self.model = Model(champion.version, Neighbours.from_recommender(recommender), recommender.repeat_purchases)
-        self.health.model = None
-        log.info("loaded @champion v%s for re-ranking", champion.version)
+        try:
+            self.challenger, problem = self._load_alias(CHALLENGER, self.challenger)
+        except Exception as exc:  # as above: keep the challenger loaded before, if any
+            problem = f"@challenger unreadable: {str(exc).splitlines()[0][:200]}"
+        if problem:
+            log.warning("%s: the challenger variant is re-ranked with @champion's neighbours", problem)
 
-    def _champion_version(self) -> str | None:
-        """``@champion``'s version: one query on MLflow's registry table, MLflow's client if that fails."""
+    def _load_alias(self, alias: str, current: Model | None) -> tuple[Model | None, str | None]:
+        """``(model behind @alias, problem)``: ``current`` when the alias has not moved (or is unset: then
+        ``problem`` says so)."""
+        s = self.settings
+        version = self._alias_version(alias)
+        if version is None:
+            return current, f"no @{alias} registered"
+        if current is not None and current.version == str(version):
+            return current, None
+        loaded = load_champion(s.mlflow_tracking_uri, s.model_name, alias)
+        if loaded is None:  # the alias moved away while loading: the next poll loads its new version
+            return current, None
+        recommender = loaded.recommender
+        log.info("loaded @%s v%s for re-ranking", alias, loaded.version)
+        return Model(loaded.version, Neighbours.from_recommender(recommender), recommender.repeat_purchases), None
+
+    def _alias_version(self, alias: str) -> str | None:
+        """``@alias``'s version: one query on MLflow's registry table, MLflow's client if that fails."""
         s = self.settings
         try:
             with self._connections.using(s.pg_url(s.mlflow_db)) as conn:
-                return read_champion_alias(conn, s.model_name)
+                return read_champion_alias(conn, s.model_name, alias)
         except psycopg.errors.UndefinedTable:
             # MLflow has not created its schema: nothing is registered. (Asking the client would create
             # the tables, and the API's workers would race to do so.)
             return None
         except psycopg.Error:  # another schema, or MLflow's database unreachable: ask MLflow's client
-            return current_champion_version(s.mlflow_tracking_uri, s.model_name)
+            return current_champion_version(s.mlflow_tracking_uri, s.model_name, alias)
 
     def _refresh_features(self) -> None:
         if self.session_reader is not None:

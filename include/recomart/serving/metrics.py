@@ -25,6 +25,15 @@ LIST_READS = Counter(
 )
 RERANKED = Counter("recomart_api_reranked", "Recommendation responses re-ranked with fresh session events.")
 SESSION_READ_ERRORS = Counter("recomart_api_session_read_errors", "Session-feature reads that failed (served nightly).")
+EXPOSURES_LOGGED = Counter(
+    "recomart_api_exposures_logged", "Exposures (one per recommendations response) appended to the event stream."
+)
+EXPOSURES_DROPPED = Counter(
+    "recomart_api_exposures_dropped",
+    "Exposures not logged, by reason: queue_full (the writer thread is behind), unavailable (Redis error) or "
+    "backlog (the stream at its cap: the worker is behind).",
+    ["reason"],
+)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 

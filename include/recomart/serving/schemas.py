@@ -47,7 +47,9 @@ class RecommendationsOut(BaseModel):
     filters: Filters
     backfilled: int
     items: list[RecommendedItem]
-    request_id: str
+    experiment: str | None = Field(description="The experiment running (ops.experiments), null while none.")
+    variant: str | None = Field(description="The user's variant in it (deterministic per user), null while none.")
+    request_id: str = Field(description="This response's id: the exposure's key; events may send it back.")
 
 
 class SimilarItem(BaseModel):

@@ -39,7 +39,8 @@ from recomart.ingest.erasure import read_suppression
 from recomart.ingest.feeds import GENERATED_EVENTS
 from recomart.ingest.ledger import Attempt, append_attempt
 from recomart.stream.events import ENTRY_FIELD, decode
-from recomart.stream.tables import FEED, STAGE_DDL
+from recomart.stream.exposures import EXPOSURE_FIELD, decode_exposure
+from recomart.stream.tables import EXPOSURE_STAGE_DDL, FEED, STAGE_DDL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,11 +55,19 @@ from (select distinct abs(hashtext(u) %% {SESSION_BUCKETS}) as bucket from unnes
 user's session row is computed from every event committed before it and its row time only grows."""
 COLUMNS = (
     "event_id", "event_time", "user_id", "item_id", "event_type", "quantity", "unit_price", "received_at",
-    "_stream_id", "_load_id",
+    "request_id", "_stream_id", "_load_id",
 )  # fmt: skip
 INSERT_NEW = (
     f"insert into raw.stream_events ({', '.join(COLUMNS)}) select {', '.join(COLUMNS)} from stream_batch"
     " on conflict (event_id) do nothing"
+)
+EXPOSURE_COLUMNS = (
+    "request_id", "user_id", "item_ids", "variant", "experiment", "generation_id", "model_version",
+    "reranker_version", "strategy", "served_at", "_stream_id", "_load_id",
+)  # fmt: skip
+INSERT_NEW_EXPOSURES = (
+    f"insert into raw.exposures ({', '.join(EXPOSURE_COLUMNS)}) select {', '.join(EXPOSURE_COLUMNS)}"
+    " from stream_exposure_batch on conflict (request_id) do nothing"
 )
 LAST_EVENTS = """
 select e.user_id, max(e.event_time) as last_at, c.row_time
@@ -108,7 +117,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What one micro-batch did (``frame``: the session rows to push, one per user)."""
+    """What one micro-batch did (``frame``: the session rows to push, one per user; ``loaded`` counts
+    events and exposures, ``exposures`` the exposures among them)."""
 
     load_id: str
     read: int
@@ -118,6 +128,7 @@ class BatchResult:
     erased: int
     frame: pd.DataFrame
     seconds: float
+    exposures: int = 0
 
     @property
     def users(self) -> int:
@@ -136,9 +147,9 @@ def _reject(entry: Entry, reason: str) -> Reject:
     fields = entry.fields
     if fields is None:
         return entry.stream_id, None, reason, None
-    if set(fields) != {ENTRY_FIELD}:
+    if len(fields) != 1 or next(iter(fields)) not in (ENTRY_FIELD, EXPOSURE_FIELD):
         return entry.stream_id, repr(fields)[:RAW_RECORD_CHARS], reason, None
-    payload = fields[ENTRY_FIELD].decode("utf-8", "replace")
+    payload = next(iter(fields.values())).decode("utf-8", "replace")
     try:
         body = json.loads(payload)
     except ValueError:
@@ -147,18 +158,33 @@ def _reject(entry: Entry, reason: str) -> Reject:
     return entry.stream_id, payload[:RAW_RECORD_CHARS], reason, user if isinstance(user, str) else None
 
 
-def parse_entries(entries: Sequence[Entry]) -> tuple[list[dict[str, Any]], list[Reject]]:
-    """``(events, rejects)``: the valid events (the first of each ``event_id``) and the :data:`Reject` rows."""
+@dataclass(frozen=True)
+class Parsed:
+    """The entries of a batch by kind: valid events (the first of each ``event_id``), valid exposures
+    (the first of each ``request_id``) and the :data:`Reject` rows."""
+
+    events: list[dict[str, Any]]
+    exposures: list[dict[str, Any]]
+    rejects: list[Reject]
+
+
+def parse_entries(entries: Sequence[Entry]) -> Parsed:
+    """Decode ``entries``: an entry with the field ``x`` is an exposure, any other must be an event."""
     events: dict[str, dict[str, Any]] = {}
+    exposures: dict[str, dict[str, Any]] = {}
     rejects = []
     for entry in entries:
+        is_exposure = entry.fields is not None and set(entry.fields) == {EXPOSURE_FIELD}
         try:
-            event = decode(entry.fields)
+            record = decode_exposure(entry.fields) if is_exposure else decode(entry.fields)  # type: ignore[arg-type]
         except ValueError as exc:
             rejects.append(_reject(entry, str(exc).replace("\n", " ")[:500]))
             continue
-        events.setdefault(event["event_id"], {**event, "_stream_id": entry.stream_id})
-    return list(events.values()), rejects
+        if is_exposure:
+            exposures.setdefault(record["request_id"], {**record, "_stream_id": entry.stream_id})
+        else:
+            events.setdefault(record["event_id"], {**record, "_stream_id": entry.stream_id})
+    return Parsed(list(events.values()), list(exposures.values()), rejects)
 
 
 def _copy_batch(conn: psycopg.Connection, events: list[dict[str, Any]], load_id: str) -> int:
@@ -168,6 +194,15 @@ def _copy_batch(conn: psycopg.Connection, events: list[dict[str, Any]], load_id:
         for event in events:
             copy.write_row([*(event[c] for c in COLUMNS[:-1]), load_id])
     return conn.execute(INSERT_NEW).rowcount
+
+
+def _copy_exposures(conn: psycopg.Connection, exposures: list[dict[str, Any]], load_id: str) -> int:
+    """COPY ``exposures`` into a temporary table and insert the new ones; returns how many were new."""
+    conn.execute(EXPOSURE_STAGE_DDL)
+    with conn.cursor().copy(f"copy stream_exposure_batch ({', '.join(EXPOSURE_COLUMNS)}) from stdin") as copy:
+        for exposure in exposures:
+            copy.write_row([*(exposure[c] for c in EXPOSURE_COLUMNS[:-1]), load_id])
+    return conn.execute(INSERT_NEW_EXPOSURES).rowcount
 
 
 def _quarantine(conn: psycopg.Connection, rejects: list[Reject], load_id: str) -> None:
@@ -198,21 +233,28 @@ def session_rows(conn: psycopg.Connection, users: list[str]) -> list[tuple[str, 
     return rows
 
 
-def _leave_out_erased(
-    conn: psycopg.Connection, events: list[dict[str, Any]], rejects: list[Reject], erasure_key: bytes | None
-) -> tuple[list[dict[str, Any]], list[Reject]]:
-    """``events`` and ``rejects`` without those of users erased on request (``ops.erased_users``, read
-    under the SHARE lock an erasure's insert waits for, as the file loads do); raises ``ErasureKeyError``
-    when users are listed and ``erasure_key`` cannot recognise them (the batch is retried, never loaded
+def _leave_out_erased(conn: psycopg.Connection, parsed: Parsed, erasure_key: bytes | None) -> Parsed:
+    """``parsed`` without the records of users erased on request (``ops.erased_users``, read under the
+    SHARE lock an erasure's insert waits for, as the file loads do); raises ``ErasureKeyError`` when
+    users are listed and ``erasure_key`` cannot recognise them (the batch is retried, never loaded
     unfiltered)."""
     conn.execute("lock table ops.erased_users in share mode")
     suppression = read_suppression(conn, erasure_key)
     if not suppression.listed:
-        return events, rejects
-    return (
-        [event for event in events if not suppression.is_erased(GENERATED_EVENTS, event["user_id"])],
-        [reject for reject in rejects if reject[3] is None or not suppression.is_erased(GENERATED_EVENTS, reject[3])],
+        return parsed
+
+    def kept(user: str | None) -> bool:
+        return user is None or not suppression.is_erased(GENERATED_EVENTS, user)
+
+    return Parsed(
+        [event for event in parsed.events if kept(event["user_id"])],
+        [exposure for exposure in parsed.exposures if kept(exposure["user_id"])],
+        [reject for reject in parsed.rejects if kept(reject[3])],
     )
+
+
+def _size(parsed: Parsed) -> int:
+    return len(parsed.events) + len(parsed.exposures) + len(parsed.rejects)
 
 
 def store_batch(
@@ -221,12 +263,14 @@ def store_batch(
     """Load ``entries`` into Postgres in one transaction (see the module docstring); nothing is pushed yet."""
     began, started_at = time.perf_counter(), datetime.now(UTC)
     load_id = f"stream-{uuid.uuid4().hex[:16]}"
-    parsed, all_rejects = parse_entries(entries)
+    parsed = parse_entries(entries)
     with conn.transaction():
-        conn.execute(USER_LOCKS, (sorted({event["user_id"] for event in parsed}),))
-        events, rejects = _leave_out_erased(conn, parsed, all_rejects, erasure_key)
-        erased = len(parsed) - len(events) + len(all_rejects) - len(rejects)
+        conn.execute(USER_LOCKS, (sorted({event["user_id"] for event in parsed.events}),))
+        kept = _leave_out_erased(conn, parsed, erasure_key)
+        erased = _size(parsed) - _size(kept)
+        events, rejects = kept.events, kept.rejects
         loaded = _copy_batch(conn, events, load_id) if events else 0
+        exposures = _copy_exposures(conn, kept.exposures, load_id) if kept.exposures else 0
         if rejects:
             _quarantine(conn, rejects, load_id)
         rows = session_rows(conn, sorted({event["user_id"] for event in events})) if events else []
@@ -238,15 +282,18 @@ def store_batch(
             started_at=started_at,
             load_id=load_id,
             records_read=len(entries),
-            records_loaded=loaded,
+            records_loaded=loaded + exposures,
             records_rejected=len(rejects),
             records_erased=erased,
             replaces=False,
         )
         append_attempt(conn, attempt)
-    duplicates = len(entries) - len(rejects) - erased - loaded
+    duplicates = len(entries) - len(rejects) - erased - loaded - exposures
     seconds = time.perf_counter() - began
-    return BatchResult(load_id, len(entries), loaded, duplicates, len(rejects), erased, push_frame(rows), seconds)
+    return BatchResult(
+        load_id, len(entries), loaded + exposures, duplicates, len(rejects), erased, push_frame(rows), seconds,
+        exposures,
+    )  # fmt: skip
 
 
 def push_sessions(store: FeatureStore, frame: pd.DataFrame) -> None:

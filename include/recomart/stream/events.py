@@ -37,6 +37,9 @@ class EventIn(BaseModel):
     )
     quantity: int | None = Field(None, ge=1, le=100_000)
     unit_price: float | None = Field(None, ge=0, le=1e9)
+    request_id: Id | None = Field(
+        None, description="The recommendations response (its request_id) this event responds to, if any."
+    )
 
     @field_validator("event_time")
     @classmethod
