@@ -1,0 +1,90 @@
+"""
+### monitor
+
+Daily at 06:00 UTC, and after each new recommendation generation (`recomart_recommendations`).
+
+Four checks, each writing one row per metric to `ops.monitoring_metrics` (run id = this DAG run) and
+opening, refreshing or resolving its rows of `ops.alerts`:
+- **data drift**: PSI of each key user and item feature, the latest window of the `*_history` marts
+  against the days before it (warn at `RECOMART_MONITOR_PSI_WARN`, alert at `..._PSI_ALERT`);
+- **recommendation health** of the live generation against the previous one: coverage, Gini of
+  exposure, popularity bias, personalization, novelty, intra-list diversity, cold-start share;
+- **model health**: the held-out metrics of every version in `ops.model_promotions`, the champion's
+  lift over popularity;
+- **serving health**: latency, errors and fallback share of the API (`ops.serving_stats`).
+
+`report_alerts` posts what this run opened or resolved to `RECOMART_ALERT_WEBHOOK` when set, and fails
+(no retries) while unacknowledged alerts are open, so that the failure callback logs their summary.
+Acknowledge with `./recomart alerts ack ID`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+from recomart_dag_utils.assets import RECOMMENDATIONS
+from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
+
+
+@dag(
+    dag_id="monitor",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronDataIntervalTimetable("0 6 * * *", timezone="UTC"), assets=[RECOMMENDATIONS]
+    ),
+    start_date=pendulum.datetime(2010, 12, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["recomart", "monitoring"],
+    doc_md=__doc__,
+)
+def monitor():
+    @task
+    def data_drift(run_id=None):
+        """PSI per key feature, latest window vs reference."""
+        from recomart.config import settings
+        from recomart.tasks.monitor import check_data_drift
+
+        return check_data_drift(settings(), warehouse_dsn(), run_id)
+
+    @task
+    def recommendation_health(run_id=None):
+        """Health of the live generation against the previous one."""
+        from recomart.config import settings
+        from recomart.tasks.monitor import check_recommendation_health
+
+        return check_recommendation_health(settings(), warehouse_dsn(), run_id)
+
+    @task
+    def model_health(run_id=None):
+        """Held-out metrics history and the champion's lift over popularity."""
+        from recomart.config import settings
+        from recomart.tasks.monitor import check_model_health
+
+        return check_model_health(settings(), warehouse_dsn(), run_id)
+
+    @task
+    def serving_health(run_id=None):
+        """The API's latency, errors and fallback share (ops.serving_stats)."""
+        from recomart.config import settings
+        from recomart.tasks.monitor import check_serving_health
+
+        return check_serving_health(settings(), warehouse_dsn(), run_id)
+
+    @task(trigger_rule="all_done")
+    def report_alerts(run_id=None):
+        """Webhook, then fail while unacknowledged alerts are open (the failure callback logs them)."""
+        from recomart.config import settings
+        from recomart.tasks.monitor import OpenAlerts
+        from recomart.tasks.monitor import report_alerts as report
+
+        try:
+            return report(settings(), warehouse_dsn(), run_id)
+        except OpenAlerts as alerts:
+            raise AirflowFailException(str(alerts)) from alerts
+
+    [data_drift(), recommendation_health(), model_health(), serving_health()] >> report_alerts()
+
+
+monitor()
