@@ -101,6 +101,8 @@ class Settings:
     stream_batch_size: int = 1000
     stream_claim_idle_s: float = 15.0
     redis_appendfsync: str = "everysec"
+    serving_stats_flush_s: float = 60.0
+    stream_metrics_port: int = 9108
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     alert_webhook: str | None = None
 
@@ -350,6 +352,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stream_batch_size=env.integer("RECOMART_STREAM_BATCH_SIZE", 1000, minimum=1, maximum=10_000),
         stream_claim_idle_s=env.number("RECOMART_STREAM_CLAIM_IDLE_S", 15.0),
         redis_appendfsync=_appendfsync(_env("RECOMART_REDIS_APPENDFSYNC", "everysec")),
+        stream_metrics_port=env.port("RECOMART_STREAM_METRICS_PORT", 9108),
+        serving_stats_flush_s=env.number("RECOMART_SERVING_STATS_FLUSH_S", 60.0),
         monitoring=_monitoring(env),
         alert_webhook=_env("RECOMART_ALERT_WEBHOOK"),
         # prometheus_client's own variable: set by `recomart serve` for multi-process metrics
