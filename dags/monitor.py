@@ -26,6 +26,26 @@ from airflow.sdk.exceptions import AirflowFailException
 from recomart_dag_utils.assets import RECOMMENDATIONS
 from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
 
+CHECKS = {
+    "data_drift": ("check_data_drift", "PSI per key feature, latest window vs reference."),
+    "recommendation_health": ("check_recommendation_health", "Health of the live generation vs the previous one."),
+    "model_health": ("check_model_health", "Held-out metrics history and the champion's lift over popularity."),
+    "serving_health": ("check_serving_health", "The API's latency, errors and fallback share (ops.serving_stats)."),
+}
+
+
+def _check(task_id: str, body: str, doc: str):
+    """A task running ``recomart.tasks.monitor.<body>`` for this DAG run."""
+
+    @task(task_id=task_id, doc_md=doc)
+    def run_check(run_id=None):
+        from recomart.config import settings
+        from recomart.tasks import monitor as bodies
+
+        return getattr(bodies, body)(settings(), warehouse_dsn(), run_id)
+
+    return run_check()
+
 
 @dag(
     dag_id="monitor",
@@ -40,38 +60,6 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, warehouse_dsn
     doc_md=__doc__,
 )
 def monitor():
-    @task
-    def data_drift(run_id=None):
-        """PSI per key feature, latest window vs reference."""
-        from recomart.config import settings
-        from recomart.tasks.monitor import check_data_drift
-
-        return check_data_drift(settings(), warehouse_dsn(), run_id)
-
-    @task
-    def recommendation_health(run_id=None):
-        """Health of the live generation against the previous one."""
-        from recomart.config import settings
-        from recomart.tasks.monitor import check_recommendation_health
-
-        return check_recommendation_health(settings(), warehouse_dsn(), run_id)
-
-    @task
-    def model_health(run_id=None):
-        """Held-out metrics history and the champion's lift over popularity."""
-        from recomart.config import settings
-        from recomart.tasks.monitor import check_model_health
-
-        return check_model_health(settings(), warehouse_dsn(), run_id)
-
-    @task
-    def serving_health(run_id=None):
-        """The API's latency, errors and fallback share (ops.serving_stats)."""
-        from recomart.config import settings
-        from recomart.tasks.monitor import check_serving_health
-
-        return check_serving_health(settings(), warehouse_dsn(), run_id)
-
     @task(trigger_rule="all_done")
     def report_alerts(run_id=None):
         """Webhook, then fail while unacknowledged alerts are open (the failure callback logs them)."""
@@ -84,7 +72,7 @@ def monitor():
         except OpenAlerts as alerts:
             raise AirflowFailException(str(alerts)) from alerts
 
-    [data_drift(), recommendation_health(), model_health(), serving_health()] >> report_alerts()
+    [_check(task_id, body, doc) for task_id, (body, doc) in CHECKS.items()] >> report_alerts()
 
 
 monitor()

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from psycopg import sql
+from test_reco_writer import copy_frame
 
 from recomart.config import Settings
 from recomart.environment import service_env
@@ -45,15 +45,6 @@ CREATE TABLE marts.item_features_history (
     distinct_buyers integer, revenue numeric, price numeric, price_band text, category text, brand text);
 CREATE TABLE reco.user_recommendations (user_id text, rank integer, item_id text, strategy text);
 """
-
-
-def _copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(*table.split(".")), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
-    )
-    with conn.cursor().copy(stmt) as copy:
-        for row in frame.itertuples(index=False):
-            copy.write_row(row)
 
 
 def _user_snapshot(rng: np.random.Generator, day: pd.Timestamp, monetary_scale: float = 1.0) -> pd.DataFrame:
@@ -98,7 +89,7 @@ def _set_latest_user_day(dsn: str, monetary_scale: float) -> None:
     """Replace the newest as-of day of the user history (the latest window) with a fresh draw."""
     with psycopg.connect(dsn) as conn:
         conn.execute("DELETE FROM marts.user_features_history WHERE event_timestamp = %s", (DAY,))
-        _copy(conn, "marts.user_features_history", _user_snapshot(np.random.default_rng(99), DAY, monetary_scale))
+        copy_frame(conn, "marts.user_features_history", _user_snapshot(np.random.default_rng(99), DAY, monetary_scale))
 
 
 def _publish(dsn: str, lists: pd.DataFrame) -> int:
@@ -110,7 +101,7 @@ def _publish(dsn: str, lists: pd.DataFrame) -> int:
             " RETURNING generation_id"
         ).fetchone()[0]
         conn.execute("TRUNCATE reco.user_recommendations")
-        _copy(conn, "reco.user_recommendations", lists)
+        copy_frame(conn, "reco.user_recommendations", lists)
     return generation
 
 
@@ -139,19 +130,19 @@ def shop(test_settings: Settings) -> Settings:
     rng = np.random.default_rng(5)
     with psycopg.connect(dsn) as conn:
         conn.execute(_DDL)
-        _copy(conn, "marts.dim_products", _item_snapshot(rng, DAY)[["item_id", "category"]])
+        copy_frame(conn, "marts.dim_products", _item_snapshot(rng, DAY)[["item_id", "category"]])
         pairs = pd.DataFrame(
             {
                 "user_id": [f"u{u:04d}" for u in rng.integers(0, N_USERS, 3000)],
                 "item_id": [f"i{i:03d}" for i in rng.zipf(1.5, 3000) % N_ITEMS],
             }
         ).drop_duplicates()
-        _copy(conn, "marts.user_item_ratings", pairs)
+        copy_frame(conn, "marts.user_item_ratings", pairs)
         for back in range(1, 8):
             day = DAY - pd.Timedelta(days=back)
-            _copy(conn, "marts.user_features_history", _user_snapshot(rng, day))
-            _copy(conn, "marts.item_features_history", _item_snapshot(rng, day))
-        _copy(conn, "marts.item_features_history", _item_snapshot(rng, DAY))
+            copy_frame(conn, "marts.user_features_history", _user_snapshot(rng, day))
+            copy_frame(conn, "marts.item_features_history", _item_snapshot(rng, day))
+        copy_frame(conn, "marts.item_features_history", _item_snapshot(rng, DAY))
         conn.execute(
             "INSERT INTO ops.model_promotions (model_name, model_version, decision, reason, metrics)"
             " VALUES (%s, '1', 'promoted', 'beats popularity', %s)",
