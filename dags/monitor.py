@@ -13,7 +13,8 @@ opening, refreshing or resolving its rows of `ops.alerts`:
   lift over popularity;
 - **serving health**: latency, errors and fallback share of the API (`ops.serving_stats`).
 
-`report_alerts` posts what this run opened or resolved to `RECOMART_ALERT_WEBHOOK` when set, and fails
+`report_alerts` runs after the checks, even after a failed one (`all_checks_ran` then fails the run), posts
+what this run opened or resolved to `RECOMART_ALERT_WEBHOOK` when set, and fails
 (no retries) while unacknowledged alerts are open, so that the failure callback logs their summary.
 Acknowledge with `./recomart alerts ack ID`.
 """
@@ -72,7 +73,14 @@ def monitor():
         except OpenAlerts as alerts:
             raise AirflowFailException(str(alerts)) from alerts
 
-    [_check(task_id, body, doc) for task_id, (body, doc) in CHECKS.items()] >> report_alerts()
+    @task
+    def all_checks_ran():
+        """Fails (upstream failed) when a check failed: report_alerts runs anyway, and the DAG run must not
+        pass as a success."""
+
+    checks = [_check(task_id, body, doc) for task_id, (body, doc) in CHECKS.items()]
+    checks >> report_alerts()
+    checks >> all_checks_ran()
 
 
 monitor()
