@@ -352,26 +352,40 @@ def _add_forget_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
-    import getpass
-
-    from recomart.monitoring.store import AlertNotFound, acknowledge, list_alerts, summary_line
+    import psycopg
 
     s = settings()
     services.check_reachable(s)
-    if args.alerts_command == "ack":
-        try:
-            alert = acknowledge(s.warehouse_url, args.alert_id, by=getpass.getuser())
-        except AlertNotFound as missing:
-            print(f"recomart: {missing}", file=sys.stderr)
-            return 1
-        print(f"acknowledged: {summary_line(alert)}")
-        return 0
+    try:
+        return _ack_alert(s.warehouse_url, args.alert_id) if args.alerts_command == "ack" else _list_alerts(s, args)
+    except psycopg.errors.UndefinedTable:
+        print(f"recomart: {s.warehouse_db} has no ops.alerts yet; run ./recomart migrate", file=sys.stderr)
+        return 1
+
+
+def _ack_alert(dsn: str, alert_id: int) -> int:
+    import getpass
+
+    from recomart.monitoring.store import AlertNotFound, acknowledge, summary_line
+
+    try:
+        alert = acknowledge(dsn, alert_id, by=getpass.getuser())
+    except AlertNotFound as missing:
+        print(f"recomart: {missing}", file=sys.stderr)
+        return 1
+    print(f"acknowledged: {summary_line(alert)}")
+    return 0
+
+
+def _list_alerts(s, args: argparse.Namespace) -> int:
+    from recomart.monitoring.store import list_alerts, summary_line
+
     states = ("open", "acknowledged", "resolved") if getattr(args, "all", False) else ("open", "acknowledged")
     alerts = list_alerts(s.warehouse_url, states)
     if getattr(args, "json", False):
         print(json.dumps(alerts, indent=2, default=str))
-        return 0
-    print("\n".join(summary_line(a) for a in alerts) if alerts else f"no {' or '.join(states)} alerts")
+    else:
+        print("\n".join(summary_line(a) for a in alerts) if alerts else f"no {' or '.join(states)} alerts")
     return 0
 
 

@@ -283,3 +283,16 @@ def test_planted_coverage_collapse_raises_its_alert_and_a_healthy_generation_res
     summary = monitor.check_recommendation_health(shop, dsn, "run-6-healthy-again")
     assert sorted(summary["resolved"]) == sorted(a["alert_id"] for a in alerts.values())
     assert _open(dsn) == {}
+
+
+def test_a_webhook_that_cannot_be_reached_is_reported_not_raised(shop: Settings, free_port) -> None:
+    from recomart.monitoring.store import RunOutcome
+    from recomart.monitoring.webhook import post_alerts
+
+    alert = {
+        "alert_id": 1, "state": "open", "metric_key": "reco.coverage_ratio", "subject": "", "what": "coverage fell",
+        "value": 0.1, "last_value": 0.1, "threshold": 0.5, "last_run_id": "r", "breaches": 1,
+    }  # fmt: skip
+    problem = post_alerts(f"http://127.0.0.1:{free_port()}/hook", "r", RunOutcome(opened=[alert]))
+    assert problem is not None and "alert webhook POST failed" in problem
+    assert post_alerts(f"http://127.0.0.1:{free_port()}/hook", "r", RunOutcome()) is None  # nothing to send
