@@ -296,3 +296,26 @@ def test_a_webhook_that_cannot_be_reached_is_reported_not_raised(shop: Settings,
     problem = post_alerts(f"http://127.0.0.1:{free_port()}/hook", "r", RunOutcome(opened=[alert]))
     assert problem is not None and "alert webhook POST failed" in problem
     assert post_alerts(f"http://127.0.0.1:{free_port()}/hook", "r", RunOutcome()) is None  # nothing to send
+
+
+def test_slow_api_and_a_champion_below_popularity_raise_their_alerts(shop: Settings) -> None:
+    dsn = shop.warehouse_url
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO ops.serving_stats (minute, route, worker, requests, errors, p50_ms, p95_ms, p99_ms,"
+            " fallback_share) VALUES (date_trunc('minute', now()), '/v1/items/{item_id}/similar', 'w2', 100, 20,"
+            " 80.0, 450.0, 900.0, 0.0), (date_trunc('minute', now()), '/readyz', 'w2', 10, 0, 900, 900, 900, NULL)"
+        )
+        conn.execute(
+            "INSERT INTO ops.model_promotions (model_name, model_version, decision, reason, metrics)"
+            " VALUES (%s, '2', 'promoted', 'forced', %s)",
+            (shop.model_name, json.dumps({"model": {"ndcg_at_10": 0.05}, "popularity": {"ndcg_at_10": 0.1}})),
+        )
+    serving = monitor.check_serving_health(shop, dsn, "run-7-slow")
+    model = monitor.check_model_health(shop, dsn, "run-7-slow")
+    alerts = _open(dsn)
+    assert set(alerts) == {("serving.p95_ms", ""), ("serving.error_rate", ""), ("model.lift_over_popularity", "")}
+    assert alerts[("serving.p95_ms", "")]["value"] == 450.0  # the probe's 900 ms is not an API route
+    assert alerts[("serving.error_rate", "")]["value"] == pytest.approx(20 / 700)
+    assert alerts[("model.lift_over_popularity", "")]["value"] == pytest.approx(0.5)
+    assert len(serving["opened"]) == 2 and len(model["opened"]) == 1

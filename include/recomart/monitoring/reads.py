@@ -132,13 +132,15 @@ def read_promotions(dsn: str, model_name: str) -> list[dict]:
 
 
 def read_serving_window(dsn: str, minutes: int) -> dict[str, float] | None:
-    """The API's last ``minutes`` minutes of ``ops.serving_stats`` over every route: requests, error
-    rate, the worst minute's p95 (ms) and the request-weighted fallback share; None without rows."""
+    """The API's last ``minutes`` minutes of ``ops.serving_stats`` over its ``/v1`` routes (not the probes,
+    ``/metrics`` or the benchmark's floor): requests, error rate, the worst minute's p95 (ms) and the
+    fallback share weighted by the requests of the routes that read lists; None without rows."""
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
             "SELECT sum(requests), sum(errors)::float8 / nullif(sum(requests), 0), max(p95_ms),"
-            " sum(fallback_share * requests) / nullif(sum(requests), 0)"
-            " FROM ops.serving_stats WHERE minute > now() - make_interval(mins => %s)",
+            " sum(fallback_share * requests) / nullif(sum(requests) FILTER (WHERE fallback_share IS NOT NULL), 0)"
+            " FROM ops.serving_stats WHERE minute > now() - make_interval(mins => %s)"
+            " AND route LIKE '/v1/%%' AND route <> '/v1/_floor'",
             (minutes,),
         ).fetchone()
     if row is None or not row[0]:
