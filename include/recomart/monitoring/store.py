@@ -30,9 +30,6 @@ class RunOutcome:
     breached: list[dict[str, Any]] = field(default_factory=list)
     resolved: list[dict[str, Any]] = field(default_factory=list)
 
-    def merge(self, other: RunOutcome) -> RunOutcome:
-        return RunOutcome(self.opened + other.opened, self.breached + other.breached, self.resolved + other.resolved)
-
 
 _UPSERT_ALERTS = f"""
 INSERT INTO ops.alerts (metric_key, subject, what, value, threshold, run_id, last_value, last_run_id)

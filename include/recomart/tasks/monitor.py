@@ -9,6 +9,7 @@ raises :class:`OpenAlerts` (its message: one line per alert) while unacknowledge
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from recomart.config import Settings
@@ -25,9 +26,9 @@ class OpenAlerts(RuntimeError):
 
 
 def _summary(name: str, checks: list[Check], outcome: store.RunOutcome, **extra: Any) -> dict[str, Any]:
-    statuses: dict[str, int] = {}
-    for check in checks:
-        statuses[check.status] = statuses.get(check.status, 0) + 1
+    """The task's summary (XCom and log): statuses counted, the alert ids opened, breached again, resolved;
+    each warn or alert is logged on its own line."""
+    statuses = dict(Counter(check.status for check in checks))
     for check in checks:
         if check.status in ("warn", "alert"):
             log.warning("%s %s: %s", check.status.upper(), check.metric_key, check.what)
