@@ -319,3 +319,24 @@ def test_slow_api_and_a_champion_below_popularity_raise_their_alerts(shop: Setti
     assert alerts[("serving.error_rate", "")]["value"] == pytest.approx(20 / 700)
     assert alerts[("model.lift_over_popularity", "")]["value"] == pytest.approx(0.5)
     assert len(serving["opened"]) == 2 and len(model["opened"]) == 1
+
+
+def test_the_monitor_dag_fails_on_open_alerts_and_its_callback_logs_them(shop: Settings) -> None:
+    """The real DAG (Airflow ``dag.test()``) on the planted drift: the checks run, ``report_alerts``
+    fails without retries, and the failure callback's summary names each open alert."""
+    from recomart import processes
+    from recomart.chain_progress import run_dags_with_progress
+    from recomart.tools import ToolError, airflow_migrate
+
+    _set_latest_user_day(shop.warehouse_url, monetary_scale=3.0)
+    airflow_migrate(shop)
+    with pytest.raises(ToolError, match="the DAG chain stopped"):
+        run_dags_with_progress(shop, [{"dag_id": "monitor", "conf": None}])
+    output = processes.logfile(shop, "demo-chain").read_text()
+    summary = [line for line in output.splitlines() if "RecoMart task FAILED: dag=monitor task=report_alerts" in line]
+    assert summary, output[-3000:]
+    assert "monitoring alerts open" in summary[0]
+    assert "drift.user.psi monetary" in output  # the alert's own line follows in the same message
+    assert "try=1" in summary[0]  # no retries: bad news does not improve by waiting
+    open_now = _open(shop.warehouse_url)
+    assert ("drift.user.psi", "monetary") in open_now
