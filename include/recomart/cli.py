@@ -498,6 +498,57 @@ def _add_experiment_parser(sub: argparse._SubParsersAction) -> None:
     report.set_defaults(func=_cmd_experiment_report)
 
 
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    import psycopg
+
+    s = settings()
+    services.check_reachable(s)
+    try:
+        return _ack_alert(s.warehouse_url, args.alert_id) if args.alerts_command == "ack" else _list_alerts(s, args)
+    except psycopg.errors.UndefinedTable:
+        print(f"recomart: {s.warehouse_db} has no ops.alerts yet; run ./recomart migrate", file=sys.stderr)
+        return 1
+
+
+def _ack_alert(dsn: str, alert_id: int) -> int:
+    import getpass
+
+    from recomart.monitoring.store import AlertNotFound, acknowledge, summary_line
+
+    try:
+        alert = acknowledge(dsn, alert_id, by=getpass.getuser())
+    except AlertNotFound as missing:
+        print(f"recomart: {missing}", file=sys.stderr)
+        return 1
+    print(f"acknowledged: {summary_line(alert)}")
+    return 0
+
+
+def _list_alerts(s, args: argparse.Namespace) -> int:
+    from recomart.monitoring.store import list_alerts, summary_line
+
+    states = ("open", "acknowledged", "resolved") if getattr(args, "all", False) else ("open", "acknowledged")
+    alerts = list_alerts(s.warehouse_url, states)
+    if getattr(args, "json", False):
+        print(json.dumps(alerts, indent=2, default=str))
+    else:
+        print("\n".join(summary_line(a) for a in alerts) if alerts else f"no {' or '.join(states)} alerts")
+    return 0
+
+
+def _add_alerts_parser(sub: argparse._SubParsersAction) -> None:
+    alerts = _command(sub, "alerts", "monitoring alerts (ops.alerts): list them, acknowledge one")
+    alerts.set_defaults(func=_cmd_alerts, alerts_command="list")
+    actions = alerts.add_subparsers(dest="alerts_command", metavar="<what>")
+    listing = actions.add_parser("list", help="open and acknowledged alerts, newest first (the default)")
+    listing.add_argument("--all", action="store_true", help="resolved alerts too")
+    listing.add_argument("--json", action="store_true", help="print the rows as JSON")
+    listing.set_defaults(func=_cmd_alerts)
+    ack = actions.add_parser("ack", help="acknowledge an open alert: the monitor DAG stops failing on it")
+    ack.add_argument("alert_id", type=int, help="the alert's id (#ID in the list)")
+    ack.set_defaults(func=_cmd_alerts)
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     """The static checks (recomart.static_checks), then pytest; 'no tests collected' (exit 5) is a
     failure, never a pass."""
@@ -518,7 +569,7 @@ COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Try it: generate data and run the whole pipeline once", ("demo", "generate")),
     ("Run the platform in the background and watch it", ("up", "status", "down", "services", "serve", "stream")),
     ("Look at the results", ("recommend", "search", "features", "simulate", "experiment")),
-    ("Correct and operate", ("migrate", "backfill", "rollback", "forget")),
+    ("Correct and operate", ("alerts", "migrate", "backfill", "rollback", "forget")),
     ("Work on RecoMart", ("env", "test")),
 )
 DESCRIPTION = "RecoMart: an open-source recommendation platform on Airflow, dbt, Feast, MLflow, Postgres and Redis."
@@ -623,6 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rollback_parser(sub)
     _add_forget_parser(sub)
     _add_experiment_parser(sub)
+    _add_alerts_parser(sub)
 
     search = _command(sub, "search", "search the products (BM25 + embeddings, or TF-IDF + LSA without the extra)")
     search.add_argument("query", help="words to look for in the product titles and descriptions")

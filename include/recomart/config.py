@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
@@ -36,6 +36,29 @@ class SettingError(ValueError):
 def _with_database(server_url: str, database: str) -> str:
     parts = urlsplit(server_url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Thresholds of the ``monitor`` DAG (``RECOMART_MONITOR_*``; see README "Monitoring and alerts").
+
+    A value on the alert side of a threshold opens an alert; PSI between ``psi_warn`` and ``psi_alert``
+    only warns (logged and kept in ``ops.monitoring_metrics``).
+    """
+
+    psi_warn: float = 0.1
+    psi_alert: float = 0.2
+    drift_window_days: int = 1  # the latest window: as-of snapshots of the last N days of the history marts
+    drift_reference_days: int = 7  # the reference: the N days before the latest window
+    coverage_drop: float = 0.5  # coverage below (1 - this) x the previous generation's alerts
+    personalization_min: float = 0.5  # 1 - mean overlap of top-10 lists below this alerts
+    cold_start_rise: float = 0.2  # cold-start share up by this much (absolute) vs the previous generation
+    health_sample_users: int = 1000
+    model_min_lift: float = 1.0  # the champion's gate metric / popularity's below this alerts
+    serving_window_minutes: int = 60
+    serving_p95_ms: float = 100.0
+    serving_error_rate: float = 0.01
+    serving_fallback_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,10 @@ class Settings:
     stream_claim_idle_s: float = 15.0
     redis_appendfsync: str = "everysec"
     log_exposures: bool = True
+    serving_stats_flush_s: float = 60.0
+    stream_metrics_port: int = 9108
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    alert_webhook: str | None = None
 
     # --- databases -------------------------------------------------------
     @property
@@ -241,6 +268,18 @@ def _appendfsync(value: str) -> str:
     return value
 
 
+def _monitoring(env: _Environment) -> MonitoringSettings:
+    """The monitor DAG's thresholds: ``RECOMART_MONITOR_<FIELD>`` overrides each default."""
+    defaults = MonitoringSettings()
+    values = {}
+    for name, default in vars(defaults).items():
+        variable = f"RECOMART_MONITOR_{name.upper()}"
+        values[name] = (
+            env.integer(variable, default, minimum=1) if isinstance(default, int) else env.number(variable, default)
+        )
+    return MonitoringSettings(**values)
+
+
 def _embedded_pg_url(state_dir: Path, host: str, port: int) -> str:
     """The embedded server's URL with the pipeline role's generated password (``<state>/secrets``)."""
     password = quote(secret(state_dir, "postgres_password"), safe="")
@@ -315,6 +354,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stream_claim_idle_s=env.number("RECOMART_STREAM_CLAIM_IDLE_S", 15.0),
         redis_appendfsync=_appendfsync(_env("RECOMART_REDIS_APPENDFSYNC", "everysec")),
         log_exposures=bool(env.integer("RECOMART_LOG_EXPOSURES", 1, minimum=0, maximum=1)),
+        stream_metrics_port=env.port("RECOMART_STREAM_METRICS_PORT", 9108),
+        serving_stats_flush_s=env.number("RECOMART_SERVING_STATS_FLUSH_S", 60.0),
+        monitoring=_monitoring(env),
+        alert_webhook=_env("RECOMART_ALERT_WEBHOOK"),
         # prometheus_client's own variable: set by `recomart serve` for multi-process metrics
         metrics_multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED_DAGS = {"ingest_events", "ingest_catalog", "transform", "train", "recommend"}
+EXPECTED_DAGS = {"ingest_events", "ingest_catalog", "transform", "train", "recommend", "monitor"}
 
 # Runs in a fresh interpreter with the deployment's environment. Any socket or libpq connection
 # (Postgres, Redis, HTTP) during DAG parsing raises, so top-level I/O shows up as an import error.

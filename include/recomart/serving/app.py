@@ -33,6 +33,7 @@ from recomart.serving.live import LiveState, Model
 from recomart.serving.reads import ListReader, postgres_pool
 from recomart.serving.rerank import DEFAULT_WEIGHT, Session
 from recomart.serving.schemas import FeaturesOut, ReadyOut, RecommendationsOut, SimilarOut
+from recomart.serving.stats import SERVING_STATS
 from recomart.stream.events import stream_layout
 from recomart.stream.intake import EventIntake
 from recomart.stream.lag import stream_lag
@@ -79,8 +80,9 @@ class LatencyMiddleware:
             await self.app(scope, receive, record_status)
         finally:
             route = scope.get("route")
-            name = getattr(route, "path", "unmatched")
-            metrics.REQUEST_SECONDS.labels(name, str(status["code"])).observe(time.perf_counter() - began)
+            name, seconds = getattr(route, "path", "unmatched"), time.perf_counter() - began
+            metrics.REQUEST_SECONDS.labels(name, str(status["code"])).observe(seconds)
+            SERVING_STATS.observe(name, status["code"], seconds)
 
 
 async def _session_of(state: LiveState, user_id: str, known: bool) -> tuple[Session | None, str | None]:
@@ -175,10 +177,12 @@ def create_app(s: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.start()
         exposures.start()
+        SERVING_STATS.start(s.warehouse_url, s.serving_stats_flush_s)
         yield
         exposures.stop()
         state.stop()
         await list_cache.aclose()
+        SERVING_STATS.stop(s.warehouse_url)
         reader.pool.close()
         await intake.aclose()
 

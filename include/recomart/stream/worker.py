@@ -28,6 +28,7 @@ from recomart.ingest.erasure import read_erasure_key
 from recomart.stream.batch import BatchResult, Entry, push_sessions, store_batch
 from recomart.stream.events import GROUP, stream_layout
 from recomart.stream.lag import safe_trim_id
+from recomart.stream.metrics import count_batch, serve_metrics
 from recomart.stream.tables import ensure_stream_tables
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class StreamWorker:
         return ", ".join(f"{k} {round(v, 1) if k.endswith('_s') else int(v)}" for k, v in self.totals.items())
 
     def _count(self, result: BatchResult) -> None:
+        count_batch(result)
         self.totals["batches"] += 1
         for name in ("read", "loaded", "duplicates", "rejected", "erased"):
             self.totals[name] += getattr(result, name)
@@ -228,7 +230,13 @@ class StreamWorker:
 def run_worker(s: Settings) -> int:
     """Run one worker in the foreground (``./recomart stream``)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    StreamWorker(s).run()
+    worker = StreamWorker(s)
+    try:
+        serve_metrics(s.bind_host, s.stream_metrics_port, worker.redis, worker.layout)
+        log.info("Prometheus metrics on http://%s:%d/metrics", s.client_host, s.stream_metrics_port)
+    except OSError as exc:  # the port is taken: consume anyway, the API still exposes the stream's lag
+        log.warning("no Prometheus endpoint on port %d: %s", s.stream_metrics_port, exc)
+    worker.run()
     return 0
 
 
