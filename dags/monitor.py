@@ -3,7 +3,7 @@
 
 Daily at 06:00 UTC, and after each new recommendation generation (`recomart_recommendations`).
 
-Four checks, each writing one row per metric to `ops.monitoring_metrics` (run id = this DAG run) and
+Five checks, each writing one row per metric to `ops.monitoring_metrics` (run id = this DAG run) and
 opening, refreshing or resolving its rows of `ops.alerts`:
 - **data drift**: PSI of each key user and item feature, the latest window of the `*_history` marts
   against the days before it (warn at `RECOMART_MONITOR_PSI_WARN`, alert at `..._PSI_ALERT`);
@@ -11,7 +11,9 @@ opening, refreshing or resolving its rows of `ops.alerts`:
   exposure, popularity bias, personalization, novelty, intra-list diversity, cold-start share;
 - **model health**: the held-out metrics of every version in `ops.model_promotions`, the champion's
   lift over popularity;
-- **serving health**: latency, errors and fallback share of the API (`ops.serving_stats`).
+- **serving health**: latency, errors and fallback share of the API (`ops.serving_stats`);
+- **experiments**: the running experiment analysed as `./recomart experiment report` does (conversion and
+  lift per variant, CUPED, the sequential decision), alerting on a sample-ratio mismatch (p < 0.001).
 
 `report_alerts` runs after the checks, even after a failed one (`all_checks_ran` then fails the run), posts
 what this run opened or resolved to `RECOMART_ALERT_WEBHOOK` when set, and fails
@@ -32,6 +34,7 @@ CHECKS = {
     "recommendation_health": ("check_recommendation_health", "Health of the live generation vs the previous one."),
     "model_health": ("check_model_health", "Held-out metrics history and the champion's lift over popularity."),
     "serving_health": ("check_serving_health", "The API's latency, errors and fallback share (ops.serving_stats)."),
+    "experiments": ("check_experiments", "The running experiment's analysis; alerts on a sample-ratio mismatch."),
 }
 
 

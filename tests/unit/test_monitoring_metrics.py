@@ -114,3 +114,31 @@ def test_recommendation_health_on_a_known_generation() -> None:
     assert health["intra_list_diversity"] == pytest.approx(2 / 3)  # u2's i0, i2 share a category
     # pairs share 1 (u1, u2), 2 (u1, new) and 1 (u2, new) items; overlap is counted out of k = 10 slots
     assert health["personalization"] == pytest.approx(1 - (1 + 2 + 1) / 3 / 10)
+
+
+def _experiment_frame(users_a: int, users_b: int, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = users_a + users_b
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(n)],
+            "variant": ["hybrid"] * users_a + ["popularity"] * users_b,
+            "converted": rng.binomial(1, 0.1, n),
+            "revenue": np.nan,
+            "pre_metric": rng.poisson(1.0, n).astype(float),
+            "first_exposure_day": pd.Timestamp("2026-11-01").date(),
+        }
+    )
+
+
+@pytest.mark.parametrize(("users_b", "status"), [(5000, "ok"), (4000, "alert")])
+def test_experiment_checks_alert_on_a_sample_ratio_mismatch(users_b: int, status: str) -> None:
+    from recomart.experiments.analysis import analyse
+    from recomart.monitoring.evaluate import EXPERIMENT_KEYS, experiment_checks
+
+    result = analyse(_experiment_frame(5000, users_b), control="hybrid", shares={"hybrid": 0.5, "popularity": 0.5})
+    checks = experiment_checks("exp1", result.as_dict())
+    [srm] = [c for c in checks if c.metric_key == "experiment.srm_p"]
+    assert srm.status == status and srm.scope == "exp1"
+    assert {c.metric_key for c in checks} == set(EXPERIMENT_KEYS)
+    assert {c.subject for c in checks if c.metric_key == "experiment.conversion"} == {"exp1:hybrid", "exp1:popularity"}

@@ -160,3 +160,51 @@ def serving_checks(window: dict[str, float] | None, t: MonitoringSettings) -> li
 
 
 SERVING_KEYS = [f"serving.{n}" for n in SERVING_METRICS]
+
+
+EXPERIMENT_KEYS = [
+    "experiment.srm_p",
+    "experiment.conversion",
+    "experiment.relative_lift",
+    "experiment.cuped_variance_reduction",
+]
+
+
+def experiment_checks(name: str, result: dict[str, Any]) -> list[Check]:
+    """Rows of one experiment's analysis (``ExperimentResult.as_dict()``): the SRM check, which alerts
+    below p = 0.001, and per variant its conversion and its relative lift over control (with the CUPED
+    difference and the sequential decision in ``details``), kept as history."""
+    srm = result["srm"]
+    checks = [
+        below(
+            "experiment.srm_p", name, srm["p_value"], srm["threshold"],
+            f"experiment {name}: sample-ratio mismatch p = {srm['p_value']:.3g} (users per variant vs planned shares)",
+            scope=name,
+        ),
+        info(
+            "experiment.cuped_variance_reduction", name, result["cuped"]["variance_reduction"],
+            f"experiment {name}: CUPED variance reduction",
+        ),
+    ]  # fmt: skip
+    for variant in result["variants"]:
+        conversion = variant["conversion"]
+        checks.append(
+            info(
+                "experiment.conversion", f"{name}:{variant['variant']}", conversion["estimate"],
+                f"experiment {name}, {variant['variant']}: conversion of {variant['users']} users",
+                details={"users": variant["users"], "lower": conversion["lower"], "upper": conversion["upper"]},
+            )
+        )  # fmt: skip
+    for comparison in result["comparisons"]:
+        lift = comparison["relative_difference"]
+        checks.append(
+            info(
+                "experiment.relative_lift", f"{name}:{comparison['variant']}", lift["estimate"],
+                f"experiment {name}, {comparison['variant']} vs {result['control']}: {comparison['decision']}",
+                details={
+                    "lower": lift["lower"], "upper": lift["upper"], "cuped": comparison["cuped_difference"],
+                    "sequential": comparison["sequential"], "decision": comparison["decision"],
+                },
+            )
+        )  # fmt: skip
+    return checks

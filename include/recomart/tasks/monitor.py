@@ -1,4 +1,5 @@
-"""Task bodies of the ``monitor`` DAG: data drift, recommendation, model and serving health, alerts.
+"""Task bodies of the ``monitor`` DAG: data drift, recommendation, model and serving health, the running
+experiment, alerts.
 
 Each ``check_*`` measures, writes its rows of ``ops.monitoring_metrics`` for run ``run_id`` and opens,
 refreshes or resolves its ``ops.alerts`` (``recomart.monitoring.store.record_checks``); each returns a
@@ -10,9 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from recomart.config import Settings
+from recomart.experiments.analysis import analyse, format_report
+from recomart.experiments.frame import MartMissing, users_frame
+from recomart.experiments.store import running_experiment
 from recomart.monitoring import evaluate, reads, store
 from recomart.monitoring.checks import Check
 from recomart.monitoring.health import recommendation_health
@@ -91,6 +98,29 @@ def check_serving_health(s: Settings, dsn: str, run_id: str) -> dict[str, Any]:
     checks = evaluate.serving_checks(window, s.monitoring)
     outcome = store.record_checks(dsn, run_id, checks, evaluate.SERVING_KEYS)
     return _summary("serving_health", checks, outcome, window=window)
+
+
+def check_experiments(s: Settings, dsn: str, run_id: str) -> dict[str, Any]:
+    """The running experiment's analysis, as ``./recomart experiment report`` computes it (per variant
+    conversion, lift over control with CUPED and the sequential decision); alerts on a sample-ratio mismatch."""
+    with psycopg.connect(dsn) as conn:
+        experiment = running_experiment(conn, datetime.now(UTC))
+        if experiment is None:
+            log.info("no running experiment: nothing to analyse")
+            return {"check": "experiments", "metrics": 0, "experiment": None}
+        try:
+            frame = users_frame(conn, experiment)
+        except MartMissing as missing:
+            log.info("experiment %s not analysed: %s", experiment.name, missing)
+            return {"check": "experiments", "metrics": 0, "experiment": experiment.name}
+    if frame.empty:
+        log.info("experiment %s has no exposed users in marts.fct_experiment_users yet", experiment.name)
+        return {"check": "experiments", "metrics": 0, "experiment": experiment.name}
+    result = analyse(frame, control=experiment.control, shares=experiment.shares)
+    log.info("experiment %s:\n%s", experiment.name, format_report(result))
+    checks = evaluate.experiment_checks(experiment.name, result.as_dict())
+    outcome = store.record_checks(dsn, run_id, checks, evaluate.EXPERIMENT_KEYS)
+    return _summary("experiments", checks, outcome, experiment=experiment.name)
 
 
 def report_alerts(s: Settings, dsn: str, run_id: str) -> dict[str, Any]:
