@@ -17,6 +17,7 @@ import httpx
 
 from recomart import mlflow_ui, processes, services
 from recomart.config import Settings
+from recomart.dashboard import auth as dashboard_auth
 from recomart.netcheck import port_free, port_holder
 from recomart.processes import Health, StartFailed
 from recomart.progress import Board, step
@@ -214,6 +215,7 @@ def start_stack(s: Settings) -> None:
     print(f"MLflow UI    {s.mlflow_url}   login: {mlflow_ui.ADMIN_USER} / {mlflow_ui.admin_password(s)}")
     print(f"Catalog API  {s.catalog_api_url}/products")
     print(f"RecoMart API {s.api_url}/docs   (POST /v1/events: X-API-Key in {s.state_dir / 'secrets/events_api_key'})")
+    print(f"Dashboard    {s.api_url}/ui   login: {dashboard_auth.USER} / {dashboard_auth.password(s.state_dir)}")
     print(f"Stream       worker consuming {s.db_prefix}:stream:events (log {processes.logfile(s, 'stream')})")
     print(f"Logs         {s.state_dir / 'logs'}")
     print(

@@ -5,7 +5,10 @@
                  files and the stream, each event once (stg_shop__all_events);
       uci:       cleaned order lines (each line is a purchase).
 #}
-{{ config(materialized='table') }}
+{{ config(materialized='table', indexes=[
+    {'columns': ['user_id', 'event_time']},
+    {'columns': ['item_id', 'event_time']},
+]) }}
 
 {% if dataset_is('generated') %}
 

@@ -43,7 +43,8 @@ USER_RECOMMENDATIONS = TableSpec(
         ("strategy", "text NOT NULL"),
         ("model_version", "text"),
     ),
-    indexes=(Index(("user_id", "rank"), unique=True),),  # readers look up one user's list
+    # readers look up one user's list; the dashboard's product page, the users an item is recommended to
+    indexes=(Index(("user_id", "rank"), unique=True), Index(("item_id", "rank"))),
     comments={
         "": "Top-k recommendations per user of the live generation (swapped in atomically each night).",
         "generation_id": "reco.generations row that produced this table.",

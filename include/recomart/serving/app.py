@@ -21,6 +21,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recomart.config import Settings, load_settings
+from recomart.dashboard.app import mount as mount_dashboard
 from recomart.experiments.assignment import assign
 from recomart.experiments.definitions import DEFAULT_POLICY, POLICIES, Policy, Variant
 from recomart.features.session import SESSION_FEATURE_VIEW
@@ -185,6 +186,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         SERVING_STATS.stop(s.warehouse_url)
         reader.pool.close()
         await intake.aclose()
+        await dashboard.close()
 
     app = FastAPI(
         title="RecoMart API",
@@ -195,6 +197,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
     app.add_middleware(LatencyMiddleware)
     app.state.live = state
     intake.install(app)
+    dashboard = mount_dashboard(app, s)  # /ui: the dashboard (recomart.dashboard)
 
     def generation_or_503():
         generation = state.generation
