@@ -32,7 +32,7 @@ from recomart.experiments.assignment import assign
 from recomart.experiments.store import get_experiment
 from recomart.features import apply
 from recomart.serving.server import server_env, uvicorn_args
-from recomart.stream.intake import api_key
+from recomart.stream.intake import API_KEY_HEADER, PREVIEW_HEADER, api_key
 from recomart.tools import tool_env
 
 pytestmark = pytest.mark.integration
@@ -189,6 +189,19 @@ def test_each_response_is_one_exposure_row(deployment, apis: list[httpx.Client],
         assert (experiment, variant) == (body["experiment"], body["variant"])
     metrics = apis[0].get("/metrics").text
     assert "recomart_api_exposures_logged_total" in metrics
+
+
+def test_a_preview_with_the_api_key_logs_no_exposure(deployment, apis: list[httpx.Client], worker: Worker) -> None:
+    """The dashboard's reads (``X-RecoMart-Preview: 1`` with the key) are not exposures; the header
+    alone, without the key, changes nothing."""
+    s, _ = deployment
+    api = apis[0]
+    path = f"/v1/users/{USERS[0]}/recommendations"
+    preview = api.get(path, headers={PREVIEW_HEADER: "1"}).json()["request_id"]
+    keyless = api.get(path, headers={PREVIEW_HEADER: "1", API_KEY_HEADER: "not-the-key"}).json()["request_id"]
+    logged = api.get(path).json()["request_id"]
+    _wait(lambda: len(_exposures(s, [keyless, logged])) == 2, 30, "the worker to load the two exposures")
+    assert preview not in _exposures(s, [preview])
 
 
 def test_exposures_and_events_are_loaded_once_across_a_worker_kill(

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from recomart.stream.intake import API_KEY_HEADER, EVENTS_PATH
+from recomart.stream.intake import API_KEY_HEADER, EVENTS_PATH, PREVIEW_HEADER
 
 TIMEOUT_S = 5.0
 WHATIF_WAIT_S = 3.0
@@ -50,7 +50,11 @@ class ApiClient:
     async def recommendations(self, base_url: str, user_id: str, k: int = 10) -> dict[str, Any]:
         """The API's response for the user; ``{"error": ...}`` when it answers with an error."""
         try:
-            response = await self._client.get(f"{base_url}/v1/users/{user_id}/recommendations", params={"k": k})
+            response = await self._client.get(
+                f"{base_url}/v1/users/{user_id}/recommendations",
+                params={"k": k},
+                headers={API_KEY_HEADER: self._key, PREVIEW_HEADER: "1"},  # a preview: not an exposure
+            )
         except httpx.HTTPError as exc:
             return {"error": f"the API did not answer: {exc}"}
         if response.status_code != 200:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import msgspec
 import redis
 import redis.asyncio
-from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recomart.config import Settings, load_settings
@@ -36,7 +36,7 @@ from recomart.serving.rerank import DEFAULT_WEIGHT, Session
 from recomart.serving.schemas import FeaturesOut, ReadyOut, RecommendationsOut, SimilarOut
 from recomart.serving.stats import SERVING_STATS
 from recomart.stream.events import stream_layout
-from recomart.stream.intake import EventIntake
+from recomart.stream.intake import API_KEY_HEADER, PREVIEW_HEADER, EventIntake
 from recomart.stream.lag import stream_lag
 
 MAX_K = 100
@@ -213,11 +213,14 @@ def create_app(s: Settings | None = None) -> FastAPI:
         min_price: Annotated[float | None, Query(ge=0)] = None,
         max_price: Annotated[float | None, Query(ge=0)] = None,
         exclude: Annotated[list[str], Query(max_length=MAX_K * 10, description="Item ids to leave out.")] = [],  # noqa: B006
+        preview: Annotated[str | None, Header(alias=PREVIEW_HEADER, include_in_schema=False)] = None,
+        key: Annotated[str | None, Header(alias=API_KEY_HEADER, include_in_schema=False)] = None,
     ) -> Response:
         """The user's list of the live generation, re-ranked with their fresh session; cold start for
         unknown users; filters backfill from the cold-start list and say so (``backfilled``). While an
         experiment runs, the user's variant's policy builds the list (``experiment``, ``variant``).
-        Every response is logged as one exposure (``raw.exposures``, by ``request_id``)."""
+        Every response is logged as one exposure (``raw.exposures``, by ``request_id``), except a
+        preview: the dashboard's reads, which send ``X-RecoMart-Preview: 1`` with the API key."""
         filters = _filters(category, min_price, max_price, exclude)
         generation = generation_or_503()
         experiment, variant, policy = _variant(state, user_id)
@@ -240,7 +243,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
             "variant": variant.name if variant else None,
             "request_id": request_id,
         }
-        exposures.log(_exposure(body, request_id, now, reranker))
+        if not (preview == "1" and intake.is_key(key)):
+            exposures.log(_exposure(body, request_id, now, reranker))
         return _json(body, headers={"X-Request-ID": request_id})
 
     @app.get(

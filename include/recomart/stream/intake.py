@@ -30,6 +30,8 @@ from recomart.stream.events import Accepted, EventBatch, EventIn, encode, stream
 EVENTS_PATH = "/v1/events"
 API_KEY_SECRET = "events_api_key"
 API_KEY_HEADER = "X-API-Key"
+PREVIEW_HEADER = "X-RecoMart-Preview"
+"""With the API key, a recommendations read that logs no exposure (the dashboard's previews)."""
 MAX_BODY_BYTES = 2 * 1024 * 1024  # 1,000 events of about 1 kB each, with room
 RETRY_AFTER_S = {"unavailable": "1", "backlog": "5"}
 
@@ -90,6 +92,10 @@ class EventIntake:
             return await request_validation_exception_handler(request, exc)  # type: ignore[arg-type]
 
         app.add_exception_handler(RequestValidationError, count_invalid)
+
+    def is_key(self, key: str | None) -> bool:
+        """True when ``key`` is this deployment's events API key (compared in constant time)."""
+        return bool(key) and hmac.compare_digest(key.encode(), self._key)
 
     def check_key(
         self, key: Annotated[str | None, Depends(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))]
