@@ -10,6 +10,7 @@ everything in memory and answers :meth:`Searcher.search` without touching the da
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -151,10 +152,16 @@ class Searcher:
         return cls.from_frames(products, vectors, encoder, fusion=fusion, reason=reason)
 
 
+@cache
+def _shared_encoder() -> Any:
+    """One encoder per process (its weights are read-only), kept across rebuilds of the index."""
+    from recomart.search.minilm import MiniLMEncoder
+
+    return MiniLMEncoder()
+
+
 def _encoder_or_reason() -> tuple[Any, str]:
     try:
-        from recomart.search.minilm import MiniLMEncoder
-
-        return MiniLMEncoder(), ""
+        return _shared_encoder(), ""
     except SearchExtraMissing as exc:
         return None, f"semantic search extra not installed ({exc})"
