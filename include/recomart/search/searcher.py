@@ -102,7 +102,9 @@ class Searcher:
             "model": self.model,
             "items": len(self.item_ids),
             "retrievers": [r.name for r in self.retrievers],
-            "vector_search": "exact inner product (numpy BLAS)",
+            "vector_search": next(
+                (getattr(r, "method", None) for r in self.retrievers if r.name == "embeddings"), None
+            ),
             "fusion": {"k": self.fusion.k, "weights": dict(self.fusion.weights), "depth": self.fusion.depth},
         }
 
