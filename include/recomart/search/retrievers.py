@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 from typing import Protocol
 
 import numba
@@ -74,11 +73,15 @@ class BM25Retriever:
         return top_rows(self._bm25.get_scores_from_ids(ids), n, positive_only=True)
 
 
-@cache
-def _blas():
-    from threadpoolctl import ThreadpoolController
+def one_blas_thread() -> None:
+    """Make this process's BLAS single-threaded, for good: a query's matrices are tiny, and waking a
+    second thread costs more than it saves (on a busy 2-core machine, ten times the single-thread
+    time); concurrent queries (API threads and workers) use the cores instead.  Call it once in a
+    process that answers queries (the API), not per query: the setting is process-wide, so toggling
+    it around each query races between the API's threads and leaves BLAS threads spinning."""
+    from threadpoolctl import threadpool_limits
 
-    return ThreadpoolController()
+    threadpool_limits(limits=1, user_api="blas")
 
 
 @numba.njit(fastmath=True, cache=True, nogil=True)
@@ -101,9 +104,8 @@ class DenseRetriever:
     A query is scored in two steps: every item by int8 codes of its vector (one scale per dimension,
     a quarter of the bytes to read: the full float32 matrix is memory-bound, 30 MB at 20k items), then
     the ``rescore`` x ``n`` best of those by their float32 vectors, which give the order and scores.
-    Catalogues of at most ``exact_below`` items are scored in float32 directly.  A query runs on one
-    BLAS thread: its matrices are tiny, and waking a second thread costs more than it saves (on a busy
-    2-core machine, ten times the single-thread time).
+    Catalogues of at most ``exact_below`` items are scored in float32 directly.  Processes that answer
+    queries call :func:`one_blas_thread` once.
     """
 
     name = "embeddings"
@@ -132,9 +134,7 @@ class DenseRetriever:
     def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         if len(self._rows) == 0 or not query.strip():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        with _blas().limit(limits=1, user_api="blas"):
-            q = self._encoder.encode([query])[0]
-        chosen, scores = self.nearest(q, n)
+        chosen, scores = self.nearest(self._encoder.encode([query])[0], n)
         return self._rows[chosen], scores
 
     def nearest(self, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

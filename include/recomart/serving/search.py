@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Response
 
+from recomart.search.retrievers import one_blas_thread
 from recomart.search.searcher import Searcher
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class SearchIndex:
     """
 
     def __init__(self, dsn: str, build=Searcher.from_warehouse) -> None:
+        one_blas_thread()  # this process answers many small queries at once: see one_blas_thread
         self._dsn = dsn
         self._build = build
         self.snapshot: Snapshot | None = None
