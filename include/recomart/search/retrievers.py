@@ -145,8 +145,8 @@ class DenseRetriever:
         approx = _int8_scores(self._codes, q * self._scale)
         candidates, _ = top_rows(approx, n * self._rescore, positive_only=False)
         exact = self._vectors[candidates] @ q
-        best, scores = top_rows(exact, n, positive_only=False)
-        return candidates[best], scores
+        best = np.lexsort((candidates, -exact))[:n]  # ties: lower row first, as top_rows orders them
+        return candidates[best], exact[best]
 
 
 class TfidfRetriever:
