@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -47,7 +48,7 @@ class SearchIndex:
     Requests made while a build runs are coalesced into one more build after it.
     """
 
-    def __init__(self, dsn: str, build=Searcher.from_warehouse) -> None:
+    def __init__(self, dsn: str, build: Callable[[str], Searcher] = Searcher.from_warehouse) -> None:
         one_blas_thread()  # this process answers many small queries at once: see one_blas_thread
         self._dsn = dsn
         self._build = build
@@ -113,7 +114,7 @@ class SearchIndex:
         }
 
 
-def install(app: FastAPI, index: SearchIndex, to_json) -> None:
+def install(app: FastAPI, index: SearchIndex, to_json: Callable[[dict[str, Any]], Response]) -> None:
     """Add ``GET /v1/search`` answering from ``index`` (``to_json``: the API's JSON response maker)."""
 
     @app.get("/v1/search", tags=["search"], responses={503: {"description": "No search index built yet"}})
