@@ -531,6 +531,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    commit = git_commit()  # of the code this run loads (later commits during the run do not count)
     load_start = os.getloadavg()
     encoder = MiniLMEncoder()
     report = quality(args.shared, encoder, args.uci_queries, args.movielens_queries, args.seed)
@@ -563,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         "quality": report,
         "rebuild": rebuild,
         "machine": {**machine_info(), "loadavg_1_5_15_at_start": load_start, "loadavg_1_5_15_at_end": os.getloadavg()},
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "command": COMMAND,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -31,7 +31,7 @@ from recomart.search.retrievers import (
 from recomart.search.text import product_texts
 
 # Chosen by MRR on the development queries of benchmarks/search.py (docs/search.md), per index.
-DEFAULT_FUSION = FusionParams(k=20.0, weights={"embeddings": 5.0}, depth=100)
+DEFAULT_FUSION = FusionParams(k=10.0, weights={"embeddings": 3.0}, depth=100)
 FALLBACK_FUSION = FusionParams(k=5.0, weights={"lsa": 0.5}, depth=100)
 EMBEDDINGS_INDEX = "bm25+minilm"
 FALLBACK_INDEX = "tfidf+lsa"
