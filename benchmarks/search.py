@@ -11,34 +11,46 @@ Needs the search extra (``./recomart setup --with search``), ``../shared/data`` 
 - **speed**: the generated shop at 20k items is put into ``marts.dim_products`` of a scratch database
   (created and dropped here), embedded from scratch (``rebuild_full_s``), then 1 % of descriptions
   change and the refresh runs again (``rebuild_incremental_s``); ``Searcher.from_warehouse`` is built
-  and timed, and distinct queries are timed in-process.  The API latency (``latency_p99_ms`` of the
-  issue, through HTTP at 50 queries/s) needs the serving API (issue 15) and is not measured here.
+  and timed, and distinct queries are timed in-process;
+- **through the API**: ``recomart serve``'s uvicorn on that database, ``GET /v1/search`` at a fixed
+  50 queries/s for 60 s, every query distinct, sent open-loop (``latency_p99_ms``); Debian's ``hey``
+  at the same rate as a cross-check (it repeats one URL per process); ``wrk`` over distinct queries
+  for the maximum queries/s.  The machine is shared: the load averages are recorded.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 import numpy as np
 import pandas as pd
 import psycopg
-from psycopg import sql
+import redis
+from threadpoolctl import threadpool_limits
 
-from recomart.config import settings
+from recomart import services
+from recomart.config import Settings, load_settings
+from recomart.features import apply
 from recomart.search.fusion import FusionParams, reciprocal_rank_fusion
 from recomart.search.minilm import MiniLMEncoder
-from recomart.search.searcher import Searcher
+from recomart.search.searcher import EMBEDDINGS_INDEX, Searcher
 from recomart.search.store import StoredVectors
 from recomart.search.text import product_texts
+from recomart.tools import tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "search.json"
@@ -243,14 +255,19 @@ def quality(shared: Path, encoder: MiniLMEncoder, n_uci: int, n_movielens: int, 
 
 
 # --- speed --------------------------------------------------------------------------------------
-def _scratch_database(server_url: str, name: str, *, drop: bool) -> str:
-    from psycopg.conninfo import make_conninfo
+def _deployment(name: str) -> Settings:
+    """The settings of a scratch deployment ``name`` on the configured servers (its databases, Feast
+    project, Redis keys and model name), as an API process would see them."""
+    overrides = {"RECOMART_DB_PREFIX": name, "RECOMART_FEAST_PROJECT": name, "RECOMART_MODEL_NAME": name}
+    return load_settings({**os.environ, **overrides})
 
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if not drop:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return make_conninfo(server_url, dbname=name)
+
+def _drop_deployment(s: Settings) -> None:
+    services.drop_databases(s)
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(match=f"*{s.feast_project}*", count=1000):
+        client.delete(key)
+    client.close()
 
 
 def _load_generated_shop(dsn: str, items: int, seed: int) -> pd.DataFrame:
@@ -263,7 +280,7 @@ def _load_generated_shop(dsn: str, items: int, seed: int) -> pd.DataFrame:
     columns = ["item_id", "title", "description", "category", "brand", "price"]
     with psycopg.connect(dsn) as conn:
         conn.execute(
-            "CREATE SCHEMA marts; CREATE TABLE marts.dim_products "
+            "CREATE SCHEMA IF NOT EXISTS marts; CREATE TABLE marts.dim_products "
             "(item_id text PRIMARY KEY, title text, description text, category text, brand text, price numeric)"
         )
         with conn.cursor() as cur, cur.copy(f"COPY marts.dim_products ({', '.join(columns)}) FROM STDIN") as copy:
@@ -282,13 +299,19 @@ def _distinct_queries(products: pd.DataFrame, n: int, seed: int) -> list[str]:
     return sorted(queries)
 
 
-def speed(server_url: str, items: int, seed: int, n_queries: int) -> dict[str, Any]:
-    """Full and 1 % incremental refresh of ``reco.item_embeddings``, searcher build, in-process latency."""
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Full and 1 % incremental refresh of ``reco.item_embeddings``, searcher build, in-process latency,
+    and the latency and maximum requests/s of ``GET /v1/search`` through the API, in a scratch
+    deployment (its databases, with the warehouse migrated and Feast's registry applied, as the API
+    expects; dropped at the end)."""
     from recomart.search.embed import embed_products
 
-    name = f"recomart_bench_search_{os.getpid()}"
-    dsn = _scratch_database(server_url, name, drop=False)
+    s = _deployment(f"recomart_bench_search_{os.getpid()}")
     try:
+        services.ensure_services(s)
+        apply(s.feature_repo_dir, tool_env(s))
+        dsn = s.warehouse_url
+        items, seed = args.items, args.seed
         products = _load_generated_shop(dsn, items, seed)
         full = embed_products(dsn)
         changed = products["item_id"].sample(frac=0.01, random_state=seed).tolist()
@@ -302,27 +325,38 @@ def speed(server_url: str, items: int, seed: int, n_queries: int) -> dict[str, A
         started = time.perf_counter()
         searcher = Searcher.from_warehouse(dsn)
         build_s = time.perf_counter() - started
-        latency = _latency(searcher, _distinct_queries(products, n_queries, seed))
+        queries = _distinct_queries(products, args.latency_queries + args.rate * args.http_duration + 20_000, seed)
+        latency = _latency(searcher, queries[: args.latency_queries])
+        about = searcher.describe()
+        del searcher  # the API processes build their own
+        api = http_speed(s, queries[args.latency_queries :], args)
     finally:
-        _scratch_database(server_url, name, drop=True)
+        _drop_deployment(s)
     return {
         "full": full,
         "incremental": incremental,
         "changed_items": len(changed),
         "searcher_build_s": build_s,
-        "searcher": searcher.describe(),
+        "searcher": about,
         "search_in_process_ms": latency,
+        "api": api,
     }
 
 
 def _latency(searcher: Searcher, queries: list[str]) -> dict[str, Any]:
+    with threadpool_limits(limits=1, user_api="blas"):  # as the API runs queries (one_blas_thread)
+        return _timed_queries(searcher, queries)
+
+
+def _timed_queries(searcher: Searcher, queries: list[str]) -> dict[str, Any]:
     for query in queries[:5]:  # warm-up (numba kernels, BLAS threads), not counted
         searcher.search(query, 10)
-    times = []
+    times, cpu_started = [], time.process_time()
     for query in queries:
         started = time.perf_counter()
         searcher.search(query, 10)
         times.append((time.perf_counter() - started) * 1000)
+    cpu_ms = (time.process_time() - cpu_started) * 1000 / len(queries)
     ms = np.array(times)
     return {
         "queries": len(ms),
@@ -331,6 +365,121 @@ def _latency(searcher: Searcher, queries: list[str]) -> dict[str, Any]:
         "p99": round(float(np.percentile(ms, 99)), 2),
         "max": round(float(ms.max()), 2),
         "qps_one_thread": round(1000 / float(ms.mean()), 1),
+        "cpu_ms_per_query": round(cpu_ms, 2),
+    }
+
+
+# --- through the API ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def search_api(s: Settings, port: int, workers: int) -> Iterator[tuple[str, int]]:
+    """``recomart serve``'s uvicorn (``workers`` processes) for deployment ``s``; yields its base URL and
+    process id once every worker answers ``/v1/search`` from the embeddings index."""
+    from recomart.serving.server import server_env, uvicorn_args
+
+    env = server_env(s, port)  # the tools' settings of deployment s
+    process = subprocess.Popen(uvicorn_args(s, "127.0.0.1", port, workers), env=env, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                bodies = [
+                    httpx.get(f"{base}/v1/search", params={"q": "warm up"}, timeout=10) for _ in range(4 * workers)
+                ]
+                if all(b.status_code == 200 and b.json()["index"] == EMBEDDINGS_INDEX for b in bodies):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"{base}/v1/search not serving the embeddings index within 300 s")
+        yield base, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def _open_loop(base: str, paths: list[str], rate: float) -> list[tuple[float, int]]:
+    """Send ``paths`` at a fixed ``rate`` (request i at i / rate seconds, whether or not earlier ones
+    answered), each once; per request (ms from its scheduled start to the end of its response, status)."""
+    results: list[tuple[float, int]] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+
+        async def one(path: str, due: float) -> None:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                status = (await client.get(path)).status_code
+            except httpx.HTTPError:
+                status = 0
+            results.append(((time.perf_counter() - due) * 1000, status))
+
+        start = time.perf_counter() + 0.5
+        await asyncio.gather(*(one(path, start + i / rate) for i, path in enumerate(paths)))
+    return results
+
+
+def fixed_load(base: str, queries: list[str], rate: int, duration_s: int) -> dict[str, Any]:
+    """Every query distinct, ``rate`` per second for ``duration_s``: latency percentiles (open loop, so a
+    slow answer delays no later request: no coordinated omission)."""
+    paths = [f"/v1/search?{urlencode({'q': q, 'k': 10})}" for q in queries[: rate * duration_s]]
+    results = asyncio.run(_open_loop(base, paths, rate))
+    ms = np.array([t for t, status in results if status == 200])
+    return {
+        "client": "open-loop asyncio + httpx (keep-alive), latency from each request's scheduled send time",
+        "offered_rps": rate,
+        "duration_s": duration_s,
+        "requests": len(results),
+        "distinct_queries": len(set(paths)),
+        "answered_share": round(len(ms) / len(results), 4),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p90_ms": round(float(np.percentile(ms, 90)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+    }
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its children (uvicorn's workers)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    total = 0.0
+    for each in [str(pid), *children]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def http_speed(s: Settings, queries: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """The search route through a real uvicorn: the fixed load (distinct queries), hey at the same rate
+    (hey repeats one URL per process), wrk's maximum requests/s over distinct queries."""
+    from benchmarks.serving import ensure_tools, hey_fixed_load, wrk_max
+
+    ensure_tools()
+    paths = [f"/v1/search?{urlencode({'q': q, 'k': 10})}" for q in queries]
+    fixed_n = args.rate * args.http_duration
+    with search_api(s, args.port, args.workers) as (base, pid), tempfile.TemporaryDirectory() as tmp:
+        loadavg_start = [round(x, 2) for x in os.getloadavg()]
+        cpu_before = _tree_cpu_s(pid)
+        fixed = fixed_load(base, queries, args.rate, args.http_duration)
+        fixed["server_cpu_ms_per_request"] = round((_tree_cpu_s(pid) - cpu_before) * 1000 / fixed["requests"], 2)
+        hey = hey_fixed_load(base, paths[fixed_n:], args.rate, args.hey_processes, args.http_duration)
+        hey["note"] = f"{args.hey_processes} hey processes of one connection, each repeating one distinct query"
+        maximum = wrk_max(
+            base, paths[fixed_n + args.hey_processes :], args.wrk_connections, args.wrk_duration, Path(tmp)
+        )
+        maximum.update(connections=args.wrk_connections, duration_s=args.wrk_duration, tool="wrk (closed loop)")
+        body = httpx.get(base + paths[0]).json()
+    return {
+        "route": "GET /v1/search?q=...&k=10",
+        "workers": args.workers,
+        "items": body["index_items"],
+        "index": body["index"],
+        "query_cache": "none (the API has no search cache)",
+        "fixed_load": fixed,
+        "hey_fixed_load": hey,
+        "max": maximum,
+        "loadavg_1_5_15_start": loadavg_start,
+        "loadavg_1_5_15_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -369,16 +518,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--items", type=int, default=20_000, help="generated shop size for the rebuild timings")
     p.add_argument("--latency-queries", type=int, default=1000)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rate", type=int, default=50, help="offered queries/s of the fixed load through the API")
+    p.add_argument("--http-duration", type=int, default=60, help="seconds of the fixed load (and of hey's)")
+    p.add_argument("--hey-processes", type=int, default=10)
+    p.add_argument("--wrk-connections", type=int, default=8)
+    p.add_argument("--wrk-duration", type=int, default=30)
+    p.add_argument("--workers", type=int, default=2, help="uvicorn workers of the API")
+    p.add_argument("--port", type=int, default=18760)
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    commit = git_commit()  # of the code this run loads (later commits during the run do not count)
     load_start = os.getloadavg()
     encoder = MiniLMEncoder()
     report = quality(args.shared, encoder, args.uci_queries, args.movielens_queries, args.seed)
-    rebuild = speed(settings().pg_server_url, args.items, args.seed, args.latency_queries)
+    rebuild = speed(args)
     hybrid_all = report["hybrid"]["test"]["all"]
     result = {
         "recall_at_10": {m: hybrid_all[m]["recall_at_10"] for m in ("bm25", "embeddings", "fusion")},
@@ -389,16 +546,25 @@ def main(argv: list[str] | None = None) -> int:
         "embed_items_per_s": rebuild["full"]["items_per_s"],
         "rebuild_full_s": rebuild["full"]["seconds"],
         "rebuild_incremental_s": rebuild["incremental"]["seconds"],
-        "latency_p99_ms_note": "not measured: needs the serving API of issue 15 (HTTP at 50 queries/s); "
-        "search_in_process_ms is Searcher.search in one process, no HTTP",
+        "rebuild_targets_met": {
+            "full_under_300_s": rebuild["full"]["seconds"] < 300,
+            "incremental_under_10_s": rebuild["incremental"]["seconds"] < 10,
+        },
+        "rebuild_full_embed_cpu_s": rebuild["full"]["embed_cpu_s"],
+        "latency_p99_ms": rebuild["api"]["fixed_load"]["p99_ms"],
+        "latency_p99_target_met": rebuild["api"]["fixed_load"]["p99_ms"] <= 20,
+        "max_queries_per_s": rebuild["api"]["max"]["max_rps"],
+        "latency_note": f"GET /v1/search through uvicorn ({args.workers} workers) at {args.rate} distinct queries/s "
+        "(rebuild.api); the machine is shared with other sessions (load averages in rebuild.api and machine)",
         "search_in_process_ms": rebuild.pop("search_in_process_ms"),
-        "index": "exact inner product over float32 unit vectors (numpy BLAS), no ANN library; BM25: bm25s",
+        "index": "in-process, no ANN library: int8 codes pick candidates, exact float32 inner products order "
+        "them (numpy BLAS + numba); BM25: bm25s",
         "model": encoder.name,
         "inference": encoder.inference,
         "quality": report,
         "rebuild": rebuild,
         "machine": {**machine_info(), "loadavg_1_5_15_at_start": load_start, "loadavg_1_5_15_at_end": os.getloadavg()},
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "command": COMMAND,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -415,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
                     "embed_items_per_s",
                     "rebuild_full_s",
                     "rebuild_incremental_s",
+                    "latency_p99_ms",
+                    "max_queries_per_s",
                     "search_in_process_ms",
                 )
             }

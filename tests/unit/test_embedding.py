@@ -21,7 +21,7 @@ import pytest
 from recomart.search.embed import plan_refresh
 from recomart.search.fusion import FusionParams, reciprocal_rank_fusion
 from recomart.search.minilm import MODEL_NAME, MiniLMEncoder
-from recomart.search.retrievers import top_rows
+from recomart.search.retrievers import DenseRetriever, top_rows
 from recomart.search.searcher import DEFAULT_FUSION, FALLBACK_FUSION
 from recomart.search.similar import looks_like_neighbours
 from recomart.search.text import product_texts, text_hashes
@@ -170,3 +170,20 @@ def test_default_fusion_is_the_one_tuned_on_the_development_queries() -> None:
     tuned = json.loads(BENCHMARK.read_text())["quality"]
     for params, index in ((DEFAULT_FUSION, "hybrid"), (FALLBACK_FUSION, "fallback")):
         assert {"k": params.k, "weights": dict(params.weights), "depth": params.depth} == tuned[index]["fusion_params"]
+
+
+def test_int8_candidates_give_the_exact_top_list(references: dict) -> None:
+    """Above ``exact_below`` items the dense retriever picks candidates by int8 codes; the committed
+    reference vectors, each with 199 noisy near-duplicates (10,000 items, tight clusters), must still
+    give exactly the float32 brute-force top 100 (order and scores) for every reference as the query."""
+    rng = np.random.default_rng(3)
+    base = references["vectors"].astype(np.float32)
+    items = np.concatenate([base + rng.normal(scale=0.03, size=base.shape).astype(np.float32) for _ in range(200)])
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    dense = DenseRetriever(items, np.arange(len(items)), encoder=None, exact_below=4096)
+    assert dense.method.startswith("int8")
+    for query in base / np.linalg.norm(base, axis=1, keepdims=True):
+        rows, scores = dense.nearest(query, 100)
+        exact_rows, exact_scores = top_rows(items @ query, 100, positive_only=False)
+        assert rows.tolist() == exact_rows.tolist()
+        assert np.array_equal(scores, exact_scores)

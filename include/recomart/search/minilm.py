@@ -122,10 +122,34 @@ def _layer_norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray, eps: float) -
 
 
 @numba.njit(fastmath=True, cache=True, nogil=True)
+def _residual_layer_norm(
+    x: np.ndarray, bias: np.ndarray, residual: np.ndarray, gain: np.ndarray, beta: np.ndarray, eps: float
+) -> np.ndarray:  # pragma: no cover - compiled
+    """``LayerNorm(x + bias + residual)`` in place (the sums in float64): one compiled pass per row
+    instead of numpy's eight, without the GIL (see :func:`_in_threads`)."""
+    rows, cols = x.shape
+    for i in range(rows):
+        total = 0.0
+        for j in range(cols):
+            v = x[i, j] + bias[j] + residual[i, j]
+            x[i, j] = v
+            total += v
+        mean = total / cols
+        spread = 0.0
+        for j in range(cols):
+            d = x[i, j] - mean
+            spread += d * d
+        scale = 1.0 / np.sqrt(spread / cols + eps)
+        for j in range(cols):
+            x[i, j] = np.float32((x[i, j] - mean) * scale) * gain[j] + beta[j]
+    return x
+
+
+@numba.njit(fastmath=True, cache=True, nogil=True)
 def _bias_gelu(x: np.ndarray, bias: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """``gelu(x + bias)`` in place, BERT's exact GELU ``v * Phi(v)``, with erf from Abramowitz and
     Stegun 7.1.26 (absolute error below 1.5e-7): one compiled pass, without the GIL (see
-    :func:`_gelu_threads`)."""
+    :func:`_in_threads`)."""
     rows, cols = x.shape
     one, half = np.float32(1.0), np.float32(0.5)
     for i in range(rows):
@@ -143,20 +167,25 @@ def _bias_gelu(x: np.ndarray, bias: np.ndarray) -> np.ndarray:  # pragma: no cov
 
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4)), thread_name_prefix="minilm-gelu")
+    return ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4)), thread_name_prefix="minilm-rows")
 
 
-def _gelu_threads(x: np.ndarray, bias: np.ndarray, *, min_rows: int = 512) -> np.ndarray:
-    """:func:`_bias_gelu` over row slices in plain threads (the kernel releases the GIL).
+def _in_threads(kernel, x: np.ndarray, *args, min_rows: int = 512) -> np.ndarray:
+    """``kernel(x[rows], *args)`` over row slices of ``x`` in plain threads (the kernels work in place
+    and release the GIL); matrix arguments (as many rows as ``x``) are sliced alike.
 
     Not numba's ``parallel=True``: its OpenMP threads spin after a region and steal the cores from the
     BLAS threads of the next matrix product.  Small inputs (a query) run inline.
     """
     workers = _pool()._max_workers
     if x.shape[0] < min_rows or workers == 1:
-        return _bias_gelu(x, bias)
+        return kernel(x, *args)
     bounds = np.linspace(0, x.shape[0], workers + 1).astype(int)
-    list(_pool().map(lambda lo, hi: _bias_gelu(x[lo:hi], bias), bounds[:-1], bounds[1:]))
+
+    def part(lo: int, hi: int) -> None:
+        kernel(x[lo:hi], *(a[lo:hi] if isinstance(a, np.ndarray) and a.ndim == 2 else a for a in args))
+
+    list(_pool().map(part, bounds[:-1], bounds[1:]))
     return x
 
 
@@ -249,11 +278,8 @@ class MiniLMEncoder:
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
         context = (scores @ qkv[2]).transpose(0, 2, 1, 3).reshape(n * width, self.dim)
-        attended = context @ layer.out_w
-        attended += layer.out_b
-        attended += x
-        x = _layer_norm(attended, layer.ln1_g, layer.ln1_b, self._eps)
-        out = _gelu_threads(x @ layer.ffn_in_w, layer.ffn_in_b) @ layer.ffn_out_w
-        out += layer.ffn_out_b
-        out += x
-        return _layer_norm(out, layer.ln2_g, layer.ln2_b, self._eps)
+        x = _in_threads(
+            _residual_layer_norm, context @ layer.out_w, layer.out_b, x, layer.ln1_g, layer.ln1_b, self._eps
+        )
+        out = _in_threads(_bias_gelu, x @ layer.ffn_in_w, layer.ffn_in_b) @ layer.ffn_out_w
+        return _in_threads(_residual_layer_norm, out, layer.ffn_out_b, x, layer.ln2_g, layer.ln2_b, self._eps)

@@ -10,6 +10,7 @@ everything in memory and answers :meth:`Searcher.search` without touching the da
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from recomart.search.retrievers import (
 from recomart.search.text import product_texts
 
 # Chosen by MRR on the development queries of benchmarks/search.py (docs/search.md), per index.
-DEFAULT_FUSION = FusionParams(k=20.0, weights={"embeddings": 5.0}, depth=100)
+DEFAULT_FUSION = FusionParams(k=10.0, weights={"embeddings": 3.0}, depth=100)
 FALLBACK_FUSION = FusionParams(k=5.0, weights={"lsa": 0.5}, depth=100)
 EMBEDDINGS_INDEX = "bm25+minilm"
 FALLBACK_INDEX = "tfidf+lsa"
@@ -101,7 +102,9 @@ class Searcher:
             "model": self.model,
             "items": len(self.item_ids),
             "retrievers": [r.name for r in self.retrievers],
-            "vector_search": "exact inner product (numpy BLAS)",
+            "vector_search": next(
+                (getattr(r, "method", None) for r in self.retrievers if r.name == "embeddings"), None
+            ),
             "fusion": {"k": self.fusion.k, "weights": dict(self.fusion.weights), "depth": self.fusion.depth},
         }
 
@@ -151,10 +154,16 @@ class Searcher:
         return cls.from_frames(products, vectors, encoder, fusion=fusion, reason=reason)
 
 
+@cache
+def _shared_encoder() -> Any:
+    """One encoder per process (its weights are read-only), kept across rebuilds of the index."""
+    from recomart.search.minilm import MiniLMEncoder
+
+    return MiniLMEncoder()
+
+
 def _encoder_or_reason() -> tuple[Any, str]:
     try:
-        from recomart.search.minilm import MiniLMEncoder
-
-        return MiniLMEncoder(), ""
+        return _shared_encoder(), ""
     except SearchExtraMissing as exc:
         return None, f"semantic search extra not installed ({exc})"

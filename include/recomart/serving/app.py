@@ -34,6 +34,8 @@ from recomart.serving.live import LiveState, Model
 from recomart.serving.reads import ListReader, postgres_pool
 from recomart.serving.rerank import DEFAULT_WEIGHT, Session
 from recomart.serving.schemas import FeaturesOut, ReadyOut, RecommendationsOut, SimilarOut
+from recomart.serving.search import SearchIndex
+from recomart.serving.search import install as install_search
 from recomart.serving.stats import SERVING_STATS
 from recomart.stream.events import stream_layout
 from recomart.stream.intake import API_KEY_HEADER, PREVIEW_HEADER, EventIntake
@@ -173,12 +175,16 @@ def create_app(s: Settings | None = None) -> FastAPI:
     reader = ListReader(list_cache, cache_layout(s.db_prefix), postgres_pool(s.warehouse_url))
     intake = EventIntake(s)
     exposures = ExposureLog(s)
+    search_index = SearchIndex(s.warehouse_url)
+    state.on_new_generation.append(lambda generation: search_index.rebuild(generation.generation_id))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.start()
         exposures.start()
         SERVING_STATS.start(s.warehouse_url, s.serving_stats_flush_s)
+        if search_index.snapshot is None and not search_index.rebuilding:  # no generation yet: build anyway
+            search_index.rebuild(None)
         yield
         exposures.stop()
         state.stop()
@@ -198,6 +204,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
     app.state.live = state
     intake.install(app)
     dashboard = mount_dashboard(app, s)  # /ui: the dashboard (recomart.dashboard)
+    install_search(app, search_index, _json)
 
     def generation_or_503():
         generation = state.generation

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -184,6 +184,8 @@ class LiveState:
         self.challenger: Model | None = None
         self.health = Health()
         self._connections = Connections()
+        # called by the poller with each newly loaded generation (e.g. the search index's rebuild)
+        self.on_new_generation: list[Callable[[Generation], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -271,6 +273,9 @@ class LiveState:
             None if loaded.source == "redis" else "served from Postgres (Redis pointer missing or behind)"
         )
         log.info("serving generation %s from %s", loaded.generation_id, loaded.source)
+        if current is None or current.generation_id != loaded.generation_id:
+            for listener in self.on_new_generation:
+                listener(loaded)
 
     def _refresh_model(self) -> None:
         try:
