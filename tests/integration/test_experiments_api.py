@@ -9,28 +9,22 @@ as a real process (``python -m recomart.cli stream``), the generation of ``test_
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from test_serving import USERS, _marts, _overrides, _wait, live_lists, publish
-from test_stream import Worker
+from test_serving import USERS, _wait, deployed, live_lists
+from test_stream import Worker, running_worker
 
-from recomart import services
-from recomart.config import Settings, load_settings
+from recomart.config import Settings
 from recomart.experiments.assignment import assign
 from recomart.experiments.store import get_experiment
-from recomart.features import apply
 from recomart.serving.server import server_env, uvicorn_args
 from recomart.stream.intake import API_KEY_HEADER, PREVIEW_HEADER, api_key
 from recomart.tools import tool_env
@@ -53,21 +47,9 @@ CREATE = [
 @pytest.fixture(scope="module")
 def deployment(free_port: Callable[[], int]) -> Iterator[tuple[Settings, dict[str, str]]]:
     """Private embedded Postgres and Redis, the marts, Feast's registry and a first generation."""
-    folder = Path(tempfile.mkdtemp(prefix="recomart-experiments-"))
-    overrides = {
-        **_overrides(folder, free_port), "RECOMART_DB_PREFIX": "expo", "RECOMART_FEAST_PROJECT": "expo",
-        "RECOMART_STREAM_CLAIM_IDLE_S": "2",
-    }  # fmt: skip
-    s = load_settings({**os.environ, **overrides})
-    try:
-        services.ensure_services(s)
-        _marts(s.warehouse_url)
-        apply(s.feature_repo_dir, tool_env(s))
-        publish(s, seed=1)
-        yield s, overrides
-    finally:
-        services.stop_embedded(s)
-        shutil.rmtree(folder, ignore_errors=True)
+    extra = {"RECOMART_DB_PREFIX": "expo", "RECOMART_FEAST_PROJECT": "expo", "RECOMART_STREAM_CLAIM_IDLE_S": "2"}
+    with deployed(free_port, "experiments", **extra) as found:
+        yield found
 
 
 def _cli(deployment, *args: str) -> subprocess.CompletedProcess:
@@ -108,14 +90,8 @@ def apis(deployment, free_port: Callable[[], int]) -> Iterator[list[httpx.Client
 
 @pytest.fixture(scope="module")
 def worker(deployment) -> Iterator[Worker]:
-    s, overrides = deployment
-    running = Worker(s, overrides)
-    running.start()
-    try:
+    with running_worker(deployment) as running:
         yield running
-    finally:
-        running.stop()
-        print((s.state_dir / "worker.log").read_text()[-3000:], file=sys.stderr)
 
 
 def _recs(api: httpx.Client, user: str) -> dict:

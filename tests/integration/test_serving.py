@@ -128,11 +128,12 @@ def live_lists(s: Settings, user_id: str) -> tuple[int, list[str]]:
     return rows[0][0], [r[1] for r in rows]
 
 
-@pytest.fixture(scope="module")
-def deployment(free_port: Callable[[], int]) -> Iterator[tuple[Settings, dict[str, str]]]:
-    """Private embedded Postgres and Redis, the marts, Feast's registry and a first generation."""
-    folder = Path(tempfile.mkdtemp(prefix="recomart-serving-"))
-    overrides = _overrides(folder, free_port)
+@contextlib.contextmanager
+def deployed(free_port: Callable[[], int], name: str, **extra: str) -> Iterator[tuple[Settings, dict[str, str]]]:
+    """Private embedded Postgres and Redis, the marts, Feast's registry and a first generation
+    (``extra``: more ``RECOMART_*`` overrides); stopped and removed at the end."""
+    folder = Path(tempfile.mkdtemp(prefix=f"recomart-{name}-"))
+    overrides = {**_overrides(folder, free_port), **extra}
     s = load_settings({**os.environ, **overrides})
     try:
         services.ensure_services(s)
@@ -143,6 +144,12 @@ def deployment(free_port: Callable[[], int]) -> Iterator[tuple[Settings, dict[st
     finally:
         services.stop_embedded(s)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def deployment(free_port: Callable[[], int]) -> Iterator[tuple[Settings, dict[str, str]]]:
+    with deployed(free_port, "serving") as found:
+        yield found
 
 
 @pytest.fixture(scope="module")

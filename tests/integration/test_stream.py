@@ -127,8 +127,9 @@ class Worker:
             self.process.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def worker(deployment) -> Iterator[Worker]:
+@contextlib.contextmanager
+def running_worker(deployment: tuple[Settings, dict[str, str]]) -> Iterator[Worker]:
+    """A started stream :class:`Worker` of ``deployment``; stopped at the end, its log's tail printed."""
     s, overrides = deployment
     running = Worker(s, overrides)
     running.start()
@@ -137,6 +138,12 @@ def worker(deployment) -> Iterator[Worker]:
     finally:
         running.stop()
         print((s.state_dir / "worker.log").read_text()[-4000:], file=sys.stderr)
+
+
+@pytest.fixture(scope="module")
+def worker(deployment) -> Iterator[Worker]:
+    with running_worker(deployment) as running:
+        yield running
 
 
 def _event(user: str, item: str, kind: str = "view", at: datetime | None = None) -> dict:
