@@ -28,6 +28,7 @@ from recomart.model.blend_search import fit_blend_options
 from recomart.model.catalogue import Catalogue
 from recomart.model.component_search import Scorer, Splitter, candidate_scorers
 from recomart.model.config import TrainingConfig
+from recomart.model.ranker_fit import ranker_scorer
 from recomart.model.split import per_user_random_split
 from recomart.ranking.blend import BlendWeights
 from recomart.ranking.factors import FactorModel
@@ -211,7 +212,8 @@ def benchmark_scorers(
     splitter (default: per-user 80/20 for MovieLens, the last 30 days of pairs for UCI), ``svd_params``
     the SVD parameters it tuned (default: ``config``'s base parameters); the hybrid's fit evidence
     goes to ``record``, the candidate generators' (EASE, RP3β:
-    :func:`recomart.model.component_search.candidate_scorers`) to ``candidates_record``."""
+    :func:`recomart.model.component_search.candidate_scorers`) and the learned ranker's
+    (:func:`recomart.model.ranker_fit.ranker_scorer`, under ``"ranker"``) to ``candidates_record``."""
     config = config or TrainingConfig()
     if dataset == "ml_latest_small":
         products, default_validation, repeat = movielens_products(), _per_user_validation(config.seed + 11), False
@@ -232,4 +234,13 @@ def benchmark_scorers(
     candidates = candidate_scorers(
         catalogue, validation=splitter, k=k, exclude_seen=exclude_seen, record=candidates_record
     )
-    return {**scorers, **candidates}
+    ranker = ranker_scorer(
+        catalogue,
+        validation=splitter,
+        svd=config.svd_settings(svd_params),
+        k=k,
+        exclude_seen=exclude_seen,
+        seed=config.seed,
+        record=None if candidates_record is None else candidates_record.setdefault("ranker", {}),
+    )
+    return {**scorers, **candidates, "ranker": ranker}
