@@ -40,7 +40,8 @@ already bought is blanked before scoring.
 
 ``--only ease,rp3beta`` runs only the named scorers on the same splits (no RMSE, no SVD tuning) and merges
 their rows into the existing ``--out``: every other figure is left as the last full run wrote it, the
-evaluation sets must match it (users, relevant pairs, items), and ``meta.partial_runs`` records the run.
+evaluation sets must match it (users, relevant pairs, items), and ``meta.partial_runs`` records the run
+(the fit evidence of scorers that did not run is kept as stored).
 """
 
 from __future__ import annotations
@@ -604,7 +605,8 @@ def _merge_rows(details: dict[str, Any], fresh: dict[str, Any], where: str) -> N
         if details["info"][key] != fresh["info"][key]:
             raise ValueError(f"{where}: {key} {fresh['info'][key]} differs from the stored {details['info'][key]}")
     details["metrics"].update(fresh["metrics"])
-    details.setdefault("candidates_fit", {}).update(fresh["candidates_fit"])
+    fits = {name: fit for name, fit in fresh["candidates_fit"].items() if fit}  # scorers not run leave {}
+    details.setdefault("candidates_fit", {}).update(fits)
     details.setdefault("extra_scorer_errors", {}).update(fresh["extra_scorer_errors"])
 
 

@@ -156,6 +156,10 @@ def test_merge_rows_adds_only_the_new_rows_on_the_same_evaluation_set() -> None:
     A._merge_rows(stored, fresh, "ml_ranking")
     assert stored["metrics"] == {"svd": {"ndcg_at_10": 0.2}, "ease": {"ndcg_at_10": 0.3}}
     assert stored["candidates_fit"] == {"ease": {"params": {"l2": 500.0}}}
+    # a later --only run of another scorer: the hook leaves {} for the scorers that did not run
+    ranker = {**fresh, "metrics": {"ranker": {"ndcg_at_10": 0.4}}}
+    A._merge_rows(stored, {**ranker, "candidates_fit": {"ease": {}, "ranker": {"best_iteration": 9}}}, "ml_ranking")
+    assert stored["candidates_fit"] == {"ease": {"params": {"l2": 500.0}}, "ranker": {"best_iteration": 9}}
     other = {**fresh, "info": {**info, "n_eval_users": 2}}
     with pytest.raises(ValueError, match="n_eval_users 2 differs from the stored 3"):
         A._merge_rows(stored, other, "uci/discovery")
