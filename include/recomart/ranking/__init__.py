@@ -18,11 +18,14 @@ history passed at ranking time.  Modules:
 - :mod:`~recomart.ranking.ease`, :mod:`~recomart.ranking.rp3beta`: EASE (closed form, capped at the
   :data:`~recomart.ranking.ease.EASE_MAX_ITEMS` best-supported items) and the RP3β random walk, candidate
   generators evaluated on their own (not part of the hybrid's blend);
+- :mod:`~recomart.ranking.ranker`, :mod:`~recomart.ranking.ranker_features`: the learned ranker (LightGBM
+  LambdaRank over the union of the generators' top N, with score, rank, pair, user, item and cross
+  features), fitted on a validation window; not in the registered artifact yet;
 - :mod:`~recomart.ranking.blend`: blend weights, input options and the per-user min-max blend;
 - :mod:`~recomart.ranking.hybrid`: the hybrid recommender with its cold-start rules (what is served);
 - :mod:`~recomart.ranking.factors`, :mod:`~recomart.ranking.scoring`: factors and the numba top-k kernels;
 - :mod:`~recomart.ranking.metrics`: ranking and rating metrics.
 
-Submodules import their heavy dependencies (numba, scikit-learn, surprise) themselves; import what you
+Submodules import their heavy dependencies (numba, scikit-learn, surprise, lightgbm) themselves; import what you
 need from ``recomart.ranking.<module>``.
 """
