@@ -162,3 +162,24 @@ def test_one_seed_gives_one_model(planted: tuple[pd.DataFrame, pd.DataFrame, pd.
     rows = np.arange(history.n_users)
     np.testing.assert_array_equal(first.score(history, rows), second.score(history, rows))
     assert first.feature_importances() == second.feature_importances()
+
+
+@pytest.mark.slow  # 22 EASE / RP3beta grid fits before the ranker (about 60 s on the loaded 2-core machine)
+def test_offline_scorer_returns_k_unseen_ids_and_its_evidence(
+    planted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+) -> None:
+    from recomart.model.catalogue import Catalogue
+    from recomart.model.offline import last_days_validation
+    from recomart.model.ranker_fit import ranker_scorer
+
+    train, valid, _ = planted
+    frame = pd.concat([train, valid], ignore_index=True).rename(columns={"last_interaction_at": "event_timestamp"})
+    record: dict = {}
+    score = ranker_scorer(Catalogue(), validation=last_days_validation(5), svd=None, k=10, record=record)
+    users = np.array(["u000", "u001", "nobody"], dtype=object)
+    ids = score(frame, users)
+    assert ids.shape == (3, 10)
+    assert not set(frame.loc[frame["user_id"] == "u000", "item_id"]) & set(ids[0])
+    assert None not in set(ids[2])  # an unknown user still gets the popularity candidates
+    assert {"ease_params", "rp3beta_params", "feature_importances", "candidate_recall"} <= set(record)
+    assert "svd" not in record["generators"] and "buy_again" not in record["generators"]
