@@ -35,13 +35,16 @@ for UCI it rebuilds the fit part from the order lines before the cut) and a ``re
 evidence (the hybrid's weights, component options and validation nDCG), saved under
 ``details.*.hybrid_fit``; the stand-alone candidate generators (``ease``, ``rp3beta``:
 ``recomart.model.component_search``) choose their parameters on the same validation splitter and record
-every trial under ``details.*.candidates_fit``.  In discovery, any item a scorer returns that the user
+every trial under ``details.*.candidates_fit``; the learned ranker (``ranker``:
+``recomart.model.ranker_fit``) is fitted on the same validation window and records its chosen generator
+parameters, candidate recall, early stopping and feature importances by gain under
+``details.*.candidates_fit.ranker``.  In discovery, any item a scorer returns that the user
 already bought is blanked before scoring.
 
-``--only ease,rp3beta`` runs only the named scorers on the same splits (no RMSE, no SVD tuning) and merges
-their rows into the existing ``--out``: every other figure is left as the last full run wrote it, the
-evaluation sets must match it (users, relevant pairs, items), and ``meta.partial_runs`` records the run
-(the fit evidence of scorers that did not run is kept as stored).
+``--only ease,rp3beta`` (or ``--only ranker``) runs only the named scorers on the same splits (no RMSE,
+no SVD tuning) and merges their rows into the existing ``--out``: every other figure is left as the last
+full run wrote it, the evaluation sets must match it (users, relevant pairs, items), and
+``meta.partial_runs`` records the run (the fit evidence of scorers that did not run is kept as stored).
 """
 
 from __future__ import annotations
