@@ -13,6 +13,11 @@ Runs when new raw events or products land (`recomart_raw_events` OR `recomart_ra
 4. Materialize the feature views into Redis for an **explicit window**: the union of the windows in
    the triggering asset events' `extra`, extended to the load ledger's range; never `now()`.
 
+5. Beside Feast, after the mart validation: the data report (`recomart.data_report`) written to
+   `.state/reports/<day>.html` (the run's logical date; an asset-triggered run has none, so the last
+   day of its triggering windows) and logged to MLflow (experiment `recomart-data-report`). A failing
+   report fails only its task: Feast, materialize and `recomart_marts` do not wait for it.
+
 Emits `recomart_marts`, which starts `train`.
 """
 
@@ -71,7 +76,18 @@ def transform():
         outlet_events[MARTS].extra = summary
         return summary
 
-    dbt_build() >> validate_marts() >> feast_apply() >> materialize()
+    @task
+    def data_report(logical_date=None, triggering_asset_events=None) -> dict:
+        """Write the data report for the run's day and log it to MLflow."""
+        from recomart.config import settings
+        from recomart.tasks.transform import report_day, windows_from_asset_events, write_data_report
+
+        day = report_day(logical_date, windows_from_asset_events(triggering_asset_events), warehouse_dsn())
+        return write_data_report(settings(), warehouse_dsn(), day)
+
+    validated = dbt_build() >> validate_marts()
+    validated >> feast_apply() >> materialize()
+    validated >> data_report()
 
 
 transform()

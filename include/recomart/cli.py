@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 from recomart import services
 from recomart.config import SettingError, Settings, load_settings, process_environment, settings
@@ -549,6 +550,39 @@ def _add_alerts_parser(sub: argparse._SubParsersAction) -> None:
     ack.set_defaults(func=_cmd_alerts)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    s = settings()
+    services.check_reachable(s)
+    if args.html is None:
+        from recomart.report import print_report
+
+        print_report(s)
+        return 0
+    from recomart.data_report import MissingScriptsError, write_report
+
+    try:
+        data = write_report(s, args.html)
+    except MissingScriptsError as missing:
+        print(f"recomart: {missing}", file=sys.stderr)
+        return 1
+    drawn = sum(1 for rows in data.rows.values() if rows)
+    print(f"data report ({s.dataset}): {args.html.resolve()} ({drawn} of {len(data.rows)} plots have data)")
+    return 0
+
+
+def _add_report_parser(sub: argparse._SubParsersAction) -> None:
+    report = _command(
+        sub, "report", "the main job's closing report (rows per layer, model, samples), or the data report as HTML"
+    )
+    report.add_argument(
+        "--html",
+        metavar="PATH",
+        type=Path,
+        help="instead write the data report (plots of volumes, long tail, baskets, quarantine, dbt and GX) to PATH",
+    )
+    report.set_defaults(func=_cmd_report)
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     """The static checks (recomart.static_checks), then pytest; 'no tests collected' (exit 5) is a
     failure, never a pass."""
@@ -568,7 +602,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Try it: generate data and run the whole pipeline once", ("demo", "generate")),
     ("Run the platform in the background and watch it", ("up", "status", "down", "services", "serve", "stream")),
-    ("Look at the results", ("recommend", "search", "features", "simulate", "experiment")),
+    ("Look at the results", ("recommend", "search", "features", "simulate", "experiment", "report")),
     ("Correct and operate", ("alerts", "migrate", "backfill", "rollback", "forget")),
     ("Work on RecoMart", ("env", "test")),
 )
@@ -675,6 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_forget_parser(sub)
     _add_experiment_parser(sub)
     _add_alerts_parser(sub)
+    _add_report_parser(sub)
 
     search = _command(sub, "search", "search the products (BM25 + embeddings, or TF-IDF + LSA without the extra)")
     search.add_argument("query", help="words to look for in the product titles and descriptions")

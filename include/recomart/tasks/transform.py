@@ -1,10 +1,11 @@
-"""Task bodies of the ``transform`` DAG: ``dbt build``, mart validation, ``feast apply``, materialize."""
+"""Task bodies of the ``transform`` DAG: ``dbt build``, mart validation, ``feast apply``, materialize, and
+the nightly data report."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import psycopg
@@ -109,3 +110,27 @@ def materialize_features(s: Settings, dsn: str, windows: list[tuple[datetime, da
         "feature_views": list(result.feature_views),
         "seconds": round(result.seconds, 2),
     }
+
+
+def report_day(logical_date: datetime | None, windows: list[tuple[datetime, datetime]], dsn: str) -> date:
+    """The day the nightly data report is named after: the run's logical date; for an asset-triggered
+    run (which has none in Airflow 3) the last day of the triggering events' windows, else the last
+    loaded day of the ledger.  Derived from the run and the data, so a re-run names the same file."""
+    if logical_date is not None:
+        return logical_date.astimezone(UTC).date()
+    ends = [end for _, end in windows]
+    if not ends and (loaded := ledger_window(dsn)) is not None:
+        ends = [loaded[1]]
+    if not ends:
+        raise RuntimeError("no data report day: the run has no logical date, no asset windows and no loaded files")
+    return (max(ends) - timedelta(microseconds=1)).astimezone(UTC).date()
+
+
+def write_data_report(s: Settings, dsn: str, day: date) -> dict[str, Any]:
+    """Write ``<state>/reports/<day>.html`` (:mod:`recomart.data_report`) and log it to MLflow."""
+    from recomart.data_report.nightly import write_nightly
+
+    path, run_id, data = write_nightly(s, day, dsn)
+    drawn = sorted(name for name, rows in data.rows.items() if rows)
+    log.info("data report %s (MLflow run %s): %d plots with data: %s", path, run_id, len(drawn), drawn)
+    return {"path": str(path), "mlflow_run_id": run_id, "plots_with_data": drawn}

@@ -1,0 +1,209 @@
+"""The data report's reads of the warehouse: one set-based aggregate per plot, never raw rows.
+
+Each function takes an open psycopg connection returning ``dict_row`` rows and returns the plot's
+rows (a few hundred at most: counts per day, per bucket, per reason).  Interactions are
+``intermediate.int_interactions`` (every data set's cleaned interactions in one shape), products
+``marts.dim_products``.  A relation a young warehouse does not have yet reads as no rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+Rows = list[dict[str, Any]]
+
+INTERACTIONS = "intermediate.int_interactions"
+PRODUCTS = "marts.dim_products"
+EXCLUSIONS = "marts.data_quality_exclusions"
+
+#: A basket: an order where the feed has order numbers (UCI's invoices); the generated shop's
+#: purchase events carry none, so there it is one user's purchases on one UTC day (one session a day).
+BASKET_KEYS = {
+    "uci": sql.SQL("order_id"),
+    "generated": sql.SQL("user_id || ':' || (event_time at time zone 'UTC')::date"),
+}
+
+#: A quarantine reason without its record's specifics: no ``line N:`` prefix, only the first of
+#: several problems, quoted values as ``'…'`` and numbers as ``N``, so reasons group into kinds.
+REASON_KIND = """regexp_replace(regexp_replace(regexp_replace(
+    split_part(regexp_replace(reason, '^line [0-9]+: ', ''), '; ', 1),
+    '''[^'']*''', '''…''', 'g'), '"[^"]*"', '"…"', 'g'), '[0-9]+', 'N', 'g')"""
+
+#: quarantine table -> the day a record counts on (the file feeds' logical date, else when it was set aside)
+QUARANTINE_DAYS = {
+    "events": "_logical_date",
+    "users": "_logical_date",
+    "uci_orders": "_logical_date",
+    "products": "quarantined_at::date",
+    "stream_events": "quarantined_at::date",
+}
+
+
+def existing(conn: psycopg.Connection, *relations: str) -> bool:
+    """True when every ``schema.name`` of ``relations`` exists (a table or a view)."""
+    row = conn.execute("select bool_and(to_regclass(r) is not null) from unnest(%s::text[]) r", (list(relations),))
+    return bool(row.fetchone()["bool_and"])
+
+
+def _rows(conn: psycopg.Connection, query: str | sql.Composable, params: tuple | dict = ()) -> Rows:
+    return list(conn.execute(query, params).fetchall())
+
+
+def volumes_per_day(conn: psycopg.Connection) -> Rows:
+    """``feed, day, records``: the live load of each file feed per logical date (``ops.loaded_files``)
+    and the stream's events per UTC day of receipt (``raw.stream_events``)."""
+    parts = []
+    if existing(conn, "ops.loaded_files"):
+        parts.append(
+            "select feed, logical_date as day, records_loaded::bigint as records from ops.loaded_files"
+            " where is_live and feed <> 'stream_events'"
+        )
+    if existing(conn, "raw.stream_events"):
+        parts.append(
+            "select 'stream_events', (received_at at time zone 'UTC')::date, count(*) from raw.stream_events group by 2"
+        )
+    if not parts:
+        return []
+    return _rows(conn, " union all ".join(parts) + " order by day, feed")
+
+
+def long_tail(conn: psycopg.Connection) -> Rows:
+    """``entity ('user'|'item'), interactions, entities``: how many users (items) have exactly that
+    many interactions."""
+    if not existing(conn, INTERACTIONS):
+        return []
+    return _rows(
+        conn,
+        f"with per_user as (select count(*) as n from {INTERACTIONS} group by user_id),"
+        f" per_item as (select count(*) as n from {INTERACTIONS} group by item_id)"
+        " select 'user' as entity, n as interactions, count(*) as entities from per_user group by n"
+        " union all select 'item', n, count(*) from per_item group by n order by 1, 2",
+    )
+
+
+def weekday_hour(conn: psycopg.Connection) -> Rows:
+    """``weekday (1 = Monday .. 7), hour (0..23, UTC), interactions``."""
+    if not existing(conn, INTERACTIONS):
+        return []
+    return _rows(
+        conn,
+        "select extract(isodow from event_time at time zone 'UTC')::int as weekday,"
+        " extract(hour from event_time at time zone 'UTC')::int as hour, count(*) as interactions"
+        f" from {INTERACTIONS} group by 1, 2 order by 1, 2",
+    )
+
+
+def _purchase_baskets(dataset: str) -> sql.Composed:
+    """``user_id, item_id, basket, bought_at``: each item once per basket (see :data:`BASKET_KEYS`)."""
+    return sql.SQL(
+        "select user_id, item_id, {key} as basket, min(event_time) as bought_at"
+        " from intermediate.int_interactions where event_type = 'purchase' group by 1, 2, 3"
+    ).format(key=BASKET_KEYS[dataset])
+
+
+def basket_sizes(conn: psycopg.Connection, dataset: str) -> Rows:
+    """``items`` (distinct products in a basket), ``baskets``: the distribution of basket sizes."""
+    if not existing(conn, INTERACTIONS):
+        return []
+    query = sql.SQL(
+        "with lines as ({lines}), sizes as (select basket, count(*) as items from lines group by basket)"
+        " select items, count(*) as baskets from sizes group by items order by items"
+    ).format(lines=_purchase_baskets(dataset))
+    return _rows(conn, query)
+
+
+def repeat_purchases(conn: psycopg.Connection, dataset: str) -> Rows:
+    """``week`` (Monday, UTC), ``purchases`` (item-in-basket lines), ``repeats`` (of those, the user
+    had bought the item in an earlier basket), ``repeat_share``."""
+    if not existing(conn, INTERACTIONS):
+        return []
+    query = sql.SQL(
+        "with lines as ({lines}),"
+        " ranked as (select date_trunc('week', bought_at at time zone 'UTC')::date as week,"
+        " row_number() over (partition by user_id, item_id order by bought_at, basket) > 1 as is_repeat"
+        " from lines)"
+        " select week, count(*) as purchases, count(*) filter (where is_repeat) as repeats,"
+        " round(count(*) filter (where is_repeat)::numeric / count(*), 4)::float8 as repeat_share"
+        " from ranked group by week order by week"
+    ).format(lines=_purchase_baskets(dataset))
+    return _rows(conn, query)
+
+
+def price_distribution(conn: psycopg.Connection) -> Rows:
+    """``price_from, price_to, products``: catalogue prices in quarter-octave bins (2^(k/4)), positive
+    prices only."""
+    if not existing(conn, PRODUCTS):
+        return []
+    return _rows(
+        conn,
+        "with binned as (select floor(4 * log(2, price::numeric))::int as k, count(*) as products"
+        f" from {PRODUCTS} where price > 0 group by 1)"
+        " select round(power(2, k / 4.0)::numeric, 4)::float8 as price_from,"
+        " round(power(2, (k + 1) / 4.0)::numeric, 4)::float8 as price_to, products from binned order by k",
+    )
+
+
+def category_mix(conn: psycopg.Connection) -> Rows:
+    """``category, products, interactions, purchases`` per catalogue category (``(not in the catalogue)``: products
+    of ``marts.dim_products`` the catalogue does not describe)."""
+    if not existing(conn, PRODUCTS, INTERACTIONS):
+        return []
+    return _rows(
+        conn,
+        f"with per_item as (select item_id, count(*) as interactions,"
+        f" count(*) filter (where event_type = 'purchase') as purchases from {INTERACTIONS} group by item_id)"
+        " select coalesce(p.category, '(not in the catalogue)') as category, count(*) as products,"
+        " coalesce(sum(i.interactions), 0)::bigint as interactions,"
+        " coalesce(sum(i.purchases), 0)::bigint as purchases"
+        f" from {PRODUCTS} p left join per_item i on i.item_id = p.item_id"
+        " group by 1 order by interactions desc, category",
+    )
+
+
+def quarantine_reasons(conn: psycopg.Connection) -> Rows:
+    """``day, feed, reason, records``: quarantined records per day, feed and kind of reason
+    (:data:`REASON_KIND`)."""
+    parts = [
+        sql.SQL(
+            "select {day} as day, {feed} as feed, {kind} as reason, count(*) as records from {table} group by 1, 3"
+        ).format(
+            day=sql.SQL(day),
+            feed=sql.Literal(feed),
+            kind=sql.SQL(REASON_KIND),
+            table=sql.Identifier("quarantine", feed),
+        )
+        for feed, day in QUARANTINE_DAYS.items()
+        if existing(conn, f"quarantine.{feed}")
+    ]
+    if not parts:
+        return []
+    return _rows(conn, sql.SQL(" union all ").join(parts) + sql.SQL(" order by day, feed, reason"))
+
+
+def dbt_exclusions(conn: psycopg.Connection, dataset: str) -> Rows:
+    """``rule_order, rule_name, description, row_count, pct_of_source_rows`` of
+    ``marts.data_quality_exclusions`` (built for UCI only; other data sets have no cleaning rules)."""
+    if dataset != "uci" or not existing(conn, EXCLUSIONS):
+        return []
+    return _rows(
+        conn,
+        "select rule_order, rule_name, description, row_count, pct_of_source_rows"
+        f" from {EXCLUSIONS} order by rule_order",
+    )
+
+
+def totals(conn: psycopg.Connection) -> dict[str, Any]:
+    """The headline figures: interactions, users, items (of the interactions), products, first and
+    last interaction time."""
+    out: dict[str, Any] = {}
+    if existing(conn, INTERACTIONS):
+        out |= conn.execute(
+            "select count(*) as interactions, count(distinct user_id) as users, count(distinct item_id) as items,"
+            f" min(event_time) as first_interaction, max(event_time) as last_interaction from {INTERACTIONS}"
+        ).fetchone()
+    if existing(conn, PRODUCTS):
+        out |= conn.execute(f"select count(*) as products from {PRODUCTS}").fetchone()
+    return out
