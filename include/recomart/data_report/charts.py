@@ -104,9 +104,21 @@ def basket_sizes(rows: Rows) -> Spec:
         rows,
         mark={"type": "bar"},
         encoding={
-            "x": {"field": "items", "type": "quantitative", "title": "distinct products in the basket"},
-            "y": {"field": "baskets", "type": "quantitative", "scale": {"type": "symlog"}, "title": "baskets"},
-            "tooltip": [{"field": "items"}, {"field": "baskets"}],
+            "x": {
+                "field": "items",
+                "bin": {"step": 1},
+                "type": "quantitative",
+                "axis": {"format": "d", "tickMinStep": 1},
+                "title": "distinct products in the basket (bars from N to N + 1)",
+            },
+            "y": {
+                "field": "baskets",
+                "aggregate": "sum",
+                "type": "quantitative",
+                "scale": {"type": "symlog"},
+                "title": "baskets",
+            },
+            "tooltip": [{"field": "items", "bin": {"step": 1}}, {"field": "baskets", "aggregate": "sum"}],
         },
     )
 
@@ -198,7 +210,13 @@ def gx_results(rows: Rows) -> Spec:
         rows,
         mark={"type": "bar"},
         encoding={
-            "x": {"field": "run", "type": "nominal", "sort": None, "title": None, "axis": {"labelAngle": -30}},
+            "x": {
+                "field": "run",
+                "type": "nominal",
+                "sort": None,
+                "title": None,
+                "axis": {"labelAngle": -20, "labelLimit": 320},
+            },
             "y": {"field": "expectations", "type": "quantitative", "title": "expectations"},
             "color": {
                 "field": "outcome",
