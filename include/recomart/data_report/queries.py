@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 Rows = list[dict[str, Any]]
+Conn = psycopg.Connection[dict[str, Any]]  # opened with row_factory=dict_row
 
 INTERACTIONS = "intermediate.int_interactions"
 PRODUCTS = "marts.dim_products"
@@ -42,17 +43,18 @@ QUARANTINE_DAYS = {
 }
 
 
-def existing(conn: psycopg.Connection, *relations: str) -> bool:
+def existing(conn: Conn, *relations: str) -> bool:
     """True when every ``schema.name`` of ``relations`` exists (a table or a view)."""
-    row = conn.execute("select bool_and(to_regclass(r) is not null) from unnest(%s::text[]) r", (list(relations),))
-    return bool(row.fetchone()["bool_and"])
+    query = "select bool_and(to_regclass(r) is not null) as found from unnest(%s::text[]) r"
+    row = conn.execute(query, (list(relations),)).fetchone()
+    return bool(row and row["found"])
 
 
-def _rows(conn: psycopg.Connection, query: str | sql.Composable, params: tuple | dict = ()) -> Rows:
-    return list(conn.execute(query, params).fetchall())
+def _rows(conn: Conn, query: str | sql.Composed) -> Rows:
+    return list(conn.execute(query).fetchall())
 
 
-def volumes_per_day(conn: psycopg.Connection) -> Rows:
+def volumes_per_day(conn: Conn) -> Rows:
     """``feed, day, records``: the live load of each file feed per logical date (``ops.loaded_files``)
     and the stream's events per UTC day of receipt (``raw.stream_events``)."""
     parts = []
@@ -70,7 +72,7 @@ def volumes_per_day(conn: psycopg.Connection) -> Rows:
     return _rows(conn, " union all ".join(parts) + " order by day, feed")
 
 
-def long_tail(conn: psycopg.Connection) -> Rows:
+def long_tail(conn: Conn) -> Rows:
     """``entity ('user'|'item'), interactions, entities``: how many users (items) have exactly that
     many interactions."""
     if not existing(conn, INTERACTIONS):
@@ -84,7 +86,7 @@ def long_tail(conn: psycopg.Connection) -> Rows:
     )
 
 
-def weekday_hour(conn: psycopg.Connection) -> Rows:
+def weekday_hour(conn: Conn) -> Rows:
     """``weekday (1 = Monday .. 7), hour (0..23, UTC), interactions``."""
     if not existing(conn, INTERACTIONS):
         return []
@@ -104,7 +106,7 @@ def _purchase_baskets(dataset: str) -> sql.Composed:
     ).format(key=BASKET_KEYS[dataset])
 
 
-def basket_sizes(conn: psycopg.Connection, dataset: str) -> Rows:
+def basket_sizes(conn: Conn, dataset: str) -> Rows:
     """``items`` (distinct products in a basket), ``baskets``: the distribution of basket sizes."""
     if not existing(conn, INTERACTIONS):
         return []
@@ -115,7 +117,7 @@ def basket_sizes(conn: psycopg.Connection, dataset: str) -> Rows:
     return _rows(conn, query)
 
 
-def repeat_purchases(conn: psycopg.Connection, dataset: str) -> Rows:
+def repeat_purchases(conn: Conn, dataset: str) -> Rows:
     """``week`` (Monday, UTC), ``purchases`` (item-in-basket lines), ``repeats`` (of those, the user
     had bought the item in an earlier basket), ``repeat_share``."""
     if not existing(conn, INTERACTIONS):
@@ -132,7 +134,7 @@ def repeat_purchases(conn: psycopg.Connection, dataset: str) -> Rows:
     return _rows(conn, query)
 
 
-def price_distribution(conn: psycopg.Connection) -> Rows:
+def price_distribution(conn: Conn) -> Rows:
     """``price_from, price_to, products``: catalogue prices in quarter-octave bins (2^(k/4)), positive
     prices only."""
     if not existing(conn, PRODUCTS):
@@ -146,7 +148,7 @@ def price_distribution(conn: psycopg.Connection) -> Rows:
     )
 
 
-def category_mix(conn: psycopg.Connection) -> Rows:
+def category_mix(conn: Conn) -> Rows:
     """``category, products, interactions, purchases`` per catalogue category (``(not in the catalogue)``: products
     of ``marts.dim_products`` the catalogue does not describe)."""
     if not existing(conn, PRODUCTS, INTERACTIONS):
@@ -163,7 +165,7 @@ def category_mix(conn: psycopg.Connection) -> Rows:
     )
 
 
-def quarantine_reasons(conn: psycopg.Connection) -> Rows:
+def quarantine_reasons(conn: Conn) -> Rows:
     """``day, feed, reason, records``: quarantined records per day, feed and kind of reason
     (:data:`REASON_KIND`)."""
     parts = [
@@ -183,7 +185,7 @@ def quarantine_reasons(conn: psycopg.Connection) -> Rows:
     return _rows(conn, sql.SQL(" union all ").join(parts) + sql.SQL(" order by day, feed, reason"))
 
 
-def dbt_exclusions(conn: psycopg.Connection, dataset: str) -> Rows:
+def dbt_exclusions(conn: Conn, dataset: str) -> Rows:
     """``rule_order, rule_name, description, row_count, pct_of_source_rows`` of
     ``marts.data_quality_exclusions`` (built for UCI only; other data sets have no cleaning rules)."""
     if dataset != "uci" or not existing(conn, EXCLUSIONS):
@@ -195,15 +197,18 @@ def dbt_exclusions(conn: psycopg.Connection, dataset: str) -> Rows:
     )
 
 
-def totals(conn: psycopg.Connection) -> dict[str, Any]:
+def totals(conn: Conn) -> dict[str, Any]:
     """The headline figures: interactions, users, items (of the interactions), products, first and
     last interaction time."""
     out: dict[str, Any] = {}
     if existing(conn, INTERACTIONS):
-        out |= conn.execute(
-            "select count(*) as interactions, count(distinct user_id) as users, count(distinct item_id) as items,"
-            f" min(event_time) as first_interaction, max(event_time) as last_interaction from {INTERACTIONS}"
-        ).fetchone()
+        out |= (
+            conn.execute(
+                "select count(*) as interactions, count(distinct user_id) as users, count(distinct item_id) as items,"
+                f" min(event_time) as first_interaction, max(event_time) as last_interaction from {INTERACTIONS}"
+            ).fetchone()
+            or {}
+        )
     if existing(conn, PRODUCTS):
-        out |= conn.execute(f"select count(*) as products from {PRODUCTS}").fetchone()
+        out |= conn.execute(f"select count(*) as products from {PRODUCTS}").fetchone() or {}
     return out
