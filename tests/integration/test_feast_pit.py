@@ -19,7 +19,7 @@ import pytest
 from test_dbt import GENERATED_RAW_SQL  # the same valid raw rows as test_dbt.py
 
 from recomart.config import Settings
-from recomart.features import apply, historical_features
+from recomart.features import apply, historical_features, training_features
 from recomart.transform import dbt_build
 
 pytestmark = pytest.mark.integration
@@ -101,3 +101,108 @@ def test_training_rows_see_the_last_day_that_ended_before_the_label(feature_repo
     assert out.loc[3, "recency_days"] == pytest.approx(0.5)
     # beyond the ttl: nothing
     assert pd.isna(out.loc[4, "frequency"]) and pd.isna(out.loc[4, "pop_90d"])
+
+
+# --- leakage: a value stamped after the cutoff -----------------------------------------------------
+CUTOFF = datetime(2024, 2, 15, tzinfo=UTC)
+BEFORE, AFTER = datetime(2024, 2, 2, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC)  # rows of 02-01, 02-28
+KNOWN, FUTURE = 1, 999  # the planted users' frequency (and the items' pop_7d) before and after the cutoff
+
+
+@pytest.fixture(scope="module")
+def planted(feature_repo: Path, warehouse_dsn: str) -> Path:
+    """A user and an item with one history row before :data:`CUTOFF` and one stamped after it.
+
+    Their rows use days the history already holds, so the other tests of this module see the same days.
+    """
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        for stamp, value in ((BEFORE, KNOWN), (AFTER, FUTURE)):
+            day = (stamp - pd.Timedelta(days=1)).date()
+            conn.execute(
+                "insert into marts.user_features_history (user_id, event_timestamp, as_of_date, frequency)"
+                " values ('leak_u', %s, %s, %s)",
+                (stamp, day, value),
+            )
+            conn.execute(
+                "insert into marts.item_features_history (item_id, event_timestamp, as_of_date, pop_7d)"
+                " values ('leak_p', %s, %s, %s)",
+                (stamp, day, value),
+            )
+    return feature_repo
+
+
+def _leak_rows() -> pd.DataFrame:
+    """Training rows of the planted pair: at the cutoff, at the cutoff's day end, and after the future row."""
+    times = [CUTOFF, CUTOFF + pd.Timedelta(hours=23, minutes=59), AFTER + pd.Timedelta(hours=1)]
+    return pd.DataFrame(
+        {
+            "user_id": ["leak_u", "leak_u", "leak_u"],
+            "item_id": ["leak_p", "leak_p", "leak_p"],
+            "event_timestamp": pd.to_datetime(times, utc=True),
+            "label": [0, 1, 2],
+        }
+    )
+
+
+def leaked(rows: pd.DataFrame) -> pd.DataFrame:
+    """The training rows holding the planted future value although their time is before its stamp."""
+    early = pd.to_datetime(rows["event_timestamp"], utc=True) < AFTER
+    future = (rows["frequency"] == FUTURE) | (rows["pop_7d"] == FUTURE)
+    return rows[early & future]
+
+
+def _latest_value_read(warehouse_dsn: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """The naive read: each entity's latest history row, whatever the row's time (what a current mart holds)."""
+    with psycopg.connect(warehouse_dsn) as conn:
+        users = dict(
+            conn.execute(
+                "select distinct on (user_id) user_id, frequency from marts.user_features_history"
+                " order by user_id, event_timestamp desc"
+            ).fetchall()
+        )
+        items = dict(
+            conn.execute(
+                "select distinct on (item_id) item_id, pop_7d from marts.item_features_history"
+                " order by item_id, event_timestamp desc"
+            ).fetchall()
+        )
+    return rows.assign(frequency=rows["user_id"].map(users), pop_7d=rows["item_id"].map(items))
+
+
+@pytest.mark.parametrize("read", [training_features, historical_features], ids=["sql", "feast"])
+def test_a_value_stamped_after_the_cutoff_never_reaches_training_rows(planted: Path, tool_env, read) -> None:
+    out = read(planted, tool_env, _leak_rows()).sort_values("label").reset_index(drop=True)
+    assert leaked(out).empty, leaked(out)
+    # before the future row's stamp: the value known then; after it: the planted future value is readable
+    assert out["frequency"].tolist() == [KNOWN, KNOWN, FUTURE]
+    assert out["pop_7d"].tolist() == [KNOWN, KNOWN, FUTURE]
+
+
+def test_a_latest_value_read_would_leak(planted: Path, warehouse_dsn: str) -> None:
+    """The check of the test above fails for a read that is not point-in-time."""
+    naive = _latest_value_read(warehouse_dsn, _leak_rows())
+    assert leaked(naive)["label"].tolist() == [0, 1]
+
+
+def test_the_sql_read_equals_get_historical_features(planted: Path, warehouse_dsn: str, tool_env) -> None:
+    """Every user x item of the history (planted ones too) at cutoffs around and between the history's days."""
+    users = [u for (u,) in _query(warehouse_dsn, "select distinct user_id from marts.user_features_history")]
+    items = [i for (i,) in _query(warehouse_dsn, "select distinct item_id from marts.item_features_history")]
+    cutoffs = pd.to_datetime(
+        ["2024-01-01", "2024-01-16", "2024-02-15", "2024-02-29", "2024-02-29 00:00:01", "2024-03-02", "2024-06-01"],
+        utc=True,
+        format="ISO8601",
+    )
+    grid = pd.MultiIndex.from_product([users + ["nobody"], items, cutoffs], names=["user_id", "item_id", "t"])
+    rows = grid.to_frame(index=False).rename(columns={"t": "event_timestamp"})
+    rows["label"] = range(len(rows))
+    sql_read = training_features(planted, tool_env, rows).set_index("label").sort_index()
+    feast_read = historical_features(planted, tool_env, rows).set_index("label").sort_index()
+    assert len(sql_read) == len(feast_read) == len(rows)
+    features = [c for c in feast_read.columns if c not in ("user_id", "item_id", "event_timestamp")]
+    assert sql_read["frequency"].notna().any() and sql_read["pop_90d"].notna().any()
+    for column in features:
+        ours, theirs = sql_read[column], feast_read[column]
+        if isinstance(ours.dtype, pd.DatetimeTZDtype):  # Feast: naive UTC in microseconds
+            ours, theirs = ours.astype("datetime64[ns, UTC]"), pd.to_datetime(theirs, utc=True).astype(ours.dtype)
+        pd.testing.assert_series_equal(ours, theirs, check_dtype=False, check_names=False, obj=column)

@@ -17,6 +17,7 @@
         unique_key='as_of_date',
         on_schema_change='append_new_columns',
         pre_hook="{{ upgrade_feature_history() }}",
+        post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['user_id', 'event_timestamp'], 'unique': true},
             {'columns': ['as_of_date']},

@@ -16,6 +16,7 @@ from recomart.features.materialize import (
     restore_online_store,
 )
 from recomart.features.names import ENTITIES, FEATURE_SERVICE, EntitySpec, entity_spec
+from recomart.features.point_in_time import ViewRead, service_view_reads, training_features
 from recomart.features.retrieval import OnlineReader, historical_features, online_features, service_feature_refs
 from recomart.features.store import (
     FeatureStoreConfigError,
@@ -38,6 +39,7 @@ __all__ = [
     "MaterializeResult",
     "OnlineReader",
     "RestoreResult",
+    "ViewRead",
     "apply",
     "apply_if_changed",
     "batch_views",
@@ -58,5 +60,7 @@ __all__ = [
     "resolve_config_text",
     "restore_online_store",
     "service_feature_refs",
+    "service_view_reads",
     "serving_store",
+    "training_features",
 ]
