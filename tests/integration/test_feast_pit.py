@@ -201,6 +201,11 @@ def test_the_sql_read_equals_get_historical_features(planted: Path, warehouse_ds
     assert len(sql_read) == len(feast_read) == len(rows)
     features = [c for c in feast_read.columns if c not in ("user_id", "item_id", "event_timestamp")]
     assert sql_read["frequency"].notna().any() and sql_read["pop_90d"].notna().any()
+    # rows with one key read that key's view only, with the same values (a candidate set reads per entity)
+    users_only = training_features(planted, tool_env, rows.drop(columns=["item_id"])).set_index("label").sort_index()
+    assert "pop_90d" not in users_only
+    user_columns = ["frequency", "monetary", "favourite_category", "country", "days_since_first_seen"]
+    pd.testing.assert_frame_equal(users_only[user_columns], sql_read[user_columns])
     for column in features:
         ours, theirs = sql_read[column], feast_read[column]
         if isinstance(ours.dtype, pd.DatetimeTZDtype):  # Feast: naive UTC in microseconds

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from recomart.features.point_in_time import ViewRead, _check_entity_rows, point_in_time_sql
+from recomart.features.point_in_time import ViewRead, point_in_time_sql, rows_views
 
 USERS = ViewRead(
     name="user_features",
@@ -53,11 +53,17 @@ def test_no_ttl_means_no_lower_bound_and_created_time_breaks_ties() -> None:
     assert re.search(r'"fv1"\."pop_7d", "fv1"\."price" from', text)
 
 
-def test_entity_rows_need_keys_and_an_aware_cutoff() -> None:
-    rows = pd.DataFrame({"user_id": ["u1"], "item_id": ["p1"], "event_timestamp": pd.to_datetime(["2024-01-01"])})
+def test_entity_rows_need_a_key_and_an_aware_cutoff_and_read_the_views_of_their_keys() -> None:
+    rows = pd.DataFrame(
+        {"user_id": ["u1"], "item_id": ["p1"], "event_timestamp": pd.to_datetime(["2024-01-01"], utc=True)}
+    )
+    assert rows_views(rows, [USERS, ITEMS]) == [USERS, ITEMS]
+    assert rows_views(rows.drop(columns=["item_id"]), [USERS, ITEMS]) == [USERS]
     with pytest.raises(ValueError, match="timezone-aware"):
-        _check_entity_rows(rows)
-    with pytest.raises(ValueError, match="lack"):
-        _check_entity_rows(rows.drop(columns=["item_id"]))
+        rows_views(rows.assign(event_timestamp=pd.to_datetime(["2024-01-01"])), [USERS])
+    with pytest.raises(ValueError, match="none of the service's join keys"):
+        rows_views(rows[["event_timestamp"]], [USERS, ITEMS])
+    with pytest.raises(ValueError, match="lack event_timestamp"):
+        rows_views(rows.drop(columns=["event_timestamp"]), [USERS])
     with pytest.raises(ValueError, match="empty"):
-        _check_entity_rows(rows.assign(event_timestamp=pd.to_datetime([None], utc=True)))
+        rows_views(rows.assign(user_id=[None]), [USERS])

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
 
-ENTITY_COLUMNS = ("user_id", "item_id", "event_timestamp")
 _ENTITY_TABLE = "recomart_pit_entities"
 _ROW_ID = "_pit_row"
 
@@ -132,16 +131,26 @@ def point_in_time_sql(reads: Sequence[ViewRead], entity_table: str = _ENTITY_TAB
     )
 
 
-def _check_entity_rows(entity_rows: pd.DataFrame) -> None:
+def rows_views(entity_rows: pd.DataFrame, reads: Sequence[ViewRead]) -> list[ViewRead]:
+    """The views of ``reads`` whose join key ``entity_rows`` has, after checking the rows.
+
+    Raises ``ValueError`` when there is no such view, when ``event_timestamp`` (the cutoff) is
+    missing or not timezone-aware, or when a used key or the cutoff is empty in some row.
+    """
     import pandas as pd
 
-    missing = set(ENTITY_COLUMNS) - set(entity_rows.columns)
-    if missing:
-        raise ValueError(f"entity rows lack {sorted(missing)} (need user_id, item_id, event_timestamp)")
+    used = [read for read in reads if read.join_key in entity_rows.columns]
+    if not used:
+        keys = sorted({read.join_key for read in reads})
+        raise ValueError(f"entity rows have none of the service's join keys {keys}")
+    if "event_timestamp" not in entity_rows.columns:
+        raise ValueError("entity rows lack event_timestamp (the cutoff)")
     if not isinstance(entity_rows["event_timestamp"].dtype, pd.DatetimeTZDtype):
         raise ValueError("entity rows' event_timestamp (the cutoff) must be timezone-aware (UTC)")
-    if entity_rows[list(ENTITY_COLUMNS)].isna().any().any():
-        raise ValueError("entity rows have empty user_id, item_id or event_timestamp")
+    columns = sorted({read.join_key for read in used}) + ["event_timestamp"]
+    if entity_rows[columns].isna().any().any():
+        raise ValueError(f"entity rows have empty values in {columns}")
+    return used
 
 
 def _offline_conninfo(store: FeatureStore) -> str:
@@ -159,20 +168,27 @@ def _offline_conninfo(store: FeatureStore) -> str:
     )
 
 
-def _copy_entity_rows(cur, entity_rows: pd.DataFrame) -> None:
-    """Copy ``entity_rows`` (row number, user, item, label time) into the temporary entity table."""
+def _copy_entity_rows(cur, entity_rows: pd.DataFrame, keys: Sequence[str]) -> None:
+    """Copy ``entity_rows`` (row number, ``keys`` as text, label time) into the temporary entity table."""
     from psycopg import sql
 
     cur.execute(
         sql.SQL(
-            "create temporary table {} ({} bigint primary key, user_id text not null,"
-            " item_id text not null, event_timestamp timestamptz not null) on commit drop"
-        ).format(sql.Identifier(_ENTITY_TABLE), sql.Identifier(_ROW_ID))
+            "create temporary table {table} ({row} bigint primary key, {keys}, event_timestamp timestamptz not null)"
+            " on commit drop"
+        ).format(
+            table=sql.Identifier(_ENTITY_TABLE),
+            row=sql.Identifier(_ROW_ID),
+            keys=sql.SQL(", ").join(sql.SQL("{} text not null").format(sql.Identifier(k)) for k in keys),
+        )
     )
-    frame = entity_rows[list(ENTITY_COLUMNS)].astype({"user_id": str, "item_id": str})
+    frame = entity_rows[[*keys, "event_timestamp"]].astype(dict.fromkeys(keys, str))
     frame.insert(0, _ROW_ID, range(len(frame)))
     text = frame.to_csv(index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f%z")
-    with cur.copy(sql.SQL("copy {} from stdin (format csv)").format(sql.Identifier(_ENTITY_TABLE))) as copy:
+    copy_sql = sql.SQL("copy {} ({}) from stdin (format csv)").format(
+        sql.Identifier(_ENTITY_TABLE), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+    )
+    with cur.copy(copy_sql) as copy:
         copy.write(text)
     cur.execute(sql.SQL("analyze {}").format(sql.Identifier(_ENTITY_TABLE)))
 
@@ -185,8 +201,11 @@ def training_features(
 ) -> pd.DataFrame:
     """The training feature frame of ``entity_rows``, point-in-time, through ``feature_service``.
 
-    ``entity_rows`` needs ``user_id``, ``item_id`` and ``event_timestamp`` (the cutoff or label
-    time, timezone-aware); other columns (labels, scores) are kept. Returns a copy of
+    ``entity_rows`` needs ``event_timestamp`` (the cutoff or label time, timezone-aware) and the
+    join keys (``user_id``, ``item_id``) of the views to read: a view whose key is absent is
+    skipped, so a candidate set can read user features per (user, cutoff) and item features per
+    (item, cutoff) and merge them, instead of one lookup per pair. Other columns (labels, scores)
+    are kept. Returns a copy of
     ``entity_rows`` (same order and index) with one column per feature of the service: for each
     feature view, the values of the entity's latest source row with ``event_timestamp`` at or
     before the row's time and not older than the view's ttl (``NaN``/``None`` when there is none):
@@ -197,11 +216,10 @@ def training_features(
     import pandas as pd
     import psycopg
 
-    _check_entity_rows(entity_rows)
     store = feature_store(repo_dir, env)
-    reads = service_view_reads(store, feature_service)
+    reads = rows_views(entity_rows, service_view_reads(store, feature_service))
     with psycopg.connect(_offline_conninfo(store)) as conn, conn.cursor() as cur:
-        _copy_entity_rows(cur, entity_rows)
+        _copy_entity_rows(cur, entity_rows, sorted({read.join_key for read in reads}))
         cur.execute("set local jit = off")  # ~80 ms of compiling for a plan of index lookups
         cur.execute(point_in_time_sql(reads))
         names = [d.name for d in cur.description]
