@@ -19,7 +19,7 @@ import pytest
 from test_dbt import GENERATED_RAW_SQL  # the same valid raw rows as test_dbt.py
 
 from recomart.config import Settings
-from recomart.features import apply, historical_features, training_features
+from recomart.features import apply, entity_frames_at, historical_features, training_features
 from recomart.transform import dbt_build
 
 pytestmark = pytest.mark.integration
@@ -211,3 +211,19 @@ def test_the_sql_read_equals_get_historical_features(planted: Path, warehouse_ds
         if isinstance(ours.dtype, pd.DatetimeTZDtype):  # Feast: naive UTC in microseconds
             ours, theirs = ours.astype("datetime64[ns, UTC]"), pd.to_datetime(theirs, utc=True).astype(ours.dtype)
         pd.testing.assert_series_equal(ours, theirs, check_dtype=False, check_names=False, obj=column)
+
+
+def test_entity_frames_at_one_cutoff_are_the_pair_read(planted: Path, warehouse_dsn: str, tool_env) -> None:
+    cutoff = datetime(2024, 3, 5, tzinfo=UTC)
+    frames = entity_frames_at(planted, tool_env, cutoff, {"user_id": ["u1", "u2", "u1", "leak_u"], "item_id": ["p1"]})
+    users, items = frames["user_id"], frames["item_id"]
+    assert users.index.tolist() == ["u1", "u2", "leak_u"] and items.index.tolist() == ["p1"]
+    assert users.loc["u1", "frequency"] == 1 and users.loc["leak_u", "frequency"] == FUTURE
+    assert "pop_7d" not in users and "frequency" not in items
+    pair = historical_features(
+        planted,
+        tool_env,
+        pd.DataFrame({"user_id": ["u1"], "item_id": ["p1"], "event_timestamp": pd.to_datetime([cutoff], utc=True)}),
+    )
+    assert users.loc["u1", ["frequency", "monetary"]].tolist() == pair.loc[0, ["frequency", "monetary"]].tolist()
+    assert items.loc["p1", ["pop_7d", "pop_90d"]].tolist() == pair.loc[0, ["pop_7d", "pop_90d"]].tolist()

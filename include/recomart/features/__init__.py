@@ -16,7 +16,7 @@ from recomart.features.materialize import (
     restore_online_store,
 )
 from recomart.features.names import ENTITIES, FEATURE_SERVICE, EntitySpec, entity_spec
-from recomart.features.point_in_time import ViewRead, service_view_reads, training_features
+from recomart.features.point_in_time import ViewRead, entity_frames_at, service_view_reads, training_features
 from recomart.features.retrieval import OnlineReader, historical_features, online_features, service_feature_refs
 from recomart.features.store import (
     FeatureStoreConfigError,
@@ -45,6 +45,7 @@ __all__ = [
     "batch_views",
     "clear_store_cache",
     "delete_online_entities",
+    "entity_frames_at",
     "entity_spec",
     "feast_command",
     "feature_store",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -232,3 +233,28 @@ def training_features(
         raise ValueError(f"entity rows already have feature columns {sorted(clash)}")
     features.index = entity_rows.index
     return pd.concat([entity_rows, features], axis=1)
+
+
+def entity_frames_at(
+    repo_dir: Path,
+    env: Mapping[str, str],
+    cutoff: datetime,
+    ids: Mapping[str, Sequence[str]],
+    feature_service: str = FEATURE_SERVICE,
+) -> dict[str, pd.DataFrame]:
+    """Each entity's features at one ``cutoff``, through ``feature_service``, point-in-time.
+
+    ``ids`` maps a join key to its ids, e.g. ``{"user_id": users, "item_id": items}``; returns,
+    per key, a frame indexed by the (distinct) ids with the features of the views of that key
+    (the user and item frames :func:`recomart.ranking.ranker_features.frame_columns` joins).
+    ``cutoff`` must be timezone-aware.
+    """
+    import pandas as pd
+
+    frames = {}
+    for key, values in ids.items():
+        distinct = pd.unique(pd.Series(values, dtype=str))
+        rows = pd.DataFrame({key: distinct, "event_timestamp": pd.Timestamp(cutoff)})
+        frames[key] = training_features(repo_dir, env, rows, feature_service).drop(columns="event_timestamp")
+        frames[key] = frames[key].set_index(key)
+    return frames
