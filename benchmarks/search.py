@@ -45,10 +45,10 @@ from threadpoolctl import threadpool_limits
 from recomart import services
 from recomart.config import Settings, load_settings
 from recomart.features import apply
+from recomart.marts import StoredVectors
 from recomart.search.fusion import FusionParams, reciprocal_rank_fusion
 from recomart.search.minilm import MiniLMEncoder
 from recomart.search.searcher import EMBEDDINGS_INDEX, Searcher
-from recomart.search.store import StoredVectors
 from recomart.search.text import product_texts
 from recomart.tools import tool_env
 

@@ -9,7 +9,9 @@ frames and their columns are the data contracts between the warehouse and the mo
   segments from ``marts.user_features``;
 - :func:`read_ranking_inputs`: the users to rank and their history (:mod:`recomart.ranking.history`);
 - :func:`feature_history_span`: the first and last Feast event timestamps of the feature histories;
-- :func:`marts_digest`: a digest of the rows training and ranking read (unchanged data, same digest).
+- :func:`marts_digest`: a digest of the rows training and ranking read (unchanged data, same digest);
+- :func:`load_item_vectors` / :func:`read_item_embeddings`: the item vectors of ``reco.item_embeddings``
+  (written by :mod:`recomart.search`), for the searcher, "looks like" neighbours and the content component.
 
 A mart that does not exist yet reads as ``None`` where the function says so.
 """
@@ -21,6 +23,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -193,3 +196,46 @@ def marts_digest(dsn: str, relations: tuple[str, ...] = DIGEST_RELATIONS) -> str
     if all(part.endswith(":absent") for part in parts):
         return None
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredVectors:
+    """Vectors of one model, row ``i`` belonging to ``item_ids[i]`` (sorted by item id)."""
+
+    model: str
+    item_ids: np.ndarray  # object (str), n
+    text_hashes: np.ndarray  # object (str), n
+    vectors: np.ndarray  # float32, n x dim
+
+
+def load_item_vectors(conn: psycopg.Connection, model: str) -> StoredVectors:
+    """Every stored vector of ``model``, in one row from the server (ids, hashes and the vector bytes)."""
+    with conn.cursor(binary=True) as cur:
+        cur.execute(
+            """
+            SELECT coalesce(array_agg(item_id ORDER BY item_id), '{}'),
+                   coalesce(array_agg(text_hash ORDER BY item_id), '{}'),
+                   coalesce(string_agg(vector, ''::bytea ORDER BY item_id), ''::bytea),
+                   coalesce(max(dim), 0), count(DISTINCT dim)
+            FROM reco.item_embeddings WHERE model = %s
+            """,
+            (model,),
+        )
+        ids, hashes, blob, dim, dims = cur.fetchone()
+    if dims > 1:
+        raise ValueError(f"reco.item_embeddings holds vectors of several dimensions for model {model!r}")
+    vectors = np.frombuffer(bytes(blob), dtype="<f4").astype(np.float32).reshape(len(ids), int(dim))
+    return StoredVectors(model, np.array(ids, dtype=object), np.array(hashes, dtype=object), vectors)
+
+
+def read_item_embeddings(dsn: str) -> StoredVectors | None:
+    """The vectors of ``reco.item_embeddings`` made by the model that embedded the most items (after a
+    model change, the one the refresh is moving to once it has overtaken the old one), or None when
+    the table is missing or empty."""
+    with psycopg.connect(dsn) as conn:
+        if not relation_exists(conn, "reco.item_embeddings"):
+            return None
+        row = conn.execute(
+            "SELECT model FROM reco.item_embeddings GROUP BY model ORDER BY count(*) DESC, model LIMIT 1"
+        ).fetchone()
+        return None if row is None else load_item_vectors(conn, row[0])

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -227,3 +228,66 @@ def test_a_warehouse_newer_than_the_code_is_refused(private_database, tmp_path: 
         conn.execute("insert into ops.schema_migrations (version, name, checksum) values (%s, 'later', 'x')", (99,))
     with pytest.raises(MigrationError, match=r"lists versions \[99\] that this code does not have"):
         migrate(dsn)
+
+
+_OLD_SIMILAR = """
+create table reco.{name} (generation_id bigint not null, item_id text not null, rank smallint not null,
+                          similar_item_id text not null, score real not null);
+create unique index {name}_i0 on reco.{name} (item_id, rank);
+insert into reco.{name} values ({generation}, 'a', 1, 'b', 0.5), ({generation}, 'a', 2, 'c', 0.25),
+                               ({generation}, 'b', 1, 'a', 0.5);
+"""
+
+
+def _similar_shape(dsn: str, table: str) -> tuple[list[tuple], list[str]]:
+    with psycopg.connect(dsn) as conn:
+        columns = conn.execute(
+            "select column_name, data_type, is_nullable, column_default from information_schema.columns"
+            " where table_schema = 'reco' and table_name = %s order by column_name",
+            (table,),
+        ).fetchall()
+        indexes = conn.execute(
+            "select replace(indexdef, %s, '') from pg_indexes where schemaname = 'reco' and tablename = %s",
+            (table, table),
+        ).fetchall()
+    return columns, sorted(i[0] for i in indexes)
+
+
+def test_similar_items_of_before_kinds_become_also_bought(private_database, tmp_path: Path) -> None:
+    """0014: the live and previous ``reco.similar_items`` of a warehouse published before kinds keep every
+    row as ``also_bought``, take the writer's shape and key, and a publish and a rollback work after it."""
+    from recomart.recommend.tables import SIMILAR_ITEMS
+    from recomart.recommend.writer import PREVIOUS, publish, swap_staged
+
+    dsn, fresh = private_database("similar_old"), private_database("similar_fresh")
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, folder)
+    (folder / "0014_similar_items_kind.sql").unlink()
+    migrate(dsn, folder=folder)
+    with psycopg.connect(dsn) as conn:
+        for name, generation in (("similar_items", 2), ("similar_items_previous", 1)):
+            conn.execute(_OLD_SIMILAR.format(name=name, generation=generation))
+    assert migrate(dsn).applied == [14]
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "select generation_id, item_id, kind, rank from reco.similar_items"
+            " union all select generation_id, item_id, kind, rank from reco.similar_items_previous order by 1, 2, 4"
+        ).fetchall()
+        with pytest.raises(psycopg.errors.UniqueViolation):  # the key is (item_id, kind, rank)
+            conn.execute("insert into reco.similar_items values (2, 'a', 1, 'x', 0.1, 'also_bought')")
+        conn.rollback()
+        conn.execute("insert into reco.similar_items values (2, 'a', 1, 'x', 0.1, 'looks_like')")
+    assert [r[2] for r in rows] == ["also_bought"] * 6 and len({r[:2] + r[3:] for r in rows}) == 6
+
+    new = pd.DataFrame({"generation_id": 3, "item_id": ["a"], "kind": ["looks_like"], "rank": 1})
+    new = new.assign(similar_item_id="b", score=0.9)
+    migrate(fresh)
+    publish(fresh, [(SIMILAR_ITEMS, new)], log=lambda _: None)
+    for table in ("similar_items", "similar_items_previous"):
+        assert _similar_shape(dsn, table) == _similar_shape(fresh, "similar_items"), table
+    publish(dsn, [(SIMILAR_ITEMS, new)], log=lambda _: None)
+    with psycopg.connect(dsn) as conn:
+        swap_staged(conn, [SIMILAR_ITEMS], incoming=PREVIOUS, log=lambda _: None)  # what a rollback does
+        back = conn.execute("select count(*), min(kind) from reco.similar_items where generation_id = 2").fetchone()
+    assert back == (4, "also_bought")

@@ -35,7 +35,7 @@ FAST = {"max_trials": 2, "tuning_budget_s": 30.0}
 TINY_VALIDATION = {"valid_fraction": 0.02, "test_fraction": 0.2}
 TABLES = {
     "user_recommendations": "user_id, rank",
-    "similar_items": "item_id, rank",
+    "similar_items": "item_id, kind, rank",
     "popular_items": "segment, rank",
 }
 

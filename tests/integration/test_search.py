@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from recomart.marts import load_item_vectors
 from recomart.search import store
 from recomart.search.embed import current_texts, embed_products
 from recomart.search.minilm import MiniLMEncoder
@@ -101,7 +102,7 @@ def test_first_run_embeds_every_product(first_run: dict, encoder: MiniLMEncoder)
 def test_stored_vectors_equal_a_fresh_embedding(first_run: dict, catalogue_dsn: str, encoder: MiniLMEncoder) -> None:
     with psycopg.connect(catalogue_dsn) as conn:
         products = store.read_products(conn)
-        stored = store.load_vectors(conn, encoder.name)
+        stored = load_item_vectors(conn, encoder.name)
     texts = current_texts(products).set_index("item_id").loc[stored.item_ids]
     fresh = encoder.encode(texts["text"].tolist())
     assert stored.vectors.shape == (16, 384) and stored.vectors.dtype == np.float32

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recomart.ranking.embedding import vector_neighbours
 from recomart.search.embed import plan_refresh
 from recomart.search.fusion import FusionParams, reciprocal_rank_fusion
 from recomart.search.minilm import MODEL_NAME, MiniLMEncoder
 from recomart.search.retrievers import DenseRetriever, top_rows
 from recomart.search.searcher import DEFAULT_FUSION, FALLBACK_FUSION
-from recomart.search.similar import looks_like_neighbours
 from recomart.search.text import product_texts, text_hashes
 
 REFERENCES = Path(__file__).resolve().parents[1] / "fixtures" / "minilm" / "references.npz"
@@ -151,12 +151,12 @@ def test_top_rows_orders_ties_by_index_and_drops_non_matches() -> None:
     assert top_rows(scores, 10, positive_only=False)[0].tolist() == [2, 1, 3, 0, 4]
 
 
-def test_looks_like_neighbours_equal_brute_force() -> None:
+def test_vector_neighbours_equal_brute_force() -> None:
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(50, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = np.array([f"i{n}" for n in range(50)], dtype=object)
-    got = looks_like_neighbours(ids, vectors, k=4, block_rows=7)
+    got = vector_neighbours(ids, vectors, k=4, block_rows=7)
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -np.inf)
     expected = np.argsort(-sims, axis=1, kind="stable")[:, :4]

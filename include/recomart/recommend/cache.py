@@ -13,7 +13,8 @@ Keys (``ns`` = ``<db prefix>:reco``, ``g`` = generation id):
                        means the generation's keys are complete)
 ``ns:g:<g>:u:<user>``  the user's list, columnar: ``[item_ids, scores, svd, item_item, content,
                        buy_again, popularity, strategy]`` (``nan`` = no score)
-``ns:g:<g>:s:<item>``  similar items: ``[item_ids, scores]``
+``ns:g:<g>:s:<item>``  similar items of kind ``also_bought``: ``[item_ids, scores]``
+``ns:g:<g>:l:<item>``  similar items of kind ``looks_like`` (same value)
 ``ns:g:<g>:popular``   cold-start lists per segment (``__all__`` = overall): ``{segment: [ids, scores]}``
 ``ns:g:<g>:catalogue`` ``{item_id: [title, category, price]}`` of ``marts.dim_products``
 =====================  ===========================================================================
@@ -37,10 +38,13 @@ import psycopg
 import redis
 
 from recomart.marts import read_catalogue
+from recomart.recommend.tables import ALSO_BOUGHT, LOOKS_LIKE
 
 COMPONENT_COLUMNS = ("svd_score", "item_item_score", "content_score", "buy_again_score", "popularity_score")
 OVERALL_SEGMENT = "__all__"
 PIPELINE_KEYS = 2000
+#: the key letter of each kind of ``reco.similar_items`` (``s`` is the one keys had before kinds)
+SIMILAR_KEY_LETTERS = {ALSO_BOUGHT: "s", LOOKS_LIKE: "l"}
 
 
 def pack(value: Any) -> bytes:
@@ -75,8 +79,8 @@ class CacheLayout:
     def user(self, generation_id: int, user_id: str) -> str:
         return f"{self.generation(generation_id)}:u:{user_id}"
 
-    def similar(self, generation_id: int, item_id: str) -> str:
-        return f"{self.generation(generation_id)}:s:{item_id}"
+    def similar(self, generation_id: int, item_id: str, kind: str = ALSO_BOUGHT) -> str:
+        return f"{self.generation(generation_id)}:{SIMILAR_KEY_LETTERS[kind]}:{item_id}"
 
     def popular(self, generation_id: int) -> str:
         return f"{self.generation(generation_id)}:popular"
@@ -131,7 +135,7 @@ def read_live_tables(dsn: str) -> LiveTables | None:
                 + ", strategy from reco.user_recommendations order by user_id, rank",
             )
             similar = _copy_frame(
-                cur, "select item_id, similar_item_id, score from reco.similar_items order by item_id, rank"
+                cur, "select kind, item_id, similar_item_id, score from reco.similar_items order by kind, item_id, rank"
             )
             popular = _copy_frame(cur, "select segment, item_id, score from reco.popular_items order by 1, rank")
     products = read_catalogue(dsn).products
@@ -208,7 +212,11 @@ def write_generation(client: redis.Redis, layout: CacheLayout, tables: LiveTable
     keys, size = _set_many(client, iter(pairs))
     users = ((layout.user(gid, user), value) for user, value in user_values(tables.recommendations))
     user_keys, user_bytes = _set_many(client, users)
-    similar = ((layout.similar(gid, item), value) for item, value in similar_values(tables.similar))
+    similar = (
+        (layout.similar(gid, item, kind), value)
+        for kind, rows in tables.similar.groupby("kind", sort=True)
+        for item, value in similar_values(rows)
+    )
     similar_keys, similar_bytes = _set_many(client, similar)
     meta = {
         "generation_id": gid,

@@ -4,7 +4,9 @@ The champion is loaded through its MLflow pyfunc (:func:`recomart.model.registry
 every user of the marts is ranked by the very :class:`~recomart.ranking.hybrid.HybridRecommender`
 its ``predict`` uses, against tonight's history: nothing is rebuilt from metadata.  While no model is
 registered a non-personalised fallback (segment popularity, ``popular_no_model``) is fitted on the
-marts.  ``reco.similar_items`` and ``reco.popular_items`` come from the same recommender.
+marts.  ``reco.popular_items`` and the ``also_bought`` kind of ``reco.similar_items`` come from the same
+recommender; its ``looks_like`` kind is the nearest neighbours of the catalogue's items by their vectors
+in ``reco.item_embeddings`` (when the search refresh has stored any), in the same generation and swap.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 
-from recomart.marts import RankingInputs, read_catalogue, read_ranking_inputs
+from recomart.marts import RankingInputs, StoredVectors, read_catalogue, read_item_embeddings, read_ranking_inputs
 from recomart.model.registry import load_champion
 from recomart.ranking.base import TrainingSet
+from recomart.ranking.embedding import vector_neighbours
 from recomart.ranking.hybrid import RANKED_COLUMNS, HybridRecommender
 from recomart.recommend.tables import (
+    ALSO_BOUGHT,
+    LOOKS_LIKE,
     POPULAR_ITEMS,
     SIMILAR_ITEMS,
     USER_RECOMMENDATIONS,
@@ -34,6 +40,10 @@ from recomart.recommend.writer import publish
 
 #: the business columns of ``reco.user_recommendations`` (the ranked columns and the model version)
 OUTPUT_COLUMNS = [*RANKED_COLUMNS, "model_version"]
+#: the columns of ``reco.similar_items`` after ``generation_id``
+SIMILAR_COLUMNS = ["item_id", "kind", "rank", "similar_item_id", "score"]
+#: "looks like" neighbours kept per item (as many as the co-occurrence neighbours' default ``top_n``)
+LOOKS_LIKE_N = 50
 
 
 @dataclass
@@ -49,6 +59,7 @@ class GenerationResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     similar_rows: int = 0
+    similar_kinds: dict[str, int] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -58,6 +69,25 @@ def fallback_recommender(dsn: str, inputs: RankingInputs, *, repeat_purchases: b
     catalogue = read_catalogue(dsn)
     training = TrainingSet.build(inputs.history, catalogue.products, catalogue.users)
     return HybridRecommender(repeat_purchases=repeat_purchases, personalised=False).fit(training)
+
+
+def looks_like_frame(item_ids: np.ndarray, embeddings: StoredVectors | None, k: int = LOOKS_LIKE_N) -> pd.DataFrame:
+    """The ``looks_like`` neighbours (``item_id, rank, similar_item_id, score``) among the catalogue's
+    ``item_ids`` that have a stored vector (none without ``embeddings``)."""
+    if embeddings is None:
+        return vector_neighbours(np.zeros(0, dtype=object), np.zeros((0, 1), dtype=np.float32), k)
+    keep = np.isin(embeddings.item_ids, np.asarray(item_ids, dtype=object))
+    return vector_neighbours(embeddings.item_ids[keep], embeddings.vectors[keep], k)
+
+
+def similar_frame(recommender: HybridRecommender, embeddings: StoredVectors | None) -> pd.DataFrame:
+    """Every kind of ``reco.similar_items`` (:data:`SIMILAR_COLUMNS`): the recommender's co-occurrence
+    neighbours (``also_bought``) and the vector neighbours of its catalogue (``looks_like``)."""
+    kinds = [
+        recommender.similar_items_frame().assign(kind=ALSO_BOUGHT),
+        looks_like_frame(recommender.item_ids, embeddings).assign(kind=LOOKS_LIKE),
+    ]
+    return pd.concat([frame[SIMILAR_COLUMNS] for frame in kinds], ignore_index=True)
 
 
 def _with_generation(frame: pd.DataFrame, generation_id: int) -> pd.DataFrame:
@@ -76,11 +106,13 @@ def publish_generation(
     details: dict[str, Any] | None = None,
     generation: BuildingGeneration | None = None,
     marts_digest: str | None = None,
+    embeddings: StoredVectors | None = None,
     log: Callable[[str], Any] = print,
 ) -> GenerationResult:
     """Swap ``reco.user_recommendations`` (``recs``: :data:`OUTPUT_COLUMNS`), ``reco.similar_items`` and
-    ``reco.popular_items`` (from ``recommender``) in together as ``generation`` (``similar_items`` may be
-    empty: no co-occurrence yet).  Without ``generation`` one is begun (and ended) here."""
+    ``reco.popular_items`` (from ``recommender``, and the ``looks_like`` kind from ``embeddings``) in
+    together as ``generation`` (``similar_items`` may be empty: no co-occurrence and no vectors yet).
+    Without ``generation`` one is begun (and ended) here."""
     if generation is None:
         with begin_generation(dsn) as own:
             return publish_generation(
@@ -92,6 +124,7 @@ def publish_generation(
                 details=details,
                 generation=own,
                 marts_digest=marts_digest,
+                embeddings=embeddings,
                 log=log,
             )
     t0 = time.perf_counter()
@@ -100,7 +133,8 @@ def publish_generation(
         generation.describe(model_version, details, marts_digest)
         recs = _with_generation(recs, generation_id)
         popular = _with_generation(recommender.popular_items_frame(popular_n), generation_id)
-        similar = _with_generation(recommender.similar_items_frame(), generation_id)
+        similar = _with_generation(similar_frame(recommender, embeddings), generation_id)
+        kinds = {str(k): int(v) for k, v in similar["kind"].value_counts().items()}
         counts = {str(k): int(v) for k, v in recs.groupby("strategy")["user_id"].nunique().items()}
         users = int(recs["user_id"].nunique())
 
@@ -126,8 +160,17 @@ def publish_generation(
         mark_failed(dsn, generation_id, f"{type(exc).__name__}: {exc}")
         raise
     elapsed = time.perf_counter() - t0
+    log(f"similar_items by kind: {kinds}")
     return GenerationResult(
-        generation_id, model_version, counts, users, len(recs), len(popular), elapsed, similar_rows=len(similar)
+        generation_id,
+        model_version,
+        counts,
+        users,
+        len(recs),
+        len(popular),
+        elapsed,
+        similar_rows=len(similar),
+        similar_kinds=kinds,
     )
 
 
@@ -206,6 +249,8 @@ def generate_recommendations(
             step = lap("load_champion", step)
             recs = recommender.rank(inputs.users, inputs.history, k=k, block_size=block_size)
             step = lap("score", step)
+            embeddings = read_item_embeddings(dsn)
+            step = lap("read_embeddings", step)
         except BaseException as exc:
             mark_failed(dsn, generation.generation_id, f"{type(exc).__name__}: {exc}")
             raise
@@ -219,6 +264,7 @@ def generate_recommendations(
             details=details,
             generation=generation,
             marts_digest=marts_digest,
+            embeddings=embeddings,
             log=log,
         )
     lap("publish", step)

@@ -4,7 +4,7 @@ the warehouse migrations)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -89,30 +89,47 @@ USER_RECOMMENDATIONS = TableSpec(
     ),
 )
 
+#: the kinds of ``reco.similar_items``: co-occurrence ("also bought", the default everywhere) and
+#: nearest neighbours by the products' text embeddings ("looks like this")
+SimilarKind = Literal["also_bought", "looks_like"]
+ALSO_BOUGHT, LOOKS_LIKE = SIMILAR_KINDS = get_args(SimilarKind)
+
 SIMILAR_ITEMS = TableSpec(
     schema=SCHEMA,
     name="similar_items",
     columns_ddl=(
         ("generation_id", "bigint NOT NULL"),
         ("item_id", "text NOT NULL"),
+        ("kind", "text NOT NULL"),
         ("rank", "smallint NOT NULL"),
         ("similar_item_id", "text NOT NULL"),
         ("score", "real NOT NULL"),
     ),
-    indexes=(Index(("item_id", "rank"), unique=True),),
+    # the same unique key as migration 0014 gives a table published before kinds existed
+    indexes=(Index(("item_id", "kind", "rank"), unique=True),),
     comments={
-        "": "Customers who bought this also bought: top-N co-occurrence neighbours per item (live generation).",
+        "": (
+            "Top-N neighbours per item of the live generation, by kind: also_bought (customers who bought"
+            " this also bought) and looks_like (nearest by text embedding)."
+        ),
         "generation_id": "reco.generations row that produced this table.",
         "item_id": "The item being looked at.",
-        "rank": "1 = most similar.",
+        "kind": (
+            "also_bought: co-occurrence neighbours of the champion; looks_like: nearest neighbours by the"
+            " cosine of the reco.item_embeddings vectors (only items with a vector)."
+        ),
+        "rank": "1 = most similar (within the item and kind).",
         "similar_item_id": "A neighbour of item_id.",
-        "score": "Jaccard (or cosine) similarity of the two items' sets of customers, in (0, 1].",
+        "score": (
+            "also_bought: Jaccard (or cosine) similarity of the two items' sets of customers, in (0, 1];"
+            " looks_like: cosine of the two items' text embeddings, in [-1, 1]."
+        ),
     },
     views=(
         View(
             name="similar_items_enriched",
             select_sql=(
-                "SELECT s.generation_id, s.item_id, a.title AS item_title, s.rank, s.similar_item_id,"
+                "SELECT s.generation_id, s.item_id, a.title AS item_title, s.kind, s.rank, s.similar_item_id,"
                 " b.title AS similar_title, b.category AS similar_category, b.price AS similar_price, s.score"
                 " FROM reco.similar_items AS s"
                 " LEFT JOIN reco.product_details() AS a ON a.item_id = s.item_id"

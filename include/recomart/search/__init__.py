@@ -8,8 +8,10 @@ task bodies and the serving API import it.  Modules:
 - :mod:`~recomart.search.store` / :mod:`~recomart.search.embed`: the table and its incremental refresh
   (:func:`~recomart.search.embed.embed_products`);
 - :mod:`~recomart.search.retrievers`, :mod:`~recomart.search.fusion`, :mod:`~recomart.search.searcher`:
-  retrieval, reciprocal rank fusion and the :class:`~recomart.search.searcher.Searcher`;
-- :mod:`~recomart.search.similar`: nearest neighbours of each item by its vector.
+  retrieval, reciprocal rank fusion and the :class:`~recomart.search.searcher.Searcher`.
+
+The "looks like this" neighbours of ``reco.similar_items`` are computed from the stored vectors by
+:func:`recomart.ranking.embedding.vector_neighbours` in the nightly recommend job.
 
 The model, tokenizer and BM25 come from the optional extra (``./recomart setup --with search``);
 without it the searcher falls back to TF-IDF + LSA and says so.

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from recomart import marts
 from recomart.search import store
 from recomart.search.fusion import FusionParams, reciprocal_rank_fusion
 from recomart.search.minilm import SearchExtraMissing
@@ -112,7 +113,7 @@ class Searcher:
     def from_frames(
         cls,
         products: pd.DataFrame,
-        vectors: store.StoredVectors | None,
+        vectors: marts.StoredVectors | None,
         encoder: QueryEncoder | None,
         *,
         fusion: FusionParams | None = None,
@@ -148,7 +149,7 @@ class Searcher:
             vectors = None
             if encoder is not None:
                 has_table = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (store.TABLE,)).fetchone()[0]
-                vectors = store.load_vectors(conn, encoder.name) if has_table else None
+                vectors = marts.load_item_vectors(conn, encoder.name) if has_table else None
                 if vectors is None or not len(vectors.item_ids):
                     reason = f"no vectors of {encoder.name} in {store.TABLE} yet (run the embedding refresh)"
         return cls.from_frames(products, vectors, encoder, fusion=fusion, reason=reason)

@@ -4,12 +4,11 @@ Vectors are stored as ``bytea`` holding the float32 values little-endian (``dim`
 by a constraint) rather than ``real[]``: the bytes round-trip exactly, load into numpy with one
 ``frombuffer`` of a server-side ``string_agg`` (no per-element parsing of 384 numbers per row), and
 take no array header.  The server has no pgvector, so no SQL operator would use a ``real[]`` either.
-The warehouse migrations (:mod:`recomart.warehouse`, 0006) create the table.
+The warehouse migrations (:mod:`recomart.warehouse`, 0006) create the table; the vectors are read back
+by :func:`recomart.marts.load_item_vectors` (the searcher, and the nightly job's "looks like" neighbours).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -68,33 +67,3 @@ def delete_items(conn: psycopg.Connection, item_ids: list[str]) -> int:
     with conn.cursor() as cur:
         cur.execute(f"DELETE FROM {TABLE} WHERE item_id = ANY(%s)", (item_ids,))
         return cur.rowcount
-
-
-@dataclass(frozen=True)
-class StoredVectors:
-    """Vectors of one model, row ``i`` belonging to ``item_ids[i]`` (sorted by item id)."""
-
-    model: str
-    item_ids: np.ndarray  # object (str), n
-    text_hashes: np.ndarray  # object (str), n
-    vectors: np.ndarray  # float32, n x dim
-
-
-def load_vectors(conn: psycopg.Connection, model: str) -> StoredVectors:
-    """Every stored vector of ``model``, in one row from the server (ids, hashes and the vector bytes)."""
-    with conn.cursor(binary=True) as cur:
-        cur.execute(
-            f"""
-            SELECT coalesce(array_agg(item_id ORDER BY item_id), '{{}}'),
-                   coalesce(array_agg(text_hash ORDER BY item_id), '{{}}'),
-                   coalesce(string_agg(vector, ''::bytea ORDER BY item_id), ''::bytea),
-                   coalesce(max(dim), 0), count(DISTINCT dim)
-            FROM {TABLE} WHERE model = %s
-            """,
-            (model,),
-        )
-        ids, hashes, blob, dim, dims = cur.fetchone()
-    if dims > 1:
-        raise ValueError(f"{TABLE} holds vectors of several dimensions for model {model!r}")
-    vectors = np.frombuffer(bytes(blob), dtype="<f4").astype(np.float32).reshape(len(ids), int(dim))
-    return StoredVectors(model, np.array(ids, dtype=object), np.array(hashes, dtype=object), vectors)

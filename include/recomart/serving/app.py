@@ -26,6 +26,7 @@ from recomart.experiments.assignment import assign
 from recomart.experiments.definitions import DEFAULT_POLICY, POLICIES, Policy, Variant
 from recomart.features.session import SESSION_FEATURE_VIEW
 from recomart.recommend.cache import cache_layout
+from recomart.recommend.tables import ALSO_BOUGHT, SimilarKind
 from recomart.serving import metrics
 from recomart.serving.exposures import ExposureLog
 from recomart.serving.lists import Filters, build_recommendations
@@ -263,10 +264,15 @@ def create_app(s: Settings | None = None) -> FastAPI:
     async def similar(
         item_id: Annotated[str, Path(min_length=1, max_length=200)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        kind: Annotated[
+            SimilarKind,
+            Query(description="also_bought: customers who bought this also bought; looks_like: nearest by text"),
+        ] = ALSO_BOUGHT,
     ) -> Response:
-        """Customers who bought this also bought: the item's neighbours in the live generation."""
+        """The item's neighbours of ``kind`` in the live generation: customers who bought this also bought
+        (the default), or the products whose text embedding looks most like it (``kind=looks_like``)."""
         generation = generation_or_503()
-        found = await reader.similar(generation, item_id, "similar")
+        found = await reader.similar(generation, item_id, "similar", kind)
         if found is None and item_id not in generation.catalogue:
             raise HTTPException(
                 404, detail=f"item {item_id!r} is not in the catalogue of generation {generation.generation_id}"

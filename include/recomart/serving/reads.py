@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
 from recomart.recommend.cache import COMPONENT_COLUMNS, CacheLayout, unpack
+from recomart.recommend.tables import ALSO_BOUGHT
 from recomart.serving.live import CONNECT_TIMEOUT_S, Generation
 from recomart.serving.metrics import LIST_READS
 
@@ -88,17 +89,19 @@ class ListReader:
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
         return found
 
-    async def similar(self, generation: Generation, item_id: str, route: str) -> SimilarList | None:
-        """The item's neighbours, or None when the generation has none for it."""
+    async def similar(
+        self, generation: Generation, item_id: str, route: str, kind: str = ALSO_BOUGHT
+    ) -> SimilarList | None:
+        """The item's neighbours of ``kind`` (``reco.similar_items.kind``), or None when the generation has none."""
         layout = self.layout
-        raw = await self._cached(generation, layout.similar(generation.generation_id, item_id) if layout else "")
+        raw = await self._cached(generation, layout.similar(generation.generation_id, item_id, kind) if layout else "")
         if raw is not False:
             LIST_READS.labels(route, "redis" if raw is not None else "cold_start").inc()
             if raw is None:
                 return None
             items, scores = unpack(raw)
             return SimilarList(generation.generation_id, items, scores, "redis")
-        found = await run_in_threadpool(self._pg_similar, item_id)
+        found = await run_in_threadpool(self._pg_similar, item_id, kind)
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
         return found
 
@@ -118,11 +121,12 @@ class ListReader:
         packed += [[math.nan if v is None else v for v in col] for col in columns_of[3 : 3 + len(COMPONENT_COLUMNS)]]
         return _user_list(int(rows[0][0]), [*packed, rows[0][-1]], "postgres")
 
-    def _pg_similar(self, item_id: str) -> SimilarList | None:
+    def _pg_similar(self, item_id: str, kind: str) -> SimilarList | None:
         with self.pool.connection() as conn:
             rows = conn.execute(
-                "select generation_id, similar_item_id, score from reco.similar_items where item_id = %s order by rank",
-                (item_id,),
+                "select generation_id, similar_item_id, score from reco.similar_items"
+                " where item_id = %s and kind = %s order by rank",
+                (item_id, kind),
             ).fetchall()
         if not rows:
             return None

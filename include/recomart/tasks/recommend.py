@@ -54,6 +54,7 @@ def publish_recommendations(s: Settings, dsn: str, *, force: bool = False) -> di
         "users": result.users,
         "rows": result.rows,
         "strategies": result.strategy_counts,
+        "similar_items": result.similar_kinds,
         "seconds": round(result.seconds, 2),
         "redis": cached,
         "marts_digest": digest,

@@ -1,4 +1,9 @@
-""" "Looks like this" neighbours from item vectors (for a ``kind`` of ``reco.similar_items`` later)."""
+"""Dense item vectors (sentence embeddings of the product text): "looks like this" neighbours.
+
+The vectors come from ``reco.item_embeddings`` (read by :func:`recomart.marts.read_item_embeddings`);
+this module only sees arrays.  :func:`vector_neighbours` gives the ``looks_like`` kind of
+``reco.similar_items``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 
-def looks_like_neighbours(
+def vector_neighbours(
     item_ids: np.ndarray, vectors: np.ndarray, k: int = 10, *, block_rows: int = 1024
 ) -> pd.DataFrame:
     """The ``k`` most similar other items of every item, by cosine of unit ``vectors`` (n x dim).
@@ -19,7 +24,10 @@ def looks_like_neighbours(
     n = len(ids)
     k = min(k, n - 1)
     if k <= 0:
-        return pd.DataFrame({"item_id": [], "rank": [], "similar_item_id": [], "score": []})
+        none = np.zeros(0, dtype=object)
+        return pd.DataFrame(
+            {"item_id": none, "rank": np.zeros(0, np.int16), "similar_item_id": none, "score": np.zeros(0, np.float32)}
+        )
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     sources, targets, scores = [], [], []
     for start in range(0, n, block_rows):
