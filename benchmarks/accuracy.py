@@ -42,9 +42,17 @@ parameters, candidate recall, early stopping and feature importances by gain und
 already bought is blanked before scoring.
 
 ``--only ease,rp3beta`` (or ``--only ranker``) runs only the named scorers on the same splits (no RMSE,
-no SVD tuning) and merges their rows into the existing ``--out``: every other figure is left as the last
-full run wrote it, the evaluation sets must match it (users, relevant pairs, items), and
-``meta.partial_runs`` records the run (the fit evidence of scorers that did not run is kept as stored).
+no SVD tuning: a hybrid blends the SVD parameters the last full run tuned) and merges their rows into the
+existing ``--out``: every other figure is left as the last full run wrote it, the evaluation sets must
+match it (users, relevant pairs, items), and ``meta.partial_runs`` records the run (the fit evidence of
+scorers that did not run is kept as stored).
+
+Item embeddings (issue 18): with the search extra, each catalogue's products are embedded with
+all-MiniLM-L6-v2 (:mod:`benchmarks.catalogue_vectors`) and passed to the hook, which adds
+``content_tfidf`` / ``content_blend`` / ``content_embed`` rows (the content component with TF-IDF, half
+embeddings, embeddings alone) and lets the hybrid's validation search try the embeddings; the variant
+the validation window chose is ``content_validation_choice`` (MovieLens) and
+``content_validation_choice_<setting>`` (UCI), its evidence under ``details.*.hybrid_fit.content``.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from benchmarks.catalogue_vectors import catalogue_vectors
 from recomart.model.config import TrainingConfig
 from recomart.model.split import pairs_from_events, per_user_random_split, per_user_three_way_split, time_days_split
 from recomart.model.tuning import svd_candidates, tune
@@ -384,11 +393,23 @@ def _core_scorers(
     return scorers, params
 
 
+def _vectors(dataset: str) -> Any:
+    """The hook's item vectors of ``dataset`` (None without the search extra)."""
+    from recomart.model.offline import movielens_products, uci_products
+
+    return catalogue_vectors(dataset, movielens_products() if dataset == "ml_latest_small" else uci_products())
+
+
 def movielens_ranking(
-    ratings: pd.DataFrame, *, seed: int = SEED, k: int = K, only: frozenset[str] | None = None
+    ratings: pd.DataFrame,
+    *,
+    seed: int = SEED,
+    k: int = K,
+    only: frozenset[str] | None = None,
+    svd_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Implicit-mode ranking on the per-user 75/25 split: SVD (tuned on validation), popularity, extras
-    (only the scorers named in ``only`` when given)."""
+    (only the scorers named in ``only`` when given; the hybrid then blends ``svd_params``)."""
     split = per_user_three_way_split(ratings, test_frac=0.25, valid_frac=0.2, seed=seed)
     train, test = split.train_valid, split.test
 
@@ -400,8 +421,8 @@ def movielens_ranking(
     candidates_fit: dict[str, Any] = {}
     errors: dict[str, str] = {}
     core, params = _core_scorers(train, validation, exclude_seen=True, k=k, record=record, only=only)
-    hook = {"validation": validation, "record": hybrid_fit, "config": CONFIG, "svd_params": params}
-    hook["candidates_record"] = candidates_fit
+    hook = {"validation": validation, "record": hybrid_fit, "config": CONFIG, "svd_params": params or svd_params}
+    hook.update(candidates_record=candidates_fit, item_vectors=_vectors("ml_latest_small"))
     scorers = _only({**core, **extra_scorers("ml_latest_small", "ranking", k, errors=errors, **hook)}, only)
     metrics, info = evaluate_scorers(train, test, scorers, k=k, exclude_seen=True)
     return {
@@ -473,10 +494,15 @@ def clean_uci(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def uci_benchmark(
-    lines: pd.DataFrame, *, test_days: int = 30, k: int = K, only: frozenset[str] | None = None
+    lines: pd.DataFrame,
+    *,
+    test_days: int = 30,
+    k: int = K,
+    only: frozenset[str] | None = None,
+    svd_params: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Discovery and replenishment nDCG@k on the last ``test_days`` of the cleaned order lines (only the
-    scorers named in ``only`` when given)."""
+    scorers named in ``only`` when given; the hybrid then blends ``svd_params[setting]``)."""
     split = time_days_split(lines, valid_days=0, test_days=test_days)
     train_lines, test_lines = split.train, split.test
     train = pairs_from_events(train_lines)
@@ -492,14 +518,16 @@ def uci_benchmark(
         return pairs_from_events(fit_lines), valid_lines[["user_id", "item_id"]].drop_duplicates()
 
     results: dict[str, Any] = {"info": {**split.info, "n_train_pairs": len(train), "n_test_pairs": len(test)}}
+    vectors = _vectors("uci")
     for setting, exclude in (("discovery", True), ("replenishment", False)):
         record: dict[str, Any] = {}
         hybrid_fit: dict[str, Any] = {}
         candidates_fit: dict[str, Any] = {}
         errors: dict[str, str] = {}
         scorers, params = _core_scorers(train, validation, exclude_seen=exclude, k=k, record=record, only=only)
+        params = params or (svd_params or {}).get(setting)
         hook = {"validation": validation, "record": hybrid_fit, "config": CONFIG, "svd_params": params}
-        hook["candidates_record"] = candidates_fit
+        hook.update(candidates_record=candidates_fit, item_vectors=vectors)
         if setting == "replenishment":
             scorers["buy_again"] = buy_again_scorer(k=k)
         scorers.update(extra_scorers("uci", setting, k, errors=errors, **hook))
@@ -582,22 +610,28 @@ def run(movielens_dir: Path, uci_dir: Path, out: Path, *, n_jobs: int = 2) -> di
 UCI_SETTINGS = ("discovery", "replenishment")
 
 
-def _ml_keys(ranking: dict[str, Any]) -> dict[str, float]:
-    """``<name>_p_at_10`` and ``<name>_ndcg_at_10`` of each MovieLens ranking scorer."""
-    out: dict[str, float] = {}
+def _ml_keys(ranking: dict[str, Any]) -> dict[str, Any]:
+    """``<name>_p_at_10`` and ``<name>_ndcg_at_10`` of each MovieLens ranking scorer, and the hybrid's
+    content variant chosen on validation."""
+    out: dict[str, Any] = {}
     for name, m in ranking["metrics"].items():
         out[f"{name}_p_at_10"] = m["precision_at_10"]
         out[f"{name}_ndcg_at_10"] = m["ndcg_at_10"]
+    if "content" in ranking["hybrid_fit"]:
+        out["content_validation_choice"] = ranking["hybrid_fit"]["content"]["chosen"]
     return out
 
 
-def _uci_keys(uci: dict[str, Any]) -> dict[str, float]:
-    """``<name>_<setting>_ndcg_at_10`` and ``_p_at_10`` of each UCI scorer."""
-    out: dict[str, float] = {}
+def _uci_keys(uci: dict[str, Any]) -> dict[str, Any]:
+    """``<name>_<setting>_ndcg_at_10`` and ``_p_at_10`` of each UCI scorer, and the hybrid's content
+    variant chosen on validation per setting."""
+    out: dict[str, Any] = {}
     for setting in UCI_SETTINGS:
         for name, m in uci[setting]["metrics"].items():
             out[f"{name}_{setting}_ndcg_at_10"] = m["ndcg_at_10"]
             out[f"{name}_{setting}_p_at_10"] = m["precision_at_10"]
+        if "content" in uci[setting]["hybrid_fit"]:
+            out[f"content_validation_choice_{setting}"] = uci[setting]["hybrid_fit"]["content"]["chosen"]
     return out
 
 
@@ -608,6 +642,8 @@ def _merge_rows(details: dict[str, Any], fresh: dict[str, Any], where: str) -> N
         if details["info"][key] != fresh["info"][key]:
             raise ValueError(f"{where}: {key} {fresh['info'][key]} differs from the stored {details['info'][key]}")
     details["metrics"].update(fresh["metrics"])
+    if fresh.get("hybrid_fit"):  # the hybrid was re-run: its fit evidence replaces the stored one
+        details["hybrid_fit"] = fresh["hybrid_fit"]
     fits = {name: fit for name, fit in fresh["candidates_fit"].items() if fit}  # scorers not run leave {}
     details.setdefault("candidates_fit", {}).update(fits)
     details.setdefault("extra_scorer_errors", {}).update(fresh["extra_scorer_errors"])
@@ -620,9 +656,12 @@ def run_only(names: frozenset[str], movielens_dir: Path, uci_dir: Path, out: Pat
     from recomart.datasets.movielens import load_latest_small
 
     result = json.loads(out.read_text())
+    details = result["details"]
     started = time.perf_counter()
-    ranking = movielens_ranking(load_latest_small(movielens_dir), only=names)
-    uci = uci_benchmark(clean_uci(read_uci(uci_dir)), only=names)
+    tuned_ml = details["ml_ranking"]["svd_tuning"].get("svd_params")
+    ranking = movielens_ranking(load_latest_small(movielens_dir), only=names, svd_params=tuned_ml)
+    tuned_uci = {setting: details["uci"][setting]["svd_tuning"].get("svd_params") for setting in UCI_SETTINGS}
+    uci = uci_benchmark(clean_uci(read_uci(uci_dir)), only=names, svd_params=tuned_uci)
     _merge_rows(result["details"]["ml_ranking"], ranking, "ml_ranking")
     for setting in UCI_SETTINGS:
         _merge_rows(result["details"]["uci"][setting], uci[setting], f"uci/{setting}")

@@ -160,6 +160,9 @@ def test_merge_rows_adds_only_the_new_rows_on_the_same_evaluation_set() -> None:
     ranker = {**fresh, "metrics": {"ranker": {"ndcg_at_10": 0.4}}}
     A._merge_rows(stored, {**ranker, "candidates_fit": {"ease": {}, "ranker": {"best_iteration": 9}}}, "ml_ranking")
     assert stored["candidates_fit"] == {"ease": {"params": {"l2": 500.0}}, "ranker": {"best_iteration": 9}}
+    assert "hybrid_fit" not in stored  # only a re-run hybrid replaces the stored fit evidence
+    A._merge_rows(stored, {**fresh, "hybrid_fit": {"options": {"content_embedding": 1.0}}}, "ml_ranking")
+    assert stored["hybrid_fit"] == {"options": {"content_embedding": 1.0}}
     other = {**fresh, "info": {**info, "n_eval_users": 2}}
     with pytest.raises(ValueError, match="n_eval_users 2 differs from the stored 3"):
         A._merge_rows(stored, other, "uci/discovery")

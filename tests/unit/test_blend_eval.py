@@ -185,12 +185,17 @@ def test_stored_options_are_read_back_typed_or_fall_back_to_defaults() -> None:
         {"top_n": True},
         {"neighbours": 10},
         {"prior_days": float("nan")},
+        {"content_embedding": 0},
+        {"content_embedding": 1.5},
     ):
         assert blend_options(raw) == {}, raw
 
 
 def test_the_recommender_accepts_every_option_the_search_can_choose() -> None:
     search = BlendSearch()
-    assert set(BLEND_OPTION_TYPES) == set(search.option_grid) | set(search.repeat_option_grid)
+    grids = set(search.option_grid) | set(search.repeat_option_grid) | {"content_embedding"}
+    assert set(BLEND_OPTION_TYPES) == grids
     for options in search.option_candidates(repeat_purchases=True):
         assert blend_options(options) == options
+        for share in search.content_embedding_grid:
+            assert blend_options({**options, "content_embedding": share}) == {**options, "content_embedding": share}

@@ -9,7 +9,9 @@ Each component is scored once for a seeded sample of validation users and normal
 the served blend does: :meth:`recomart.ranking.hybrid.HybridRecommender.normalised_components`), so
 every weight vector tried costs one weighted sum and one top-k.  :func:`fit_blend_options` repeats
 the search for each candidate option set (neighbour count, popularity prior window, buy-again
-half-life) and keeps the best.
+half-life) and keeps the best; when the catalogue has item vectors it then tries the best set again
+with each share of embeddings in the content component (``content_embedding``), so the embeddings are
+used only when the validation window prefers them (:func:`content_variants` is that evidence).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class BlendFit:
     evaluations: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    content_alone_ndcg: dict[str, float] = field(default_factory=dict)
 
 
 def relevant_matrix(history: UserHistory, pairs: pd.DataFrame, exclude: sparse.csr_matrix | None) -> sparse.csr_matrix:
@@ -193,17 +196,50 @@ def fit_blend_options(
     **kwargs: Any,
 ) -> BlendFit:
     """:func:`fit_blend` for each candidate option set (default: ``search.option_candidates`` of the
-    catalogue's repeat policy); the fit with the best validation nDCG wins (ties: the earlier
-    candidate).  Every candidate's outcome is in ``trials``."""
+    catalogue's repeat policy), then, with item vectors, for the best set with each
+    ``search.content_embedding_grid`` share; the fit with the best validation nDCG wins (ties: the
+    earlier candidate, so TF-IDF alone wins a tie).  Every candidate's outcome is in ``trials``."""
     search = search or BlendSearch()
     candidates = search.option_candidates(catalogue.repeat_purchases) if candidates is None else candidates
     fits = [fit_blend(train, validation, catalogue, options=c, search=search, **kwargs) for c in candidates]
-    best = fits[max(range(len(fits)), key=lambda i: (fits[i].fitted, fits[i].validation_ndcg or 0.0, -i))]
+    best = _best(fits)
+    if catalogue.item_vectors is not None and best.fitted:
+        variants = [{**best.options, "content_embedding": share} for share in search.content_embedding_grid]
+        fits += [fit_blend(train, validation, catalogue, options=c, search=search, **kwargs) for c in variants]
+        best = _best(fits)
     best.trials = [
         {"options": f.options, "weights": f.weights, "validation_ndcg": f.validation_ndcg, "fitted": f.fitted}
         for f in fits
     ]
+    best.content_alone_ndcg = {
+        content_label(f.options): f.single_ndcg["content"] for f in fits if "content" in f.single_ndcg
+    }
     return best
+
+
+def _best(fits: Sequence[BlendFit]) -> BlendFit:
+    return fits[max(range(len(fits)), key=lambda i: (fits[i].fitted, fits[i].validation_ndcg or 0.0, -i))]
+
+
+def content_label(options: Mapping[str, Any]) -> str:
+    """``tfidf``, ``embed`` (embeddings alone) or ``blend_<share>`` for a set of component options."""
+    share = options.get("content_embedding")
+    return "tfidf" if not share else "embed" if share >= 1.0 else f"blend_{share:g}"
+
+
+def content_variants(fit: BlendFit) -> dict[str, Any]:
+    """The validation evidence of the content component's variants: per variant (:func:`content_label`)
+    the best blend's validation nDCG with it and the component's nDCG alone, and the chosen variant."""
+    blended: dict[str, float] = {}
+    for trial in fit.trials:
+        label, value = content_label(trial["options"]), trial["validation_ndcg"]
+        if value is not None and value > blended.get(label, -math.inf):
+            blended[label] = value
+    return {
+        "chosen": content_label(fit.options),
+        "blend_validation_ndcg": blended,
+        "alone_validation_ndcg": dict(fit.content_alone_ndcg),
+    }
 
 
 def choose_blend(
@@ -245,6 +281,10 @@ def blend_record(fit: BlendFit) -> dict[str, Any]:
         "n_validation_users": int(fit.n_users),
         "evaluations": int(fit.evaluations),
         "options": dict(fit.options),
+        "content": {
+            key: ({k: num(v) for k, v in value.items()} if isinstance(value, dict) else value)
+            for key, value in content_variants(fit).items()
+        },
         "candidates": [
             {
                 "options": dict(t["options"]),

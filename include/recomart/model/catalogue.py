@@ -18,6 +18,7 @@ import pandas as pd
 
 from recomart.ranking.base import TrainingSet, default_products
 from recomart.ranking.blend import COMPONENTS, BlendWeights
+from recomart.ranking.embedding import ItemVectors
 from recomart.ranking.history import ExcludePolicy, as_history
 from recomart.ranking.hybrid import HybridRecommender
 from recomart.ranking.svd import BiasedSVD
@@ -28,11 +29,13 @@ class Catalogue:
     """``products`` (``item_id, title, description, category, brand, price`` and optional
     ``price_band``; ``None``: ids only), ``users`` (``user_id, segment``; ``None``: no segments) and
     ``repeat_purchases``: whether the feed allows buying an item again (enables buy-again and keeps
-    bought items recommendable)."""
+    bought items recommendable); ``item_vectors``: the products' text embeddings (``None``: none stored),
+    which the content component may blend in (the ``content_embedding`` option, chosen on validation)."""
 
     products: pd.DataFrame | None = None
     users: pd.DataFrame | None = None
     repeat_purchases: bool = False
+    item_vectors: ItemVectors | None = None
 
     def components(self) -> list[str]:
         """The components that exist for this feed (buy-again only when repeats are allowed)."""
@@ -71,5 +74,10 @@ class Catalogue:
         if exclude_seen is not None:
             exclude = "interacted" if exclude_seen else "none"
         return HybridRecommender(
-            weights=weights, options=options, repeat_purchases=self.repeat_purchases, exclude=exclude, svd=svd
+            weights=weights,
+            options=options,
+            repeat_purchases=self.repeat_purchases,
+            exclude=exclude,
+            svd=svd,
+            item_vectors=self.item_vectors,
         )

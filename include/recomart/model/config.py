@@ -44,7 +44,8 @@ DECISION_METRIC = "ndcg_at_10"
 class BlendSearch:
     """The blend's search space: weights by coordinate search over ``weight_grid`` (``rounds`` passes),
     and the component settings (``option_grid``, plus ``repeat_option_grid`` for feeds with repeat
-    purchases), each option set scored on the validation window.
+    purchases), each option set scored on the validation window; with item vectors the best option set
+    is tried again with each ``content_embedding_grid`` share of embeddings in the content component.
 
     Validation users are sampled (seeded) to ``max_users`` and to at most ``max_cells`` user × item
     cells per component; below ``min_users`` the default weights are kept.
@@ -58,6 +59,9 @@ class BlendSearch:
     repeat_option_grid: Mapping[str, tuple[Any, ...]] = field(
         default_factory=lambda: MappingProxyType({"buy_again_half_life_days": (None, 365.0)})
     )
+    #: shares of the item embeddings in the content component tried on top of the best option set when
+    #: the catalogue has item vectors (TF-IDF alone is the option grid's own candidate)
+    content_embedding_grid: tuple[float, ...] = (0.5, 1.0)
     min_users: int = 50
     max_users: int = 3000
     max_cells: int = 60_000_000

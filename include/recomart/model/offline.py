@@ -24,13 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recomart.model.blend_search import fit_blend_options
+from recomart.model.blend_search import content_variants, fit_blend_options
 from recomart.model.catalogue import Catalogue
 from recomart.model.component_search import Scorer, Splitter, candidate_scorers
 from recomart.model.config import TrainingConfig
 from recomart.model.ranker_fit import ranker_scorer
 from recomart.model.split import per_user_random_split
 from recomart.ranking.blend import BlendWeights
+from recomart.ranking.embedding import ItemVectors
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.svd import BiasedSVD, fit_biased_svd
 
@@ -102,6 +103,7 @@ def hybrid_scorer(
                 validation_default_ndcg_at_10=fit.default_ndcg,
                 validation_single_ndcg_at_10=fit.single_ndcg,
                 candidates=fit.trials,
+                content=content_variants(fit),
                 n_fit_pairs=len(fit_part),
                 n_validation_pairs=len(valid_part),
             )
@@ -123,7 +125,8 @@ def hybrid_scorers(
 ) -> dict[str, Scorer]:
     """``{"hybrid", "item_item", "content", "popularity_recent"[, "buy_again_recency"]}`` scorers for one
     setting (``content`` only with products); ``popularity_recent`` is the prior over the last 30 days
-    alone (the trending baseline)."""
+    alone (the trending baseline).  With the catalogue's item vectors also ``content_tfidf`` (the same
+    as ``content``), ``content_blend`` (half embeddings) and ``content_embed`` (embeddings alone)."""
     common: dict[str, Any] = {"k": k, "exclude_seen": exclude_seen}
     scorers: dict[str, Scorer] = {
         "hybrid": hybrid_scorer(catalogue, validation=validation, model_fitter=model_fitter, record=record, **common),
@@ -131,6 +134,10 @@ def hybrid_scorers(
     }
     if catalogue.products is not None:
         scorers["content"] = component_scorer("content", catalogue, **common)
+    if catalogue.item_vectors is not None:
+        for name, share in (("content_tfidf", None), ("content_blend", 0.5), ("content_embed", 1.0)):
+            options = {} if share is None else {"content_embedding": share}
+            scorers[name] = component_scorer("content", catalogue, options=options, **common)
     scorers["popularity_recent"] = component_scorer("popularity", catalogue, options={"prior_days": 30}, **common)
     if catalogue.repeat_purchases:
         scorers["buy_again_recency"] = component_scorer("buy_again", catalogue, **common)
@@ -206,6 +213,7 @@ def benchmark_scorers(
     record: dict[str, Any] | None = None,
     svd_params: Mapping[str, Any] | None = None,
     candidates_record: dict[str, Any] | None = None,
+    item_vectors: ItemVectors | None = None,
 ) -> dict[str, Scorer]:
     """Extra scorers for ``benchmarks/accuracy.py``: ``dataset`` is ``ml_latest_small`` or ``uci``,
     ``setting`` ``ranking``, ``discovery`` or ``replenishment``.  ``validation`` is the benchmark's own
@@ -213,7 +221,9 @@ def benchmark_scorers(
     the SVD parameters it tuned (default: ``config``'s base parameters); the hybrid's fit evidence
     goes to ``record``, the candidate generators' (EASE, RP3β:
     :func:`recomart.model.component_search.candidate_scorers`) and the learned ranker's
-    (:func:`recomart.model.ranker_fit.ranker_scorer`, under ``"ranker"``) to ``candidates_record``."""
+    (:func:`recomart.model.ranker_fit.ranker_scorer`, under ``"ranker"``) to ``candidates_record``.
+    ``item_vectors`` (the products' text embeddings, made by the benchmark) add the embedding content
+    scorers and let the hybrid's validation search try them."""
     config = config or TrainingConfig()
     if dataset == "ml_latest_small":
         products, default_validation, repeat = movielens_products(), _per_user_validation(config.seed + 11), False
@@ -221,7 +231,7 @@ def benchmark_scorers(
         products, default_validation, repeat = uci_products(), last_days_validation(30), setting == "replenishment"
     else:
         raise ValueError(f"unknown data set {dataset!r}")
-    catalogue = Catalogue(products, None, repeat)
+    catalogue = Catalogue(products, None, repeat, item_vectors)
     splitter, exclude_seen = validation or default_validation, setting != "replenishment"
     scorers = hybrid_scorers(
         catalogue,

@@ -28,11 +28,24 @@ SCORE_COLUMNS = {
 _ALIASES = {"cf": ("cf", "svd"), "popularity": ("popularity", "pop"), "item_item": ("item_item", "itemitem")}
 
 #: the component settings a blend may carry (``options``) and their types
-BLEND_OPTION_TYPES: dict[str, type] = {"top_n": int, "prior_days": int, "buy_again_half_life_days": float}
-#: options that may be ``None`` (the component's own default: all-time prior, the history's half-life)
-NULLABLE_OPTIONS = ("prior_days", "buy_again_half_life_days")
+#: (``content_embedding``: the share of the item-embedding similarity in the content component, at most 1)
+BLEND_OPTION_TYPES: dict[str, type] = {
+    "top_n": int,
+    "prior_days": int,
+    "buy_again_half_life_days": float,
+    "content_embedding": float,
+}
+#: options that may be ``None`` (the component's own default: all-time prior, the history's half-life,
+#: TF-IDF alone)
+NULLABLE_OPTIONS = ("prior_days", "buy_again_half_life_days", "content_embedding")
 #: the default of each option when absent
-OPTION_DEFAULTS: dict[str, Any] = {"top_n": 50, "prior_days": None, "buy_again_half_life_days": None}
+OPTION_DEFAULTS: dict[str, Any] = {
+    "top_n": 50,
+    "prior_days": None,
+    "buy_again_half_life_days": None,
+    "content_embedding": None,
+}
+_OPTION_MAX = {"content_embedding": 1.0}
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,8 @@ class BlendWeights:
 
 
 def blend_options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The component settings ``raw`` (``top_n``, ``prior_days``, ``buy_again_half_life_days``), typed;
+    """The component settings ``raw`` (``top_n``, ``prior_days``, ``buy_again_half_life_days``,
+    ``content_embedding``), typed;
     ``{}`` (the defaults) when absent, when any key is unknown, or when any value is not a positive
     number of its type (or ``None`` where allowed)."""
     if not isinstance(raw, Mapping) or not set(raw) <= set(BLEND_OPTION_TYPES):
@@ -94,7 +108,7 @@ def blend_options(raw: Mapping[str, Any] | None) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
             return {}
         typed = BLEND_OPTION_TYPES[name](value)
-        if typed != value:  # e.g. 12.5 neighbours
+        if typed != value or typed > _OPTION_MAX.get(name, math.inf):  # e.g. 12.5 neighbours
             return {}
         options[name] = typed
     return options

@@ -1,5 +1,9 @@
 """Content-based scoring: TF-IDF item vectors, recency-weighted user profiles, blockwise user×item scores.
 
+With an ``embedding_share`` s (and item vectors, e.g. the products' sentence embeddings) the score is
+``(1 - s) · TF-IDF + s · embedding`` similarity, the embedding half computed the same way from dense
+vectors (:mod:`recomart.ranking.embedding`); s = 1 uses the embeddings alone.
+
 Item vectors are L2-normalised sparse rows, fitted once on the catalogue's text (title, description,
 category, brand, price band); a user profile is the recency-weighted mean of the vectors of the items
 in the user's history at ranking time, so new items (no interactions yet) surface here.  Scores are
@@ -18,6 +22,7 @@ import pandas as pd
 from scipy import sparse
 
 from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
+from recomart.ranking.embedding import ItemVectors, dense_profiles
 from recomart.ranking.history import HISTORY_HALF_LIFE_DAYS, UserHistory
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
@@ -143,24 +148,42 @@ def content_scores(
 
 
 class Content(Recommender):
-    """TF-IDF similarity of each catalogue item to the user's recency-weighted profile.
+    """TF-IDF similarity of each catalogue item to the user's recency-weighted profile, optionally
+    blended with the same similarity over dense item vectors.
 
-    ``fit`` vectorises the catalogue's text; ``score`` builds the profiles of the ranked users from
-    their history (weights with a :data:`HISTORY_HALF_LIFE_DAYS` half-life).  ``similar_items`` is the
-    cosine similarity of the item vectors.
+    ``fit`` vectorises the catalogue's text (and aligns ``item_vectors`` on the catalogue when
+    ``embedding_share`` is set; without vectors the share is ignored); ``score`` builds the profiles of
+    the ranked users from their history (weights with a :data:`HISTORY_HALF_LIFE_DAYS` half-life).
+    ``similar_items`` is the cosine similarity of the TF-IDF vectors.
     """
 
-    def __init__(self, *, max_features: int | None = 50_000) -> None:
+    def __init__(
+        self,
+        *,
+        max_features: int | None = 50_000,
+        embedding_share: float | None = None,
+        item_vectors: ItemVectors | None = None,
+    ) -> None:
         self.max_features = max_features
+        self.embedding_share = embedding_share
+        self.item_vectors = item_vectors
         self.item_ids = np.zeros(0, dtype=object)
         self.vectors = sparse.csr_matrix((0, 1), dtype=np.float32)
+        self.embeddings: np.ndarray | None = None  # n_items x dim, rows aligned on item_ids
         self._columns: sparse.csc_matrix | None = None
 
     def fit(self, training: TrainingSet) -> Content:
         self.item_ids = training.item_ids
         self.vectors = item_vectors(item_documents(training.products), max_features=self.max_features)
+        use_vectors = self.embedding_share and self.item_vectors is not None
+        self.embeddings = self.item_vectors.aligned(self.item_ids) if use_vectors else None
         self._columns = None
         return self
+
+    @property
+    def share(self) -> float:
+        """The weight of the embedding similarity in the score (0 without embeddings)."""
+        return float(self.embedding_share or 0.0) if self.embeddings is not None else 0.0
 
     @property
     def columns(self) -> sparse.csc_matrix:
@@ -177,8 +200,26 @@ class Content(Recommender):
             lambda: user_profiles(history.rows, history.cols, weights, history.n_users, self.vectors),
         )
 
+    def embedding_profiles(self, history: UserHistory) -> np.ndarray:
+        """Users × dim profiles of ``history`` over the item embeddings (cached on the history)."""
+        assert self.embeddings is not None
+        weights = history.recency(HISTORY_HALF_LIFE_DAYS)
+        embeddings = self.embeddings
+        return history.cached(
+            ("embedding_profiles", id(self)),
+            lambda: dense_profiles(history.rows, history.cols, weights, history.n_users, embeddings),
+        )
+
     def score(self, history: UserHistory, rows: np.ndarray) -> np.ndarray:
-        return content_scores(self.profiles(history), self.columns, rows)
+        share = self.share
+        if share == 0.0:
+            return content_scores(self.profiles(history), self.columns, rows)
+        assert self.embeddings is not None
+        scores = self.embedding_profiles(history)[rows] @ self.embeddings.T
+        scores *= np.float32(share)
+        if share < 1.0:
+            scores += np.float32(1.0 - share) * content_scores(self.profiles(history), self.columns, rows)
+        return scores
 
     def similar_items(self, item_ids: Sequence[str] | np.ndarray, k: int = 10) -> RankedItems:
         columns, values = top_neighbours(lambda rows: self.vectors[rows] @ self.vectors.T, self.item_rows(item_ids), k)
@@ -187,12 +228,20 @@ class Content(Recommender):
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         vectors = self.vectors
         arrays = {"data": vectors.data, "indices": vectors.indices, "indptr": vectors.indptr}
-        return {**arrays, "shape": np.asarray(vectors.shape, dtype=np.int64)}, {"max_features": self.max_features}
+        arrays["shape"] = np.asarray(vectors.shape, dtype=np.int64)
+        settings: dict[str, Any] = {"max_features": self.max_features}
+        if self.share > 0:
+            assert self.embeddings is not None
+            arrays["embeddings"] = self.embeddings
+            settings["embedding_share"] = self.embedding_share
+        return arrays, settings
 
     @classmethod
     def from_state(cls, item_ids: np.ndarray, arrays: dict[str, np.ndarray], settings: dict[str, Any]) -> Content:
-        component = cls(max_features=settings.get("max_features"))
+        component = cls(max_features=settings.get("max_features"), embedding_share=settings.get("embedding_share"))
         component.item_ids = item_ids
         shape = tuple(int(n) for n in arrays["shape"])
         component.vectors = sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        if "embeddings" in arrays:
+            component.embeddings = np.asarray(arrays["embeddings"], dtype=np.float32)
         return component

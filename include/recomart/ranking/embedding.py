@@ -2,13 +2,17 @@
 
 The vectors come from ``reco.item_embeddings`` (read by :func:`recomart.marts.read_item_embeddings`);
 this module only sees arrays.  :func:`vector_neighbours` gives the ``looks_like`` kind of
-``reco.similar_items``.
+``reco.similar_items``; :class:`ItemVectors` and :func:`dense_profiles` are the embedding half of the
+hybrid's content component (:class:`recomart.ranking.content.Content`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 
 def vector_neighbours(
@@ -49,3 +53,35 @@ def vector_neighbours(
             "score": np.concatenate(scores).astype(np.float32),
         }
     )
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    """Unit item vectors (``vectors`` float32 n x dim) of ``item_ids`` (object, n), e.g. the sentence
+    embeddings of the products' text."""
+
+    item_ids: np.ndarray
+    vectors: np.ndarray
+
+    def aligned(self, item_ids: np.ndarray) -> np.ndarray:
+        """float32 ``[len(item_ids), dim]``: each item's vector, zeros for an item without one."""
+        positions = pd.Index(self.item_ids).get_indexer(pd.Index(np.asarray(item_ids, dtype=object)))
+        out = np.zeros((len(positions), self.vectors.shape[1]), dtype=np.float32)
+        known = positions >= 0
+        out[known] = self.vectors[positions[known]]
+        return out
+
+
+def dense_profiles(
+    user_rows: np.ndarray, item_cols: np.ndarray, weights: np.ndarray, n_users: int, items: np.ndarray
+) -> np.ndarray:
+    """float32 ``[n_users, dim]``: the weighted mean of each user's item vectors (no history: zeros).
+
+    ``(user_rows, item_cols, weights)`` are the history's cells; ``items`` the item vectors (n_items x dim).
+    """
+    w = sparse.csr_matrix(
+        (weights.astype(np.float32), (user_rows, item_cols)), shape=(n_users, items.shape[0]), dtype=np.float32
+    )
+    totals = np.asarray(w.sum(axis=1)).ravel()
+    inv = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0).astype(np.float32)
+    return np.asarray(sparse.diags(inv) @ w @ items, dtype=np.float32)

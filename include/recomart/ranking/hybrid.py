@@ -6,7 +6,9 @@ the top ``k``:
 
 - ``cf``: the biased SVD, ``mu + bu + bi + pu·qi`` (items unknown to the factors get ``mu + bu``);
 - ``item_item``: Σ over the user's recency-weighted history items of their top-N co-occurrence neighbours;
-- ``content``: TF-IDF similarity to the user's recency-weighted profile (new items surface here);
+- ``content``: TF-IDF similarity to the user's recency-weighted profile (new items surface here), blended
+  with the same similarity over the products' text embeddings when the ``content_embedding`` option
+  says so (the item vectors are passed in: ``item_vectors``);
 - ``buy_again``: the user's recency-weighted purchase counts, only when the feed allows repeats;
 - ``popularity``: the prior ``log(1 + distinct users)`` of the item.
 
@@ -37,6 +39,7 @@ from recomart.ranking.blend import COMPONENTS, SCORE_COLUMNS, BlendWeights, blen
 from recomart.ranking.blend import option_value as _option
 from recomart.ranking.buy_again import BuyAgain
 from recomart.ranking.content import Content
+from recomart.ranking.embedding import ItemVectors
 from recomart.ranking.history import ExcludePolicy, UserHistory, excluded_cells, exclusion_for
 from recomart.ranking.item_item import ItemItem
 from recomart.ranking.popularity import Popularity
@@ -151,7 +154,9 @@ class HybridRecommender(Recommender):
     :func:`~recomart.ranking.blend.blend_options`); ``repeat_purchases``: the feed's policy (enables
     buy-again and, unless ``exclude`` says otherwise, keeps purchased items recommendable); ``svd``: a
     fitted :class:`BiasedSVD` (or an unfitted one, fitted with the rest), ``None`` for no factors;
-    ``personalised=False`` ranks every user by segment popularity (``popular_no_model``).
+    ``personalised=False`` ranks every user by segment popularity (``popular_no_model``);
+    ``item_vectors``: the item embeddings the content component blends in when the ``content_embedding``
+    option is set (kept with the fitted state, so a loaded hybrid needs none).
     """
 
     def __init__(
@@ -163,6 +168,7 @@ class HybridRecommender(Recommender):
         exclude: ExcludePolicy | None = None,
         svd: BiasedSVD | None = None,
         personalised: bool = True,
+        item_vectors: ItemVectors | None = None,
     ) -> None:
         self.weights = weights or BlendWeights()
         self.options = dict(options or {})
@@ -172,7 +178,7 @@ class HybridRecommender(Recommender):
         self.svd = svd
         self.popularity = Popularity(prior_days=_option(self.options, "prior_days"))
         self.item_item = ItemItem(top_n=_option(self.options, "top_n"))
-        self.content = Content()
+        self.content = Content(embedding_share=_option(self.options, "content_embedding"), item_vectors=item_vectors)
         half_life = _option(self.options, "buy_again_half_life_days")
         self.buy_again = BuyAgain(half_life_days=half_life) if self.repeat_purchases else None
         self.item_ids = np.zeros(0, dtype=object)

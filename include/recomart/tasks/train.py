@@ -12,11 +12,20 @@ import logging
 from typing import Any
 
 from recomart.config import Settings
-from recomart.marts import EVENTS_RELATION, RATINGS_RELATION, marts_digest, read_catalogue, read_events, read_ratings
+from recomart.marts import (
+    EVENTS_RELATION,
+    RATINGS_RELATION,
+    marts_digest,
+    read_catalogue,
+    read_events,
+    read_item_embeddings,
+    read_ratings,
+)
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
 from recomart.model.promotion import train_and_gate
 from recomart.model.promotion_log import last_registered_digest, record_promotion
+from recomart.ranking.embedding import ItemVectors
 from recomart.tasks.common import repeat_purchases_allowed
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,8 @@ def train_and_register(s: Settings, dsn: str, *, airflow_run_id: str | None = No
         return {"model_name": s.model_name, "model_version": same, "no_change": reason, "inputs_digest": digest}
     repeat = repeat_purchases_allowed(s.dataset)
     frames = read_catalogue(dsn)
+    stored = read_item_embeddings(dsn)  # the content component may blend them in if validation says so
+    vectors = None if stored is None else ItemVectors(stored.item_ids, stored.vectors)
     events = read_events(dsn) if repeat else None
     outcome = train_and_gate(
         None if repeat else read_ratings(dsn),
@@ -62,7 +73,7 @@ def train_and_register(s: Settings, dsn: str, *, airflow_run_id: str | None = No
         model_name=s.model_name,
         artifact_dir=s.mlflow_artifacts_dir,
         config=config,
-        catalogue=Catalogue(frames.products, frames.users, repeat),
+        catalogue=Catalogue(frames.products, frames.users, repeat, vectors),
         dataset_source=EVENTS_RELATION if repeat else RATINGS_RELATION,
         tags={"dataset": s.dataset, "inputs_digest": digest, "airflow_run_id": airflow_run_id},
     )
