@@ -4,14 +4,16 @@ uses the embeddings only when the validation window prefers them (and records bo
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from recomart.model.blend_search import blend_record, choose_blend, content_label
+from recomart.model.blend_search import BlendFit, blend_record, choose_blend, content_label
 from recomart.model.catalogue import Catalogue
+from recomart.model.tracking import content_metrics
 from recomart.ranking.base import TrainingSet
 from recomart.ranking.content import Content
 from recomart.ranking.embedding import ItemVectors
@@ -88,13 +90,19 @@ def test_items_without_a_vector_score_zero_and_the_state_keeps_the_vectors(train
     assert np.array_equal(again.content.score(UserHistory.align(_pairs(1), history.user_ids, ITEMS), rows), scores)
 
 
-@pytest.mark.parametrize("informative", [True, False])
-def test_the_validation_window_alone_decides_whether_embeddings_are_used(informative: bool) -> None:
+@functools.cache
+def _chosen(informative: bool) -> BlendFit:
+    """The blend chosen on the last quarter of the pairs, with informative or random vectors."""
     pairs = _pairs(3)
     cut = pairs["event_timestamp"].quantile(0.75)
     train, valid = pairs[pairs["event_timestamp"] < cut], pairs[pairs["event_timestamp"] >= cut]
     catalogue = Catalogue(_products(), None, False, _vectors(4, informative=informative))
-    fit = choose_blend(train, valid, catalogue, svd=None)
+    return choose_blend(train, valid, catalogue, svd=None)
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_the_validation_window_alone_decides_whether_embeddings_are_used(informative: bool) -> None:
+    fit = _chosen(informative)
     labels = [content_label(t["options"]) for t in fit.trials]
     assert labels == ["tfidf"] * 4 + ["blend_0.5", "embed"]  # the option grid, then the shares on the best set
     best = max(range(len(fit.trials)), key=lambda i: (fit.trials[i]["validation_ndcg"], -i))
@@ -129,3 +137,21 @@ def test_without_vectors_no_embedding_variant_is_tried() -> None:
     )
     assert [content_label(t["options"]) for t in fit.trials] == ["tfidf"] * 4
     assert blend_record(fit)["content"]["chosen"] == "tfidf"
+
+
+def test_the_train_run_logs_each_content_variant_as_a_validation_metric() -> None:
+    pairs = _pairs(3)
+    cut = pairs["event_timestamp"].quantile(0.75)
+    catalogue = Catalogue(_products(), None, False, _vectors(4, informative=True))
+    fit = choose_blend(
+        pairs[pairs["event_timestamp"] < cut], pairs[pairs["event_timestamp"] >= cut], catalogue, svd=None
+    )
+    record = blend_record(fit)
+    metrics = content_metrics(record)
+    assert set(metrics) == {
+        f"valid_content_{variant}_{kind}_ndcg"
+        for variant in ("tfidf", "blend_0.5", "embed")
+        for kind in ("blend", "alone")
+    }
+    assert metrics["valid_content_embed_alone_ndcg"] == record["content"]["alone_validation_ndcg"]["embed"]
+    assert content_metrics({}) == {}

@@ -57,6 +57,20 @@ def log_metrics(result: TrainResult) -> None:
     for step, values in sorted(metric_curves(result.metrics).items()):
         mlflow.log_metrics(values, step=step)
     mlflow.log_metrics({f"time_{key}": value for key, value in result.timings.items()})
+    mlflow.log_metrics(content_metrics(result.metadata.get("blend") or {}))
+
+
+def content_metrics(blend: Mapping[str, Any]) -> dict[str, float]:
+    """The content component's variants on the validation window (``blend``: the blend record, see
+    :func:`recomart.model.blend_search.blend_record`): ``valid_content_<variant>_blend_ndcg`` (the best
+    blend with it) and ``valid_content_<variant>_alone_ndcg`` (the component alone); none without a fit."""
+    content = blend.get("content") or {}
+    out: dict[str, float] = {}
+    for kind, key in (("blend", "blend_validation_ndcg"), ("alone", "alone_validation_ndcg")):
+        for variant, value in (content.get(key) or {}).items():
+            if value is not None:
+                out[f"valid_content_{variant}_{kind}_ndcg"] = float(value)
+    return out
 
 
 def stringify(values: Mapping[str, Any]) -> dict[str, str]:
