@@ -239,3 +239,16 @@ def read_item_embeddings(dsn: str) -> StoredVectors | None:
             "SELECT model FROM reco.item_embeddings GROUP BY model ORDER BY count(*) DESC, model LIMIT 1"
         ).fetchone()
         return None if row is None else load_item_vectors(conn, row[0])
+
+
+def item_embeddings_digest(dsn: str) -> str | None:
+    """md5 of every (item, model, text hash) of ``reco.item_embeddings``: another vector set, another
+    digest (None without the table or any vector)."""
+    with psycopg.connect(dsn) as conn:
+        if not relation_exists(conn, "reco.item_embeddings"):
+            return None
+        row = conn.execute(
+            "SELECT md5(string_agg(item_id || ':' || model || ':' || text_hash, ',' ORDER BY item_id))"
+            " FROM reco.item_embeddings"
+        ).fetchone()
+    return None if row is None else row[0]

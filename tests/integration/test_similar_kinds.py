@@ -24,11 +24,13 @@ import redis
 from test_reco_writer import _hand_made_marts  # tests/integration is on sys.path (rootdir import mode)
 
 from recomart.config import Settings
+from recomart.model.config import TrainingConfig
 from recomart.recommend.cache import cache_layout, unpack
 from recomart.recommend.run import GenerationResult, generate_recommendations
 from recomart.search import store
 from recomart.serving.server import server_env, uvicorn_args
 from recomart.tasks.recommend import copy_live_generation_to_redis
+from recomart.tasks.train import inputs_digest
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +227,16 @@ def test_a_generation_not_in_redis_is_read_from_postgres_by_kind(api: httpx.Clie
         body = _get(api, "p0001", k=50, kind=kind)
         assert body["list_source"] == "postgres"
         assert _ids(body) == frame.query("item_id == 'p0001'")["similar_item_id"].tolist()
+
+
+def test_a_changed_vector_set_is_a_new_training_input(test_settings: Settings, nightly) -> None:
+    """The train task's inputs digest covers the stored vectors (the content component may use them)."""
+    dsn, config = test_settings.warehouse_url, TrainingConfig()
+    before = inputs_digest(dsn, config, "generated")
+    assert inputs_digest(dsn, config, "generated") == before
+    with psycopg.connect(dsn) as conn:
+        conn.execute("update reco.item_embeddings set text_hash = 'changed' where item_id = 'p0003'")
+    changed = inputs_digest(dsn, config, "generated")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("update reco.item_embeddings set text_hash = 'hash' where item_id = 'p0003'")
+    assert changed != before and inputs_digest(dsn, config, "generated") == before

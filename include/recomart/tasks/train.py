@@ -15,6 +15,7 @@ from recomart.config import Settings
 from recomart.marts import (
     EVENTS_RELATION,
     RATINGS_RELATION,
+    item_embeddings_digest,
     marts_digest,
     read_catalogue,
     read_events,
@@ -32,10 +33,12 @@ log = logging.getLogger(__name__)
 
 
 def inputs_digest(dsn: str, config: TrainingConfig, dataset: str) -> str:
-    """sha256 of the marts' digest, the data set and the training settings: what decides a model."""
+    """sha256 of the marts' digest, the item vectors' digest, the data set and the training settings: what
+    decides a model (the content component may use the vectors)."""
     # the dataclass repr lists every setting in field order (its mappings are read-only proxies, which
     # neither asdict nor json can copy)
-    return hashlib.sha256(f"{marts_digest(dsn)}\n{dataset}\n{config!r}".encode()).hexdigest()
+    inputs = f"{marts_digest(dsn)}\n{item_embeddings_digest(dsn)}\n{dataset}\n{config!r}"
+    return hashlib.sha256(inputs.encode()).hexdigest()
 
 
 def unchanged_since(dsn: str, model_name: str, digest: str) -> str | None:
