@@ -6,17 +6,21 @@ validation < test window: the rating pairs of `marts.user_item_ratings`, or for 
 purchases such as UCI the events of `marts.user_item_events`, so repeat purchases stay in training
 and count in the test window), tunes `surprise.SVD(biased=True)` on validation (seeded: the same data
 gives the same model) and fits the hybrid's blend weights and component options (SVD, item-to-item,
-content, buy-again when the feed allows repeats, popularity) on the same window with the tuned SVD,
-then scores the blend, each component, popularity and the current champion's blend once on the test
-window. Logs params (`weight_<component>`), headline metrics and the at-K curves (one metric per
-family, step = K), the blend fit (`blend.json`) and registers the fitted hybrid as an MLflow pyfunc
+content, buy-again when the feed allows repeats, popularity) on the same window with the tuned SVD
+(with product embeddings in `reco.item_embeddings`, the content component's TF-IDF, half-embedding and
+embedding-only variants are tried too and kept only if the validation window prefers them), then scores
+the blend, each component, popularity and the current champion's blend once on the test window. Logs
+params (`weight_<component>`), headline metrics and the at-K curves (one metric per
+family, step = K), the blend fit (`blend.json`, with each content variant's validation nDCG, also
+logged as `valid_content_<variant>_<blend|alone>_ndcg`) and registers the fitted hybrid as an MLflow pyfunc
 (Postgres tracking and registry). Settings: `recomart.model.config.TrainingConfig.from_settings`.
 
 The version gets alias `champion` only when its blend beats popularity and the champion's blend on the
 test window, otherwise `challenger`; the decision, reason and weights are in the log and in
 `ops.model_promotions`. The recommend DAG ranks through the champion.
 
-Unchanged inputs do not retrain: when the marts' digest and the training settings equal those of the last
+Unchanged inputs do not retrain: when the marts' and the item vectors' digests and the training settings
+equal those of the last
 registered version (MLflow tag and `ops.model_promotions.inputs_digest`), the task logs "inputs unchanged
 since version N" and ends skipped. Each version is tagged with the DAG run that trained it
 (`airflow_run_id`), which is how the demo's report names the version its own run registered.
