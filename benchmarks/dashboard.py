@@ -3,7 +3,9 @@
 Start the API on a deployment with a published generation (``./recomart demo``, then ``./recomart
 serve``), then ``.venv/bin/python -m benchmarks.dashboard --requests 30``. The script logs in with the
 deployment's generated password, requests each page ``--requests`` times (the customer and product
-pages with a different random user or item each time, ``?random=1``) one at a time, and records the
+pages with a different random user or item each time, ``?random=1``; the search page with one query,
+which it sends to the API's ``GET /v1/search``; the experiments page analysing the newest experiment) one
+at a time, and records the
 app's own time (``Server-Timing: render``, measured around the dashboard's handler) and the
 client's wall time per request. Floor of the same run: the API's ``/v1/_floor`` route (constant JSON).
 Target (issue 17): each page under 300 ms server-side.
@@ -27,6 +29,9 @@ PAGES = {
     "customer": "/ui/customer?random=1",
     "product": "/ui/product?random=1",
     "models": "/ui/models",
+    "monitoring": "/ui/monitoring",
+    "experiments": "/ui/experiments",
+    "search": "/ui/search?q=gift",
     "floor": "/v1/_floor",
 }
 TARGET_MS = 300.0
