@@ -10,7 +10,10 @@ Wilson intervals, CUPED, the mSPRT decision) and the daily looks of
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +27,10 @@ from recomart.experiments.analysis import analyse, sequential_over_days
 from recomart.experiments.definitions import Experiment
 from recomart.experiments.frame import MartMissing, users_frame
 from recomart.experiments.store import list_experiments
+
+ANALYSES_KEPT = 8
+_analyses: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+_analyses_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -54,8 +61,9 @@ def looks_rows(looks: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _analysis(experiment: Experiment, frame: pd.DataFrame) -> dict[str, Any]:
-    result = analyse(frame, control=experiment.control, shares=experiment.shares).as_dict()
-    looks = looks_rows(sequential_over_days(frame, experiment.control, result["alpha"]))
+    looks_frame = sequential_over_days(frame, experiment.control)
+    result = analyse(frame, control=experiment.control, shares=experiment.shares, looks=looks_frame).as_dict()
+    looks = looks_rows(looks_frame)
     conversion = [
         {"variant": v["variant"], **{k: v["conversion"][k] for k in ("estimate", "lower", "upper")}}
         for v in result["variants"]
@@ -64,6 +72,24 @@ def _analysis(experiment: Experiment, frame: pd.DataFrame) -> dict[str, Any]:
         "result": result,
         "charts": {"conversion": charts.conversion_per_variant(conversion), "looks": charts.estimate_over_days(looks)},
     }
+
+
+def analysis_of(experiment: Experiment, frame: pd.DataFrame) -> dict[str, Any]:
+    """:func:`_analysis` of ``frame``, kept for the last :data:`ANALYSES_KEPT` frames: the analysis is a
+    pure function of the experiment's control and shares and of the frame's content (hashed), which
+    changes only when dbt rebuilds the mart, so a page re-read skips the statistics."""
+    content = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()
+    key = (experiment.name, experiment.control, tuple(experiment.shares.items()), content)
+    with _analyses_lock:
+        if key in _analyses:
+            _analyses.move_to_end(key)
+            return _analyses[key]
+    found = _analysis(experiment, frame)
+    with _analyses_lock:
+        _analyses[key] = found
+        while len(_analyses) > ANALYSES_KEPT:
+            _analyses.popitem(last=False)
+    return found
 
 
 def experiments(conn: psycopg.Connection, name: str) -> dict[str, Any]:
@@ -90,5 +116,5 @@ def experiments(conn: psycopg.Connection, name: str) -> dict[str, Any]:
         "analysis": None,
     }
     if frame is not None and not frame.empty:
-        context["analysis"] = _analysis(chosen, frame)
+        context["analysis"] = analysis_of(chosen, frame)
     return context
