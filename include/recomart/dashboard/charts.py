@@ -178,7 +178,12 @@ def psi_over_time(entity: str, rows: list[dict[str, Any]], thresholds: dict[str,
     line = {
         "mark": {"type": "line", "point": True},
         "encoding": {
-            "x": {"field": "measured_at", "type": "temporal", "title": "monitor run"},
+            "x": {
+                "field": "measured_at",
+                "type": "temporal",
+                "title": "monitor run",
+                "axis": {"format": "%b %d %H:%M"},
+            },
             "y": {"field": "value", "type": "quantitative", "title": "PSI"},
             "color": {"field": "feature", "type": "nominal"},
             "tooltip": [{"field": "feature"}, {"field": "run_id"}, {"field": "value"}, {"field": "status"}],
@@ -220,7 +225,13 @@ def latency_percentiles(rows: list[dict[str, Any]], p95_alert_ms: float) -> Spec
         "transform": [{"fold": ["p50", "p95", "p99"], "as": ["percentile", "ms"]}],
         "mark": {"type": "line", "point": {"size": 12}},
         "encoding": {
-            "x": {"field": "minute", "type": "temporal", "title": "minute (UTC)", "scale": {"type": "utc"}},
+            "x": {
+                "field": "minute",
+                "type": "temporal",
+                "title": "minute (UTC)",
+                "scale": {"type": "utc"},
+                "axis": {"format": "%H:%M"},
+            },
             "y": {"field": "ms", "type": "quantitative", "title": "latency (ms)"},
             "strokeDash": {"field": "percentile", "type": "nominal"},
             "tooltip": [{"field": "minute"}, {"field": "percentile"}, {"field": "ms"}],
