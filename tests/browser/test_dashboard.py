@@ -1,7 +1,10 @@
 """The dashboard in headless Chromium over a real uvicorn (the serving tests' deployment and API, 2 workers)
 with the stream worker running: login required, each page renders its charts from files served by the
 API itself (no request to another host), figures equal the same figures in SQL, and the "what if" box
-moves the customer's list through the speed layer within 2 s. Screenshots: .state/test-artifacts/dashboard/."""
+moves the customer's list through the speed layer within 2 s. The Monitoring and Experiments pages read
+rows written by the monitor's and the experiments' own code (``record_checks``, ``create_experiment``)
+into this deployment, and a stand-in of the experiment mart; the search box asks the API's index.
+Screenshots: .state/test-artifacts/dashboard/."""
 
 from __future__ import annotations
 
@@ -9,10 +12,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import numpy as np
 import psycopg
 import pytest
 
@@ -21,8 +26,14 @@ from integration.test_serving import api, deployment, register_version  # noqa: 
 
 from recomart.config import Settings
 from recomart.dashboard.auth import USER, password
+from recomart.experiments.definitions import Experiment, Variant
+from recomart.experiments.store import create_experiment
 from recomart.model.promotion_log import record_promotion
 from recomart.model.registry import set_champion
+from recomart.monitoring.checks import at_least, info
+from recomart.monitoring.evaluate import RECO_KEYS, drift_keys
+from recomart.monitoring.reads import DRIFT_FEATURES
+from recomart.monitoring.store import record_checks
 from recomart.stream.worker import worker_args
 from recomart.tools import tool_env
 
@@ -37,7 +48,12 @@ PAGES = {
     "customer": f"/ui/customer?user_id={USER_ID}",
     "product": f"/ui/product?item_id={ITEM_ID}",
     "models": "/ui/models",
+    "monitoring": "/ui/monitoring",
+    "experiments": "/ui/experiments",
+    "search": f"/ui/search?q={ITEM_ID}",
 }
+EXPERIMENT = "dash_home_page"
+ROUTE = "/v1/users/{user_id}/recommendations"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".state" / "test-artifacts" / "dashboard"
 
 
@@ -77,6 +93,80 @@ def _decision(s: Settings, version: str, decision: str) -> dict:
     }
 
 
+def _monitor_runs(dsn: str) -> None:
+    """Two monitor runs a day apart, written by the monitor's own store: PSI of every drift feature (one
+    above the alert threshold in the second run, which opens an alert) and the health of generations 1, 2."""
+    for run, (gen, age) in enumerate(((1, 1), (2, 0)), 1):
+        checks = [
+            at_least(drift_keys(entity)[0], name, 0.02 * (n + 1) * run, 0.1, 0.2, f"{name} drifted", scope=name)
+            for entity, kinds in DRIFT_FEATURES.items()
+            for n, name in enumerate(kinds["numeric"] + kinds["categorical"])
+        ]
+        health = {"coverage": 0.3 + 0.1 * gen, "exposure_gini": 0.6, "avg_rec_popularity": 0.05, "users": 60.0}
+        health |= {"personalization": 0.7, "novelty": 5.5 + gen, "intra_list_diversity": 0.55, "cold_start_share": 0.1}
+        checks += [info(f"reco.{name}", str(gen), value, name) for name, value in health.items()]
+        keys = [*drift_keys("user"), *drift_keys("item"), *RECO_KEYS]
+        record_checks(dsn, f"test-run-{run}", checks, keys)
+        with psycopg.connect(dsn) as conn:
+            conn.execute(
+                "update ops.monitoring_metrics set measured_at = now() - make_interval(days => %s) where run_id = %s",
+                (age, f"test-run-{run}"),
+            )
+
+
+def _serving_minutes(dsn: str) -> None:
+    """Ten minutes of one worker's figures on the recommendations route, as ``serving.stats`` writes them."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = [(now - timedelta(minutes=20 - m), ROUTE, "test-worker", 50 + m, m % 2, 4.0 + m, 9.0 + m, 20.0 + m, 0.0)
+            for m in range(10)]  # fmt: skip
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.executemany("insert into ops.serving_stats values (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+
+
+def _experiment(dsn: str) -> None:
+    """An experiment that ended yesterday (so the API applies none) and its per-user outcomes in a table
+    standing in for the dbt mart ``marts.fct_experiment_users`` (its columns that the analysis reads)."""
+    now = datetime.now(UTC)
+    variants = (Variant("hybrid", "hybrid", 0.5), Variant("popularity", "popularity", 0.5))
+    experiment = Experiment(
+        EXPERIMENT, "salt", variants, "hybrid", "conversion", now - timedelta(days=9), now - timedelta(days=1)
+    )
+    rng = np.random.default_rng(17)
+    users = 600
+    variant = np.where(np.arange(users) % 5 < 3, "hybrid", "popularity")  # 60/40 against 50/50: an SRM alarm
+    converted = rng.random(users) < np.where(variant == "hybrid", 0.12, 0.08)
+    days = [(now - timedelta(days=9 - int(d))).date() for d in rng.integers(0, 7, users)]
+    with psycopg.connect(dsn) as conn:
+        create_experiment(conn, experiment)
+        conn.execute(
+            "create table marts.fct_experiment_users (experiment text, user_id text, variant text, converted boolean,"
+            " revenue numeric, pre_purchases bigint, pre_revenue numeric, first_exposure_day date, exposures bigint)"
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into marts.fct_experiment_users values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (EXPERIMENT, f"x{n:04d}", str(variant[n]), bool(converted[n]), float(20.0 * converted[n]),
+                     int(rng.poisson(1.0)), None, days[n], int(rng.integers(1, 6)))
+                    for n in range(users)
+                ],
+            )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def monitored(live_api: httpx.Client, deployment) -> httpx.Client:  # noqa: F811
+    """The deployment with monitor runs, alerts, serving figures and an analysed experiment; the API's
+    search index built."""
+    s, _ = deployment
+    _monitor_runs(s.warehouse_url)
+    _serving_minutes(s.warehouse_url)
+    _experiment(s.warehouse_url)
+    deadline = time.monotonic() + 60
+    while live_api.get("/v1/search", params={"q": ITEM_ID}).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return live_api
+
+
 def _login(offline_page: OfflinePage, base: str, s: Settings) -> None:
     page = offline_page.page
     page.goto(f"{base}/ui/overview")
@@ -110,9 +200,9 @@ def test_pages_need_the_login(live_api: httpx.Client) -> None:
     assert wrong.status_code == 401
 
 
-def test_every_page_renders_its_charts_offline(live_api: httpx.Client, deployment, offline_page: OfflinePage) -> None:  # noqa: F811
+def test_every_page_renders_its_charts_offline(monitored: httpx.Client, deployment, offline_page: OfflinePage) -> None:  # noqa: F811
     s, _ = deployment
-    base = str(live_api.base_url).rstrip("/")
+    base = str(monitored.base_url).rstrip("/")
     _login(offline_page, base, s)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     drawn = {}
@@ -121,6 +211,7 @@ def test_every_page_renders_its_charts_offline(live_api: httpx.Client, deploymen
         drawn[name] = _charts_drawn(offline_page)
         offline_page.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
     assert drawn["overview"] == 3 and drawn["product"] == 1 and drawn["models"] == 3, drawn
+    assert drawn["monitoring"] == 4 and drawn["experiments"] == 2, drawn  # PSI x 2, health, latency; conversion, looks
     _assert_stayed_local(offline_page)
     assert all(url.startswith(base) or url.startswith("data:") for url in offline_page.requests)
 
@@ -177,4 +268,85 @@ def test_what_if_moves_the_list(live_api: httpx.Client, deployment, offline_page
     assert after != before or page.locator("#recommendations .fill.session_boost").count() > 0
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "what_if.png"), full_page=True)
+    _assert_stayed_local(offline_page)
+
+
+def test_monitoring_figures_equal_sql(monitored: httpx.Client, deployment, offline_page: OfflinePage) -> None:  # noqa: F811
+    s, _ = deployment
+    base = str(monitored.base_url).rstrip("/")
+    _login(offline_page, base, s)
+    page = offline_page.page
+    route_sql = "select sum(requests) from ops.serving_stats where route = %s and minute > now() - interval '24 hours'"
+    with psycopg.connect(s.warehouse_url) as conn:
+        alerts = conn.execute("select count(*) from ops.alerts where state in ('open', 'acknowledged')").fetchone()[0]
+        psi = conn.execute(
+            "select value from ops.monitoring_metrics where metric_key = 'drift.item.psi' and subject = 'brand'"
+            " order by measured_at desc limit 1"
+        ).fetchone()[0]
+        coverage = conn.execute(
+            "select value from ops.monitoring_metrics where metric_key = 'reco.coverage' and subject = '2'"
+        ).fetchone()[0]
+        requests_before = conn.execute(route_sql, (ROUTE,)).fetchone()[0]
+    page.goto(f"{base}/ui/monitoring")
+    with psycopg.connect(s.warehouse_url) as conn:  # the API's workers may flush their own minute meanwhile
+        requests_after = conn.execute(route_sql, (ROUTE,)).fetchone()[0]
+    assert alerts >= 1  # the second run's PSI above 0.2 opened them
+    assert page.inner_text("[data-field=open_alerts]") == str(alerts)
+    assert page.locator("#alerts tbody tr").count() == alerts
+    assert page.inner_text("#psi tr[data-feature='item.brand'] .psi") == f"{psi:.4f}"
+    assert page.inner_text("#health tr[data-generation='2'] td[data-metric=coverage]") == f"{coverage:.4f}"
+    shown = int(page.inner_text(f"#routes tr[data-route='{ROUTE}'] .requests"))
+    assert requests_before <= shown <= requests_after, (requests_before, shown, requests_after)
+    page.goto(f"{base}/ui/overview")
+    assert page.inner_text("#open-alerts [data-field=open_alerts]") == str(alerts)
+    _assert_stayed_local(offline_page)
+
+
+def test_experiment_figures_equal_sql(monitored: httpx.Client, deployment, offline_page: OfflinePage) -> None:  # noqa: F811
+    s, _ = deployment
+    base = str(monitored.base_url).rstrip("/")
+    _login(offline_page, base, s)
+    page = offline_page.page
+    with psycopg.connect(s.warehouse_url) as conn:
+        per_variant = conn.execute(
+            "select variant, count(*), sum(converted::int) from marts.fct_experiment_users"
+            " where experiment = %s group by variant",
+            (EXPERIMENT,),
+        ).fetchall()
+    page.goto(f"{base}/ui/experiments?name={EXPERIMENT}")
+    assert page.inner_text("#experiment-name") == EXPERIMENT
+    for variant, users, conversions in per_variant:
+        row = page.locator(f"#variants tr[data-variant='{variant}']")
+        assert row.locator(".users").inner_text() == str(users)
+        assert row.locator(".conversions").inner_text() == str(conversions)
+    assert page.inner_text("[data-field=srm_verdict]").startswith("ALARM")  # 360 / 240 users against 50 / 50
+    assert page.inner_text("#comparisons tr[data-variant=popularity] .decision").startswith("invalid")
+    page.goto(f"{base}/ui/experiments?name=no-such-experiment")
+    assert "no experiment named" in page.inner_text("#experiment-problem")
+    _assert_stayed_local(offline_page)
+
+
+def test_search_box_finds_products_and_names_its_index(
+    monitored: httpx.Client,
+    deployment,  # noqa: F811
+    offline_page: OfflinePage,
+) -> None:
+    s, _ = deployment
+    base = str(monitored.base_url).rstrip("/")
+    _login(offline_page, base, s)
+    page = offline_page.page
+    page.fill("#search-box input[name=q]", ITEM_ID)
+    page.click("#search-box button[type=submit]")
+    page.wait_for_url(f"{base}/ui/search?q={ITEM_ID}")
+    index = monitored.get("/v1/search", params={"q": ITEM_ID}).json()["index"]
+    assert page.inner_text("#search-index [data-field=index]") == index
+    hits = page.locator("#results tbody tr").evaluate_all("rows => rows.map(r => r.dataset.item)")
+    assert hits and hits[0] == ITEM_ID, hits
+    with psycopg.connect(s.warehouse_url) as conn:
+        titles = dict(conn.execute("select item_id, title from marts.dim_products where item_id = any(%s)", (hits,)))
+    shown = page.locator("#results tbody tr td:nth-child(2) a").all_inner_texts()
+    assert shown == [titles[item] for item in hits]
+    page.click(f"#results tr[data-item={ITEM_ID}] a")
+    page.wait_for_url(f"{base}/ui/product?item_id={ITEM_ID}")
+    assert page.inner_text("#item-id") == ITEM_ID
     _assert_stayed_local(offline_page)

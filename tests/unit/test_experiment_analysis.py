@@ -134,6 +134,13 @@ def test_sequential_over_days_has_one_row_per_day_and_variant() -> None:
     assert (looks.groupby("variant")["users_control"].last() == 3_000).all()
 
 
+def test_precomputed_looks_give_the_same_analysis() -> None:
+    outcomes = simulate({"a": 2_000, "b": 2_000}, {"a": 0.1, "b": 0.13}, days=6)
+    looks = sequential_over_days(outcomes, "a")
+    shares = {"a": 0.5, "b": 0.5}
+    assert analyse(outcomes, "a", shares, looks=looks) == analyse(outcomes, "a", shares)
+
+
 def test_as_dict_is_json_and_the_report_names_each_variant() -> None:
     outcomes = simulate({"popularity": 2_000, "hybrid": 2_000}, {"popularity": 0.1, "hybrid": 0.1}, prices=False)
     outcomes["exposures"] = 3

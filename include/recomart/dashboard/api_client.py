@@ -1,8 +1,9 @@
 """The dashboard's calls to the RecoMart API it is served by, over HTTP on the server's own address.
 
-The customer page shows the list a storefront gets (``GET /v1/users/{id}/recommendations``); the
-"what if" box posts a view through ``POST /v1/events`` with the deployment's API key, which stays in
-this process: the browser only talks to the dashboard, behind its login.
+The customer page shows the list a storefront gets (``GET /v1/users/{id}/recommendations``), the
+search box what a shopper finds (``GET /v1/search``); the "what if" box posts a view through
+``POST /v1/events`` with the deployment's API key, which stays in this process: the browser only
+talks to the dashboard, behind its login.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from recomart.stream.intake import API_KEY_HEADER, EVENTS_PATH, PREVIEW_HEADER
 TIMEOUT_S = 5.0
 WHATIF_WAIT_S = 3.0
 POLL_S = 0.1
+SEARCH_K = 20
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,17 @@ class ApiClient:
                 params={"k": k},
                 headers={API_KEY_HEADER: self._key, PREVIEW_HEADER: "1"},  # a preview: not an exposure
             )
+        except httpx.HTTPError as exc:
+            return {"error": f"the API did not answer: {exc}"}
+        if response.status_code != 200:
+            return {"error": f"the API answered {response.status_code}: {response.text[:300]}"}
+        return response.json()
+
+    async def search(self, base_url: str, query: str, k: int = SEARCH_K) -> dict[str, Any]:
+        """The API's ``GET /v1/search`` response for ``query`` (which index answered, the hits);
+        ``{"error": ...}`` when it answers with an error (503 while its index is not built yet)."""
+        try:
+            response = await self._client.get(f"{base_url}/v1/search", params={"q": query, "k": k})
         except httpx.HTTPError as exc:
             return {"error": f"the API did not answer: {exc}"}
         if response.status_code != 200:

@@ -1,7 +1,7 @@
 """The dashboard's ASGI app, mounted by the API at ``/ui`` (:func:`mount`).
 
-Pages: ``/ui/overview``, ``/ui/customer``, ``/ui/product``, ``/ui/models`` (``/ui/monitoring`` and
-``/ui/experiments`` are placeholders until their tables exist). Every page but ``/ui/login`` and
+Pages: ``/ui/overview``, ``/ui/customer``, ``/ui/product``, ``/ui/models``, ``/ui/monitoring``,
+``/ui/experiments`` and ``/ui/search`` (the header's search box). Every page but ``/ui/login`` and
 the static files needs the login cookie; a request without it is redirected to the login form.
 Each response carries ``Server-Timing: render;dur=<ms>`` (the time spent in the app).
 """
@@ -24,22 +24,26 @@ from recomart.dashboard import pages
 from recomart.dashboard.api_client import ApiClient
 from recomart.dashboard.assets import asset_path
 from recomart.dashboard.auth import COOKIE, SESSION_MAX_AGE_S, USER, Login
+from recomart.dashboard.experiments_page import experiments as experiments_context
+from recomart.dashboard.monitoring_page import monitoring as monitoring_context
+from recomart.dashboard.monitoring_page import open_alerts
 from recomart.dashboard.queries import dashboard_pool
 from recomart.stream.intake import api_key
 
 PREFIX = "/ui"
+SEARCH_MAX_CHARS = 200  # the API's own limit of GET /v1/search's q
 TEMPLATES = Jinja2Templates(directory=str(pages.TEMPLATE_DIR))
 CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 NAV = [
-    ("overview", "Overview", True),
-    ("customer", "Customers", True),
-    ("product", "Products", True),
-    ("models", "Models", True),
-    ("monitoring", "Monitoring", False),
-    ("experiments", "Experiments", False),
+    ("overview", "Overview"),
+    ("customer", "Customers"),
+    ("product", "Products"),
+    ("models", "Models"),
+    ("monitoring", "Monitoring"),
+    ("experiments", "Experiments"),
 ]
 
 
@@ -153,6 +157,7 @@ def _add_pages(d: Dashboard) -> None:
     async def overview(request: Request) -> Response:
         context = await d.with_conn(pages.overview, d.settings)
         context["stream"] = await run_in_threadpool(pages.stream_state, d.settings)
+        context["alerts"] = await run_in_threadpool(open_alerts, d.settings)
         return d.render(request, "overview.html", context)
 
     @app.get("/customer", dependencies=[Depends(d.require_login)])
@@ -187,9 +192,20 @@ def _add_pages(d: Dashboard) -> None:
         return d.render(request, "models.html", context)
 
     @app.get("/monitoring", dependencies=[Depends(d.require_login)])
+    async def monitoring(request: Request) -> Response:
+        context = await d.with_conn(monitoring_context, d.settings)
+        return d.render(request, "monitoring.html", context)
+
     @app.get("/experiments", dependencies=[Depends(d.require_login)])
-    def coming(request: Request) -> Response:
-        return d.render(request, "coming.html", {"page": request.url.path.rsplit("/", 1)[-1]})
+    async def experiments(request: Request, name: str | None = None) -> Response:
+        context = await d.with_conn(experiments_context, (name or "").strip()[:200])
+        return d.render(request, "experiments.html", context)
+
+    @app.get("/search", dependencies=[Depends(d.require_login)])
+    async def search(request: Request, q: str | None = None) -> Response:
+        query = (q or "").strip()[:SEARCH_MAX_CHARS]
+        found = await d.api.search(_own_base_url(request), query) if query else None
+        return d.render(request, "search.html", {"q": query, "found": found})
 
 
 def mount(api: FastAPI, s: Settings) -> Dashboard:

@@ -143,3 +143,173 @@ def at_k_curves(rows: list[dict[str, Any]]) -> Spec:
         width=220,
         resolve={"scale": {"y": "independent"}},
     )
+
+
+THRESHOLD_COLOURS = {"warn": "#d18f00", "alert": "#b3261e", "p95 alert": "#b3261e"}
+
+
+def _threshold_rules(thresholds: dict[str, float | None]) -> list[Spec]:
+    """Layers drawing each named threshold (``{"warn": 0.1, "alert": 0.2}``) as a dashed rule with its label."""
+    layers = []
+    for name, value in thresholds.items():
+        if value is None:
+            continue
+        datum = {"y": {"datum": value, "type": "quantitative"}}
+        colour = THRESHOLD_COLOURS.get(name, "#555")
+        layers.append({"mark": {"type": "rule", "strokeDash": [6, 4], "color": colour}, "encoding": datum})
+        layers.append(
+            {
+                "mark": {
+                    "type": "text",
+                    "align": "left",
+                    "baseline": "bottom",
+                    "x": 4,
+                    "color": colour,
+                    "fontSize": 10,
+                },
+                "encoding": {**datum, "text": {"value": f"{name} {value:g}"}},
+            }
+        )
+    return layers
+
+
+def psi_over_time(entity: str, rows: list[dict[str, Any]], thresholds: dict[str, float | None]) -> Spec:
+    """PSI of each of ``entity``'s features per monitor run, with the warn and alert thresholds drawn."""
+    line = {
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {
+                "field": "measured_at",
+                "type": "temporal",
+                "title": "monitor run",
+                "axis": {"format": "%b %d %H:%M"},
+            },
+            "y": {"field": "value", "type": "quantitative", "title": "PSI"},
+            "color": {"field": "feature", "type": "nominal"},
+            "tooltip": [{"field": "feature"}, {"field": "run_id"}, {"field": "value"}, {"field": "status"}],
+        },
+    }
+    return _spec(
+        f"PSI of the {entity} features per monitor run",
+        _values(rows),
+        layer=[line, *_threshold_rules(thresholds)],
+    )
+
+
+def health_per_generation(rows: list[dict[str, Any]]) -> Spec:
+    """One small chart per recommendation-health metric, its value per generation (rows: generation_id,
+    metric, value)."""
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "title": "Recommendation health per generation",
+        "data": {"values": _values(rows)},
+        "facet": {"field": "metric", "type": "nominal", "title": None},
+        "columns": 3,
+        "spec": {
+            "width": 260,
+            "height": 120,
+            "mark": {"type": "line", "point": True},
+            "encoding": {
+                "x": {"field": "generation_id", "type": "ordinal", "title": "generation"},
+                "y": {"field": "value", "type": "quantitative", "title": None, "scale": {"zero": False}},
+                "tooltip": [{"field": "generation_id"}, {"field": "metric"}, {"field": "value"}],
+            },
+        },
+        "resolve": {"scale": {"y": "independent"}},
+    }
+
+
+def latency_percentiles(rows: list[dict[str, Any]], p95_alert_ms: float) -> Spec:
+    """The worst p50, p95 and p99 per minute (rows: minute, p50, p95, p99), with the p95 alert threshold."""
+    line = {
+        "transform": [{"fold": ["p50", "p95", "p99"], "as": ["percentile", "ms"]}],
+        "mark": {"type": "line", "point": {"size": 12}},
+        "encoding": {
+            "x": {
+                "field": "minute",
+                "type": "temporal",
+                "title": "minute (UTC)",
+                "scale": {"type": "utc"},
+                "axis": {"format": "%H:%M"},
+            },
+            "y": {"field": "ms", "type": "quantitative", "title": "latency (ms)"},
+            "strokeDash": {"field": "percentile", "type": "nominal"},
+            "tooltip": [{"field": "minute"}, {"field": "percentile"}, {"field": "ms"}],
+        },
+    }
+    return _spec(
+        "API latency per minute: worst route and worker",
+        _values(rows),
+        layer=[line, *_threshold_rules({"p95 alert": p95_alert_ms})],
+    )
+
+
+def conversion_per_variant(rows: list[dict[str, Any]]) -> Spec:
+    """Each variant's conversion with its interval (rows: variant, estimate, lower, upper)."""
+    encoding = {"y": {"field": "variant", "type": "nominal", "sort": None, "title": None}}
+    return _spec(
+        "Conversion per variant (Wilson interval)",
+        rows,
+        height={"step": 28},
+        layer=[
+            {
+                "mark": {"type": "rule", "strokeWidth": 2},
+                "encoding": {
+                    **encoding,
+                    "x": {"field": "lower", "type": "quantitative", "title": "conversion", "axis": {"format": "%"}},
+                    "x2": {"field": "upper"},
+                },
+            },
+            {
+                "mark": {"type": "point", "filled": True, "size": 60},
+                "encoding": {
+                    **encoding,
+                    "x": {"field": "estimate", "type": "quantitative"},
+                    "tooltip": [{"field": "variant"}, {"field": "estimate"}, {"field": "lower"}, {"field": "upper"}],
+                },
+            },
+        ],
+    )
+
+
+def estimate_over_days(rows: list[dict[str, Any]]) -> Spec:
+    """The sequential estimate (variant - control conversion) at each daily look with its always-valid
+    interval, per variant, and a rule at zero (rows: day, variant, estimate, lower, upper, significant)."""
+    x = {"field": "day", "type": "temporal", "title": "look (first-exposure day)", "timeUnit": "utcyearmonthdate"}
+    return _spec(
+        "Estimated difference in conversion at each daily look (mSPRT, always valid)",
+        _values(rows),
+        layer=[
+            {
+                "mark": {"type": "area", "opacity": 0.2},
+                "encoding": {
+                    "x": x,
+                    "y": {
+                        "field": "lower",
+                        "type": "quantitative",
+                        "title": "variant - control",
+                        "axis": {"format": "%"},
+                    },
+                    "y2": {"field": "upper"},
+                    "color": {"field": "variant", "type": "nominal"},
+                },
+            },
+            {
+                "mark": {"type": "line", "point": True},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "estimate", "type": "quantitative"},
+                    "color": {"field": "variant", "type": "nominal"},
+                    "tooltip": [
+                        {"field": "day"},
+                        {"field": "variant"},
+                        {"field": "estimate"},
+                        {"field": "lower"},
+                        {"field": "upper"},
+                        {"field": "significant"},
+                    ],
+                },
+            },
+            {"mark": {"type": "rule", "color": "#555"}, "encoding": {"y": {"datum": 0, "type": "quantitative"}}},
+        ],
+    )

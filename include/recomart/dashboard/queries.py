@@ -3,7 +3,9 @@
 Each function takes an open psycopg connection with ``dict_row`` rows and returns plain lists and
 dicts for the templates. Lookups of one user or item use the ``reco`` tables' indexes
 (``(user_id, rank)``, ``(item_id, rank)``) and ``marts.item_features_history (item_id, event_timestamp)``;
-the Overview reads the load ledger, the quarantine, the promotion log and the generations log.
+the Overview reads the load ledger, the quarantine, the promotion log and the generations log; the
+Monitoring page ``ops.monitoring_metrics`` (indexed on ``(metric_key, subject, measured_at)``) and
+``ops.serving_stats`` (keyed by minute first).
 Tables that a fresh warehouse does not have yet (the ``reco`` swap tables, dbt's marts) read as empty.
 """
 
@@ -19,6 +21,9 @@ Rows = list[dict[str, Any]]
 CONNECT_TIMEOUT_S = 3
 STATEMENT_TIMEOUT_MS = 5000
 HISTORY_LIMIT = 30
+MONITORING_DAYS = 90
+HEALTH_GENERATIONS = 60
+SERVING_HOURS = 24
 
 
 def dashboard_pool(dsn: str) -> ConnectionPool:
@@ -203,4 +208,57 @@ def promotions(conn: psycopg.Connection, model_name: str) -> Rows:
         "select decided_at, model_version, previous_champion, decision, reason, metrics, blend"
         " from ops.model_promotions where model_name = %s order by decided_at",
         (model_name,),
+    )
+
+
+# --- Monitoring --------------------------------------------------------------------------------
+def psi_history(conn: psycopg.Connection, keys: list[str], days: int = MONITORING_DAYS) -> Rows:
+    """PSI per feature per monitor run of the last ``days`` days (metric ``keys``, e.g.
+    ``drift.user.psi``): ``entity, feature, run_id, measured_at, value, status`` and the thresholds."""
+    return _rows(
+        conn,
+        "select split_part(metric_key, '.', 2) as entity, subject as feature, run_id, measured_at, value, status,"
+        " warn_threshold, alert_threshold from ops.monitoring_metrics"
+        " where metric_key = any(%s) and measured_at > now() - make_interval(days => %s)"
+        " order by measured_at, metric_key, subject",
+        (keys, days),
+    )
+
+
+def health_per_generation(conn: psycopg.Connection, keys: list[str], generations: int = HEALTH_GENERATIONS) -> Rows:
+    """The latest measured value of each ``reco.*`` metric in ``keys`` per generation, for the last
+    ``generations`` generations measured: ``generation_id, metric`` (without ``reco.``), ``value``."""
+    return _rows(
+        conn,
+        "with latest as (select distinct on (metric_key, subject) subject::bigint as generation_id,"
+        " substr(metric_key, 6) as metric, value from ops.monitoring_metrics"
+        " where metric_key = any(%s) and subject ~ '^[0-9]+$' order by metric_key, subject, measured_at desc)"
+        " select * from latest where generation_id in"
+        " (select distinct generation_id from latest order by generation_id desc limit %s)"
+        " order by generation_id, metric",
+        (keys, generations),
+    )
+
+
+def latency_per_minute(conn: psycopg.Connection, hours: int = SERVING_HOURS) -> Rows:
+    """Per minute of the last ``hours`` hours, over the API's ``/v1`` routes (not its floor route): the
+    worst p50, p95 and p99 (ms) of any route and worker, and the requests."""
+    return _rows(
+        conn,
+        "select minute, max(p50_ms) as p50, max(p95_ms) as p95, max(p99_ms) as p99, sum(requests) as requests"
+        " from ops.serving_stats where minute > now() - make_interval(hours => %s)"
+        " and route like '/v1/%%' and route <> '/v1/_floor' group by minute order by minute",
+        (hours,),
+    )
+
+
+def latency_per_route(conn: psycopg.Connection, hours: int = SERVING_HOURS) -> Rows:
+    """Per ``/v1`` route of the last ``hours`` hours: requests, errors and the worst minute's p50, p95 and
+    p99 (ms) of any worker."""
+    return _rows(
+        conn,
+        "select route, sum(requests) as requests, sum(errors) as errors, max(p50_ms) as p50, max(p95_ms) as p95,"
+        " max(p99_ms) as p99 from ops.serving_stats where minute > now() - make_interval(hours => %s)"
+        " and route like '/v1/%%' and route <> '/v1/_floor' group by route order by sum(requests) desc, route",
+        (hours,),
     )

@@ -290,6 +290,7 @@ def analyse(
     shares: dict[str, float],
     alpha: float = 0.05,
     mixture_relative_sd: float = DEFAULT_MIXTURE_RELATIVE_SD,
+    looks: pd.DataFrame | None = None,
 ) -> ExperimentResult:
     """Analyse an experiment's per-user outcomes; the primary metric is ``converted``.
 
@@ -301,6 +302,8 @@ def analyse(
         shares: planned traffic share per variant (any positive scale), for the SRM check.
         alpha: 1 - the intervals' coverage, and the sequential test's type-I error.
         mixture_relative_sd: the mSPRT's mixture scale as a share of the pooled conversion.
+        looks: ``sequential_over_days(outcomes, control, alpha, mixture_relative_sd)`` when the caller
+            has computed it already (the dashboard plots it), so it is not computed twice.
     Returns:
         an :class:`ExperimentResult`.
     Raises:
@@ -312,7 +315,8 @@ def analyse(
     srm = sample_ratio_check({s.variant: s.users for s in summaries}, shares)
     converted = outcomes["converted"].to_numpy(dtype=float)
     adjusted, theta, reduction = cuped_adjust(converted, outcomes["pre_metric"].to_numpy(dtype=float))
-    looks = sequential_over_days(outcomes, control, alpha, mixture_relative_sd)
+    if looks is None:
+        looks = sequential_over_days(outcomes, control, alpha, mixture_relative_sd)
     variant_of = outcomes["variant"].to_numpy()
     revenue = outcomes["revenue"].to_numpy(dtype=float)
     in_control = variant_of == control
