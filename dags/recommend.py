@@ -84,7 +84,7 @@ def recommend():
         from recomart.config import settings
         from recomart.tasks.recommend import publish_shards
 
-        summary = publish_shards(settings(), warehouse_dsn(), list(shards), list(ranked))
+        summary = publish_shards(settings(), warehouse_dsn(), list(shards), list(ranked[:]))  # one XCom read
         outlet_events[RECOMMENDATIONS].extra = summary
         return summary
 

@@ -244,6 +244,7 @@ def publish_sharded_generation(dsn: str, shards: list[Shard], log: Callable[[str
         if missing := undelivered_shards(conn, shards):
             raise RuntimeError(f"generation {gid} is incomplete, not publishing: {'; '.join(missing)}")
         counts, rows, users = _summary(conn, first.suffix)
+        conn.commit()  # end the reads' transaction: the swap renames the table they read
 
         def on_swap(cur: psycopg.Cursor, staged: Mapping[str, int]) -> None:
             mark_live(
