@@ -16,9 +16,9 @@
 Each task holds the generation's build lock (shared) while it works, so ``forget`` waits for them; the
 final check of the marts digest fails a run whose marts changed meanwhile (an erasure, a new build).
 
-Memory of a shard: the artifact (its item-side matrices) plus its users' history, scores of one
-block of users (``block_size`` × items) and its own output; the first two are shared by no other
-shard but only the history and the output grow with the shard.
+Memory of a shard: the artifact (its item-side matrices, the same in every shard) and the scores of
+one block of users (``block_size`` × items) are fixed costs; only its users' history and its output
+grow with the shard (``benchmarks/shard_memory.py`` measures it).
 """
 
 from __future__ import annotations
