@@ -9,6 +9,9 @@ teardown), in a real Airflow (`dag.test()` through :mod:`recomart.airflow_runner
   after its first attempt committed (a worker lost after the commit) replaces its rows.
 - A shard that fails on every attempt leaves the previous generation live, its own marked failed and
   its tables dropped.
+
+The two tests that wait for Airflow's retries are ``slow``; the CI run keeps the checksum test and the
+retry of a shard whose rows were committed.
 """
 
 from __future__ import annotations
@@ -144,6 +147,7 @@ def test_three_shards_publish_the_rows_of_one_shard_and_of_the_single_task(shop)
     )
 
 
+@pytest.mark.slow  # 82 s: Airflow's retry delay and a second try of the shard
 def test_a_shard_retried_by_airflow_leaves_no_duplicate(shop, fault) -> None:
     s, sharded = shop
     user = fault(limit=1)
@@ -178,6 +182,7 @@ def test_a_shard_run_again_after_its_rows_were_committed_replaces_them(shop) -> 
     assert table_checksums(s.warehouse_url)[RECS] == sharded
 
 
+@pytest.mark.slow  # 110 s: three tries of the shard with their retry delays
 def test_a_failed_shard_publishes_nothing_and_the_previous_generation_stays_live(shop, fault) -> None:
     s, sharded = shop
     fault(limit=1000)
