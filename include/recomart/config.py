@@ -106,6 +106,9 @@ class Settings:
     stream_metrics_port: int = 9108
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     alert_webhook: str | None = None
+    # shard tasks of the recommend DAG; each holds the artifact plus 1/N of the users' history and
+    # output (README "Settings" has the memory estimate behind the default)
+    recommend_shards: int = 4
 
     # --- databases -------------------------------------------------------
     @property
@@ -358,6 +361,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         serving_stats_flush_s=env.number("RECOMART_SERVING_STATS_FLUSH_S", 60.0),
         monitoring=_monitoring(env),
         alert_webhook=_env("RECOMART_ALERT_WEBHOOK"),
+        recommend_shards=env.integer("RECOMART_RECOMMEND_SHARDS", 4, minimum=1, maximum=256),
         # prometheus_client's own variable: set by `recomart serve` for multi-process metrics
         metrics_multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
     )

@@ -81,6 +81,7 @@ def service_env(s: Settings) -> dict[str, str]:
         "RECOMART_BIND_HOST": s.bind_host,
         "RECOMART_EMBEDDED_PG_PORT": str(s.embedded_pg_port),
         "RECOMART_EMBEDDED_REDIS_PORT": str(s.embedded_redis_port),
+        "RECOMART_RECOMMEND_SHARDS": str(s.recommend_shards),
         # libpq: psql, dbt's profiles.yml and Feast's feature_store.yaml read these
         "PGHOST": host,
         "PGPORT": port,

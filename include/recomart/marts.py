@@ -136,11 +136,22 @@ class RankingInputs:
     history: pd.DataFrame
 
 
-def read_ranking_inputs(dsn: str) -> RankingInputs:
-    """The users to rank and their history, as of the marts' latest build."""
+def _in_user_range(query: str, user_range: tuple[str, str] | None) -> sql.Composable:
+    """``query`` limited to the users ``lo <= user_id <= hi`` (byte order, as Python sorts str)."""
+    if user_range is None:
+        return sql.SQL(query)
+    lo, hi = user_range
+    return sql.SQL('{} where user_id::text collate "C" between {} and {}').format(
+        sql.SQL(query), sql.Literal(lo), sql.Literal(hi)
+    )
+
+
+def read_ranking_inputs(dsn: str, user_range: tuple[str, str] | None = None) -> RankingInputs:
+    """The users to rank and their history, as of the marts' latest build; with ``user_range``
+    (``(lo, hi)``, inclusive, byte order) only the users in it: one shard of the nightly job."""
     with psycopg.connect(dsn) as conn:
-        history = read_frame(conn, HISTORY_SQL)
-        segments = read_frame(conn, SEGMENTS_SQL)
+        history = read_frame(conn, _in_user_range(HISTORY_SQL, user_range))
+        segments = read_frame(conn, _in_user_range(SEGMENTS_SQL, user_range))
     history["last_interaction_at"] = pd.to_datetime(history["last_interaction_at"], utc=True, format="ISO8601")
     segments = segments.dropna(subset=["user_id"]).drop_duplicates("user_id")
     user_ids = sorted(set(segments["user_id"]).union(history["user_id"]))

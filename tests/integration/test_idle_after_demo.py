@@ -104,7 +104,7 @@ def test_up_after_the_demo_starts_nothing_downstream_and_leaves_nothing_queued(a
     for dag_id, task_id in (
         ("ingest_catalog", "validate_products"),
         ("ingest_events", "validate_raw"),
-        ("recommend", "score_and_publish"),
+        ("recommend", "publish"),
     ):
         run_id = runs[dag_id][0]["dag_run_id"]
         ti = client.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").json()

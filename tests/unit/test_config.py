@@ -149,6 +149,7 @@ def test_external_redis_password_reaches_feast_and_the_reader_env_uses_the_reade
         ("RECOMART_EMBEDDED_REDIS_PORT", "6379.5", "6379.5", "an integer from 1 to 65535"),
         ("RECOMART_USERS", "many", "many", "an integer from 1"),
         ("RECOMART_GATE_MARGIN", "ten percent", "ten percent", "a number"),
+        ("RECOMART_RECOMMEND_SHARDS", "0", "0", "an integer from 1 to 256"),
     ],
 )
 def test_a_bad_setting_names_the_variable_the_masked_value_and_the_expectation(
@@ -160,3 +161,10 @@ def test_a_bad_setting_names_the_variable_the_masked_value_and_the_expectation(
     assert message.startswith(f"{name}={shown}: expected ")
     assert expected in message
     assert "hunter2" not in message and "\n" not in message
+
+
+def test_the_shard_count_reaches_the_airflow_tasks(tmp_path: Path) -> None:
+    assert load_settings({"RECOMART_STATE_DIR": str(tmp_path)}).recommend_shards == 4
+    s = load_settings({"RECOMART_STATE_DIR": str(tmp_path), "RECOMART_RECOMMEND_SHARDS": "16"})
+    assert s.recommend_shards == 16
+    assert load_settings(service_env(s)).recommend_shards == 16

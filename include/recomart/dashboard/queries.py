@@ -14,8 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+
+from recomart.data_report.queries import REASON_KIND
 
 Rows = list[dict[str, Any]]
 CONNECT_TIMEOUT_S = 3
@@ -43,7 +46,7 @@ def dashboard_pool(dsn: str) -> ConnectionPool:
     )
 
 
-def _rows(conn: psycopg.Connection, query: str, params: tuple | dict = ()) -> Rows:
+def _rows(conn: psycopg.Connection, query: str | sql.Composable, params: tuple | dict = ()) -> Rows:
     """The rows of ``query``; empty when one of its tables does not exist yet (a fresh warehouse)."""
     try:
         with conn.transaction():
@@ -102,13 +105,15 @@ def loads_per_day(conn: psycopg.Connection) -> Rows:
 
 
 def quarantine_per_day(conn: psycopg.Connection) -> Rows:
-    """Quarantined records per logical date and reason (the reason's text up to its first colon)."""
+    """Quarantined records per logical date and kind of reason (the data report's
+    :data:`~recomart.data_report.queries.REASON_KIND`: no ``line N:`` prefix, values as placeholders)."""
     return _rows(
         conn,
-        "select _logical_date as day, split_part(reason, ':', 1) as reason, count(*) as records"
-        " from quarantine.events group by 1, 2"
-        " union all select _logical_date, split_part(reason, ':', 1), count(*) from quarantine.uci_orders group by 1, 2"
-        " order by 1, 2",
+        sql.SQL(
+            "select _logical_date as day, {kind} as reason, count(*) as records from quarantine.events group by 1, 2"
+            " union all select _logical_date, {kind}, count(*) from quarantine.uci_orders group by 1, 2"
+            " order by 1, 2"
+        ).format(kind=sql.SQL(REASON_KIND)),
     )
 
 
@@ -169,11 +174,11 @@ def random_item(conn: psycopg.Connection) -> str | None:
 
 
 def similar_items(conn: psycopg.Connection, item_id: str, limit: int = 10) -> Rows:
-    """The item's neighbours in the live generation, with their titles."""
+    """The item's "also bought" neighbours in the live generation, with their titles."""
     return _rows(
         conn,
         "select rank, similar_item_id, similar_title, similar_category, similar_price, score"
-        " from reco.similar_items_enriched where item_id = %s order by rank limit %s",
+        " from reco.similar_items_enriched where item_id = %s and kind = 'also_bought' order by rank limit %s",
         (item_id, limit),
     )
 

@@ -418,12 +418,14 @@ def mark_versions_erased(tracking_uri: str, model_name: str, versions: list[str]
 
 @contextlib.contextmanager
 def _champion_files(
-    tracking_uri: str, model_name: str, alias: str = CHAMPION
+    tracking_uri: str, model_name: str, alias: str = CHAMPION, version: str | None = None
 ) -> Iterator[tuple[Path, dict[str, Any], str] | None]:
-    """(local model directory, metadata, version) of ``@champion`` (or ``alias``) in a temporary directory, or None."""
+    """(local model directory, metadata, version) of ``@champion`` (or ``alias``; or of ``version`` itself
+    when given) in a temporary directory, or None."""
     import mlflow.artifacts
 
-    version = current_champion_version(tracking_uri, model_name, alias)
+    if version is None:
+        version = current_champion_version(tracking_uri, model_name, alias)
     if version is None:
         yield None
         return
@@ -439,22 +441,25 @@ def _champion_files(
         yield local, meta, str(mv.version)
 
 
-def load_champion(tracking_uri: str, model_name: str, alias: str = CHAMPION) -> LoadedChampion | None:
+def load_champion(
+    tracking_uri: str, model_name: str, alias: str = CHAMPION, *, version: str | None = None
+) -> LoadedChampion | None:
     """``models:/<model_name>@champion`` loaded through its pyfunc (the object the nightly job and the
     pyfunc's ``predict`` rank with), or ``None`` while there is none. ``alias`` loads another alias
-    (the API's experiments load ``@challenger``).
+    (the API's experiments load ``@challenger``); ``version`` pins the version the alias named when a
+    sharded run began (every shard ranks with the same one, even if the alias moves meanwhile).
 
     ``metadata`` holds the training params, metrics, split, data digest, the blend weights
     (``"weights"``) and their fit evidence (``"blend"``), plus ``version``, ``run_id`` and ``tags``.
     """
     import mlflow.pyfunc
 
-    with _champion_files(tracking_uri, model_name, alias) as files:
+    with _champion_files(tracking_uri, model_name, alias, version) as files:
         if files is None:
             return None
-        local, meta, version = files
+        local, meta, loaded = files
         recommender = mlflow.pyfunc.load_model(str(local)).unwrap_python_model().recommender
-    return LoadedChampion(recommender, meta, version)
+    return LoadedChampion(recommender, meta, loaded)
 
 
 def load_champion_for_gate(tracking_uri: str, model_name: str) -> Champion | None:

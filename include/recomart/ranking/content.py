@@ -175,8 +175,8 @@ class Content(Recommender):
     def fit(self, training: TrainingSet) -> Content:
         self.item_ids = training.item_ids
         self.vectors = item_vectors(item_documents(training.products), max_features=self.max_features)
-        use_vectors = self.embedding_share and self.item_vectors is not None
-        self.embeddings = self.item_vectors.aligned(self.item_ids) if use_vectors else None
+        vectors = self.item_vectors if self.embedding_share else None
+        self.embeddings = vectors.aligned(self.item_ids) if vectors is not None else None
         self._columns = None
         return self
 

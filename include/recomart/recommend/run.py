@@ -90,7 +90,8 @@ def similar_frame(recommender: HybridRecommender, embeddings: StoredVectors | No
     return pd.concat([frame[SIMILAR_COLUMNS] for frame in kinds], ignore_index=True)
 
 
-def _with_generation(frame: pd.DataFrame, generation_id: int) -> pd.DataFrame:
+def with_generation(frame: pd.DataFrame, generation_id: int) -> pd.DataFrame:
+    """A copy of ``frame`` with ``generation_id`` as its first column."""
     frame = frame.copy()
     frame.insert(0, "generation_id", generation_id)
     return frame
@@ -131,9 +132,9 @@ def publish_generation(
     generation_id = generation.generation_id
     try:
         generation.describe(model_version, details, marts_digest)
-        recs = _with_generation(recs, generation_id)
-        popular = _with_generation(recommender.popular_items_frame(popular_n), generation_id)
-        similar = _with_generation(similar_frame(recommender, embeddings), generation_id)
+        recs = with_generation(recs, generation_id)
+        popular = with_generation(recommender.popular_items_frame(popular_n), generation_id)
+        similar = with_generation(similar_frame(recommender, embeddings), generation_id)
         kinds = {str(k): int(v) for k, v in similar["kind"].value_counts().items()}
         counts = {str(k): int(v) for k, v in recs.groupby("strategy")["user_id"].nunique().items()}
         users = int(recs["user_id"].nunique())
@@ -191,7 +192,7 @@ def _recommender(
     return champion.recommender, champion.version
 
 
-def _generation_details(
+def generation_details(
     recommender: HybridRecommender, version: str | None, *, k: int, dataset: str | None, model_name: str
 ) -> dict[str, Any]:
     """``reco.generations.details`` of a generation ranked by ``recommender`` (the champion ``version``)."""
@@ -254,7 +255,7 @@ def generate_recommendations(
         except BaseException as exc:
             mark_failed(dsn, generation.generation_id, f"{type(exc).__name__}: {exc}")
             raise
-        details = _generation_details(recommender, version, k=k, dataset=dataset, model_name=model_name)
+        details = generation_details(recommender, version, k=k, dataset=dataset, model_name=model_name)
         result = publish_generation(
             dsn,
             recs.assign(model_version=version)[OUTPUT_COLUMNS],

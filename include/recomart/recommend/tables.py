@@ -3,7 +3,8 @@ the warehouse migrations)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal, get_args
 
 import psycopg
@@ -167,14 +168,17 @@ GENERATION_LOCK_CLASS = 0x72676E  # pg_advisory_lock(GENERATION_LOCK_CLASS, gene
 STATUSES = ("building", "live", "superseded", "failed", "rolled_back")
 
 # A generation still ``building`` whose build session no longer holds its advisory lock was left by
-# a run that died (killed, crashed, lost its connection): nothing will ever finish it.
+# a run that died (killed, crashed, lost its connection): nothing will ever finish it.  A sharded
+# generation (``details.shards``) is built by several tasks, each holding the lock while it works,
+# so between two tasks nobody holds it: only the next sharded run (:func:`fail_abandoned_sharded`,
+# never concurrent: ``max_active_runs=1``) or its own run's teardown marks it failed.
 _FAIL_ORPHANS = """
 UPDATE reco.generations AS g
    SET status = 'failed',
        details = coalesce(g.details, '{}'::jsonb) || jsonb_build_object(
-           'error', 'orphaned: the run building it ended without finishing it (its lock was no longer held)',
+           'error', %(error)s::text,
            'failed_at', now())
- WHERE g.status = 'building' AND NOT g.is_live
+ WHERE g.status = 'building' AND NOT g.is_live AND coalesce(g.details ? 'shards', false) = %(sharded)s
    AND NOT EXISTS (
        SELECT FROM pg_locks AS l
         WHERE l.locktype = 'advisory' AND l.granted
@@ -189,8 +193,34 @@ def fail_orphaned_generations(conn: psycopg.Connection) -> list[int]:
 
     A build in progress holds its lock on its own session, so it is never touched.  The caller commits.
     """
-    rows = conn.execute(_FAIL_ORPHANS, {"lock_class": GENERATION_LOCK_CLASS}).fetchall()
+    error = "orphaned: the run building it ended without finishing it (its lock was no longer held)"
+    params = {"lock_class": GENERATION_LOCK_CLASS, "error": error, "sharded": False}
+    rows = conn.execute(_FAIL_ORPHANS, params).fetchall()
     return sorted(int(r[0]) for r in rows)
+
+
+def fail_abandoned_sharded(conn: psycopg.Connection) -> list[int]:
+    """Mark ``failed`` every sharded generation still ``building`` while no task of it holds its lock;
+    return their ids.  Only for the start of a sharded run: with one run of the DAG at a time, any
+    other sharded generation belongs to a run that ended without publishing.  The caller commits."""
+    error = "abandoned: its sharded run ended without publishing it"
+    params = {"lock_class": GENERATION_LOCK_CLASS, "error": error, "sharded": True}
+    rows = conn.execute(_FAIL_ORPHANS, params).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+@contextmanager
+def working_on_generation(dsn: str, generation_id: int) -> Iterator[psycopg.Connection]:
+    """A session holding ``generation_id``'s build lock in shared mode for the block (the shards of a
+    run work at once; ``forget``'s :func:`wait_for_builds` waits for all of them), after checking that
+    the generation is still ``building`` (RuntimeError otherwise: marked failed, or published)."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (GENERATION_LOCK_CLASS, generation_id))
+        row = conn.execute("SELECT status FROM reco.generations WHERE generation_id = %s", (generation_id,)).fetchone()
+        conn.commit()
+        if row is None or row[0] != "building":
+            raise RuntimeError(f"reco.generations {generation_id} is {row[0] if row else 'missing'}, not building")
+        yield conn
 
 
 class BuildingGeneration:
@@ -281,16 +311,18 @@ def mark_live(
         raise RuntimeError(f"reco.generations {generation_id} is no longer building (marked failed?); not swapping")
 
 
-def mark_failed(dsn: str, generation_id: int, error: str) -> None:
-    """Record a failed generation (the live tables are untouched)."""
+def mark_failed(dsn: str, generation_id: int, error: str, *, only_building: bool = False) -> bool:
+    """Record a failed generation (the live tables are untouched); ``only_building``: unless it has
+    ended already (published, superseded, failed).  Returns whether the row was marked."""
     with psycopg.connect(dsn) as conn:
-        conn.execute(
+        cur = conn.execute(
             """UPDATE reco.generations
                   SET status = 'failed',
                       details = coalesce(details, '{}'::jsonb) || jsonb_build_object('error', %s::text)
-                WHERE generation_id = %s AND NOT is_live""",
-            (error[:2000], generation_id),
+                WHERE generation_id = %s AND NOT is_live AND (status = 'building' OR NOT %s)""",
+            (error[:2000], generation_id, only_building),
         )
+        return cur.rowcount == 1
 
 
 def mark_restored(cur: psycopg.Cursor, rolled_back: int, restored: int, rollback_id: int) -> None:

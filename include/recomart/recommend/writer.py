@@ -130,16 +130,22 @@ def ensure_reader_role(conn: psycopg.Connection, log: Callable[[str], Any] = pri
         return bool(exists)
 
 
-def _copy_stmt(spec: TableSpec, table: sql.Identifier, fmt: str) -> sql.Composed:
+def _copy_stmt(spec: TableSpec, table: sql.Identifier, fmt: str, freeze: bool = True) -> sql.Composed:
     """``COPY … FROM STDIN (FORMAT fmt, FREEZE)``: rows are written frozen, so the index builds and
     ``ANALYZE`` that follow do not rewrite every page to set hint bits.  FREEZE needs the table to
-    have been created in the same transaction, which :func:`load_staging` guarantees."""
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(
-        table, sql.SQL(", ").join(map(sql.Identifier, spec.columns)), sql.SQL(fmt)
+    have been created in the same transaction, which :func:`load_staging` guarantees (``freeze=False``
+    for a table created earlier, as a sharded run's shards fill)."""
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(
+        table,
+        sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
+        sql.SQL(fmt),
+        sql.SQL(", FREEZE" if freeze else ""),
     )
 
 
-def _copy_frame(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, frame: pd.DataFrame) -> None:
+def _copy_frame(
+    cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, frame: pd.DataFrame, freeze: bool = True
+) -> None:
     """COPY a DataFrame in chunks: binary format when every column type is supported by
     :mod:`recomart.recommend.pgbinary` (numbers travel unformatted), CSV otherwise.  NaN/None → NULL.
 
@@ -151,7 +157,7 @@ def _copy_frame(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier, fra
 
     types = [pgbinary.base_type(ddl) for _, ddl in spec.columns_ddl]
     binary = pgbinary.supports(types)
-    stmt = _copy_stmt(spec, table, "binary" if binary else "csv")
+    stmt = _copy_stmt(spec, table, "binary" if binary else "csv", freeze)
     if not binary:
         frame = frame[spec.columns]
         with cur.copy(stmt) as copy:
@@ -231,26 +237,46 @@ def load_staging(
     are built concurrently on their own connections.  ``log`` receives the time of each phase.
     """
     staging = spec.ident(STAGING)
-    parallel = index_dsn is not None and len(spec.indexes) > 1
     t0 = time.perf_counter()
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(spec.schema)))
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(staging))
-        cols = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(ddl)) for c, ddl in spec.columns_ddl
-        )
-        cur.execute(sql.SQL("CREATE TABLE {} ({})").format(staging, cols))
+        _create_table(cur, spec, staging)
         # the staging table is invisible to readers until the swap, whose commit flushes the WAL
         # written here too: this commit need not wait for its own flush
         cur.execute("SET LOCAL synchronous_commit = off")
-        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")  # index sorts of ~1M rows stay in memory
         if isinstance(data, pd.DataFrame):
             _copy_frame(cur, spec, staging, data)
         else:
             _copy_rows(cur, spec, staging, data)
         count = max(cur.rowcount, 0)
-        t1 = time.perf_counter()
-        if parallel:
+    t1 = time.perf_counter()
+    _index_and_analyze(conn, spec, index_dsn, t1 - t0, log)
+    return int(count)
+
+
+def _create_table(cur: psycopg.Cursor, spec: TableSpec, table: sql.Identifier) -> None:
+    """(Re)create ``table`` empty, with ``spec``'s columns (and its schema if missing)."""
+    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(spec.schema)))
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(table))
+    cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(ddl)) for c, ddl in spec.columns_ddl)
+    cur.execute(sql.SQL("CREATE TABLE {} ({})").format(table, cols))
+
+
+def _index_and_analyze(
+    conn: psycopg.Connection,
+    spec: TableSpec,
+    index_dsn: str | None,
+    copy_s: float,
+    log: Callable[[str], Any] | None,
+) -> None:
+    """Build the indexes of ``<name>__staging`` (loaded on ``conn``'s open transaction, or committed
+    earlier) and ``ANALYZE`` it; commit.  With ``index_dsn`` and more than one index, the table is
+    committed first and its indexes are built concurrently on their own connections."""
+    staging = spec.ident(STAGING)
+    t1 = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
+        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")  # index sorts of ~1M rows stay in memory
+        if index_dsn is not None and len(spec.indexes) > 1:
             conn.commit()
             cur.execute("SET LOCAL synchronous_commit = off")
             _create_indexes_in_parallel(index_dsn, spec)
@@ -262,8 +288,41 @@ def load_staging(
     conn.commit()
     if log is not None:
         t3 = time.perf_counter()
-        log(f"staged {spec.schema}.{spec.name}: copy {t1 - t0:.2f}s, indexes {t2 - t1:.2f}s, analyze {t3 - t2:.2f}s")
-    return int(count)
+        log(f"staged {spec.schema}.{spec.name}: copy {copy_s:.2f}s, indexes {t2 - t1:.2f}s, analyze {t3 - t2:.2f}s")
+
+
+def create_table(dsn: str, spec: TableSpec, suffix: str, data: pd.DataFrame | None = None) -> int:
+    """(Re)create ``<name><suffix>`` (no indexes) and COPY ``data`` in, frozen, in one transaction;
+    return the rows loaded.  A sharded run's tables, filled by several processes before
+    :func:`publish_prestaged` swaps them in."""
+    table = spec.ident(suffix)
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        _create_table(cur, spec, table)
+        if data is None:
+            return 0
+        cur.execute("SET LOCAL synchronous_commit = off")  # flushed by the swap's commit
+        _copy_frame(cur, spec, table, data)
+        return max(cur.rowcount, 0)
+
+
+def replace_rows(
+    conn: psycopg.Connection, spec: TableSpec, suffix: str, where: sql.Composable, frame: pd.DataFrame
+) -> int:
+    """In one transaction: delete the rows of ``<name><suffix>`` matching ``where`` (a previous attempt's),
+    COPY ``frame`` in, commit; return the rows loaded.  Retrying it never duplicates a row."""
+    table = spec.ident(suffix)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")  # flushed by the swap's commit
+        cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(table, where))
+        _copy_frame(cur, spec, table, frame, freeze=False)
+        return max(cur.rowcount, 0)
+
+
+def drop_tables(dsn: str, specs: Sequence[TableSpec], suffix: str) -> None:
+    """Drop ``<name><suffix>`` of every spec, where it exists."""
+    with psycopg.connect(dsn) as conn:
+        for spec in specs:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(spec.ident(suffix)))
 
 
 # --- the swap ----------------------------------------------------------------------------
@@ -464,6 +523,47 @@ def publish(
             log=log,
         )
         log(f"swapped in {', '.join(s.name for s, _ in tables)} in {time.perf_counter() - t0:.3f}s")
+    return counts
+
+
+def publish_prestaged(
+    dsn: str,
+    specs: Sequence[TableSpec],
+    suffix: str,
+    *,
+    on_swap: Callable[[psycopg.Cursor, Mapping[str, int]], None] | None = None,
+    allow_empty: Collection[str] = (),
+    lock_timeout_s: float = 30.0,
+    log: Callable[[str], Any] = print,
+) -> dict[str, int]:
+    """Swap in tables loaded earlier into ``<name><suffix>`` (:func:`create_table`, :func:`replace_rows`):
+    under the publish lock each becomes ``<name>__staging``, gets its indexes and ``ANALYZE``, then all
+    are swapped in at once as :func:`publish` does (``on_swap`` also receives the row counts); returns
+    row counts by table name.
+
+    Refuses (ValueError, nothing swapped) when a table is empty and not in ``allow_empty``.
+    """
+    counts: dict[str, int] = {}
+    with psycopg.connect(dsn) as conn, publish_lock(conn):
+        grant = ensure_reader_role(conn, log)
+        for spec in specs:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(spec.ident(STAGING)))
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                        spec.ident(suffix), sql.Identifier(spec.name + STAGING)
+                    )
+                )
+                counts[spec.name] = cur.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(spec.ident(STAGING))
+                ).fetchone()[0]
+            if counts[spec.name] == 0 and spec.name not in allow_empty:
+                raise ValueError(f"{spec.schema}.{spec.name}: staged table is empty, not swapping")
+            _index_and_analyze(conn, spec, dsn, 0.0, log)
+        t0 = time.perf_counter()
+        hook = None if on_swap is None else (lambda cur: on_swap(cur, counts))
+        swap_staged(conn, specs, grant=grant, on_swap=hook, lock_timeout_s=lock_timeout_s, log=log)
+        log(f"swapped in {', '.join(s.name for s in specs)} in {time.perf_counter() - t0:.3f}s")
     return counts
 
 
