@@ -4,6 +4,9 @@
 Runs when new raw events or products land (`recomart_raw_events` OR `recomart_raw_products`):
 
 1. `dbt build` of `dbt_project/` (staging views, intermediate, marts, snapshot and all tests).
+   Incremental: `int_interactions` and the feature histories recompute only their lookback days and
+   the days of late-loaded events; the `full_refresh` param (set by `./recomart backfill`) rebuilds
+   every mart from raw, with the same rows.
    A failing model or test fails this task, the log names it, and nothing downstream runs. dbt's
    target (manifest, partial parse) is kept under `.state/dbt/<warehouse>/`, so later builds re-parse
    only what changed.
@@ -24,7 +27,7 @@ Emits `recomart_marts`, which starts `train`.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 from recomart_dag_utils.assets import MARTS, RAW_EVENTS, RAW_PRODUCTS
 from recomart_dag_utils.defaults import DEFAULT_ARGS, fail_fast_on_bad_data, warehouse_dsn
 
@@ -38,15 +41,24 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, fail_fast_on_bad_data, war
     default_args=DEFAULT_ARGS,
     tags=["recomart", "dbt", "feast"],
     doc_md=__doc__,
+    params={
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            title="Full refresh",
+            description="Rebuild every incremental mart from raw (dbt --full-refresh) instead of the daily window.",
+        ),
+    },
 )
 def transform():
     @task
-    def dbt_build():
-        """`dbt build` of the whole project; fails with the names of failing nodes."""
+    def dbt_build(params=None):
+        """`dbt build` of the whole project (incremental, or --full-refresh when asked); fails with the
+        names of failing nodes."""
         from recomart.config import settings
         from recomart.tasks.transform import build_warehouse_models
 
-        return build_warehouse_models(settings())
+        return build_warehouse_models(settings(), full_refresh=bool((params or {}).get("full_refresh")))
 
     @task
     def validate_marts() -> dict:

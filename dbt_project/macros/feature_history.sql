@@ -11,16 +11,7 @@
     a day gives the rows a full build gives it.
 #}
 {% macro feature_history_start() -%}
-    {%- if not is_incremental() -%}
-        null::date
-    {%- elif var('feature_history_from', '') -%}
-        '{{ var("feature_history_from") }}'::date
-    {%- else -%}
-        (
-            select max(as_of_date) - {{ var('feature_history_lookback_days') | int }}
-            from {{ this }}
-        )
-    {%- endif -%}
+    {{ incremental_first_day('as_of_date', 'feature_history_lookback_days', 'feature_history_from') }}
 {%- endmacro %}
 
 {#
@@ -30,11 +21,5 @@
     the incremental build then finds no as_of_date and recomputes every day.
 #}
 {% macro upgrade_feature_history() -%}
-    {%- if execute and is_incremental() -%}
-        {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
-        {%- if 'as_of_date' not in names -%}
-            truncate table {{ this }};
-            alter table {{ this }} add column as_of_date date
-        {%- endif -%}
-    {%- endif -%}
+    {{ upgrade_to_incremental([['as_of_date', 'date']]) }}
 {%- endmacro %}

@@ -5,7 +5,7 @@
 3. follow it: a bar of finished runs (or a line every 10 s in a log) until the scheduler marks it
    completed (``completed_at``);
 4. unless told otherwise, unpause the downstream DAGs and trigger each once, so one run consumes the
-   whole backfill.
+   whole backfill (``transform`` with ``full_refresh``: its incremental marts are rebuilt from raw).
 
 Needs the api-server and the scheduler (``./recomart up``); reads nothing from Airflow's metadata DB.
 """
@@ -25,6 +25,15 @@ from recomart.progress import counting
 from recomart.stack import airflow_rest
 
 FINISHED = ("success", "failed")
+
+
+# the held DAGs' run conf after a backfill: transform rebuilds its incremental marts from raw
+_RUN_CONF_AFTER_BACKFILL = {"transform": {"full_refresh": True}}
+
+
+def _trigger_body(dag_id: str) -> dict[str, Any]:
+    """The ``POST /dags/{dag_id}/dagRuns`` body of a held DAG's one run after the backfill."""
+    return {"logical_date": None, "conf": _RUN_CONF_AFTER_BACKFILL.get(dag_id, {})}
 
 
 class BackfillFailed(RuntimeError):
@@ -119,7 +128,7 @@ def run_backfill(
         if run_held:
             for held in hold:
                 _check(api.patch(f"/dags/{held}", json={"is_paused": False}), f"unpausing {held}")
-                _check(api.post(f"/dags/{held}/dagRuns", json={"logical_date": None}), f"triggering {held}")
+                _check(api.post(f"/dags/{held}/dagRuns", json=_trigger_body(held)), f"triggering {held}")
                 triggered.append(held)
     skipped = (last - first).days + 1 - planned
     return BackfillResult(created["id"], sum(states.values()), dict(states), skipped, triggered)

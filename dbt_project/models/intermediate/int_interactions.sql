@@ -9,12 +9,26 @@
     Indexed for one user's or one item's interactions (the dashboard's
     customer and product pages, through marts.user_item_events), and
     analyzed once built, so the planner picks those indexes at once.
+
+    generated: incremental by event day (delete+insert keyed on event_date).
+    A build recomputes every day from the latest one built minus
+    var('interactions_lookback_days') (3), or from var('interactions_from'),
+    and also every day with an event loaded (loaded_at) after the latest
+    loaded_at already built, however old that day: a late file or stream
+    event brings its whole day back. Each day's rows depend on that day's
+    events only, so recomputing a day gives the rows a full build gives it.
+    uci: a table (the cleaning rules compare order lines across days).
 #}
 {{ config(
-    materialized='table',
+    materialized=('incremental' if dataset_is('generated') else 'table'),
+    incremental_strategy='delete+insert',
+    unique_key='event_date',
+    on_schema_change='append_new_columns',
+    pre_hook="{{ upgrade_to_incremental([['event_date', 'date'], ['loaded_at', 'timestamptz']]) }}",
     indexes=[
         {'columns': ['user_id', 'event_time']},
         {'columns': ['item_id', 'event_time']},
+        {'columns': ['event_date']},
     ],
     post_hook='analyze {{ this }}',
 ) }}
@@ -23,11 +37,57 @@
 
 with
 
-events as (
+all_events as (
 
-    select * from {{ ref('stg_shop__all_events') }}
+    select
+        *,
+        (event_time at time zone 'utc')::date as event_date
+
+    from {{ ref('stg_shop__all_events') }}
 
 ),
+
+{% if is_incremental() %}
+
+built as (
+
+    select
+        {{ incremental_first_day('event_date', 'interactions_lookback_days', 'interactions_from') }} as first_day,
+        (select max(loaded_at) from {{ this }}) as loaded_until
+
+),
+
+late_days as (
+
+    -- the days of the events loaded after the last build, however old
+    select distinct all_events.event_date
+    from all_events
+    cross join built
+    where all_events.loaded_at > built.loaded_until
+
+),
+
+events as (
+
+    select all_events.*
+    from all_events
+    cross join built
+    where
+        built.first_day is null
+        or all_events.event_date >= built.first_day
+        or all_events.event_date in (select late_days.event_date from late_days)
+
+),
+
+{% else %}
+
+events as (
+
+    select * from all_events
+
+),
+
+{% endif %}
 
 interactions as (
 
@@ -46,7 +106,9 @@ interactions as (
         end as revenue,
         case when event_type = 'purchase' then event_id end as order_id,
         null::text as item_description,
-        request_id
+        request_id,
+        event_date,
+        loaded_at
 
     from events
 
@@ -76,7 +138,9 @@ interactions as (
         line_revenue as revenue,
         invoice_no as order_id,
         description as item_description,
-        null::text as request_id
+        null::text as request_id,
+        (invoiced_at at time zone 'utc')::date as event_date,
+        null::timestamptz as loaded_at
 
     from order_lines
 

@@ -16,10 +16,15 @@ from recomart.marts import feature_history_span
 log = logging.getLogger(__name__)
 
 
-def build_warehouse_models(s: Settings) -> dict[str, Any]:
-    """``dbt build`` of the whole project (models, snapshot, tests) for the configured data set.  The
-    ``reco`` views that show product details survive it: they read the catalogue through
-    ``reco.product_details()``, which dbt's CASCADE drop of a replaced table does not reach."""
+def build_warehouse_models(s: Settings, full_refresh: bool = False) -> dict[str, Any]:
+    """``dbt build`` of the whole project (models, snapshot, tests) for the configured data set.
+
+    A daily run is incremental: ``int_interactions`` and the feature histories recompute only their
+    lookback window of days and the days of late-loaded events (``dbt_project/README.md``, section
+    Incremental marts); ``full_refresh`` (a backfill, or the DAG's ``full_refresh`` param) rebuilds
+    every mart from raw, which gives the same rows. The ``reco`` views that show product details
+    survive either: they read the catalogue through ``reco.product_details()``, which dbt's CASCADE
+    drop of a replaced table does not reach. Returns the build's summary (``DbtResult.as_dict``)."""
     from recomart.tools import tool_env
     from recomart.transform.dbt import dbt_build
 
@@ -32,6 +37,7 @@ def build_warehouse_models(s: Settings) -> dict[str, Any]:
         vars={"dataset": s.dataset},
         target_path=dbt_state / "target",
         log_path=dbt_state / "logs",
+        full_refresh=full_refresh,
     )
     return result.as_dict() if hasattr(result, "as_dict") else {"ok": True}
 
