@@ -16,6 +16,7 @@ SCHEMAS = ("raw", "quarantine", "staging", "intermediate", "marts", "snapshots",
 RUN_METADATA_COLUMNS: dict[str, set[str]] = {
     "*": {"_load_id", "_loaded_at", "load_id", "loaded_at", "quarantined_at"},
     "ops.loaded_files": {"started_at", "finished_at"},
+    "ops.schema_migrations": {"applied_at"},
     # the watermark itself is business state; the rest describes the last run (full, then incremental)
     # and the last full snapshot (when, which run)
     "ops.catalog_watermark": {

@@ -139,7 +139,8 @@ def service_env(s: Settings) -> dict[str, str]:
 def broker_transport_options(s: Settings) -> dict[str, str]:
     """Kombu transport options: on Redis every broker key and channel carries the deployment's prefix
     (``<db_prefix>:``), so deployments (and test runs) sharing a broker database never see each other's
-    tasks; a RabbitMQ deployment is separated by its URL's virtual host instead. A task unacknowledged
+    tasks; on RabbitMQ the deployment's tasks go to a queue named after the prefix
+    (:func:`celery_env`), and its URL's virtual host can separate it further. A task unacknowledged
     for ``visibility_timeout`` seconds is redelivered (a lost worker's task is retried long before, by
     the scheduler's ``[scheduler] task_instance_heartbeat_timeout``)."""
     options = {"visibility_timeout": "86400"}  # the provider's default, set so it does not warn on every start
@@ -159,8 +160,11 @@ def celery_env(s: Settings) -> dict[str, str]:
         "AIRFLOW__CELERY__FLOWER_HOST": s.bind_host,
         "AIRFLOW__CELERY__FLOWER_PORT": str(s.flower_port),
     }
-    for key, value in broker_transport_options(s).items():
+    options = broker_transport_options(s)
+    for key, value in options.items():
         env[f"AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__{key.upper()}"] = value
+    if "global_keyprefix" not in options:  # RabbitMQ: the deployment's own queue, in case the vhost is shared
+        env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] = s.db_prefix
     return env
 
 

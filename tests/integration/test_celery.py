@@ -23,6 +23,7 @@ import httpx
 import psutil
 import pytest
 import redis
+from kombu import Connection
 
 from recomart import celery_workers, processes, services
 from recomart.checksums import table_checksums
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.integration
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 CHAIN = ("ingest_events", "transform", "train", "recommend")
+RABBITMQ_URL = os.environ.get("RECOMART_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 BROKER_DB = 7  # the shared Redis's database for these tests' brokers; each deployment's keys carry its prefix
 # a lost worker's task is failed after 30 s without a heartbeat (default 300), checked every 5 s
 FAST_HEARTBEAT_TIMEOUT = {
@@ -45,25 +47,35 @@ FAST_HEARTBEAT_TIMEOUT = {
 }
 
 
-def _deployment(tmp: Path, free_port: Callable[[], int], executor: str) -> Settings:
+def _deployment(
+    tmp: Path, landing: Path, catalog_port: int, free_port: Callable[[], int], executor: str, extra: dict[str, str]
+) -> Settings:
+    """A deployment of its own (databases, state, broker key prefix, ports) on the shared landing files and
+    catalogue port, so the ledger's file paths and the catalogue's URL are the same in every deployment."""
     tag = f"recomart_cel_{uuid.uuid4().hex[:8]}"
     overrides = {
         "RECOMART_STATE_DIR": str(tmp / "state"),
-        "RECOMART_LANDING_DIR": str(tmp / "landing"),
+        "RECOMART_LANDING_DIR": str(landing),
         "RECOMART_DB_PREFIX": tag,
         "RECOMART_FEAST_PROJECT": tag,
         "RECOMART_MODEL_NAME": "recomart_celery_test",  # one name: the registries are per deployment
         "RECOMART_EXECUTOR": executor,
         "RECOMART_CELERY_REDIS_DB": str(BROKER_DB),
         "RECOMART_CELERY_CONCURRENCY": "1",
-        **{f"RECOMART_{name}_PORT": str(free_port()) for name in ("CATALOG", "AIRFLOW", "MLFLOW", "API", "FLOWER")},
+        "RECOMART_CATALOG_PORT": str(catalog_port),
+        **{f"RECOMART_{name}_PORT": str(free_port()) for name in ("AIRFLOW", "MLFLOW", "API", "FLOWER")},
     }
-    return load_settings({**os.environ, **overrides})
+    return load_settings({**os.environ, **overrides, **extra})
 
 
 def _remove(s: Settings) -> None:
     services.drop_databases(s)
+    if s.celery_broker_url.startswith("amqp"):
+        with Connection(s.celery_broker_url) as broker:
+            broker.default_channel.queue_delete(s.db_prefix)
     for url, pattern in ((s.redis_url, f"*{s.feast_project}*"), (s.celery_broker_url, f"{s.db_prefix}:*")):
+        if not url.startswith("redis"):
+            continue
         client = redis.Redis.from_url(url)
         for key in client.scan_iter(match=pattern, count=1000):
             client.delete(key)
@@ -71,14 +83,15 @@ def _remove(s: Settings) -> None:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory, free_port) -> Iterator[Callable[[str], Settings]]:
-    """A factory of deployments with a generated shop (the same seed each time), removed after the module."""
+    """A factory of deployments (run one after another) on one generated shop, removed after the module."""
     made: list[Settings] = []
+    landing, catalog_port = tmp_path_factory.mktemp("landing"), free_port()
+    generate(landing / "generated", users=300, items=100, days=14, seed=11)
 
-    def make(executor: str) -> Settings:
-        s = _deployment(tmp_path_factory.mktemp(executor), free_port, executor)
+    def make(executor: str, **extra: str) -> Settings:
+        s = _deployment(tmp_path_factory.mktemp(executor), landing, catalog_port, free_port, executor, extra)
         made.append(s)
         services.ensure_services(s)
-        generate(s.landing_dir / "generated", users=300, items=100, days=14, seed=11)
         return s
 
     yield make
@@ -98,18 +111,18 @@ def _running(s: Settings, workers: int = 0) -> Iterator[None]:
         started += celery_workers.started_workers(s) + ([celery_workers.FLOWER_PROCESS] if workers else [])
         with Board() as board:
             wait_healthy(s, checks, board, log_from)
-            start_airflow(s, COMPONENTS, board=board)
+            start_airflow(s, COMPONENTS, paused_at_creation=True, board=board)
         yield
     finally:
         stop_processes(s, started)
 
 
-def _wait(predicate, what: str, timeout_s: float, s: Settings):
+def _wait(predicate, what: str, timeout_s: float, s: Settings, every_s: float = 3.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if value := predicate():
             return value
-        time.sleep(3)
+        time.sleep(every_s)
     logs = "\n".join(str(p) for p in sorted((s.state_dir / "logs").glob("*.log")))
     pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}; logs:\n{logs}")
 
@@ -121,28 +134,35 @@ def _runs(client: httpx.Client, dag_id: str) -> list[dict]:
 
 
 def _trigger_chain(s: Settings, client: httpx.Client) -> None:
-    """Trigger ingest_events over the landing days, as a user would in the UI; transform, train and
-    recommend follow through their assets."""
+    """Unpause the chain's DAGs (and ingest_catalog), trigger ingest_events over the landing days, as a
+    user would in the UI; transform, train and recommend follow through their assets. The monitor DAG
+    stays paused: its scheduled run would land at a different point of the chain in each deployment."""
     _wait(lambda: client.get("/dags").json().get("total_entries", 0) >= 5, "the DAGs to be parsed", 240, s)
+    for dag_id in ("ingest_catalog", *CHAIN):
+        client.patch(f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
     days = sorted(p.stem for p in (s.landing_dir / "generated" / "events").glob("*.csv"))
     body = {"logical_date": datetime.now(UTC).isoformat(), "conf": {"start_day": days[0], "end_day": days[-1]}}
     response = client.post("/dags/ingest_events/dagRuns", json=body)
     assert response.status_code in (200, 201), response.text
 
 
-def _chain_done(s: Settings, client: httpx.Client, timeout_s: float = 1200) -> dict:
-    def recommend_done():
-        for run in _runs(client, "recommend"):
-            if run["run_type"] == "asset_triggered" and run["state"] in ("success", "failed"):
-                return run
-        for dag_id in CHAIN[:-1]:
-            failed = [r["dag_run_id"] for r in _runs(client, dag_id) if r["state"] == "failed"]
-            assert not failed, f"{dag_id} run failed: {failed}"
-        return None
+def _chain_done(s: Settings, client: httpx.Client, timeout_s: float = 1800) -> dict:
+    """Wait until an asset-triggered recommend run succeeded and no run of the chain is queued or running
+    (twice in a row: the scheduled runs that unpausing creates can start a second, no-op round), so
+    the checksums see the settled warehouse; fail on any failed run."""
+    dags = ("ingest_catalog", *CHAIN)
+    settled: list[bool] = []
 
-    run = _wait(recommend_done, "an asset-triggered recommend run", timeout_s, s)
-    assert run["state"] == "success", run
-    return run
+    def quiet():
+        runs = {dag_id: _runs(client, dag_id) for dag_id in dags}
+        failed = [(d, r["dag_run_id"]) for d, rs in runs.items() for r in rs if r["state"] == "failed"]
+        assert not failed, f"failed runs: {failed}"
+        done = [r for r in runs["recommend"] if r["run_type"] == "asset_triggered" and r["state"] == "success"]
+        active = any(r["state"] in ("queued", "running") for rs in runs.values() for r in rs)
+        settled.append(bool(done) and not active)
+        return done[0] if settled[-2:] == [True, True] else None
+
+    return _wait(quiet, "the chain to publish and settle", timeout_s, s, 10.0)
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +207,21 @@ def test_flower_binds_loopback_and_requires_its_generated_password(deployment) -
     finally:
         stop_processes(s, ["celery-worker-1", "flower"])
     assert celery_workers.ping(s, [celery_workers.node_name(s, 1)]) == set()
+
+
+def test_a_worker_on_the_rabbitmq_a_setting_names_serves_its_own_queue(deployment) -> None:
+    s = deployment("celery", RECOMART_CELERY_BROKER_URL=RABBITMQ_URL)
+    airflow_migrate(s)
+    log_from: dict[str, int] = {}
+    try:
+        checks = celery_workers.start(s, 1, log_from)[:1]  # the worker only
+        with Board() as board:
+            wait_healthy(s, checks, board, log_from)
+        assert celery_workers.ping(s, [celery_workers.node_name(s, 1)]) == {celery_workers.node_name(s, 1)}
+        with Connection(RABBITMQ_URL) as broker:  # the worker consumes the deployment's own queue
+            assert broker.default_channel.queue_declare(s.db_prefix, passive=True).consumer_count == 1
+    finally:
+        stop_processes(s, ["celery-worker-1", "flower"])
 
 
 @pytest.mark.slow
@@ -236,8 +271,7 @@ def test_killed_worker_task_is_retried_on_the_other_and_checksums_still_match(
     s = deployment("celery")
     with _running(s, workers=2), airflow_rest(s) as client:
         _trigger_chain(s, client)
-        victim_ti = _wait(lambda: _running_train_task(client), "train's task to run on a worker", 900, s)
-        time.sleep(3)  # well inside the task (it takes tens of seconds)
+        victim_ti = _wait(lambda: _running_train_task(client), "train's task to run on a worker", 900, s, 1.0)
         worker = _worker_of(s, victim_ti["pid"])
         killed = _kill_9(s, worker)
         assert processes.state(s, worker) == "exited"

@@ -34,6 +34,7 @@ def test_celery_broker_is_the_next_redis_database_with_the_deployment_prefix(tmp
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:r3dis@cache.internal:6380/4"
     assert env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] == "recomart:"
+    assert "AIRFLOW__OPERATORS__DEFAULT_QUEUE" not in env  # the keys are prefixed: the queue keeps its name
     assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == (
         "db+postgresql+psycopg2://alice:s3cret@db.internal:6543/recomart_airflow"
     )
@@ -60,6 +61,7 @@ def test_rabbitmq_broker_named_by_a_setting_has_no_redis_key_prefix(tmp_path: Pa
     env = service_env(s)
     assert env["AIRFLOW__CELERY__BROKER_URL"] == url
     assert "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX" not in env
+    assert env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] == "recomart"  # its own queue on a shared vhost
 
 
 @pytest.mark.parametrize(
