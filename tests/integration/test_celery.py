@@ -274,7 +274,7 @@ def test_killed_worker_task_is_retried_on_the_other_and_checksums_still_match(
         victim_ti = _wait(lambda: _running_train_task(client), "train's task to run on a worker", 900, s, 1.0)
         worker = _worker_of(s, victim_ti["pid"])
         killed = _kill_9(s, worker)
-        assert processes.state(s, worker) == "exited"
+        _wait(lambda: processes.state(s, worker) == "exited", f"{worker} to be gone", 30, s, 0.5)
         _chain_done(s, client)
         run_id, task_id = victim_ti["dag_run_id"], victim_ti["task_id"]
         ti = client.get(f"/dags/train/dagRuns/{run_id}/taskInstances/{task_id}").json()
