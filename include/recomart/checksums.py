@@ -15,7 +15,9 @@ SCHEMAS = ("raw", "quarantine", "staging", "intermediate", "marts", "snapshots",
 # Columns that record *when* or *by which run* something was done, not what the data is.
 RUN_METADATA_COLUMNS: dict[str, set[str]] = {
     "*": {"_load_id", "_loaded_at", "load_id", "loaded_at", "quarantined_at"},
-    "ops.loaded_files": {"started_at", "finished_at"},
+    # attempt_id: a serial; its values follow the order of attempts (two runs loading dates concurrently)
+    "ops.loaded_files": {"started_at", "finished_at", "attempt_id"},
+    "ops.schema_migrations": {"applied_at"},
     # the watermark itself is business state; the rest describes the last run (full, then incremental)
     # and the last full snapshot (when, which run)
     "ops.catalog_watermark": {

@@ -87,12 +87,20 @@ def _cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_up(_: argparse.Namespace) -> int:
+def _cmd_up(args: argparse.Namespace) -> int:
     from recomart.processes import StartFailed
     from recomart.stack import PortsTaken, start_stack
 
+    s = settings()
+    if args.workers is not None and (s.executor != "celery" or args.workers < 1):
+        print(
+            f"recomart up: --workers {args.workers}: expected a count from 1 with RECOMART_EXECUTOR=celery"
+            f" (now {s.executor!r}: LocalExecutor runs tasks as the scheduler's subprocesses)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        start_stack(settings())
+        start_stack(s, workers=args.workers)
     except StartFailed as failed:
         print(f"recomart up failed: {failed}", file=sys.stderr)
         if not isinstance(failed, PortsTaken):
@@ -690,11 +698,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=_cmd_migrate)
 
-    _command(
+    up = _command(
         sub,
         "up",
         "start Airflow, the catalog API, the MLflow UI, the RecoMart API and the stream worker; wait until healthy",
-    ).set_defaults(func=_cmd_up)
+    )
+    up.epilog = (
+        "Executor: LocalExecutor by default (tasks run as the scheduler's subprocesses). With"
+        " RECOMART_EXECUTOR=celery, up also starts N Celery workers (`airflow celery worker`) and Flower"
+        " (`airflow celery flower`, on 127.0.0.1:RECOMART_FLOWER_PORT with basic auth, password in"
+        " .state/secrets/flower_password); the broker is the project's Redis on database"
+        " RECOMART_CELERY_REDIS_DB, or RECOMART_CELERY_BROKER_URL (e.g. RabbitMQ: amqp://user:pass@host:5672/vhost);"
+        " results go to the Airflow metadata database. status shows the workers, down stops them."
+    )
+    up.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="Celery workers to run, each `airflow celery worker` with RECOMART_CELERY_CONCURRENCY task slots"
+        " (default: RECOMART_CELERY_WORKERS, 2; needs RECOMART_EXECUTOR=celery)",
+    )
+    up.set_defaults(func=_cmd_up)
     _command(
         sub, "status", "processes and ports, Postgres and Redis, last run per DAG, live generation, champion"
     ).set_defaults(func=_cmd_status)

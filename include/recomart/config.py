@@ -24,6 +24,8 @@ EMBEDDED_PG_USER = "postgres"  # the pipeline's role on the embedded server (its
 DEFAULT_BIND_HOST = "127.0.0.1"
 PG_URL_EXAMPLE = "postgresql://user:password@host:5432/postgres"
 REDIS_URL_EXAMPLE = "redis://[:password@]host:6379/0"
+BROKER_URL_EXAMPLE = "amqp://user:password@127.0.0.1:5672/vhost or redis://[:password@]host:6379/1"
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 
 
 class SettingError(ValueError):
@@ -109,6 +111,11 @@ class Settings:
     # shard tasks of the recommend DAG; each holds the artifact plus 1/N of the users' history and
     # output (README "Settings" has the memory estimate behind the default)
     recommend_shards: int = 4
+    executor: str = "local"
+    celery_broker_url: str = ""
+    celery_workers: int = 2
+    celery_concurrency: int = 2
+    flower_port: int = 5555
 
     # --- databases -------------------------------------------------------
     @property
@@ -199,6 +206,15 @@ class Settings:
     def gx_docs_dir(self) -> Path:
         return self.state_dir / "gx_docs"
 
+    @property
+    def airflow_executor(self) -> str:
+        """Airflow's name of the executor (``[core] executor``): LocalExecutor or CeleryExecutor."""
+        return EXECUTORS[self.executor]
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://{self.client_host}:{self.flower_port}"
+
 
 def client_host(bind_host: str) -> str:
     """The address a local client uses for a server bound to ``bind_host`` (loopback for a wildcard)."""
@@ -265,6 +281,34 @@ class _Environment:
             raise SettingError(name, raw, "a number") from None
 
 
+def _executor(value: str) -> str:
+    if value not in EXECUTORS:
+        raise SettingError("RECOMART_EXECUTOR", value, "local (default: LocalExecutor) or celery (CeleryExecutor)")
+    return value
+
+
+def _celery_broker_url(env: _Environment, redis_url: str) -> str:
+    """``RECOMART_CELERY_BROKER_URL`` (a RabbitMQ or Redis URL), else the project's Redis on database
+    ``RECOMART_CELERY_REDIS_DB`` (default: the one after the online store's, so broker keys never mix
+    with features)."""
+    name, value = "RECOMART_CELERY_BROKER_URL", env.text("RECOMART_CELERY_BROKER_URL")
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("amqp", "amqps", "pyamqp", "redis", "rediss") or not parts.hostname:
+            raise SettingError(name, value, f"an amqp:// or redis:// URL with a host, such as {BROKER_URL_EXAMPLE}")
+        if not _has_valid_port(parts):
+            raise SettingError(name, value, f"an integer port, as in {BROKER_URL_EXAMPLE}")
+        return value
+    parts = urlsplit(redis_url)
+    store_db = int(parts.path.strip("/") or 0)
+    db = env.integer("RECOMART_CELERY_REDIS_DB", (store_db + 1) % 16, minimum=0, maximum=15)
+    if db == store_db:
+        raise SettingError(
+            "RECOMART_CELERY_REDIS_DB", str(db), f"a database other than the online store's ({store_db})"
+        )
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+
+
 def _appendfsync(value: str) -> str:
     if value not in ("everysec", "always"):
         raise SettingError("RECOMART_REDIS_APPENDFSYNC", value, "everysec (default) or always")
@@ -314,17 +358,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     local_host = client_host(bind_host)
     pg_port = env.port("RECOMART_EMBEDDED_PG_PORT", EMBEDDED_PG_PORT)
     redis_port = env.port("RECOMART_EMBEDDED_REDIS_PORT", EMBEDDED_REDIS_PORT)
+    redis_url = _redis_url("RECOMART_REDIS_URL", redis_url) if redis_url else None
+    resolved_redis = redis_url or _embedded_redis_url(state_dir, local_host, redis_port)
     return Settings(
         project_root=root,
         state_dir=state_dir,
         pg_server_url=(
             _pg_server_url("RECOMART_PG_URL", pg_url) if pg_url else _embedded_pg_url(state_dir, local_host, pg_port)
         ),
-        redis_url=(
-            _redis_url("RECOMART_REDIS_URL", redis_url)
-            if redis_url
-            else _embedded_redis_url(state_dir, local_host, redis_port)
-        ),
+        redis_url=resolved_redis,
         embedded_pg=pg_url is None,
         embedded_redis=redis_url is None,
         db_prefix=prefix,
@@ -362,6 +404,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         monitoring=_monitoring(env),
         alert_webhook=_env("RECOMART_ALERT_WEBHOOK"),
         recommend_shards=env.integer("RECOMART_RECOMMEND_SHARDS", 4, minimum=1, maximum=256),
+        executor=_executor(_env("RECOMART_EXECUTOR", "local")),
+        celery_broker_url=_celery_broker_url(env, resolved_redis),
+        celery_workers=env.integer("RECOMART_CELERY_WORKERS", 2, minimum=1, maximum=32),
+        celery_concurrency=env.integer("RECOMART_CELERY_CONCURRENCY", 2, minimum=1, maximum=64),
+        flower_port=env.port("RECOMART_FLOWER_PORT", 5555),
         # prometheus_client's own variable: set by `recomart serve` for multi-process metrics
         metrics_multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
     )

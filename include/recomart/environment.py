@@ -104,7 +104,7 @@ def service_env(s: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(s.dags_dir),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(s.project_root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": s.airflow_executor,
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__FERNET_KEY": persistent_secret(secrets_dir / "fernet_key", _fernet_key),
@@ -128,10 +128,44 @@ def service_env(s: Settings) -> dict[str, str]:
         "GX_ANALYTICS_ENABLED": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
+    if s.executor == "celery":
+        env.update(celery_env(s))
     if not s.embedded_pg:
         env["RECOMART_PG_URL"] = s.pg_server_url
     if not s.embedded_redis:
         env["RECOMART_REDIS_URL"] = s.redis_url
+    return env
+
+
+def broker_transport_options(s: Settings) -> dict[str, str]:
+    """Kombu transport options: on Redis every broker key and channel carries the deployment's prefix
+    (``<db_prefix>:``), so deployments (and test runs) sharing a broker database never see each other's
+    tasks; on RabbitMQ the deployment's tasks go to a queue named after the prefix
+    (:func:`celery_env`), and its URL's virtual host can separate it further. A task unacknowledged
+    for ``visibility_timeout`` seconds is redelivered (a lost worker's task is retried long before, by
+    the scheduler's ``[scheduler] task_instance_heartbeat_timeout``)."""
+    options = {"visibility_timeout": "86400"}  # the provider's default, set so it does not warn on every start
+    if urlsplit(s.celery_broker_url).scheme.startswith("redis"):
+        options["global_keyprefix"] = f"{s.db_prefix}:"
+    return options
+
+
+def celery_env(s: Settings) -> dict[str, str]:
+    """The Celery provider's settings (``[celery]``, ``[celery_broker_transport_options]``): the broker
+    ``s.celery_broker_url``, results in the Airflow metadata database, ``s.celery_concurrency`` task
+    slots per worker."""
+    env = {
+        "AIRFLOW__CELERY__BROKER_URL": s.celery_broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + s.sqlalchemy_url(s.airflow_db),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(s.celery_concurrency),
+        "AIRFLOW__CELERY__FLOWER_HOST": s.bind_host,
+        "AIRFLOW__CELERY__FLOWER_PORT": str(s.flower_port),
+    }
+    options = broker_transport_options(s)
+    for key, value in options.items():
+        env[f"AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__{key.upper()}"] = value
+    if "global_keyprefix" not in options:  # RabbitMQ: the deployment's own queue, in case the vhost is shared
+        env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] = s.db_prefix
     return env
 
 

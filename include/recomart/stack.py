@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from recomart import mlflow_ui, processes, services
+from recomart import celery_workers, mlflow_ui, processes, services
 from recomart.config import Settings
+from recomart.credentials import mask_url
 from recomart.dashboard import auth as dashboard_auth
 from recomart.netcheck import port_free, port_holder
 from recomart.processes import Health, StartFailed
@@ -47,12 +48,22 @@ class Listener:
 
 
 def listeners(s: Settings) -> list[Listener]:
-    return [
+    """The ports ``up`` binds (Flower's too under ``RECOMART_EXECUTOR=celery``)."""
+    bound = [
         Listener("Airflow api-server", "airflow-api-server", "RECOMART_AIRFLOW_PORT", s.airflow_port),
         Listener("MLflow UI", "mlflow-ui", "RECOMART_MLFLOW_PORT", s.mlflow_port),
         Listener("catalog API", "catalog-api", "RECOMART_CATALOG_PORT", s.catalog_api_port),
         Listener("RecoMart API", server.PROCESS_NAME, "RECOMART_API_PORT", s.api_port),
     ]
+    if s.executor == "celery":
+        bound.append(Listener("Flower", celery_workers.FLOWER_PROCESS, "RECOMART_FLOWER_PORT", s.flower_port))
+    return bound
+
+
+def executor_processes(s: Settings) -> list[str]:
+    """The Celery workers that have a pid file and Flower (none under LocalExecutor, unless left running)."""
+    started = celery_workers.started_workers(s)
+    return [*started, celery_workers.FLOWER_PROCESS] if started or s.executor == "celery" else []
 
 
 def check_ports(s: Settings, wanted: list[Listener]) -> None:
@@ -178,15 +189,18 @@ def start_airflow(
     return f"http://{s.client_host}:{s.airflow_port}"
 
 
-def _launch_beside_airflow(s: Settings, log_from: dict[str, int]) -> list[Health]:
-    """Start the catalog API, the MLflow UI, the RecoMart API and the stream worker; returns their health checks."""
+def _launch_beside_airflow(s: Settings, log_from: dict[str, int], workers: int) -> list[Health]:
+    """Start the catalog API, the MLflow UI, the RecoMart API, the stream worker and (CeleryExecutor)
+    ``workers`` Celery workers and Flower; returns their health checks."""
     _launch(s, "catalog-api", catalog_api_args(s), tool_env(s), log_from)
     _launch(s, "mlflow-ui", mlflow_ui.server_args(s), mlflow_ui.server_env(s), log_from)
     if not processes.running_pid(s, server.PROCESS_NAME):  # server_env empties the metrics folder
         args = server.uvicorn_args(s, s.bind_host, s.api_port, s.api_workers)
         _launch(s, server.PROCESS_NAME, args, server.server_env(s, s.api_port), log_from)
     _launch(s, stream_worker.PROCESS_NAME, stream_worker.worker_args(), tool_env(s), log_from)
+    executor_checks = celery_workers.start(s, workers, log_from) if s.executor == "celery" else []
     return [
+        *executor_checks,
         Health("catalog API", "catalog-api", lambda: processes.http_problem(f"{s.catalog_api_url}/health"), 60),
         Health("MLflow UI", "mlflow-ui", lambda: processes.http_problem(f"{s.mlflow_url}/health")),
         Health("RecoMart API", server.PROCESS_NAME, lambda: processes.http_problem(f"{s.api_url}/healthz"), 120),
@@ -194,10 +208,12 @@ def _launch_beside_airflow(s: Settings, log_from: dict[str, int]) -> list[Health
     ]
 
 
-def start_stack(s: Settings) -> None:
+def start_stack(s: Settings, workers: int | None = None) -> None:
     """Check the ports, start everything in the background, wait until healthy, print where to find it.
 
-    Raises :class:`PortsTaken` before starting anything when a port is held by another process, and
+    ``workers``: Celery workers under ``RECOMART_EXECUTOR=celery`` (default ``RECOMART_CELERY_WORKERS``);
+    workers of an earlier ``up`` beyond that number are stopped. Raises :class:`PortsTaken` before
+    starting anything when a port is held by another process, and
     :class:`StartFailed` when a component dies or stays unhealthy (what did start keeps running:
     ``./recomart down`` stops it).
     """
@@ -206,9 +222,13 @@ def start_stack(s: Settings) -> None:
         services.ensure_services(s, log=print)
     with step("Airflow metadata database (airflow db migrate)"):
         airflow_migrate(s)
+    workers = workers or s.celery_workers
+    surplus = [name for name in celery_workers.started_workers(s) if int(name.rsplit("-", 1)[1]) > workers]
+    if surplus:
+        print("\n".join(stop_processes(s, surplus)))
     log_from: dict[str, int] = {}
     with Board() as board:
-        beside = _launch_beside_airflow(s, log_from)
+        beside = _launch_beside_airflow(s, log_from, workers)
         airflow_url = start_airflow(s, board=board, alongside=beside, log_from=log_from)
     user, password = airflow_login(s)
     print(f"Airflow UI   {airflow_url}   login: {user} / {password}")
@@ -217,6 +237,10 @@ def start_stack(s: Settings) -> None:
     print(f"RecoMart API {s.api_url}/docs   (POST /v1/events: X-API-Key in {s.state_dir / 'secrets/events_api_key'})")
     print(f"Dashboard    {s.api_url}/ui   login: {dashboard_auth.USER} / {dashboard_auth.password(s.state_dir)}")
     print(f"Stream       worker consuming {s.db_prefix}:stream:events (log {processes.logfile(s, 'stream')})")
+    if s.executor == "celery":
+        flower_login = f"{celery_workers.FLOWER_USER} / {celery_workers.flower_password(s)}"
+        print(f"Executor     CeleryExecutor, {workers} workers on {mask_url(s.celery_broker_url)}")
+        print(f"Flower       {s.flower_url}   login: {flower_login}")
     print(f"Logs         {s.state_dir / 'logs'}")
     print(
         "All components are healthy and the five DAGs unpaused. Trigger `ingest_events` for a day; transform, "
@@ -250,7 +274,8 @@ def _stop_one(s: Settings, name: str) -> str:
 def stop_stack(s: Settings) -> list[str]:
     """Stop what `start_stack` started (the embedded databases keep running); prints and returns the
     report lines, and says so when nothing was running."""
-    lines = stop_processes(s, [*(f"airflow-{c}" for c in AIRFLOW_COMPONENTS), *OTHER_PROCESSES])
+    names = [*(f"airflow-{c}" for c in AIRFLOW_COMPONENTS), *OTHER_PROCESSES, *executor_processes(s)]
+    lines = stop_processes(s, names)
     if not all(line.endswith("was not running") for line in lines):
         print("\n".join(lines))
     else:

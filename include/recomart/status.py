@@ -33,7 +33,8 @@ class Status:
 def process_rows(s: Settings) -> list[Row]:
     """(process, state, port, port answers) for every process ``up`` starts."""
     ports = {item.process: item.port for item in stack.listeners(s)}
-    names = [f"airflow-{c}" for c in stack.AIRFLOW_COMPONENTS] + list(stack.OTHER_PROCESSES)
+    airflow = [f"airflow-{c}" for c in stack.AIRFLOW_COMPONENTS]
+    names = [*airflow, *stack.OTHER_PROCESSES, *stack.executor_processes(s)]
     rows = []
     for name in names:
         state = processes.state(s, name)
