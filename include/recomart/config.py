@@ -207,6 +207,11 @@ class Settings:
         return self.state_dir / "gx_docs"
 
     @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's ``target/`` of this warehouse (partial parse, manifest, the last ``run_results.json``)."""
+        return self.state_dir / "dbt" / self.warehouse_db / "target"
+
+    @property
     def airflow_executor(self) -> str:
         """Airflow's name of the executor (``[core] executor``): LocalExecutor or CeleryExecutor."""
         return EXECUTORS[self.executor]

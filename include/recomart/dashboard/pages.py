@@ -17,6 +17,7 @@ from recomart.config import Settings
 from recomart.dashboard import charts, queries
 from recomart.stream.events import stream_layout
 from recomart.stream.lag import stream_lag
+from recomart.transform.dbt import FAILED_STATUSES, last_build
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 STREAM_FEED = "stream_events"
@@ -28,8 +29,24 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def dag_outcomes(conn: psycopg.Connection, model_name: str) -> list[dict[str, Any]]:
-    """One row per DAG: when it last ran and how it ended, from the warehouse's own logs."""
+def transform_outcome(dbt_target_dir: Path) -> dict[str, Any]:
+    """The transform DAG's row: its last ``dbt build`` (dbt's own ``run_results.json``)."""
+    build = last_build(dbt_target_dir)
+    if build is None:
+        return {"dag": "transform", "at": None, "status": "no run", "detail": "no dbt run_results.json yet"}
+    failed = sum(n for status, n in build["statuses"].items() if status in FAILED_STATUSES)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(build["statuses"].items()))
+    return {
+        "dag": "transform",
+        "at": build["finished_at"],
+        "status": "failed" if failed else "success",
+        "detail": f"dbt {build['command']} in {build['elapsed_s']:.0f} s: {counts}",
+    }
+
+
+def dag_outcomes(conn: psycopg.Connection, model_name: str, dbt_target_dir: Path) -> list[dict[str, Any]]:
+    """One row per DAG: when it last ran and how it ended, from the warehouse's own logs (and, for
+    ``transform``, dbt's ``run_results.json`` under ``dbt_target_dir``)."""
     loads = {row["feed"]: row for row in queries.last_loads(conn)}
     file_loads = [row for feed, row in loads.items() if feed != STREAM_FEED]
     rows: list[dict[str, Any]] = []
@@ -47,14 +64,7 @@ def dag_outcomes(conn: psycopg.Connection, model_name: str) -> list[dict[str, An
     for catalog in queries.last_catalog_load(conn)[:1]:
         detail = f"fetched {catalog['fetched']}, upserted {catalog['upserted']}, quarantined {catalog['quarantined']}"
         rows.append({"dag": "ingest_catalog", "at": catalog["last_success_at"], "status": "success", "detail": detail})
-    rows.append(
-        {
-            "dag": "transform",
-            "at": None,
-            "status": "not logged",
-            "detail": "dbt runs are not logged in the warehouse: see Airflow",
-        }
-    )
+    rows.append(transform_outcome(dbt_target_dir))
     for decision in queries.last_decision(conn, model_name):
         detail = f"version {decision['model_version']}: {decision['reason']}"
         rows.append({"dag": "train", "at": decision["decided_at"], "status": decision["decision"], "detail": detail})
@@ -80,7 +90,7 @@ def overview(conn: psycopg.Connection, s: Settings) -> dict[str, Any]:
     loads, quarantine = queries.loads_per_day(conn), queries.quarantine_per_day(conn)
     rate = queries.stream_rate(conn)
     return {
-        "dags": dag_outcomes(conn, s.model_name),
+        "dags": dag_outcomes(conn, s.model_name, s.dbt_target_dir),
         "live": next((g for g in gens if g["is_live"]), None),
         "generations": gens,
         "loaded_total": sum(row["records_loaded"] or 0 for row in loads),

@@ -30,13 +30,12 @@ def build_warehouse_models(s: Settings, full_refresh: bool = False) -> dict[str,
 
     # target/ under the state dir, one per warehouse: dbt's partial parse (partial_parse.msgpack) and
     # manifest are kept per deployment, so a later build re-parses only what changed
-    dbt_state = s.state_dir / "dbt" / s.warehouse_db
     result = dbt_build(
         s.dbt_project_dir,
         tool_env(s),
         vars={"dataset": s.dataset},
-        target_path=dbt_state / "target",
-        log_path=dbt_state / "logs",
+        target_path=s.dbt_target_dir,
+        log_path=s.dbt_target_dir.parent / "logs",
         full_refresh=full_refresh,
     )
     return result.as_dict() if hasattr(result, "as_dict") else {"ok": True}

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,32 @@ def read_run_results(path: Path) -> tuple[DbtNodeResult, ...]:
         )
         for item in payload.get("results", [])
     )
+
+
+def last_build(target_path: Path) -> dict[str, Any] | None:
+    """The last dbt invocation recorded in ``target_path/run_results.json``: ``command``, ``finished_at``
+    (an aware datetime, or None), ``elapsed_s`` and ``statuses`` (nodes per status); None when there is none."""
+    path = target_path / "run_results.json"
+    try:
+        payload: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    statuses: dict[str, int] = {}
+    for node in read_run_results(path):
+        statuses[node.status] = statuses.get(node.status, 0) + 1
+    return {
+        "command": str(payload.get("args", {}).get("which", "?")),
+        "finished_at": _timestamp(payload.get("metadata", {}).get("generated_at")),
+        "elapsed_s": float(payload.get("elapsed_time") or 0.0),
+        "statuses": statuses,
+    }
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
 
 
 def _short(message: str | None) -> str:
