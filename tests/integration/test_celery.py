@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
 import redis
 from kombu import Connection
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.integration
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 CHAIN = ("ingest_events", "transform", "train", "recommend")
 RABBITMQ_URL = os.environ.get("RECOMART_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+SHARDS = 4  # recommend shard tasks in the killed-worker deployment: 2 rounds on 2 workers
 BROKER_DB = 7  # the shared Redis's database for these tests' brokers; each deployment's keys carry its prefix
 # a lost worker's task is failed after 30 s without a heartbeat (default 300), checked every 5 s
 FAST_HEARTBEAT_TIMEOUT = {
@@ -235,13 +237,18 @@ def test_chain_on_two_celery_workers_gives_the_local_executor_checksums(deployme
     assert table_checksums(s.warehouse_url) == local_checksums
 
 
-def _running_train_task(client: httpx.Client) -> dict | None:
-    for run in _runs(client, "train"):
-        tis = client.get(f"/dags/train/dagRuns/{run['dag_run_id']}/taskInstances").json()["task_instances"]
-        running = [ti for ti in tis if ti["state"] == "running" and ti.get("pid")]
-        if running:
-            return running[0]
-    return None
+def _running_shard(client: httpx.Client) -> dict | None:
+    """A ``recommend.rank_shard`` mapped task instance of the run that the trained model triggered (the
+    chain's last publication), running on a worker (its ``pid`` alive), if any."""
+    params = {"task_id": "rank_shard", "state": "running"}
+    response = client.get("/dags/recommend/dagRuns/~/taskInstances", params=params)
+    response.raise_for_status()
+    running = [
+        ti
+        for ti in response.json()["task_instances"]
+        if ti["dag_run_id"].startswith("asset_triggered__") and ti.get("pid") and psutil.pid_exists(ti["pid"])
+    ]
+    return running[0] if running else None
 
 
 def _worker_of(s: Settings, pid: int) -> str:
@@ -262,22 +269,53 @@ def _kill_9(s: Settings, name: str) -> list[int]:
     return [proc.pid for proc in victims]
 
 
+def _generations_of_run(s: Settings, run: dict) -> list[tuple[int, str]]:
+    """(generation id, status) of the generations begun while the DAG run ``run`` ran."""
+    with psycopg.connect(s.warehouse_url) as conn:
+        rows = conn.execute(
+            "select generation_id, status from reco.generations"
+            " where started_at between %s and %s order by generation_id",
+            (run["start_date"], run["end_date"]),
+        ).fetchall()
+    return [(int(gid), str(status)) for gid, status in rows]
+
+
+def _recommendation_rows(s: Settings) -> tuple[int, int]:
+    """(rows, distinct (user_id, rank) pairs) of the live ``reco.user_recommendations``."""
+    with psycopg.connect(s.warehouse_url) as conn:
+        rows, distinct = conn.execute(
+            "select count(*), count(distinct (user_id, rank)) from reco.user_recommendations"
+        ).fetchone()
+    return int(rows), int(distinct)
+
+
 @pytest.mark.slow
 def test_killed_worker_task_is_retried_on_the_other_and_checksums_still_match(
     deployment, local_checksums, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """kill -9 of the worker running one ``recommend.rank_shard`` mapped task: its second try (on the
+    other worker) replaces the shard's rows, the run publishes one generation, the checksums match."""
     for key, value in FAST_HEARTBEAT_TIMEOUT.items():
         monkeypatch.setenv(key, value)
-    s = deployment("celery")
+    s = deployment("celery", RECOMART_RECOMMEND_SHARDS=str(SHARDS))
     with _running(s, workers=2), airflow_rest(s) as client:
         _trigger_chain(s, client)
-        victim_ti = _wait(lambda: _running_train_task(client), "train's task to run on a worker", 900, s, 1.0)
-        worker = _worker_of(s, victim_ti["pid"])
+        victim = _wait(lambda: _running_shard(client), "a rank_shard task to run on a worker", 1200, s, 0.5)
+        worker = _worker_of(s, victim["pid"])
         killed = _kill_9(s, worker)
         _wait(lambda: processes.state(s, worker) == "exited", f"{worker} to be gone", 30, s, 0.5)
         _chain_done(s, client)
-        run_id, task_id = victim_ti["dag_run_id"], victim_ti["task_id"]
-        ti = client.get(f"/dags/train/dagRuns/{run_id}/taskInstances/{task_id}").json()
-    assert ti["state"] == "success" and ti["try_number"] >= 2, (ti, killed)
+        run_path = f"/dags/recommend/dagRuns/{victim['dag_run_id']}"
+        ti = client.get(f"{run_path}/taskInstances/rank_shard/{victim['map_index']}").json()
+        shard_tis = client.get(f"{run_path}/taskInstances", params={"task_id": "rank_shard"}).json()
+        publish = client.get(f"{run_path}/taskInstances/publish").json()
+        published = client.get(f"{run_path}/taskInstances/publish/xcomEntries/return_value").json()["value"]
+        run = client.get(run_path).json()
+    assert ti["state"] == "success" and ti["try_number"] == 2, (ti, killed)
     assert ti["pid"] not in killed
+    assert shard_tis["total_entries"] == SHARDS, shard_tis
+    assert publish["state"] == "success" and run["state"] == "success", (publish, run)
+    assert _generations_of_run(s, run) == [(published["generation_id"], "live")]
+    rows, distinct = _recommendation_rows(s)
+    assert rows == distinct == published["rows"] > 0
     assert table_checksums(s.warehouse_url) == local_checksums
