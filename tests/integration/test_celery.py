@@ -1,8 +1,9 @@
 """CeleryExecutor on real workers: `airflow celery worker` processes on a broker in a Redis database of
 their own (keys under the deployment's prefix), Flower behind basic auth, and the chain
 ingest_events -> transform -> train -> recommend run by a real scheduler on 2 workers, giving the same
-business checksums as the same chain under LocalExecutor; then again with one worker killed (SIGKILL)
-while it runs a task: the scheduler notices the lost heartbeat, the retry completes on the other worker.
+business checksums as the same chain under LocalExecutor; then again with the worker running one of
+the recommend run's shard tasks killed (SIGKILL): the scheduler notices the lost heartbeat, the shard's
+retry completes on the other worker, one generation is published without duplicate rows.
 
 Each deployment has its own databases, state folder, ports, Feast project and broker key prefix, and
 is removed afterwards.
