@@ -54,9 +54,15 @@ def _deployment(
     tmp: Path, landing: Path, catalog_port: int, free_port: Callable[[], int], executor: str, extra: dict[str, str]
 ) -> Settings:
     """A deployment of its own (databases, state, broker key prefix, ports) on the shared landing files and
-    catalogue port, so the ledger's file paths and the catalogue's URL are the same in every deployment."""
+    catalogue port, so the ledger's file paths and the catalogue's URL are the same in every deployment.
+    Its Postgres and Redis are the test run's (given by settings, or the checkout's embedded servers, with
+    their generated passwords): its own state folder must not start a second embedded server."""
+    run = load_settings(os.environ)
+    services.ensure_services(run)
     tag = f"recomart_cel_{uuid.uuid4().hex[:8]}"
     overrides = {
+        "RECOMART_PG_URL": run.pg_server_url,
+        "RECOMART_REDIS_URL": run.redis_url,
         "RECOMART_STATE_DIR": str(tmp / "state"),
         "RECOMART_LANDING_DIR": str(landing),
         "RECOMART_DB_PREFIX": tag,
