@@ -55,14 +55,19 @@ def check_reachable(s: Settings) -> None:
     check_redis(s.redis_url, redis_setting, redis_fix)
 
 
-def ensure_services(s: Settings, log: Callable[[str], Any] | None = None) -> MigrateResult:
-    """Make Postgres and Redis reachable, create this deployment's databases, bring the warehouse to the
-    newest schema migration (``log`` gets a line per version applied) and give the reader its grants."""
+def ensure_servers(s: Settings) -> None:
+    """Start the embedded Postgres and Redis where the settings name no server, and check that both answer."""
     if s.embedded_pg:
         local_postgres.start(s)
     if s.embedded_redis:
         local_redis.start(s)
     check_reachable(s)
+
+
+def ensure_services(s: Settings, log: Callable[[str], Any] | None = None) -> MigrateResult:
+    """Make Postgres and Redis reachable, create this deployment's databases, bring the warehouse to the
+    newest schema migration (``log`` gets a line per version applied) and give the reader its grants."""
+    ensure_servers(s)
     ensure_databases(s)
     result = migrate(s.warehouse_url, log)
     ensure_reader(s)

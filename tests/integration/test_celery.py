@@ -58,7 +58,7 @@ def _deployment(
     Its Postgres and Redis are the test run's (given by settings, or the checkout's embedded servers, with
     their generated passwords): its own state folder must not start a second embedded server."""
     run = load_settings(os.environ)
-    services.ensure_services(run)
+    services.ensure_servers(run)  # the servers only: no databases under the run's default prefix
     tag = f"recomart_cel_{uuid.uuid4().hex[:8]}"
     overrides = {
         "RECOMART_PG_URL": run.pg_server_url,
