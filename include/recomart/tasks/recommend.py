@@ -39,16 +39,25 @@ def unchanged_reason(dsn: str, champion: str | None, digest: str | None) -> str 
     return f"generation {live[0]} stays live: ranked with {model} from the same marts (digest {digest[:12]})"
 
 
+def _nothing_to_rank(s: Settings, dsn: str, force: bool) -> tuple[str, dict[str, Any] | None]:
+    """The marts' digest, and the task's ``no_change`` summary when the live generation already has the
+    current champion and these marts (None when there is work to do, or with ``force``)."""
+    digest = marts_digest(dsn)
+    champion = current_champion_version(s.mlflow_tracking_uri, s.model_name)
+    reason = None if force else unchanged_reason(dsn, champion, digest)
+    if reason is None:
+        return digest, None
+    log.info("nothing to rank: %s", reason)
+    return digest, {"model_version": champion, "marts_digest": digest, "no_change": reason}
+
+
 def publish_recommendations(s: Settings, dsn: str, *, force: bool = False) -> dict[str, Any]:
     """Rank every user with the champion (popularity while there is none) and swap the ``reco`` tables in;
     a no-op (``no_change``: the reason) when the live generation already has this champion and marts,
     unless ``force``."""
-    digest = marts_digest(dsn)
-    champion = current_champion_version(s.mlflow_tracking_uri, s.model_name)
-    reason = None if force else unchanged_reason(dsn, champion, digest)
-    if reason is not None:
-        log.info("nothing to rank: %s", reason)
-        return {"model_version": champion, "marts_digest": digest, "no_change": reason}
+    digest, skipped = _nothing_to_rank(s, dsn, force)
+    if skipped is not None:
+        return skipped
     result = generate_recommendations(
         dsn,
         tracking_uri=s.mlflow_tracking_uri,
@@ -75,12 +84,9 @@ def publish_recommendations(s: Settings, dsn: str, *, force: bool = False) -> di
 def prepare_shards(s: Settings, dsn: str, *, force: bool = False) -> dict[str, Any]:
     """The sharded run's first task: ``{"shards": [shard dicts]}`` of a generation begun for
     ``s.recommend_shards`` shard tasks, or ``{"no_change": reason}`` as :func:`publish_recommendations`."""
-    digest = marts_digest(dsn)
-    champion = current_champion_version(s.mlflow_tracking_uri, s.model_name)
-    reason = None if force else unchanged_reason(dsn, champion, digest)
-    if reason is not None:
-        log.info("nothing to rank: %s", reason)
-        return {"model_version": champion, "marts_digest": digest, "no_change": reason}
+    digest, skipped = _nothing_to_rank(s, dsn, force)
+    if skipped is not None:
+        return skipped
     shards = begin_sharded_generation(
         dsn,
         s.recommend_shards,
