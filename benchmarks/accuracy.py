@@ -43,9 +43,14 @@ already bought is blanked before scoring.
 
 ``--only ease,rp3beta`` (or ``--only ranker``) runs only the named scorers on the same splits (no RMSE,
 no SVD tuning: a hybrid blends the SVD parameters the last full run tuned) and merges their rows into the
-existing ``--out``: every other figure is left as the last full run wrote it, the evaluation sets must
-match it (users, relevant pairs, items), and ``meta.partial_runs`` records the run (the fit evidence of
-scorers that did not run is kept as stored).
+existing ``--out`` (read again just before the merge, so a section another benchmark wrote meanwhile,
+e.g. ``generated`` by :mod:`benchmarks.accuracy_generated`, is kept): every other figure is left as the
+last full run wrote it, the evaluation sets must match it (users, relevant pairs, items), and
+``meta.partial_runs`` records the run (the fit evidence of scorers that did not run is kept as stored).
+The ranker's candidates per generator ``N`` are chosen on each validation window
+(:func:`recomart.model.ranker_fit.choose_n_candidates`), recorded under
+``details.*.candidates_fit.ranker.n_candidates_choice`` and summarised as ``ml_latest_small.ranker_n_candidates``
+and ``uci.ranker_n_candidates_<setting>``.
 
 Item embeddings (issue 18): with the search extra, each catalogue's products are embedded with
 all-MiniLM-L6-v2 (:mod:`benchmarks.catalogue_vectors`) and passed to the hook, which adds
@@ -619,7 +624,15 @@ def _ml_keys(ranking: dict[str, Any]) -> dict[str, Any]:
         out[f"{name}_ndcg_at_10"] = m["ndcg_at_10"]
     if "content" in ranking["hybrid_fit"]:
         out["content_validation_choice"] = ranking["hybrid_fit"]["content"]["chosen"]
+    choice = _n_choice(ranking)
+    if choice is not None:
+        out["ranker_n_candidates"] = choice
     return out
+
+
+def _n_choice(evaluation: dict[str, Any]) -> int | None:
+    """The ranker's candidates per generator chosen on validation (None when the ranker did not run)."""
+    return evaluation.get("candidates_fit", {}).get("ranker", {}).get("n_candidates_choice", {}).get("n_candidates")
 
 
 def _uci_keys(uci: dict[str, Any]) -> dict[str, Any]:
@@ -632,6 +645,9 @@ def _uci_keys(uci: dict[str, Any]) -> dict[str, Any]:
             out[f"{name}_{setting}_p_at_10"] = m["precision_at_10"]
         if "content" in uci[setting]["hybrid_fit"]:
             out[f"content_validation_choice_{setting}"] = uci[setting]["hybrid_fit"]["content"]["chosen"]
+        choice = _n_choice(uci[setting])
+        if choice is not None:
+            out[f"ranker_n_candidates_{setting}"] = choice
     return out
 
 
@@ -662,6 +678,7 @@ def run_only(names: frozenset[str], movielens_dir: Path, uci_dir: Path, out: Pat
     ranking = movielens_ranking(load_latest_small(movielens_dir), only=names, svd_params=tuned_ml)
     tuned_uci = {setting: details["uci"][setting]["svd_tuning"].get("svd_params") for setting in UCI_SETTINGS}
     uci = uci_benchmark(clean_uci(read_uci(uci_dir)), only=names, svd_params=tuned_uci)
+    result = json.loads(out.read_text())  # again: another benchmark may have written its section meanwhile
     _merge_rows(result["details"]["ml_ranking"], ranking, "ml_ranking")
     for setting in UCI_SETTINGS:
         _merge_rows(result["details"]["uci"][setting], uci[setting], f"uci/{setting}")

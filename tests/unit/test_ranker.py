@@ -183,3 +183,5 @@ def test_offline_scorer_returns_k_unseen_ids_and_its_evidence(
     assert None not in set(ids[2])  # an unknown user still gets the popularity candidates
     assert {"ease_params", "rp3beta_params", "feature_importances", "candidate_recall"} <= set(record)
     assert "svd" not in record["generators"] and "buy_again" not in record["generators"]
+    choice = record["n_candidates_choice"]  # N chosen on the validation window, among the grid
+    assert record["n_candidates"] == choice["n_candidates"] in {t["n_candidates"] for t in choice["trials"]}
