@@ -29,12 +29,19 @@ def uvicorn_args(s: Settings, host: str, port: int, workers: int) -> list[str]:
     ]  # fmt: skip
 
 
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""Numerical libraries' thread pools, one thread per worker: the workers already use every core, and a
+request's work is far too small to split (more threads only contend)."""
+
+
 def server_env(s: Settings, port: int) -> dict[str, str]:
-    """The environment of the server: the tools' settings and a fresh multi-process metrics folder."""
+    """The environment of the server: the tools' settings, one numerical thread per worker (unless the
+    caller set them) and a fresh multi-process metrics folder."""
     folder = metrics_dir(s, port)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    return {**tool_env(s), "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    env = tool_env(s)
+    return {**{name: "1" for name in ONE_THREAD}, **env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
 
 
 def serve(s: Settings, host: str | None = None, port: int | None = None, workers: int | None = None) -> int:
