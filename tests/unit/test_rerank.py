@@ -47,3 +47,39 @@ def test_session_from_features() -> None:
     features = {"viewed_item_ids": ["a"], "viewed_at": [NOW], "bought_item_ids": ["b"], "bought_at": [NOW]}
     session = Session.from_features(features)
     assert session.viewed == [("a", NOW)] and session.bought == [("b", NOW)] and session.events == 2
+
+
+def _loop_boosts(session: Session, neighbours: Neighbours, half_life_s: float = 1800.0) -> dict[str, float]:
+    """The definition of the boosts, item by item (the oracle of the vectorised version)."""
+    boosts: dict[str, float] = {}
+    for item, at in [*session.viewed, *session.carted]:
+        decay = 0.5 ** ((NOW - at).total_seconds() / half_life_s)
+        ids, sims = neighbours.of(item)
+        for neighbour, sim in [(item, 1.0), *zip(ids.tolist(), sims.tolist(), strict=True)]:
+            boosts[neighbour] = boosts.get(neighbour, 0.0) + decay * sim
+    top = max(boosts.values())
+    return {item: value / top for item, value in boosts.items()}
+
+
+def test_vectorised_boosts_and_order_match_the_item_by_item_definition() -> None:
+    rng = np.random.default_rng(7)
+    ids = np.array([f"i{n}" for n in range(300)], dtype=object)
+    rows, cols = np.repeat(np.arange(300), 20), rng.integers(0, 300, 300 * 20)
+    sim = sparse.csr_matrix((rng.random(6000).astype(np.float32), (rows, cols)), shape=(300, 300))
+    neighbours = Neighbours(ids, sim, {item: n for n, item in enumerate(ids)})
+    viewed = [(f"i{n}", NOW - timedelta(minutes=3 * k)) for k, n in enumerate(rng.integers(0, 300, 15))]
+    session = Session(viewed=[*viewed, ("not-in-model", NOW), viewed[0]], carted=[("i5", NOW), ("not-in-model", NOW)])
+    boosts = session_boosts(session, neighbours, NOW)
+    assert list(boosts.items()) == list(_loop_boosts(session, neighbours).items())  # values and order
+    ranked = rerank(["i1", "i2", "x"], [0.3, float("nan"), 0.3], boosts, 0.5, exclude={"i5"})
+    expected = sorted(
+        (
+            ((0.5 * n + 0.5 * boosts.get(item, 0.0)), -pos, item)
+            for pos, (item, n) in enumerate(
+                [("i1", 1.0), ("i2", 0.0), ("x", 1.0), *((b, 0.0) for b in boosts if b not in {"i1", "i2", "x", "i5"})]
+            )
+        ),
+        reverse=True,
+    )
+    assert [r.item_id for r in ranked] == [item for _, _, item in expected]
+    assert len(ranked) == len(expected) and ranked[-1].item_id == ranked[len(ranked) - 1].item_id
