@@ -1,0 +1,391 @@
+"""Cost growth of the whole chain with the shop's size: ``.venv/bin/python -m benchmarks.scale 1day 100k 1M``.
+
+Each size (``1day``, or a target number of events such as ``300k`` or ``3M``) is a generated shop with
+``users = events / (days x 1.33)`` and ``items = users / 5`` (100k users x 20k items at 10M events
+over the default 75 days); ``1day`` is one day of the smallest shop asked for, whose stage times are
+the fixed costs.  For each size a deployment of its own (database prefix ``recomart_scale_<hex>``, a
+state folder with its Airflow home and landing files, a catalog API on a free port) on the servers of
+``RECOMART_PG_URL`` / ``RECOMART_REDIS_URL`` (default: the checkout's) runs the demo's chain through
+Airflow (:mod:`recomart.airflow_runner`: ``ingest_catalog``, ``ingest_events``, ``transform``, ``train``,
+``recommend``), and is dropped afterwards.
+
+Per stage (ingest = ``ingest_catalog`` + ``ingest_events``): the wall seconds of its DAG runs, the peak
+RSS of the largest process and of the runner's whole process tree (psutil, sampled every 0.2 s), the
+warehouse's size on disk after it (``pg_database_size``) and the load average at its start and end.
+
+Results are merged by size into ``benchmarks/results/scale.json`` (``--fresh`` starts over), then
+each stage's exponent is fitted (:mod:`benchmarks.scale_fit`) and ``scale.png`` drawn; with no size
+given only the fit and the plot are redone.  ``--merge FILE`` takes ``speedup_vs_single_task``,
+``sharded_speedup_2_workers`` or ``incremental_daily_ratio`` from another benchmark's JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from benchmarks.results_file import ROOT, run_metadata
+from benchmarks.scale_fit import STAGES, GrowthFit, fit_growth, plot_growth
+from recomart.airflow_runner import MARK
+from recomart.config import Settings, load_settings, settings
+from recomart.tools import tool_env
+
+RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
+PLOT = ROOT / "benchmarks" / "results" / "scale.png"
+CHAIN = ("ingest_catalog", "ingest_events", "transform", "train", "recommend")
+STAGE_OF = {"ingest_catalog": "ingest", "ingest_events": "ingest"}
+EVENTS_PER_USER_DAY = 1.33  # the generator's mean at its default activity (1.99M / (5000 users x 300 days))
+MERGEABLE = ("speedup_vs_single_task", "sharded_speedup_2_workers", "incremental_daily_ratio")
+EXTRAPOLATE_TO = 10_000_000
+SAMPLE_S = 0.2
+_TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
+
+
+def _log(message: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_size(text: str) -> int:
+    """``"300k"`` -> 300000, ``"3M"`` -> 3000000, ``"1day"`` -> 0 (the 1-day shop)."""
+    text = text.strip().lower()
+    if text == "1day":
+        return 0
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("km")) * scale)
+
+
+def shop_shape(target_events: int, days: int) -> tuple[int, int, int]:
+    """``(users, items, days)`` of a generated shop of about ``target_events`` events over ``days``."""
+    users = max(100, math.ceil(target_events / (days * EVENTS_PER_USER_DAY)))
+    return users, max(50, users // 5), days
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def size_settings(base: Settings, work: Path, users: int, items: int, days: int) -> Settings:
+    """A deployment of its own on ``base``'s servers for one shop."""
+    tag = f"recomart_scale_{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "RECOMART_PG_URL": base.pg_server_url,
+        "RECOMART_REDIS_URL": base.redis_url,
+        "RECOMART_STATE_DIR": str(work),
+        "RECOMART_LANDING_DIR": str(work / "landing"),
+        "RECOMART_DATASET": "generated",
+        "RECOMART_DB_PREFIX": tag,
+        "RECOMART_FEAST_PROJECT": tag,
+        "RECOMART_MODEL_NAME": tag,
+        "RECOMART_USERS": str(users),
+        "RECOMART_ITEMS": str(items),
+        "RECOMART_DAYS": str(days),
+        "RECOMART_CATALOG_PORT": str(_free_port()),
+    }
+    return load_settings(env)
+
+
+class ChainMonitor:
+    """Samples the RSS of the runner's process tree; ``peaks[dag] = (largest process, whole tree)`` bytes."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.dag: str | None = None
+        self.peaks: dict[str, tuple[int, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> ChainMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                return
+            rss = []
+            for proc in procs:
+                try:
+                    rss.append(proc.memory_info().rss)
+                except psutil.Error:
+                    continue
+            dag = self.dag
+            if dag and rss:
+                largest, tree = self.peaks.get(dag, (0, 0))
+                self.peaks[dag] = (max(largest, max(rss)), max(tree, sum(rss)))
+
+
+def database_mb(s: Settings, name: str) -> float:
+    """``pg_database_size`` of ``name`` in MB."""
+    with psycopg.connect(s.pg_url("postgres")) as conn:
+        row = conn.execute("select pg_database_size(%s)", (name,)).fetchone()
+    return round((row[0] if row else 0) / 1e6, 1)
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _on_event(s: Settings, event: dict[str, Any], monitor: ChainMonitor, runs: dict[str, dict]) -> None:
+    """Record a runner event: a DAG's start (load) or end (its run, load, warehouse size)."""
+    dag_id = event.get("dag_id")
+    if event["event"] == "start":
+        monitor.dag = dag_id
+        runs[dag_id] = {"load_avg_start": _load(), "tasks": {}}
+    elif event["event"] == "end":
+        monitor.dag = None
+        largest, tree = monitor.peaks.get(dag_id, (0, 0))
+        runs[dag_id].update(
+            {k: event.get(k) for k in ("run_id", "state", "seconds")},
+            load_avg_end=_load(),
+            warehouse_mb=database_mb(s, s.warehouse_db),
+            peak_rss_mb=round(largest / 1e6, 1),
+            peak_tree_rss_mb=round(tree / 1e6, 1),
+        )
+
+
+def run_chain(s: Settings, log_path: Path) -> tuple[dict[str, dict], float]:
+    """The demo's five DAG runs in one runner process (migrating Airflow's database first); returns the
+    runs by DAG and the runner's wall seconds.  Raises RuntimeError naming the log when a run fails."""
+    from recomart.demo import chain_runs
+
+    command = [sys.executable, "-m", "recomart.airflow_runner", json.dumps(chain_runs(s)), "--migrate"]
+    runs: dict[str, dict] = {}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        command, cwd=s.project_root, env=tool_env(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    task, task_started = "", 0.0
+    with ChainMonitor(proc.pid) as monitor, log_path.open("w") as log:
+        for line in proc.stdout:
+            log.write(line)
+            if line.startswith(MARK):
+                event = json.loads(line[len(MARK) :])
+                if task and event["event"] == "end":  # the DAG's last task ends with it
+                    runs[event["dag_id"]]["tasks"][task] = round(time.monotonic() - task_started, 1)
+                    task = ""
+                _on_event(s, event, monitor, runs)
+                if event["event"] != "migrated":
+                    _log(f"{event['dag_id']}: {event['event']} {event.get('seconds', '')}")
+            elif match := _TASK_START.search(line):
+                if task and monitor.dag:
+                    runs[monitor.dag]["tasks"][task] = round(time.monotonic() - task_started, 1)
+                task, task_started = match.group(1), time.monotonic()
+    if proc.wait() != 0 or any(runs.get(d, {}).get("state") != "success" for d in CHAIN):
+        raise RuntimeError(f"the chain stopped (exit {proc.returncode}); Airflow's output: {log_path}")
+    return runs, round(time.monotonic() - started, 1)
+
+
+def stage_figures(runs: dict[str, dict]) -> dict[str, dict]:
+    """Per stage: wall seconds, peaks, warehouse size after it, load at its start and end, its DAG runs."""
+    stages: dict[str, dict] = {}
+    for dag_id in CHAIN:
+        run = runs[dag_id]
+        stage = stages.setdefault(
+            STAGE_OF.get(dag_id, dag_id),
+            {"wall_s": 0.0, "peak_rss_mb": 0.0, "peak_tree_rss_mb": 0.0, "load_avg_start": run["load_avg_start"]},
+        )
+        stage["wall_s"] = round(stage["wall_s"] + run["seconds"], 1)
+        stage["peak_rss_mb"] = max(stage["peak_rss_mb"], run["peak_rss_mb"])
+        stage["peak_tree_rss_mb"] = max(stage["peak_tree_rss_mb"], run["peak_tree_rss_mb"])
+        stage["load_avg_end"], stage["warehouse_mb_after"] = run["load_avg_end"], run["warehouse_mb"]
+        stage.setdefault("tasks_s", {}).update({f"{dag_id}.{t}": sec for t, sec in run["tasks"].items()})
+    return stages
+
+
+def drop_size(s: Settings, work: Path) -> None:
+    """Drop the size's databases, its Feast project's and its prefix's Redis keys and its state folder."""
+    import redis
+
+    from benchmarks.feast_lookup import drop_scratch
+
+    drop_scratch(s)
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(match=f"{s.db_prefix}:*", count=1000):
+        client.delete(key)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_size(base: Settings, label: str, target: int, days: int, smallest: int, keep: bool) -> dict:
+    """Generate one shop, run the chain on it in a deployment of its own, drop that deployment."""
+    from recomart import processes, services
+    from recomart.datasets.generator import generate
+    from recomart.stack import start_catalog_api
+
+    users, items, days = shop_shape(target, days) if target else (*shop_shape(smallest, days)[:2], 1)
+    work = Path(tempfile.mkdtemp(prefix=f"recomart-scale-{label}-"))
+    s = size_settings(base, work, users, items, days)
+    _log(f"{label}: {users:,} users, {items:,} items, {days} days in {s.db_prefix} ({work})")
+    try:
+        services.ensure_services(s)
+        started = time.monotonic()
+        summary = generate(s.landing_dir / "generated", users=users, items=items, days=days, seed=s.seed)
+        generate_s = round(time.monotonic() - started, 1)
+        _log(f"{label}: {summary.events:,} events generated in {generate_s}s")
+        start_catalog_api(s)
+        try:
+            runs, runner_s = run_chain(s, work / "chain.log")
+        finally:
+            processes.stop(s, "catalog-api")
+        stages = stage_figures(runs)
+        return {
+            "label": label,
+            "events": summary.events,
+            "users": users,
+            "items": items,
+            "days": days,
+            "total_s": round(sum(stage["wall_s"] for stage in stages.values()), 1),
+            "runner_s": runner_s,
+            "generate_s": generate_s,
+            "stages": stages,
+            "dag_run_ids": {dag_id: runs[dag_id]["run_id"] for dag_id in CHAIN},
+            "databases_mb": {name: database_mb(s, name) for name in s.all_databases},
+            "measured_at": run_metadata()["measured_at"],
+        }
+    finally:
+        if not keep:
+            drop_size(s, work)
+
+
+def fits(sizes: list[dict]) -> dict[str, GrowthFit] | None:
+    """Each stage's growth fit over the sizes other than ``1day`` (whose times are the fixed costs);
+    None without a ``1day`` size."""
+    fixed = next((size for size in sizes if size["label"] == "1day"), None)
+    grown = sorted((size for size in sizes if size["label"] != "1day"), key=lambda size: size["events"])
+    if fixed is None:
+        return None
+    events = [size["events"] for size in grown]
+    return {
+        stage: fit_growth(events, [size["stages"][stage]["wall_s"] for size in grown], fixed["stages"][stage]["wall_s"])
+        for stage in STAGES
+    }
+
+
+def fit_figures(sizes: list[dict]) -> dict[str, Any]:
+    """``exponents``, ``r2``, ``fixed_s``, ``fit_points`` and the clearly labelled 10M extrapolation."""
+    stage_fits = fits(sizes)
+    if stage_fits is None:
+        return {"exponents": None, "r2": None, "fit_note": "no 1day size measured: no fixed cost to subtract"}
+    predicted = {stage: stage_fits[stage].predict(EXTRAPOLATE_TO) for stage in STAGES}
+    largest = max(size["events"] for size in sizes)
+    return {
+        "exponents": {stage: fit.exponent for stage, fit in stage_fits.items()},
+        "r2": {stage: fit.r2 for stage, fit in stage_fits.items()},
+        "fixed_s": {stage: fit.fixed_s for stage, fit in stage_fits.items()},
+        "fit_points": {stage: {"used": fit.points, "dropped": fit.dropped} for stage, fit in stage_fits.items()},
+        "extrapolated_10m": {
+            "note": f"EXTRAPOLATION, not a measurement: fixed + a * events**k at {EXTRAPOLATE_TO:,} events from "
+            f"fits whose largest measured shop has {largest:,} events",
+            "stages_s": {k: None if v is None else round(v, 1) for k, v in predicted.items()},
+            "total_s": None if None in predicted.values() else round(sum(v for v in predicted.values() if v), 1),
+        },
+    }
+
+
+def merged_extras(previous: dict, merge_file: Path | None) -> dict[str, Any]:
+    """The keys measured by other benchmarks: from ``merge_file``, else kept from ``previous``, else null
+    with a reason."""
+    given = json.loads(merge_file.read_text()) if merge_file else {}
+    reasons = {
+        "speedup_vs_single_task": "not measured in this run",
+        "sharded_speedup_2_workers": "not measured in this run",
+        "incremental_daily_ratio": "not measured in this run: benchmarks.incremental at the largest size did "
+        "not fit the time available",
+    }
+    extras: dict[str, Any] = {}
+    for key in MERGEABLE:
+        if key in given:
+            extras[key] = given[key]
+            extras[f"{key}_source"] = given.get(f"{key}_source", str(merge_file))
+        elif previous.get(key) is not None:
+            extras[key], extras[f"{key}_source"] = previous[key], previous.get(f"{key}_source")
+        else:
+            extras[key], extras[f"{key}_source"] = None, reasons[key]
+    return extras
+
+
+def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executor: str) -> dict[str, Any]:
+    """The result file's content from every measured size."""
+    sizes = sorted(sizes, key=lambda size: size["events"])
+    meta = run_metadata()
+    return {
+        "sizes": sizes,
+        **fit_figures(sizes),
+        "executor": executor,
+        "executor_note": "the demo's runner: dag.test() of each DAG in one recomart.airflow_runner process",
+        "dag_run_ids": {size["label"]: size["dag_run_ids"] for size in sizes},
+        **merged_extras(previous, merge_file),
+        "not_run": "10M events: not run (the machine is shared and the time available did not allow it); "
+        "see extrapolated_10m",
+        "machine": meta["machine"],
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "load_average": meta["load_average"],
+        "git_commit": meta["git_commit"],
+        "command": meta["command"],
+        "measured_at": meta["measured_at"],
+        "targets": {
+            "exponent_max": 1.15,
+            "peak_rss_mb_max": 8000,
+            "total_s_at_10m_max": 1800,
+            "stage_s_at_10m_max": {"ingest": 180, "transform": 420, "train": 720, "recommend": 480},
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sizes", nargs="*", help="1day, or target events such as 100k, 300k, 1M, 3M")
+    parser.add_argument("--days", type=int, default=75, help="days of history of every size but 1day")
+    parser.add_argument("--fresh", action="store_true", help="drop the sizes already in the result file")
+    parser.add_argument("--merge", type=Path, help=f"a JSON file with any of {', '.join(MERGEABLE)}")
+    parser.add_argument("--keep", action="store_true", help="keep each size's databases and state folder")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot", type=Path, default=PLOT)
+    args = parser.parse_args(argv)
+    targets = {text.lower(): parse_size(text) for text in args.sizes}
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    sizes = {} if args.fresh else {size["label"]: size for size in previous.get("sizes", [])}
+    smallest = min([t for t in targets.values() if t] or [100_000])
+    base = settings()
+    for label, target in targets.items():
+        sizes[label] = measure_size(base, label, target, args.days, smallest, args.keep)
+        result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        _log(f"{label}: total {sizes[label]['total_s']}s; wrote {args.out}")
+    result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    stage_fits = fits(result["sizes"])
+    if stage_fits:
+        plot_growth(result["sizes"], stage_fits, args.plot, f"RecoMart chain, {result['machine']}")
+    print(json.dumps({k: result.get(k) for k in ("exponents", "r2", "fixed_s", "extrapolated_10m")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The scale study's growth fit and size parsing on synthetic numbers."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # benchmarks/ lives at the project root, outside the installed package
+    sys.path.insert(0, str(ROOT))
+F = importlib.import_module("benchmarks.scale_fit")
+S = importlib.import_module("benchmarks.scale")
+
+EVENTS = [1e5, 3e5, 1e6, 3e6]
+
+
+@pytest.mark.parametrize("exponent", [0.8, 1.0, 1.3])
+def test_exact_power_law_above_the_fixed_cost_gives_its_exponent_and_r2_one(exponent: float) -> None:
+    seconds = [20.0 + 0.002 * x**exponent for x in EVENTS]
+    fit = F.fit_growth(EVENTS, seconds, fixed_s=20.0)
+    assert fit.exponent == pytest.approx(exponent, abs=1e-3)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-9)
+    assert fit.predict(1e7) == pytest.approx(20.0 + 0.002 * 1e7**exponent, rel=1e-6)
+
+
+def test_not_subtracting_the_fixed_cost_would_flatten_the_exponent() -> None:
+    seconds = [60.0 + 1e-4 * x for x in EVENTS]
+    assert F.fit_growth(EVENTS, seconds, fixed_s=60.0).exponent == pytest.approx(1.0, abs=1e-3)
+    assert F.fit_growth(EVENTS, seconds, fixed_s=0.0).exponent < 0.9
+
+
+def test_noise_lowers_r2_below_one() -> None:
+    seconds = [10.0 + y for y in (5.0, 40.0, 30.0, 400.0)]
+    fit = F.fit_growth(EVENTS, seconds, fixed_s=10.0)
+    assert fit.r2 is not None and 0.0 < fit.r2 < 0.99
+
+
+def test_sizes_not_above_the_fixed_cost_are_dropped_and_too_few_points_give_no_fit() -> None:
+    seconds = [9.0, 12.0, 20.0, 50.0, 110.0]
+    fit = F.fit_growth([3e4, *EVENTS], seconds, fixed_s=10.0)
+    assert (fit.points, fit.dropped) == (4, 1)
+    short = F.fit_growth(EVENTS, [5.0, 12.0, 20.0, 50.0], fixed_s=10.0)
+    assert (short.exponent, short.r2, short.points, short.dropped) == (None, None, 3, 1)
+    assert short.predict(1e7) is None
+
+
+def test_sizes_parse_and_scale_users_and_items_with_events() -> None:
+    assert [S.parse_size(t) for t in ("1day", "300k", "1M", "2.5m", "5000")] == [0, 300_000, 1_000_000, 2_500_000, 5000]
+    users, items, days = S.shop_shape(10_000_000, 75)
+    assert days == 75 and 95_000 < users < 105_000 and items == users // 5
