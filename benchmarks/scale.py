@@ -2,12 +2,14 @@
 
 Each size (``1day``, or a target number of events such as ``300k`` or ``3M``) is a generated shop with
 ``users = events / (days x 1.33)`` and ``items = users / 5`` (100k users x 20k items at 10M events
-over the default 75 days); ``1day`` is one day of the smallest shop asked for, whose stage times are
-the fixed costs.  For each size a deployment of its own (database prefix ``recomart_scale_<hex>``, a
-state folder with its Airflow home and landing files, a catalog API on a free port) on the servers of
-``RECOMART_PG_URL`` / ``RECOMART_REDIS_URL`` (default: the checkout's) runs the demo's chain through
-Airflow (:mod:`recomart.airflow_runner`: ``ingest_catalog``, ``ingest_events``, ``transform``, ``train``,
-``recommend``), and is dropped afterwards.
+over the default 75 days); ``1day`` is one day of the 30k shop (``--one-day-of``), whose stage times
+are the fixed costs (the shortest of ``1day``, ``1day-2``, ...: another job's load only adds).  For
+each size a deployment of its own (database prefix ``recomart_scale_<hex>``, a state folder with its
+Airflow home and landing files, a catalog API on a free port) on the servers of ``RECOMART_PG_URL`` /
+``RECOMART_REDIS_URL`` (default: the checkout's) runs the demo's chain through Airflow
+(:mod:`recomart.airflow_runner`: ``ingest_catalog``, ``ingest_events``, ``transform``, ``train``,
+``recommend``), and is dropped afterwards.  With ``--daily`` the last size keeps its last day back,
+then loads it and runs ``transform`` again: the incremental daily run, against the first (full) one.
 
 Per stage (ingest = ``ingest_catalog`` + ``ingest_events``): the wall seconds of its DAG runs, the peak
 RSS of the largest process and of the runner's whole process tree (psutil, sampled every 0.2 s), the
@@ -35,6 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +66,10 @@ def _log(message: str) -> None:
 
 
 def parse_size(text: str) -> int:
-    """``"300k"`` -> 300000, ``"3M"`` -> 3000000, ``"1day"`` -> 0 (the 1-day shop)."""
+    """``"300k"`` -> 300000, ``"3M"`` -> 3000000, ``"1day"`` -> 0 (the 1-day shop; ``1day-2`` and so on
+    repeat it)."""
     text = text.strip().lower()
-    if text == "1day":
+    if text.startswith("1day"):
         return 0
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
     return int(float(text.rstrip("km")) * scale)
@@ -153,14 +157,14 @@ def _load() -> list[float]:
 
 def _on_event(s: Settings, event: dict[str, Any], monitor: ChainMonitor, runs: dict[str, dict]) -> None:
     """Record a runner event: a DAG's start (load) or end (its run, load, warehouse size)."""
-    dag_id = event.get("dag_id")
-    if event["event"] == "start":
-        monitor.dag = dag_id
-        runs[dag_id] = {"load_avg_start": _load(), "tasks": {}}
-    elif event["event"] == "end":
+    if event["event"] == "start":  # a DAG's second run in the chain is the daily one: "<dag>.daily"
+        key = event["dag_id"] if event["dag_id"] not in runs else f"{event['dag_id']}.daily"
+        monitor.dag = key
+        runs[key] = {"load_avg_start": _load(), "tasks": {}}
+    elif event["event"] == "end" and (key := monitor.dag):
         monitor.dag = None
-        largest, tree = monitor.peaks.get(dag_id, (0, 0))
-        runs[dag_id].update(
+        largest, tree = monitor.peaks.get(key, (0, 0))
+        runs[key].update(
             {k: event.get(k) for k in ("run_id", "state", "seconds")},
             load_avg_end=_load(),
             warehouse_mb=database_mb(s, s.warehouse_db),
@@ -169,12 +173,11 @@ def _on_event(s: Settings, event: dict[str, Any], monitor: ChainMonitor, runs: d
         )
 
 
-def run_chain(s: Settings, log_path: Path) -> tuple[dict[str, dict], float]:
-    """The demo's five DAG runs in one runner process (migrating Airflow's database first); returns the
-    runs by DAG and the runner's wall seconds.  Raises RuntimeError naming the log when a run fails."""
-    from recomart.demo import chain_runs
-
-    command = [sys.executable, "-m", "recomart.airflow_runner", json.dumps(chain_runs(s)), "--migrate"]
+def run_chain(s: Settings, chain: list[dict], log_path: Path) -> tuple[dict[str, dict], float]:
+    """``chain``'s DAG runs (``{"dag_id", "conf"}``) in one runner process (migrating Airflow's database
+    first); returns the runs by DAG (``<dag>.daily`` for a DAG's second run) and the runner's wall
+    seconds.  Raises RuntimeError naming the log when a run fails."""
+    command = [sys.executable, "-m", "recomart.airflow_runner", json.dumps(chain), "--migrate"]
     runs: dict[str, dict] = {}
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -187,8 +190,8 @@ def run_chain(s: Settings, log_path: Path) -> tuple[dict[str, dict], float]:
             log.write(line)
             if line.startswith(MARK):
                 event = json.loads(line[len(MARK) :])
-                if task and event["event"] == "end":  # the DAG's last task ends with it
-                    runs[event["dag_id"]]["tasks"][task] = round(time.monotonic() - task_started, 1)
+                if task and event["event"] == "end" and monitor.dag:  # the DAG's last task ends with it
+                    runs[monitor.dag]["tasks"][task] = round(time.monotonic() - task_started, 1)
                     task = ""
                 _on_event(s, event, monitor, runs)
                 if event["event"] != "migrated":
@@ -197,7 +200,7 @@ def run_chain(s: Settings, log_path: Path) -> tuple[dict[str, dict], float]:
                 if task and monitor.dag:
                     runs[monitor.dag]["tasks"][task] = round(time.monotonic() - task_started, 1)
                 task, task_started = match.group(1), time.monotonic()
-    if proc.wait() != 0 or any(runs.get(d, {}).get("state") != "success" for d in CHAIN):
+    if proc.wait() != 0 or len(runs) != len(chain) or any(run.get("state") != "success" for run in runs.values()):
         raise RuntimeError(f"the chain stopped (exit {proc.returncode}); Airflow's output: {log_path}")
     return runs, round(time.monotonic() - started, 1)
 
@@ -232,31 +235,68 @@ def drop_size(s: Settings, work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_size(base: Settings, label: str, target: int, days: int, smallest: int, keep: bool) -> dict:
-    """Generate one shop, run the chain on it in a deployment of its own, drop that deployment."""
+def chain_for(s: Settings, daily: bool) -> tuple[list[dict], int]:
+    """The demo's five DAG runs over the landing days; with ``daily`` the last day is left out of them and
+    loaded and transformed by a second ``ingest_events`` and ``transform`` run.  Returns the runs and the
+    events of the day left out (0 without ``daily``)."""
+    from recomart.datasets.landing import landing_days
+    from recomart.demo import chain_runs
+
+    chain = chain_runs(s)
+    if not daily:
+        return chain, 0
+    last = landing_days(s)[-1]
+    chain[1]["conf"]["end_day"] = (last - timedelta(days=1)).isoformat()
+    with (s.landing_dir / "generated" / "events" / f"{last.isoformat()}.csv").open() as day_file:
+        day_events = sum(1 for _ in day_file) - 1  # the header
+    window = {"start_day": last.isoformat(), "end_day": last.isoformat()}
+    return [*chain, {"dag_id": "ingest_events", "conf": window}, {"dag_id": "transform", "conf": None}], day_events
+
+
+def daily_figures(runs: dict[str, dict], day_events: int) -> dict[str, Any]:
+    """The daily load and transform against the chain's (full) transform of the same deployment."""
+    full, daily = runs["transform"], runs["transform.daily"]
+    dbt_full, dbt_daily = full["tasks"].get("dbt_build"), daily["tasks"].get("dbt_build")
+    return {
+        "events": day_events,
+        "ingest_events_s": runs["ingest_events.daily"]["seconds"],
+        "transform_s": daily["seconds"],
+        "transform_over_full": round(daily["seconds"] / full["seconds"], 3),
+        "dbt_build_s": dbt_daily,
+        "dbt_build_over_full": round(dbt_daily / dbt_full, 3) if dbt_full and dbt_daily else None,
+        "tasks_s": daily["tasks"],
+        "load_avg": [daily["load_avg_start"], daily["load_avg_end"]],
+        "dag_run_ids": {key: runs[key]["run_id"] for key in ("ingest_events.daily", "transform.daily")},
+    }
+
+
+def measure_size(base: Settings, label: str, shape: tuple[int, int, int], daily: bool, keep: bool) -> dict:
+    """Generate one shop (``shape``: users, items, days; one day more with ``daily``), run the chain on it
+    in a deployment of its own, drop that deployment."""
     from recomart import processes, services
     from recomart.datasets.generator import generate
     from recomart.stack import start_catalog_api
 
-    users, items, days = shop_shape(target, days) if target else (*shop_shape(smallest, days)[:2], 1)
+    users, items, days = shape
     work = Path(tempfile.mkdtemp(prefix=f"recomart-scale-{label}-"))
-    s = size_settings(base, work, users, items, days)
+    s = size_settings(base, work, users, items, days + int(daily))
     _log(f"{label}: {users:,} users, {items:,} items, {days} days in {s.db_prefix} ({work})")
     try:
         services.ensure_services(s)
         started = time.monotonic()
-        summary = generate(s.landing_dir / "generated", users=users, items=items, days=days, seed=s.seed)
+        summary = generate(s.landing_dir / "generated", users=users, items=items, days=s.generator_days, seed=s.seed)
         generate_s = round(time.monotonic() - started, 1)
         _log(f"{label}: {summary.events:,} events generated in {generate_s}s")
+        chain, day_events = chain_for(s, daily)
         start_catalog_api(s)
         try:
-            runs, runner_s = run_chain(s, work / "chain.log")
+            runs, runner_s = run_chain(s, chain, work / "chain.log")
         finally:
             processes.stop(s, "catalog-api")
         stages = stage_figures(runs)
         return {
             "label": label,
-            "events": summary.events,
+            "events": summary.events - day_events,
             "users": users,
             "items": items,
             "days": days,
@@ -264,7 +304,8 @@ def measure_size(base: Settings, label: str, target: int, days: int, smallest: i
             "runner_s": runner_s,
             "generate_s": generate_s,
             "stages": stages,
-            "dag_run_ids": {dag_id: runs[dag_id]["run_id"] for dag_id in CHAIN},
+            "daily": daily_figures(runs, day_events) if daily else None,
+            "dag_run_ids": {key: run["run_id"] for key, run in runs.items()},
             "databases_mb": {name: database_mb(s, name) for name in s.all_databases},
             "measured_at": run_metadata()["measured_at"],
         }
@@ -273,16 +314,24 @@ def measure_size(base: Settings, label: str, target: int, days: int, smallest: i
             drop_size(s, work)
 
 
+def is_fixed_cost(size: dict) -> bool:
+    return bool(size["label"].startswith("1day"))
+
+
 def fits(sizes: list[dict]) -> dict[str, GrowthFit] | None:
-    """Each stage's growth fit over the sizes other than ``1day`` (whose times are the fixed costs);
-    None without a ``1day`` size."""
-    fixed = next((size for size in sizes if size["label"] == "1day"), None)
-    grown = sorted((size for size in sizes if size["label"] != "1day"), key=lambda size: size["events"])
-    if fixed is None:
+    """Each stage's growth fit over the sizes other than the 1-day shops; a stage's fixed cost is its
+    shortest time over the 1-day shops (the load of other jobs only adds to it).  None without one."""
+    one_day = [size for size in sizes if is_fixed_cost(size)]
+    grown = sorted((size for size in sizes if not is_fixed_cost(size)), key=lambda size: size["events"])
+    if not one_day:
         return None
     events = [size["events"] for size in grown]
     return {
-        stage: fit_growth(events, [size["stages"][stage]["wall_s"] for size in grown], fixed["stages"][stage]["wall_s"])
+        stage: fit_growth(
+            events,
+            [size["stages"][stage]["wall_s"] for size in grown],
+            min(size["stages"][stage]["wall_s"] for size in one_day),
+        )
         for stage in STAGES
     }
 
@@ -308,15 +357,28 @@ def fit_figures(sizes: list[dict]) -> dict[str, Any]:
     }
 
 
-def merged_extras(previous: dict, merge_file: Path | None) -> dict[str, Any]:
-    """The keys measured by other benchmarks: from ``merge_file``, else kept from ``previous``, else null
-    with a reason."""
-    given = json.loads(merge_file.read_text()) if merge_file else {}
+def measured_here(sizes: list[dict]) -> dict[str, Any]:
+    """``incremental_daily_ratio`` when the largest size ran ``--daily``: its daily transform's wall time
+    over the chain's full one, both through Airflow in the same deployment."""
+    largest = max(sizes, key=lambda size: size["events"])
+    if not largest.get("daily"):
+        return {}
+    return {
+        "incremental_daily_ratio": largest["daily"]["transform_over_full"],
+        "incremental_daily_ratio_source": f"benchmarks.scale --daily at {largest['label']} "
+        f"({largest['events']:,} events): the transform DAG's run on one more day over its first run; "
+        "see sizes[].daily",
+    }
+
+
+def merged_extras(previous: dict, merge_file: Path | None, sizes: list[dict]) -> dict[str, Any]:
+    """The keys measured by other benchmarks: from ``merge_file``, else measured here (the daily ratio),
+    else kept from ``previous``, else null with a reason."""
+    given = {**measured_here(sizes), **(json.loads(merge_file.read_text()) if merge_file else {})}
     reasons = {
         "speedup_vs_single_task": "not measured in this run",
         "sharded_speedup_2_workers": "not measured in this run",
-        "incremental_daily_ratio": "not measured in this run: benchmarks.incremental at the largest size did "
-        "not fit the time available",
+        "incremental_daily_ratio": "not measured: the largest size ran without --daily",
     }
     extras: dict[str, Any] = {}
     for key in MERGEABLE:
@@ -340,7 +402,7 @@ def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executo
         "executor": executor,
         "executor_note": "the demo's runner: dag.test() of each DAG in one recomart.airflow_runner process",
         "dag_run_ids": {size["label"]: size["dag_run_ids"] for size in sizes},
-        **merged_extras(previous, merge_file),
+        **merged_extras(previous, merge_file, sizes),
         "not_run": "10M events: not run (the machine is shared and the time available did not allow it); "
         "see extrapolated_10m",
         "machine": meta["machine"],
@@ -362,19 +424,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sizes", nargs="*", help="1day, or target events such as 100k, 300k, 1M, 3M")
     parser.add_argument("--days", type=int, default=75, help="days of history of every size but 1day")
+    parser.add_argument("--one-day-of", default="30k", help="the size whose users and items the 1-day shop has")
     parser.add_argument("--fresh", action="store_true", help="drop the sizes already in the result file")
     parser.add_argument("--merge", type=Path, help=f"a JSON file with any of {', '.join(MERGEABLE)}")
     parser.add_argument("--keep", action="store_true", help="keep each size's databases and state folder")
+    parser.add_argument(
+        "--daily",
+        action="store_true",
+        help="at the last size: load one more day and run transform again (the incremental daily run)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
     args = parser.parse_args(argv)
     targets = {text.lower(): parse_size(text) for text in args.sizes}
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     sizes = {} if args.fresh else {size["label"]: size for size in previous.get("sizes", [])}
-    smallest = min([t for t in targets.values() if t] or [100_000])
+    one_day = (*shop_shape(parse_size(args.one_day_of), args.days)[:2], 1)
     base = settings()
     for label, target in targets.items():
-        sizes[label] = measure_size(base, label, target, args.days, smallest, args.keep)
+        shape = shop_shape(target, args.days) if target else one_day
+        daily = args.daily and label == list(targets)[-1]
+        sizes[label] = measure_size(base, label, shape, daily, args.keep)
         result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         _log(f"{label}: total {sizes[label]['total_s']}s; wrote {args.out}")

@@ -78,7 +78,8 @@ def plot_growth(sizes: list[dict], fits: dict[str, GrowthFit], out: Path, title:
         ax.set_title(f"{stage} (fixed {fit.fixed_s:.0f} s)")
         ax.set_xlabel("events")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if points:
+            ax.legend(fontsize=8)
     axes[0][0].set_ylabel("seconds above the 1-day shop")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
