@@ -51,3 +51,29 @@ def test_sizes_parse_and_scale_users_and_items_with_events() -> None:
     assert [S.parse_size(t) for t in ("1day", "300k", "1M", "2.5m", "5000")] == [0, 300_000, 1_000_000, 2_500_000, 5000]
     users, items, days = S.shop_shape(10_000_000, 75)
     assert days == 75 and 95_000 < users < 105_000 and items == users // 5
+
+
+def _size(label: str, events: int, seconds: float, daily: dict | None = None) -> dict:
+    stages = {stage: {"wall_s": seconds} for stage in F.STAGES}
+    return {"label": label, "events": events, "stages": stages, "daily": daily}
+
+
+def test_the_fixed_cost_is_the_shortest_one_day_shop_and_one_day_shops_are_not_fitted() -> None:
+    sizes = [_size("1day", 400, 30.0), _size("1day-2", 400, 10.0)]
+    sizes += [_size(f"{x:.0f}", int(x), 10.0 + 1e-3 * x) for x in EVENTS]
+    fits = S.fits(sizes)
+    assert fits is not None
+    assert {fit.fixed_s for fit in fits.values()} == {10.0}
+    assert [fit.exponent for fit in fits.values()] == pytest.approx([1.0] * len(F.STAGES), abs=1e-3)
+    assert S.fits(sizes[2:]) is None
+
+
+def test_the_daily_ratio_comes_from_the_largest_size_only() -> None:
+    small = _size("100k", 100_000, 50.0, daily={"transform_over_full": 0.5})
+    large = _size("1M", 1_000_000, 90.0)
+    assert S.measured_here([small, large]) == {}
+    large["daily"] = {"transform_over_full": 0.42}
+    assert S.merged_extras({}, None, [small, large])["incremental_daily_ratio"] == 0.42
+    extras = S.merged_extras({}, None, [small])
+    assert extras["sharded_speedup_2_workers"] is None
+    assert extras["sharded_speedup_2_workers_source"] == "not measured in this run"
