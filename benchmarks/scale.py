@@ -8,7 +8,7 @@ each size a deployment of its own (database prefix ``recomart_scale_<hex>``, a s
 Airflow home and landing files, a catalog API on a free port) on the servers of ``RECOMART_PG_URL`` /
 ``RECOMART_REDIS_URL`` (default: the checkout's) runs the demo's chain through Airflow
 (:mod:`recomart.airflow_runner`: ``ingest_catalog``, ``ingest_events``, ``transform``, ``train``,
-``recommend``), and is dropped afterwards.  With ``--daily`` the last size keeps its last day back,
+``recommend``), and is dropped afterwards.  With ``--daily`` the largest size keeps its last day back,
 then loads it and runs ``transform`` again: the incremental daily run, against the first (full) one.
 
 Per stage (ingest = ``ingest_catalog`` + ``ingest_events``): the wall seconds of its DAG runs, the peak
@@ -58,6 +58,7 @@ EVENTS_PER_USER_DAY = 1.33  # the generator's mean at its default activity (1.99
 MERGEABLE = ("speedup_vs_single_task", "sharded_speedup_2_workers", "incremental_daily_ratio")
 EXTRAPOLATE_TO = 10_000_000
 SAMPLE_S = 0.2
+CPU_SAMPLE_S = 1.0
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
 
 
@@ -109,12 +110,20 @@ def size_settings(base: Settings, work: Path, users: int, items: int, days: int)
 
 
 class ChainMonitor:
-    """Samples the RSS of the runner's process tree; ``peaks[dag] = (largest process, whole tree)`` bytes."""
+    """Samples, every :data:`SAMPLE_S`, the runner's process tree: ``peaks[dag] = (largest process, whole
+    tree)`` RSS bytes; and, every :data:`CPU_SAMPLE_S`, the CPU seconds (user + system) of this process's
+    children (the runner, the tasks' tools, the catalog API) and of the Postgres backends of the
+    deployment's databases (``postgres: ... <prefix>...`` processes): ``cpu[dag]`` seconds.  CPU time
+    hardly depends on other jobs' load, wall time does; a process's last interval before it exits is
+    lost, and Redis's share (a shared server) is not counted."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, db_prefix: str) -> None:
         self.root = psutil.Process(pid)
+        self.db_prefix = db_prefix
         self.dag: str | None = None
         self.peaks: dict[str, tuple[int, int]] = {}
+        self.cpu: dict[str, float] = {}
+        self._seen: dict[tuple[int, float], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -127,21 +136,49 @@ class ChainMonitor:
         self._thread.join()
 
     def _loop(self) -> None:
+        ticks = 0
         while not self._stop.wait(SAMPLE_S):
+            ticks += 1
+            self._sample_rss()
+            if ticks % round(CPU_SAMPLE_S / SAMPLE_S) == 0:
+                self._sample_cpu()
+
+    def _sample_rss(self) -> None:
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return
+        rss = []
+        for proc in procs:
             try:
-                procs = [self.root, *self.root.children(recursive=True)]
+                rss.append(proc.memory_info().rss)
             except psutil.Error:
-                return
-            rss = []
-            for proc in procs:
-                try:
-                    rss.append(proc.memory_info().rss)
-                except psutil.Error:
-                    continue
-            dag = self.dag
-            if dag and rss:
-                largest, tree = self.peaks.get(dag, (0, 0))
-                self.peaks[dag] = (max(largest, max(rss)), max(tree, sum(rss)))
+                continue
+        dag = self.dag
+        if dag and rss:
+            largest, tree = self.peaks.get(dag, (0, 0))
+            self.peaks[dag] = (max(largest, max(rss)), max(tree, sum(rss)))
+
+    def _watched(self) -> list[psutil.Process]:
+        backends = [
+            proc
+            for proc in psutil.process_iter(["cmdline"])
+            if any(self.db_prefix in part for part in (proc.info["cmdline"] or [])[:1])
+        ]
+        return [*psutil.Process().children(recursive=True), *backends]
+
+    def _sample_cpu(self) -> None:
+        spent = 0.0
+        for proc in self._watched():
+            try:
+                key, times = (proc.pid, proc.create_time()), proc.cpu_times()
+            except psutil.Error:
+                continue
+            total = times.user + times.system
+            spent += total - self._seen.get(key, 0.0)
+            self._seen[key] = total
+        dag = self.dag or "between"
+        self.cpu[dag] = self.cpu.get(dag, 0.0) + spent
 
 
 def database_mb(s: Settings, name: str) -> float:
@@ -170,6 +207,7 @@ def _on_event(s: Settings, event: dict[str, Any], monitor: ChainMonitor, runs: d
             warehouse_mb=database_mb(s, s.warehouse_db),
             peak_rss_mb=round(largest / 1e6, 1),
             peak_tree_rss_mb=round(tree / 1e6, 1),
+            cpu_s=round(monitor.cpu.get(key, 0.0), 1),
         )
 
 
@@ -185,7 +223,7 @@ def run_chain(s: Settings, chain: list[dict], log_path: Path) -> tuple[dict[str,
     )
     assert proc.stdout is not None
     task, task_started = "", 0.0
-    with ChainMonitor(proc.pid) as monitor, log_path.open("w") as log:
+    with ChainMonitor(proc.pid, s.db_prefix) as monitor, log_path.open("w") as log:
         for line in proc.stdout:
             log.write(line)
             if line.startswith(MARK):
@@ -215,6 +253,7 @@ def stage_figures(runs: dict[str, dict]) -> dict[str, dict]:
             {"wall_s": 0.0, "peak_rss_mb": 0.0, "peak_tree_rss_mb": 0.0, "load_avg_start": run["load_avg_start"]},
         )
         stage["wall_s"] = round(stage["wall_s"] + run["seconds"], 1)
+        stage["cpu_s"] = round(stage.get("cpu_s", 0.0) + run["cpu_s"], 1)
         stage["peak_rss_mb"] = max(stage["peak_rss_mb"], run["peak_rss_mb"])
         stage["peak_tree_rss_mb"] = max(stage["peak_tree_rss_mb"], run["peak_tree_rss_mb"])
         stage["load_avg_end"], stage["warehouse_mb_after"] = run["load_avg_end"], run["warehouse_mb"]
@@ -262,6 +301,8 @@ def daily_figures(runs: dict[str, dict], day_events: int) -> dict[str, Any]:
         "ingest_events_s": runs["ingest_events.daily"]["seconds"],
         "transform_s": daily["seconds"],
         "transform_over_full": round(daily["seconds"] / full["seconds"], 3),
+        "cpu_s": daily["cpu_s"],
+        "cpu_over_full": round(daily["cpu_s"] / full["cpu_s"], 3) if full["cpu_s"] else None,
         "dbt_build_s": dbt_daily,
         "dbt_build_over_full": round(dbt_daily / dbt_full, 3) if dbt_full and dbt_daily else None,
         "tasks_s": daily["tasks"],
@@ -318,9 +359,11 @@ def is_fixed_cost(size: dict) -> bool:
     return bool(size["label"].startswith("1day"))
 
 
-def fits(sizes: list[dict]) -> dict[str, GrowthFit] | None:
-    """Each stage's growth fit over the sizes other than the 1-day shops; a stage's fixed cost is its
-    shortest time over the 1-day shops (the load of other jobs only adds to it).  None without one."""
+def fits(sizes: list[dict], metric: str = "wall_s") -> dict[str, GrowthFit] | None:
+    """Each stage's growth fit of ``metric`` (``wall_s`` or ``cpu_s``) over the sizes that measured it,
+    other than the 1-day shops; a stage's fixed cost is its shortest value over the 1-day shops (the
+    load of other jobs only adds to it).  None without one."""
+    sizes = [size for size in sizes if all(metric in size["stages"][stage] for stage in STAGES)]
     one_day = [size for size in sizes if is_fixed_cost(size)]
     grown = sorted((size for size in sizes if not is_fixed_cost(size)), key=lambda size: size["events"])
     if not one_day:
@@ -329,8 +372,8 @@ def fits(sizes: list[dict]) -> dict[str, GrowthFit] | None:
     return {
         stage: fit_growth(
             events,
-            [size["stages"][stage]["wall_s"] for size in grown],
-            min(size["stages"][stage]["wall_s"] for size in one_day),
+            [size["stages"][stage][metric] for size in grown],
+            min(size["stages"][stage][metric] for size in one_day),
         )
         for stage in STAGES
     }
@@ -348,12 +391,29 @@ def fit_figures(sizes: list[dict]) -> dict[str, Any]:
         "r2": {stage: fit.r2 for stage, fit in stage_fits.items()},
         "fixed_s": {stage: fit.fixed_s for stage, fit in stage_fits.items()},
         "fit_points": {stage: {"used": fit.points, "dropped": fit.dropped} for stage, fit in stage_fits.items()},
+        "cpu": cpu_fit_figures(sizes),
         "extrapolated_10m": {
             "note": f"EXTRAPOLATION, not a measurement: fixed + a * events**k at {EXTRAPOLATE_TO:,} events from "
             f"fits whose largest measured shop has {largest:,} events",
             "stages_s": {k: None if v is None else round(v, 1) for k, v in predicted.items()},
             "total_s": None if None in predicted.values() else round(sum(v for v in predicted.values() if v), 1),
         },
+    }
+
+
+def cpu_fit_figures(sizes: list[dict]) -> dict[str, Any] | None:
+    """The same fit on each stage's CPU seconds (sizes measured with them only), which other jobs' load
+    hardly changes; None before any."""
+    cpu_fits = fits(sizes, "cpu_s")
+    if cpu_fits is None:
+        return None
+    return {
+        "note": "CPU seconds (user + system) of the chain's processes and of the deployment's Postgres "
+        "backends; Redis (a shared server) not counted",
+        "exponents": {stage: fit.exponent for stage, fit in cpu_fits.items()},
+        "r2": {stage: fit.r2 for stage, fit in cpu_fits.items()},
+        "fixed_s": {stage: fit.fixed_s for stage, fit in cpu_fits.items()},
+        "fit_points": {stage: {"used": fit.points, "dropped": fit.dropped} for stage, fit in cpu_fits.items()},
     }
 
 
@@ -431,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--daily",
         action="store_true",
-        help="at the last size: load one more day and run transform again (the incremental daily run)",
+        help="at the largest size: load one more day and run transform again (the incremental daily run)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
@@ -443,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = settings()
     for label, target in targets.items():
         shape = shop_shape(target, args.days) if target else one_day
-        daily = args.daily and label == list(targets)[-1]
+        daily = args.daily and target == max(targets.values())
         sizes[label] = measure_size(base, label, shape, daily, args.keep)
         result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
