@@ -58,6 +58,7 @@ EVENTS_PER_USER_DAY = 1.33  # the generator's mean at its default activity (1.99
 MERGEABLE = ("speedup_vs_single_task", "sharded_speedup_2_workers", "incremental_daily_ratio")
 EXTRAPOLATE_TO = 10_000_000
 SAMPLE_S = 0.2
+LOADS = ("load_avg_start", "load_avg_end")
 CPU_SAMPLE_S = 1.0
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
 
@@ -499,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = {text.lower(): parse_size(text) for text in args.sizes}
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     sizes = {} if args.fresh else {size["label"]: size for size in previous.get("sizes", [])}
+    if not targets and not sizes:
+        parser.error(f"no size given and none measured in {args.out}")
     one_day = (*shop_shape(parse_size(args.one_day_of), args.days)[:2], 1)
     base = settings()
     for label, target in targets.items():
@@ -510,9 +513,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log(f"{label}: total {sizes[label]['total_s']}s; wrote {args.out}")
     result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    stage_fits = fits(result["sizes"])
-    if stage_fits:
-        plot_growth(result["sizes"], stage_fits, args.plot, f"RecoMart chain, {result['machine']}")
+    by_metric = {metric: f for metric in ("wall_s", "cpu_s") if (f := fits(result["sizes"], metric))}
+    if by_metric:
+        loads = [stage[k][0] for size in result["sizes"] for stage in size["stages"].values() for k in LOADS]
+        title = f"RecoMart chain through Airflow; {result['machine']}; 1-min load {min(loads):.0f}-{max(loads):.0f}"
+        plot_growth(result["sizes"], by_metric, args.plot, title)
     print(json.dumps({k: result.get(k) for k in ("exponents", "r2", "fixed_s", "extrapolated_10m")}, indent=2))
     return 0
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,30 +59,41 @@ def fit_growth(events: Sequence[float], seconds: Sequence[float], fixed_s: float
     )
 
 
-def plot_growth(sizes: list[dict], fits: dict[str, GrowthFit], out: Path, title: str) -> None:
-    """Log-log panels, one per stage: measured ``wall_s - fixed`` against events, and the fitted line."""
+def _panel(ax: Any, sizes: list[dict], stage: str, fits: dict[str, dict[str, GrowthFit]]) -> None:
+    """One stage's measured values above the fixed cost and fitted lines, one series per metric."""
+    for (metric, stage_fits), marker in zip(fits.items(), ("o", "s"), strict=False):
+        fit = stage_fits[stage]
+        points = [
+            (s["events"], s["stages"][stage][metric] - fit.fixed_s) for s in sizes if metric in s["stages"][stage]
+        ]
+        points = [(x, y) for x, y in points if y > 0]
+        if not points:
+            continue
+        line = ax.loglog(*zip(*points, strict=True), marker, label=f"{metric} − fixed {fit.fixed_s:.0f} s")
+        if fit.exponent is not None:
+            xs = np.geomspace(min(x for x, _ in points), max(x for x, _ in points), 20)
+            ys = [(fit.predict(x) or 0.0) - fit.fixed_s for x in xs]
+            ax.loglog(xs, ys, "-", color=line[0].get_color(), label=f"k={fit.exponent}, R²={fit.r2}")
+    ax.set_title(stage)
+    ax.set_xlabel("events")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def plot_growth(sizes: list[dict], fits: dict[str, dict[str, GrowthFit]], out: Path, title: str) -> None:
+    """Log-log panels, one per stage: each metric's (``fits`` by metric, then stage) measured value
+    above the stage's fixed cost against events, and its fitted line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(STAGES), figsize=(4 * len(STAGES), 3.6), squeeze=False)
-    for ax, stage in zip(axes[0], STAGES, strict=True):
-        fit = fits[stage]
-        points = [(s["events"], s["stages"][stage]["wall_s"] - fit.fixed_s) for s in sizes]
-        points = [(x, y) for x, y in points if y > 0]
-        if points:
-            ax.loglog(*zip(*points, strict=True), "o", label="measured − fixed")
-        if fit.exponent is not None and points:
-            xs = np.geomspace(min(x for x, _ in points), max(x for x, _ in points), 20)
-            ax.loglog(xs, [fit.predict(x) - fit.fixed_s for x in xs], "-", label=f"k={fit.exponent}, R²={fit.r2}")
-        ax.set_title(f"{stage} (fixed {fit.fixed_s:.0f} s)")
-        ax.set_xlabel("events")
-        ax.grid(True, which="both", alpha=0.3)
-        if points:
-            ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("seconds above the 1-day shop")
-    fig.suptitle(title, fontsize=10)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8))
+    for ax, stage in zip(axes.flat, STAGES, strict=True):
+        _panel(ax, sizes, stage, fits)
+        ax.set_ylabel("seconds above the 1-day shop")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
