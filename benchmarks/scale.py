@@ -212,6 +212,11 @@ def _on_event(s: Settings, event: dict[str, Any], monitor: ChainMonitor, runs: d
         )
 
 
+def _add_task(tasks: dict[str, float], task_id: str, started: float) -> None:
+    """Add a task's seconds to ``tasks`` (a mapped task's instances run one after another: their sum)."""
+    tasks[task_id] = round(tasks.get(task_id, 0.0) + time.monotonic() - started, 1)
+
+
 def run_chain(s: Settings, chain: list[dict], log_path: Path) -> tuple[dict[str, dict], float]:
     """``chain``'s DAG runs (``{"dag_id", "conf"}``) in one runner process (migrating Airflow's database
     first); returns the runs by DAG (``<dag>.daily`` for a DAG's second run) and the runner's wall
@@ -230,14 +235,14 @@ def run_chain(s: Settings, chain: list[dict], log_path: Path) -> tuple[dict[str,
             if line.startswith(MARK):
                 event = json.loads(line[len(MARK) :])
                 if task and event["event"] == "end" and monitor.dag:  # the DAG's last task ends with it
-                    runs[monitor.dag]["tasks"][task] = round(time.monotonic() - task_started, 1)
+                    _add_task(runs[monitor.dag]["tasks"], task, task_started)
                     task = ""
                 _on_event(s, event, monitor, runs)
                 if event["event"] != "migrated":
                     _log(f"{event['dag_id']}: {event['event']} {event.get('seconds', '')}")
             elif match := _TASK_START.search(line):
                 if task and monitor.dag:
-                    runs[monitor.dag]["tasks"][task] = round(time.monotonic() - task_started, 1)
+                    _add_task(runs[monitor.dag]["tasks"], task, task_started)
                 task, task_started = match.group(1), time.monotonic()
     if proc.wait() != 0 or len(runs) != len(chain) or any(run.get("state") != "success" for run in runs.values()):
         raise RuntimeError(f"the chain stopped (exit {proc.returncode}); Airflow's output: {log_path}")
@@ -402,6 +407,10 @@ def fit_figures(sizes: list[dict]) -> dict[str, Any]:
     }
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def cpu_fit_figures(sizes: list[dict]) -> dict[str, Any] | None:
     """The same fit on each stage's CPU seconds (sizes measured with them only), which other jobs' load
     hardly changes; None before any."""
@@ -415,6 +424,7 @@ def cpu_fit_figures(sizes: list[dict]) -> dict[str, Any] | None:
         "r2": {stage: fit.r2 for stage, fit in cpu_fits.items()},
         "fixed_s": {stage: fit.fixed_s for stage, fit in cpu_fits.items()},
         "fit_points": {stage: {"used": fit.points, "dropped": fit.dropped} for stage, fit in cpu_fits.items()},
+        "extrapolated_10m_cpu_s": {stage: _rounded(fit.predict(EXTRAPOLATE_TO)) for stage, fit in cpu_fits.items()},
     }
 
 
@@ -461,7 +471,9 @@ def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executo
         "sizes": sizes,
         **fit_figures(sizes),
         "executor": executor,
-        "executor_note": "the demo's runner: dag.test() of each DAG in one recomart.airflow_runner process",
+        "executor_note": "the demo's runner: dag.test() of each DAG in one recomart.airflow_runner process, "
+        "which runs the tasks one at a time in that process (the configured executor, named here, is not "
+        "asked: mapped shard tasks do not run in parallel)",
         "dag_run_ids": {size["label"]: size["dag_run_ids"] for size in sizes},
         **merged_extras(previous, merge_file, sizes),
         "not_run": "10M events: not run (the machine is shared and the time available did not allow it); "
@@ -471,6 +483,7 @@ def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executo
         "load_average": meta["load_average"],
         "git_commit": meta["git_commit"],
         "command": meta["command"],
+        "commands": list(dict.fromkeys([*previous.get("commands", []), meta["command"]])),
         "measured_at": meta["measured_at"],
         "targets": {
             "exponent_max": 1.15,
