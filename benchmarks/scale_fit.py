@@ -64,7 +64,9 @@ def _panel(ax: Any, sizes: list[dict], stage: str, fits: dict[str, dict[str, Gro
     for (metric, stage_fits), marker in zip(fits.items(), ("o", "s"), strict=False):
         fit = stage_fits[stage]
         points = [
-            (s["events"], s["stages"][stage][metric] - fit.fixed_s) for s in sizes if metric in s["stages"][stage]
+            (s["events"], s["stages"][stage][metric] - fit.fixed_s)
+            for s in sizes
+            if metric in s["stages"][stage] and not s["label"].startswith("1day")  # the fixed costs themselves
         ]
         points = [(x, y) for x, y in points if y > 0]
         if not points:
