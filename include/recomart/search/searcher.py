@@ -19,6 +19,7 @@ import psycopg
 
 from recomart import marts
 from recomart.search import store
+from recomart.search.batching import QueryBatcher
 from recomart.search.fusion import FusionParams, reciprocal_rank_fusion
 from recomart.search.minilm import SearchExtraMissing
 from recomart.search.retrievers import (
@@ -157,10 +158,11 @@ class Searcher:
 
 @cache
 def _shared_encoder() -> Any:
-    """One encoder per process (its weights are read-only), kept across rebuilds of the index."""
+    """One encoder per process (its weights are read-only), kept across rebuilds of the index; queries
+    that arrive together (the API's threads) are encoded in one batch (:class:`QueryBatcher`)."""
     from recomart.search.minilm import MiniLMEncoder
 
-    return MiniLMEncoder()
+    return QueryBatcher(MiniLMEncoder())
 
 
 def _encoder_or_reason() -> tuple[Any, str]:
