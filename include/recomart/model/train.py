@@ -23,6 +23,7 @@ from recomart.model.blend_search import COMPONENT_KEYS, BlendFit, blend_record, 
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import DECISION_METRIC, TrainingConfig
 from recomart.model.evaluate import Contender, eval_set, evaluate_blends, evaluate_models
+from recomart.model.ranker_stage import FeaturesAt, RankerStage, fit_ranker_stage
 from recomart.model.split import Split, make_event_split, make_split, overlapping_pairs, pairs_from_events
 from recomart.model.tuning import TunedSVD, tune_svd
 from recomart.ranking.blend import BlendWeights
@@ -253,6 +254,8 @@ def train_tune_evaluate(
     champion: Champion | None = None,
     catalogue: Catalogue | None = None,
     dataset_source: str = RATINGS_RELATION,
+    features_at: FeaturesAt | None = None,
+    feature_service: str | None = None,
 ) -> TrainResult:
     """Split three ways, tune the SVD and fit the blend on validation, score the test part once.
 
@@ -270,6 +273,11 @@ def train_tune_evaluate(
        options.  Feeds with repeat purchases are scored like the nightly job serves them: nothing
        excluded, repeats relevant; other feeds exclude every seen item.
     4. The served hybrid is fitted (:func:`fit_served_recommender`).
+    5. Unless ``config.ranker`` is ``off``, the learned ranker is fitted on validation over the
+       candidate generators with the user and item features of ``features_at`` (the feature store's
+       ``feature_service`` read point-in-time at each cutoff), compared with the blend on validation and
+       scored on the test window; the winner (or the one ``config.ranker`` names) is registered
+       (:mod:`recomart.model.ranker_stage`, :func:`with_ranker`).
 
     A champion whose factors saw data past this split's earliest test row is flagged
     (``champion_saw_test_data``).
@@ -294,6 +302,10 @@ def train_tune_evaluate(
         evaluation = evaluate_on_test(split, eval_model, blend, champion, catalogue, config)
     with _timed(timings, "fit_full_s"):
         recommender = fit_served_recommender(data, eval_model, tuned.params, blend, catalogue, config)
+    stage = None
+    if config.ranker != "off":
+        stage = _ranker_stage(split, data, tuned, blend, catalogue, config, features_at, feature_service)
+        timings.update(stage.timings)
     timings["total_s"] = sum(timings.values())
     split_info = {
         **_split_record(data, split, n_negatives, evaluation["info"]),
@@ -302,8 +314,61 @@ def train_tune_evaluate(
     result = _result(config, catalogue, data, split, tuned, blend, eval_model, recommender, evaluation, split_info)
     result.timings, result.dataset_source = timings, dataset_source
     result.champion_version = None if champion is None else champion.version
+    with_ranker(result, stage)
     _log_outcome(result, blend)
     return result
+
+
+def _ranker_stage(
+    split: Split,
+    data: pd.DataFrame,
+    tuned: TunedSVD,
+    blend: BlendFit,
+    catalogue: Catalogue,
+    config: TrainingConfig,
+    features_at: FeaturesAt | None,
+    feature_service: str | None,
+) -> RankerStage:
+    """:func:`recomart.model.ranker_stage.fit_ranker_stage` with the round's blend (train-part SVD)."""
+    train_model = tuned.train_model or fit_biased_svd(split.train, config.svd_settings(tuned.params))[0]
+    blend_hybrid = catalogue.hybrid(
+        weights=BlendWeights.from_meta({"weights": blend.weights}),
+        options=blend.options,
+        svd=BiasedSVD.from_factors(train_model),
+        exclude_seen=not catalogue.repeat_purchases,
+    )
+    return fit_ranker_stage(
+        split,
+        data,
+        blend_hybrid,
+        catalogue,
+        svd=config.svd_settings(tuned.params),
+        features_at=features_at,
+        feature_service=feature_service,
+        strategy=config.ranker,
+        k=config.k,
+        seed=config.seed,
+    )
+
+
+def with_ranker(result: TrainResult, stage: RankerStage | None) -> None:
+    """Record the registered strategy in ``result`` (``metadata["strategy"]``: ``ranker`` or ``blend``).
+
+    With a ranker stage, ``metrics["blend"]`` keeps the blend's test figures and ``metrics["ranker"]``
+    the ranker's; when the ranker is registered, ``metrics["model"]`` (what the gate judges) becomes the
+    ranker's figures and the served hybrid ranks through it."""
+    result.metadata["strategy"] = "blend" if stage is None else stage.strategy
+    if stage is None:
+        return
+    result.metrics["blend"] = dict(result.metrics["model"])
+    result.metrics["ranker"] = dict(stage.metrics)
+    result.curves["ranker"] = stage.curves
+    result.metadata["ranker"] = stage.record
+    if stage.strategy == "ranker":
+        result.metrics["model"] = dict(stage.metrics)
+        result.recommender.ranker = stage.served
+        metric = result.primary_metric
+        result.beats_popularity = bool(result.metrics["model"][metric] > result.metrics["popularity"][metric])
 
 
 def _fit_blend(
