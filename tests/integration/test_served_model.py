@@ -281,3 +281,28 @@ def test_the_ranker_timings_are_in_the_run_and_the_summary(ranked) -> None:
     metrics = MlflowClient(tracking_uri=uri, registry_uri=uri).get_run(summary["run_id"]).data.metrics
     assert metrics["time_ranker_train_s"] == pytest.approx(summary["timings"]["ranker_train_s"], abs=1e-3)
     assert "time_ranker_features_s" in metrics
+
+
+def test_a_ranker_champion_is_rescored_as_a_ranker(ranked, marts_dsn: str) -> None:
+    """The next round re-scores a champion registered as the ranker with its learned model (generators
+    refitted on the round's train + validation parts): on the same data and seed that is the candidate's
+    ranker exactly, so the candidate does not beat it."""
+    from recomart.marts import read_catalogue, read_ratings
+    from recomart.model.catalogue import Catalogue
+    from recomart.model.config import TrainingConfig
+    from recomart.model.promotion import train_and_gate
+
+    settings = ranked["settings"]
+    frames = read_catalogue(marts_dsn)
+    outcome = train_and_gate(
+        read_ratings(marts_dsn),
+        tracking_uri=settings.mlflow_tracking_uri,
+        model_name=settings.model_name,
+        artifact_dir=settings.mlflow_artifacts_dir,
+        config=TrainingConfig.from_settings(settings),
+        catalogue=Catalogue(frames.products, frames.users, False),
+    )
+    metrics = outcome.result.metrics
+    assert outcome.previous_champion == ranked["summary"]["model_version"]
+    assert metrics["champion"] == pytest.approx(metrics["ranker"]) and metrics["champion"] != metrics["blend"]
+    assert not outcome.registered.promoted and "does not beat champion" in outcome.registered.reason

@@ -43,6 +43,7 @@ from recomart.ranking.base import Recommender
 from recomart.ranking.history import ExcludePolicy, UserHistory
 from recomart.ranking.hybrid import HybridRecommender
 from recomart.ranking.ranker import LearnedRanker
+from recomart.ranking.ranker_features import frame_columns
 from recomart.ranking.svd import SVDSettings
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,13 @@ class _Clock:
     def timings(self) -> dict[str, float]:
         total = time.perf_counter() - self.started
         return {"ranker_features_s": self.features_s, "ranker_train_s": total - self.features_s}
+
+
+def _store_columns(ranker: LearnedRanker) -> list[str]:
+    """The learned feature columns that come from the feature store's user and item frames."""
+    none = np.zeros(0, dtype=object)
+    names = {*frame_columns(ranker.user_features, none, "user_"), *frame_columns(ranker.item_features, none, "item_")}
+    return [name for name in ranker.feature_names if name in names]
 
 
 def _window_start(frame: pd.DataFrame) -> pd.Timestamp:
@@ -151,22 +159,22 @@ def fit_ranker_stage(
     won = "ranker" if validation["ranker"] > validation["blend"] else "blend"
     chosen = won if strategy == "validation" else strategy
     metrics, curves = _test_figures(ranker, split, catalogue, clock, k, policy)
-    served = None
-    if chosen == "ranker":
-        served = ranker.fit(catalogue.serving_set(data))
-        served.user_features = served.item_features = None  # read again at each ranking's cutoff
     record.update(
         strategy=chosen,
         strategy_rule=strategy,
         validation_ndcg=validation,
         n_compare_users=int(len(compare)),
         feature_service=ranker.feature_service,
-        store_features=[n for n in ranker.feature_names if n.startswith(("user_", "item_"))],
+        store_features=_store_columns(ranker),
         generators=list(ranker.generators),
         n_candidates=RANKER_CANDIDATES,
         **ranker.evidence,
         feature_importances=ranker.feature_importances(),
     )
+    served = None
+    if chosen == "ranker":
+        served = ranker.fit(catalogue.serving_set(data))
+        served.user_features = served.item_features = None  # read again at each ranking's cutoff
     stage = RankerStage(chosen, validation, metrics, curves, served, record, clock.timings())
     log.info(
         "ranker nDCG@%d on %d validation users %.4f vs blend %.4f: registering the %s (%s)",
@@ -196,3 +204,17 @@ def _test_figures(
     top = evaluation.items.get_indexer(pd.Index(ids.ravel())).reshape(ids.shape)
     metrics, curve = ranking_summary(top, evaluation.relevant, len(evaluation.items), k, ks, CURVE_KS)
     return metrics, curve
+
+
+def rescore_champion_ranker(
+    champion: LearnedRanker, split: Split, catalogue: Catalogue, features_at: FeaturesAt | None, k: int = 10
+) -> dict[str, float] | None:
+    """The test figures of a champion whose registered strategy is the ranker: its learned model kept,
+    its generators refitted on this round's train + validation parts (never on the test window) and
+    its store features read at the test cutoff, as :func:`_test_figures` scores the candidate.  None
+    (with a warning) when it reads a feature service that ``features_at`` cannot provide."""
+    if champion.feature_service is not None and features_at is None:
+        log.warning("the champion's ranker reads %s, unreadable here: not re-scored", champion.feature_service)
+        return None
+    policy: ExcludePolicy = "interacted" if not catalogue.repeat_purchases else "none"
+    return _test_figures(champion, split, catalogue, _Clock(features_at), k, policy)[0]

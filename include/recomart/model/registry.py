@@ -35,6 +35,7 @@ from recomart.model.serialization import (
     METADATA_ARTIFACT,
     RECOMMENDER_ARTIFACT,
     load_factors,
+    load_hybrid,
     save_factors,
     save_hybrid,
 )
@@ -478,13 +479,18 @@ def load_champion_for_gate(tracking_uri: str, model_name: str) -> Champion | Non
     """The ``@champion`` as the gate re-scores it (:class:`recomart.model.train.Champion`): the factors
     its own test figures were measured with (fitted before its test window), its weights and options,
     or ``None`` while there is none.  Re-scoring the served factors, refitted on all data, would favour
-    the champion on any window it was trained on."""
+    the champion on any window it was trained on.  A champion registered as the learned ranker brings
+    it (:func:`recomart.model.ranker_stage.rescore_champion_ranker` re-scores it)."""
     with _champion_files(tracking_uri, model_name) as files:
         if files is None:
             return None
         local, meta, version = files
         factors = load_factors(_find_artifact(local, EVAL_FACTORS_ARTIFACT, "eval_factors.npz"))
+        ranker = None
+        if meta.get("strategy") == "ranker":
+            ranker = load_hybrid(_find_artifact(local, RECOMMENDER_ARTIFACT, "recommender")).ranker
     return Champion(
+        ranker=ranker,
         factors=factors,
         version=version,
         trained_through=meta.get("eval_trained_through"),

@@ -23,12 +23,13 @@ from recomart.model.blend_search import COMPONENT_KEYS, BlendFit, blend_record, 
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import DECISION_METRIC, TrainingConfig
 from recomart.model.evaluate import Contender, eval_set, evaluate_blends, evaluate_models
-from recomart.model.ranker_stage import FeaturesAt, RankerStage, fit_ranker_stage
+from recomart.model.ranker_stage import FeaturesAt, RankerStage, fit_ranker_stage, rescore_champion_ranker
 from recomart.model.split import Split, make_event_split, make_split, overlapping_pairs, pairs_from_events
 from recomart.model.tuning import TunedSVD, tune_svd
 from recomart.ranking.blend import BlendWeights
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.hybrid import HybridRecommender
+from recomart.ranking.ranker import LearnedRanker
 from recomart.ranking.svd import BiasedSVD, fit_biased_svd
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,15 @@ RATING_COLUMNS = ["user_id", "item_id", "rating", "event_timestamp"]
 class Champion:
     """The current champion as the gate re-scores it: the factors its own test figures came from
     (fitted before its test window), its version, the latest timestamp those factors saw, and its
-    blend weights and component options (the defaults for a version that has none)."""
+    blend weights and component options (the defaults for a version that has none), and its learned
+    ranker when that is its registered strategy (re-scored instead of its blend)."""
 
     factors: FactorModel
     version: str | None = None
     trained_through: str | None = None
     weights: BlendWeights = field(default_factory=BlendWeights)
     options: Mapping[str, Any] = field(default_factory=dict)
+    ranker: LearnedRanker | None = None
 
 
 @dataclass(eq=False)
@@ -306,6 +309,10 @@ def train_tune_evaluate(
     if config.ranker != "off":
         stage = _ranker_stage(split, data, tuned, blend, catalogue, config, features_at, feature_service)
         timings.update(stage.timings)
+    if champion is not None and champion.ranker is not None:
+        rescored = rescore_champion_ranker(champion.ranker, split, catalogue, features_at, config.k)
+        if rescored is not None:
+            evaluation["metrics"]["champion"] = rescored
     timings["total_s"] = sum(timings.values())
     split_info = {
         **_split_record(data, split, n_negatives, evaluation["info"]),

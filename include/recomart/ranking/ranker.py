@@ -50,8 +50,6 @@ from recomart.ranking.svd import BiasedSVD
 GENERATOR_CLASSES: dict[str, Any] = {
     cls.__name__: cls for cls in (BiasedSVD, EASE, RP3Beta, ItemItem, Content, Popularity, BuyAgain)
 }
-#: the ``user_`` / ``item_`` features computed from the history (not read from the feature store)
-HISTORY_FEATURES = frozenset({"user_n_items", "user_days_inactive", "item_log_users", "item_log_recent_users"})
 
 #: LightGBM settings of the ranker (``num_threads`` and the seed are set by :class:`LearnedRanker`)
 RANKER_PARAMS: dict[str, Any] = {
@@ -297,11 +295,6 @@ class LearnedRanker(Recommender):
         ranker.feature_service = settings.get("feature_service")
         ranker.evidence = dict(settings.get("evidence") or {})
         return ranker
-
-    def uses_store_features(self) -> bool:
-        """Whether the learned model reads user or item feature-store columns (``user_`` / ``item_``
-        columns beyond the ones computed from the history)."""
-        return any(name.startswith(("user_", "item_")) and name not in HISTORY_FEATURES for name in self.feature_names)
 
     def feature_importances(self) -> dict[str, float]:
         """Total gain of each feature in the learned model, largest first."""
