@@ -88,7 +88,7 @@ def strategy_note(
     0.3301, blend 0.3100, best component svd 0.2800, popularity 0.1500"``."""
     record = record or {}
     validation = record.get("validation_ndcg") or {}
-    why = ""
+    why = f" (ranker not fitted: {record['skipped']})" if record.get("skipped") else ""
     if validation:
         rule = record.get("strategy_rule", "validation")
         chooser = "" if rule == "validation" else f", set by the ranker={rule!r} setting"

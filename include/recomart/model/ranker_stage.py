@@ -58,8 +58,10 @@ COMPARE_SHARE = 0.3
 class RankerStage:
     """What the stage produced: the ``strategy`` to register (``ranker`` or ``blend``) and why
     (``validation``: nDCG@k of both on the comparison users), the ranker's test ``metrics`` / ``curves``,
-    the ranker fitted for serving (None unless it is registered), the ``record`` for the run and
-    the ``timings`` (``ranker_features_s``: feature-store reads, ``ranker_train_s``: the rest)."""
+    the ranker fitted for serving (None unless it is registered), the ``record`` for the run (its
+    ``skipped`` says why when the validation window is too small to fit the ranker: the blend is then
+    registered, ``validation`` and ``metrics`` are empty) and the ``timings`` (``ranker_features_s``:
+    feature-store reads, ``ranker_train_s``: the rest)."""
 
     strategy: str
     validation: dict[str, float]
@@ -140,22 +142,19 @@ def fit_ranker_stage(
     exclude_seen = not catalogue.repeat_purchases
     policy: ExcludePolicy = "interacted" if exclude_seen else "none"
     clock = _Clock(features_at)
-    generators, record = _tuned_generators(split, catalogue, svd, k, exclude_seen)
-    ranker = LearnedRanker(
-        generators, n_candidates=RANKER_CANDIDATES, exclude=policy, seed=seed, num_threads=RANKER_THREADS
-    )
-    ranker.feature_service = feature_service if features_at is not None else None
-    training = catalogue.evaluation_set(split.train)
-    ranker.item_ids = training.item_ids
     compare = _compare_users(split.valid, seed)
-    held = split.valid["user_id"].astype(str).isin(compare).to_numpy()
-    clock.attach(ranker, _window_start(split.valid), training.entries.user_ids)
-    ranker.fit_ranker(training, split.valid[~held])
-    compared = split.valid[held]
-    validation = {
-        "ranker": validation_ndcg(ranker, training, compared, k=k, exclude_seen=exclude_seen)[0],
-        "blend": validation_ndcg(blend_hybrid.fit(training), training, compared, k=k, exclude_seen=exclude_seen)[0],
-    }
+    record: dict[str, Any] = {}
+    try:
+        generators, record = _tuned_generators(split, catalogue, svd, k, exclude_seen)
+        ranker = LearnedRanker(
+            generators, n_candidates=RANKER_CANDIDATES, exclude=policy, seed=seed, num_threads=RANKER_THREADS
+        )
+        ranker.feature_service = feature_service if features_at is not None else None
+        validation = _fit_and_compare(ranker, split, catalogue, blend_hybrid, clock, compare, k)
+    except ValueError as exc:  # too few validation users to tune, learn from or compare on
+        log.warning("learned ranker not fitted, the blend is registered: %s", exc)
+        record.update(strategy="blend", strategy_rule=strategy, skipped=str(exc))
+        return RankerStage("blend", {}, {}, {}, None, record, clock.timings())
     won = "ranker" if validation["ranker"] > validation["blend"] else "blend"
     chosen = won if strategy == "validation" else strategy
     metrics, curves = _test_figures(ranker, split, catalogue, clock, k, policy)
@@ -186,6 +185,31 @@ def fit_ranker_stage(
         "validation winner" if strategy == "validation" else f"forced by the {strategy!r} setting",
     )
     return stage
+
+
+def _fit_and_compare(
+    ranker: LearnedRanker,
+    split: Split,
+    catalogue: Catalogue,
+    blend_hybrid: HybridRecommender,
+    clock: _Clock,
+    compare: np.ndarray,
+    k: int,
+) -> dict[str, float]:
+    """Fit ``ranker`` on the train part with the validation labels of the users not in ``compare``
+    (features at the validation cutoff); returns ``{"ranker", "blend"}``: nDCG@k of the ranker and of
+    ``blend_hybrid`` (fitted on the same part) on the ``compare`` users."""
+    exclude_seen = not catalogue.repeat_purchases
+    training = catalogue.evaluation_set(split.train)
+    ranker.item_ids = training.item_ids
+    clock.attach(ranker, _window_start(split.valid), training.entries.user_ids)
+    held = split.valid["user_id"].astype(str).isin(compare).to_numpy()
+    ranker.fit_ranker(training, split.valid[~held])
+    compared = split.valid[held]
+    return {
+        "ranker": validation_ndcg(ranker, training, compared, k=k, exclude_seen=exclude_seen)[0],
+        "blend": validation_ndcg(blend_hybrid.fit(training), training, compared, k=k, exclude_seen=exclude_seen)[0],
+    }
 
 
 def _test_figures(

@@ -367,10 +367,12 @@ def with_ranker(result: TrainResult, stage: RankerStage | None) -> None:
     result.metadata["strategy"] = "blend" if stage is None else stage.strategy
     if stage is None:
         return
+    result.metadata["ranker"] = stage.record
+    if not stage.metrics:  # not fitted (too small a validation window): nothing to report
+        return
     result.metrics["blend"] = dict(result.metrics["model"])
     result.metrics["ranker"] = dict(stage.metrics)
     result.curves["ranker"] = stage.curves
-    result.metadata["ranker"] = stage.record
     if stage.strategy == "ranker":
         result.metrics["model"] = dict(stage.metrics)
         result.recommender.ranker = stage.served
