@@ -372,9 +372,9 @@ def with_ranker(result: TrainResult, stage: RankerStage | None) -> None:
         return
     result.metrics["blend"] = dict(result.metrics["model"])
     result.metrics["ranker"] = dict(stage.metrics)
-    result.curves["ranker"] = stage.curves
+    result.curves["blend"], result.curves["ranker"] = result.curves["model"], stage.curves
     if stage.strategy == "ranker":
-        result.metrics["model"] = dict(stage.metrics)
+        result.metrics["model"], result.curves["model"] = dict(stage.metrics), stage.curves
         result.recommender.ranker = stage.served
         metric = result.primary_metric
         result.beats_popularity = bool(result.metrics["model"][metric] > result.metrics["popularity"][metric])
