@@ -20,8 +20,8 @@ user and item features read point-in-time at the validation cutoff) and register
 ranker and the blend wins on validation (`recomart.model.ranker_stage`; `RECOMART_TRAIN_RANKER`).
 
 The version gets alias `champion` only when its registered strategy (ranker or blend) beats popularity
-and the champion's blend on the test window, otherwise `challenger`; the decision, reason and weights are in the log and in
-`ops.model_promotions`. The recommend DAG ranks through the champion.
+and the champion on the test window, otherwise `challenger`; the decision, reason (naming the strategy)
+and weights are in the log and in `ops.model_promotions`. The recommend DAG ranks through the champion.
 
 Unchanged inputs do not retrain: when the marts' and the item vectors' digests and the training settings
 equal those of the last
