@@ -20,7 +20,9 @@ from recomart.ranking.blend import BlendWeights
 
 pytestmark = pytest.mark.integration
 
-FAST = {"max_trials": 2, "tuning_budget_s": 30.0}
+# the blend's gate (SVD coverage, re-scored factors and weights); a champion registered as the learned
+# ranker, and the gate's strategy note, are tested in test_served_model.py and tests/unit/test_ranker_storage.py
+FAST = {"max_trials": 2, "tuning_budget_s": 30.0, "ranker": "off"}
 TINY_VALIDATION = {"valid_fraction": 0.02, "test_fraction": 0.2}  # too few users to fit blend weights
 
 
