@@ -15,9 +15,13 @@ family, step = K), the blend fit (`blend.json`, with each content variant's vali
 logged as `valid_content_<variant>_<blend|alone>_ndcg`) and registers the fitted hybrid as an MLflow pyfunc
 (Postgres tracking and registry). Settings: `recomart.model.config.TrainingConfig.from_settings`.
 
-The version gets alias `champion` only when its blend beats popularity and the champion's blend on the
-test window, otherwise `challenger`; the decision, reason and weights are in the log and in
-`ops.model_promotions`. The recommend DAG ranks through the champion.
+It also fits the learned ranker (LightGBM LambdaRank over the candidate generators, with the Feast
+user and item features read point-in-time at the validation cutoff) and registers whichever of the
+ranker and the blend wins on validation (`recomart.model.ranker_stage`; `RECOMART_TRAIN_RANKER`).
+
+The version gets alias `champion` only when its registered strategy (ranker or blend) beats popularity
+and the champion on the test window, otherwise `challenger`; the decision, reason (naming the strategy)
+and weights are in the log and in `ops.model_promotions`. The recommend DAG ranks through the champion.
 
 Unchanged inputs do not retrain: when the marts' and the item vectors' digests and the training settings
 equal those of the last

@@ -98,6 +98,7 @@ class Settings:
     generator_days: int
     api_port: int = 8000
     api_workers: int = 2
+    train_ranker: str = "validation"
     metrics_multiproc_dir: str | None = None
     stream_max_len: int = 500_000
     stream_batch_size: int = 1000
@@ -394,6 +395,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         train_split=_env("RECOMART_TRAIN_SPLIT", "time"),
         gate_metric=_env("RECOMART_GATE_METRIC", "ndcg_at_10"),
         gate_margin=env.number("RECOMART_GATE_MARGIN", 0.0),
+        train_ranker=_env("RECOMART_TRAIN_RANKER", "validation"),
         generator_users=env.integer("RECOMART_USERS", 2000, minimum=1),
         generator_items=env.integer("RECOMART_ITEMS", 500, minimum=1),
         generator_days=env.integer("RECOMART_DAYS", 60, minimum=1),

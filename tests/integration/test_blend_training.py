@@ -95,7 +95,7 @@ def test_registered_weights_are_the_fitted_ones_and_recommend_applies_them(marts
         stored = conn.execute("select blend from ops.model_promotions where model_version = %s", (version,)).fetchone()[
             0
         ]
-    assert stored == blend
+    assert stored == {**blend, "strategy": summary["strategy"]}
 
     result = generate_recommendations(
         marts_dsn,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -227,3 +228,32 @@ def test_entity_frames_at_one_cutoff_are_the_pair_read(planted: Path, warehouse_
     )
     assert users.loc["u1", ["frequency", "monetary"]].tolist() == pair.loc[0, ["frequency", "monetary"]].tolist()
     assert items.loc["p1", ["pop_7d", "pop_90d"]].tolist() == pair.loc[0, ["pop_7d", "pop_90d"]].tolist()
+
+
+def test_ranker_rows_hold_the_value_known_at_their_cutoff(planted: Path, test_settings: Settings, tool_env) -> None:
+    """The train round's and the nightly job's reader (``store_features_at``: the model's FeatureService,
+    point-in-time) fills the learned ranker's ``user_*`` / ``item_*`` columns: the planted future value
+    only from a cutoff after its stamp."""
+    from recomart.features.apply_state import apply_if_changed
+    from recomart.ranking.base import TrainingSet
+    from recomart.ranking.popularity import Popularity
+    from recomart.ranking.ranker import LearnedRanker
+    from recomart.tasks.common import store_features_at
+
+    apply_if_changed(planted, tool_env)  # what the transform DAG runs: records the apply the reader checks
+    features_at = store_features_at(test_settings)
+    assert features_at is not None
+    seen = pd.to_datetime([BEFORE, BEFORE], utc=True)
+    history = pd.DataFrame({"user_id": ["leak_u", "u1"], "item_id": ["leak_p", "p1"], "purchases": 1})
+    history = history.assign(last_interaction_at=seen)
+    ranker = LearnedRanker({"popularity": Popularity()}, n_candidates=5, exclude="none").fit(TrainingSet.build(history))
+
+    def planted_values(cutoff: datetime) -> tuple[float, float]:
+        users = np.array(["leak_u"], dtype=object)
+        ranker.user_features, ranker.item_features = features_at(pd.Timestamp(cutoff), users, ranker.item_ids)
+        _, rows = ranker.rows_at(history, users)
+        at = int(np.flatnonzero(ranker.item_ids[rows.cols] == "leak_p")[0])
+        return float(rows.x[at, rows.names.index("user_frequency")]), float(rows.x[at, rows.names.index("item_pop_7d")])
+
+    assert planted_values(CUTOFF) == (KNOWN, KNOWN)
+    assert planted_values(AFTER + pd.Timedelta(hours=1)) == (FUTURE, FUTURE)

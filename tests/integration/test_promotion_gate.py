@@ -20,7 +20,9 @@ from recomart.ranking.blend import BlendWeights
 
 pytestmark = pytest.mark.integration
 
-FAST = {"max_trials": 2, "tuning_budget_s": 30.0}
+# the blend's gate (SVD coverage, re-scored factors and weights); a champion registered as the learned
+# ranker, and the gate's strategy note, are tested in test_served_model.py and tests/unit/test_ranker_storage.py
+FAST = {"max_trials": 2, "tuning_budget_s": 30.0, "ranker": "off"}
 TINY_VALIDATION = {"valid_fraction": 0.02, "test_fraction": 0.2}  # too few users to fit blend weights
 
 
@@ -117,7 +119,7 @@ def test_run_records_data_trials_artifacts_and_tags(rounds, test_settings) -> No
     assert sorted(m.step for m in curve) == [1, 2, 3, 5, 10, 15, 20]
     at_5 = next(m.value for m in curve if m.step == 5)
     assert at_5 == pytest.approx(second.result.metrics["model"]["ndcg_at_5"])
-    assert len(run.data.metrics) < 100, len(run.data.metrics)
+    assert len(run.data.metrics) < 150, len(run.data.metrics)  # about 12 per contender, ranker and blend included
     # the training data set: source and digest through mlflow.data
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1

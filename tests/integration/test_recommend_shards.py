@@ -31,6 +31,7 @@ from recomart.demo import run_chain
 from recomart.recommend.run import generate_recommendations
 from recomart.recommend.shards import begin_sharded_generation, publish_sharded_generation, rank_shard
 from recomart.stack import start_catalog_api
+from recomart.tasks.common import store_features_at
 from recomart.tools import ToolError, airflow_migrate
 
 pytestmark = pytest.mark.integration
@@ -122,6 +123,11 @@ def fault(shop):
         conn.execute(_NO_FAULT_SQL)
 
 
+def _store_features(s: Settings):
+    """The feature-store reader the recommend tasks give a champion that ranks through the learned ranker."""
+    return lambda service: store_features_at(s, service)
+
+
 def test_three_shards_publish_the_rows_of_one_shard_and_of_the_single_task(shop) -> None:
     s, sharded = shop
     first, details = _live(s.warehouse_url)
@@ -132,7 +138,11 @@ def test_three_shards_publish_the_rows_of_one_shard_and_of_the_single_task(shop)
     assert one > first and details["shards"] == 1
     assert table_checksums(s.warehouse_url)[RECS] == sharded
     single = generate_recommendations(
-        s.warehouse_url, tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name, log=lambda _: None
+        s.warehouse_url,
+        tracking_uri=s.mlflow_tracking_uri,
+        model_name=s.model_name,
+        log=lambda _: None,
+        store_features=_store_features(s),
     )
     assert single.generation_id > one
     assert table_checksums(s.warehouse_url)[RECS] == sharded
@@ -170,7 +180,12 @@ def test_a_shard_run_again_after_its_rows_were_committed_replaces_them(shop) -> 
     """The worker of a shard is lost after its COPY committed (Airflow never heard of it): the retry
     deletes that attempt's rows before loading its own."""
     s, sharded = shop
-    options = {"tracking_uri": s.mlflow_tracking_uri, "model_name": s.model_name, "log": lambda _: None}
+    options = {
+        "tracking_uri": s.mlflow_tracking_uri,
+        "model_name": s.model_name,
+        "log": lambda _: None,
+        "store_features": _store_features(s),
+    }
     shards = begin_sharded_generation(s.warehouse_url, 2, tracking_uri=s.mlflow_tracking_uri, model_name=s.model_name)
     first = rank_shard(s.warehouse_url, shards[0], **options)
     again = rank_shard(s.warehouse_url, shards[0], **options)

@@ -10,6 +10,7 @@ importable, as in a process with only the lock installed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -136,10 +137,18 @@ def served(marts_dsn: str, test_settings: Settings, tmp_path_factory: pytest.Tem
     with psycopg.connect(marts_dsn) as conn:
         cur = conn.execute(f"select {', '.join(RANKED_COLUMNS)} from reco.user_recommendations order by user_id, rank")
         table = pd.DataFrame(cur.fetchall(), columns=RANKED_COLUMNS)
-    return {"result": result, "users": inputs.users, "history": history_path, "table": table, "bought": bought}
+    return {
+        "result": result,
+        "users": inputs.users,
+        "history": history_path,
+        "table": table,
+        "bought": bought,
+        "summary": summary,
+    }
 
 
 def _predict(test_settings: Settings, users: pd.DataFrame, history: Path) -> pd.DataFrame:
+    """``predict`` of ``test_settings``' model name ``@champion`` loaded through MLflow."""
     uri = test_settings.mlflow_tracking_uri
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
@@ -218,3 +227,82 @@ def test_the_artifact_loads_and_ranks_where_recomart_is_not_installed(served, te
     got = pd.DataFrame(json.loads(line[len("RESULT") :]))
     table = served["table"]
     _assert_same_rows(got, table[table["user_id"].isin(users["user_id"])].reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def ranked(served, marts_dsn: str, test_settings: Settings) -> dict:
+    """The same marts (history moved on) trained with ``RECOMART_TRAIN_RANKER=ranker``: the learned ranker
+    is registered (as it is whenever it wins on validation) under a second model name, and the nightly
+    job ranks through it."""
+    from recomart.recommend.run import generate_recommendations
+    from recomart.tasks.train import train_and_register
+
+    settings = dataclasses.replace(test_settings, model_name=f"{test_settings.model_name}_r", train_ranker="ranker")
+    summary = train_and_register(settings, marts_dsn)
+    generate_recommendations(
+        marts_dsn, tracking_uri=settings.mlflow_tracking_uri, model_name=settings.model_name, log=lambda _: None
+    )
+    inputs = read_ranking_inputs(marts_dsn)
+    with psycopg.connect(marts_dsn) as conn:
+        cur = conn.execute(f"select {', '.join(RANKED_COLUMNS)} from reco.user_recommendations order by user_id, rank")
+        table = pd.DataFrame(cur.fetchall(), columns=RANKED_COLUMNS)
+        logged = conn.execute(
+            "select blend ->> 'strategy', reason from ops.model_promotions where model_name = %s",
+            (settings.model_name,),
+        ).fetchall()
+    return {"settings": settings, "summary": summary, "users": inputs.users, "table": table, "logged": logged}
+
+
+def test_the_blend_won_on_validation_and_is_registered(served) -> None:
+    """The default rule registers whichever of the ranker and the blend wins on validation; here the blend."""
+    summary = served["summary"]
+    assert summary["strategy"] == "blend"
+    assert "registered the blend (validation nDCG" in summary["reason"]
+    assert {"ranker", "blend", "model", "popularity"} <= set(summary["metrics"])
+    assert summary["metrics"]["model"] == summary["metrics"]["blend"]
+
+
+def test_the_registered_ranker_is_one_artifact_equal_to_the_nightly_table(ranked, served) -> None:
+    table, summary = ranked["table"], ranked["summary"]
+    assert summary["strategy"] == "ranker" and "registered the ranker" in summary["reason"], summary["reason"]
+    assert summary["metrics"]["model"] == summary["metrics"]["ranker"] != summary["metrics"]["blend"]
+    assert ranked["logged"] == [("ranker", summary["reason"])]
+    strategies = table.groupby("strategy")["user_id"].nunique().to_dict()
+    assert strategies == {"ranker": 300 + N_NEW_USERS, "popular_cold_start": N_COLD_USERS}
+    _assert_same_rows(_predict(ranked["settings"], ranked["users"], served["history"]), table)
+
+
+def test_the_ranker_timings_are_in_the_run_and_the_summary(ranked) -> None:
+    from mlflow import MlflowClient
+
+    summary, settings = ranked["summary"], ranked["settings"]
+    assert summary["timings"]["ranker_train_s"] > 0 and summary["timings"]["ranker_features_s"] >= 0
+    uri = settings.mlflow_tracking_uri
+    metrics = MlflowClient(tracking_uri=uri, registry_uri=uri).get_run(summary["run_id"]).data.metrics
+    assert metrics["time_ranker_train_s"] == pytest.approx(summary["timings"]["ranker_train_s"], abs=1e-3)
+    assert "time_ranker_features_s" in metrics
+
+
+def test_a_ranker_champion_is_rescored_as_a_ranker(ranked, marts_dsn: str) -> None:
+    """The next round re-scores a champion registered as the ranker with its learned model (generators
+    refitted on the round's train + validation parts): on the same data and seed that is the candidate's
+    ranker exactly, so the candidate does not beat it."""
+    from recomart.marts import read_catalogue, read_ratings
+    from recomart.model.catalogue import Catalogue
+    from recomart.model.config import TrainingConfig
+    from recomart.model.promotion import train_and_gate
+
+    settings = ranked["settings"]
+    frames = read_catalogue(marts_dsn)
+    outcome = train_and_gate(
+        read_ratings(marts_dsn),
+        tracking_uri=settings.mlflow_tracking_uri,
+        model_name=settings.model_name,
+        artifact_dir=settings.mlflow_artifacts_dir,
+        config=TrainingConfig.from_settings(settings),
+        catalogue=Catalogue(frames.products, frames.users, False),
+    )
+    metrics = outcome.result.metrics
+    assert outcome.previous_champion == ranked["summary"]["model_version"]
+    assert metrics["champion"] == pytest.approx(metrics["ranker"]) and metrics["champion"] != metrics["blend"]
+    assert not outcome.registered.promoted and "does not beat champion" in outcome.registered.reason

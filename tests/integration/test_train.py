@@ -106,8 +106,10 @@ def test_svd_and_blend_beat_popularity_on_planted_tastes(trained, ratings: pd.Da
 
 def test_metrics_hold_the_blend_each_component_and_popularity(trained) -> None:
     m = trained.metrics
-    # no champion yet and no repeat purchases (so no buy-again): model = the blend, then each component
-    assert set(m) == {"model", "svd", "item_item", "content", "popularity"}
+    # no champion yet and no repeat purchases (so no buy-again): model = the strategy that won on validation
+    # (here the blend), the blend and the learned ranker, then each component
+    assert set(m) == {"model", "blend", "ranker", "svd", "item_item", "content", "popularity"}
+    assert trained.metadata["strategy"] == "blend" and m["model"] == m["blend"] != m["ranker"]
     for name, values in m.items():
         for key in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "hit_rate_at_10", "catalog_coverage"):
             assert 0.0 <= values[key] <= 1.0, (name, key)

@@ -38,6 +38,9 @@ SPLIT_OPTIONS: Mapping[str, Mapping[str, float]] = MappingProxyType(
     }
 )
 DECISION_METRIC = "ndcg_at_10"
+#: what a round registers: ``validation`` (the learned ranker or the blend, whichever wins on the
+#: validation window), ``blend`` / ``ranker`` (that one, the other still reported), ``off`` (no ranker)
+RANKER_RULES = ("validation", "blend", "ranker", "off")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class TrainingConfig:
     ``tuning_metric`` (default: ``primary_metric`` in implicit mode, ``rmse`` in explicit mode); the
     blend search is ``blend``.  The gate promotes on ``primary_metric`` by the relative ``gate_margin``.
     With ``refit_full`` the served SVD is refitted on all the data with the chosen parameters.
+    ``ranker``: one of :data:`RANKER_RULES` (:mod:`recomart.model.ranker_stage`).
     """
 
     mode: str = "implicit"
@@ -106,6 +110,7 @@ class TrainingConfig:
     seed: int = 42
     refit_full: bool = True
     block_size: int = 4096
+    ranker: str = "validation"
 
     def __post_init__(self) -> None:
         if self.mode not in ("implicit", "explicit"):
@@ -114,6 +119,8 @@ class TrainingConfig:
             raise ValueError(f"negative_sampling must be one of {NEGATIVE_SCHEMES}")
         if self.split not in SPLIT_OPTIONS:
             raise ValueError(f"unknown split kind {self.split!r} ({', '.join(SPLIT_OPTIONS)})")
+        if self.ranker not in RANKER_RULES:
+            raise ValueError(f"ranker must be one of {RANKER_RULES}, not {self.ranker!r}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingConfig:
@@ -125,6 +132,7 @@ class TrainingConfig:
             primary_metric=settings.gate_metric,
             gate_margin=settings.gate_margin,
             seed=settings.seed,
+            ranker=settings.train_ranker,
         )
 
     @property

@@ -5,10 +5,15 @@ from its old run).  The candidate is the hybrid as it will be served (``metrics[
 blended with the weights fitted on validation) and the champion is its own blend (its factors with its
 stored weights); ``metrics["svd"]`` and the other components alone are reported, never gated on.
 While there is no champion the candidate only has to beat popularity.
+
+With a learned ranker (:mod:`recomart.model.ranker_stage`) the candidate is whichever of the ranker and
+the blend won on the validation window; :func:`strategy_note` adds to the reason which one it is and
+the test figures of the ranker, the blend, the best single component and popularity.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -68,3 +73,30 @@ def decide(
     else:
         reason = f"{head} beats popularity {pop:.4f} and {who} {champ:.4f}{margin_txt}: promoted to @champion"
     return GateDecision(not failures, reason, metric, float(margin), cand, pop, champ, champion_version)
+
+
+#: the single components reported next to the candidate (the test metrics' keys)
+SINGLE_COMPONENTS = ("svd", "item_item", "content", "buy_again")
+
+
+def strategy_note(
+    metrics: Mapping[str, Mapping[str, float]], metric: str, strategy: str, record: Mapping[str, Any] | None
+) -> str:
+    """Which strategy is registered (``ranker`` or ``blend``) and why, with the test figures on
+    ``metric`` of the ranker, the blend, the best single component and popularity, e.g.
+    ``"registered the ranker (validation nDCG@10 0.3120 vs blend 0.2950); test ndcg_at_10: ranker
+    0.3301, blend 0.3100, best component svd 0.2800, popularity 0.1500"``."""
+    record = record or {}
+    validation = record.get("validation_ndcg") or {}
+    why = f" (ranker not fitted: {record['skipped']})" if record.get("skipped") else ""
+    if validation:
+        rule = record.get("strategy_rule", "validation")
+        chooser = "" if rule == "validation" else f", set by the ranker={rule!r} setting"
+        why = f" (validation nDCG {validation['ranker']:.4f} vs blend {validation['blend']:.4f}{chooser})"
+    figures = [f"{name} {metrics[name][metric]:.4f}" for name in ("ranker", "blend") if metric in metrics.get(name, {})]
+    singles = {name: metrics[name][metric] for name in SINGLE_COMPONENTS if metric in metrics.get(name, {})}
+    if singles:
+        best = max(singles, key=lambda name: singles[name])
+        figures.append(f"best component {best} {singles[best]:.4f}")
+    figures.append(f"popularity {metrics['popularity'].get(metric, float('nan')):.4f}")
+    return f"registered the {strategy}{why}; test {metric}: " + ", ".join(figures)

@@ -19,6 +19,7 @@ import pandas as pd
 from recomart.features.names import FEATURE_SERVICE
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
+from recomart.model.ranker_stage import FeaturesAt
 from recomart.model.registry import RegisteredModel, load_champion_for_gate, log_and_register
 from recomart.model.train import RATINGS_RELATION, TrainResult, train_tune_evaluate
 
@@ -45,6 +46,8 @@ class PromotionOutcome:
             "run_id": self.registered.run_id,
             "data_digest": self.result.data_digest,
             "blend": self.result.metadata.get("blend"),
+            "strategy": self.result.metadata.get("strategy", "blend"),
+            "timings": {key: round(float(value), 3) for key, value in self.result.timings.items()},
         }
 
 
@@ -60,6 +63,7 @@ def train_and_gate(
     feature_service: str = FEATURE_SERVICE,
     dataset_source: str = RATINGS_RELATION,
     tags: Mapping[str, Any] | None = None,
+    features_at: FeaturesAt | None = None,
 ) -> PromotionOutcome:
     """Re-score the current champion on this round's split next to the tuned candidate and popularity,
     then register the candidate as ``@champion`` or ``@challenger`` (see :mod:`recomart.model.gate`).
@@ -67,11 +71,20 @@ def train_and_gate(
     ``ratings`` / ``events`` / ``config`` / ``catalogue``: as :func:`recomart.model.train.train_tune_evaluate`.
     The champion is re-scored with the factors its own test figures came from (fitted on its train and
     validation parts), blended with its stored weights and options, so a champion refitted on all data
-    does not win on rows it was fitted on.
+    does not win on rows it was fitted on.  ``features_at``: the user and item features of
+    ``feature_service`` point-in-time at a cutoff, for the learned ranker (None: it uses the features
+    computed from the history only).
     """
     champion = load_champion_for_gate(tracking_uri, model_name)
     result = train_tune_evaluate(
-        ratings, config, events=events, champion=champion, catalogue=catalogue, dataset_source=dataset_source
+        ratings,
+        config,
+        events=events,
+        champion=champion,
+        catalogue=catalogue,
+        dataset_source=dataset_source,
+        features_at=features_at,
+        feature_service=feature_service,
     )
     registered = log_and_register(
         result,

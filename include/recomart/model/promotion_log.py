@@ -32,7 +32,7 @@ def record_promotion(dsn: str, row: Mapping[str, Any]) -> None:
                 json.dumps(row["metrics"]),
                 row.get("run_id"),
                 row.get("data_digest"),
-                None if row.get("blend") is None else json.dumps(row["blend"]),
+                json.dumps({**(row.get("blend") or {}), "strategy": row.get("strategy", "blend")}),
                 row.get("inputs_digest"),
                 row.get("airflow_run_id"),
             ),

@@ -1,4 +1,6 @@
-"""The registered recommender as an MLflow pyfunc: the whole hybrid, ranking against a history passed in.
+"""The registered recommender as an MLflow pyfunc: the whole hybrid (with its learned ranker, the ranker's
+feature-service name and its candidate generators when the ranker won on validation), ranking against a
+history passed in.
 
 Load it with ``mlflow.pyfunc.load_model("models:/<name>@champion")`` (the artifact carries the
 ``recomart`` code; the lock's packages are all it needs) and call::
@@ -12,6 +14,12 @@ Load it with ``mlflow.pyfunc.load_model("models:/<name>@champion")`` (the artifa
   :mod:`recomart.ranking.history`; ``marts.user_item_ratings`` has that shape).  Seen items,
   buy-again counts and the item-to-item and content profiles come from it.  Without it, every user
   the factors do not know is a cold-start user;
+- ``user_features`` / ``item_features`` parameters: when the registered strategy is the learned
+  ranker and it reads the feature store (its feature service is in the artifact's ``hybrid.json``,
+  ``ranker.feature_service``), Parquet files of the user and item features of that service at the
+  ranking's cutoff, indexed by ``user_id`` / ``item_id`` (what
+  :func:`recomart.features.point_in_time.entity_frames_at` returns; the nightly job reads them at
+  its own cutoff).  Without them such a ranker raises;
 - returns one row per user and rank: ``user_id, rank, item_id, score``, the five component scores
   and the ``strategy`` (:data:`recomart.ranking.hybrid.RANKED_COLUMNS`), users in request order.
 
@@ -35,6 +43,8 @@ from recomart.ranking.hybrid import RANKED_COLUMNS, HybridRecommender
 
 DEFAULT_K = 10
 HISTORY_PARAM = "history"
+USER_FEATURES_PARAM = "user_features"
+ITEM_FEATURES_PARAM = "item_features"
 
 
 def recommender_signature(default_k: int = DEFAULT_K) -> ModelSignature:
@@ -50,7 +60,14 @@ def recommender_signature(default_k: int = DEFAULT_K) -> ModelSignature:
     return ModelSignature(
         inputs=Schema(inputs),
         outputs=Schema(outputs),
-        params=ParamSchema([ParamSpec("k", "long", default_k), ParamSpec(HISTORY_PARAM, "string", "")]),
+        params=ParamSchema(
+            [
+                ParamSpec("k", "long", default_k),
+                ParamSpec(HISTORY_PARAM, "string", ""),
+                ParamSpec(USER_FEATURES_PARAM, "string", ""),
+                ParamSpec(ITEM_FEATURES_PARAM, "string", ""),
+            ]
+        ),
     )
 
 
@@ -73,4 +90,13 @@ class RecommenderModel(PythonModel):
         params = params or {}
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         history = read_history(params.get(HISTORY_PARAM))
+        ranker = self.recommender.ranker
+        if ranker is not None and ranker.feature_service is not None:
+            paths = [str(params.get(USER_FEATURES_PARAM) or ""), str(params.get(ITEM_FEATURES_PARAM) or "")]
+            if not all(paths):
+                raise ValueError(
+                    f"the registered ranker reads feature service {ranker.feature_service!r}: pass the "
+                    f"{USER_FEATURES_PARAM} and {ITEM_FEATURES_PARAM} Parquet files at the ranking's cutoff"
+                )
+            ranker.user_features, ranker.item_features = (pd.read_parquet(Path(path)) for path in paths)
         return self.recommender.rank(frame, history, k=int(params.get("k", DEFAULT_K)))

@@ -28,13 +28,14 @@ import pandas as pd
 import psycopg
 
 from recomart.features.names import FEATURE_SERVICE
-from recomart.model.gate import GateDecision, decide
+from recomart.model.gate import GateDecision, decide, strategy_note
 from recomart.model.serialization import (
     EVAL_FACTORS_ARTIFACT,
     HYBRID_ARRAYS,
     METADATA_ARTIFACT,
     RECOMMENDER_ARTIFACT,
     load_factors,
+    load_hybrid,
     save_factors,
     save_hybrid,
 )
@@ -50,7 +51,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT_NAME = "recommender"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
-_RUNTIME_PACKAGES = ("numpy", "pandas", "scipy", "numba", "scikit-learn", "pyarrow", "mlflow")
+_RUNTIME_PACKAGES = ("numpy", "pandas", "scipy", "numba", "scikit-learn", "pyarrow", "lightgbm", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ def gate_decision(result: TrainResult) -> GateDecision:
         margin=result.gate_margin,
         champion_version=result.champion_version,
     )
+    strategy = str(result.metadata.get("strategy", "blend"))
+    note = strategy_note(result.metrics, result.primary_metric, strategy, result.metadata.get("ranker"))
+    gate = dataclasses.replace(gate, reason=f"{gate.reason} [{note}]")
     if result.split.get("champion_saw_test_data"):
         note = " (the champion was trained on data reaching into this test window, so its figure is optimistic)"
         gate = dataclasses.replace(gate, reason=gate.reason + note)
@@ -166,7 +170,8 @@ def _run_tags(result: TrainResult, gate: GateDecision, commit: str | None, featu
             "data_digest": result.data_digest,
             "git_commit": commit,
             "feature_service": feature_service,
-            "model_kind": "hybrid blend over surprise.SVD(biased=True)",
+            "model_kind": _model_kind(result),
+            "strategy": result.metadata.get("strategy", "blend"),
             "blend_fitted": (result.metadata.get("blend") or {}).get("fitted"),
             "served_model": "refit_on_all_data" if result.refit_full else "train_split_model",
             "beats_popularity": result.beats_popularity,
@@ -178,6 +183,12 @@ def _run_tags(result: TrainResult, gate: GateDecision, commit: str | None, featu
             "data_source": result.dataset_source,
         }
     )
+
+
+def _model_kind(result: TrainResult) -> str:
+    if result.metadata.get("strategy") == "ranker":
+        return "LightGBM LambdaRank over candidate generators (SVD, EASE, RP3beta, ...) with feature-store features"
+    return "hybrid blend over surprise.SVD(biased=True)"
 
 
 def _metadata(result: TrainResult, gate: GateDecision, commit: str | None, feature_service: str) -> dict[str, Any]:
@@ -220,6 +231,8 @@ def _log_run(result: TrainResult, experiment_id: str, gate: GateDecision, folder
     mlflow.log_params(stringify(blend_params(result.metadata)))
     if result.metadata.get("blend"):
         mlflow.log_dict(result.metadata["blend"], "blend.json")
+    if result.metadata.get("ranker"):
+        mlflow.log_dict(result.metadata["ranker"], "ranker.json")
     log_metrics(result)
     mlflow.log_dict(result.split, "split.json")
     mlflow.log_dict(gate.as_dict(), "gate.json")
@@ -466,13 +479,18 @@ def load_champion_for_gate(tracking_uri: str, model_name: str) -> Champion | Non
     """The ``@champion`` as the gate re-scores it (:class:`recomart.model.train.Champion`): the factors
     its own test figures were measured with (fitted before its test window), its weights and options,
     or ``None`` while there is none.  Re-scoring the served factors, refitted on all data, would favour
-    the champion on any window it was trained on."""
+    the champion on any window it was trained on.  A champion registered as the learned ranker brings
+    it (:func:`recomart.model.ranker_stage.rescore_champion_ranker` re-scores it)."""
     with _champion_files(tracking_uri, model_name) as files:
         if files is None:
             return None
         local, meta, version = files
         factors = load_factors(_find_artifact(local, EVAL_FACTORS_ARTIFACT, "eval_factors.npz"))
+        ranker = None
+        if meta.get("strategy") == "ranker":
+            ranker = load_hybrid(_find_artifact(local, RECOMMENDER_ARTIFACT, "recommender")).ranker
     return Champion(
+        ranker=ranker,
         factors=factors,
         version=version,
         trained_through=meta.get("eval_trained_through"),

@@ -23,11 +23,13 @@ from recomart.model.blend_search import COMPONENT_KEYS, BlendFit, blend_record, 
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import DECISION_METRIC, TrainingConfig
 from recomart.model.evaluate import Contender, eval_set, evaluate_blends, evaluate_models
+from recomart.model.ranker_stage import FeaturesAt, RankerStage, fit_ranker_stage, rescore_champion_ranker
 from recomart.model.split import Split, make_event_split, make_split, overlapping_pairs, pairs_from_events
 from recomart.model.tuning import TunedSVD, tune_svd
 from recomart.ranking.blend import BlendWeights
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.hybrid import HybridRecommender
+from recomart.ranking.ranker import LearnedRanker
 from recomart.ranking.svd import BiasedSVD, fit_biased_svd
 
 log = logging.getLogger(__name__)
@@ -40,13 +42,15 @@ RATING_COLUMNS = ["user_id", "item_id", "rating", "event_timestamp"]
 class Champion:
     """The current champion as the gate re-scores it: the factors its own test figures came from
     (fitted before its test window), its version, the latest timestamp those factors saw, and its
-    blend weights and component options (the defaults for a version that has none)."""
+    blend weights and component options (the defaults for a version that has none), and its learned
+    ranker when that is its registered strategy (re-scored instead of its blend)."""
 
     factors: FactorModel
     version: str | None = None
     trained_through: str | None = None
     weights: BlendWeights = field(default_factory=BlendWeights)
     options: Mapping[str, Any] = field(default_factory=dict)
+    ranker: LearnedRanker | None = None
 
 
 @dataclass(eq=False)
@@ -253,6 +257,8 @@ def train_tune_evaluate(
     champion: Champion | None = None,
     catalogue: Catalogue | None = None,
     dataset_source: str = RATINGS_RELATION,
+    features_at: FeaturesAt | None = None,
+    feature_service: str | None = None,
 ) -> TrainResult:
     """Split three ways, tune the SVD and fit the blend on validation, score the test part once.
 
@@ -270,6 +276,11 @@ def train_tune_evaluate(
        options.  Feeds with repeat purchases are scored like the nightly job serves them: nothing
        excluded, repeats relevant; other feeds exclude every seen item.
     4. The served hybrid is fitted (:func:`fit_served_recommender`).
+    5. Unless ``config.ranker`` is ``off``, the learned ranker is fitted on validation over the
+       candidate generators with the user and item features of ``features_at`` (the feature store's
+       ``feature_service`` read point-in-time at each cutoff), compared with the blend on validation and
+       scored on the test window; the winner (or the one ``config.ranker`` names) is registered
+       (:mod:`recomart.model.ranker_stage`, :func:`with_ranker`).
 
     A champion whose factors saw data past this split's earliest test row is flagged
     (``champion_saw_test_data``).
@@ -294,6 +305,14 @@ def train_tune_evaluate(
         evaluation = evaluate_on_test(split, eval_model, blend, champion, catalogue, config)
     with _timed(timings, "fit_full_s"):
         recommender = fit_served_recommender(data, eval_model, tuned.params, blend, catalogue, config)
+    stage = None
+    if config.ranker != "off":
+        stage = _ranker_stage(split, data, tuned, blend, catalogue, config, features_at, feature_service)
+        timings.update(stage.timings)
+    if champion is not None and champion.ranker is not None:
+        rescored = rescore_champion_ranker(champion.ranker, split, catalogue, features_at, config.k)
+        if rescored is not None:
+            evaluation["metrics"]["champion"] = rescored
     timings["total_s"] = sum(timings.values())
     split_info = {
         **_split_record(data, split, n_negatives, evaluation["info"]),
@@ -302,8 +321,63 @@ def train_tune_evaluate(
     result = _result(config, catalogue, data, split, tuned, blend, eval_model, recommender, evaluation, split_info)
     result.timings, result.dataset_source = timings, dataset_source
     result.champion_version = None if champion is None else champion.version
+    with_ranker(result, stage)
     _log_outcome(result, blend)
     return result
+
+
+def _ranker_stage(
+    split: Split,
+    data: pd.DataFrame,
+    tuned: TunedSVD,
+    blend: BlendFit,
+    catalogue: Catalogue,
+    config: TrainingConfig,
+    features_at: FeaturesAt | None,
+    feature_service: str | None,
+) -> RankerStage:
+    """:func:`recomart.model.ranker_stage.fit_ranker_stage` with the round's blend (train-part SVD)."""
+    train_model = tuned.train_model or fit_biased_svd(split.train, config.svd_settings(tuned.params))[0]
+    blend_hybrid = catalogue.hybrid(
+        weights=BlendWeights.from_meta({"weights": blend.weights}),
+        options=blend.options,
+        svd=BiasedSVD.from_factors(train_model),
+        exclude_seen=not catalogue.repeat_purchases,
+    )
+    return fit_ranker_stage(
+        split,
+        data,
+        blend_hybrid,
+        catalogue,
+        svd=config.svd_settings(tuned.params),
+        features_at=features_at,
+        feature_service=feature_service,
+        strategy=config.ranker,
+        k=config.k,
+        seed=config.seed,
+    )
+
+
+def with_ranker(result: TrainResult, stage: RankerStage | None) -> None:
+    """Record the registered strategy in ``result`` (``metadata["strategy"]``: ``ranker`` or ``blend``).
+
+    With a ranker stage, ``metrics["blend"]`` keeps the blend's test figures and ``metrics["ranker"]``
+    the ranker's; when the ranker is registered, ``metrics["model"]`` (what the gate judges) becomes the
+    ranker's figures and the served hybrid ranks through it."""
+    result.metadata["strategy"] = "blend" if stage is None else stage.strategy
+    if stage is None:
+        return
+    result.metadata["ranker"] = stage.record
+    if not stage.metrics:  # not fitted (too small a validation window): nothing to report
+        return
+    result.metrics["blend"] = dict(result.metrics["model"])
+    result.metrics["ranker"] = dict(stage.metrics)
+    result.curves["blend"], result.curves["ranker"] = result.curves["model"], stage.curves
+    if stage.strategy == "ranker":
+        result.metrics["model"], result.curves["model"] = dict(stage.metrics), stage.curves
+        result.recommender.ranker = stage.served
+        metric = result.primary_metric
+        result.beats_popularity = bool(result.metrics["model"][metric] > result.metrics["popularity"][metric])
 
 
 def _fit_blend(

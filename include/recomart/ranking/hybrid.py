@@ -15,7 +15,10 @@ the top ``k``:
 Cold-start rules (the strategies written with each row): ``hybrid`` (the SVD knows the user),
 ``hybrid_no_svd`` (history but no factors: the other components), ``popular_cold_start`` (no
 history: trending in the user's segment, overall for an unknown segment) and ``popular_no_model``
-(a non-personalised fallback, used while no model is registered).  Purchased items are excluded
+(a non-personalised fallback, used while no model is registered).  With a learned ranker attached
+(``ranker``, when it beat the blend on validation), users with history are ranked by it instead of
+the blend (strategy ``ranker``; the component columns still hold the components' raw scores), and
+users without history keep the segment popularity.  Purchased items are excluded
 unless the feed allows repeat purchases (``exclude`` policy; see
 :func:`recomart.ranking.history.exclusion_for`).
 
@@ -43,6 +46,7 @@ from recomart.ranking.embedding import ItemVectors
 from recomart.ranking.history import ExcludePolicy, UserHistory, excluded_cells, exclusion_for
 from recomart.ranking.item_item import ItemItem
 from recomart.ranking.popularity import Popularity
+from recomart.ranking.ranker import LearnedRanker
 from recomart.ranking.scoring import top_k
 from recomart.ranking.svd import BiasedSVD
 
@@ -50,6 +54,7 @@ STRATEGY_HYBRID = "hybrid"
 STRATEGY_NO_SVD = "hybrid_no_svd"
 STRATEGY_COLD_START = "popular_cold_start"
 STRATEGY_NO_MODEL = "popular_no_model"
+STRATEGY_RANKER = "ranker"
 
 #: the columns of :meth:`HybridRecommender.rank`, one row per user and rank
 RANKED_COLUMNS = ["user_id", "rank", "item_id", "score", *SCORE_COLUMNS.values(), "strategy"]
@@ -182,6 +187,8 @@ class HybridRecommender(Recommender):
         half_life = _option(self.options, "buy_again_half_life_days")
         self.buy_again = BuyAgain(half_life_days=half_life) if self.repeat_purchases else None
         self.item_ids = np.zeros(0, dtype=object)
+        #: the learned ranker that replaces the blend for users with history (None: the blend ranks)
+        self.ranker: LearnedRanker | None = None
 
     # --- fitting -----------------------------------------------------------------------------
     def components(self) -> dict[str, Recommender]:
@@ -255,8 +262,12 @@ class HybridRecommender(Recommender):
                 block_model_rows = None if model_rows is None else model_rows[start : start + block_size]
                 ex_r, ex_c = excluded_cells(mask, block)
                 parts = self.component_scores(history, block, model_rows=block_model_rows, needed=needed)
-                r, c, v = _select(blend(parts, weights, ex_r, ex_c), k, mask, block)
-                picks.add(block[r], c, v, {name: part[r, c] for name, part in parts.items()}, strategy)
+                if self.ranker is None:
+                    scores, label = blend(parts, weights, ex_r, ex_c), strategy
+                else:
+                    scores, label = self.ranker.score(history, block), STRATEGY_RANKER
+                r, c, v = _select(scores, k, mask, block)
+                picks.add(block[r], c, v, {name: part[r, c] for name, part in parts.items()}, label)
         segment_rows = self.popularity.segment_rows(history.segment_values())
         for block in _chunks(popular_rows, block_size):
             scores = self.popularity.cold_start_scores(segment_rows[block])
@@ -384,6 +395,9 @@ class HybridRecommender(Recommender):
             part_arrays, part_settings = part.state()
             arrays.update({f"{name}/{key}": value for key, value in part_arrays.items()})
             settings["components"][name] = part_settings
+        if self.ranker is not None:
+            ranker_arrays, settings["ranker"] = self.ranker.state()
+            arrays.update({f"ranker/{key}": value for key, value in ranker_arrays.items()})
         return arrays, settings
 
     @classmethod
@@ -410,6 +424,9 @@ class HybridRecommender(Recommender):
             part_arrays = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
             part = parts[name].from_state(item_ids, part_arrays, component_settings)
             setattr(hybrid, "svd" if name == "cf" else name, part)
+        if settings.get("ranker") is not None:
+            stored = {key[len("ranker/") :]: value for key, value in arrays.items() if key.startswith("ranker/")}
+            hybrid.ranker = LearnedRanker.from_state(stored, settings["ranker"])
         return hybrid
 
 

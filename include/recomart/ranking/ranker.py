@@ -29,7 +29,12 @@ import numpy as np
 import pandas as pd
 
 from recomart.ranking.base import Recommender, TrainingSet
+from recomart.ranking.buy_again import BuyAgain
+from recomart.ranking.content import Content
+from recomart.ranking.ease import EASE
 from recomart.ranking.history import ExcludePolicy, UserHistory, pair_matrix
+from recomart.ranking.item_item import ItemItem
+from recomart.ranking.popularity import Popularity
 from recomart.ranking.ranker_features import (
     CandidateBlock,
     ItemStats,
@@ -38,6 +43,13 @@ from recomart.ranking.ranker_features import (
     history_before,
     history_features,
 )
+from recomart.ranking.rp3beta import RP3Beta
+from recomart.ranking.svd import BiasedSVD
+
+#: the generator classes a stored ranker can hold, by class name
+GENERATOR_CLASSES: dict[str, Any] = {
+    cls.__name__: cls for cls in (BiasedSVD, EASE, RP3Beta, ItemItem, Content, Popularity, BuyAgain)
+}
 
 #: LightGBM settings of the ranker (``num_threads`` and the seed are set by :class:`LearnedRanker`)
 RANKER_PARAMS: dict[str, Any] = {
@@ -96,6 +108,8 @@ class LearnedRanker(Recommender):
         self.early_stopping_rounds = int(early_stopping_rounds)
         self.user_features: pd.DataFrame | None = None
         self.item_features: pd.DataFrame | None = None
+        #: the feature-store service the user and item features were read through (None: none read)
+        self.feature_service: str | None = None
         self.item_ids = np.zeros(0, dtype=object)
         self.stats: ItemStats | None = None
         self.booster: Any = None
@@ -205,6 +219,82 @@ class LearnedRanker(Recommender):
             predicted = self.booster.predict(data.x, num_threads=self.num_threads)
             out[local, data.cols] = np.asarray(predicted, dtype=np.float32)
         return out
+
+    # --- storage -----------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, JSON-safe settings) of the fitted ranker: each generator's state (arrays keyed
+        ``<generator>/<array>``), the item statistics and the LightGBM model as text.  The user and item
+        feature frames are not stored: they are read at each ranking's own cutoff."""
+        if self.stats is None or self.booster is None:
+            raise ValueError("only a fitted and learned ranker can be stored")
+        arrays: dict[str, np.ndarray] = {"item_ids": self.item_ids.astype(str)}
+        generators: dict[str, Any] = {}
+        for name, generator in self.generators.items():
+            part_arrays, part_settings = generator.state()
+            arrays.update({f"{name}/{key}": value for key, value in part_arrays.items()})
+            generators[name] = {"class": type(generator).__name__, "settings": part_settings}
+        stats = self.stats
+        arrays.update(
+            {
+                "stats/log_users": stats.log_users,
+                "stats/log_recent_users": stats.log_recent_users,
+                "stats/category": stats.category,
+                "stats/price": stats.price,
+            }
+        )
+        settings = {
+            "generators": generators,
+            "generator_order": list(generators),  # the feature columns' order (stored JSON sorts keys)
+            "n_candidates": self.n_candidates,
+            "exclude": self.exclude,
+            "params": self.params,
+            "seed": self.seed,
+            "num_threads": self.num_threads,
+            "feature_names": self.feature_names,
+            "feature_service": self.feature_service,
+            "evidence": self.evidence,
+            "stats": {
+                "n_categories": stats.n_categories,
+                "reference_time": None if stats.reference_time is None else stats.reference_time.isoformat(),
+            },
+            "booster": self.booster.model_to_string(),
+        }
+        return arrays, settings
+
+    @classmethod
+    def from_state(cls, arrays: Mapping[str, np.ndarray], settings: Mapping[str, Any]) -> LearnedRanker:
+        """The ranker of :meth:`state`."""
+        import lightgbm as lgb
+
+        item_ids = np.asarray(arrays["item_ids"]).astype(object)
+        generators = {}
+        for name in settings["generator_order"]:
+            stored, prefix = settings["generators"][name], f"{name}/"
+            part = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+            generators[name] = GENERATOR_CLASSES[stored["class"]].from_state(item_ids, part, stored["settings"])
+        ranker = cls(
+            generators,
+            n_candidates=settings["n_candidates"],
+            exclude=settings["exclude"],
+            params=settings["params"],
+            seed=settings["seed"],
+            num_threads=settings["num_threads"],
+        )
+        reference = settings["stats"]["reference_time"]
+        ranker.stats = ItemStats(
+            np.asarray(arrays["stats/log_users"]),
+            np.asarray(arrays["stats/log_recent_users"]),
+            np.asarray(arrays["stats/category"]),
+            int(settings["stats"]["n_categories"]),
+            np.asarray(arrays["stats/price"]),
+            None if reference is None else pd.Timestamp(reference),
+        )
+        ranker.item_ids = item_ids
+        ranker.booster = lgb.Booster(model_str=settings["booster"])
+        ranker.feature_names = list(settings["feature_names"])
+        ranker.feature_service = settings.get("feature_service")
+        ranker.evidence = dict(settings.get("evidence") or {})
+        return ranker
 
     def feature_importances(self) -> dict[str, float]:
         """Total gain of each feature in the learned model, largest first."""

@@ -21,6 +21,7 @@ import pandas as pd
 import psycopg
 
 from recomart.marts import RankingInputs, StoredVectors, read_catalogue, read_item_embeddings, read_ranking_inputs
+from recomart.model.ranker_stage import FeaturesAt
 from recomart.model.registry import load_champion
 from recomart.ranking.base import TrainingSet
 from recomart.ranking.embedding import vector_neighbours
@@ -192,6 +193,34 @@ def _recommender(
     return champion.recommender, champion.version
 
 
+#: ``store_features(feature_service)``: that service's :data:`~recomart.model.ranker_stage.FeaturesAt`
+#: (None when the feature store is not set up)
+StoreFeatures = Callable[[str], FeaturesAt | None]
+
+
+def attach_ranker_features(
+    recommender: HybridRecommender,
+    user_ids: np.ndarray,
+    store_features: StoreFeatures | None,
+    cutoff: pd.Timestamp,
+) -> dict[str, Any]:
+    """Give the recommender's learned ranker (if it has one that reads the feature store) the user and
+    item features of its feature service point-in-time at ``cutoff``; returns what it read for the
+    generation's details (``strategy``, ``feature_service``, ``features_cutoff``).  Raises when the
+    ranker needs features and ``store_features`` cannot read its service."""
+    ranker = recommender.ranker
+    if ranker is None:
+        return {"strategy": "blend"}
+    service = ranker.feature_service
+    if service is None:
+        return {"strategy": "ranker", "feature_service": None}
+    features_at = None if store_features is None else store_features(service)
+    if features_at is None:
+        raise RuntimeError(f"the champion's ranker reads feature service {service!r}, which cannot be read here")
+    ranker.user_features, ranker.item_features = features_at(cutoff, user_ids, ranker.item_ids)
+    return {"strategy": "ranker", "feature_service": service, "features_cutoff": cutoff.isoformat()}
+
+
 def generation_details(
     recommender: HybridRecommender, version: str | None, *, k: int, dataset: str | None, model_name: str
 ) -> dict[str, Any]:
@@ -220,13 +249,15 @@ def generate_recommendations(
     popular_n: int = 100,
     marts_digest: str | None = None,
     log: Callable[[str], Any] = print,
+    store_features: StoreFeatures | None = None,
 ) -> GenerationResult:
     """Rank every warehouse user through the champion (or the fallback) and publish the result atomically.
 
     The champion carries its feed policy, weights and component options; ``repeat_purchases`` is the
     feed's policy for the fallback only.  The options are in the result and in
     ``reco.generations.details["blend_options"]``; ``marts_digest`` (of the marts read, taken before
-    reading them) goes to ``reco.generations.marts_digest``.
+    reading them) goes to ``reco.generations.marts_digest``.  A champion that ranks through a learned
+    ranker reads its feature service at this run's own cutoff (now) through ``store_features``.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -247,6 +278,9 @@ def generate_recommendations(
             step = lap("read_marts", step)
             log(f"read marts: {len(inputs.history)} history rows, {len(inputs.users)} users")
             recommender, version = _recommender(dsn, inputs, tracking_uri, model_name, repeat_purchases, log)
+            ranker_read = attach_ranker_features(
+                recommender, inputs.users["user_id"].astype(str).to_numpy(), store_features, pd.Timestamp.now(tz="UTC")
+            )
             step = lap("load_champion", step)
             recs = recommender.rank(inputs.users, inputs.history, k=k, block_size=block_size)
             step = lap("score", step)
@@ -256,6 +290,7 @@ def generate_recommendations(
             mark_failed(dsn, generation.generation_id, f"{type(exc).__name__}: {exc}")
             raise
         details = generation_details(recommender, version, k=k, dataset=dataset, model_name=model_name)
+        details.update(ranker_read)
         result = publish_generation(
             dsn,
             recs.assign(model_version=version)[OUTPUT_COLUMNS],

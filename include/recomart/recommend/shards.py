@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import pandas as pd
 import psycopg
 from psycopg import sql
 
@@ -37,6 +38,8 @@ from recomart.ranking.hybrid import HybridRecommender
 from recomart.recommend.run import (
     OUTPUT_COLUMNS,
     GenerationResult,
+    StoreFeatures,
+    attach_ranker_features,
     fallback_recommender,
     generation_details,
     similar_frame,
@@ -82,6 +85,8 @@ class Shard:
     model_version: str | None
     marts_digest: str | None
     k: int = 10
+    #: the generation's feature-store cutoff (ISO, UTC): every shard's ranker reads features as of it
+    features_cutoff: str | None = None
 
     @property
     def suffix(self) -> str:
@@ -166,7 +171,13 @@ def begin_sharded_generation(
             drop_tables(dsn, TABLES, generation_suffix(gid))
             raise
     log(f"generation {gid}: model version {version}, {sum(n for *_, n in plan)} users in {len(plan)} shards")
-    return [Shard(gid, i, first, last, n, version, digest, k) for i, (first, last, n) in enumerate(plan)]
+    cutoff = generation_cutoff()
+    return [Shard(gid, i, first, last, n, version, digest, k, cutoff) for i, (first, last, n) in enumerate(plan)]
+
+
+def generation_cutoff() -> str:
+    """Now (UTC, ISO): the point in time a generation's learned ranker reads its features at."""
+    return pd.Timestamp.now(tz="UTC").isoformat()
 
 
 def rank_shard(
@@ -178,10 +189,12 @@ def rank_shard(
     repeat_purchases: bool = False,
     block_size: int = 2048,
     log: Callable[[str], Any] = print,
+    store_features: StoreFeatures | None = None,
 ) -> dict[str, Any]:
     """Rank ``shard``'s users with its generation's model and replace its rows in the generation's table;
     returns ``{"shard", "users", "rows", "seconds"}``.  Raises when the marts no longer hold the
-    number of users the run planned (they changed since it began)."""
+    number of users the run planned (they changed since it began).  A learned ranker reads its feature
+    service through ``store_features`` at the generation's ``features_cutoff``."""
     started = time.perf_counter()
     with working_on_generation(dsn, shard.generation_id) as conn:
         inputs = read_ranking_inputs(dsn, (shard.first_user, shard.last_user))
@@ -197,6 +210,8 @@ def rank_shard(
             model_name=model_name,
             repeat_purchases=repeat_purchases,
         )
+        cutoff = pd.Timestamp(shard.features_cutoff or generation_cutoff())
+        attach_ranker_features(recommender, inputs.users["user_id"].astype(str).to_numpy(), store_features, cutoff)
         recs = recommender.rank(inputs.users, inputs.history, k=shard.k, block_size=block_size)
         frame = with_generation(recs.assign(model_version=shard.model_version)[OUTPUT_COLUMNS], shard.generation_id)
         rows = replace_rows(conn, USER_RECOMMENDATIONS, shard.suffix, shard.user_filter(), frame)

@@ -35,3 +35,39 @@ def migrated_warehouse(dsn: str) -> str:
     current): every task reaches the warehouse through this, so a deployment upgrades on its first run."""
     migrate(dsn, log=print)
     return dsn
+
+
+def store_features_at(s: Any, feature_service: str | None = None) -> Any:
+    """A :data:`recomart.model.ranker_stage.FeaturesAt` reading ``feature_service`` (default: the
+    model's, :data:`recomart.features.names.FEATURE_SERVICE`) point-in-time from this deployment's
+    feature store (:func:`recomart.features.point_in_time.entity_frames_at`), or ``None`` when the
+    feature definitions were never applied here (no registry, e.g. marts loaded without the transform
+    DAG); the learned ranker then uses only the features computed from the history."""
+    import logging
+
+    import psycopg
+
+    from recomart.features.apply_state import last_applied
+    from recomart.features.names import FEATURE_SERVICE
+    from recomart.features.point_in_time import entity_frames_at
+    from recomart.tools import tool_env
+
+    env = tool_env(s)
+    service = feature_service or FEATURE_SERVICE
+    try:
+        applied = last_applied(env, env["RECOMART_FEAST_PROJECT"])
+    except psycopg.OperationalError as exc:
+        applied, reason = None, f"its registry is unreachable ({exc})"
+    else:
+        reason = f"project {env['RECOMART_FEAST_PROJECT']} was never applied"
+    if applied is None:
+        logging.getLogger(__name__).warning("feature service %s not read: %s", service, reason)
+        return None
+
+    def features_at(cutoff: Any, user_ids: Any, item_ids: Any) -> tuple[Any, Any]:
+        frames = entity_frames_at(
+            s.feature_repo_dir, env, cutoff.to_pydatetime(), {"user_id": user_ids, "item_id": item_ids}, service
+        )
+        return frames.get("user_id"), frames.get("item_id")
+
+    return features_at

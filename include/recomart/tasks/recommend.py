@@ -24,7 +24,7 @@ from recomart.recommend.shards import (
     rank_shard,
 )
 from recomart.recommend.tables import live_generation
-from recomart.tasks.common import repeat_purchases_allowed
+from recomart.tasks.common import repeat_purchases_allowed, store_features_at
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ def publish_recommendations(s: Settings, dsn: str, *, force: bool = False) -> di
         repeat_purchases=repeat_purchases_allowed(s.dataset),
         marts_digest=digest,
         log=log.info,
+        store_features=lambda service: store_features_at(s, service),
     )
     cached = copy_live_generation_to_redis(s, dsn)
     return {
@@ -109,6 +110,7 @@ def rank_one_shard(s: Settings, dsn: str, shard: dict[str, Any]) -> dict[str, An
         model_name=s.model_name,
         repeat_purchases=repeat_purchases_allowed(s.dataset),
         log=log.info,
+        store_features=lambda service: store_features_at(s, service),
     )
 
 

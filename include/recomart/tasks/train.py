@@ -27,7 +27,7 @@ from recomart.model.config import TrainingConfig
 from recomart.model.promotion import train_and_gate
 from recomart.model.promotion_log import last_registered_digest, record_promotion
 from recomart.ranking.embedding import ItemVectors
-from recomart.tasks.common import repeat_purchases_allowed
+from recomart.tasks.common import repeat_purchases_allowed, store_features_at
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,9 @@ def train_and_register(s: Settings, dsn: str, *, airflow_run_id: str | None = No
     tuning and the blend fitted on validation (products and segments from the marts, the data set's
     repeat-purchase policy), every contender scored once on the test window; the gate registers
     ``@champion`` or ``@challenger`` and the decision goes to ``ops.model_promotions``, tagged with
-    ``airflow_run_id`` (the DAG run that trained it).
+    ``airflow_run_id`` (the DAG run that trained it).  The learned ranker (``RECOMART_TRAIN_RANKER``)
+    reads the model's feature service point-in-time (:func:`recomart.tasks.common.store_features_at`);
+    the strategy that won on validation (ranker or blend) is the one registered.
 
     Returns the decision row; when the inputs equal the last registered version's, nothing is trained
     and the summary's ``no_change`` says so (``model_version``: that version)."""
@@ -79,6 +81,7 @@ def train_and_register(s: Settings, dsn: str, *, airflow_run_id: str | None = No
         catalogue=Catalogue(frames.products, frames.users, repeat, vectors),
         dataset_source=EVENTS_RELATION if repeat else RATINGS_RELATION,
         tags={"dataset": s.dataset, "inputs_digest": digest, "airflow_run_id": airflow_run_id},
+        features_at=store_features_at(s) if config.ranker != "off" else None,
     )
     summary = {**outcome.summary(s.model_name), "inputs_digest": digest, "airflow_run_id": airflow_run_id}
     if outcome.registered.promoted:

@@ -1,0 +1,244 @@
+"""The learned ranker in a training round: fitted on validation, compared with the blend on validation,
+scored once on the test window, and attached to the served hybrid when it won.
+
+Protocol (nothing is chosen on the test window):
+
+1. **Generators.** :func:`recomart.model.ranker_fit.ranker_generators` with the round's tuned SVD
+   settings and EASE / RP3β tuned on validation (:func:`recomart.model.component_search.choose_params`).
+2. **Validation.** The validation users are split, seeded, into the ranker's users (its LambdaRank
+   labels and early stopping) and the comparison users (``COMPARE_SHARE``).  The ranker is fitted on
+   the train part with the labels of its users; the comparison users are ranked by the ranker and by
+   the blend (fitted on the same train part with the round's weights and options), and the higher
+   nDCG@k picks the **strategy** (``ranker`` or ``blend``).  The blend's weights were fitted on every
+   validation user, so the comparison leans towards the blend, never towards the ranker.
+3. **Test.** The generators are refitted on train + validation (the learned model is kept) and the
+   test users are ranked once, like every other contender (``metrics["ranker"]``).
+4. **Serving.** When the ranker won, its generators are refitted on all the data and it goes into the
+   registered hybrid (:attr:`recomart.ranking.hybrid.HybridRecommender.ranker`).
+
+User and item features come from ``features_at(cutoff, user_ids, item_ids)`` (a :data:`FeaturesAt`:
+the feature store's values point-in-time at ``cutoff``, see
+:func:`recomart.features.point_in_time.entity_frames_at`) at the validation cutoff for fitting and at
+the test cutoff for the test figures; cross features (category share, relative price) come from the
+history (:mod:`recomart.ranking.ranker_features`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recomart.model.catalogue import Catalogue
+from recomart.model.component_search import CANDIDATES, choose_params, validation_ndcg
+from recomart.model.evaluate import CURVE_KS, eval_set, metric_ks, ranking_summary
+from recomart.model.ranker_fit import RANKER_CANDIDATES, RANKER_THREADS, ranker_generators
+from recomart.model.split import Split
+from recomart.ranking.base import Recommender
+from recomart.ranking.history import ExcludePolicy, UserHistory
+from recomart.ranking.hybrid import HybridRecommender
+from recomart.ranking.ranker import LearnedRanker
+from recomart.ranking.ranker_features import frame_columns
+from recomart.ranking.svd import SVDSettings
+
+log = logging.getLogger(__name__)
+
+#: ``features_at(cutoff, user_ids, item_ids) -> (user frame, item frame)``: numeric frames indexed by id
+FeaturesAt = Callable[[pd.Timestamp, np.ndarray, np.ndarray], tuple[pd.DataFrame | None, pd.DataFrame | None]]
+#: share of the validation users held out of the ranker's fit to compare it with the blend
+COMPARE_SHARE = 0.3
+
+
+@dataclass
+class RankerStage:
+    """What the stage produced: the ``strategy`` to register (``ranker`` or ``blend``) and why
+    (``validation``: nDCG@k of both on the comparison users), the ranker's test ``metrics`` / ``curves``,
+    the ranker fitted for serving (None unless it is registered), the ``record`` for the run (its
+    ``skipped`` says why when the validation window is too small to fit the ranker: the blend is then
+    registered, ``validation`` and ``metrics`` are empty) and the ``timings`` (``ranker_features_s``:
+    feature-store reads, ``ranker_train_s``: the rest)."""
+
+    strategy: str
+    validation: dict[str, float]
+    metrics: dict[str, float]
+    curves: dict[str, Any]
+    served: LearnedRanker | None
+    record: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Seconds spent reading features and everything else of the stage."""
+
+    def __init__(self, features_at: FeaturesAt | None) -> None:
+        self.features_at, self.features_s, self.started = features_at, 0.0, time.perf_counter()
+
+    def attach(self, ranker: LearnedRanker, cutoff: pd.Timestamp, users: np.ndarray) -> None:
+        """Set ``ranker``'s user and item frames to the feature store's values at ``cutoff``."""
+        if self.features_at is None:
+            ranker.user_features = ranker.item_features = None
+            return
+        started = time.perf_counter()
+        ranker.user_features, ranker.item_features = self.features_at(cutoff, users, ranker.item_ids)
+        self.features_s += time.perf_counter() - started
+
+    def timings(self) -> dict[str, float]:
+        total = time.perf_counter() - self.started
+        return {"ranker_features_s": self.features_s, "ranker_train_s": total - self.features_s}
+
+
+def _store_columns(ranker: LearnedRanker) -> list[str]:
+    """The learned feature columns that come from the feature store's user and item frames."""
+    none = np.zeros(0, dtype=object)
+    names = {*frame_columns(ranker.user_features, none, "user_"), *frame_columns(ranker.item_features, none, "item_")}
+    return [name for name in ranker.feature_names if name in names]
+
+
+def _window_start(frame: pd.DataFrame) -> pd.Timestamp:
+    return pd.Timestamp(pd.to_datetime(frame["event_timestamp"], utc=True).min())
+
+
+def _tuned_generators(
+    split: Split, catalogue: Catalogue, svd: SVDSettings, k: int, exclude_seen: bool
+) -> tuple[dict[str, Recommender], dict[str, Any]]:
+    """Unfitted generators (EASE and RP3β tuned on validation) and the chosen parameters."""
+    chosen: dict[str, Recommender] = {}
+    picked_params: dict[str, Any] = {}
+    for name, (build, grid) in CANDIDATES.items():
+        picked = choose_params(build, grid, split.train, split.valid, catalogue, k=k, exclude_seen=exclude_seen)
+        chosen[name], picked_params[f"{name}_params"] = build(picked["params"]), picked["params"]
+    return ranker_generators(catalogue, svd, chosen), picked_params
+
+
+def _compare_users(valid: pd.DataFrame, seed: int) -> np.ndarray:
+    """The seeded :data:`COMPARE_SHARE` of the validation users that the ranker is not fitted on."""
+    users = np.sort(valid["user_id"].astype(str).unique())
+    return users[np.random.default_rng(seed).random(len(users)) < COMPARE_SHARE]
+
+
+def fit_ranker_stage(
+    split: Split,
+    data: pd.DataFrame,
+    blend_hybrid: HybridRecommender,
+    catalogue: Catalogue,
+    *,
+    svd: SVDSettings,
+    features_at: FeaturesAt | None,
+    feature_service: str | None,
+    strategy: str = "validation",
+    k: int = 10,
+    seed: int = 42,
+) -> RankerStage:
+    """Run the stage (module docstring).  ``blend_hybrid``: the blend with the round's weights, options
+    and train-part SVD, unfitted; ``strategy``: ``validation`` (whatever wins there), or ``blend`` /
+    ``ranker`` to register that one whatever validation says."""
+    if strategy not in ("validation", "blend", "ranker"):
+        raise ValueError(f"ranker strategy {strategy!r} is not validation, blend or ranker")
+    exclude_seen = not catalogue.repeat_purchases
+    policy: ExcludePolicy = "interacted" if exclude_seen else "none"
+    clock = _Clock(features_at)
+    compare = _compare_users(split.valid, seed)
+    record: dict[str, Any] = {}
+    try:
+        generators, record = _tuned_generators(split, catalogue, svd, k, exclude_seen)
+        ranker = LearnedRanker(
+            generators, n_candidates=RANKER_CANDIDATES, exclude=policy, seed=seed, num_threads=RANKER_THREADS
+        )
+        ranker.feature_service = feature_service if features_at is not None else None
+        validation = _fit_and_compare(ranker, split, catalogue, blend_hybrid, clock, compare, k)
+    except ValueError as exc:  # too few validation users to tune, learn from or compare on
+        log.warning("learned ranker not fitted, the blend is registered: %s", exc)
+        record.update(strategy="blend", strategy_rule=strategy, skipped=str(exc))
+        return RankerStage("blend", {}, {}, {}, None, record, clock.timings())
+    won = "ranker" if validation["ranker"] > validation["blend"] else "blend"
+    chosen = won if strategy == "validation" else strategy
+    metrics, curves = _test_figures(ranker, split, catalogue, clock, k, policy)
+    record.update(
+        strategy=chosen,
+        strategy_rule=strategy,
+        validation_ndcg=validation,
+        n_compare_users=int(len(compare)),
+        feature_service=ranker.feature_service,
+        store_features=_store_columns(ranker),
+        generators=list(ranker.generators),
+        n_candidates=RANKER_CANDIDATES,
+        **ranker.evidence,
+        feature_importances=ranker.feature_importances(),
+    )
+    served = None
+    if chosen == "ranker":
+        served = ranker.fit(catalogue.serving_set(data))
+        served.user_features = served.item_features = None  # read again at each ranking's cutoff
+    stage = RankerStage(chosen, validation, metrics, curves, served, record, clock.timings())
+    log.info(
+        "ranker nDCG@%d on %d validation users %.4f vs blend %.4f: registering the %s (%s)",
+        k,
+        len(compare),
+        validation["ranker"],
+        validation["blend"],
+        chosen,
+        "validation winner" if strategy == "validation" else f"forced by the {strategy!r} setting",
+    )
+    return stage
+
+
+def _fit_and_compare(
+    ranker: LearnedRanker,
+    split: Split,
+    catalogue: Catalogue,
+    blend_hybrid: HybridRecommender,
+    clock: _Clock,
+    compare: np.ndarray,
+    k: int,
+) -> dict[str, float]:
+    """Fit ``ranker`` on the train part with the validation labels of the users not in ``compare``
+    (features at the validation cutoff); returns ``{"ranker", "blend"}``: nDCG@k of the ranker and of
+    ``blend_hybrid`` (fitted on the same part) on the ``compare`` users."""
+    exclude_seen = not catalogue.repeat_purchases
+    training = catalogue.evaluation_set(split.train)
+    ranker.item_ids = training.item_ids
+    clock.attach(ranker, _window_start(split.valid), training.entries.user_ids)
+    held = split.valid["user_id"].astype(str).isin(compare).to_numpy()
+    ranker.fit_ranker(training, split.valid[~held])
+    compared = split.valid[held]
+    return {
+        "ranker": validation_ndcg(ranker, training, compared, k=k, exclude_seen=exclude_seen)[0],
+        "blend": validation_ndcg(blend_hybrid.fit(training), training, compared, k=k, exclude_seen=exclude_seen)[0],
+    }
+
+
+def _test_figures(
+    ranker: LearnedRanker, split: Split, catalogue: Catalogue, clock: _Clock, k: int, policy: ExcludePolicy
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The ranker's metrics and curves on the test window: generators refitted on train + validation,
+    features at the test cutoff, the same users, catalogue and exclusion as every other contender."""
+    evaluation = eval_set(split.train_valid, split.test)
+    training = catalogue.evaluation_set(split.train_valid)
+    ranker.fit(training)
+    users = evaluation.eval_user_ids
+    clock.attach(ranker, _window_start(split.test), users)
+    ks = metric_ks(k)
+    aligned = UserHistory.align(training.history, users, training.item_ids)
+    ids = ranker.recommend_aligned(aligned, max(max(CURVE_KS), k), policy).item_ids
+    top = evaluation.items.get_indexer(pd.Index(ids.ravel())).reshape(ids.shape)
+    metrics, curve = ranking_summary(top, evaluation.relevant, len(evaluation.items), k, ks, CURVE_KS)
+    return metrics, curve
+
+
+def rescore_champion_ranker(
+    champion: LearnedRanker, split: Split, catalogue: Catalogue, features_at: FeaturesAt | None, k: int = 10
+) -> dict[str, float] | None:
+    """The test figures of a champion whose registered strategy is the ranker: its learned model kept,
+    its generators refitted on this round's train + validation parts (never on the test window) and
+    its store features read at the test cutoff, as :func:`_test_figures` scores the candidate.  None
+    (with a warning) when it reads a feature service that ``features_at`` cannot provide."""
+    if champion.feature_service is not None and features_at is None:
+        log.warning("the champion's ranker reads %s, unreadable here: not re-scored", champion.feature_service)
+        return None
+    policy: ExcludePolicy = "interacted" if not catalogue.repeat_purchases else "none"
+    return _test_figures(champion, split, catalogue, _Clock(features_at), k, policy)[0]
