@@ -21,6 +21,7 @@ from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
 from recomart.model.registry import RegisteredModel, load_champion_for_gate, log_and_register
 from recomart.model.train import RATINGS_RELATION, TrainResult, train_tune_evaluate
+from recomart.model.tuning import TunedSVD
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +61,28 @@ def train_and_gate(
     feature_service: str = FEATURE_SERVICE,
     dataset_source: str = RATINGS_RELATION,
     tags: Mapping[str, Any] | None = None,
+    tuned: TunedSVD | None = None,
+    run_id: str | None = None,
 ) -> PromotionOutcome:
     """Re-score the current champion on this round's split next to the tuned candidate and popularity,
     then register the candidate as ``@champion`` or ``@challenger`` (see :mod:`recomart.model.gate`).
 
-    ``ratings`` / ``events`` / ``config`` / ``catalogue``: as :func:`recomart.model.train.train_tune_evaluate`.
+    ``ratings`` / ``events`` / ``config`` / ``catalogue`` / ``tuned``: as
+    :func:`recomart.model.train.train_tune_evaluate`; ``run_id``: as
+    :func:`recomart.model.registry.log_and_register` (the train DAG's parent run of its trials).
     The champion is re-scored with the factors its own test figures came from (fitted on its train and
     validation parts), blended with its stored weights and options, so a champion refitted on all data
     does not win on rows it was fitted on.
     """
     champion = load_champion_for_gate(tracking_uri, model_name)
     result = train_tune_evaluate(
-        ratings, config, events=events, champion=champion, catalogue=catalogue, dataset_source=dataset_source
+        ratings,
+        config,
+        events=events,
+        champion=champion,
+        catalogue=catalogue,
+        dataset_source=dataset_source,
+        tuned=tuned,
     )
     registered = log_and_register(
         result,
@@ -80,6 +91,7 @@ def train_and_gate(
         artifact_dir=artifact_dir,
         feature_service=feature_service,
         tags=tags,
+        run_id=run_id,
     )
     log.info("model %s v%s: %s", model_name, registered.version, registered.reason)
     return PromotionOutcome(result, registered, None if champion is None else champion.version)
