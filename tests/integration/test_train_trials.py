@@ -18,7 +18,7 @@ from test_train import planted_ratings
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
 from recomart.model.registry import load_champion
-from recomart.model.staging import RoundInputs, read_inputs, read_round, stage_round
+from recomart.model.staging import RoundInputs, StagedRound, read_inputs, read_round, stage_round
 from recomart.model.train import prepared_split, train_tune_evaluate
 from recomart.model.trials import choose_trial, plan_trials, run_trial, tuned_from_choice
 from recomart.model.tuning import tune_svd
@@ -161,7 +161,7 @@ def test_a_repeat_feeds_staged_events_give_the_single_rounds_result(tmp_path) ->
     stage_round(tmp_path, RoundInputs(None, events, catalogue, "marts.user_item_events"), split)
     specs = plan_trials(config, split, tmp_path, started=time.time())
     choice = choose_trial([run_trial(spec, config, exclude_seen=False) for spec in specs], config)
-    staged = dataclasses.replace(_staged_stub(), repeat_purchases=True, dataset_source="marts.user_item_events")
+    staged = StagedRound("run", "inputs", "data", repr(config), "marts.user_item_events", True, "0", "0")
     inputs = read_inputs(tmp_path, staged)
     mapped = train_tune_evaluate(
         None, config, events=inputs.events, catalogue=inputs.catalogue, tuned=tuned_from_choice(choice)
@@ -170,9 +170,3 @@ def test_a_repeat_feeds_staged_events_give_the_single_rounds_result(tmp_path) ->
     assert mapped.params == single.params and mapped.metrics == single.metrics
     assert mapped.data_digest == single.data_digest
     np.testing.assert_array_equal(mapped.model.user_factors, single.model.user_factors)
-
-
-def _staged_stub():
-    from recomart.model.staging import StagedRound
-
-    return StagedRound("r", "d", "d", "", "marts.user_item_ratings", False, "0", "0")
