@@ -23,19 +23,38 @@ The version gets alias `champion` only when its registered strategy (ranker or b
 and the champion on the test window, otherwise `challenger`; the decision, reason (naming the strategy)
 and weights are in the log and in `ops.model_promotions`. The recommend DAG ranks through the champion.
 
-Unchanged inputs do not retrain: when the marts' and the item vectors' digests and the training settings
-equal those of the last
-registered version (MLflow tag and `ops.model_promotions.inputs_digest`), the task logs "inputs unchanged
-since version N" and ends skipped. Each version is tagged with the DAG run that trained it
-(`airflow_run_id`), which is how the demo's report names the version its own run registered.
+The SVD search fans out (dynamic task mapping), with the same result as one process for the same
+inputs and seed:
 
-Emits `recomart_model`, which starts `recommend` (not when skipped).
+- `prepare` (setup) checks the inputs (below), reads the marts once, and stages the round's inputs and
+  its split's train and validation parts as Parquet in a folder of this DAG run
+  (`<state>/staging/train/<run>`, shared by the workers as the MLflow artifacts are), and opens this
+  DAG run's MLflow parent run;
+- `trial` (one mapped task per candidate of the seeded search, on any worker) fits one SVD on the
+  train part, scores it on validation, keeps its factors in the folder and logs a nested MLflow run
+  under the parent (params, validation metrics); a trial other than the first that starts after the
+  tuning budget is spent is skipped;
+- `choose` (the reduce) picks the best trial on the validation metric, the lowest trial index on ties;
+- `fit_evaluate_register` fits the blend with the chosen SVD, scores the test window, gates and
+  registers the version into the parent run;
+- `discard_staging` (teardown) removes the folder and ends the parent run as failed unless a version
+  was registered into it.
+
+Unchanged inputs do not retrain: when the marts' and the item vectors' digests and the training settings
+equal those of the last registered version (MLflow tag and `ops.model_promotions.inputs_digest`),
+`prepare` logs "inputs unchanged since version N" and ends skipped (and so do the tasks after it).
+Each version is tagged with the DAG run that trained it (`airflow_run_id`), which is how the demo's
+report names the version its own run registered.
+
+`fit_evaluate_register` emits `recomart_model`, which starts `recommend` (not when skipped).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag, task, teardown
 from recomart_dag_utils.assets import MARTS, MODEL
 from recomart_dag_utils.defaults import DEFAULT_ARGS, skip_when_unchanged, warehouse_dsn
 
@@ -51,19 +70,56 @@ from recomart_dag_utils.defaults import DEFAULT_ARGS, skip_when_unchanged, wareh
     doc_md=__doc__,
 )
 def train():
-    @task(outlets=[MODEL])
-    def train_evaluate_register(dag_run=None, outlet_events=None):
-        """Train SVD, fit the blend weights, evaluate against popularity and the champion, gate, register
-        (tagged with this DAG run's id); skipped, with no asset event, when the inputs are unchanged."""
+    @task
+    def prepare(dag_run=None) -> list[dict]:
+        """Skip when the inputs are unchanged; else stage the round and its split, open the MLflow parent
+        run, and plan one trial per candidate."""
         from recomart.config import settings
-        from recomart.tasks.train import train_and_register
+        from recomart.tasks.train_trials import prepare_trials
 
-        summary = train_and_register(settings(), warehouse_dsn(), airflow_run_id=dag_run.run_id)
-        skip_when_unchanged(summary)
+        plan = prepare_trials(settings(), warehouse_dsn(), airflow_run_id=dag_run.run_id)
+        skip_when_unchanged(plan)
+        return plan["trials"]
+
+    # a trial is cheap to redo and its retry replaces its nested run: retry it sooner than the default
+    @task(retry_delay=timedelta(seconds=10))
+    def trial(spec: dict) -> dict:
+        """Fit one SVD candidate on the staged train part, score it on validation, log a nested run."""
+        from recomart.config import settings
+        from recomart.tasks.train_trials import run_one_trial
+
+        return run_one_trial(settings(), spec)
+
+    @task
+    def choose(results: list[dict]) -> dict:
+        """The best trial on validation (the lowest index on ties)."""
+        from recomart.config import settings
+        from recomart.tasks.train_trials import choose_params
+
+        return choose_params(settings(), list(results[:]))  # one XCom read
+
+    @task(outlets=[MODEL])
+    def fit_evaluate_register(specs: list[dict], chosen: dict, dag_run=None, outlet_events=None) -> dict:
+        """Fit the blend with the chosen SVD, evaluate against popularity and the champion, gate, register
+        (tagged with this DAG run's id)."""
+        from recomart.config import settings
+        from recomart.tasks.train_trials import fit_and_register
+
+        summary = fit_and_register(settings(), warehouse_dsn(), list(specs), chosen, airflow_run_id=dag_run.run_id)
         outlet_events[MODEL].extra = summary
         return summary
 
-    train_evaluate_register()
+    @teardown
+    def discard_staging(specs: list[dict]) -> None:
+        """Remove the run's staged round; end its MLflow parent run as failed unless a version was registered."""
+        from recomart.config import settings
+        from recomart.tasks.train_trials import discard_trials
+
+        discard_trials(settings(), list(specs))
+
+    specs = prepare()
+    registered = fit_evaluate_register(specs, choose(trial.expand(spec=specs)))
+    registered >> discard_staging(specs).as_teardown(setups=specs)
 
 
 train()

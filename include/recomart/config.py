@@ -166,6 +166,12 @@ class Settings:
         return self.state_dir / "mlartifacts"
 
     @property
+    def train_staging_dir(self) -> Path:
+        """Where the train DAG's runs stage their round for their trial tasks (one folder per DAG run),
+        per deployment (database prefix): deployments and test modules may share a state folder."""
+        return self.state_dir / "staging" / self.db_prefix / "train"
+
+    @property
     def mlflow_tracking_uri(self) -> str:
         """The tracking and registry database itself (the pipeline logs and registers through it)."""
         return self.sqlalchemy_url(self.mlflow_db)

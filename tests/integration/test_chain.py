@@ -93,6 +93,12 @@ def test_model_is_registered_as_champion_and_beats_popularity(chain) -> None:
     # the version names the DAG run that trained it, and the inputs it was trained on
     assert version.tags["airflow_run_id"] == timings.runs["train"]["run_id"]
     assert len(version.tags["inputs_digest"]) == 64
+    # the DAG's mapped trials logged one nested run each under the run the version was logged into
+    client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
+    parent = client.get_run(version.run_id)
+    trials = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{version.run_id}'")
+    assert sorted(int(run.data.tags["trial_index"]) for run in trials) == list(range(6))
+    assert parent.data.params["tuning_trials"] == "6"
     with psycopg.connect(s.warehouse_url) as conn:
         decision, metrics = conn.execute(
             "select decision, metrics from ops.model_promotions order by decided_at desc limit 1"

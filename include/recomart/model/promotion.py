@@ -22,6 +22,7 @@ from recomart.model.config import TrainingConfig
 from recomart.model.ranker_stage import FeaturesAt
 from recomart.model.registry import RegisteredModel, load_champion_for_gate, log_and_register
 from recomart.model.train import RATINGS_RELATION, TrainResult, train_tune_evaluate
+from recomart.model.tuning import TunedSVD
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,15 @@ def train_and_gate(
     dataset_source: str = RATINGS_RELATION,
     tags: Mapping[str, Any] | None = None,
     features_at: FeaturesAt | None = None,
+    tuned: TunedSVD | None = None,
+    run_id: str | None = None,
 ) -> PromotionOutcome:
     """Re-score the current champion on this round's split next to the tuned candidate and popularity,
     then register the candidate as ``@champion`` or ``@challenger`` (see :mod:`recomart.model.gate`).
 
-    ``ratings`` / ``events`` / ``config`` / ``catalogue``: as :func:`recomart.model.train.train_tune_evaluate`.
+    ``ratings`` / ``events`` / ``config`` / ``catalogue`` / ``tuned``: as
+    :func:`recomart.model.train.train_tune_evaluate`; ``run_id``: as
+    :func:`recomart.model.registry.log_and_register` (the train DAG's parent run of its trials).
     The champion is re-scored with the factors its own test figures came from (fitted on its train and
     validation parts), blended with its stored weights and options, so a champion refitted on all data
     does not win on rows it was fitted on.  ``features_at``: the user and item features of
@@ -85,6 +90,7 @@ def train_and_gate(
         dataset_source=dataset_source,
         features_at=features_at,
         feature_service=feature_service,
+        tuned=tuned,
     )
     registered = log_and_register(
         result,
@@ -93,6 +99,7 @@ def train_and_gate(
         artifact_dir=artifact_dir,
         feature_service=feature_service,
         tags=tags,
+        run_id=run_id,
     )
     log.info("model %s v%s: %s", model_name, registered.version, registered.reason)
     return PromotionOutcome(result, registered, None if champion is None else champion.version)

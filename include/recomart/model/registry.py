@@ -221,8 +221,9 @@ def _tracking(tracking_uri: str) -> Iterator[None]:
         mlflow.set_registry_uri(previous[1])
 
 
-def _log_run(result: TrainResult, experiment_id: str, gate: GateDecision, folder: Path) -> None:
-    """Params, metrics, the blend, split and gate records, the data set, the trials and the charts."""
+def _log_run(result: TrainResult, experiment_id: str, gate: GateDecision, folder: Path, *, trials: bool) -> None:
+    """Params, metrics, the blend, split and gate records, the data set, the charts, and with ``trials``
+    one nested run per tuning trial."""
     import mlflow
 
     from recomart.model.charts import write_evaluation_artifacts
@@ -237,7 +238,8 @@ def _log_run(result: TrainResult, experiment_id: str, gate: GateDecision, folder
     mlflow.log_dict(result.split, "split.json")
     mlflow.log_dict(gate.as_dict(), "gate.json")
     log_dataset(result)
-    log_trials(result, experiment_id)
+    if trials:
+        log_trials(result, experiment_id)
     if result.curves or result.trials or result.score_samples:
         paths = write_evaluation_artifacts(
             folder / "evaluation",
@@ -286,8 +288,12 @@ def log_and_register(
     artifact_dir: Path,
     feature_service: str = FEATURE_SERVICE,
     tags: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> RegisteredModel:
-    """Log the run and the pyfunc recommender, register a version and set its alias by the gate."""
+    """Log the run and the pyfunc recommender, register a version and set its alias by the gate.
+
+    ``run_id``: an open run to log into, whose nested trial runs are already logged (the train DAG's
+    parent run, :mod:`recomart.model.trial_runs`); otherwise a new run, with one nested run per trial."""
     import mlflow
 
     experiment_id = ensure_experiment(tracking_uri, artifact_dir)
@@ -298,9 +304,11 @@ def log_and_register(
     with (
         _tracking(tracking_uri),
         tempfile.TemporaryDirectory(prefix="recomart-model-") as tmp,
-        mlflow.start_run(experiment_id=experiment_id, run_name=f"svd-{result.data_digest[:12]}", tags=run_tags) as run,
+        mlflow.start_run(
+            run_id=run_id, experiment_id=experiment_id, run_name=f"svd-{result.data_digest[:12]}", tags=run_tags
+        ) as run,
     ):
-        _log_run(result, experiment_id, gate, Path(tmp))
+        _log_run(result, experiment_id, gate, Path(tmp), trials=run_id is None)
         info = _log_model(result, metadata, model_name, Path(tmp))
         run_id = run.info.run_id
     client = _client(tracking_uri)

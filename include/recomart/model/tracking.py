@@ -78,18 +78,29 @@ def stringify(values: Mapping[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in values.items() if value is not None}
 
 
+def trial_run_record(trial: Mapping[str, Any], k: int) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
+    """``(params, metrics, tags)`` of a tuning trial's nested run (``trial``: ``index, params, metrics,
+    seconds``): its parameters, its headline validation metrics (``valid_<metric>``) and
+    ``trial_seconds``, and the tag ``trial_index``."""
+    metrics = {**headline_metrics({"valid": trial["metrics"]}, k), "trial_seconds": float(trial["seconds"])}
+    return stringify(trial["params"]), metrics, {"trial_index": str(trial["index"])}
+
+
+def trial_run_name(index: int) -> str:
+    return f"trial-{index:02d}"
+
+
 def log_trials(result: TrainResult, experiment_id: str) -> None:
     """One nested MLflow run per tuning trial: its parameters and headline validation metrics."""
     import mlflow
 
     k = int(result.params.get("k", 10))
     for trial in result.trials:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{trial['index']:02d}", nested=True):
-            mlflow.log_params(stringify(trial["params"]))
-            validation = headline_metrics({"valid": trial["metrics"]}, k)
-            mlflow.log_metrics(validation)
-            mlflow.log_metric("trial_seconds", float(trial["seconds"]))
-            mlflow.set_tag("trial_index", str(trial["index"]))
+        params, metrics, tags = trial_run_record(trial, k)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=trial_run_name(trial["index"]), nested=True):
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags(tags)
 
 
 def log_dataset(result: TrainResult) -> None:

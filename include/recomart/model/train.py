@@ -139,6 +139,18 @@ def split_for_training(data: pd.DataFrame, events: pd.DataFrame | None, config: 
     return split
 
 
+def prepared_split(
+    ratings: pd.DataFrame | None, events: pd.DataFrame | None, config: TrainingConfig
+) -> tuple[pd.DataFrame, Split]:
+    """The round's prepared pairs (:func:`prepare_ratings`; rebuilt from ``events`` when given) and its
+    split (:func:`split_for_training`)."""
+    source = pairs_from_events(events) if events is not None else ratings
+    if source is None or source.empty:
+        raise ValueError("no ratings to train on")
+    data = prepare_ratings(source)
+    return data, split_for_training(data, events, config)
+
+
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     started = time.perf_counter()
@@ -259,6 +271,7 @@ def train_tune_evaluate(
     dataset_source: str = RATINGS_RELATION,
     features_at: FeaturesAt | None = None,
     feature_service: str | None = None,
+    tuned: TunedSVD | None = None,
 ) -> TrainResult:
     """Split three ways, tune the SVD and fit the blend on validation, score the test part once.
 
@@ -267,7 +280,9 @@ def train_tune_evaluate(
     (``user_id, item_id, event_timestamp``, optional ``event_type, order_id, quantity``); the time
     split then cuts events and every pair frame is rebuilt from them (``ratings`` may be ``None``).
 
-    1. The SVD hyper-parameters are tuned on the validation window (fitted on the train part).
+    1. The SVD hyper-parameters are tuned on the validation window (fitted on the train part), unless
+       ``tuned`` gives the search's outcome on this very split (the train DAG runs the trials as mapped
+       tasks, :mod:`recomart.model.trials`); ``timings["tuning_s"]`` is then the trials' summed seconds.
     2. The hybrid's weights and component options are fitted on the same window with that SVD
        (:func:`recomart.model.blend_search.choose_blend`) over ``catalogue`` (products, segments,
        feed policy; ids only by default).
@@ -289,14 +304,13 @@ def train_tune_evaluate(
     catalogue = catalogue if catalogue is not None else Catalogue()
     timings: dict[str, float] = {}
     with _timed(timings, "prepare_s"):
-        source = pairs_from_events(events) if events is not None else ratings
-        if source is None or source.empty:
-            raise ValueError("no ratings to train on")
-        data = prepare_ratings(source)
-        split = split_for_training(data, events, config)
+        data, split = prepared_split(ratings, events, config)
     exclude_seen = not catalogue.repeat_purchases
-    with _timed(timings, "tuning_s"):
-        tuned = tune_svd(split.train, split.valid, config, exclude_seen=exclude_seen)
+    if tuned is None:
+        with _timed(timings, "tuning_s"):
+            tuned = tune_svd(split.train, split.valid, config, exclude_seen=exclude_seen)
+    else:
+        timings["tuning_s"] = float(sum(trial["seconds"] for trial in tuned.trials))
     with _timed(timings, "blend_fit_s"):
         blend = _fit_blend(split, tuned, catalogue, config, exclude_seen)
     with _timed(timings, "fit_train_s"):

@@ -89,7 +89,6 @@ def tune(
         raise ValueError("no candidate parameters to try")
     start = time.perf_counter()
     trials: list[Trial] = []
-    best: Trial | None = None
     stopped = False
     for index, params in enumerate(candidates):
         if trials and time.perf_counter() - start >= budget_s:
@@ -101,11 +100,23 @@ def tune(
         trials.append(trial)
         if on_trial is not None:
             on_trial(trial)
-        if best is None or better(metric, metrics[metric], best.metrics[metric]):
-            best = trial
         log.info("trial %d %s: %s=%.4f (%.1fs)", index, params, metric, metrics[metric], trial.seconds)
-    assert best is not None
+    best = best_trial(trials, metric)
     return TuningResult(best.params, float(best.metrics[metric]), metric, trials, stopped)
+
+
+def best_trial(trials: Sequence[Trial], metric: str) -> Trial:
+    """The best of ``trials`` on ``metric`` (direction-aware, see :func:`recomart.model.evaluate.better`):
+    going up the indexes, a trial replaces the best so far only when strictly better, so a tie goes to
+    the lowest index and the choice is the same whatever order the trials ran or finished in."""
+    if not trials:
+        raise ValueError("no trial to choose from")
+    ordered = sorted(trials, key=lambda trial: trial.index)
+    best = ordered[0]
+    for trial in ordered[1:]:
+        if better(metric, trial.metrics[metric], best.metrics[metric]):
+            best = trial
+    return best
 
 
 @dataclass(frozen=True)
@@ -123,24 +134,48 @@ def svd_candidates(config: TrainingConfig) -> list[dict[str, Any]]:
     return candidate_params(config.search_space, config.max_trials, config.seed, config.svd_params)
 
 
+def searches(valid: pd.DataFrame, candidates: Sequence[dict[str, Any]]) -> bool:
+    """Whether a round searches the SVD parameters: it needs a validation window and two candidates."""
+    return not valid.empty and len(candidates) > 1
+
+
+def svd_trial(
+    train: pd.DataFrame, valid: pd.DataFrame, config: TrainingConfig, params: dict[str, Any], *, exclude_seen: bool
+) -> tuple[FactorModel, dict[str, float]]:
+    """One trial of the SVD search: the candidate ``params`` fitted on ``train`` and its validation
+    metrics on ``valid`` (the model's, plus popularity's as ``popularity_<metric>``).  Raises
+    ``ValueError`` when the validation part has no warm user."""
+    model, _ = fit_biased_svd(train, config.svd_settings(params))
+    evaluation = evaluate_models(
+        train, valid, {"model": model}, k=config.k, exclude_seen=exclude_seen, block_size=config.block_size
+    )
+    popularity = {f"popularity_{key}": value for key, value in evaluation["metrics"]["popularity"].items()}
+    return model, {**evaluation["metrics"]["model"], **popularity}
+
+
+def trial_records(trials: Sequence[Trial]) -> list[dict[str, Any]]:
+    """``TunedSVD.trials``: one ``{"index", "params", "metrics", "seconds"}`` per trial, in index order."""
+    return [
+        {"index": t.index, "params": t.params, "metrics": t.metrics, "seconds": t.seconds}
+        for t in sorted(trials, key=lambda trial: trial.index)
+    ]
+
+
 def tune_svd(train: pd.DataFrame, valid: pd.DataFrame, config: TrainingConfig, *, exclude_seen: bool) -> TunedSVD:
-    """Search the SVD parameters on ``valid`` (each candidate fitted on ``train``, scored with
-    :func:`recomart.model.evaluate.evaluate_models` on ``config.effective_tuning_metric``); the base
-    parameters when there is no validation window, a single candidate, or no warm validation user."""
+    """Search the SVD parameters on ``valid`` (each candidate fitted on ``train`` by :func:`svd_trial`,
+    scored on ``config.effective_tuning_metric``); the base parameters when there is no validation
+    window, a single candidate, or no warm validation user.  The train DAG runs the same trials as
+    mapped tasks (:mod:`recomart.model.trials`)."""
     candidates = svd_candidates(config)
     base = dict(config.svd_params)
-    if valid.empty or len(candidates) <= 1:
+    if not searches(valid, candidates):
         return TunedSVD(base, [], None)
     fitted: dict[str, FactorModel] = {}
 
     def evaluate_params(params: dict[str, Any]) -> dict[str, float]:
-        model, _ = fit_biased_svd(train, config.svd_settings(params))
+        model, metrics = svd_trial(train, valid, config, params, exclude_seen=exclude_seen)
         fitted[repr(sorted(params.items()))] = model
-        evaluation = evaluate_models(
-            train, valid, {"model": model}, k=config.k, exclude_seen=exclude_seen, block_size=config.block_size
-        )
-        popularity = {f"popularity_{key}": value for key, value in evaluation["metrics"]["popularity"].items()}
-        return {**evaluation["metrics"]["model"], **popularity}
+        return metrics
 
     try:
         tuned = tune(
@@ -149,5 +184,4 @@ def tune_svd(train: pd.DataFrame, valid: pd.DataFrame, config: TrainingConfig, *
     except ValueError as exc:  # validation part without a warm user: keep the base parameters
         log.warning("tuning skipped: %s", exc)
         return TunedSVD(base, [], None)
-    trials = [{"index": t.index, "params": t.params, "metrics": t.metrics, "seconds": t.seconds} for t in tuned.trials]
-    return TunedSVD(tuned.best_params, trials, fitted.get(repr(sorted(tuned.best_params.items()))))
+    return TunedSVD(tuned.best_params, trial_records(tuned.trials), fitted.get(repr(sorted(tuned.best_params.items()))))

@@ -1,0 +1,172 @@
+"""The train DAG's fanned-out round (prepare, one task per trial, the reduce, fit and register, teardown)
+gives the single-task round's result: the same chosen SVD parameters and validation figures as
+``tune_svd``, the same registered model and metrics; each trial is a nested MLflow run of the DAG run's
+parent run; unchanged inputs end as the logged no-op (real Postgres, MLflow, staged Parquet)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_blend_training import marts_dsn  # noqa: F401  (the fixture: planted marts in a private database)
+from test_train import planted_ratings
+
+from recomart.model.catalogue import Catalogue
+from recomart.model.config import TrainingConfig
+from recomart.model.registry import load_champion
+from recomart.model.staging import RoundInputs, StagedRound, read_inputs, read_round, stage_round
+from recomart.model.train import prepared_split, train_tune_evaluate
+from recomart.model.trials import choose_trial, plan_trials, run_trial, tuned_from_choice
+from recomart.model.tuning import tune_svd
+from recomart.tasks.train import read_round_inputs, train_and_register
+from recomart.tasks.train_trials import (
+    choose_params,
+    discard_trials,
+    fit_and_register,
+    prepare_trials,
+    run_one_trial,
+    stage_folder,
+)
+
+pytestmark = pytest.mark.integration
+
+RUN_ID = "manual__2026-12-03T07:30:00+00:00"
+
+
+def _without_seconds(trials: list[dict]) -> list[dict]:
+    return [{key: value for key, value in trial.items() if key != "seconds"} for trial in trials]
+
+
+def _mlflow(s):
+    from mlflow import MlflowClient
+
+    return MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def single(marts_dsn: str, test_settings) -> dict:  # noqa: F811
+    """The single-task round on the planted marts (model ``<name>_single``)."""
+    return train_and_register(
+        dataclasses.replace(test_settings, model_name=f"{test_settings.model_name}_single"), marts_dsn
+    )
+
+
+@pytest.fixture(scope="module")
+def mapped(marts_dsn: str, test_settings) -> dict:  # noqa: F811
+    """The DAG's tasks, in their order, on the same marts (model ``<name>_mapped``): the trials run in
+    reverse, each twice (a retry), and the reduce sees them out of order; the teardown runs last."""
+    s = dataclasses.replace(test_settings, model_name=f"{test_settings.model_name}_mapped")
+    plan = prepare_trials(s, marts_dsn, airflow_run_id=RUN_ID)
+    specs = plan["trials"]
+    staged = read_round(stage_folder(s, RUN_ID), TrainingConfig.from_settings(s))
+    results = [run_one_trial(s, spec) for spec in reversed(specs)]
+    results = [run_one_trial(s, spec) for spec in specs]  # retried trials replace their nested runs
+    results = json.loads(json.dumps(results[1:] + results[:1]))  # through XCom's JSON, out of order
+    choice = choose_params(s, results)
+    summary = fit_and_register(s, marts_dsn, specs, choice, airflow_run_id=RUN_ID)
+    discard_trials(s, specs)
+    return {"settings": s, "specs": specs, "choice": choice, "summary": summary, "staged": staged}
+
+
+def test_the_reduce_chooses_tune_svds_parameters_from_the_same_validation_figures(
+    marts_dsn: str,  # noqa: F811
+    test_settings,
+    mapped,
+) -> None:
+    config = TrainingConfig.from_settings(test_settings)
+    inputs = read_round_inputs(test_settings, marts_dsn)
+    _, split = prepared_split(inputs.ratings, inputs.events, config)
+    searched = tune_svd(split.train, split.valid, config, exclude_seen=True)
+    choice = mapped["choice"]
+    assert len(mapped["specs"]) == config.max_trials and len(searched.trials) == config.max_trials
+    assert choice["params"] == searched.params
+    assert _without_seconds(choice["trials"]) == _without_seconds(searched.trials)
+    assert choice["best_index"] == next(t["index"] for t in searched.trials if t["params"] == searched.params)
+
+
+def test_the_registered_model_and_its_metrics_equal_the_single_task_rounds(single, mapped, test_settings) -> None:
+    summary, s = mapped["summary"], mapped["settings"]
+    assert summary["decision"] == single["decision"] == "promoted"
+    assert summary["metrics"] == single["metrics"]
+    assert summary["blend"] == single["blend"]
+    assert summary["data_digest"] == single["data_digest"] == mapped["staged"].data_digest
+    assert summary["inputs_digest"] == single["inputs_digest"] == mapped["staged"].inputs_digest
+    ours = load_champion(s.mlflow_tracking_uri, s.model_name)
+    theirs = load_champion(test_settings.mlflow_tracking_uri, f"{test_settings.model_name}_single")
+    assert ours is not None and theirs is not None
+    np.testing.assert_array_equal(ours.recommender.svd.model.user_factors, theirs.recommender.svd.model.user_factors)
+    np.testing.assert_array_equal(ours.recommender.svd.model.item_bias, theirs.recommender.svd.model.item_bias)
+
+
+def test_each_trial_is_one_nested_run_of_the_parent_run_the_model_is_logged_into(mapped) -> None:
+    s, summary, choice = mapped["settings"], mapped["summary"], mapped["choice"]
+    client = _mlflow(s)
+    parent = client.get_run(mapped["staged"].parent_run_id)
+    assert summary["run_id"] == parent.info.run_id and parent.info.status == "FINISHED"
+    assert parent.data.tags["airflow_run_id"] == RUN_ID and parent.data.params["tuning_trials"] == str(
+        len(mapped["specs"])
+    )
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    by_index = {int(run.data.tags["trial_index"]): run for run in children}
+    assert len(children) == len(by_index) == len(mapped["specs"])  # the retries left one run per trial
+    for trial in choice["trials"]:
+        run = by_index[trial["index"]]
+        assert run.info.status == "FINISHED" and run.info.run_name == f"trial-{trial['index']:02d}"
+        assert run.data.metrics["valid_ndcg_at_10"] == pytest.approx(trial["metrics"]["ndcg_at_10"])
+        assert {key: str(value) for key, value in trial["params"].items()} == run.data.params
+
+
+def test_the_teardown_removed_the_staged_round_and_a_rerun_is_the_logged_no_op(mapped, marts_dsn) -> None:  # noqa: F811
+    s = mapped["settings"]
+    assert not stage_folder(s, RUN_ID).exists()
+    again = prepare_trials(s, marts_dsn, airflow_run_id="manual__again")
+    assert again["no_change"].startswith("inputs unchanged since version 1")
+    assert not stage_folder(s, "manual__again").exists()
+    assert [str(v.version) for v in _mlflow(s).search_model_versions(f"name = '{s.model_name}'")] == ["1"]
+
+
+def test_a_run_that_never_registered_ends_its_parent_run_failed_and_leaves_no_stage(marts_dsn, test_settings) -> None:  # noqa: F811
+    s = dataclasses.replace(test_settings, model_name=f"{test_settings.model_name}_failed")
+    specs = prepare_trials(s, marts_dsn, airflow_run_id="manual__failed")["trials"]
+    parent = read_round(stage_folder(s, "manual__failed"), TrainingConfig.from_settings(s)).parent_run_id
+    assert _mlflow(s).get_run(parent).info.status == "RUNNING"
+    discard_trials(s, specs)  # the teardown after a failed trial
+    assert _mlflow(s).get_run(parent).info.status == "FAILED"
+    assert not stage_folder(s, "manual__failed").exists()
+
+
+def _planted_events() -> pd.DataFrame:
+    """Purchases of the planted pairs, a fifth of them bought again a week later (a repeat feed)."""
+    pairs = planted_ratings()
+    again = pairs.iloc[::5].assign(event_timestamp=lambda f: f["event_timestamp"] + pd.Timedelta(days=7))
+    events = pd.concat([pairs, again], ignore_index=True).sort_values("event_timestamp", ignore_index=True)
+    return events[["user_id", "item_id", "event_timestamp"]].assign(
+        event_type="purchase", order_id=[f"o{i}" for i in range(len(events))], quantity=1
+    )
+
+
+def test_a_repeat_feeds_staged_events_give_the_single_rounds_result(tmp_path) -> None:
+    """Events staged as Parquet and the trials run from the staged split: the same round as one process."""
+    events = _planted_events()
+    items = np.sort(events["item_id"].unique())
+    products = pd.DataFrame({"item_id": items, "title": items, "description": "x", "category": "c", "brand": "b"})
+    catalogue = Catalogue(products.assign(price=1.0), None, repeat_purchases=True)
+    config = TrainingConfig(max_trials=2)
+    single = train_tune_evaluate(None, config, events=events, catalogue=catalogue)
+    _, split = prepared_split(None, events, config)
+    stage_round(tmp_path, RoundInputs(None, events, catalogue, "marts.user_item_events"), split)
+    specs = plan_trials(config, split, tmp_path, started=time.time())
+    choice = choose_trial([run_trial(spec, config, exclude_seen=False) for spec in specs], config)
+    staged = StagedRound("run", "inputs", "data", repr(config), "marts.user_item_events", True, "0", "0")
+    inputs = read_inputs(tmp_path, staged)
+    mapped = train_tune_evaluate(
+        None, config, events=inputs.events, catalogue=inputs.catalogue, tuned=tuned_from_choice(choice)
+    )
+    assert _without_seconds(mapped.trials) == _without_seconds(single.trials) and len(single.trials) == 2
+    assert mapped.params == single.params and mapped.metrics == single.metrics
+    assert mapped.data_digest == single.data_digest
+    np.testing.assert_array_equal(mapped.model.user_factors, single.model.user_factors)
