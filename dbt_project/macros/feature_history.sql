@@ -15,11 +15,14 @@
 {%- endmacro %}
 
 {#
-    Pre-hook of the feature histories: a table built by the former
-    one-snapshot-per-build models has no as_of_date column. Its rows record
-    build times, not event days, so they are deleted and the column is added;
-    the incremental build then finds no as_of_date and recomputes every day.
+    Pre-hook of the feature histories: a table built before lacks a column
+    of their incremental state (as_of_date of the former
+    one-snapshot-per-build models, revenue_to_date and the model's
+    `state_columns`, a list of [name, type], of the models that recomputed
+    the whole history). Its rows cannot be continued from, so they are
+    deleted and the columns added; the incremental build then finds no day
+    built and recomputes every day.
 #}
-{% macro upgrade_feature_history() -%}
-    {{ upgrade_to_incremental([['as_of_date', 'date']]) }}
+{% macro upgrade_feature_history(state_columns=[]) -%}
+    {{ upgrade_to_incremental([['as_of_date', 'date'], ['revenue_to_date', 'numeric']] + state_columns) }}
 {%- endmacro %}
