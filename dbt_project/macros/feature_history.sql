@@ -26,3 +26,29 @@
 {% macro upgrade_feature_history(state_columns=[]) -%}
     {{ upgrade_to_incremental([['as_of_date', 'date'], ['revenue_to_date', 'numeric']] + state_columns) }}
 {%- endmacro %}
+
+{#
+    The first as_of_date a feature-history build recomputes, as a date
+    literal rendered at compile time (a value known only at run time makes
+    the planner assume a third of int_interactions and scan all of it):
+    '-infinity' for a full build, and for a table that lacks one of
+    `state_columns` (its pre-hook empties it) or holds no day; else the day
+    of feature_history_start.
+#}
+{% macro feature_history_window_start(state_columns) -%}
+    {%- set start = [] -%}
+    {%- if execute and is_incremental() -%}
+        {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+        {%- set missing = [] -%}
+        {%- for column in state_columns if column not in names -%}
+            {%- do missing.append(column) -%}
+        {%- endfor -%}
+        {%- if not missing -%}
+            {%- set day = run_query('select (' ~ feature_history_start() ~ ')::text').columns[0].values()[0] -%}
+            {%- if day -%}
+                {%- do start.append(day) -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+    '{{ start[0] if start else "-infinity" }}'::date
+{%- endmacro %}

@@ -12,6 +12,7 @@
     (user, category) continuing from its latest row before the window, so
     a day's rows equal those of a full build.
 #}
+{%- set window_start = feature_history_window_start(['as_of_date']) -%}
 {{
     config(
         materialized='incremental',
@@ -30,11 +31,7 @@ with
 
 as_of as (
 
-    select
-        as_of,
-        coalesce({{ feature_history_start() }}, '-infinity'::date) as window_start
-
-    from {{ ref('int_as_of') }}
+    select as_of from {{ ref('int_as_of') }}
 
 ),
 
@@ -62,7 +59,7 @@ daily_categories as (
     inner join products on interactions.item_id = products.item_id
     where
         interactions.event_time <= (select as_of.as_of from as_of)
-        and interactions.event_date >= (select as_of.window_start from as_of)
+        and interactions.event_date >= {{ window_start }}
     group by interactions.user_id, products.category, interactions.event_date
 
 ),
@@ -83,7 +80,7 @@ carried as (
         where
             built.user_id = pairs.user_id
             and built.category = pairs.category
-            and built.as_of_date < (select as_of.window_start from as_of)
+            and built.as_of_date < {{ window_start }}
         order by built.as_of_date desc
         limit 1
     ) as latest

@@ -20,6 +20,7 @@
     counts as new unless a purchase before the window has the pair (index
     lookup on int_interactions). So a day's rows equal those of a full build.
 #}
+{%- set window_start = feature_history_window_start(['as_of_date', 'revenue_to_date']) -%}
 {{
     config(
         materialized='incremental',
@@ -41,8 +42,7 @@ as_of as (
 
     select
         as_of,
-        (as_of at time zone 'utc')::date as last_date,
-        coalesce({{ feature_history_start() }}, '-infinity'::date) as window_start
+        (as_of at time zone 'utc')::date as last_date
 
     from {{ ref('int_as_of') }}
 
@@ -68,14 +68,14 @@ interactions as (
     from {{ ref('int_interactions') }} as interactions
     where
         interactions.event_time <= (select as_of.as_of from as_of)
-        and interactions.event_date >= (select as_of.window_start - 90 as first_day from as_of)
+        and interactions.event_date >= {{ window_start }} - 90
 
 ),
 
 window_interactions as (
 
     select * from interactions
-    where activity_date >= (select as_of.window_start from as_of)
+    where activity_date >= {{ window_start }}
 
 ),
 
@@ -153,7 +153,7 @@ daily_windows as (
         sum(pop_90d) as pop_90d
 
     from window_changes
-    where change_date >= (select as_of.window_start from as_of)
+    where change_date >= {{ window_start }}
     group by item_id, change_date
 
 ),
@@ -184,7 +184,7 @@ first_buyers as (
             earlier.user_id = window_buyers.user_id
             and earlier.item_id = window_buyers.item_id
             and earlier.event_type = 'purchase'
-            and earlier.event_date < (select as_of.window_start from as_of)
+            and earlier.event_date < {{ window_start }}
     )
     {%- endif %}
 
@@ -233,7 +233,7 @@ carried as (
         from {{ this }} as built
         where
             built.item_id = items.item_id
-            and built.as_of_date < (select as_of.window_start from as_of)
+            and built.as_of_date < {{ window_start }}
         order by built.event_timestamp desc
         limit 1
     ) as latest

@@ -17,6 +17,9 @@
     equal those of a full build. See the yml for the choice of change-driven
     rows.
 #}
+{%- set window_start = feature_history_window_start(
+    ['as_of_date', 'first_interaction_at', 'revenue_to_date']
+) -%}
 {{
     config(
         materialized='incremental',
@@ -38,8 +41,7 @@ as_of as (
 
     select
         as_of,
-        (as_of at time zone 'utc')::date as last_date,
-        coalesce({{ feature_history_start() }}, '-infinity'::date) as window_start
+        (as_of at time zone 'utc')::date as last_date
 
     from {{ ref('int_as_of') }}
 
@@ -60,7 +62,7 @@ interactions as (
     from {{ ref('int_interactions') }} as interactions
     where
         interactions.event_time <= (select as_of.as_of from as_of)
-        and interactions.event_date >= (select as_of.window_start from as_of)
+        and interactions.event_date >= {{ window_start }}
 
 ),
 
@@ -131,7 +133,7 @@ first_orders as (
             earlier.order_id = window_orders.order_id
             and earlier.user_id = window_orders.user_id
             and earlier.event_type = 'purchase'
-            and earlier.event_date < (select as_of.window_start from as_of)
+            and earlier.event_date < {{ window_start }}
     )
 
 ),
@@ -147,7 +149,7 @@ first_items as (
         where
             earlier.user_id = window_items.user_id
             and earlier.item_id = window_items.item_id
-            and earlier.event_date < (select as_of.window_start from as_of)
+            and earlier.event_date < {{ window_start }}
     )
 
 ),
@@ -204,7 +206,7 @@ user_days as (
         profiles.user_id,
         profiles.signup_date as as_of_date
     from profiles
-    where profiles.signup_date >= (select as_of.window_start from as_of)
+    where profiles.signup_date >= {{ window_start }}
 
 ),
 
@@ -219,7 +221,7 @@ category_keys as (
         interactions::numeric * 1e18 + extract(epoch from last_interaction_at) * 1e6 as favourite_key
 
     from {{ ref('int_user_category_history') }}
-    where as_of_date >= (select as_of.window_start from as_of)
+    where as_of_date >= {{ window_start }}
 
 ),
 
@@ -269,7 +271,7 @@ carried as (
         from {{ this }} as built
         where
             built.user_id = users.user_id
-            and built.as_of_date < (select as_of.window_start from as_of)
+            and built.as_of_date < {{ window_start }}
         order by built.event_timestamp desc
         limit 1
     ) as latest
@@ -281,7 +283,7 @@ carried as (
         where
             categories.user_id = users.user_id
             and categories.category = latest.favourite_category
-            and categories.as_of_date < (select as_of.window_start from as_of)
+            and categories.as_of_date < {{ window_start }}
         order by categories.as_of_date desc
         limit 1
     ) as favourite on true
