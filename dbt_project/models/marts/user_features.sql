@@ -1,12 +1,6 @@
 {#
     One row per known user (users file or interactions), as of int_as_of:
     RFM (recency, frequency, monetary), breadth, taste and profile.
-
-    The cumulative features are those of the user's latest row of
-    user_features_history (which already holds every interaction up to
-    as_of: its last day is computed up to as_of), so a daily build reads one
-    row per user, not the whole event history; only recency and
-    days_since_first_seen are measured to as_of here.
 #}
 
 with
@@ -14,6 +8,15 @@ with
 as_of as (
 
     select as_of from {{ ref('int_as_of') }}
+
+),
+
+interactions as (
+
+    select interactions.*
+    from {{ ref('int_interactions') }} as interactions
+    cross join as_of
+    where interactions.event_time <= as_of.as_of
 
 ),
 
@@ -31,19 +34,58 @@ profiles as (
 
 ),
 
-latest as (
+products as (
 
-    select distinct on (history.user_id)
-        history.user_id,
-        history.first_interaction_at,
-        history.last_interaction_at,
-        history.frequency,
-        history.revenue_to_date,
-        history.distinct_items,
-        history.favourite_category
+    select
+        item_id,
+        category
 
-    from {{ ref('user_features_history') }} as history
-    order by history.user_id asc, history.event_timestamp desc
+    from {{ ref('dim_products') }}
+
+),
+
+activity as (
+
+    select
+        user_id,
+        min(event_time) as first_interaction_at,
+        max(event_time) as last_interaction_at,
+        count(distinct order_id) filter (where event_type = 'purchase') as frequency,
+        coalesce(sum(revenue), 0) as monetary,
+        count(distinct item_id) as distinct_items
+
+    from interactions
+    group by user_id
+
+),
+
+category_counts as (
+
+    select
+        interactions.user_id,
+        products.category,
+        count(*) as category_interactions,
+        max(interactions.event_time) as last_category_interaction_at
+
+    from interactions
+    inner join products on interactions.item_id = products.item_id
+    where products.category is not null
+    group by interactions.user_id, products.category
+
+),
+
+favourite_categories as (
+
+    select distinct on (user_id)
+        user_id,
+        category as favourite_category
+
+    from category_counts
+    order by
+        user_id asc,
+        category_interactions desc,
+        last_category_interaction_at desc,
+        category asc
 
 ),
 
@@ -51,8 +93,7 @@ all_users as (
 
     select user_id from profiles
     union
-    select user_id from latest
-    where last_interaction_at is not null
+    select user_id from activity
 
 ),
 
@@ -62,31 +103,32 @@ features as (
         all_users.user_id,
         as_of.as_of as event_timestamp,
         round(
-            (extract(epoch from as_of.as_of - latest.last_interaction_at) / 86400.0)::numeric, 4
+            (extract(epoch from as_of.as_of - activity.last_interaction_at) / 86400.0)::numeric, 4
         )::float8 as recency_days,
-        coalesce(latest.frequency, 0)::integer as frequency,
-        round(coalesce(latest.revenue_to_date, 0)::numeric, 2)::float8 as monetary,
-        coalesce(latest.distinct_items, 0)::integer as distinct_items,
-        latest.favourite_category,
+        coalesce(activity.frequency, 0)::integer as frequency,
+        round(coalesce(activity.monetary, 0)::numeric, 2)::float8 as monetary,
+        coalesce(activity.distinct_items, 0)::integer as distinct_items,
+        favourite_categories.favourite_category,
         profiles.country,
         profiles.segment,
         round(
             (
                 extract(
                     epoch from as_of.as_of - least(
-                        latest.first_interaction_at,
+                        activity.first_interaction_at,
                         profiles.signup_date::timestamp at time zone 'utc'
                     )
                 ) / 86400.0
             )::numeric,
             4
         )::float8 as days_since_first_seen,
-        latest.last_interaction_at
+        activity.last_interaction_at
 
     from all_users
     cross join as_of
     left join profiles on all_users.user_id = profiles.user_id
-    left join latest on all_users.user_id = latest.user_id
+    left join activity on all_users.user_id = activity.user_id
+    left join favourite_categories on all_users.user_id = favourite_categories.user_id
 
 )
 
