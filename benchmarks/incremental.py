@@ -41,7 +41,12 @@ from recomart.tools import tool_env
 from recomart.transform import dbt_build
 
 RESULTS = ROOT / "benchmarks" / "results" / "incremental.json"
-INCREMENTAL_MODELS = ("int_interactions", "user_features_history", "item_features_history")
+INCREMENTAL_MODELS = (
+    "int_interactions",
+    "int_user_category_history",
+    "user_features_history",
+    "item_features_history",
+)
 
 
 def _log(message: str) -> None:
@@ -94,6 +99,7 @@ def _counts(dsn: str) -> dict[str, int]:
             name: conn.execute(f"select count(*) from {schema}.{name}").fetchone()[0]  # noqa: S608 (constants)
             for schema, name in (
                 ("intermediate", "int_interactions"),
+                ("intermediate", "int_user_category_history"),
                 ("marts", "user_features_history"),
                 ("marts", "item_features_history"),
             )

@@ -15,11 +15,40 @@
 {%- endmacro %}
 
 {#
-    Pre-hook of the feature histories: a table built by the former
-    one-snapshot-per-build models has no as_of_date column. Its rows record
-    build times, not event days, so they are deleted and the column is added;
-    the incremental build then finds no as_of_date and recomputes every day.
+    Pre-hook of the feature histories: a table built before lacks a column
+    of their incremental state (as_of_date of the former
+    one-snapshot-per-build models, revenue_to_date and the model's
+    `state_columns`, a list of [name, type], of the models that recomputed
+    the whole history). Its rows cannot be continued from, so they are
+    deleted and the columns added; the incremental build then finds no day
+    built and recomputes every day.
 #}
-{% macro upgrade_feature_history() -%}
-    {{ upgrade_to_incremental([['as_of_date', 'date']]) }}
+{% macro upgrade_feature_history(state_columns=[]) -%}
+    {{ upgrade_to_incremental([['as_of_date', 'date'], ['revenue_to_date', 'numeric']] + state_columns) }}
+{%- endmacro %}
+
+{#
+    The first as_of_date a feature-history build recomputes, as a date
+    literal rendered at compile time (a value known only at run time makes
+    the planner assume a third of int_interactions and scan all of it):
+    '-infinity' for a full build, and for a table that lacks one of
+    `state_columns` (its pre-hook empties it) or holds no day; else the day
+    of feature_history_start.
+#}
+{% macro feature_history_window_start(state_columns) -%}
+    {%- set start = [] -%}
+    {%- if execute and is_incremental() -%}
+        {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+        {%- set missing = [] -%}
+        {%- for column in state_columns if column not in names -%}
+            {%- do missing.append(column) -%}
+        {%- endfor -%}
+        {%- if not missing -%}
+            {%- set day = run_query('select (' ~ feature_history_start() ~ ')::text').columns[0].values()[0] -%}
+            {%- if day -%}
+                {%- do start.append(day) -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+    '{{ start[0] if start else "-infinity" }}'::date
 {%- endmacro %}

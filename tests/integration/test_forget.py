@@ -199,6 +199,8 @@ def test_the_audit_row_counts_every_place_and_keeps_no_id(world, test_settings: 
         if count:
             assert counts[place] == count, place
     assert counts["online_store.user_keys"] == 1 and counts["model_versions"] == 1
+    # the item history's carried counts held the user: rewound to before their first day
+    assert counts["marts.item_features_history (rewound)"] > 0
     assert counts["redis.reco_cache_keys"] == world["cached_before"]
     assert user not in text and user not in erased_users[1]
     assert erased_users[0] >= 1

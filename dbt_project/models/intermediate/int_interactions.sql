@@ -7,8 +7,10 @@
 #}
 {#
     Indexed for one user's or one item's interactions (the dashboard's
-    customer and product pages, through marts.user_item_events), and
-    analyzed once built, so the planner picks those indexes at once.
+    customer and product pages, through marts.user_item_events), for the
+    feature histories' incremental lookups (was this pair or order seen
+    before the window?), and analyzed once built, so the planner picks
+    those indexes at once.
 
     generated: incremental by event day (delete+insert keyed on event_date).
     A build recomputes every day from the latest one built minus
@@ -29,6 +31,8 @@
         {'columns': ['user_id', 'event_time']},
         {'columns': ['item_id', 'event_time']},
         {'columns': ['event_date']},
+        {'columns': ['user_id', 'item_id', 'event_date']},
+        {'columns': ['order_id']},
     ],
     post_hook='analyze {{ this }}',
 ) }}

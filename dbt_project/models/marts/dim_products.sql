@@ -2,7 +2,8 @@
     One row per product that can be recommended: the active catalog, plus
     products that appear in the interactions but not (yet) in the catalog,
     described from the feed itself (UCI: most frequent order-line description
-    and median unit price). Products the catalog marked inactive (gone from
+    and median unit price; a catalog product lacking a title or a price gets
+    those too, so only such products' interactions are aggregated). Products the catalog marked inactive (gone from
     its last full snapshot) are left out, also when the feed mentions them,
     so nothing downstream (item_features, user_item_ratings, the
     recommender) sees them.
@@ -44,6 +45,14 @@ observed as (
         not exists (
             select inactive.item_id from inactive
             where inactive.item_id = interactions.item_id
+        )
+        -- a catalog product with a title and a price uses neither observed value: not aggregated
+        and not exists (
+            select catalog.item_id from catalog
+            where
+                catalog.item_id = interactions.item_id
+                and catalog.title is not null
+                and catalog.price is not null
         )
     group by item_id
 

@@ -8,9 +8,19 @@
     an interaction until n days after their last interaction with the item
     (+1 when a run of their days starts, -1 when it ends; the popularity is
     the running sum). Catalogue attributes (price, price band, category,
-    brand, text) are those of dim_products at the build. See
-    user_features_history for the incremental rules.
+    brand, text) are those of dim_products at the build.
+
+    Incremental (delete+insert keyed on as_of_date): a build recomputes the
+    days from the window start (macro feature_history_start) on. The window
+    changes of those days need the (item, user) activity days of the 90
+    days before the window start on (a +1 needs the previous day within 90,
+    a -1 the day n days before); everything else comes from those days'
+    interactions, continued from the item's latest row before the window
+    (pop_<n>d, distinct_buyers, revenue_to_date, first_seen_at). A buyer
+    counts as new unless a purchase before the window has the pair (index
+    lookup on int_interactions). So a day's rows equal those of a full build.
 #}
+{%- set window_start = feature_history_window_start(['as_of_date', 'revenue_to_date']) -%}
 {{
     config(
         materialized='incremental',
@@ -32,8 +42,7 @@ as_of as (
 
     select
         as_of,
-        (as_of at time zone 'utc')::date as last_date,
-        {{ feature_history_start() }} as first_date
+        (as_of at time zone 'utc')::date as last_date
 
     from {{ ref('int_as_of') }}
 
@@ -45,38 +54,28 @@ products as (
 
 ),
 
-all_interactions as (
+interactions as (
 
+    -- the interactions of the days the build (re)computes and the 90 days before (a full build: all)
     select
         interactions.item_id,
         interactions.user_id,
         interactions.event_time,
         interactions.event_type,
         interactions.revenue,
-        (interactions.event_time at time zone 'utc')::date as activity_date
+        interactions.event_date as activity_date
 
     from {{ ref('int_interactions') }} as interactions
-    where interactions.event_time <= (select as_of.as_of from as_of)
+    where
+        interactions.event_time <= (select as_of.as_of from as_of)
+        and interactions.event_date >= {{ window_start }} - 90
 
 ),
 
-window_items as (
+window_interactions as (
 
-    -- the items with a row on a day the build (re)computes: activity from first_date on, or an
-    -- interaction that leaves a window (at most 90 days later) from first_date on (a full build: all)
-    select distinct all_interactions.item_id
-    from all_interactions
-    cross join as_of
-    where as_of.first_date is null or all_interactions.activity_date >= as_of.first_date - 90
-
-),
-
-interactions as (
-
-    -- their whole history: the running sums start at their first day
-    select all_interactions.*
-    from all_interactions
-    inner join window_items on all_interactions.item_id = window_items.item_id
+    select * from interactions
+    where activity_date >= {{ window_start }}
 
 ),
 
@@ -154,20 +153,40 @@ daily_windows as (
         sum(pop_90d) as pop_90d
 
     from window_changes
+    where change_date >= {{ window_start }}
     group by item_id, change_date
 
 ),
 
-first_buyers as (
+window_buyers as (
 
     select
         item_id,
         user_id,
         min(activity_date) as activity_date
 
-    from interactions
+    from window_interactions
     where event_type = 'purchase'
     group by item_id, user_id
+
+),
+
+first_buyers as (
+
+    -- the window's buyers of an item that no purchase before the window has
+    select window_buyers.*
+    from window_buyers
+    {%- if is_incremental() %}
+    where not exists (
+        select earlier.item_id
+        from {{ ref('int_interactions') }} as earlier
+        where
+            earlier.user_id = window_buyers.user_id
+            and earlier.item_id = window_buyers.item_id
+            and earlier.event_type = 'purchase'
+            and earlier.event_date < {{ window_start }}
+    )
+    {%- endif %}
 
 ),
 
@@ -179,7 +198,7 @@ daily_activity as (
         sum(interactions.revenue) as revenue,
         min(interactions.event_time) as first_seen_at
 
-    from interactions
+    from window_interactions as interactions
     group by interactions.item_id, interactions.activity_date
 
 ),
@@ -196,19 +215,59 @@ daily_buyers as (
 
 ),
 
+carried as (
+
+    -- each item's latest row before the window (none in a full build)
+    {% if is_incremental() %}
+    select latest.*
+    from (select distinct daily_windows.item_id from daily_windows) as items
+    cross join lateral (
+        select
+            built.item_id,
+            built.pop_7d,
+            built.pop_30d,
+            built.pop_90d,
+            built.distinct_buyers,
+            built.revenue_to_date,
+            built.first_seen_at
+        from {{ this }} as built
+        where
+            built.item_id = items.item_id
+            and built.as_of_date < {{ window_start }}
+        order by built.event_timestamp desc
+        limit 1
+    ) as latest
+    {% else %}
+    select
+        null::text as item_id,
+        null::integer as pop_7d,
+        null::integer as pop_30d,
+        null::integer as pop_90d,
+        null::integer as distinct_buyers,
+        null::numeric as revenue_to_date,
+        null::timestamptz as first_seen_at
+    where false
+    {% endif %}
+
+),
+
 running as (
 
+    -- the window's running sums, continued from the carried row (least skips nulls)
     select
         daily_windows.item_id,
         daily_windows.as_of_date,
-        sum(daily_windows.pop_7d) over item_window as pop_7d,
-        sum(daily_windows.pop_30d) over item_window as pop_30d,
-        sum(daily_windows.pop_90d) over item_window as pop_90d,
-        sum(coalesce(daily_buyers.new_buyers, 0)) over item_window as distinct_buyers,
-        sum(coalesce(daily_activity.revenue, 0)) over item_window as revenue,
-        min(daily_activity.first_seen_at) over item_window as first_seen_at
+        coalesce(carried.pop_7d, 0) + sum(daily_windows.pop_7d) over item_window as pop_7d,
+        coalesce(carried.pop_30d, 0) + sum(daily_windows.pop_30d) over item_window as pop_30d,
+        coalesce(carried.pop_90d, 0) + sum(daily_windows.pop_90d) over item_window as pop_90d,
+        coalesce(carried.distinct_buyers, 0)
+        + sum(coalesce(daily_buyers.new_buyers, 0)) over item_window as distinct_buyers,
+        coalesce(carried.revenue_to_date, 0)
+        + sum(coalesce(daily_activity.revenue, 0)) over item_window as revenue_to_date,
+        least(carried.first_seen_at, min(daily_activity.first_seen_at) over item_window) as first_seen_at
 
     from daily_windows
+    left join carried on daily_windows.item_id = carried.item_id
     left join daily_activity
         on
             daily_windows.item_id = daily_activity.item_id
@@ -242,7 +301,8 @@ features as (
         running.pop_30d::integer as pop_30d,
         running.pop_90d::integer as pop_90d,
         running.distinct_buyers::integer as distinct_buyers,
-        round(running.revenue::numeric, 2)::float8 as revenue,
+        round(running.revenue_to_date::numeric, 2)::float8 as revenue,
+        running.revenue_to_date,
         products.price::float8 as price,
         case price_quartiles.price_quartile
             when 1 then 'budget'
@@ -261,9 +321,7 @@ features as (
     cross join as_of
     inner join products on running.item_id = products.item_id
     left join price_quartiles on running.item_id = price_quartiles.item_id
-    where
-        running.as_of_date <= as_of.last_date
-        and (as_of.first_date is null or running.as_of_date >= as_of.first_date)
+    where running.as_of_date <= as_of.last_date
 
 ),
 
@@ -285,7 +343,8 @@ with_text as (
         lower(
             concat_ws(' ', title, description, category, brand, 'price_' || price_band)
         ) as content_text,
-        first_seen_at
+        first_seen_at,
+        revenue_to_date
 
     from features
 

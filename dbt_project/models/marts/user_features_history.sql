@@ -4,19 +4,29 @@
     day. event_timestamp is the end of that day (midnight after it), and the
     row uses only interactions before it, so a point-in-time join at time T
     gets the latest day that ended by T. The features are those of
-    user_features, computed cumulatively (running sums over the user's days),
-    so the rows of a day never depend on later events: an incremental build
-    that recomputes the last days (macro feature_history_start), from the
-    whole history of the users with a row on those days, gives the rows a
-    full build gives. See the yml for the choice of change-driven rows.
+    user_features, computed cumulatively, so the rows of a day never depend
+    on later events.
+
+    Incremental (delete+insert keyed on as_of_date): a build recomputes the
+    days from the window start (macro feature_history_start) on, from those
+    days' interactions only: each user's running sums continue from their
+    latest row before the window (the state columns first_interaction_at,
+    revenue_to_date), an order or item counts as new unless an interaction
+    before the window has it (index lookups on int_interactions), and the
+    favourite category comes from int_user_category_history. So a day's rows
+    equal those of a full build. See the yml for the choice of change-driven
+    rows.
 #}
+{%- set window_start = feature_history_window_start(
+    ['as_of_date', 'first_interaction_at', 'revenue_to_date']
+) -%}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='as_of_date',
         on_schema_change='append_new_columns',
-        pre_hook="{{ upgrade_feature_history() }}",
+        pre_hook="{{ upgrade_feature_history([['first_interaction_at', 'timestamptz']]) }}",
         post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['user_id', 'event_timestamp'], 'unique': true},
@@ -31,15 +41,15 @@ as_of as (
 
     select
         as_of,
-        (as_of at time zone 'utc')::date as last_date,
-        {{ feature_history_start() }} as first_date
+        (as_of at time zone 'utc')::date as last_date
 
     from {{ ref('int_as_of') }}
 
 ),
 
-all_interactions as (
+interactions as (
 
+    -- the interactions of the days the build (re)computes (a full build: all)
     select
         interactions.user_id,
         interactions.item_id,
@@ -47,10 +57,12 @@ all_interactions as (
         interactions.event_type,
         interactions.order_id,
         interactions.revenue,
-        (interactions.event_time at time zone 'utc')::date as activity_date
+        interactions.event_date as activity_date
 
     from {{ ref('int_interactions') }} as interactions
-    where interactions.event_time <= (select as_of.as_of from as_of)
+    where
+        interactions.event_time <= (select as_of.as_of from as_of)
+        and interactions.event_date >= {{ window_start }}
 
 ),
 
@@ -68,42 +80,6 @@ profiles as (
 
 ),
 
-window_users as (
-
-    -- the users with a row on a day the build (re)computes: activity or signup from first_date on
-    -- (a full build: everyone)
-    select all_interactions.user_id
-    from all_interactions
-    cross join as_of
-    where as_of.first_date is null or all_interactions.activity_date >= as_of.first_date
-    union
-    select profiles.user_id
-    from profiles
-    cross join as_of
-    where as_of.first_date is null or profiles.signup_date >= as_of.first_date
-
-),
-
-interactions as (
-
-    -- their whole history: the running sums start at their first day
-    select all_interactions.*
-    from all_interactions
-    inner join window_users on all_interactions.user_id = window_users.user_id
-
-),
-
-products as (
-
-    select
-        item_id,
-        category
-
-    from {{ ref('dim_products') }}
-    where category is not null
-
-),
-
 daily_activity as (
 
     select
@@ -118,7 +94,7 @@ daily_activity as (
 
 ),
 
-first_orders as (
+window_orders as (
 
     select
         user_id,
@@ -131,7 +107,7 @@ first_orders as (
 
 ),
 
-first_items as (
+window_items as (
 
     select
         user_id,
@@ -142,6 +118,57 @@ first_items as (
     group by user_id, item_id
 
 ),
+
+{% if is_incremental() %}
+
+first_orders as (
+
+    -- the window's orders that no purchase before the window has
+    select window_orders.*
+    from window_orders
+    where not exists (
+        select earlier.order_id
+        from {{ ref('int_interactions') }} as earlier
+        where
+            earlier.order_id = window_orders.order_id
+            and earlier.user_id = window_orders.user_id
+            and earlier.event_type = 'purchase'
+            and earlier.event_date < {{ window_start }}
+    )
+
+),
+
+first_items as (
+
+    -- the window's (user, item) pairs that no interaction before the window has
+    select window_items.*
+    from window_items
+    where not exists (
+        select earlier.item_id
+        from {{ ref('int_interactions') }} as earlier
+        where
+            earlier.user_id = window_items.user_id
+            and earlier.item_id = window_items.item_id
+            and earlier.event_date < {{ window_start }}
+    )
+
+),
+
+{% else %}
+
+first_orders as (
+
+    select * from window_orders
+
+),
+
+first_items as (
+
+    select * from window_items
+
+),
+
+{% endif %}
 
 daily_new as (
 
@@ -176,42 +203,10 @@ user_days as (
     from daily_activity
     union
     select
-        user_id,
-        signup_date as as_of_date
+        profiles.user_id,
+        profiles.signup_date as as_of_date
     from profiles
-    where signup_date is not null
-
-),
-
-daily_categories as (
-
-    select
-        interactions.user_id,
-        interactions.activity_date,
-        products.category,
-        count(*) as category_interactions,
-        max(interactions.event_time) as last_category_interaction_at
-
-    from interactions
-    inner join products on interactions.item_id = products.item_id
-    group by interactions.user_id, interactions.activity_date, products.category
-
-),
-
-running_categories as (
-
-    -- each category's interactions up to the day; last_category_interaction_at is that day's latest,
-    -- which is also the latest up to the day
-    select
-        user_id,
-        activity_date,
-        category,
-        sum(category_interactions) over (
-            partition by user_id, category order by activity_date
-        ) as category_interactions,
-        last_category_interaction_at
-
-    from daily_categories
+    where profiles.signup_date >= {{ window_start }}
 
 ),
 
@@ -221,12 +216,12 @@ category_keys as (
     -- only grows, so the favourite as of a day is the category of the largest key up to that day
     select
         user_id,
-        activity_date,
+        as_of_date,
         category,
-        category_interactions::numeric * 1e18
-        + extract(epoch from last_category_interaction_at) * 1e6 as favourite_key
+        interactions::numeric * 1e18 + extract(epoch from last_interaction_at) * 1e6 as favourite_key
 
-    from running_categories
+    from {{ ref('int_user_category_history') }}
+    where as_of_date >= {{ window_start }}
 
 ),
 
@@ -234,11 +229,11 @@ daily_keys as (
 
     select
         user_id,
-        activity_date,
+        as_of_date,
         max(favourite_key) as favourite_key
 
     from category_keys
-    group by user_id, activity_date
+    group by user_id, as_of_date
 
 ),
 
@@ -255,20 +250,83 @@ key_categories as (
 
 ),
 
+carried as (
+
+    -- each user's latest row before the window, and its favourite's key (none in a full build)
+    {% if is_incremental() %}
+    select
+        users.user_id,
+        latest.first_interaction_at,
+        latest.last_interaction_at,
+        latest.revenue_to_date,
+        latest.frequency,
+        latest.distinct_items,
+        latest.favourite_category,
+        favourite.interactions::numeric * 1e18
+        + extract(epoch from favourite.last_interaction_at) * 1e6 as favourite_key
+
+    from (select distinct user_days.user_id from user_days) as users
+    cross join lateral (
+        select built.*
+        from {{ this }} as built
+        where
+            built.user_id = users.user_id
+            and built.as_of_date < {{ window_start }}
+        order by built.event_timestamp desc
+        limit 1
+    ) as latest
+    left join lateral (
+        select
+            categories.interactions,
+            categories.last_interaction_at
+        from {{ ref('int_user_category_history') }} as categories
+        where
+            categories.user_id = users.user_id
+            and categories.category = latest.favourite_category
+            and categories.as_of_date < {{ window_start }}
+        order by categories.as_of_date desc
+        limit 1
+    ) as favourite on true
+    {% else %}
+    select
+        null::text as user_id,
+        null::timestamptz as first_interaction_at,
+        null::timestamptz as last_interaction_at,
+        null::numeric as revenue_to_date,
+        null::integer as frequency,
+        null::integer as distinct_items,
+        null::text as favourite_category,
+        null::numeric as favourite_key
+    where false
+    {% endif %}
+
+),
+
 running as (
 
+    -- the window's running sums, continued from the carried row (least/greatest skip nulls)
     select
         user_days.user_id,
         user_days.as_of_date,
         (user_days.as_of_date + 1)::timestamp at time zone 'utc' as event_timestamp,
-        min(daily_activity.first_interaction_at) over user_window as first_interaction_at,
-        max(daily_activity.last_interaction_at) over user_window as last_interaction_at,
-        sum(coalesce(daily_activity.revenue, 0)) over user_window as monetary,
-        sum(coalesce(daily_new.new_orders, 0)) over user_window as frequency,
-        sum(coalesce(daily_new.new_items, 0)) over user_window as distinct_items,
-        max(daily_keys.favourite_key) over user_window as favourite_key
+        least(
+            carried.first_interaction_at, min(daily_activity.first_interaction_at) over user_window
+        ) as first_interaction_at,
+        greatest(
+            carried.last_interaction_at, max(daily_activity.last_interaction_at) over user_window
+        ) as last_interaction_at,
+        coalesce(carried.revenue_to_date, 0)
+        + sum(coalesce(daily_activity.revenue, 0)) over user_window as revenue_to_date,
+        coalesce(carried.frequency, 0)
+        + sum(coalesce(daily_new.new_orders, 0)) over user_window as frequency,
+        coalesce(carried.distinct_items, 0)
+        + sum(coalesce(daily_new.new_items, 0)) over user_window as distinct_items,
+        carried.favourite_key as prior_favourite_key,
+        carried.favourite_category as prior_favourite_category,
+        greatest(carried.favourite_key, max(daily_keys.favourite_key) over user_window) as favourite_key
 
     from user_days
+    left join carried on user_days.user_id = carried.user_id
     left join daily_activity
         on
             user_days.user_id = daily_activity.user_id
@@ -280,7 +338,7 @@ running as (
     left join daily_keys
         on
             user_days.user_id = daily_keys.user_id
-            and user_days.as_of_date = daily_keys.activity_date
+            and user_days.as_of_date = daily_keys.as_of_date
     window user_window as (partition by user_days.user_id order by user_days.as_of_date)
 
 ),
@@ -296,9 +354,12 @@ features as (
             4
         )::float8 as recency_days,
         running.frequency::integer as frequency,
-        round(running.monetary::numeric, 2)::float8 as monetary,
+        round(running.revenue_to_date::numeric, 2)::float8 as monetary,
         running.distinct_items::integer as distinct_items,
-        key_categories.favourite_category,
+        case
+            when running.favourite_key = running.prior_favourite_key then running.prior_favourite_category
+            else key_categories.favourite_category
+        end as favourite_category,
         profiles.country,
         profiles.segment,
         round(
@@ -312,7 +373,9 @@ features as (
             )::numeric,
             4
         )::float8 as days_since_first_seen,
-        running.last_interaction_at
+        running.last_interaction_at,
+        running.first_interaction_at,
+        running.revenue_to_date
 
     from running
     cross join as_of
@@ -321,9 +384,7 @@ features as (
         on
             running.user_id = key_categories.user_id
             and running.favourite_key = key_categories.favourite_key
-    where
-        running.as_of_date <= as_of.last_date
-        and (as_of.first_date is null or running.as_of_date >= as_of.first_date)
+    where running.as_of_date <= as_of.last_date
 
 )
 

@@ -15,6 +15,8 @@ In this order, each step idempotent (running the command again finishes an inter
    JSON names no user and stays); and their rows in every dbt
    table with a ``user_id`` column (``marts``, ``intermediate``, ``snapshots``), including the
    incremental ``*_history`` marts, which a build only recomputes for its last days;
+   ``marts.item_features_history``, whose counts carry the user over from day to day, loses its
+   rows from the user's first interaction day on (the next build recomputes them);
 3. ``reco.*`` tables with a ``user_id`` column (the live ones and ``*_previous``), after waiting for
    any generation being built (it may have read the user before step 2) and under the publish lock;
    then the user's lists in the Redis copy of the generations the API serves (``recommend.cache``);
@@ -187,6 +189,22 @@ def _erase_raw_and_quarantine(conn: psycopg.Connection, user_id: str, landing_di
     return counts
 
 
+def _rewind_item_history(conn: psycopg.Connection, forms: list[str]) -> int:
+    """Delete the rows of ``marts.item_features_history`` from the user's first interaction day on.
+
+    Its counts (pop_<n>d, distinct_buyers, revenue) carry over from day to day, so those rows hold the
+    user; the next build's window starts at the latest day left and recomputes the days after it
+    without the user. Run before the user's ``int_interactions`` rows are deleted. Returns the rows
+    deleted."""
+    if not (_exists(conn, "marts.item_features_history") and _exists(conn, "intermediate.int_interactions")):
+        return 0
+    return conn.execute(
+        "delete from marts.item_features_history where as_of_date >= ("
+        " select min(event_date) from intermediate.int_interactions where user_id = any(%s))",
+        (forms,),
+    ).rowcount
+
+
 def _erase_warehouse(dsn: str, user_id: str, key: bytes, erasure_id: int, landing_dir: Path) -> dict[str, int]:
     """One transaction: the suppression rows first (see the module docstring), then raw, quarantine and
     every dbt table with a ``user_id`` column."""
@@ -198,6 +216,7 @@ def _erase_warehouse(dsn: str, user_id: str, key: bytes, erasure_id: int, landin
             ([user_key(key, form) for form in forms], key_id(key), erasure_id),
         )
         counts = _erase_raw_and_quarantine(conn, user_id, landing_dir)
+        counts["marts.item_features_history (rewound)"] = _rewind_item_history(conn, forms)
         for schema, table in _base_tables_with(conn, DBT_SCHEMAS, "user_id"):
             counts[f"{schema}.{table}"] = _delete_where_in(conn, schema, table, "user_id", forms)
     return counts
