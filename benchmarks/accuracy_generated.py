@@ -28,22 +28,20 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import redis
 
 from benchmarks.accuracy import RESULTS, evaluate_scorers, popularity_scorer, tune_svd_params
+from benchmarks.private_deployment import private_deployment
 from benchmarks.results_file import run_metadata
-from recomart import processes, services
+from recomart import processes
 from recomart.chain_progress import run_dags_with_progress
-from recomart.config import Settings, load_settings
+from recomart.config import Settings
 from recomart.datasets import generator
 from recomart.demo import chain_runs
 from recomart.marts import read_catalogue, read_ratings
@@ -66,11 +64,6 @@ GENERATOR_CHANGES = "git diff f72804b HEAD: only PlantedTastes / planted_tastes 
 SHOP = {"users": 2000, "items": 500, "days": 60, "seed": 42, "end_date": "2026-11-30"}
 LOADING_DAGS = ("ingest_catalog", "ingest_events", "transform")
 K = 10
-
-
-def _settings(tag: str, state: Path) -> Settings:
-    names = {"RECOMART_DB_PREFIX": tag, "RECOMART_FEAST_PROJECT": tag, "RECOMART_MODEL_NAME": tag}
-    return load_settings({**os.environ, **names, "RECOMART_STATE_DIR": str(state), "RECOMART_DATASET": "generated"})
 
 
 def load_marts(s: Settings, shop: dict[str, Any]) -> tuple[pd.DataFrame, Catalogue, dict[str, float]]:
@@ -167,23 +160,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    tag = f"gen_rank_{uuid.uuid4().hex[:6]}"
-    state = Path(f"/tmp/{tag}")
-    s = _settings(tag, state)
-    services.ensure_services(s)
-    started = time.perf_counter()
-    try:
+    with private_deployment("gen_rank", RECOMART_DATASET="generated") as s:
+        started = time.perf_counter()
         ratings, catalogue, seconds = load_marts(s, SHOP)
         config = TrainingConfig.from_settings(s)
         t = time.perf_counter()
         evaluation = evaluate_generated(ratings, catalogue, config)
         seconds["evaluate_s"] = time.perf_counter() - t
-    finally:
-        services.drop_databases(s)
-        client = redis.Redis.from_url(s.redis_url)
-        for key in client.scan_iter(match=f"*{tag}*", count=1000):
-            client.delete(key)
-        shutil.rmtree(state, ignore_errors=True)
     meta = {
         **run_metadata(),
         "shop": SHOP,

@@ -21,22 +21,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import os
-import shutil
 import sys
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psycopg
-import redis
 import scipy.sparse as sp
 
+from benchmarks.private_deployment import private_deployment
 from benchmarks.results_file import run_metadata, write_result
-from recomart import processes, services
-from recomart.config import Settings, load_settings
+from recomart import processes
+from recomart.config import Settings
 from recomart.datasets import generator
 from recomart.demo import run_chain
 from recomart.marts import read_ranking_inputs
@@ -49,11 +46,6 @@ from recomart.stack import start_catalog_api
 from recomart.tools import airflow_migrate
 
 LIST_COLUMNS = ["user_id", "rank", "item_id", "strategy"]
-
-
-def _settings(tag: str, state: Path) -> Settings:
-    names = {"RECOMART_DB_PREFIX": tag, "RECOMART_FEAST_PROJECT": tag, "RECOMART_MODEL_NAME": tag}
-    return load_settings({**os.environ, **names, "RECOMART_STATE_DIR": str(state)})
 
 
 def _served(dsn: str) -> pd.DataFrame:
@@ -151,11 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=42, help="the generator's seed (the demo's default: 42)")
     parser.add_argument("--out", type=Path, help="write the JSON here")
     args = parser.parse_args(argv)
-    tag = f"pers_bench_{uuid.uuid4().hex[:6]}"
-    state = Path(f"/tmp/{tag}")
-    s = _settings(tag, state)
-    services.ensure_services(s)
-    try:
+    with private_deployment("pers_bench") as s:
         generator.generate(
             s.landing_dir / "generated", users=args.users, items=args.items, days=args.days, seed=args.seed
         )
@@ -166,12 +154,6 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             processes.stop(s, "catalog-api")
         figures = measure(s, args)
-    finally:
-        services.drop_databases(s)
-        client = redis.Redis.from_url(s.redis_url)
-        for key in client.scan_iter(match=f"*{tag}*", count=1000):
-            client.delete(key)
-        shutil.rmtree(state, ignore_errors=True)
     shop = {"users": args.users, "items": args.items, "days": args.days, "seed": args.seed}
     return write_result({**run_metadata(), "shop": shop, **figures}, args.out)
 

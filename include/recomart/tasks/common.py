@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recomart.warehouse.migrate import migrate
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from recomart.config import Settings
+    from recomart.model.ranker_stage import FeaturesAt
 
 
 def as_date(value: Any) -> date:
@@ -37,14 +45,12 @@ def migrated_warehouse(dsn: str) -> str:
     return dsn
 
 
-def store_features_at(s: Any, feature_service: str | None = None) -> Any:
+def store_features_at(s: Settings, feature_service: str | None = None) -> FeaturesAt | None:
     """A :data:`recomart.model.ranker_stage.FeaturesAt` reading ``feature_service`` (default: the
     model's, :data:`recomart.features.names.FEATURE_SERVICE`) point-in-time from this deployment's
     feature store (:func:`recomart.features.point_in_time.entity_frames_at`), or ``None`` when the
     feature definitions were never applied here (no registry, e.g. marts loaded without the transform
     DAG); the learned ranker then uses only the features computed from the history."""
-    import logging
-
     import psycopg
 
     from recomart.features.apply_state import last_applied
@@ -64,7 +70,9 @@ def store_features_at(s: Any, feature_service: str | None = None) -> Any:
         logging.getLogger(__name__).warning("feature service %s not read: %s", service, reason)
         return None
 
-    def features_at(cutoff: Any, user_ids: Any, item_ids: Any) -> tuple[Any, Any]:
+    def features_at(
+        cutoff: pd.Timestamp, user_ids: np.ndarray, item_ids: np.ndarray
+    ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
         frames = entity_frames_at(
             s.feature_repo_dir, env, cutoff.to_pydatetime(), {"user_id": user_ids, "item_id": item_ids}, service
         )

@@ -1,0 +1,36 @@
+"""A benchmark's private deployment on the configured servers: its own database prefix, Feast project,
+model name and state folder, all named by one tag, and removed again at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from recomart import services
+from recomart.config import Settings, load_settings
+
+
+@contextmanager
+def private_deployment(tag_prefix: str, **environ: str) -> Iterator[Settings]:
+    """Settings named by ``<tag_prefix>_<6 hex>`` (``RECOMART_DB_PREFIX``, ``RECOMART_FEAST_PROJECT``,
+    ``RECOMART_MODEL_NAME``; state under ``/tmp/<tag>``; ``environ`` added on top), with their services
+    ensured; on exit the databases, the Redis keys holding the tag and the state folder are removed."""
+    tag = f"{tag_prefix}_{uuid.uuid4().hex[:6]}"
+    state = Path(f"/tmp/{tag}")
+    names = {"RECOMART_DB_PREFIX": tag, "RECOMART_FEAST_PROJECT": tag, "RECOMART_MODEL_NAME": tag}
+    s = load_settings({**os.environ, **names, "RECOMART_STATE_DIR": str(state), **environ})
+    services.ensure_services(s)
+    try:
+        yield s
+    finally:
+        services.drop_databases(s)
+        client = redis.Redis.from_url(s.redis_url)
+        for key in client.scan_iter(match=f"*{tag}*", count=1000):
+            client.delete(key)
+        shutil.rmtree(state, ignore_errors=True)
