@@ -83,3 +83,23 @@ def test_vectorised_boosts_and_order_match_the_item_by_item_definition() -> None
     )
     assert [r.item_id for r in ranked] == [item for _, _, item in expected]
     assert len(ranked) == len(expected) and ranked[-1].item_id == ranked[len(ranked) - 1].item_id
+
+
+def test_partial_order_is_the_head_of_the_full_stable_order_ties_included() -> None:
+    rng = np.random.default_rng(3)
+    items = [f"n{k}" for k in range(300)]
+    scores = rng.integers(0, 20, 300).astype(float).tolist()  # many ties, also across the head's edge
+    boosts = {f"n{k}": float(v) for k, v in zip(rng.integers(0, 400, 200).tolist(), rng.random(200), strict=False)}
+    boosts |= {f"new{k}": 0.5 for k in range(50)}
+    expected = rerank(items, scores, boosts, 0.3)
+    order = np.argsort(-expected._scores, kind="stable")  # the definition: ties keep the candidates' order
+    want = [expected._items[at] for at in order]
+    head = rerank(items, scores, boosts, 0.3)
+    assert [head[n].item_id for n in range(10)] == want[:10]  # sorted only the head so far
+    assert [r.item_id for r in head] == want  # reading on sorts the rest
+    assert [r.item_id for r in rerank(items, scores, boosts, 0.3)[-5:]] == want[-5:]
+
+
+def test_repeated_nightly_item_keeps_its_first_place_and_last_score() -> None:
+    ranked = rerank(["a", "b", "a"], [0.9, 0.5, 0.7], {}, 0.0)
+    assert [(r.item_id, r.nightly_score) for r in ranked] == [("a", 0.7 / 0.9), ("b", 0.5 / 0.9)]

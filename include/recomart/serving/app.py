@@ -187,7 +187,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         if search_index.snapshot is None and not search_index.rebuilding:  # no generation yet: build anyway
             search_index.rebuild(None)
         yield
-        exposures.stop()
+        await exposures.aclose()
         state.stop()
         await list_cache.aclose()
         SERVING_STATS.stop(s.warehouse_url)

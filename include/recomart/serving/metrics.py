@@ -30,7 +30,7 @@ EXPOSURES_LOGGED = Counter(
 )
 EXPOSURES_DROPPED = Counter(
     "recomart_api_exposures_dropped",
-    "Exposures not logged, by reason: queue_full (the writer thread is behind), unavailable (Redis error) or "
+    "Exposures not logged, by reason: queue_full (the writer is behind), unavailable (Redis error) or "
     "backlog (the stream at its cap: the worker is behind).",
     ["reason"],
 )
