@@ -6,6 +6,7 @@ Run with ``./recomart serve`` (``uvicorn --factory recomart.serving.app:create_a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
@@ -24,7 +25,7 @@ from recomart.config import Settings, load_settings
 from recomart.dashboard.app import mount as mount_dashboard
 from recomart.experiments.assignment import assign
 from recomart.experiments.definitions import DEFAULT_POLICY, POLICIES, Policy, Variant
-from recomart.features.session import SESSION_FEATURE_VIEW
+from recomart.features.retrieval import OnlineReader
 from recomart.recommend.cache import cache_layout
 from recomart.recommend.tables import ALSO_BOUGHT, SimilarKind
 from recomart.serving import metrics
@@ -89,26 +90,34 @@ class LatencyMiddleware:
             SERVING_STATS.observe(name, status["code"], seconds)
 
 
-async def _session_of(state: LiveState, user_id: str, known: bool) -> tuple[Session | None, str | None]:
-    """The user's session (None if absent or unreadable) and, for a user not in the generation, the
-    segment from the nightly user features (both views in one Feast read)."""
-    reader = state.session_reader if known else state.user_reader
+async def _online_row(state: LiveState, reader: OnlineReader | None, user_id: str) -> dict[str, Any] | None:
+    """The user's row of ``reader``'s one view (None if the store is down or the read fails)."""
     if reader is None or state.health.redis is not None:
         # Redis failed the last poll (at most a second ago): Feast's client would retry it with backoff
-        # for seconds per request, so serve the nightly list until the poller sees Redis again
-        return None, None
+        # for seconds per request, so serve without features until the poller sees Redis again
+        return None
     try:
         rows = await reader.read_async(user_id)
-    except Exception:  # Feast raises Redis, registry and conversion errors: serve the nightly list
+    except Exception:  # Feast raises Redis, registry and conversion errors: serve without features
         metrics.SESSION_READ_ERRORS.inc()
-        return None, None
-    session_row = rows[SESSION_FEATURE_VIEW]
-    session = Session.from_features(session_row["features"]) if session_row["freshness"] == "fresh" else None
-    segment = None
-    if not known:
-        user_row = next(row for view, row in rows.items() if view != SESSION_FEATURE_VIEW)
-        segment = user_row["features"].get("segment")
-    return session, segment
+        return None
+    return rows[reader.views[0]]
+
+
+async def _session_of(state: LiveState, user_id: str) -> Session | None:
+    """The user's fresh session (None if absent, stale or unreadable)."""
+    row = await _online_row(state, state.session_reader, user_id)
+    return Session.from_features(row["features"]) if row and row["freshness"] == "fresh" else None
+
+
+async def _segment_of(state: LiveState, user_id: str) -> str | None:
+    """The segment of a user not in the generation, from the nightly user features (None if unknown)."""
+    row = await _online_row(state, state.segment_reader, user_id)
+    return row["features"].get("segment") if row else None
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _filters(category: str | None, min_price: float | None, max_price: float | None, exclude: list[str]) -> Filters:
@@ -231,13 +240,13 @@ def create_app(s: Settings | None = None) -> FastAPI:
         filters = _filters(category, min_price, max_price, exclude)
         generation = generation_or_503()
         experiment, variant, policy = _variant(state, user_id)
-        personal = policy.source == "personal"
-        user_list = await reader.user(generation, user_id, "recommendations") if personal else None
         reranker = _reranker(state, policy)
-        needs_features = user_list is None or reranker is not None  # the segment, or the session
-        session, segment = (
-            await _session_of(state, user_id, known=user_list is not None) if needs_features else (None, None)
-        )
+        read_list = reader.user(generation, user_id, "recommendations") if policy.source == "personal" else None
+        if reranker is not None:  # the session is needed whatever the list: both reads in one round trip's time
+            user_list, session = await asyncio.gather(read_list or _nothing(), _session_of(state, user_id))
+        else:
+            user_list, session = (await read_list if read_list else None), None
+        segment = await _segment_of(state, user_id) if user_list is None else None
         now = datetime.now(UTC)
         request = ListRequest(user_id, k, filters, segment, session, DEFAULT_WEIGHT, now)
         body = build_recommendations(generation, user_list, reranker, request)

@@ -178,8 +178,9 @@ class LiveState:
         self.poll_s = poll_s
         self.generation: Generation | None = None
         self.model: Model | None = None
-        self.session_reader: OnlineReader | None = None
-        self.user_reader: OnlineReader | None = None
+        self.session_reader: OnlineReader | None = None  # the session view
+        self.segment_reader: OnlineReader | None = None  # the user view (a cold-start user's segment)
+        self.user_reader: OnlineReader | None = None  # both (``GET /v1/users/{id}/features``)
         self.experiment: Experiment | None = None
         self.challenger: Model | None = None
         self.health = Health()
@@ -331,10 +332,10 @@ class LiveState:
         s = self.settings
         try:
             store = serving_store(s.feature_repo_dir, tool_env(s))
+            user_view = entity_spec("user").feature_view
+            self.segment_reader = OnlineReader(store, [user_view], SERVING_FEATURE_SERVICE)
+            self.user_reader = OnlineReader(store, [user_view, SESSION_FEATURE_VIEW], SERVING_FEATURE_SERVICE)
             self.session_reader = OnlineReader(store, [SESSION_FEATURE_VIEW], SERVING_FEATURE_SERVICE)
-            self.user_reader = OnlineReader(
-                store, [entity_spec("user").feature_view, SESSION_FEATURE_VIEW], SERVING_FEATURE_SERVICE
-            )
             self.health.features = None
         except Exception as exc:  # Feast raises many kinds (registry, missing service, connection)
             self.health.features = f"feature store not ready: {str(exc).splitlines()[0][:200]}"
