@@ -1,10 +1,12 @@
-{{ config(materialized='table') }}
+{{ config(materialized='table', post_hook='analyze {{ this }}') }}
 
 {#
     One row: the time the marts are computed as of. var('as_of') when set,
     else the latest interaction time (else the latest catalog change), never
     now(): re-running on the same data gives the same marts. var('as_of') is
-    read as UTC.
+    read as UTC. Analyzed once built: the marts cross join this one row, and
+    an unanalyzed table is estimated at thousands of rows, which inflates
+    their plans (sort-merge joins, JIT optimisation of every expression).
 #}
 
 with

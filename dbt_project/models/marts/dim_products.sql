@@ -31,14 +31,16 @@ inactive as (
 
 ),
 
-observed as (
+undescribed_interactions as materialized (
 
+    -- the interactions of products the catalog does not describe in full
+    -- (none when it does). Materialized, so the planner scans the table and
+    -- hashes the few catalog rows rather than walking the item_id index
+    -- over every interaction to feed the sorted aggregate below.
     select
-        item_id,
-        mode() within group (order by item_description) as observed_title,
-        percentile_cont(0.5) within group (
-            order by unit_price
-        ) filter (where unit_price > 0) as observed_price
+        interactions.item_id,
+        interactions.item_description,
+        interactions.unit_price
 
     from {{ ref('int_interactions') }} as interactions
     where
@@ -54,6 +56,19 @@ observed as (
                 and catalog.title is not null
                 and catalog.price is not null
         )
+
+),
+
+observed as (
+
+    select
+        item_id,
+        mode() within group (order by item_description) as observed_title,
+        percentile_cont(0.5) within group (
+            order by unit_price
+        ) filter (where unit_price > 0) as observed_price
+
+    from undescribed_interactions
     group by item_id
 
 ),

@@ -20,35 +20,51 @@ products as (
 
 interactions as (
 
-    select
-        interactions.*,
-        as_of.as_of
-
+    select interactions.*
     from {{ ref('int_interactions') }} as interactions
     cross join as_of
     where interactions.event_time <= as_of.as_of
 
 ),
 
+item_users as (
+
+    -- one row per item and user: the distinct counts below become plain
+    -- counts over these (hash aggregates, no sort of every interaction per
+    -- count(distinct))
+    select
+        item_id,
+        user_id,
+        max(event_time) as last_interaction_at,
+        bool_or(event_type = 'purchase') as bought,
+        sum(revenue) as revenue,
+        min(event_time) as first_interaction_at
+
+    from interactions
+    group by item_id, user_id
+
+),
+
 activity as (
 
     select
-        item_id,
-        count(distinct user_id) filter (
-            where event_time > as_of - interval '7 days'
+        item_users.item_id,
+        count(*) filter (
+            where item_users.last_interaction_at > as_of.as_of - interval '7 days'
         ) as pop_7d,
-        count(distinct user_id) filter (
-            where event_time > as_of - interval '30 days'
+        count(*) filter (
+            where item_users.last_interaction_at > as_of.as_of - interval '30 days'
         ) as pop_30d,
-        count(distinct user_id) filter (
-            where event_time > as_of - interval '90 days'
+        count(*) filter (
+            where item_users.last_interaction_at > as_of.as_of - interval '90 days'
         ) as pop_90d,
-        count(distinct user_id) filter (where event_type = 'purchase') as distinct_buyers,
-        coalesce(sum(revenue), 0) as revenue,
-        min(event_time) as first_seen_at
+        count(*) filter (where item_users.bought) as distinct_buyers,
+        coalesce(sum(item_users.revenue), 0) as revenue,
+        min(item_users.first_interaction_at) as first_seen_at
 
-    from interactions
-    group by item_id
+    from item_users
+    cross join as_of
+    group by item_users.item_id
 
 ),
 

@@ -152,8 +152,11 @@ daily_windows as (
         sum(pop_30d) as pop_30d,
         sum(pop_90d) as pop_90d
 
+    -- the window's days up to as_of (a -1 falls up to 90 days after the last activity)
     from window_changes
-    where change_date >= {{ window_start }}
+    where
+        change_date >= {{ window_start }}
+        and change_date <= (select as_of.last_date from as_of)
     group by item_id, change_date
 
 ),
@@ -318,10 +321,8 @@ features as (
         running.first_seen_at
 
     from running
-    cross join as_of
     inner join products on running.item_id = products.item_id
     left join price_quartiles on running.item_id = price_quartiles.item_id
-    where running.as_of_date <= as_of.last_date
 
 ),
 

@@ -44,33 +44,69 @@ products as (
 
 ),
 
-activity as (
+user_items as (
+
+    -- one row per user and item: the distinct item count and the category
+    -- counts below aggregate these (hash aggregates over the pairs, no sort
+    -- of every interaction per count(distinct))
+    select
+        user_id,
+        item_id,
+        min(event_time) as first_interaction_at,
+        max(event_time) as last_interaction_at,
+        sum(revenue) as revenue,
+        count(*) as interactions
+
+    from interactions
+    group by user_id, item_id
+
+),
+
+user_orders as (
 
     select
         user_id,
-        min(event_time) as first_interaction_at,
-        max(event_time) as last_interaction_at,
-        count(distinct order_id) filter (where event_type = 'purchase') as frequency,
-        coalesce(sum(revenue), 0) as monetary,
-        count(distinct item_id) as distinct_items
+        count(*) as frequency
 
-    from interactions
+    from (
+        select distinct
+            user_id,
+            order_id
+        from interactions
+        where event_type = 'purchase' and order_id is not null
+    ) as orders
     group by user_id
+
+),
+
+activity as (
+
+    select
+        user_items.user_id,
+        min(user_items.first_interaction_at) as first_interaction_at,
+        max(user_items.last_interaction_at) as last_interaction_at,
+        coalesce(max(user_orders.frequency), 0) as frequency,
+        coalesce(sum(user_items.revenue), 0) as monetary,
+        count(*) as distinct_items
+
+    from user_items
+    left join user_orders on user_items.user_id = user_orders.user_id
+    group by user_items.user_id
 
 ),
 
 category_counts as (
 
     select
-        interactions.user_id,
+        user_items.user_id,
         products.category,
-        count(*) as category_interactions,
-        max(interactions.event_time) as last_category_interaction_at
+        sum(user_items.interactions) as category_interactions,
+        max(user_items.last_interaction_at) as last_category_interaction_at
 
-    from interactions
-    inner join products on interactions.item_id = products.item_id
+    from user_items
+    inner join products on user_items.item_id = products.item_id
     where products.category is not null
-    group by interactions.user_id, products.category
+    group by user_items.user_id, products.category
 
 ),
 
