@@ -52,10 +52,10 @@ import numpy as np
 import psycopg
 import redis
 
+from benchmarks.private_deployment import private_deployment
 from benchmarks.results_file import run_metadata, write_result
 from benchmarks.serving_data import fit_hybrid, generated_shop, history_of
-from recomart import services
-from recomart.config import Settings, load_settings
+from recomart.config import Settings
 from recomart.features import apply
 from recomart.model.registry import register_recommender, set_champion
 from recomart.recommend.cache import cache_layout, publish_cache
@@ -208,14 +208,21 @@ def wrk_max(base: str, route_paths: list[str], concurrency: int, duration_s: int
 
 
 def redis_floor(s: Settings, size: int, requests: int) -> dict:
-    """``redis-benchmark`` GET of a value of ``size`` bytes (the raw Redis floor)."""
+    """``redis-benchmark`` GET of a value of ``size`` bytes (the raw Redis floor).
+
+    Its SET test runs first and writes the value (``GET`` alone would read a missing key, a nil reply);
+    the key, ``key:__rand_int__`` (no ``-r``: one literal key), is deleted after."""
     url = s.redis_url.split("://", 1)[1]
     auth, _, hostport = url.rpartition("@")
-    host, port = hostport.split("/", 1)[0].split(":")
-    args = ["redis-benchmark", "-h", host, "-p", port, "-t", "get", "-d", str(size), "-n", str(requests), "-c", "32"]
+    address, _, db = hostport.partition("/")
+    host, port = address.split(":")
+    args = ["redis-benchmark", "-h", host, "-p", port, "--dbnum", db or "0", "-t", "set,get", "-d", str(size)]
+    args += ["-n", str(requests), "-c", "32"]
     if auth.strip(":"):
         args += ["-a", auth.split(":", 1)[1]]
     out = subprocess.run(args + ["--csv"], capture_output=True, text=True, check=True, timeout=300).stdout
+    with redis.Redis.from_url(s.redis_url) as client:
+        client.delete("key:__rand_int__")
     row = [line for line in out.splitlines() if line.startswith('"GET"')][0]
     fields = [f.strip('"') for f in row.split(",")]
     return {"rps": float(fields[1]), "p50_ms": float(fields[4]), "p99_ms": float(fields[6]), "payload_bytes": size}
@@ -337,13 +344,20 @@ def measure(args: argparse.Namespace, s: Settings, base: str, data: dict, folder
 
 def run(args: argparse.Namespace) -> dict:
     ensure_tools()
-    prefix_env = {
-        "RECOMART_DB_PREFIX": args.prefix, "RECOMART_FEAST_PROJECT": args.prefix, "RECOMART_MODEL_NAME": args.prefix,
+    shop_env = {
         "RECOMART_USERS": str(args.users), "RECOMART_ITEMS": str(args.items), "RECOMART_DAYS": str(args.days),
         "RECOMART_SEED": str(args.seed),
     }  # fmt: skip
-    s = load_settings({**os.environ, **prefix_env})
-    services.ensure_services(s)
+    with private_deployment(args.prefix, **shop_env) as s:
+        result = _serve_and_measure(args, s, shop_env)
+        size = result["bare"]["payload_bytes"]
+        result["redis_get"] = redis_floor(s, size, args.redis_requests)
+        result["deployment"] = s.db_prefix  # dropped at the end, with its Redis keys and state folder
+    return result
+
+
+def _serve_and_measure(args: argparse.Namespace, s: Settings, shop_env: dict[str, str]) -> dict:
+    """Prepare the shop, start the API (two servers), the stream worker and the simulator, measure."""
     processes: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="recomart-bench-serving-") as tmp:
         data = prepare(s, args.users, args.items, args.days, args.seed, Path(tmp) / "model")
@@ -351,11 +365,11 @@ def run(args: argparse.Namespace) -> dict:
         base, fresh_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{fresh_port}"
         try:
             for at, workers in ((port, args.workers), (fresh_port, 1)):
-                env = {**server_env(s, at), **prefix_env}
+                env = {**server_env(s, at), **shop_env}
                 processes.append(
                     subprocess.Popen(uvicorn_args(s, "127.0.0.1", at, workers), env=env, stderr=subprocess.DEVNULL)
                 )
-            tools = {**tool_env(s), **prefix_env}
+            tools = {**tool_env(s), **shop_env}
             processes.append(
                 subprocess.Popen(worker_args(), env=tools, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
@@ -375,8 +389,6 @@ def run(args: argparse.Namespace) -> dict:
             for process in reversed(processes):
                 process.terminate()
                 process.wait(timeout=30)
-    size = result["bare"]["payload_bytes"]
-    result["redis_get"] = redis_floor(s, size, args.redis_requests)
     return {**result, "setup": {k: v for k, v in data.items() if k not in ("users", "items")}}
 
 
@@ -395,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--port", type=int, default=18700)
     parser.add_argument("--redis-requests", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--prefix", default="bench_serving")
+    parser.add_argument("--prefix", default="bench_serving", help="tag of the private deployment (a suffix is added)")
     parser.add_argument("--stream-rate", type=int, default=200, help="simulator events/s during the run")
     parser.add_argument("--warmup", type=int, default=30, help="seconds of simulated traffic before measuring")
     parser.add_argument("--probes", type=int, default=100, help="freshness probes (about one per second)")
