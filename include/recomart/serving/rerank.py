@@ -273,18 +273,15 @@ def rerank(
     if len(set(items)) < len(items):  # a repeated item keeps its first place and its last score
         by_item = dict(zip(items, nightly.tolist(), strict=True))
         items, nightly = list(by_item), np.asarray(list(by_item.values()), dtype=np.float64)
-    if excluded:
-        kept = np.asarray([item not in excluded for item in items], dtype=bool)
-        listed, nightly = [item for item in items if item not in excluded], nightly[kept]
-    else:
-        listed = list(items)
+    kept = np.asarray([item not in excluded for item in items], dtype=bool)
+    listed, nightly = np.asarray(items, dtype=object)[kept], nightly[kept]
     boosted = Boosts.from_dict(boosts)
     # the boosted neighbours that are neither listed nor excluded join the candidates, in the boosts' order
-    listed_at, excluded_at = boosted.positions(listed), boosted.positions(list(excluded))
+    at = boosted.positions([*listed.tolist(), *excluded])
+    listed_at = at[: len(listed)]
     added = np.ones(len(boosted), dtype=bool)
-    added[listed_at[listed_at >= 0]] = False
-    added[excluded_at[excluded_at >= 0]] = False
-    candidates = np.concatenate([np.asarray(listed, dtype=object), boosted.names[added]])
+    added[at[at >= 0]] = False
+    candidates = np.concatenate([listed, boosted.names[added]])
     nightly_scores = np.concatenate([nightly, np.zeros(int(added.sum()))])
     listed_boosts = np.where(listed_at >= 0, np.append(boosted.values, 0.0)[listed_at], 0.0)
     boost_scores = np.concatenate([listed_boosts, boosted.values[added]])
