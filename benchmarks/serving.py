@@ -21,7 +21,10 @@ when 50 tries find none), so the viewed item goes to the top (with a long sessio
 POSTs a view of a random item to the main server (``--port``) and polls ``/recommendations?k=20`` on
 the second process until the item carries a ``session_boost`` (the viewed item and its neighbours are
 boosted); from the 202 to that answer, a 10 s timeout counted as 10 s (``timeouts_in_features``: how
-many of those had the item in the user's online session features by then). The intake, lag and
+many of those had the item in the user's online session features by then). ``worker_during_probes``:
+the stream worker's own counters over the probes (its ``/metrics`` on ``--port + 2``): micro-batches,
+mean Postgres store and Feast push ms per batch, batches over 250 ms, retried attempts;
+``worker_warnings``: its WARNING log lines over the whole run. The intake, lag and
 feature-freshness figures (``intake``, ``stream``) come from ``benchmarks/stream.py``'s run (``--stream-results``).
 
 hey takes one URL, so the fixed load is ``--concurrency`` hey processes of one connection each,
@@ -247,6 +250,32 @@ def rerank_counts(base: str) -> tuple[float, float]:
     return _metric(base, "recomart_api_reranked_total"), answered
 
 
+WORKER_HISTOGRAMS = {"store": "recomart_stream_worker_batch_seconds", "push": "recomart_stream_worker_push_seconds"}
+SLOW_BATCH_LE = "0.25"  # a histogram bucket bound of both: batches slower than this
+
+
+def worker_counters(metrics_base: str) -> dict[str, float]:
+    """The stream worker's counters that explain freshness, from its own ``/metrics``."""
+    counters = {"batches": _metric(metrics_base, "recomart_stream_worker_batches_total")}
+    counters["retries"] = _metric(metrics_base, "recomart_stream_worker_retries_total")
+    for part, name in WORKER_HISTOGRAMS.items():
+        counters[f"{part}_count"] = _metric(metrics_base, f"{name}_count")
+        counters[f"{part}_sum"] = _metric(metrics_base, f"{name}_sum")
+        counters[f"{part}_fast"] = _metric(metrics_base, f"{name}_bucket", f'le="{SLOW_BATCH_LE}"')
+    return counters
+
+
+def worker_during(before: dict[str, float], after: dict[str, float]) -> dict:
+    """Per micro-batch over a phase: mean store and push ms, batches slower than 250 ms, retries."""
+    delta = {name: after[name] - before[name] for name in after}
+    summary: dict = {"batches": int(delta["batches"]), "retries": int(delta["retries"])}
+    for part in WORKER_HISTOGRAMS:
+        count = delta[f"{part}_count"]
+        summary[f"{part}_mean_ms"] = round(1000 * delta[f"{part}_sum"] / count, 1) if count else None
+        summary[f"{part}_over_250ms"] = int(count - delta[f"{part}_fast"])
+    return summary
+
+
 def _boosted(client: httpx.Client, user: str) -> set[str]:
     body = client.get(f"/v1/users/{user}/recommendations", params={"k": 20}).json()
     return {item["item_id"] for item in body["items"] if "session_boost" in item["reasons"]}
@@ -316,6 +345,12 @@ def _wait_ready(base: str, timeout_s: float = 180) -> None:
     raise RuntimeError(f"{base} not ready with @champion within {timeout_s} s")
 
 
+def _warnings(log: Path, keep: int = 5) -> dict:
+    """How many WARNING lines the stream worker logged, and the last ``keep`` of them."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if " WARNING " in line]
+    return {"count": len(lines), "last": [line[:300] for line in lines[-keep:]]}
+
+
 def _simulator(env: dict[str, str], base: str, rate: int) -> subprocess.Popen:
     """``./recomart simulate`` at ``rate`` events/s for up to an hour (stopped by the caller)."""
     command = [sys.executable, "-m", "recomart.cli", "simulate", "--rate", str(rate), "--minutes", "60"]
@@ -370,16 +405,22 @@ def _serve_and_measure(args: argparse.Namespace, s: Settings, shop_env: dict[str
                     subprocess.Popen(uvicorn_args(s, "127.0.0.1", at, workers), env=env, stderr=subprocess.DEVNULL)
                 )
             tools = {**tool_env(s), **shop_env}
-            processes.append(
-                subprocess.Popen(worker_args(), env=tools, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            )
+            worker_metrics = f"http://127.0.0.1:{args.port + 2}"
+            worker_log = Path(tmp) / "stream-worker.log"
+            with worker_log.open("wb") as log_file:  # the child keeps its own descriptor
+                worker_env = {**tools, "RECOMART_STREAM_METRICS_PORT": str(args.port + 2)}
+                processes.append(subprocess.Popen(worker_args(), env=worker_env, stdout=log_file, stderr=log_file))
             _wait_ready(base)
             _wait_ready(fresh_base)
             processes.append(_simulator(tools, base, args.stream_rate))
             time.sleep(args.warmup)  # sessions build up before the measurements
             result = measure(args, s, base, data, Path(tmp))
+            before = worker_counters(worker_metrics)
+            probes = freshness(base, fresh_base, api_key(s), data, args.probes, args.seed)
             result["freshness"] = {
-                **freshness(base, fresh_base, api_key(s), data, args.probes, args.seed),
+                **probes,
+                "worker_during_probes": worker_during(before, worker_counters(worker_metrics)),
+                "worker_warnings": _warnings(worker_log),
                 "posted_to": f"port {port} ({args.workers} uvicorn workers)",
                 "read_from": f"port {fresh_port} (another uvicorn process, 1 worker)",
                 "background_rate": args.stream_rate,

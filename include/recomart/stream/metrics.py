@@ -36,6 +36,15 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
     registry=REGISTRY,
 )
+PUSH_SECONDS = Histogram(
+    "recomart_stream_worker_push_seconds",
+    "Time to push one micro-batch's session rows to the online store (Feast push).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "recomart_stream_worker_retries", "Micro-batch attempts that failed and were retried.", registry=REGISTRY
+)
 
 
 def count_batch(result: BatchResult) -> None:

@@ -28,7 +28,7 @@ from recomart.ingest.erasure import read_erasure_key
 from recomart.stream.batch import BatchResult, Entry, push_sessions, store_batch
 from recomart.stream.events import GROUP, stream_layout
 from recomart.stream.lag import safe_trim_id
-from recomart.stream.metrics import count_batch, serve_metrics
+from recomart.stream.metrics import PUSH_SECONDS, RETRIES, count_batch, serve_metrics
 from recomart.stream.tables import ensure_stream_tables
 
 if TYPE_CHECKING:
@@ -137,7 +137,9 @@ class StreamWorker:
         result = store_batch(conn, self.layout.stream, entries, erasure_key)
         pushed = time.perf_counter()
         push_sessions(self._feature_store(), result.frame)
-        self.totals["push_s"] += time.perf_counter() - pushed
+        push_s = time.perf_counter() - pushed
+        PUSH_SECONDS.observe(push_s)
+        self.totals["push_s"] += push_s
         self.totals["store_s"] += result.seconds
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.layout.stream, GROUP, *[entry.stream_id for entry in entries])
@@ -162,6 +164,7 @@ class StreamWorker:
                 )  # fmt: skip
                 if isinstance(exc, psycopg.Error):
                     self._reset()
+                RETRIES.inc()
                 attempt += 1
                 time.sleep(wait)
         return None
