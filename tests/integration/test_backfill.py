@@ -2,7 +2,9 @@
 `transform` paused, `airflow backfill create` for `ingest_events`, the re-run with
 `--reprocess-behavior completed`, then `transform` unpaused and triggered once.
 
-Ten UCI days in CI; the full range (374 days, 541,909 records) is the `slow` variant. Needs ../shared/data.
+Both variants are `slow` (deselected in CI): ten UCI days (about 150 s) and the full range (374 days,
+541,909 records). `test_backfill_cli.py` runs a backfill on a real scheduler in the default suite.
+Needs ../shared/data.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class Window(NamedTuple):
 
 WINDOWS = [
     # 10 logical dates, 8 files: Saturdays 2010-12-04 and 2010-12-11 have none
-    pytest.param(Window(date(2010, 12, 3), date(2010, 12, 12)), id="ten_days"),
+    # 150 s: 20 DAG runs on a real scheduler (test_backfill_cli.py runs a backfill on one in the default suite)
+    pytest.param(Window(date(2010, 12, 3), date(2010, 12, 12)), id="ten_days", marks=pytest.mark.slow),
     pytest.param(
         Window(date(2010, 12, 1), date(2011, 12, 9), whole_data_set=True), id="full_range", marks=pytest.mark.slow
     ),

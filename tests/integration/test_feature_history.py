@@ -158,6 +158,7 @@ def _days(rows: dict[str, list[tuple]], as_of_date: str) -> dict[str, list[str]]
     return {name: sorted(row[0] for row in table if str(row[2]) == as_of_date) for name, table in rows.items()}
 
 
+@pytest.mark.slow  # 32 s: two more dbt builds
 def test_late_events_need_a_backfill_from_their_day(
     incremental_then_full: tuple[dict, dict], warehouse_dsn: str, build
 ) -> None:

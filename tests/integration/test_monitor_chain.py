@@ -18,7 +18,7 @@ from recomart.report import sample_recommendations
 from recomart.stack import start_catalog_api
 from recomart.tools import airflow_migrate
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # 115 s: the chain, then the monitor DAG
 
 
 @pytest.fixture(scope="module")

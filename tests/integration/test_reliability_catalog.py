@@ -332,6 +332,7 @@ def test_fault_endpoint_exists_only_when_enabled(catalog_csv: Path) -> None:
 
 
 # --- 2. the DAG: a full snapshot when due, through airflow dags test ----------------------------------------
+@pytest.mark.slow  # 53 s: two runs of the DAG (the snapshot logic is tested in-process above)
 def test_dag_takes_a_full_snapshot_when_due_and_marks_deleted_products(test_settings: Settings, dsn: str) -> None:
     from recomart.stack import start_catalog_api
     from recomart.tools import airflow_dags_test, airflow_migrate

@@ -16,7 +16,7 @@ from recomart.datasets.generator import generate
 from recomart.stack import airflow_login, start_airflow, start_catalog_api, stop_airflow
 from recomart.tools import airflow_migrate
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # 170 s: four DAG runs on a real scheduler
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 CHAIN = ("ingest_events", "transform", "train", "recommend")
