@@ -20,7 +20,8 @@ from recomart.config import Settings, load_settings
 def private_deployment(tag_prefix: str, **environ: str) -> Iterator[Settings]:
     """Settings named by ``<tag_prefix>_<6 hex>`` (``RECOMART_DB_PREFIX``, ``RECOMART_FEAST_PROJECT``,
     ``RECOMART_MODEL_NAME``; state under ``/tmp/<tag>``; ``environ`` added on top), with their services
-    ensured; on exit the databases, the Redis keys holding the tag and the state folder are removed."""
+    ensured; on exit the databases, the Redis keys holding the tag (in the online store's database and,
+    under ``RECOMART_EXECUTOR=celery``, the broker's) and the state folder are removed."""
     tag = f"{tag_prefix}_{uuid.uuid4().hex[:6]}"
     state = Path(f"/tmp/{tag}")
     names = {"RECOMART_DB_PREFIX": tag, "RECOMART_FEAST_PROJECT": tag, "RECOMART_MODEL_NAME": tag}
@@ -30,7 +31,9 @@ def private_deployment(tag_prefix: str, **environ: str) -> Iterator[Settings]:
         yield s
     finally:
         services.drop_databases(s)
-        client = redis.Redis.from_url(s.redis_url)
-        for key in client.scan_iter(match=f"*{tag}*", count=1000):
-            client.delete(key)
+        broker = [s.celery_broker_url] if s.executor == "celery" and s.celery_broker_url.startswith("redis") else []
+        for url in {s.redis_url, *broker}:
+            client = redis.Redis.from_url(url)
+            for key in client.scan_iter(match=f"*{tag}*", count=1000):
+                client.delete(key)
         shutil.rmtree(state, ignore_errors=True)
