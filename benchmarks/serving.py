@@ -23,7 +23,8 @@ the second process until the item carries a ``session_boost`` (the viewed item a
 boosted); from the 202 to that answer, a 10 s timeout counted as 10 s (``timeouts_in_features``: how
 many of those had the item in the user's online session features by then). ``worker_during_probes``:
 the stream worker's own counters over the probes (its ``/metrics`` on ``--port + 2``): micro-batches,
-mean Postgres store and Feast push ms per batch, batches over 250 ms, retried attempts;
+mean Postgres store and Feast push ms per batch, batches over 250 ms, retried attempts, and its
+lag at the first and last probe (a backlog left by the load phases would delay the probes);
 ``worker_warnings``: its WARNING log lines over the whole run. The intake, lag and
 feature-freshness figures (``intake``, ``stream``) come from ``benchmarks/stream.py``'s run (``--stream-results``).
 
@@ -255,8 +256,10 @@ SLOW_BATCH_LE = "0.25"  # a histogram bucket bound of both: batches slower than 
 
 
 def worker_counters(metrics_base: str) -> dict[str, float]:
-    """The stream worker's counters that explain freshness, from its own ``/metrics``."""
+    """The stream worker's counters that explain freshness, from its own ``/metrics`` (``lag_s``: the
+    age of the oldest entry not acknowledged, a gauge)."""
     counters = {"batches": _metric(metrics_base, "recomart_stream_worker_batches_total")}
+    counters["lag_s"] = _metric(metrics_base, "recomart_stream_worker_lag_seconds")
     counters["retries"] = _metric(metrics_base, "recomart_stream_worker_retries_total")
     for part, name in WORKER_HISTOGRAMS.items():
         counters[f"{part}_count"] = _metric(metrics_base, f"{name}_count")
@@ -266,9 +269,11 @@ def worker_counters(metrics_base: str) -> dict[str, float]:
 
 
 def worker_during(before: dict[str, float], after: dict[str, float]) -> dict:
-    """Per micro-batch over a phase: mean store and push ms, batches slower than 250 ms, retries."""
+    """Per micro-batch over a phase: mean store and push ms, batches slower than 250 ms, retries; the
+    worker's lag at the phase's start and end."""
     delta = {name: after[name] - before[name] for name in after}
     summary: dict = {"batches": int(delta["batches"]), "retries": int(delta["retries"])}
+    summary["lag_s_at_start"], summary["lag_s_at_end"] = round(before["lag_s"], 3), round(after["lag_s"], 3)
     for part in WORKER_HISTOGRAMS:
         count = delta[f"{part}_count"]
         summary[f"{part}_mean_ms"] = round(1000 * delta[f"{part}_sum"] / count, 1) if count else None
