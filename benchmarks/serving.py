@@ -23,8 +23,9 @@ the second process until the item carries a ``session_boost`` (the viewed item a
 boosted); from the 202 to that answer, a 10 s timeout counted as 10 s (``timeouts_in_features``: how
 many of those had the item in the user's online session features by then). ``worker_during_probes``:
 the stream worker's own counters over the probes (its ``/metrics`` on ``--port + 2``): micro-batches,
-mean Postgres store and Feast push ms per batch, batches over 250 ms, retried attempts, and its
-lag at the first and last probe (a backlog left by the load phases would delay the probes);
+mean Postgres store and Feast push ms per batch (the store split by step in ``store_phase_mean_ms``),
+batches over 250 ms, retried attempts, and its lag at the first and last probe (a backlog left by the
+load phases would delay the probes);
 ``worker_warnings``: its WARNING log lines over the whole run. The intake, lag and
 feature-freshness figures (``intake``, ``stream``) come from ``benchmarks/stream.py``'s run (``--stream-results``).
 
@@ -253,6 +254,7 @@ def rerank_counts(base: str) -> tuple[float, float]:
 
 WORKER_HISTOGRAMS = {"store": "recomart_stream_worker_batch_seconds", "push": "recomart_stream_worker_push_seconds"}
 SLOW_BATCH_LE = "0.25"  # a histogram bucket bound of both: batches slower than this
+STORE_PHASES = ("parse", "locks", "events", "exposures", "session", "ledger", "commit")
 
 
 def worker_counters(metrics_base: str) -> dict[str, float]:
@@ -265,6 +267,10 @@ def worker_counters(metrics_base: str) -> dict[str, float]:
         counters[f"{part}_count"] = _metric(metrics_base, f"{name}_count")
         counters[f"{part}_sum"] = _metric(metrics_base, f"{name}_sum")
         counters[f"{part}_fast"] = _metric(metrics_base, f"{name}_bucket", f'le="{SLOW_BATCH_LE}"')
+    for phase in STORE_PHASES:
+        counters[f"phase_{phase}"] = _metric(
+            metrics_base, "recomart_stream_worker_store_phase_seconds_total", f'phase="{phase}"'
+        )
     return counters
 
 
@@ -278,6 +284,10 @@ def worker_during(before: dict[str, float], after: dict[str, float]) -> dict:
         count = delta[f"{part}_count"]
         summary[f"{part}_mean_ms"] = round(1000 * delta[f"{part}_sum"] / count, 1) if count else None
         summary[f"{part}_over_250ms"] = int(count - delta[f"{part}_fast"])
+    batches = delta["batches"]
+    summary["store_phase_mean_ms"] = {
+        phase: round(1000 * delta[f"phase_{phase}"] / batches, 1) if batches else None for phase in STORE_PHASES
+    }
     return summary
 
 

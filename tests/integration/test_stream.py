@@ -442,3 +442,26 @@ def test_trim_never_passes_an_unacknowledged_entry(deployment) -> None:
     client.xtrim(key, minid=safe_trim_id(client, key), approximate=False)
     assert [entry_id for entry_id, _ in client.xrange(key)] == ids[2:]  # delivered and acknowledged: gone
     client.delete(key)
+
+
+def test_a_micro_batch_times_each_step_of_its_transaction(deployment) -> None:
+    """store_batch splits its seconds by step (the worker's per-step counters, read by the serving
+    benchmark to tell where freshness goes); the steps add up to no more than the whole."""
+    from recomart.stream.batch import Entry, store_batch
+    from recomart.stream.events import EventIn, encode
+
+    s, _ = deployment
+    now = datetime.now(UTC)
+    entries = [
+        Entry(
+            f"{n + 1}-0",
+            encode(EventIn(event_id=uuid.uuid4().hex, event_type="view", user_id="up", item_id=f"i{n}"), now),
+        )
+        for n in range(3)
+    ]
+    with psycopg.connect(s.warehouse_url) as conn:
+        result = store_batch(conn, "test:phases", entries)
+    assert result.loaded == 3
+    assert list(result.phases) == ["parse", "locks", "events", "exposures", "session", "ledger", "commit"]
+    assert all(seconds >= 0 for seconds in result.phases.values())
+    assert sum(result.phases.values()) <= result.seconds + 1e-6

@@ -20,7 +20,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +129,9 @@ class BatchResult:
     frame: pd.DataFrame
     seconds: float
     exposures: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds of each step of :func:`store_batch`: ``parse``, ``locks`` (user buckets and erasures),
+    ``events``, ``exposures``, ``session`` (the session rows), ``ledger`` and ``commit``."""
 
     @property
     def users(self) -> int:
@@ -257,23 +260,41 @@ def _size(parsed: Parsed) -> int:
     return len(parsed.events) + len(parsed.exposures) + len(parsed.rejects)
 
 
+class _PhaseClock:
+    """Seconds between successive :meth:`lap` calls, by the name of the step that just ended."""
+
+    def __init__(self, start: float) -> None:
+        self.last, self.phases = start, {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = now - self.last
+        self.last = now
+
+
 def store_batch(
     conn: psycopg.Connection, stream: str, entries: Sequence[Entry], erasure_key: bytes | None = None
 ) -> BatchResult:
     """Load ``entries`` into Postgres in one transaction (see the module docstring); nothing is pushed yet."""
     began, started_at = time.perf_counter(), datetime.now(UTC)
     load_id = f"stream-{uuid.uuid4().hex[:16]}"
+    clock = _PhaseClock(began)
     parsed = parse_entries(entries)
+    clock.lap("parse")
     with conn.transaction():
         conn.execute(USER_LOCKS, (sorted({event["user_id"] for event in parsed.events}),))
         kept = _leave_out_erased(conn, parsed, erasure_key)
         erased = _size(parsed) - _size(kept)
         events, rejects = kept.events, kept.rejects
+        clock.lap("locks")
         loaded = _copy_batch(conn, events, load_id) if events else 0
-        exposures = _copy_exposures(conn, kept.exposures, load_id) if kept.exposures else 0
         if rejects:
             _quarantine(conn, rejects, load_id)
+        clock.lap("events")
+        exposures = _copy_exposures(conn, kept.exposures, load_id) if kept.exposures else 0
+        clock.lap("exposures")
         rows = session_rows(conn, sorted({event["user_id"] for event in events})) if events else []
+        clock.lap("session")
         attempt = Attempt(
             feed=FEED,
             logical_date=started_at.date(),
@@ -288,11 +309,13 @@ def store_batch(
             replaces=False,
         )
         append_attempt(conn, attempt)
+        clock.lap("ledger")
+    clock.lap("commit")
     duplicates = len(entries) - len(rejects) - erased - loaded - exposures
     seconds = time.perf_counter() - began
     return BatchResult(
         load_id, len(entries), loaded + exposures, duplicates, len(rejects), erased, push_frame(rows), seconds,
-        exposures,
+        exposures, clock.phases,
     )  # fmt: skip
 
 

@@ -42,6 +42,13 @@ PUSH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
     registry=REGISTRY,
 )
+STORE_PHASE_SECONDS = Counter(
+    "recomart_stream_worker_store_phase_seconds",
+    "Seconds spent in each step of storing the micro-batches (parse, locks, events, exposures, session, ledger,"
+    " commit).",
+    ["phase"],
+    registry=REGISTRY,
+)
 RETRIES = Counter(
     "recomart_stream_worker_retries", "Micro-batch attempts that failed and were retried.", registry=REGISTRY
 )
@@ -51,6 +58,8 @@ def count_batch(result: BatchResult) -> None:
     """Add one committed micro-batch to the counters."""
     BATCHES.inc()
     BATCH_SECONDS.observe(result.seconds)
+    for phase, seconds in result.phases.items():
+        STORE_PHASE_SECONDS.labels(phase).inc(seconds)
     for outcome in OUTCOMES:
         EVENTS.labels(outcome).inc(getattr(result, outcome))
 
