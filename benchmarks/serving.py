@@ -66,6 +66,7 @@ from recomart.model.registry import register_recommender, set_champion
 from recomart.recommend.cache import cache_layout, publish_cache
 from recomart.recommend.run import OUTPUT_COLUMNS, publish_generation
 from recomart.serving.server import server_env, uvicorn_args
+from recomart.stream.batch import STORE_PHASES
 from recomart.stream.intake import API_KEY_HEADER, api_key
 from recomart.stream.simulate import shop_events
 from recomart.stream.worker import worker_args
@@ -254,7 +255,6 @@ def rerank_counts(base: str) -> tuple[float, float]:
 
 WORKER_HISTOGRAMS = {"store": "recomart_stream_worker_batch_seconds", "push": "recomart_stream_worker_push_seconds"}
 SLOW_BATCH_LE = "0.25"  # a histogram bucket bound of both: batches slower than this
-STORE_PHASES = ("parse", "locks", "events", "exposures", "session", "ledger", "commit")
 
 
 def worker_counters(metrics_base: str) -> dict[str, float]:

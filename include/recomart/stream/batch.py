@@ -115,6 +115,10 @@ class Entry:
     fields: dict[bytes, bytes] | None
 
 
+STORE_PHASES = ("parse", "locks", "events", "exposures", "session", "ledger", "commit")
+"""The steps of :func:`store_batch` timed in :attr:`BatchResult.phases`, in order."""
+
+
 @dataclass(frozen=True)
 class BatchResult:
     """What one micro-batch did (``frame``: the session rows to push, one per user; ``loaded`` counts
@@ -130,8 +134,8 @@ class BatchResult:
     seconds: float
     exposures: int = 0
     phases: dict[str, float] = field(default_factory=dict)
-    """Seconds of each step of :func:`store_batch`: ``parse``, ``locks`` (user buckets and erasures),
-    ``events``, ``exposures``, ``session`` (the session rows), ``ledger`` and ``commit``."""
+    """Seconds of each of :data:`STORE_PHASES`: ``locks`` are the user buckets and erasures, ``session``
+    the session rows."""
 
     @property
     def users(self) -> int:

@@ -30,16 +30,17 @@ OUTCOMES = ("loaded", "duplicates", "rejected", "erased")
 for _outcome in OUTCOMES:  # every series exists from the start (a dashboard's rate() needs a first sample)
     EVENTS.labels(_outcome)
 BATCHES = Counter("recomart_stream_worker_batches", "Micro-batches committed.", registry=REGISTRY)
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_SECONDS = Histogram(
     "recomart_stream_worker_batch_seconds",
     "Time to store one micro-batch (COPY, session rows, ledger) in Postgres.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    buckets=SECONDS_BUCKETS,
     registry=REGISTRY,
 )
 PUSH_SECONDS = Histogram(
     "recomart_stream_worker_push_seconds",
     "Time to push one micro-batch's session rows to the online store (Feast push).",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    buckets=SECONDS_BUCKETS,
     registry=REGISTRY,
 )
 STORE_PHASE_SECONDS = Counter(
