@@ -70,20 +70,28 @@ INSERT_NEW_EXPOSURES = (
     " from stream_exposure_batch on conflict (request_id) do nothing"
 )
 LAST_EVENTS = """
-select e.user_id, max(e.event_time) as last_at, c.row_time
-from raw.stream_events e left join raw.stream_session_clock c using (user_id)
-where e.user_id = any(%(users)s)
-group by e.user_id, c.row_time
+select u.user_id, l.last_at, c.row_time
+from unnest(%(users)s::text[]) as u (user_id)
+cross join lateral (
+    select max(e.event_time) as last_at from raw.stream_events as e where e.user_id = u.user_id
+) as l
+left join raw.stream_session_clock as c on u.user_id = c.user_id
+where l.last_at is not null
 """
-RECENT_LISTS = """
-with last as (
-    select user_id, max(event_time) as last_at from raw.stream_events where user_id = any(%(users)s) group by 1
-),
-items as (
-    select e.user_id, e.event_type, e.item_id, max(e.event_time) as at
-    from raw.stream_events as e inner join last as l on e.user_id = l.user_id
-    where e.event_time > l.last_at - %(horizon)s
-    group by 1, 2, 3
+"""Each user's last event time and last row time. Every session query walks the ``(user_id, event_time)``
+index once per user of the batch (``lateral``): a join on the users' list let the planner scan the whole
+table, whose cost grew with every event the stream ever stored."""
+USER_SPANS = """
+select u.user_id, e.event_type, e.item_id, e.event_time
+from unnest(%(users)s::text[], %(last)s::timestamptz[]) as u (user_id, last_at)
+cross join lateral (
+    select s.event_type, s.item_id, s.event_time from raw.stream_events as s
+    where s.user_id = u.user_id and s.event_time > u.last_at - %(span)s
+) as e
+"""
+RECENT_LISTS = f"""
+with items as (
+    select user_id, event_type, item_id, max(event_time) as at from ({USER_SPANS}) as spans group by 1, 2, 3
 ),
 ranked as (
     select *, row_number() over (partition by user_id, event_type order by at desc, item_id) as rn from items
@@ -91,14 +99,8 @@ ranked as (
 select user_id, event_type, array_agg(item_id order by rn), array_agg(at order by rn)
 from ranked where rn <= %(recent)s group by 1, 2
 """
-WINDOW_TIMES = """
-with last as (
-    select user_id, max(event_time) as last_at from raw.stream_events where user_id = any(%(users)s) group by 1
-)
-select e.user_id, e.event_type, array_agg(e.event_time order by e.event_time desc)
-from raw.stream_events as e inner join last as l on e.user_id = l.user_id
-where e.event_time > l.last_at - %(window)s
-group by 1, 2
+WINDOW_TIMES = f"""
+select user_id, event_type, array_agg(event_time order by event_time desc) from ({USER_SPANS}) as spans group by 1, 2
 """
 ADVANCE_CLOCK = """
 insert into raw.stream_session_clock (user_id, row_time)
@@ -222,15 +224,15 @@ def _quarantine(conn: psycopg.Connection, rejects: list[Reject], load_id: str) -
 
 def session_rows(conn: psycopg.Connection, users: list[str]) -> list[tuple[str, datetime, SessionState]]:
     """``(user, row time, state)`` of ``users`` from every stored event, and their clock advanced."""
-    params = {
-        "users": users, "horizon": SESSION_TTL, "recent": RECENT_ITEMS, "window": COUNT_WINDOW,
-    }  # fmt: skip
-    last = conn.execute(LAST_EVENTS, params).fetchall()
+    last = conn.execute(LAST_EVENTS, {"users": users}).fetchall()
+    spans = {"users": [user for user, _, _ in last], "last": [last_at for _, last_at, _ in last]}
     recent: dict[str, dict[str, list[tuple[str, datetime]]]] = {}
-    for user, event_type, items, times in conn.execute(RECENT_LISTS, params):
+    for user, event_type, items, times in conn.execute(
+        RECENT_LISTS, {**spans, "span": SESSION_TTL, "recent": RECENT_ITEMS}
+    ):
         recent.setdefault(user, {})[event_type] = list(zip(items, times, strict=True))
     window: dict[str, dict[str, list[datetime]]] = {}
-    for user, event_type, times in conn.execute(WINDOW_TIMES, params):
+    for user, event_type, times in conn.execute(WINDOW_TIMES, {**spans, "span": COUNT_WINDOW}):
         window.setdefault(user, {})[event_type] = list(times)
     rows = [
         (user, next_row_time(last_at, row_time), SessionState.from_aggregates(recent[user], window[user], last_at))
