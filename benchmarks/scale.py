@@ -267,6 +267,23 @@ def stage_figures(runs: dict[str, dict]) -> dict[str, dict]:
     return stages
 
 
+def train_steps(s: Settings) -> dict[str, float]:
+    """Seconds of each step of the size's last training round (its MLflow run's ``time_*`` metrics:
+    prepare, tuning, blend fit, evaluation on the test window, the served fit, the ranker stage), so the
+    train stage's growth can be split by step; empty when no round was recorded."""
+    import psycopg
+    from mlflow.tracking import MlflowClient
+
+    with psycopg.connect(s.warehouse_url) as conn:
+        row = conn.execute("select run_id from ops.model_promotions order by decided_at desc limit 1").fetchone()
+    if row is None or row[0] is None:
+        return {}
+    metrics = MlflowClient(s.mlflow_tracking_uri).get_run(row[0]).data.metrics
+    return {
+        key.removeprefix("time_"): round(value, 1) for key, value in sorted(metrics.items()) if key.startswith("time_")
+    }
+
+
 def drop_size(s: Settings, work: Path) -> None:
     """Drop the size's databases, its Feast project's and its prefix's Redis keys and its state folder."""
     import redis
@@ -341,6 +358,7 @@ def measure_size(base: Settings, label: str, shape: tuple[int, int, int], daily:
         finally:
             processes.stop(s, "catalog-api")
         stages = stage_figures(runs)
+        stages["train"]["steps_s"] = train_steps(s)
         return {
             "label": label,
             "events": summary.events - day_events,
@@ -398,6 +416,7 @@ def fit_figures(sizes: list[dict]) -> dict[str, Any]:
         "fixed_s": {stage: fit.fixed_s for stage, fit in stage_fits.items()},
         "fit_points": {stage: {"used": fit.points, "dropped": fit.dropped} for stage, fit in stage_fits.items()},
         "cpu": cpu_fit_figures(sizes),
+        "train_steps": train_step_fits(sizes),
         "extrapolated_10m": {
             "note": f"EXTRAPOLATION, not a measurement: fixed + a * events**k at {EXTRAPOLATE_TO:,} events from "
             f"fits whose largest measured shop has {largest:,} events",
@@ -425,6 +444,31 @@ def cpu_fit_figures(sizes: list[dict]) -> dict[str, Any] | None:
         "fixed_s": {stage: fit.fixed_s for stage, fit in cpu_fits.items()},
         "fit_points": {stage: {"used": fit.points, "dropped": fit.dropped} for stage, fit in cpu_fits.items()},
         "extrapolated_10m_cpu_s": {stage: _rounded(fit.predict(EXTRAPOLATE_TO)) for stage, fit in cpu_fits.items()},
+    }
+
+
+def train_step_fits(sizes: list[dict]) -> dict[str, Any] | None:
+    """The same growth fit on each step of the train stage (``stages.train.steps_s``, sizes measured with
+    them only), to tell which step makes the stage grow faster than the data; None before any."""
+    sizes = [size for size in sizes if size["stages"]["train"].get("steps_s")]
+    one_day = [size for size in sizes if is_fixed_cost(size)]
+    grown = sorted((size for size in sizes if not is_fixed_cost(size)), key=lambda size: size["events"])
+    if not one_day or not grown:
+        return None
+    steps = [step for step in grown[-1]["stages"]["train"]["steps_s"] if step != "total_s"]
+    step_fits = {
+        step: fit_growth(
+            [size["events"] for size in grown],
+            [size["stages"]["train"]["steps_s"].get(step, 0.0) for size in grown],
+            min(size["stages"]["train"]["steps_s"].get(step, 0.0) for size in one_day),
+        )
+        for step in steps
+    }
+    return {
+        "note": "the train stage's steps (its MLflow run's time_* metrics), fitted as the stages are",
+        "exponents": {step: fit.exponent for step, fit in step_fits.items()},
+        "r2": {step: fit.r2 for step, fit in step_fits.items()},
+        "largest_s": grown[-1]["stages"]["train"]["steps_s"],
     }
 
 
