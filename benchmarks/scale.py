@@ -29,7 +29,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from benchmarks.results_file import ROOT, run_metadata
 from benchmarks.scale_fit import STAGES, GrowthFit, fit_growth, plot_growth
 from recomart.airflow_runner import MARK
 from recomart.config import Settings, load_settings, settings
+from recomart.netcheck import free_port
 from recomart.tools import tool_env
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
@@ -83,12 +83,6 @@ def shop_shape(target_events: int, days: int) -> tuple[int, int, int]:
     return users, max(50, users // 5), days
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def size_settings(base: Settings, work: Path, users: int, items: int, days: int) -> Settings:
     """A deployment of its own on ``base``'s servers for one shop."""
     tag = f"recomart_scale_{uuid.uuid4().hex[:8]}"
@@ -105,7 +99,7 @@ def size_settings(base: Settings, work: Path, users: int, items: int, days: int)
         "RECOMART_USERS": str(users),
         "RECOMART_ITEMS": str(items),
         "RECOMART_DAYS": str(days),
-        "RECOMART_CATALOG_PORT": str(_free_port()),
+        "RECOMART_CATALOG_PORT": str(free_port()),
     }
     return load_settings(env)
 

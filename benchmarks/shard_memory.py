@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from recomart import processes, services
 from recomart.config import Settings, load_settings
 from recomart.datasets.generator import generate
 from recomart.demo import run_chain
+from recomart.netcheck import free_port
 from recomart.stack import start_catalog_api
 from recomart.tools import airflow_migrate, tool_env
 
@@ -74,18 +74,12 @@ def child(s: Settings, kind: str, arg: object = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def private_settings(landing: Path) -> Settings:
     """Settings of private databases, ports and Redis key prefix for this run."""
     tag = f"recomart_shardmem_{os.getpid()}"
     overrides = {"RECOMART_DB_PREFIX": tag, "RECOMART_FEAST_PROJECT": tag, "RECOMART_MODEL_NAME": tag}
     for name in ("CATALOG", "AIRFLOW", "MLFLOW", "API"):
-        overrides[f"RECOMART_{name}_PORT"] = str(_free_port())
+        overrides[f"RECOMART_{name}_PORT"] = str(free_port())
     return load_settings({**os.environ, **overrides, "RECOMART_LANDING_DIR": str(landing)})
 
 

@@ -56,7 +56,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -74,6 +73,7 @@ from recomart import celery_workers, processes
 from recomart.config import Settings
 from recomart.datasets.generator import generate
 from recomart.demo import run_chain
+from recomart.netcheck import free_port
 from recomart.progress import Board
 from recomart.stack import airflow_rest, start_airflow, start_catalog_api, stop_processes
 from recomart.tools import airflow_migrate, run_tool, tool_env
@@ -106,12 +106,6 @@ print(json.dumps({"generation_id": result.generation_id, "users": result.users, 
 
 def _log(message: str) -> None:
     print(f"[shard_speedup {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def threads(n: int) -> dict[str, str]:
@@ -333,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "RECOMART_EXECUTOR": "celery",
         "RECOMART_CELERY_CONCURRENCY": "1",
         "RECOMART_RECOMMEND_SHARDS": str(args.shards),
-        **{f"RECOMART_{name}_PORT": str(_free_port()) for name in ("CATALOG", "AIRFLOW", "MLFLOW", "API", "FLOWER")},
+        **{f"RECOMART_{name}_PORT": str(free_port()) for name in ("CATALOG", "AIRFLOW", "MLFLOW", "API", "FLOWER")},
     }
     load = _load()
     with private_deployment("shardspeed", **environ) as s:

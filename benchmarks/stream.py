@@ -26,7 +26,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from benchmarks.serving import ensure_tools
 from recomart import services
 from recomart.config import Settings, load_settings
 from recomart.features import apply
+from recomart.netcheck import free_port
 from recomart.serving.server import server_env, uvicorn_args
 from recomart.stream.events import stream_layout
 from recomart.stream.intake import API_KEY_HEADER, api_key
@@ -52,12 +52,6 @@ from recomart.stream.worker import worker_args
 from recomart.tools import tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_http(url: str, timeout_s: float = 120) -> None:
@@ -179,8 +173,8 @@ def run(args: argparse.Namespace) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="recomart-bench-stream-"))
     overrides = {
         "RECOMART_STATE_DIR": str(folder), "RECOMART_PG_URL": "", "RECOMART_REDIS_URL": "",
-        "RECOMART_EMBEDDED_PG_PORT": str(_free_port()), "RECOMART_EMBEDDED_REDIS_PORT": str(_free_port()),
-        "RECOMART_API_PORT": str(_free_port()), "RECOMART_DB_PREFIX": "bench_stream",
+        "RECOMART_EMBEDDED_PG_PORT": str(free_port()), "RECOMART_EMBEDDED_REDIS_PORT": str(free_port()),
+        "RECOMART_API_PORT": str(free_port()), "RECOMART_DB_PREFIX": "bench_stream",
         "RECOMART_FEAST_PROJECT": "bench_stream", "RECOMART_STREAM_MAX_LEN": "10000000",
     }  # fmt: skip
     s = load_settings({**os.environ, **overrides})

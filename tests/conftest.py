@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from recomart import services
+from recomart import netcheck, services
 from recomart.config import Settings, load_settings
 from recomart.environment import service_env
 
@@ -33,17 +32,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
 
 
-def _free_port() -> int:
-    """A TCP port nobody listens on right now, so concurrent test runs never share a server."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
     """A factory of TCP ports nobody listens on right now (for servers a test starts itself)."""
-    return _free_port
+    return netcheck.free_port
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +50,10 @@ def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
         "RECOMART_FEAST_PROJECT": tag,
         "RECOMART_MODEL_NAME": tag,
         "RECOMART_LANDING_DIR": str(landing),
-        "RECOMART_CATALOG_PORT": str(_free_port()),
-        "RECOMART_AIRFLOW_PORT": str(_free_port()),
-        "RECOMART_MLFLOW_PORT": str(_free_port()),
-        "RECOMART_API_PORT": str(_free_port()),
+        "RECOMART_CATALOG_PORT": str(netcheck.free_port()),
+        "RECOMART_AIRFLOW_PORT": str(netcheck.free_port()),
+        "RECOMART_MLFLOW_PORT": str(netcheck.free_port()),
+        "RECOMART_API_PORT": str(netcheck.free_port()),
     }
     s = load_settings({**os.environ, **overrides})
     services.ensure_services(s)

@@ -19,6 +19,13 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that no server holds now (the kernel's pick), for a private deployment."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def port_free(host: str, port: int) -> bool:
     """True if a server could bind ``host:port`` now (with SO_REUSEADDR, as uvicorn and gunicorn do)."""
     with socket.socket() as sock:
