@@ -60,8 +60,9 @@ class RankerStage:
     (``validation``: nDCG@k of both on the comparison users), the ranker's test ``metrics`` / ``curves``,
     the ranker fitted for serving (None unless it is registered), the ``record`` for the run (its
     ``skipped`` says why when the validation window is too small to fit the ranker: the blend is then
-    registered, ``validation`` and ``metrics`` are empty) and the ``timings`` (``ranker_features_s``:
-    feature-store reads, ``ranker_train_s``: the rest)."""
+    registered, ``validation`` and ``metrics`` are empty) and the ``timings``: ``ranker_features_s``
+    (feature-store reads) and the seconds of each of :data:`RANKER_STEPS` without them
+    (``ranker_<step>_s``)."""
 
     strategy: str
     validation: dict[str, float]
@@ -72,11 +73,26 @@ class RankerStage:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+RANKER_STEPS = ("tune", "fit", "compare", "test", "serve_fit")
+"""The stage's timed steps: EASE and RP3β tuned on validation, the generators and LightGBM fitted on the
+train part, the ranker and the blend scored on the comparison users, the test window (generators refitted
+on train + validation), the serving fit on all the data (only when the ranker is registered)."""
+
+
 class _Clock:
-    """Seconds spent reading features and everything else of the stage."""
+    """Seconds spent reading features, and in each step of the stage apart from them."""
 
     def __init__(self, features_at: FeaturesAt | None) -> None:
-        self.features_at, self.features_s, self.started = features_at, 0.0, time.perf_counter()
+        self.features_at, self.features_s = features_at, 0.0
+        self.last, self.features_at_last = time.perf_counter(), 0.0
+        self.steps: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        """End ``step`` (one of :data:`RANKER_STEPS`): the seconds since the last lap, less feature reads."""
+        now = time.perf_counter()
+        seconds = now - self.last - (self.features_s - self.features_at_last)
+        self.steps[f"ranker_{step}_s"] = self.steps.get(f"ranker_{step}_s", 0.0) + seconds
+        self.last, self.features_at_last = now, self.features_s
 
     def attach(self, ranker: LearnedRanker, cutoff: pd.Timestamp, users: np.ndarray) -> None:
         """Set ``ranker``'s user and item frames to the feature store's values at ``cutoff``."""
@@ -88,8 +104,7 @@ class _Clock:
         self.features_s += time.perf_counter() - started
 
     def timings(self) -> dict[str, float]:
-        total = time.perf_counter() - self.started
-        return {"ranker_features_s": self.features_s, "ranker_train_s": total - self.features_s}
+        return {"ranker_features_s": self.features_s, **self.steps}
 
 
 def _store_columns(ranker: LearnedRanker) -> list[str]:
@@ -146,18 +161,21 @@ def fit_ranker_stage(
     record: dict[str, Any] = {}
     try:
         generators, record = _tuned_generators(split, catalogue, svd, k, exclude_seen)
+        clock.lap("tune")
         ranker = LearnedRanker(
             generators, n_candidates=RANKER_CANDIDATES, exclude=policy, seed=seed, num_threads=RANKER_THREADS
         )
         ranker.feature_service = feature_service if features_at is not None else None
         validation = _fit_and_compare(ranker, split, catalogue, blend_hybrid, clock, compare, k)
     except ValueError as exc:  # too few validation users to tune, learn from or compare on
+        clock.lap("fit")  # a stage that stopped early counts its last step's seconds as fitting
         log.warning("learned ranker not fitted, the blend is registered: %s", exc)
         record.update(strategy="blend", strategy_rule=strategy, skipped=str(exc))
         return RankerStage("blend", {}, {}, {}, None, record, clock.timings())
     won = "ranker" if validation["ranker"] > validation["blend"] else "blend"
     chosen = won if strategy == "validation" else strategy
     metrics, curves = _test_figures(ranker, split, catalogue, clock, k, policy)
+    clock.lap("test")
     record.update(
         strategy=chosen,
         strategy_rule=strategy,
@@ -174,6 +192,7 @@ def fit_ranker_stage(
     if chosen == "ranker":
         served = ranker.fit(catalogue.serving_set(data))
         served.user_features = served.item_features = None  # read again at each ranking's cutoff
+        clock.lap("serve_fit")
     stage = RankerStage(chosen, validation, metrics, curves, served, record, clock.timings())
     log.info(
         "ranker nDCG@%d on %d validation users %.4f vs blend %.4f: registering the %s (%s)",
@@ -205,11 +224,14 @@ def _fit_and_compare(
     clock.attach(ranker, _window_start(split.valid), training.entries.user_ids)
     held = split.valid["user_id"].astype(str).isin(compare).to_numpy()
     ranker.fit_ranker(training, split.valid[~held])
+    clock.lap("fit")
     compared = split.valid[held]
-    return {
+    scores = {
         "ranker": validation_ndcg(ranker, training, compared, k=k, exclude_seen=exclude_seen)[0],
         "blend": validation_ndcg(blend_hybrid.fit(training), training, compared, k=k, exclude_seen=exclude_seen)[0],
     }
+    clock.lap("compare")
+    return scores
 
 
 def _test_figures(
