@@ -24,6 +24,8 @@ history passed at ranking time.  Modules:
 - :mod:`~recomart.ranking.blend`: blend weights, input options and the per-user min-max blend;
 - :mod:`~recomart.ranking.hybrid`: the hybrid recommender with its cold-start rules (what is served);
 - :mod:`~recomart.ranking.factors`, :mod:`~recomart.ranking.scoring`: factors and the numba top-k kernels;
+- :mod:`~recomart.ranking.gemm`: dense user × item products whose rows do not depend on the other rows
+  of the call (the same scores whatever the block or shard);
 - :mod:`~recomart.ranking.metrics`: ranking and rating metrics.
 
 Submodules import their heavy dependencies (numba, scikit-learn, surprise, lightgbm) themselves; import what you

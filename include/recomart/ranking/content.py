@@ -23,6 +23,7 @@ from scipy import sparse
 
 from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
 from recomart.ranking.embedding import ItemVectors, dense_profiles
+from recomart.ranking.gemm import row_stable_matmul
 from recomart.ranking.history import HISTORY_HALF_LIFE_DAYS, UserHistory
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
@@ -215,7 +216,7 @@ class Content(Recommender):
         if share == 0.0:
             return content_scores(self.profiles(history), self.columns, rows)
         assert self.embeddings is not None
-        scores = self.embedding_profiles(history)[rows] @ self.embeddings.T
+        scores = row_stable_matmul(self.embedding_profiles(history)[rows], self.embeddings.T)
         scores *= np.float32(share)
         if share < 1.0:
             scores += np.float32(1.0 - share) * content_scores(self.profiles(history), self.columns, rows)

@@ -1,11 +1,13 @@
-"""Batch scoring with the factors: one GEMM per user block, then a compiled top-k selection.
+"""Batch scoring with the factors: a GEMM per user block, then a compiled top-k selection.
 
 ``surprise``'s per-pair ``predict`` (and ``build_anti_testset``) cost hours on a real catalogue
 (surprise#261, #368).  :func:`recommend_top_k` scores a block of users against every item with one
 product ``[pu, 1, 0] @ [qi, bi, 1].T`` into a reused buffer, and a numba kernel skips seen items and
 keeps the k best of each row in one read, never sorting a row; ``mu + bu`` (constant along a row)
 is added to the selected scores only.  :func:`svd_scores` returns the full estimate matrix
-``[pu, 1, mu+bu] @ [qi, bi, 1].T`` for callers that blend it with other components.
+``[pu, 1, mu+bu] @ [qi, bi, 1].T`` for callers that blend it with other components.  Both multiply
+through :func:`recomart.ranking.gemm.row_stable_matmul`, so a user's scores do not depend on the other
+users of the block (or of the shard).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recomart.ranking.factors import FactorModel
+from recomart.ranking.gemm import row_stable_matmul
 
 DEFAULT_BLOCK_SIZE = 4096
 
@@ -51,7 +54,7 @@ def svd_scores(model: FactorModel, user_rows: np.ndarray) -> np.ndarray:
     A row of ``-1`` (unknown user) gets ``mu + bi``, dropping the missing terms as ``SVD.estimate``
     does.  Callers bound memory by passing one block of users at a time (see :func:`iter_blocks`).
     """
-    return _user_matrix_augmented(model, user_rows) @ model.item_matrix_augmented().T
+    return row_stable_matmul(_user_matrix_augmented(model, user_rows), model.item_matrix_augmented().T)
 
 
 def pair_scores(model: FactorModel, user_rows: np.ndarray, item_rows: np.ndarray) -> np.ndarray:
@@ -204,7 +207,7 @@ def recommend_top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best unmasked items of each user by unclipped ``mu + bu + bi + pu·qi`` (as :func:`top_k`).
 
-    Per user block: one GEMM ``[pu, 1, 0] @ [qi, bi, 1].T = pu·qi + bi`` into a buffer allocated
+    Per user block: the product ``[pu, 1, 0] @ [qi, bi, 1].T = pu·qi + bi`` into a buffer allocated
     once (memory is bounded by ``block_size × n_items``), then the compiled selection reads each row
     once; ``mu + bu`` is constant along a row, so it is added to the k selected scores only.  An
     unknown user (-1) gets ``mu + bi``.  ``exclude_rows`` (aligned with ``user_rows``) selects each user's
@@ -220,7 +223,7 @@ def recommend_top_k(
     known = user_rows >= 0
     safe = np.where(known, user_rows, 0)
     offsets = np.where(known, model.global_mean + model.user_bias[safe].astype(np.float64), model.global_mean)
-    q_t = model.item_matrix_augmented().T
+    q_t = model.item_matrix_augmented().T.astype(np.float64)
     f = model.n_factors
     bs = max(1, min(block_size, n))
     users = np.zeros((bs, f + 2), dtype=np.float32)
@@ -232,7 +235,7 @@ def recommend_top_k(
         m = block.stop - block.start
         np.take(model.user_factors, safe[block], axis=0, out=users[:m, :f])
         users[:m, :f][~known[block]] = 0.0
-        np.matmul(users[:m], q_t, out=scores[:m])
+        row_stable_matmul(users[:m], q_t, out=scores[:m])
         _top_k_kernel(scores[:m], offsets[block], k, indptr, indices, mask_rows[block], idx[block], val[block])
     return idx, val
 
