@@ -24,8 +24,9 @@ history passed at ranking time.  Modules:
 - :mod:`~recomart.ranking.blend`: blend weights, input options and the per-user min-max blend;
 - :mod:`~recomart.ranking.hybrid`: the hybrid recommender with its cold-start rules (what is served);
 - :mod:`~recomart.ranking.factors`, :mod:`~recomart.ranking.scoring`: factors and the numba top-k kernels;
-- :mod:`~recomart.ranking.gemm`: dense user × item products whose rows do not depend on the other rows
-  of the call (the same scores whatever the block or shard);
+- :mod:`~recomart.ranking.gemm`, :mod:`~recomart.ranking.exact_top_k`: dense user × item products, and
+  the factors' top k, that do not depend on the other users of the call (the same scores whatever the
+  block or shard);
 - :mod:`~recomart.ranking.metrics`: ranking and rating metrics.
 
 Submodules import their heavy dependencies (numba, scikit-learn, surprise, lightgbm) themselves; import what you

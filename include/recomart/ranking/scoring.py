@@ -5,9 +5,9 @@
 product ``[pu, 1, 0] @ [qi, bi, 1].T`` into a reused buffer, and a numba kernel skips seen items and
 keeps the k best of each row in one read, never sorting a row; ``mu + bu`` (constant along a row)
 is added to the selected scores only.  :func:`svd_scores` returns the full estimate matrix
-``[pu, 1, mu+bu] @ [qi, bi, 1].T`` for callers that blend it with other components.  Both multiply
-through :func:`recomart.ranking.gemm.row_stable_matmul`, so a user's scores do not depend on the other
-users of the block (or of the shard).
+``[pu, 1, mu+bu] @ [qi, bi, 1].T`` for callers that blend it with other components, through
+:func:`recomart.ranking.gemm.row_stable_matmul`.  Neither result depends on the other users of the
+block (or of the shard).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from recomart.ranking.exact_top_k import exact_top_k, pool_width
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.gemm import row_stable_matmul
 
@@ -207,9 +208,11 @@ def recommend_top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best unmasked items of each user by unclipped ``mu + bu + bi + pu·qi`` (as :func:`top_k`).
 
-    Per user block: the product ``[pu, 1, 0] @ [qi, bi, 1].T = pu·qi + bi`` into a buffer allocated
+    Per user block: the float32 GEMM ``[pu, 1, 0] @ [qi, bi, 1].T = pu·qi + bi`` into a buffer allocated
     once (memory is bounded by ``block_size × n_items``), then the compiled selection reads each row
-    once; ``mu + bu`` is constant along a row, so it is added to the k selected scores only.  An
+    once for a pool of candidates, which :func:`recomart.ranking.exact_top_k.exact_top_k` scores again
+    exactly, so the k kept (and their scores) do not depend on the block; ``mu + bu`` is constant along
+    a row, so it is added to the k kept scores only.  An
     unknown user (-1) gets ``mu + bi``.  ``exclude_rows`` (aligned with ``user_rows``) selects each user's
     mask row in ``exclude``; it defaults to ``user_rows`` itself.
     """
@@ -223,20 +226,26 @@ def recommend_top_k(
     known = user_rows >= 0
     safe = np.where(known, user_rows, 0)
     offsets = np.where(known, model.global_mean + model.user_bias[safe].astype(np.float64), model.global_mean)
-    q_t = model.item_matrix_augmented().T.astype(np.float64)
+    items = model.item_matrix_augmented()
+    q_t, items64 = items.T, items.astype(np.float64)
     f = model.n_factors
     bs = max(1, min(block_size, n))
     users = np.zeros((bs, f + 2), dtype=np.float32)
     users[:, f] = 1.0  # picks up bi; column f + 1 stays 0 (mu + bu is added after the selection)
     scores = np.empty((bs, n_items), dtype=np.float32)
+    width = pool_width(k, n_items)
+    pool_idx, pool_val = np.empty((bs, width), dtype=np.int32), np.empty((bs, width), dtype=np.float32)
     idx = np.full((n, k), -1, dtype=np.int32)
     val = np.full((n, k), -np.inf, dtype=np.float32)
     for block in iter_blocks(n, block_size):
         m = block.stop - block.start
         np.take(model.user_factors, safe[block], axis=0, out=users[:m, :f])
         users[:m, :f][~known[block]] = 0.0
-        row_stable_matmul(users[:m], q_t, out=scores[:m])
-        _top_k_kernel(scores[:m], offsets[block], k, indptr, indices, mask_rows[block], idx[block], val[block])
+        np.matmul(users[:m], q_t, out=scores[:m])
+        pool_idx[:m], pool_val[:m] = -1, -np.inf
+        mask = (indptr, indices, mask_rows[block])
+        _top_k_kernel(scores[:m], np.zeros(m), width, *mask, pool_idx[:m], pool_val[:m])
+        exact_top_k(users[:m], items64, (pool_idx[:m], pool_val[:m]), offsets[block], mask, (idx[block], val[block]))
     return idx, val
 
 
