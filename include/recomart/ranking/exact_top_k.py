@@ -28,8 +28,9 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:  # pragma: no cover - jit
 
 
 @numba.njit(inline="always")
-def _keep(vals: np.ndarray, idxs: np.ndarray, count: int, s: float, j: int) -> int:  # pragma: no cover - jit
-    """Insert ``(s, j)`` into buffers sorted by descending ``s``, then ascending ``j``; the new count."""
+def keep_best(vals: np.ndarray, idxs: np.ndarray, count: int, s: float, j: int) -> int:  # pragma: no cover - jit
+    """Insert ``(s, j)`` into the best-first buffers ``vals``/``idxs`` (descending ``s``, ties: ascending
+    ``j``) holding ``count`` entries, unless it ranks below a full buffer's last; the new count."""
     k = vals.shape[0]
     if count == k and not (s > vals[k - 1] or (s == vals[k - 1] and j < idxs[k - 1])):
         return count
@@ -62,7 +63,7 @@ def _scan_all(  # pragma: no cover - jit
             p += 1
         if p < end and ex_indices[p] == j:
             continue
-        count = _keep(vals, idxs, count, _dot(users_row, items[j]), j)
+        count = keep_best(vals, idxs, count, _dot(users_row, items[j]), j)
     return count
 
 
@@ -91,7 +92,7 @@ def _exact_top_k_kernel(  # pragma: no cover - jit
             if j < 0:
                 break
             size += 1
-            count = _keep(vals, idxs, count, _dot(users[b], items[j]), j)
+            count = keep_best(vals, idxs, count, _dot(users[b], items[j]), j)
         whole_pool = size < width  # fewer selectable items than the pool: all of them were scored
         if not whole_pool and not (count == k and vals[k - 1] > np.float64(pool_val[b, width - 1]) + bound[b]):
             vals[:] = -np.inf

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from recomart.ranking.exact_top_k import exact_top_k, pool_width
+from recomart.ranking.exact_top_k import exact_top_k, keep_best, pool_width
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.gemm import row_stable_matmul
 
@@ -75,23 +75,6 @@ def pair_scores(model: FactorModel, user_rows: np.ndarray, item_rows: np.ndarray
 CHUNK = 64  # columns tested at once (vectorised) against a row's running k-th best score
 
 
-@numba.njit(inline="always")
-def _insert(vals: np.ndarray, idxs: np.ndarray, count: int, k: int, s: float, j: int) -> int:  # pragma: no cover - jit
-    """Insert ``(s, j)`` into the descending buffer (ties keep the lower column first); new count."""
-    if count < k:
-        pos = count
-        count += 1
-    else:
-        pos = k - 1
-    while pos > 0 and vals[pos - 1] < s:
-        vals[pos] = vals[pos - 1]
-        idxs[pos] = idxs[pos - 1]
-        pos -= 1
-    vals[pos] = s
-    idxs[pos] = j
-    return count
-
-
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _top_k_kernel(  # pragma: no cover - jit
     scores: np.ndarray,
@@ -138,7 +121,7 @@ def _top_k_kernel(  # pragma: no cover - jit
                         p += 1
                     if p < end and ex_indices[p] == col:
                         continue
-                    count = _insert(vals, idxs, count, k, s, col)
+                    count = keep_best(vals, idxs, count, s, col)
                     if count == k:
                         thr = vals[k - 1]
         off = row_offset[b]
