@@ -3,8 +3,9 @@
 ``surprise``'s per-pair ``predict`` (and ``build_anti_testset``) cost hours on a real catalogue
 (surprise#261, #368).  :func:`recommend_top_k` scores a block of users against every item with one
 product ``[pu, 1, 0] @ [qi, bi, 1].T`` into a reused buffer, and a numba kernel skips seen items and
-keeps the k best of each row in one read, never sorting a row; ``mu + bu`` (constant along a row)
-is added to the selected scores only.  :func:`svd_scores` returns the full estimate matrix
+keeps a pool of the best of each row in one read, never sorting a row, which
+:mod:`recomart.ranking.exact_top_k` narrows to the exact k best; ``mu + bu`` (constant along a row)
+is added to the kept scores only.  :func:`svd_scores` returns the full estimate matrix
 ``[pu, 1, mu+bu] @ [qi, bi, 1].T`` for callers that blend it with other components, through
 :func:`recomart.ranking.gemm.row_stable_matmul`.  Neither result depends on the other users of the
 block (or of the shard).
