@@ -14,6 +14,7 @@ import pandas as pd
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from recomart.config import Settings
 from recomart.marts import read_catalogue, read_ranking_inputs
@@ -428,3 +429,30 @@ def test_repeat_purchase_feed_gets_buy_again_and_keeps_purchases(two_generations
         " JOIN marts.user_item_ratings b USING (user_id, item_id) WHERE r.rank = 1 AND r.buy_again_score > 0",
     )[0]
     assert top[0] > 100 and top[0] == top[1]
+
+
+def test_the_dashboards_item_lookup_uses_the_byte_order_index(two_generations, reco_dsn: str) -> None:
+    """``reco.user_recommendations``' second index is on ``item_id COLLATE "C"`` (quicker to build);
+    the dashboard's "recommended to" query, run as it is, reads through it."""
+    from recomart.dashboard.queries import recommended_to
+
+    definition = _one(
+        reco_dsn, "SELECT indexdef FROM pg_indexes WHERE schemaname = 'reco' AND indexname = 'user_recommendations_i1'"
+    )
+    assert 'item_id COLLATE "C", rank' in definition
+    with psycopg.connect(reco_dsn, row_factory=dict_row) as conn:
+        item = conn.execute("SELECT item_id FROM reco.user_recommendations LIMIT 1").fetchone()["item_id"]
+        users, rows = recommended_to(conn, item)
+        assert users > 0 and rows
+        conn.execute("SET enable_seqscan = off")  # a 4,000-row table: the planner may prefer a scan
+        seen: list[str] = []
+        original = conn.execute
+
+        def explain(query, params=None, **kwargs):
+            seen.extend(str(row) for row in original("EXPLAIN " + query, params).fetchall())
+            return original(query, params, **kwargs)
+
+        conn.execute = explain  # type: ignore[method-assign]
+        recommended_to(conn, item)
+    assert any("user_recommendations_i1" in line for line in seen), seen
+    assert any("Index Cond" in line and "item_id" in line for line in seen), seen

@@ -45,7 +45,8 @@ USER_RECOMMENDATIONS = TableSpec(
         ("model_version", "text"),
     ),
     # readers look up one user's list; the dashboard's product page, the users an item is recommended to
-    indexes=(Index(("user_id", "rank"), unique=True), Index(("item_id", "rank"))),
+    # (``item_id COLLATE "C" = %s``: byte order halves this index's build, the longer of the two)
+    indexes=(Index(("user_id", "rank"), unique=True), Index(("item_id", "rank"), byte_order=("item_id",))),
     comments={
         "": "Top-k recommendations per user of the live generation (swapped in atomically each night).",
         "generation_id": "reco.generations row that produced this table.",

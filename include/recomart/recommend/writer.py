@@ -63,10 +63,13 @@ $$;
 
 @dataclass(frozen=True)
 class Index:
-    """An index on the swapped table; its name is derived from the table name and its position."""
+    """An index on the swapped table; its name is derived from the table name and its position.
+    ``byte_order``: text columns indexed with ``COLLATE "C"`` (sorted as bytes, much faster to build
+    than with a libc collation); a query uses the index only with ``<column> COLLATE "C"``."""
 
     columns: tuple[str, ...]
     unique: bool = False
+    byte_order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,10 @@ def _create_index(cur: psycopg.Cursor, spec: TableSpec, n: int, index: Index) ->
             sql.SQL("UNIQUE " if index.unique else ""),
             sql.Identifier(spec.index_name(STAGING, n)),
             spec.ident(STAGING),
-            sql.SQL(", ").join(map(sql.Identifier, index.columns)),
+            sql.SQL(", ").join(
+                sql.SQL('{} COLLATE "C"' if column in index.byte_order else "{}").format(sql.Identifier(column))
+                for column in index.columns
+            ),
         )
     )
 
