@@ -2,7 +2,8 @@
 
 Each function takes an open psycopg connection with ``dict_row`` rows and returns plain lists and
 dicts for the templates. Lookups of one user or item use the ``reco`` tables' indexes
-(``(user_id, rank)``, ``(item_id COLLATE "C", rank)``: compare ``item_id collate "C"``) and ``marts.item_features_history (item_id, event_timestamp)``;
+(``(user_id, rank)``, ``(item_id COLLATE "C", rank)``: compare ``item_id collate "C"``) and
+``marts.item_features_history (item_id, event_timestamp)``;
 the Overview reads the load ledger, the quarantine, the promotion log and the generations log; the
 Monitoring page ``ops.monitoring_metrics`` (indexed on ``(metric_key, subject, measured_at)``) and
 ``ops.serving_stats`` (keyed by minute first).
