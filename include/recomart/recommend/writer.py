@@ -63,13 +63,10 @@ $$;
 
 @dataclass(frozen=True)
 class Index:
-    """An index on the swapped table; its name is derived from the table name and its position.
-    ``byte_order``: text columns indexed with ``COLLATE "C"`` (sorted as bytes, much faster to build
-    than with a libc collation); a query uses the index only with ``<column> COLLATE "C"``."""
+    """An index on the swapped table; its name is derived from the table name and its position."""
 
     columns: tuple[str, ...]
     unique: bool = False
-    byte_order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,10 +195,7 @@ def _create_index(cur: psycopg.Cursor, spec: TableSpec, n: int, index: Index) ->
             sql.SQL("UNIQUE " if index.unique else ""),
             sql.Identifier(spec.index_name(STAGING, n)),
             spec.ident(STAGING),
-            sql.SQL(", ").join(
-                sql.SQL('{} COLLATE "C"' if column in index.byte_order else "{}").format(sql.Identifier(column))
-                for column in index.columns
-            ),
+            sql.SQL(", ").join(map(sql.Identifier, index.columns)),
         )
     )
 
