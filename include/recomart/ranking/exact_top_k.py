@@ -110,6 +110,11 @@ def pool_width(k: int, n_items: int) -> int:
     return min(n_items, 2 * k + 16)
 
 
+def largest_norm(items: np.ndarray) -> float:
+    """The largest L2 norm of a row of ``items`` (0 for none)."""
+    return float(np.linalg.norm(items, axis=1).max()) if len(items) else 0.0
+
+
 def exact_top_k(
     users: np.ndarray,
     items: np.ndarray,
@@ -117,6 +122,7 @@ def exact_top_k(
     offsets: np.ndarray,
     mask: tuple[np.ndarray, np.ndarray, np.ndarray],
     out: tuple[np.ndarray, np.ndarray],
+    largest_item: float | None = None,
 ) -> None:
     """Write each user's exact top k into ``out``.
 
@@ -124,12 +130,14 @@ def exact_top_k(
     ``pool``: ``(int32[b, w], float32[b, w])``, the float32 selection's best ``w`` items and scores per
     user (descending, ``-1`` padded, :func:`pool_width`); ``offsets`` float64[b]: added to the k kept
     scores; ``mask``: the selection's ``(indptr, indices, row of each user)``; ``out``:
-    ``(int32[b, k], float32[b, k])``, prefilled with ``-1`` / ``-inf``.
+    ``(int32[b, k], float32[b, k])``, prefilled with ``-1`` / ``-inf``; ``largest_item``: the largest
+    L2 norm of a row of ``items`` (:func:`largest_norm`), computed here when not given.
     """
     users64 = users.astype(np.float64)
     items64 = np.asarray(items, dtype=np.float64)
     f = users.shape[1]
     gamma = f * _UNIT_ROUNDOFF_F32 / (1.0 - f * _UNIT_ROUNDOFF_F32)
-    largest_item = float(np.sqrt((items64 * items64).sum(axis=1)).max()) if len(items64) else 0.0
+    if largest_item is None:
+        largest_item = largest_norm(items64)
     bound = 2.0 * gamma * np.sqrt((users64 * users64).sum(axis=1)) * largest_item
     _exact_top_k_kernel(users64, items64, *pool, bound, offsets, *mask, *out)

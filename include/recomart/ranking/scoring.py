@@ -19,7 +19,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from recomart.ranking.exact_top_k import exact_top_k, keep_best, pool_width
+from recomart.ranking.exact_top_k import exact_top_k, keep_best, largest_norm, pool_width
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.gemm import row_stable_matmul
 
@@ -212,6 +212,7 @@ def recommend_top_k(
     offsets = np.where(known, model.global_mean + model.user_bias[safe].astype(np.float64), model.global_mean)
     items = model.item_matrix_augmented()
     q_t, items64 = items.T, items.astype(np.float64)
+    largest_item = largest_norm(items64)  # for the error bound of every block
     f = model.n_factors
     bs = max(1, min(block_size, n))
     users = np.zeros((bs, f + 2), dtype=np.float32)
@@ -229,7 +230,15 @@ def recommend_top_k(
         pool_idx[:m], pool_val[:m] = -1, -np.inf
         mask = (indptr, indices, mask_rows[block])
         _top_k_kernel(scores[:m], np.zeros(m), width, *mask, pool_idx[:m], pool_val[:m])
-        exact_top_k(users[:m], items64, (pool_idx[:m], pool_val[:m]), offsets[block], mask, (idx[block], val[block]))
+        exact_top_k(
+            users[:m],
+            items64,
+            (pool_idx[:m], pool_val[:m]),
+            offsets[block],
+            mask,
+            (idx[block], val[block]),
+            largest_item,
+        )
     return idx, val
 
 
