@@ -147,3 +147,15 @@ def test_parameters_are_chosen_on_validation_only() -> None:
     training = Catalogue().evaluation_set(fit)
     value, n_users = validation_ndcg(EASE(l2=30.0).fit(training), training, valid, k=5, exclude_seen=True)
     assert value == pytest.approx(values[1]) and n_users == chosen["n_validation_users"] > 0
+
+
+def test_validation_ndcg_measures_a_seeded_sample_beyond_its_user_cap() -> None:
+    x = _incidence(60, 15, seed=3, density=0.25)
+    frame = _history(x).assign(rating=1.0, event_timestamp=pd.Timestamp("2026-01-01", tz="UTC"))
+    valid = frame.sample(frac=0.2, random_state=1)
+    training = Catalogue().evaluation_set(frame.drop(valid.index))
+    model = EASE(l2=30.0).fit(training)
+    _, every = validation_ndcg(model, training, valid, k=5, exclude_seen=True)
+    first = validation_ndcg(model, training, valid, k=5, exclude_seen=True, max_users=every // 2)
+    again = validation_ndcg(model, training, valid, k=5, exclude_seen=True, max_users=every // 2)
+    assert first == again and first[1] == every // 2 < every

@@ -164,6 +164,33 @@ def test_one_seed_gives_one_model(planted: tuple[pd.DataFrame, pd.DataFrame, pd.
     assert first.feature_importances() == second.feature_importances()
 
 
+def test_a_label_sample_caps_the_users_learned_from(planted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> None:
+    train, valid, _ = planted
+    training = TrainingSet.build(train)
+    capped = [_ranker(seed=3) for _ in range(2)]
+    for ranker in capped:
+        ranker.max_label_users = 120
+        ranker.fit_ranker(training, valid)
+    evidence = capped[0].evidence
+    assert evidence["n_label_users"] == 120 < evidence["n_label_users_available"]
+    assert evidence["n_candidate_rows"] < _ranker(seed=3).fit_ranker(training, valid).evidence["n_candidate_rows"]
+    assert capped[0].feature_importances() == capped[1].feature_importances()  # the same seeded sample
+
+
+def test_the_user_context_is_built_once_per_history(fitted: LearnedRanker, planted: tuple[pd.DataFrame, ...]) -> None:
+    train, _, _ = planted
+    fitted.fit(TrainingSet.build(train))
+    history = UserHistory.align(train, np.sort(train["user_id"].unique()), fitted.item_ids)
+    rows = np.arange(history.n_users)
+    in_blocks = fitted.rows_for(history, rows, block_size=7)
+    contexts = [key for key in history._cache if isinstance(key, tuple) and key[0] == "ranker_user_context"]
+    assert len(contexts) == 1
+    fresh = UserHistory.align(train, history.user_ids, fitted.item_ids)
+    whole = fitted.rows_for(fresh, rows, block_size=len(rows))
+    assert np.array_equal(in_blocks.rows, whole.rows) and np.array_equal(in_blocks.cols, whole.cols)
+    np.testing.assert_array_equal(in_blocks.x, whole.x)
+
+
 @pytest.mark.slow  # 22 EASE / RP3beta grid fits before the ranker (about 60 s on the loaded 2-core machine)
 def test_offline_scorer_returns_k_unseen_ids_and_its_evidence(
     planted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],

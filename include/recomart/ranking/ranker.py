@@ -65,6 +65,9 @@ RANKER_PARAMS: dict[str, Any] = {
     "lambdarank_truncation_level": 20,
     "verbose": -1,
 }
+#: label users LambdaRank learns from at most (a seeded sample beyond it): the fit's cost grows with its
+#: candidate rows (~300 per user), and a few thousand queries teach the ~25 features as well as more do
+MAX_LABEL_USERS = 5_000
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class LearnedRanker(Recommender):
 
     ``exclude``: the feed's exclusion policy for candidates; ``user_features`` / ``item_features``:
     optional numeric frames indexed by ``user_id`` / ``item_id`` (set them again before ranking a later
-    cutoff); ``params``: overrides of :data:`RANKER_PARAMS`.
+    cutoff); ``params``: overrides of :data:`RANKER_PARAMS`; ``max_label_users``: the users
+    :meth:`fit_ranker` learns from at most (:data:`MAX_LABEL_USERS`).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class LearnedRanker(Recommender):
         num_threads: int = 2,
         valid_share: float = 0.2,
         early_stopping_rounds: int = 50,
+        max_label_users: int = MAX_LABEL_USERS,
     ) -> None:
         self.generators = dict(generators)
         self.n_candidates = int(n_candidates)
@@ -106,6 +111,7 @@ class LearnedRanker(Recommender):
         self.num_threads = int(num_threads)
         self.valid_share = float(valid_share)
         self.early_stopping_rounds = int(early_stopping_rounds)
+        self.max_label_users = int(max_label_users)
         self.user_features: pd.DataFrame | None = None
         self.item_features: pd.DataFrame | None = None
         #: the feature-store service the user and item features were read through (None: none read)
@@ -164,13 +170,15 @@ class LearnedRanker(Recommender):
         self, training: TrainingSet, labels: pd.DataFrame, *, cutoff: pd.Timestamp | None = None
     ) -> LearnedRanker:
         """Fits the generators on ``training`` and the LambdaRank model on the candidates of the users of
-        ``labels`` (``user_id, item_id``: the window after the cutoff of ``training``); features use the
-        history before ``cutoff`` only (``None``: all of ``training``'s history)."""
+        ``labels`` (``user_id, item_id``: the window after the cutoff of ``training``; a seeded sample of
+        ``max_label_users`` of its users when it has more); features use the history before ``cutoff``
+        only (``None``: all of ``training``'s history)."""
         import lightgbm as lgb
 
         self.fit(training)
         users = pd.unique(labels["user_id"].astype(str).to_numpy())
-        users = users[pd.Index(training.entries.user_ids).get_indexer(pd.Index(users)) >= 0]
+        known = users[pd.Index(training.entries.user_ids).get_indexer(pd.Index(users)) >= 0]
+        users = self._label_sample(known)
         history, data = self.rows_at(training.history, users, cutoff)
         label_cols = pd.Index(training.item_ids).get_indexer(pd.Index(labels["item_id"].astype(str)))
         label_rows = pd.Index(users).get_indexer(pd.Index(labels["user_id"].astype(str)))
@@ -198,6 +206,7 @@ class LearnedRanker(Recommender):
         self.booster, self.feature_names = model.booster_, data.names
         self.evidence = {
             "n_label_users": len(users),
+            "n_label_users_available": len(known),
             "n_users_with_positive_candidate": len(positive_users),
             "candidate_recall": float(y.sum() / max(int(ok.sum()), 1)),
             "n_candidate_rows": len(y),
@@ -205,6 +214,13 @@ class LearnedRanker(Recommender):
             "early_stopping_ndcg_at_10": float(model.best_score_["valid_0"]["ndcg@10"]),
         }
         return self
+
+    def _label_sample(self, users: np.ndarray) -> np.ndarray:
+        """``users`` (in their order), or a seeded sample of ``max_label_users`` of them when more."""
+        if len(users) <= self.max_label_users:
+            return users
+        keep = np.random.default_rng(self.seed).choice(len(users), self.max_label_users, replace=False)
+        return users[np.sort(keep)]
 
     def score(self, history: UserHistory, rows: np.ndarray) -> np.ndarray:
         """float32[len(rows), n_items]: the model's score on each user's candidates, ``-inf`` elsewhere."""

@@ -135,58 +135,84 @@ def _gather(matrix: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np
     return np.asarray(matrix[rows, cols], dtype=np.float64).ravel()
 
 
+@dataclass(frozen=True)
+class UserContext:
+    """What the pair, user and cross features of one history read, built once per history and item
+    statistics (:func:`user_context`): the users × items CSRs ``binary`` (1 per pair), ``purchases`` and
+    ``ages`` (days from the pair's last interaction to the user's latest, plus 1, so that 0 means
+    unseen); per user (float64[n_users]) ``n_items``, ``days_inactive`` (NaN without history or
+    reference time) and ``mean_price`` (NaN without a priced item); ``category_counts`` (users ×
+    categories CSR of the user's items per category) and the ``stats`` it was built with."""
+
+    binary: sparse.csr_matrix
+    purchases: sparse.csr_matrix
+    ages: sparse.csr_matrix
+    n_items: np.ndarray
+    days_inactive: np.ndarray
+    mean_price: np.ndarray
+    category_counts: sparse.csr_matrix
+    stats: ItemStats
+
+    @classmethod
+    def build(cls, history: UserHistory, stats: ItemStats) -> UserContext:
+        binary = history.binary_matrix()
+        age = ((history.reference - history.last_interaction_at).dt.total_seconds() / 86_400.0).to_numpy()
+        latest = history.reference.groupby(history.rows).max()
+        inactive = np.full(history.n_users, np.nan)
+        if stats.reference_time is not None and len(latest):
+            inactive[latest.index.to_numpy()] = (stats.reference_time - latest).dt.total_seconds().to_numpy() / 86_400.0
+        priced = np.isfinite(stats.price)
+        total = binary @ np.where(priced, stats.price, 0.0)
+        count = binary @ priced.astype(np.float64)
+        known = stats.category >= 0
+        onehot = sparse.csr_matrix(
+            (np.ones(int(known.sum())), (np.flatnonzero(known), stats.category[known])),
+            shape=(len(stats.category), max(stats.n_categories, 1)),
+        )
+        return cls(
+            binary=binary,
+            purchases=pair_matrix(history.rows, history.cols, history.purchase_counts(), history.shape),
+            ages=pair_matrix(history.rows, history.cols, np.nan_to_num(age) + 1.0, history.shape),
+            n_items=np.diff(binary.indptr).astype(np.float64),
+            days_inactive=inactive,
+            mean_price=np.divide(total, count, out=np.full(len(total), np.nan), where=count > 0),
+            category_counts=sparse.csr_matrix(binary @ onehot),
+            stats=stats,
+        )
+
+
+def user_context(history: UserHistory, stats: ItemStats) -> UserContext:
+    """The :class:`UserContext` of ``history`` and ``stats``, built once and kept on the history (the
+    ranker reads it for every block of users: building it per block would cost the whole history each
+    time)."""
+    context = history.cached(("ranker_user_context", id(stats)), lambda: UserContext.build(history, stats))
+    return context if context.stats is stats else UserContext.build(history, stats)
+
+
 def history_features(
     history: UserHistory, rows: np.ndarray, cols: np.ndarray, stats: ItemStats
 ) -> dict[str, np.ndarray]:
     """Pair, user, item and cross features (see the module docstring) of the pairs
     (``history.user_ids[rows]``, ``history.item_ids[cols]``); name → float32[m]."""
-    binary = history.binary_matrix()
-    purchases = pair_matrix(history.rows, history.cols, history.purchase_counts(), history.shape)
-    age = ((history.reference - history.last_interaction_at).dt.total_seconds() / 86_400.0).to_numpy()
-    ages = pair_matrix(history.rows, history.cols, np.nan_to_num(age) + 1.0, history.shape)  # +1: 0 is "unseen"
-    n_user_items = np.diff(binary.indptr).astype(np.float64)
-    latest = history.reference.groupby(history.rows).max()
-    inactive = np.full(history.n_users, np.nan)
-    if stats.reference_time is not None and len(latest):
-        inactive[latest.index.to_numpy()] = (stats.reference_time - latest).dt.total_seconds().to_numpy() / 86_400.0
-    seen_age = _gather(ages, rows, cols)
+    context = user_context(history, stats)
+    n_user_items = context.n_items[rows]
+    seen_age = _gather(context.ages, rows, cols)
+    category = stats.category[cols]
+    share = _gather(context.category_counts, rows, np.maximum(category, 0)) / np.maximum(n_user_items, 1.0)
     out = {
-        "pair_seen": _gather(binary, rows, cols),
-        "pair_purchases": _gather(purchases, rows, cols),
+        "pair_seen": _gather(context.binary, rows, cols),
+        "pair_purchases": _gather(context.purchases, rows, cols),
         "pair_age_days": np.where(seen_age > 0, seen_age - 1.0, np.nan),
-        "user_n_items": n_user_items[rows],
-        "user_days_inactive": inactive[rows],
+        "user_n_items": n_user_items,
+        "user_days_inactive": context.days_inactive[rows],
         "item_log_users": stats.log_users[cols],
         "item_log_recent_users": stats.log_recent_users[cols],
-        "category_share": _category_share(binary, rows, cols, stats, n_user_items),
-        "price_ratio": _price_ratio(binary, rows, cols, stats),
+        # share of the user's items in the candidate's category (NaN: unknown category or no history)
+        "category_share": np.where((category >= 0) & (n_user_items > 0), share, np.nan),
+        # candidate price / mean price of the user's priced items (NaN when either is unknown)
+        "price_ratio": stats.price[cols] / context.mean_price[rows],
     }
     return {name: np.asarray(value, dtype=np.float32) for name, value in out.items()}
-
-
-def _category_share(
-    binary: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, stats: ItemStats, n_user_items: np.ndarray
-) -> np.ndarray:
-    """Share of the user's items in the candidate item's category (NaN: unknown category or no history)."""
-    known = stats.category >= 0
-    n_items = len(stats.category)
-    onehot = sparse.csr_matrix(
-        (np.ones(int(known.sum())), (np.flatnonzero(known), stats.category[known])),
-        shape=(n_items, max(stats.n_categories, 1)),
-    )
-    counts = sparse.csr_matrix(binary @ onehot)
-    category = stats.category[cols]
-    share = _gather(counts, rows, np.maximum(category, 0)) / np.maximum(n_user_items[rows], 1.0)
-    return np.where((category >= 0) & (n_user_items[rows] > 0), share, np.nan)
-
-
-def _price_ratio(binary: sparse.csr_matrix, rows: np.ndarray, cols: np.ndarray, stats: ItemStats) -> np.ndarray:
-    """Candidate price / mean price of the user's priced items (NaN when either is unknown)."""
-    priced = np.isfinite(stats.price)
-    total = binary @ np.where(priced, stats.price, 0.0)
-    count = binary @ priced.astype(np.float64)
-    mean = np.divide(total, count, out=np.full(len(total), np.nan), where=count > 0)
-    return stats.price[cols] / mean[rows]
 
 
 def frame_columns(frame: pd.DataFrame | None, ids: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
