@@ -199,3 +199,16 @@ def test_the_recommender_accepts_every_option_the_search_can_choose() -> None:
         assert blend_options(options) == options
         for share in search.content_embedding_grid:
             assert blend_options({**options, "content_embedding": share}) == {**options, "content_embedding": share}
+
+
+def test_the_test_window_ranks_a_seeded_sample_beyond_its_user_cap(split) -> None:
+    train, test = split
+    every = eval_set(train, test)
+    sample = eval_set(train, test, max_users=len(every.eval_users) // 2)
+    assert len(sample.eval_users) == len(every.eval_users) // 2 == sample.relevant.shape[0]
+    assert sample.info()["n_eligible_users"] == every.info()["n_eligible_users"] == len(every.eval_users)
+    rows = np.searchsorted(every.eval_users, sample.eval_users)  # the sample's rows of the whole set
+    assert np.array_equal(every.eval_users[rows], sample.eval_users)
+    assert (every.relevant[rows] != sample.relevant).nnz == 0  # each sampled user keeps its test items
+    again = eval_set(train, test, max_users=len(every.eval_users) // 2)
+    assert np.array_equal(again.eval_users, sample.eval_users)

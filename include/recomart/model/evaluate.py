@@ -64,7 +64,8 @@ def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
 class EvalSet:
     """Who is ranked over what on one split: the training part's sorted ``users`` and ``items``, the
     test users ranked (``eval_users``, rows of ``users``) with their ``relevant`` test items, the
-    training pairs (``seen``) and the test pairs' codes (``test_users`` / ``test_items``, -1 unknown)."""
+    training pairs (``seen``), the test pairs' codes (``test_users`` / ``test_items``, -1 unknown) and
+    the number of test users that could be ranked (``eligible_users``; ``eval_users`` may be a sample)."""
 
     users: pd.Index
     items: pd.Index
@@ -73,6 +74,7 @@ class EvalSet:
     seen: sp.csr_matrix
     test_users: np.ndarray
     test_items: np.ndarray
+    eligible_users: int
 
     @property
     def evaluated(self) -> np.ndarray:
@@ -86,6 +88,7 @@ class EvalSet:
     def info(self) -> dict[str, int]:
         return {
             "n_eval_users": int(len(self.eval_users)),
+            "n_eligible_users": int(self.eligible_users),
             "n_test_pairs_evaluated": int(self.evaluated.sum()),
             "n_test_pairs_cold_user": int((self.test_users < 0).sum()),
             "n_test_pairs_cold_item": int(((self.test_users >= 0) & (self.test_items < 0)).sum()),
@@ -93,8 +96,15 @@ class EvalSet:
         }
 
 
-def eval_set(train: pd.DataFrame, test: pd.DataFrame) -> EvalSet:
-    """Test users present in ``train`` with at least one test item of the train catalogue, and their items."""
+#: test users the test window ranks at most (a seeded sample beyond it, the same one for every contender
+#: of a round): each is ranked against the whole catalogue, so more users cost users × items per contender
+TEST_MAX_USERS = 10_000
+
+
+def eval_set(train: pd.DataFrame, test: pd.DataFrame, *, max_users: int = TEST_MAX_USERS, seed: int = 0) -> EvalSet:
+    """Test users present in ``train`` with at least one test item of the train catalogue, and their items;
+    a sample of ``max_users`` of those users (seeded: the same split gives the same users) when there are
+    more (``n_eligible_users`` in :meth:`EvalSet.info` counts them all)."""
     users = pd.Index(np.sort(train["user_id"].astype(str).unique()))
     items = pd.Index(np.sort(train["item_id"].astype(str).unique()))
     test_users, test_items = _codes(test["user_id"], users), _codes(test["item_id"], items)
@@ -104,13 +114,17 @@ def eval_set(train: pd.DataFrame, test: pd.DataFrame) -> EvalSet:
         raise ValueError("no test pair has a user and an item of the training part: split too small")
     ones = np.ones(int(known.sum()), dtype=np.int8)
     relevant = sp.csr_matrix((ones, (relevant_rows, test_items[known])), shape=(len(eval_users), len(items)))
+    eligible = len(eval_users)
+    if eligible > max_users:
+        keep = np.sort(np.random.default_rng(seed).choice(eligible, max_users, replace=False))
+        eval_users, relevant = eval_users[keep], relevant[keep]
     train_users, train_items = _codes(train["user_id"], users), _codes(train["item_id"], items)
     seen = sp.csr_matrix(
         (np.ones(len(train_users), dtype=np.int8), (train_users, train_items)), shape=(len(users), len(items))
     )
     seen.sum_duplicates()
     seen.data[:] = 1
-    return EvalSet(users, items, eval_users, relevant, seen, test_users, test_items)
+    return EvalSet(users, items, eval_users, relevant, seen, test_users, test_items, eligible)
 
 
 def ranking_summary(
