@@ -74,6 +74,32 @@ def test_top_n_ties_prefer_the_lower_column() -> None:
     assert not out[1].any()
 
 
+def _top_n_by_sorting(matrix: sparse.csr_matrix, n: int) -> np.ndarray:
+    """The definition, row by row: the positive entries sorted by value (descending), then column."""
+    dense = matrix.toarray()
+    out = np.zeros(dense.shape, dtype=np.float32)
+    for r, row in enumerate(dense):
+        positive = np.flatnonzero(row > 0)
+        best = positive[np.lexsort((positive, -row[positive]))][:n]
+        out[r, best] = row[best]
+    return out
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 7, 40])
+def test_top_n_per_row_keeps_what_sorting_each_row_keeps(n: int) -> None:
+    rng = np.random.default_rng(n)
+    dense = rng.integers(0, 5, (30, 25)).astype(np.float64) / 4  # few values: many ties
+    dense[rng.random(dense.shape) < 0.4] = 0.0
+    dense[3] = -1.0  # a row without a positive entry
+    ordered = sparse.csr_matrix(dense)
+    spans = list(zip(ordered.indptr[:-1], ordered.indptr[1:], strict=True))
+    reverse = np.concatenate([np.arange(a, b)[::-1] for a, b in spans])  # each row's entries, last first
+    matrix = sparse.csr_matrix((ordered.data[reverse], ordered.indices[reverse], ordered.indptr), shape=dense.shape)
+    kept = top_n_per_row(matrix, n)
+    assert kept.dtype == np.float32 and kept.has_sorted_indices
+    np.testing.assert_array_equal(kept.toarray(), _top_n_by_sorting(matrix, n))
+
+
 def test_user_scores_are_the_weighted_sum_of_neighbour_similarities() -> None:
     x = _random_incidence(seed=5)
     sim = item_similarity(x, top_n=4)

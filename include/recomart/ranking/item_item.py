@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
+from recomart.ranking.exact_top_k import keep_best
 from recomart.ranking.history import HISTORY_HALF_LIFE_DAYS, UserHistory
 
 Similarity = Literal["jaccard", "cosine"]
@@ -47,13 +49,37 @@ def _ranked_entries(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, 
     return rows, cols, vals, np.arange(len(rows)) - first
 
 
+@numba.njit(cache=True, nogil=True)
+def _top_n_kernel(  # pragma: no cover - jit
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n: int, cols: np.ndarray, vals: np.ndarray
+) -> np.ndarray:
+    """Each row's ``n`` largest positive entries, best first (ties: lower column), into ``cols`` /
+    ``vals`` (``[n_rows, n]``); returns each row's count kept."""
+    counts = np.zeros(len(indptr) - 1, dtype=np.int64)
+    for r in range(len(indptr) - 1):
+        count = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            if data[p] > 0:
+                count = keep_best(vals[r], cols[r], count, data[p], indices[p])
+        counts[r] = count
+    return counts
+
+
 def top_n_per_row(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
-    """Keep the ``n`` largest positive entries of each row (ties: lower column first); vectorised."""
+    """Keep the ``n`` largest positive entries of each row (ties: lower column first), as float32; one
+    pass over each row's entries (no sort of the whole matrix)."""
     m = sparse.csr_matrix(matrix)
-    rows, cols, vals, rank = _ranked_entries(m)
-    sel = rank < n
-    rows, cols, vals = rows[sel], cols[sel], vals[sel]
-    out = sparse.csr_matrix((vals.astype(np.float32), (rows, cols)), shape=m.shape)
+    n = max(int(n), 0)
+    if n == 0:
+        return sparse.csr_matrix(m.shape, dtype=np.float32)
+    cols = np.zeros((m.shape[0], n), dtype=np.int64)
+    vals = np.zeros((m.shape[0], n), dtype=np.float64)
+    counts = _top_n_kernel(
+        m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data.astype(np.float64), n, cols, vals
+    )
+    kept = np.arange(n)[None, :] < counts[:, None]
+    rows = np.repeat(np.arange(m.shape[0]), counts)
+    out = sparse.csr_matrix((vals[kept].astype(np.float32), (rows, cols[kept])), shape=m.shape)
     out.sort_indices()
     return out
 
