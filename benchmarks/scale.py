@@ -607,7 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         loads = [stage[k][0] for size in result["sizes"] for stage in size["stages"].values() for k in LOADS]
         title = f"RecoMart chain through Airflow; {result['machine']}; 1-min load {min(loads):.0f}-{max(loads):.0f}"
         plot_growth(result["sizes"], by_metric, args.plot, title)
-    print(json.dumps({k: result.get(k) for k in ("exponents", "r2", "fixed_s", "extrapolated_10m", "at_10m")}, indent=2))
+    summary = ("exponents", "r2", "fixed_s", "extrapolated_10m", "at_10m")
+    print(json.dumps({k: result.get(k) for k in summary}, indent=2))
     return 0
 
 

@@ -77,3 +77,20 @@ def test_the_daily_ratio_comes_from_the_largest_size_only() -> None:
     extras = S.merged_extras({}, None, [small])
     assert extras["sharded_speedup_2_workers"] is None
     assert extras["sharded_speedup_2_workers_source"] == "not measured in this run"
+
+
+def test_a_shop_of_about_10m_events_is_judged_instead_of_extrapolated() -> None:
+    sizes = [_size("1day", 400, 10.0)] + [_size(f"{x:.0f}", int(x), 10.0 + 1e-3 * x) for x in EVENTS]
+    for size in sizes:
+        size["total_s"] = sum(stage["wall_s"] for stage in size["stages"].values())
+        for stage in size["stages"].values():
+            stage["peak_rss_mb"] = 1000.0
+    assert "not_run" in S.at_10m(sizes) and "extrapolated_10m" in S.fit_figures(sizes)
+    sizes.append(_size("10m", 9_500_000, 500.0))
+    sizes[-1]["total_s"] = 2000.0
+    for stage in sizes[-1]["stages"].values():
+        stage["peak_rss_mb"] = 9000.0
+    judged = S.at_10m(sizes)["at_10m"]
+    assert judged["label"] == "10m" and judged["total_met"] is False and judged["peak_rss_met"] is False
+    assert judged["stages_met"] == {"ingest": False, "transform": False, "train": True, "recommend": False}
+    assert "extrapolated_10m" not in S.fit_figures(sizes)
