@@ -406,8 +406,6 @@ def fit_figures(sizes: list[dict]) -> dict[str, Any]:
     stage_fits = fits(sizes)
     if stage_fits is None:
         return {"exponents": None, "r2": None, "fit_note": "no 1day size measured: no fixed cost to subtract"}
-    predicted = {stage: stage_fits[stage].predict(EXTRAPOLATE_TO) for stage in STAGES}
-    largest = max(size["events"] for size in sizes)
     figures = {
         "exponents": {stage: fit.exponent for stage, fit in stage_fits.items()},
         "r2": {stage: fit.r2 for stage, fit in stage_fits.items()},
@@ -417,6 +415,8 @@ def fit_figures(sizes: list[dict]) -> dict[str, Any]:
         "train_steps": train_step_fits(sizes),
     }
     if not reaches_10m(sizes):
+        predicted = {stage: stage_fits[stage].predict(EXTRAPOLATE_TO) for stage in STAGES}
+        largest = max(size["events"] for size in sizes)
         figures["extrapolated_10m"] = {
             "note": f"EXTRAPOLATION, not a measurement: fixed + a * events**k at {EXTRAPOLATE_TO:,} events from "
             f"fits whose largest measured shop has {largest:,} events",
