@@ -4,7 +4,8 @@ The catalogue is test_search.py's small fixed one plus 20,000 filler products (t
 random unit vectors under the real model's name, so the index is 20k items large and a rebuild takes
 a noticeable time).  A generation is published by the nightly code; the API builds its index at start,
 finds items from paraphrases, validates ``q`` and ``k`` with 422s, and keeps answering (from the old
-index, saying ``rebuilding``) while a new generation's index is built, which then finds a new product.
+index, saying ``rebuilding``) while a new generation's index is built (its read of the vectors held
+back by a table lock until the test has seen that), which then finds a new product.
 """
 
 from __future__ import annotations
@@ -204,7 +205,12 @@ def test_answers_while_a_new_generation_is_indexed(
     for thread in threads:
         thread.start()
     try:
-        second = _publish(test_settings, seed=2)
+        # the new index's build waits on this lock for its vectors, so it is under way until the old index
+        # was seen answering meanwhile, however fast a build is on the machine at hand
+        with psycopg.connect(dsn) as held:
+            held.execute(f"LOCK TABLE {store.TABLE} IN ACCESS EXCLUSIVE MODE")
+            second = _publish(test_settings, seed=2)
+            _wait(lambda: sum(r.json()["rebuilding"] for r in list(bodies)) >= 6, 60)
         _wait(lambda: all(_search(api, "teapot")["index_generation_id"] == second for _ in range(6)), 120)
     finally:
         stop.set()
