@@ -41,3 +41,46 @@
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
+
+{#
+    The window of an incremental int_interactions build, read at compile
+    time, so the model can bound its reads of raw events with literals (a
+    value known only at run time makes the planner assume a third of
+    raw.events and read all of it, where the BRIN indexes on event_time and
+    _loaded_at read the window's blocks): a dict with
+      - first_day: the first event day rebuilt (incremental_first_day);
+      - loaded_until: the latest loaded_at built;
+      - scan_from: the earliest day to read, first_day or, if earlier, the
+        first day of an event of `events` loaded after loaded_until (a late
+        file or stream event brings its whole day back).
+    The model filters with the same bounds computed at run time; these only
+    let the planner skip blocks. None (no literal bounds) for a full build,
+    a unit test (`this` is rows given to it), a compile without `events`
+    (dbt docs generate on a bare warehouse), or a table that lacks the
+    incremental columns (the pre-hook empties it) or holds no row.
+#}
+{% macro interactions_window(events) -%}
+    {%- if not (execute and is_incremental()) or this is string or load_relation(events) is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {%- if 'event_date' not in names or 'loaded_at' not in names -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set built = run_query(
+        'select (' ~ incremental_first_day('event_date', 'interactions_lookback_days', 'interactions_from')
+        ~ ')::text, (select max(loaded_at) from ' ~ this ~ ')::text'
+    ).rows[0] -%}
+    {%- if built[0] is none or built[1] is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set late = run_query(
+        "select min((event_time at time zone 'utc')::date)::text from " ~ events
+        ~ " where loaded_at > '" ~ built[1] ~ "'::timestamptz"
+    ).rows[0][0] -%}
+    {{ return({
+        'first_day': built[0],
+        'loaded_until': built[1],
+        'scan_from': [built[0], late] | reject('none') | min,
+    }) }}
+{%- endmacro %}

@@ -262,12 +262,14 @@ def test_similar_items_of_before_kinds_become_also_bought(private_database, tmp_
     dsn, fresh = private_database("similar_old"), private_database("similar_fresh")
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, folder)
-    (folder / "0014_similar_items_kind.sql").unlink()
+    for later in folder.glob("*.sql"):  # the warehouse as the version before 0014 left it
+        if int(later.name[:4]) >= 14:
+            later.unlink()
     migrate(dsn, folder=folder)
     with psycopg.connect(dsn) as conn:
         for name, generation in (("similar_items", 2), ("similar_items_previous", 1)):
             conn.execute(_OLD_SIMILAR.format(name=name, generation=generation))
-    assert migrate(dsn).applied == [14]
+    assert migrate(dsn).applied[0] == 14
 
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(

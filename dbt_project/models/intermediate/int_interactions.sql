@@ -19,6 +19,9 @@
     loaded_at already built, however old that day: a late file or stream
     event brings its whole day back. Each day's rows depend on that day's
     events only, so recomputing a day gives the rows a full build gives it.
+    Only the window's events are read: its bounds are literals (macro
+    interactions_window), so the BRIN indexes of raw.events on event_time
+    and _loaded_at skip the blocks of the other days.
     uci: a table (the cleaning rules compare order lines across days).
 #}
 {{ config(
@@ -41,8 +44,9 @@
 
 with
 
-all_events as (
+all_events as not materialized (
 
+    -- read twice by an incremental build: not materialized, so each read keeps its filters
     select
         *,
         (event_time at time zone 'utc')::date as event_date
@@ -52,6 +56,8 @@ all_events as (
 ),
 
 {% if is_incremental() %}
+
+{%- set window = interactions_window(ref('stg_shop__all_events')) %}
 
 built as (
 
@@ -67,7 +73,12 @@ late_days as (
     select distinct all_events.event_date
     from all_events
     cross join built
-    where all_events.loaded_at > built.loaded_until
+    where
+        all_events.loaded_at > built.loaded_until
+        {%- if window %}
+        -- the same bound as a literal, for the BRIN index of raw.events (_loaded_at)
+        and all_events.loaded_at > '{{ window.loaded_until }}'::timestamptz
+        {%- endif %}
 
 ),
 
@@ -77,9 +88,15 @@ events as (
     from all_events
     cross join built
     where
-        built.first_day is null
-        or all_events.event_date >= built.first_day
-        or all_events.event_date in (select late_days.event_date from late_days)
+        (
+            built.first_day is null
+            or all_events.event_date >= built.first_day
+            or all_events.event_date in (select late_days.event_date from late_days)
+        )
+        {%- if window %}
+        -- the window's first day as a literal, for the BRIN index of raw.events (event_time)
+        and all_events.event_time >= '{{ window.scan_from }}'::timestamp at time zone 'utc'
+        {%- endif %}
 
 ),
 

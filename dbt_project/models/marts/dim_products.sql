@@ -9,7 +9,7 @@
     recommender) sees them.
 #}
 
-with
+with recursive
 
 as_of as (
 
@@ -31,31 +31,60 @@ inactive as (
 
 ),
 
-undescribed_interactions as materialized (
+interacted_items as (
 
-    -- the interactions of products the catalog does not describe in full
-    -- (none when it does). Materialized, so the planner scans the table and
-    -- hashes the few catalog rows rather than walking the item_id index
-    -- over every interaction to feed the sorted aggregate below.
+    -- every item of the interactions, one probe of the item_id index each (a loose index scan): a
+    -- read of every interaction costs far more than the catalogue has items
+    (
+        select interactions.item_id
+        from {{ ref('int_interactions') }} as interactions
+        order by interactions.item_id asc
+        limit 1
+    )
+    union all
+    select (
+        select interactions.item_id
+        from {{ ref('int_interactions') }} as interactions
+        where interactions.item_id > interacted_items.item_id
+        order by interactions.item_id asc
+        limit 1
+    )
+    from interacted_items
+    where interacted_items.item_id is not null
+
+),
+
+undescribed_items as materialized (
+
+    -- the interacted products the catalog does not describe in full (none when it does); a catalog
+    -- product with a title and a price uses neither observed value
+    select interacted_items.item_id
+    from interacted_items
+    where
+        interacted_items.item_id is not null
+        and not exists (
+            select inactive.item_id from inactive
+            where inactive.item_id = interacted_items.item_id
+        )
+        and not exists (
+            select catalog.item_id from catalog
+            where
+                catalog.item_id = interacted_items.item_id
+                and catalog.title is not null
+                and catalog.price is not null
+        )
+
+),
+
+undescribed_interactions as (
+
     select
         interactions.item_id,
         interactions.item_description,
         interactions.unit_price
 
     from {{ ref('int_interactions') }} as interactions
-    where
-        not exists (
-            select inactive.item_id from inactive
-            where inactive.item_id = interactions.item_id
-        )
-        -- a catalog product with a title and a price uses neither observed value: not aggregated
-        and not exists (
-            select catalog.item_id from catalog
-            where
-                catalog.item_id = interactions.item_id
-                and catalog.title is not null
-                and catalog.price is not null
-        )
+    inner join undescribed_items on interactions.item_id = undescribed_items.item_id
 
 ),
 

@@ -12,13 +12,15 @@
 
     Incremental (delete+insert keyed on as_of_date): a build recomputes the
     days from the window start (macro feature_history_start) on. The window
-    changes of those days need the (item, user) activity days of the 90
-    days before the window start on (a +1 needs the previous day within 90,
-    a -1 the day n days before); everything else comes from those days'
-    interactions, continued from the item's latest row before the window
-    (pop_<n>d, distinct_buyers, revenue_to_date, first_seen_at). A buyer
-    counts as new unless a purchase before the window has the pair (index
-    lookup on int_interactions). So a day's rows equal those of a full build.
+    changes of those days need, of the (item, user) pairs active on one of
+    them or 7, 30 or 90 days before one, the activity days from 90 days
+    before the window start on (a +1 needs the previous day within 90, a -1
+    the next day after the one n days before); everything else comes from
+    those days' interactions, continued from the item's latest row before
+    the window (pop_<n>d, distinct_buyers, revenue_to_date, first_seen_at).
+    A buyer counts as new unless a purchase before the window has the pair
+    (index lookup on int_interactions). So a day's rows equal those of a
+    full build.
 #}
 {%- set window_start = feature_history_window_start(['as_of_date', 'revenue_to_date']) -%}
 {{
@@ -54,9 +56,9 @@ products as (
 
 ),
 
-interactions as (
+window_interactions as (
 
-    -- the interactions of the days the build (re)computes and the 90 days before (a full build: all)
+    -- the interactions of the days the build (re)computes (a full build: all)
     select
         interactions.item_id,
         interactions.user_id,
@@ -68,27 +70,68 @@ interactions as (
     from {{ ref('int_interactions') }} as interactions
     where
         interactions.event_time <= (select as_of.as_of from as_of)
-        and interactions.event_date >= {{ window_start }} - 90
+        and interactions.event_date >= {{ window_start }}
 
 ),
 
-window_interactions as (
+{% if is_incremental() %}
 
-    select * from interactions
-    where activity_date >= {{ window_start }}
+changing_pairs as (
+
+    -- the (item, user) pairs that can change a window on the build's days: active on one of them
+    -- (a +1) or 7, 30 or 90 days before one (a -1); no other pair has a change on those days
+    select distinct
+        interactions.item_id,
+        interactions.user_id
+
+    from {{ ref('int_interactions') }} as interactions
+    cross join as_of
+    where
+        interactions.event_time <= as_of.as_of
+        and (
+            interactions.event_date >= {{ window_start }}
+            {%- for days in [7, 30, 90] %}
+            or interactions.event_date between {{ window_start }} - {{ days }} and as_of.last_date - {{ days }}
+            {%- endfor %}
+        )
 
 ),
 
 item_user_activity as (
 
+    -- those pairs' activity days from 90 days before the window start on: their previous and next
+    -- days, as in a full build
     select distinct
-        item_id,
-        user_id,
-        activity_date
+        interactions.item_id,
+        interactions.user_id,
+        interactions.event_date as activity_date
 
-    from interactions
+    from {{ ref('int_interactions') }} as interactions
+    inner join changing_pairs
+        on
+            interactions.item_id = changing_pairs.item_id
+            and interactions.user_id = changing_pairs.user_id
+    where
+        interactions.event_time <= (select as_of.as_of from as_of)
+        and interactions.event_date >= {{ window_start }} - 90
 
 ),
+
+{% else %}
+
+item_user_activity as (
+
+    select distinct
+        interactions.item_id,
+        interactions.user_id,
+        interactions.event_date as activity_date
+
+    from {{ ref('int_interactions') }} as interactions
+    where interactions.event_time <= (select as_of.as_of from as_of)
+
+),
+
+{% endif %}
 
 item_user_days as (
 
@@ -146,18 +189,19 @@ window_changes as (
 daily_windows as (
 
     select
-        item_id,
-        change_date as as_of_date,
-        sum(pop_7d) as pop_7d,
-        sum(pop_30d) as pop_30d,
-        sum(pop_90d) as pop_90d
+        window_changes.item_id,
+        window_changes.change_date as as_of_date,
+        sum(window_changes.pop_7d) as pop_7d,
+        sum(window_changes.pop_30d) as pop_30d,
+        sum(window_changes.pop_90d) as pop_90d
 
-    -- the window's days up to as_of (a -1 falls up to 90 days after the last activity)
+    -- the window's days up to as_of (a -1 falls up to 90 days after the last activity); as_of joined,
+    -- not a scalar subquery: a range between a literal and a parameter is estimated at 0.5 % of the
+    -- rows, which makes the planner join the carried rows below by a nested loop over every item
     from window_changes
-    where
-        change_date >= {{ window_start }}
-        and change_date <= (select as_of.last_date from as_of)
-    group by item_id, change_date
+    inner join as_of on window_changes.change_date <= as_of.last_date
+    where window_changes.change_date >= {{ window_start }}
+    group by window_changes.item_id, window_changes.change_date
 
 ),
 
