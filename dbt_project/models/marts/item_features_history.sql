@@ -97,41 +97,29 @@ changing_pairs as (
 
 ),
 
+{% endif %}
+
 item_user_activity as (
 
-    -- those pairs' activity days from 90 days before the window start on: their previous and next
-    -- days, as in a full build
+    -- the activity days from 90 days before the window start on (a full build: all), of the pairs that
+    -- can change a window in an incremental build: their previous and next days, as in a full build
     select distinct
         interactions.item_id,
         interactions.user_id,
         interactions.event_date as activity_date
 
     from {{ ref('int_interactions') }} as interactions
+    {%- if is_incremental() %}
     inner join changing_pairs
         on
             interactions.item_id = changing_pairs.item_id
             and interactions.user_id = changing_pairs.user_id
+    {%- endif %}
     where
         interactions.event_time <= (select as_of.as_of from as_of)
         and interactions.event_date >= {{ window_start }} - 90
 
 ),
-
-{% else %}
-
-item_user_activity as (
-
-    select distinct
-        interactions.item_id,
-        interactions.user_id,
-        interactions.event_date as activity_date
-
-    from {{ ref('int_interactions') }} as interactions
-    where interactions.event_time <= (select as_of.as_of from as_of)
-
-),
-
-{% endif %}
 
 item_user_days as (
 
