@@ -103,3 +103,14 @@ def test_partial_order_is_the_head_of_the_full_stable_order_ties_included() -> N
 def test_repeated_nightly_item_keeps_its_first_place_and_last_score() -> None:
     ranked = rerank(["a", "b", "a"], [0.9, 0.5, 0.7], {}, 0.0)
     assert [(r.item_id, r.nightly_score) for r in ranked] == [("a", 0.7 / 0.9), ("b", 0.5 / 0.9)]
+
+
+def test_scratch_slots_are_left_clean_so_the_next_session_is_not_mixed_with_this_one() -> None:
+    neighbours = _neighbours()
+    first = Session(viewed=[("a", NOW), ("zz", NOW)], carted=[("c", NOW)])
+    assert list(session_boosts(first, neighbours, NOW).items()) == list(_loop_boosts(first, neighbours).items())
+    ranked = rerank(["d", "x"], [1.0, 0.5], session_boosts(first, neighbours, NOW), 0.5, exclude={"b"})
+    assert [r.item_id for r in ranked][:2] == ["d", "a"]
+    assert (neighbours.slots(0) == -1).all()
+    second = Session(viewed=[("b", NOW)])
+    assert session_boosts(second, neighbours, NOW) == _loop_boosts(second, neighbours) == {"b": 1.0, "a": 0.5}

@@ -27,15 +27,23 @@ from recomart.experiments.assignment import assign
 from recomart.experiments.definitions import DEFAULT_POLICY, POLICIES, Policy, Variant
 from recomart.features.retrieval import OnlineReader
 from recomart.recommend.cache import cache_layout
-from recomart.recommend.tables import ALSO_BOUGHT, SimilarKind
 from recomart.serving import metrics
 from recomart.serving.exposures import ExposureLog
+from recomart.serving.heap import tune_collector
 from recomart.serving.lists import Filters, build_recommendations
 from recomart.serving.lists import Request as ListRequest
 from recomart.serving.live import LiveState, Model
+from recomart.serving.params import openapi_parameters, validated
 from recomart.serving.reads import ListReader, postgres_pool
 from recomart.serving.rerank import DEFAULT_WEIGHT, Session
-from recomart.serving.schemas import FeaturesOut, ReadyOut, RecommendationsOut, SimilarOut
+from recomart.serving.schemas import (
+    FeaturesOut,
+    ReadyOut,
+    RecommendationsOut,
+    RecommendationsParams,
+    SimilarOut,
+    SimilarParams,
+)
 from recomart.serving.search import SearchIndex
 from recomart.serving.search import install as install_search
 from recomart.serving.stats import SERVING_STATS
@@ -43,7 +51,6 @@ from recomart.stream.events import stream_layout
 from recomart.stream.intake import API_KEY_HEADER, PREVIEW_HEADER, EventIntake
 from recomart.stream.lag import stream_lag
 
-MAX_K = 100
 USER_ID = Annotated[
     str, Path(min_length=1, max_length=200, description="Shop user id (any id; unknown users get cold start).")
 ]
@@ -190,6 +197,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tune_collector()
         state.start()
         exposures.start()
         SERVING_STATS.start(s.warehouse_url, s.serving_stats_flush_s)
@@ -222,22 +230,21 @@ def create_app(s: Settings | None = None) -> FastAPI:
             raise HTTPException(503, detail=f"no live generation to serve: {state.health.generation}")
         return generation
 
-    @app.get("/v1/users/{user_id}/recommendations", response_model=RecommendationsOut, tags=["recommendations"])
-    async def recommendations(
-        http: Request,
-        user_id: USER_ID,
-        k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")] = 10,
-        category: Annotated[str | None, Query(max_length=200)] = None,
-        min_price: Annotated[float | None, Query(ge=0)] = None,
-        max_price: Annotated[float | None, Query(ge=0)] = None,
-        exclude: Annotated[list[str], Query(max_length=MAX_K * 10, description="Item ids to leave out.")] = [],  # noqa: B006
-    ) -> Response:
+    @app.get(
+        "/v1/users/{user_id}/recommendations",
+        response_model=RecommendationsOut,
+        openapi_extra=openapi_parameters(RecommendationsParams, ("user_id",)),
+        tags=["recommendations"],
+    )
+    async def recommendations(http: Request) -> Response:
         """The user's list of the live generation, re-ranked with their fresh session; cold start for
         unknown users; filters backfill from the cold-start list and say so (``backfilled``). While an
         experiment runs, the user's variant's policy builds the list (``experiment``, ``variant``).
         Every response is logged as one exposure (``raw.exposures``, by ``request_id``), except a
         preview: the dashboard's reads, which send ``X-RecoMart-Preview: 1`` with the API key."""
-        filters = _filters(category, min_price, max_price, exclude)
+        params = validated(RecommendationsParams, http)
+        user_id, k = params.user_id, params.k
+        filters = _filters(params.category, params.min_price, params.max_price, params.exclude)
         generation = generation_or_503()
         experiment, variant, policy = _variant(state, user_id)
         reranker = _reranker(state, policy)
@@ -270,20 +277,16 @@ def create_app(s: Settings | None = None) -> FastAPI:
         "/v1/items/{item_id}/similar",
         response_model=SimilarOut,
         responses={404: {"description": "Item unknown to the live generation"}},
+        openapi_extra=openapi_parameters(SimilarParams, ("item_id",)),
         tags=["recommendations"],
     )
-    async def similar(
-        item_id: Annotated[str, Path(min_length=1, max_length=200)],
-        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
-        kind: Annotated[
-            SimilarKind,
-            Query(description="also_bought: customers who bought this also bought; looks_like: nearest by text"),
-        ] = ALSO_BOUGHT,
-    ) -> Response:
+    async def similar(http: Request) -> Response:
         """The item's neighbours of ``kind`` in the live generation: customers who bought this also bought
         (the default), or the products whose text embedding looks most like it (``kind=looks_like``)."""
+        params = validated(SimilarParams, http)
+        item_id, k = params.item_id, params.k
         generation = generation_or_503()
-        found = await reader.similar(generation, item_id, "similar", kind)
+        found = await reader.similar(generation, item_id, "similar", params.kind)
         if found is None and item_id not in generation.catalogue:
             raise HTTPException(
                 404, detail=f"item {item_id!r} is not in the catalogue of generation {generation.generation_id}"

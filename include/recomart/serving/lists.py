@@ -72,8 +72,15 @@ def _item(generation: Generation, ranked: Ranked, rank: int, reasons: dict[str, 
     }
 
 
-def _reasons(ranked: Ranked, components: dict[str, float | None] | None) -> dict[str, float]:
-    reasons = {name: round(value, 6) for name, value in (components or {}).items() if value is not None}
+def _reasons(ranked: Ranked, components: dict[str, list[float | None]], at: int | None) -> dict[str, float]:
+    """The item's per-component scores (``at``: its place on the nightly list; None if not on it) and
+    its session boost, rounded for the response."""
+    reasons: dict[str, float] = {}
+    if at is not None:
+        for name, column in components.items():
+            value = column[at]
+            if value is not None:
+                reasons[name] = round(value, 6)
     if ranked.session_boost:
         reasons["session_boost"] = round(ranked.session_boost, 6)
     return reasons
@@ -85,13 +92,11 @@ def build_recommendations(
     """The response body (without ``request_id``) for ``req`` against ``generation``."""
     if user_list is not None:
         items, scores, strategy = user_list.items, user_list.scores, user_list.strategy
-        component_rows = {
-            item: {name: col[n] for name, col in user_list.components.items()} for n, item in enumerate(items)
-        }
-        cold_segment = None
+        components, cold_segment = user_list.components, None
     else:
         cold_segment, items, scores = generation.cold_start(req.segment)
-        strategy, component_rows = COLD_START, {}
+        strategy, components = COLD_START, {}
+    listed_at = {item: n for n, item in enumerate(items)} if user_list is not None else {}
     session = req.session
     boosts = session_boosts(session, model.neighbours, req.now) if session and model else {}
     bought = {item for item, _ in session.bought} if session and model and not model.repeat_purchases else set()
@@ -102,8 +107,9 @@ def build_recommendations(
         if len(chosen) == req.k:
             break
         if req.filters.admits(generation.catalogue.get(entry.item_id)):
-            source = "nightly" if entry.item_id in component_rows or user_list is None else "session"
-            reasons = _reasons(entry, component_rows.get(entry.item_id))
+            at = listed_at.get(entry.item_id)
+            source = "nightly" if at is not None or user_list is None else "session"
+            reasons = _reasons(entry, components, at)
             chosen.append(_item(generation, entry, len(chosen) + 1, reasons, source))
     backfilled = _backfill(generation, req, chosen, exclude)
     used = session.events if session and (boosts or bought) else 0

@@ -38,6 +38,7 @@ from recomart.features.names import entity_spec
 from recomart.features.session import SERVING_FEATURE_SERVICE, SESSION_FEATURE_VIEW
 from recomart.model.registry import CHALLENGER, CHAMPION, current_champion_version, load_champion, read_champion_alias
 from recomart.recommend.cache import OVERALL_SEGMENT, CacheLayout, cache_layout, unpack
+from recomart.serving.heap import freeze_long_lived
 from recomart.serving.rerank import Neighbours
 from recomart.tools import tool_env
 
@@ -212,13 +213,20 @@ class LiveState:
                 log.exception("refreshing the live state failed")
 
     def refresh(self) -> None:
-        """One poll: the generation pointer(s), the champion alias, the feature reader."""
+        """One poll: the generation pointer(s), the champion alias, the feature reader; what it loads
+        anew is frozen for the garbage collector (:mod:`recomart.serving.heap`)."""
+        before = self._loaded()
         pg_live = self._check_postgres()
         redis_live = self._check_redis()
         self._refresh_generation(pg_live, redis_live)
         self._refresh_model()
         self._refresh_features()
         self.health.checked_at = time.time()
+        if any(now is not then for now, then in zip(self._loaded(), before, strict=True)):
+            freeze_long_lived()
+
+    def _loaded(self) -> tuple[object, ...]:
+        return self.generation, self.model, self.challenger, self.session_reader
 
     def _check_postgres(self) -> tuple[int, str | None, str | None] | None:
         """The live generation's row, and the running experiment read on the same connection (kept as it

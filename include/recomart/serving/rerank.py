@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
+import numba
 import numpy as np
 from scipy import sparse
 
@@ -38,6 +39,15 @@ class Neighbours:
     item_ids: np.ndarray
     similarity: sparse.csr_matrix
     index: dict[str, int] = field(repr=False)
+    _slots: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
+
+    def slots(self, size: int) -> np.ndarray:
+        """A scratch array of at least ``size`` slots, all -1, that the kernels below borrow and leave
+        all -1 again (one per model, reused: no catalogue-sized array is filled per request). The
+        kernels hold the GIL, so two threads never borrow it at once."""
+        if not self._slots or len(self._slots[0]) < size:
+            self._slots[:] = [np.full(size + 64, -1, dtype=np.int64)]
+        return self._slots[0]
 
     @classmethod
     def from_recommender(cls, recommender: Any) -> Neighbours:
@@ -89,7 +99,8 @@ class Boosts(Mapping[str, float]):
     the replay benchmark and debugging) is built only when it is read.
 
     ``names``: object array of item ids; ``values``: their boosts; ``keys``: each item's key, its
-    row in ``index`` (the model's item rows) or, for an item the model does not know, in ``extra``.
+    row in ``index`` (the model's item rows) or, for an item the model does not know, in ``extra``;
+    ``slots``: the model's scratch slots (:meth:`Neighbours.slots`), longer than any key.
     """
 
     def __init__(
@@ -99,9 +110,11 @@ class Boosts(Mapping[str, float]):
         keys: np.ndarray,
         index: Mapping[str, int],
         extra: Mapping[str, int] | None = None,
+        slots: np.ndarray | None = None,
     ) -> None:
         self.names, self.values, self.keys = names, values, keys
         self._index, self._extra = index, extra or {}
+        self._slots = slots
         self._dict: dict[str, float] | None = None
 
     @classmethod
@@ -120,9 +133,8 @@ class Boosts(Mapping[str, float]):
         if extra:
             for at in np.flatnonzero(keys < 0).tolist():
                 keys[at] = extra.get(items[at], -1)
-        slots = np.full(max(int(keys.max(initial=-1)), int(self.keys.max(initial=-1))) + 2, -1, dtype=np.int64)
-        slots[self.keys] = np.arange(len(self.keys))
-        return slots[keys]  # a key of -1 reads the last slot, which no boosted item holds
+        slots = self._slots if self._slots is not None else np.full(len(self._index) + 1, -1, dtype=np.int64)
+        return _positions(self.keys, keys, slots)
 
     def _mapping(self) -> dict[str, float]:
         if self._dict is None:
@@ -142,36 +154,63 @@ class Boosts(Mapping[str, float]):
 NO_BOOSTS = Boosts(np.zeros(0, dtype=object), np.zeros(0), np.zeros(0, dtype=np.int64), {})
 
 
-def _visits(
-    entries: list[tuple[str, datetime]], neighbours: Neighbours, now: datetime, half_life_s: float
-) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """``(keys, weights, unknown)``: every (item, weight) a loop over the session would add, in its
-    order (each session item, then its neighbours); ``unknown`` gives the keys of session items the
-    model does not know (after the model's rows)."""
-    matrix, index, known = neighbours.similarity, neighbours.index, len(neighbours.item_ids)
-    unknown: dict[str, int] = {}
-    rows = np.asarray([index.get(item, -1) for item, _ in entries], dtype=np.int64)
-    self_keys = np.asarray(
-        [
-            row if row >= 0 else unknown.setdefault(item, known + len(unknown))
-            for (item, _), row in zip(entries, rows.tolist(), strict=True)
-        ],
-        dtype=np.int64,
-    )
-    # Python's pow, item by item: numpy's vectorised power may differ in the last bit
-    decay = np.asarray([0.5 ** (max((now - at).total_seconds(), 0.0) / half_life_s) for _, at in entries])
-    starts = np.where(rows >= 0, matrix.indptr[rows.clip(0)], 0)
-    counts = np.where(rows >= 0, matrix.indptr[rows.clip(0) + 1], 0) - starts
-    before = np.concatenate([[0], np.cumsum(counts)[:-1]])  # neighbours of the entries before each
-    is_self = np.zeros(len(entries) + int(counts.sum()), dtype=bool)
-    is_self[np.arange(len(entries)) + before] = True
-    positions = np.repeat(starts - before, counts) + np.arange(counts.sum())  # into the matrix's data
-    keys = np.empty(len(is_self), dtype=np.int64)
-    keys[is_self], keys[~is_self] = self_keys, matrix.indices[positions]
-    weights = np.empty(len(is_self))
-    weights[is_self] = decay * SELF_SIMILARITY
-    weights[~is_self] = np.repeat(decay, counts) * matrix.data[positions].astype(np.float64)
-    return keys, weights, unknown
+@numba.njit(cache=True)
+def _summed_visits(  # pragma: no cover - jit
+    rows: np.ndarray,
+    self_keys: np.ndarray,
+    decay: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    slots: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(keys, sums)``: each key the session visits once, in first-visit order, with its weights summed
+    in visit order (the loop's own sum). The loop visits each session entry (key ``self_keys[e]``,
+    weight ``decay[e] * SELF_SIMILARITY``), then its neighbours in the similarity matrix's row
+    ``rows[e]`` (none when ``rows[e] < 0``; weight ``decay[e] * similarity``). ``slots``: all -1,
+    longer than the largest key; left all -1."""
+    total = len(rows)
+    for e in range(len(rows)):
+        if rows[e] >= 0:
+            total += indptr[rows[e] + 1] - indptr[rows[e]]
+    keys = np.empty(total, np.int64)
+    sums = np.empty(total, np.float64)
+    found = 0
+    for e in range(len(rows)):
+        found = _visit(self_keys[e], decay[e] * SELF_SIMILARITY, keys, sums, found, slots)
+        if rows[e] >= 0:
+            for j in range(indptr[rows[e]], indptr[rows[e] + 1]):
+                found = _visit(indices[j], decay[e] * np.float64(data[j]), keys, sums, found, slots)
+    for n in range(found):
+        slots[keys[n]] = -1
+    return keys[:found], sums[:found]
+
+
+@numba.njit(inline="always")
+def _visit(
+    key: int, weight: float, keys: np.ndarray, sums: np.ndarray, found: int, slots: np.ndarray
+) -> int:  # pragma: no cover - jit
+    """Add ``weight`` to ``key``'s sum (a new key takes the next place); the count of keys."""
+    at = slots[key]
+    if at < 0:
+        slots[key], keys[found], sums[found] = found, key, weight
+        return found + 1
+    sums[at] += weight
+    return found
+
+
+@numba.njit(cache=True)
+def _positions(keys: np.ndarray, queries: np.ndarray, slots: np.ndarray) -> np.ndarray:  # pragma: no cover - jit
+    """Each query key's position in ``keys`` (distinct), -1 when absent or negative; ``slots`` as above."""
+    for at in range(len(keys)):
+        slots[keys[at]] = at
+    out = np.full(len(queries), -1, np.int64)
+    for n in range(len(queries)):
+        if 0 <= queries[n] < len(slots):
+            out[n] = slots[queries[n]]
+    for at in range(len(keys)):
+        slots[keys[at]] = -1
+    return out
 
 
 def session_boosts(
@@ -180,29 +219,41 @@ def session_boosts(
     """``{item: boost in (0, 1]}`` for the neighbours of the session's viewed and carted items, in the
     order of first appearance (the session's order, each item before its neighbours).
 
-    Vectorised over the whole session (up to 40 items of 50 neighbours each), without a sort: the
-    visits are summed per key over the key space (``bincount`` adds them in the loop's order, so
-    each sum is the loop's value), and a key's first visit is where the loop first meets it."""
+    One compiled pass over the session (up to 40 items of 50 neighbours each): no array as large as
+    the catalogue, and each sum is added in the loop's order, so it is the loop's value."""
     entries = [*session.viewed, *session.carted]
     if not entries:
         return NO_BOOSTS
-    keys, weights, unknown = _visits(entries, neighbours, now, half_life_s)
-    space = len(neighbours.item_ids) + len(unknown)
-    sums = np.bincount(keys, weights=weights, minlength=space)
-    first = np.full(space, len(keys), dtype=np.int64)
-    np.minimum.at(first, keys, np.arange(len(keys)))
-    ordered = keys[first[keys] == np.arange(len(keys))]  # each key once, in first-visit order
-    top = float(sums[ordered].max())
+    index, known = neighbours.index, len(neighbours.item_ids)
+    unknown: dict[str, int] = {}
+    rows = [index.get(item, -1) for item, _ in entries]
+    self_keys = [
+        row if row >= 0 else unknown.setdefault(item, known + len(unknown))
+        for (item, _), row in zip(entries, rows, strict=True)
+    ]
+    # Python's pow, item by item: numpy's vectorised power may differ in the last bit
+    decay = [0.5 ** (max((now - at).total_seconds(), 0.0) / half_life_s) for _, at in entries]
+    matrix = neighbours.similarity
+    slots = neighbours.slots(known + len(unknown))
+    ordered, sums = _summed_visits(
+        np.asarray(rows, dtype=np.int64),
+        np.asarray(self_keys, dtype=np.int64),
+        np.asarray(decay, dtype=np.float64),
+        matrix.indptr,
+        matrix.indices,
+        matrix.data,
+        slots,
+    )
+    top = float(sums.max())
     if top <= 0:
         return NO_BOOSTS
     names = neighbours.item_ids
     if unknown:
         names = np.concatenate([names, np.asarray(list(unknown), dtype=object)])
-    return Boosts(names[ordered], sums[ordered] / top, ordered, neighbours.index, unknown)
+    return Boosts(names[ordered], sums / top, ordered, neighbours.index, unknown, slots)
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
     """One re-ranked item: the final score, the nightly score and the session boost behind it."""
 
     item_id: str
@@ -211,15 +262,20 @@ class Ranked:
     session_boost: float
 
 
+ROWS_AT_ONCE = 16
+"""How many :class:`Ranked` rows a read past the built ones builds (a response reads about ``k``)."""
+
+
 class RankedOrder(Sequence[Ranked]):
-    """The re-ranked candidates, best first; each :class:`Ranked` is built when it is read (a caller
-    usually reads the first ``k`` of a thousand candidates)."""
+    """The re-ranked candidates, best first; :class:`Ranked` rows are built as they are read, a few at a
+    time (a caller usually reads the first ``k`` of a thousand candidates)."""
 
     def __init__(self, items: np.ndarray, scores: np.ndarray, nightly: np.ndarray, boosts: np.ndarray) -> None:
         self._items, self._scores, self._nightly, self._boosts = items, scores, nightly, boosts
-        self._order: list[int] = []
+        self._order = np.zeros(0, dtype=np.int64)
+        self._rows: list[Ranked] = []
 
-    def _ordered(self, upto: int) -> list[int]:
+    def _ordered(self, upto: int) -> np.ndarray:
         """The candidates' order (ties keep the candidates' order), sorted at least up to ``upto``.
 
         The first reads sort only the candidates scoring at least the :data:`HEAD`-th best score
@@ -227,13 +283,27 @@ class RankedOrder(Sequence[Ranked]):
         if upto < len(self._order):
             return self._order
         scores = self._scores
-        if not self._order and len(scores) > HEAD and upto < HEAD:
+        if not len(self._order) and len(scores) > HEAD and upto < HEAD:
             threshold = np.partition(scores, len(scores) - HEAD)[len(scores) - HEAD]
             head = np.flatnonzero(scores >= threshold)
-            self._order = head[np.lexsort((head, -scores[head]))].tolist()
+            self._order = head[np.lexsort((head, -scores[head]))]
         else:
-            self._order = np.argsort(-scores, kind="stable").tolist()
+            self._order = np.argsort(-scores, kind="stable")
         return self._order
+
+    def _build_rows(self, upto: int) -> list[Ranked]:
+        """The rows built so far, at least up to ``upto`` (the head of the order never changes)."""
+        built = len(self._rows)
+        order = self._ordered(upto)
+        at = order[built : min(max(upto + 1, built + ROWS_AT_ONCE), len(order))]
+        self._rows += map(
+            Ranked,
+            self._items[at].tolist(),
+            self._scores[at].tolist(),
+            self._nightly[at].tolist(),
+            self._boosts[at].tolist(),
+        )
+        return self._rows
 
     def __len__(self) -> int:
         return len(self._scores)
@@ -249,8 +319,8 @@ class RankedOrder(Sequence[Ranked]):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        at = self._ordered(index)[index]
-        return Ranked(self._items[at], float(self._scores[at]), float(self._nightly[at]), float(self._boosts[at]))
+        rows = self._rows if index < len(self._rows) else self._build_rows(index)
+        return rows[index]
 
 
 def rerank(

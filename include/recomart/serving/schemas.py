@@ -1,4 +1,5 @@
-"""Response models: they document the API in OpenAPI (``/docs``); handlers write the JSON themselves."""
+"""Request parameter and response models: they document the API in OpenAPI (``/docs``); handlers
+validate parameters with :mod:`recomart.serving.params` and write the JSON themselves."""
 
 from __future__ import annotations
 
@@ -6,6 +7,35 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from recomart.recommend.tables import ALSO_BOUGHT, SimilarKind
+
+MAX_K = 100
+MAX_ID_LENGTH = 200
+
+
+class RecommendationsParams(BaseModel):
+    """``GET /v1/users/{user_id}/recommendations``'s parameters."""
+
+    user_id: str = Field(
+        min_length=1, max_length=MAX_ID_LENGTH, description="Shop user id (any id; unknown users get cold start)."
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="How many items.")
+    category: str | None = Field(None, max_length=200)
+    min_price: float | None = Field(None, ge=0)
+    max_price: float | None = Field(None, ge=0)
+    exclude: list[str] = Field(default_factory=list, max_length=MAX_K * 10, description="Item ids to leave out.")
+
+
+class SimilarParams(BaseModel):
+    """``GET /v1/items/{item_id}/similar``'s parameters."""
+
+    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    k: int = Field(10, ge=1, le=MAX_K)
+    kind: SimilarKind = Field(
+        ALSO_BOUGHT,
+        description="also_bought: customers who bought this also bought; looks_like: nearest by text",
+    )
 
 
 class RecommendedItem(BaseModel):

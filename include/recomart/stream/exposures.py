@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from recomart.stream.events import Id
@@ -41,7 +42,7 @@ def encode_exposure(exposure: dict[str, Any]) -> dict[bytes, bytes]:
     """The stream entry of ``exposure`` (the fields of :class:`ExposureIn`; ``served_at`` an ISO text).
 
     Not validated here (the API's hot path): the worker validates when it decodes."""
-    return {EXPOSURE_FIELD: json.dumps(exposure, separators=(",", ":")).encode()}
+    return {EXPOSURE_FIELD: msgspec.json.encode(exposure)}
 
 
 def decode_exposure(fields: dict[bytes, bytes]) -> dict[str, Any]:
