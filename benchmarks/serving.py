@@ -154,18 +154,28 @@ def paths(data: dict, distinct: int, unknown_share: float, seed: int, active: li
     }
 
 
-def hey_fixed_load(base: str, route_paths: list[str], rate: int, concurrency: int, duration_s: int) -> dict:
-    """``concurrency`` hey processes of one connection at ``rate / concurrency`` req/s each, latencies pooled."""
+def hey_fixed_load(
+    base: str, route_paths: list[str], rate: int, concurrency: int, duration_s: int, staggered: bool = True
+) -> dict:
+    """``concurrency`` hey processes of one connection at ``rate / concurrency`` req/s each, latencies pooled.
+
+    Each hey sends on its own ticker, from its start. Started together, the tickers tick together, and
+    the server gets ``concurrency`` requests at once every tick rather than ``rate`` a second evenly;
+    ``staggered`` starts process ``n`` ``n / concurrency`` of a tick after the first, so that the
+    arrivals are spread over the tick (to within the processes' start-up jitter)."""
     per_process = max(rate // concurrency, 1)
-    procs = [
-        subprocess.Popen(
-            ["hey", "-z", f"{duration_s}s", "-c", "1", "-q", str(per_process), "-o", "csv", base + path],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+    gap_s = 1.0 / per_process / concurrency if staggered else 0.0
+    began, procs = time.monotonic(), []
+    for n, path in enumerate(route_paths[:concurrency]):
+        time.sleep(max(0.0, began + n * gap_s - time.monotonic()))
+        procs.append(
+            subprocess.Popen(
+                ["hey", "-z", f"{duration_s}s", "-c", "1", "-q", str(per_process), "-o", "csv", base + path],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
         )
-        for path in route_paths[:concurrency]
-    ]
     latencies, ok, total = [], 0, 0
     for proc in procs:
         out, _ = proc.communicate(timeout=duration_s + 60)
