@@ -37,6 +37,7 @@ from recomart.serving.params import openapi_parameters, validated
 from recomart.serving.reads import ListReader, postgres_pool
 from recomart.serving.rerank import DEFAULT_WEIGHT, Session
 from recomart.serving.schemas import (
+    MAX_ID_LENGTH,
     FeaturesOut,
     ReadyOut,
     RecommendationsOut,
@@ -52,7 +53,12 @@ from recomart.stream.intake import API_KEY_HEADER, PREVIEW_HEADER, EventIntake
 from recomart.stream.lag import stream_lag
 
 USER_ID = Annotated[
-    str, Path(min_length=1, max_length=200, description="Shop user id (any id; unknown users get cold start).")
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description=RecommendationsParams.model_fields["user_id"].description,
+    ),
 ]
 
 
