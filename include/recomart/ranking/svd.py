@@ -13,11 +13,13 @@ with one matrix product per user block (:mod:`recomart.ranking.scoring`).
 
 from __future__ import annotations
 
-from collections import defaultdict
+import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -25,6 +27,9 @@ from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_nei
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.history import ExcludePolicy, UserHistory
 from recomart.ranking.scoring import recommend_top_k, svd_scores
+
+if TYPE_CHECKING:
+    from recomart.ranking.svd_trainset import PairsTrainset
 
 NEGATIVE_SCHEMES = ("uniform", "popularity")
 #: surprise ``SVD`` arguments that are not hyper-parameters of the search (set by the settings)
@@ -61,12 +66,13 @@ def sample_negatives(
     rng: np.random.Generator,
     scheme: str = "uniform",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """About ``ratio × positives`` distinct unobserved items per user (vectorised).
+    """About ``ratio × positives`` distinct unobserved items per user (vectorised draws, one compiled pass).
 
     ``scheme`` ``uniform`` draws items uniformly; ``popularity`` draws them in proportion to their
     number of positives (popular unobserved items are the informative negatives).  Draws with
-    replacement, then drops draws that hit a positive or repeat; users who have seen nearly the
-    whole catalogue get fewer negatives.  Returns (user codes, item codes) of the negatives.
+    replacement, then keeps each user's first draws that hit neither a positive nor an earlier draw;
+    users who have seen nearly the whole catalogue get fewer negatives.  Returns (user codes, item
+    codes) of the negatives, int64, users ascending and each user's negatives in draw order.
     """
     if scheme not in NEGATIVE_SCHEMES:
         raise ValueError(f"unknown negative sampling scheme {scheme!r} ({', '.join(NEGATIVE_SCHEMES)})")
@@ -76,62 +82,100 @@ def sample_negatives(
     wanted = np.ceil(counts * ratio).astype(np.int64)
     # oversample a little so collisions with positives rarely leave a user short
     draws = np.minimum(np.ceil(wanted * 1.3).astype(np.int64) + 2, 4 * n_items)
-    neg_users = np.repeat(users, draws)
+    n_draws = int(draws.sum())
     if scheme == "popularity":
         counts_per_item = np.bincount(item_codes, minlength=n_items).astype(np.float64) + 1.0
-        neg_items = rng.choice(n_items, size=len(neg_users), p=counts_per_item / counts_per_item.sum())
+        neg_items = rng.choice(n_items, size=n_draws, p=counts_per_item / counts_per_item.sum())
     else:
-        neg_items = rng.integers(0, n_items, size=len(neg_users))
-    pos_keys = np.unique(user_codes.astype(np.int64) * n_items + item_codes)
-    keys = neg_users.astype(np.int64) * n_items + neg_items
-    keys = keys[~np.isin(keys, pos_keys)]
-    # first occurrence of each key, kept in draw order, then cap each user at `wanted`
-    _, first = np.unique(keys, return_index=True)
-    keys = keys[np.sort(first)]
-    key_users = keys // n_items
-    rank = pd.Series(key_users).groupby(key_users).cumcount().to_numpy()
-    cap = pd.Series(wanted, index=users).reindex(key_users).to_numpy()
-    keys = keys[rank < cap]
-    return keys // n_items, keys % n_items
+        neg_items = rng.integers(0, n_items, size=n_draws)
+    neg_items = neg_items.astype(np.int64)
+    groups = np.searchsorted(users, user_codes).astype(np.int64)
+    keep = _fresh_draws(groups, item_codes.astype(np.int64), draws, wanted, neg_items, n_items)
+    return np.repeat(users.astype(np.int64), draws)[keep], neg_items[keep]
+
+
+@numba.njit(cache=True, nogil=True)
+def _fresh_draws(  # pragma: no cover - jit
+    groups: np.ndarray, items: np.ndarray, draws: np.ndarray, wanted: np.ndarray, drawn: np.ndarray, n_items: int
+) -> np.ndarray:
+    """Which of ``drawn`` (``draws[g]`` consecutive draws per user group ``g``) are kept: per group, the
+    first ``wanted[g]`` draws that are neither one of its positives (``items`` where ``groups == g``)
+    nor an earlier draw.  One stamp per item marks the group that last saw it."""
+    n_groups = len(draws)
+    starts = np.zeros(n_groups + 1, dtype=np.int64)
+    for g in groups:
+        starts[g + 1] += 1
+    for g in range(n_groups):
+        starts[g + 1] += starts[g]
+    grouped, fill = np.empty(len(items), dtype=np.int64), starts[:-1].copy()
+    for p in range(len(items)):
+        grouped[fill[groups[p]]] = items[p]
+        fill[groups[p]] += 1
+    stamp = np.full(n_items, -1, dtype=np.int64)
+    keep = np.zeros(len(drawn), dtype=np.bool_)
+    first = 0
+    for g in range(n_groups):
+        for p in range(starts[g], starts[g + 1]):
+            stamp[grouped[p]] = g
+        taken = 0
+        for q in range(first, first + draws[g]):
+            if taken < wanted[g] and stamp[drawn[q]] != g:
+                stamp[drawn[q]], keep[q] = g, True
+                taken += 1
+        first += draws[g]
+    return keep
 
 
 def build_trainset(
     user_ids: np.ndarray, item_ids: np.ndarray, ratings: np.ndarray, rating_scale: tuple[float, float]
-) -> Any:
-    """A ``surprise.Trainset`` built from arrays (sorted raw ids → inner ids) without per-row dict lookups.
+) -> PairsTrainset:
+    """The trainset ``SVD.fit`` learns from (sorted raw ids → inner ids), without per-row dict lookups.
 
-    Inner ids follow the sorted raw ids and each user's ratings are ordered by item, so the SGD
-    visits ratings in a deterministic order whatever the input row order was.
+    Inner ids follow the sorted raw ids and each user's ratings are visited in item order, so the SGD
+    visits ratings in a deterministic order whatever the input row order was
+    (:class:`~recomart.ranking.svd_trainset.PairsTrainset`).
     """
-    from surprise import Trainset
+    from recomart.ranking.svd_trainset import PairsTrainset
 
     u_codes, u_uniques = pd.factorize(pd.Series(user_ids, dtype=str), sort=True)
     i_codes, i_uniques = pd.factorize(pd.Series(item_ids, dtype=str), sort=True)
     values = np.asarray(ratings, dtype=np.float64)
+    return PairsTrainset(u_codes, i_codes, values, u_uniques, i_uniques, rating_scale)
 
-    def grouped(outer: np.ndarray, inner: np.ndarray, n_outer: int) -> defaultdict[int, list[tuple[int, float]]]:
-        order = np.lexsort((inner, outer))
-        keys, pairs = outer[order], list(zip(inner[order].tolist(), values[order].tolist(), strict=True))
-        bounds = np.searchsorted(keys, np.arange(n_outer + 1)).tolist()
-        out: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
-        out.update({key: pairs[bounds[key] : bounds[key + 1]] for key in range(n_outer)})
-        return out
 
-    return Trainset(
-        grouped(u_codes, i_codes, len(u_uniques)),
-        grouped(i_codes, u_codes, len(i_uniques)),
-        len(u_uniques),
-        len(i_uniques),
-        len(values),
-        rating_scale,
-        dict(zip(u_uniques.tolist(), range(len(u_uniques)), strict=True)),
-        dict(zip(i_uniques.tolist(), range(len(i_uniques)), strict=True)),
-    )
+#: the last fits of this process, by :func:`_fit_key` (a training round fits the same SVD on the same
+#: window for its blend and for its ranker's candidates: the second is a lookup)
+_FITTED: OrderedDict[str, tuple[FactorModel, int]] = OrderedDict()
+_FITTED_KEPT = 4
+
+
+def _fit_key(pairs: pd.DataFrame, settings: SVDSettings) -> str:
+    """A digest of ``settings`` and of the multiset of ``(user_id, item_id, rating)`` rows (row order does
+    not change a fit: :func:`build_trainset` and :func:`sample_negatives` order by id)."""
+    rows = pd.util.hash_pandas_object(pairs[["user_id", "item_id", "rating"]], index=False).to_numpy()
+    digest = hashlib.blake2b(np.sort(rows).tobytes(), digest_size=16)
+    fitted_by = (sorted(settings.svd_params.items()), settings.seed, settings.implicit, settings.negative_ratio)
+    digest.update(repr((*fitted_by, settings.negative_rating, settings.negative_sampling)).encode())
+    return digest.hexdigest()
 
 
 def fit_biased_svd(pairs: pd.DataFrame, settings: SVDSettings) -> tuple[FactorModel, int]:
     """Fit surprise's SVD on the ``user_id, item_id, rating`` positives of ``pairs`` (plus sampled
-    negatives in implicit mode); returns (the factors, the number of negatives added)."""
+    negatives in implicit mode); returns (the factors, the number of negatives added).
+
+    A fit is a function of the rows (in any order) and ``settings`` alone, so the last few fits are
+    kept: fitting the same rows with the same settings again returns the kept factors."""
+    key = _fit_key(pairs, settings)
+    if key in _FITTED:
+        _FITTED.move_to_end(key)
+        return _FITTED[key]
+    _FITTED[key] = _fit_surprise(pairs, settings)
+    while len(_FITTED) > _FITTED_KEPT:
+        _FITTED.popitem(last=False)
+    return _FITTED[key]
+
+
+def _fit_surprise(pairs: pd.DataFrame, settings: SVDSettings) -> tuple[FactorModel, int]:
     from surprise import SVD
 
     users, items = pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy()
