@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from recomart.ranking.factors import FactorModel
-from recomart.ranking.scoring import iter_blocks, pair_scores, recommend_top_k, svd_scores, top_k
+from recomart.ranking.scoring import iter_blocks, pair_scores, recommend_top_k, svd_scores, top_k, weighted_top_k
 
 
 def _reference_top_k(scores, k, exclude=None, exclude_rows=None):
@@ -92,6 +92,23 @@ def test_top_k_pads_when_everything_is_masked() -> None:
     assert val[0, 0] == 2.0 and np.isneginf(val[0, 1:]).all()
     idx, _ = top_k(np.array([[np.nan, 1.0, -np.inf, 5.0]], dtype=np.float32), 3)
     np.testing.assert_array_equal(idx, [[3, 1, -1]])  # NaN and -inf never rank
+
+
+@pytest.mark.parametrize("terms", [[(0, 0.3), (2, 0.7)], [(2, 1.0)], [(1, 0.05), (0, 0.5), (2, 0.45)], []])
+def test_weighted_top_k_selects_what_top_k_of_the_stored_sum_selects(terms: list[tuple[int, float]]) -> None:
+    rng = np.random.default_rng(11)
+    # coarse values make many exact ties; 150 columns span several chunks and a ragged last one
+    parts = np.round(rng.random((3, 40, 150)) * 4).astype(np.float32) / 4
+    parts[1, 5, :] = np.nan
+    total = np.zeros(parts.shape[1:], dtype=np.float32)
+    for c, weight in terms:
+        total += np.float32(weight) * parts[c]
+    exclude = sp.random(7, 150, density=0.3, format="csr", random_state=2)
+    rows = rng.integers(-1, 7, 40)
+    for k in (1, 10, 149):
+        expected, _ = top_k(total, k, exclude=exclude, exclude_rows=rows)
+        np.testing.assert_array_equal(weighted_top_k(parts, terms, k, exclude, rows), expected)
+    np.testing.assert_array_equal(weighted_top_k(parts, terms, 10), top_k(total, 10)[0])
 
 
 def test_iter_blocks_covers_range() -> None:

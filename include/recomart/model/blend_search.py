@@ -31,7 +31,7 @@ from recomart.model.config import BlendSearch
 from recomart.ranking.blend import COMPONENTS, BlendWeights
 from recomart.ranking.history import UserHistory
 from recomart.ranking.metrics import ndcg_at_k
-from recomart.ranking.scoring import top_k
+from recomart.ranking.scoring import weighted_top_k
 from recomart.ranking.svd import BiasedSVD
 
 DEFAULT_WEIGHTS = BlendWeights()
@@ -74,21 +74,32 @@ def relevant_matrix(history: UserHistory, pairs: pd.DataFrame, exclude: sparse.c
     return rel
 
 
+@dataclass
+class _Parts:
+    """The normalised component scores of the sampled users, stacked: ``stack[index[name]]`` is
+    component ``name``'s float32 ``[users, items]`` block."""
+
+    index: dict[str, int]
+    stack: np.ndarray
+
+    @classmethod
+    def of(cls, parts: Mapping[str, np.ndarray]) -> _Parts:
+        return cls({name: n for n, name in enumerate(parts)}, np.stack(list(parts.values())))
+
+
 def _ndcg(
     weights: Mapping[str, float],
-    parts: Mapping[str, np.ndarray],
+    parts: _Parts,
     relevant: sparse.csr_matrix,
     exclude: sparse.csr_matrix | None,
     rows: np.ndarray,
     k: int,
 ) -> float:
-    """nDCG@k of ranking ``rows`` by the weighted sum of the normalised ``parts``."""
-    total: np.ndarray = np.zeros(next(iter(parts.values())).shape, dtype=np.float32)
-    for name, weight in weights.items():
-        if weight > 0 and name in parts:
-            total += np.float32(weight) * parts[name]
-    kk = min(k, total.shape[1])
-    idx, _ = top_k(total, kk, exclude=exclude, exclude_rows=None if exclude is None else rows)
+    """nDCG@k of ranking ``rows`` by the weighted sum of the normalised ``parts`` (summed in ``weights``
+    order without being stored, :func:`recomart.ranking.scoring.weighted_top_k`)."""
+    terms = [(parts.index[name], weight) for name, weight in weights.items() if weight > 0 and name in parts.index]
+    kk = min(k, parts.stack.shape[2])
+    idx = weighted_top_k(parts.stack, terms, kk, exclude=exclude, exclude_rows=None if exclude is None else rows)
     return float(ndcg_at_k(idx.astype(np.int64), relevant, kk))
 
 
@@ -159,9 +170,9 @@ def fit_blend(
         reason = f"{len(candidates)} validation users < {search.min_users}: default weights"
         return BlendFit(DEFAULT_WEIGHTS.as_dict(), False, reason, options=options)
     rows = _sample_users(candidates, history.n_items, search, seed)
-    parts = hybrid.normalised_components(history, rows, block_size=block_size)
+    parts = _Parts.of(hybrid.normalised_components(history, rows, block_size=block_size))
     sample_relevant = relevant[rows]
-    available = [c for c in COMPONENTS if c in parts and (c != "cf" or svd is not None)]
+    available = [c for c in COMPONENTS if c in parts.index and (c != "cf" or svd is not None)]
     evaluations = 0
 
     def score(weights: Mapping[str, float]) -> float:

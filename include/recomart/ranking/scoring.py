@@ -13,7 +13,7 @@ block (or of the shard).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numba
 import numpy as np
@@ -76,6 +76,43 @@ def pair_scores(model: FactorModel, user_rows: np.ndarray, item_rows: np.ndarray
 CHUNK = 64  # columns tested at once (vectorised) against a row's running k-th best score
 
 
+@numba.njit(inline="always")
+def _take_segment(  # pragma: no cover - jit
+    seg: np.ndarray,
+    lo: int,
+    k: int,
+    thr: float,
+    ex_indices: np.ndarray,
+    p: int,
+    end: int,
+    vals: np.ndarray,
+    idxs: np.ndarray,
+    count: int,
+) -> tuple[float, int, int]:
+    """Offer the columns ``lo + j`` of ``seg`` to the row's best-first buffers: first one vectorised test
+    of the whole segment against the running k-th best ``thr``, then, only if some column passes, one
+    column at a time (the mask pointer ``p`` advanced lazily up to ``end``).  Returns the new
+    ``(thr, p, count)``.  NaN never passes ``> thr``."""
+    hit = 0
+    for j in range(len(seg)):
+        if seg[j] > thr:
+            hit += 1
+    if hit == 0:
+        return thr, p, count
+    for j in range(len(seg)):
+        s = seg[j]
+        if s > thr:
+            col = lo + j
+            while p < end and ex_indices[p] < col:
+                p += 1
+            if p < end and ex_indices[p] == col:
+                continue
+            count = keep_best(vals, idxs, count, s, col)
+            if count == k:
+                thr = vals[k - 1]
+    return thr, p, count
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _top_k_kernel(  # pragma: no cover - jit
     scores: np.ndarray,
@@ -91,9 +128,9 @@ def _top_k_kernel(  # pragma: no cover - jit
 
     Each row is read once: a chunk of ``CHUNK`` columns is first tested in one vectorised pass
     against the running k-th best (``thr``); only chunks holding a candidate are scanned one column
-    at a time (with the mask pointer advanced lazily), so after the first few chunks almost every
-    chunk costs one SIMD comparison.  ``row_offset[b]`` is added to the k selected values only.
-    NaN never passes ``> thr`` and ``thr`` starts at ``-inf``, so NaN and ``-inf`` are never picked.
+    at a time (:func:`_take_segment`), so after the first few chunks almost every chunk costs one SIMD
+    comparison.  ``row_offset[b]`` is added to the k selected values only.  ``thr`` starts at
+    ``-inf``, so NaN and ``-inf`` are never picked.
     """
     n_rows, n_cols = scores.shape
     for b in numba.prange(n_rows):
@@ -108,26 +145,46 @@ def _top_k_kernel(  # pragma: no cover - jit
         count = 0
         for lo in range(0, n_cols, CHUNK):
             seg = row[lo : lo + CHUNK]  # a 0-based slice lets LLVM vectorise the test
-            hit = 0
-            for j in range(len(seg)):
-                if seg[j] > thr:
-                    hit += 1
-            if hit == 0:
-                continue
-            for j in range(len(seg)):
-                s = seg[j]
-                if s > thr:
-                    col = lo + j
-                    while p < end and ex_indices[p] < col:
-                        p += 1
-                    if p < end and ex_indices[p] == col:
-                        continue
-                    count = keep_best(vals, idxs, count, s, col)
-                    if count == k:
-                        thr = vals[k - 1]
+            thr, p, count = _take_segment(seg, lo, k, thr, ex_indices, p, end, vals, idxs, count)
         off = row_offset[b]
         for m in range(count):
             vals[m] = np.float32(np.float64(vals[m]) + off)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _weighted_top_k_kernel(  # pragma: no cover - jit
+    parts: np.ndarray,
+    used: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    ex_indptr: np.ndarray,
+    ex_indices: np.ndarray,
+    ex_rows: np.ndarray,
+    out_idx: np.ndarray,
+    out_val: np.ndarray,
+) -> None:
+    """:func:`_top_k_kernel` of ``Σ_c weights[c] · parts[used[c], b, j]``, summed chunk by chunk into a
+    row-local buffer in float32 in the order of ``used`` (the sum numpy's ``total += w * part`` gives),
+    so the weighted sum is never stored."""
+    _, n_rows, n_cols = parts.shape
+    for b in numba.prange(n_rows):
+        vals = out_val[b]
+        idxs = out_idx[b]
+        r = ex_rows[b]
+        p, end = 0, 0
+        if r >= 0:
+            p, end = ex_indptr[r], ex_indptr[r + 1]
+        thr = np.float32(-np.inf)
+        count = 0
+        buffer = np.empty(CHUNK, dtype=np.float32)
+        for lo in range(0, n_cols, CHUNK):
+            seg = buffer[: min(CHUNK, n_cols - lo)]
+            seg[:] = np.float32(0.0)
+            for c in range(len(used)):
+                part, weight = parts[used[c], b, lo : lo + len(seg)], weights[c]
+                for j in range(len(seg)):
+                    seg[j] += weight * part[j]
+            thr, p, count = _take_segment(seg, lo, k, thr, ex_indices, p, end, vals, idxs, count)
 
 
 def _mask_arrays(
@@ -180,6 +237,29 @@ def top_k(
     out_val = np.full((n_rows, k), -np.inf, dtype=np.float32)
     _top_k_kernel(scores, np.zeros(n_rows), k, indptr, indices, rows, out_idx, out_val)
     return out_idx, out_val
+
+
+def weighted_top_k(
+    parts: np.ndarray,
+    weights: Sequence[tuple[int, float]],
+    k: int,
+    exclude: sp.csr_matrix | None = None,
+    exclude_rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """The ``k`` best columns of each row of ``Σ w · parts[c]`` over ``(c, w)`` in ``weights`` order, as
+    :func:`top_k` of that float32 sum would select them (the same sum, the same ties), without building
+    it.  ``parts``: float32 ``[n_parts, rows, cols]``.  Returns the column indices ``int32[rows, k]``."""
+    parts = np.ascontiguousarray(parts, dtype=np.float32)
+    n_rows, n_cols = parts.shape[1:]
+    if k <= 0:
+        raise ValueError("k must be positive")
+    used = np.array([c for c, _ in weights], dtype=np.int64)
+    factors = np.array([w for _, w in weights], dtype=np.float32)
+    indptr, indices, rows = _mask_arrays(exclude, exclude_rows, n_rows, n_cols)
+    out_idx = np.full((n_rows, k), -1, dtype=np.int32)
+    out_val = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    _weighted_top_k_kernel(parts, used, factors, k, indptr, indices, rows, out_idx, out_val)
+    return out_idx
 
 
 def recommend_top_k(
