@@ -8,7 +8,7 @@ import pytest
 from scipy import sparse
 
 from recomart.model.catalogue import Catalogue
-from recomart.model.component_search import choose_params, validation_ndcg
+from recomart.model.component_search import CANDIDATES, choose_params, validation_ndcg
 from recomart.ranking.base import Recommender, TrainingSet
 from recomart.ranking.ease import EASE, ease_weights, supported_items
 from recomart.ranking.rp3beta import RP3Beta, popularity_penalty, rp3beta_similarity, transition_matrices
@@ -147,6 +147,24 @@ def test_parameters_are_chosen_on_validation_only() -> None:
     training = Catalogue().evaluation_set(fit)
     value, n_users = validation_ndcg(EASE(l2=30.0).fit(training), training, valid, k=5, exclude_seen=True)
     assert value == pytest.approx(values[1]) and n_users == chosen["n_validation_users"] > 0
+
+
+def test_rp3beta_fitted_for_a_grid_equals_one_fit_per_point() -> None:
+    x = _incidence(60, 15, seed=3, density=0.25)
+    frame = _history(x).assign(rating=1.0, event_timestamp=pd.Timestamp("2026-01-01", tz="UTC"))
+    valid = frame.sample(frac=0.2, random_state=1)
+    fit = frame.drop(valid.index)
+    training = Catalogue().evaluation_set(fit)
+    betas = [0.0, 0.3, 0.9]
+    for beta, shared in zip(betas, RP3Beta.fitted_for_betas(training, alpha=0.7, betas=betas, top_n=4), strict=True):
+        alone = RP3Beta(alpha=0.7, beta=beta, top_n=4).fit(training)
+        assert (shared.beta, shared.top_n) == (beta, 4)
+        assert (shared.similarity != alone.similarity).nnz == 0 and shared.similarity.nnz == alone.similarity.nnz
+    grid = [{"alpha": a, "beta": b} for a in (0.5, 1.0) for b in (0.0, 0.5)]
+    builder = CANDIDATES["rp3beta"][0]
+    shared_trials = choose_params(builder, grid, fit, valid, Catalogue(), k=5)["trials"]
+    one_by_one = choose_params(lambda p: builder(p), grid, fit, valid, Catalogue(), k=5)["trials"]
+    assert [(t["params"], t["ndcg_at_5"]) for t in shared_trials] == [(t["params"], t["ndcg_at_5"]) for t in one_by_one]
 
 
 def test_validation_ndcg_measures_a_seeded_sample_beyond_its_user_cap() -> None:

@@ -28,6 +28,7 @@ from scipy import sparse
 
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import BlendSearch
+from recomart.ranking.base import TrainingSet
 from recomart.ranking.blend import COMPONENTS, BlendWeights
 from recomart.ranking.history import UserHistory
 from recomart.ranking.metrics import ndcg_at_k
@@ -148,6 +149,7 @@ def fit_blend(
     k: int = 10,
     seed: int = 42,
     block_size: int = 1024,
+    training: TrainingSet | None = None,
 ) -> BlendFit:
     """Coordinate search of the component weights maximising validation nDCG@``k`` for one option set.
 
@@ -156,11 +158,12 @@ def fit_blend(
     the window; ``svd`` must be fitted on ``train`` only (else ``cf`` is not searched).  Validation
     users are those of ``train`` with a relevant item, sampled as :class:`BlendSearch` says.
     ``exclude_seen``: every interacted item is excluded from ranking and relevance (else nothing).
-    Components that do not exist (no SVD, no repeats) keep weight 0.
+    Components that do not exist (no SVD, no repeats) keep weight 0.  ``training``: ``train``'s
+    :meth:`~recomart.model.catalogue.Catalogue.evaluation_set` when the caller has built it already.
     """
     search = search or BlendSearch()
     options = dict(options or {})
-    training = catalogue.evaluation_set(train)
+    training = catalogue.evaluation_set(train) if training is None else training
     hybrid = catalogue.hybrid(options=options, svd=svd, exclude_seen=exclude_seen).fit(training)
     history = training.entries
     exclude = history.exclusion(hybrid.exclude)
@@ -212,6 +215,7 @@ def fit_blend_options(
     earlier candidate, so TF-IDF alone wins a tie).  Every candidate's outcome is in ``trials``."""
     search = search or BlendSearch()
     candidates = search.option_candidates(catalogue.repeat_purchases) if candidates is None else candidates
+    kwargs.setdefault("training", catalogue.evaluation_set(train))  # the same for every option set
     fits = [fit_blend(train, validation, catalogue, options=c, search=search, **kwargs) for c in candidates]
     best = _best(fits)
     if catalogue.item_vectors is not None and best.fitted:

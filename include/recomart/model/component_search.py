@@ -9,11 +9,14 @@ validation nDCG@k is refitted on the whole training part by the caller (:func:`t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from recomart.model.blend_search import relevant_matrix
 from recomart.model.catalogue import Catalogue
@@ -37,15 +40,74 @@ EASE_GRID: tuple[dict[str, Any], ...] = tuple({"l2": l2} for l2 in (50.0, 100.0,
 RP3BETA_GRID: tuple[dict[str, Any], ...] = tuple(
     {"alpha": alpha, "beta": beta} for alpha in (0.25, 0.5, 0.75, 1.0) for beta in (0.0, 0.25, 0.5, 0.75)
 )
+
+
+class RP3BetaBuilder:
+    """The RP3β :data:`Builder` (``{"alpha", "beta"}`` → an unfitted :class:`RP3Beta`), which can also fit
+    a whole grid at once (:meth:`fit_grid`, used by :func:`choose_params`)."""
+
+    def __call__(self, params: Mapping[str, Any]) -> Recommender:
+        return RP3Beta(alpha=params["alpha"], beta=params["beta"])
+
+    def fit_grid(self, training: TrainingSet, grid: Sequence[Mapping[str, Any]]) -> Iterator[Recommender]:
+        """Each grid point fitted on ``training``, in grid order; consecutive points of one ``α`` share
+        the walk (:meth:`RP3Beta.fitted_for_betas`), so their first trial carries the shared work."""
+        for alpha, points in itertools.groupby(grid, key=lambda params: params["alpha"]):
+            yield from RP3Beta.fitted_for_betas(training, alpha=alpha, betas=[params["beta"] for params in points])
+
+
 #: the components :func:`candidate_scorers` builds, with their builder and grid
 CANDIDATES: dict[str, tuple[Builder, Sequence[dict[str, Any]]]] = {
     "ease": (lambda p: EASE(l2=p["l2"]), EASE_GRID),
-    "rp3beta": (lambda p: RP3Beta(alpha=p["alpha"], beta=p["beta"]), RP3BETA_GRID),
+    "rp3beta": (RP3BetaBuilder(), RP3BETA_GRID),
 }
 
 
 def _policy(exclude_seen: bool) -> ExcludePolicy:
     return "interacted" if exclude_seen else "none"
+
+
+@dataclass(frozen=True)
+class ValidationUsers:
+    """The users one validation nDCG@k is measured on (:func:`validation_users`): their ``rows`` in the
+    training set's users, their ``relevant`` validation items (CSR over its catalogue), their training
+    history ``aligned`` on the catalogue and the exclusion ``policy``."""
+
+    rows: np.ndarray
+    relevant: sparse.csr_matrix
+    aligned: UserHistory
+    policy: ExcludePolicy
+
+
+def validation_users(
+    training: TrainingSet,
+    valid: pd.DataFrame,
+    *,
+    exclude_seen: bool,
+    max_users: int = VALIDATION_MAX_USERS,
+    seed: int = 42,
+) -> ValidationUsers:
+    """Users: those of ``training`` with at least one validation item (``valid``: ``user_id, item_id``)
+    of its catalogue, after removing their training items when ``exclude_seen`` (which also filters
+    them from the ranking); a sample of ``max_users`` of them (``seed``: the same users for every
+    component) when there are more."""
+    entries = training.entries
+    policy = _policy(exclude_seen)
+    relevant = relevant_matrix(entries, valid, entries.exclusion(policy))
+    rows = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    if len(rows) == 0:
+        raise ValueError("no validation user with a relevant item in the fit part")
+    if len(rows) > max_users:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_users, replace=False))
+    aligned = UserHistory.align(training.history, entries.user_ids[rows], training.item_ids)
+    return ValidationUsers(rows, relevant[rows], aligned, policy)
+
+
+def users_ndcg(component: Recommender, users: ValidationUsers, k: int) -> float:
+    """nDCG@k of the fitted ``component`` ranking ``users``."""
+    ids = component.recommend_aligned(users.aligned, k, users.policy).item_ids
+    codes = component.item_rows(np.where(pd.isna(ids), "", ids).ravel()).reshape(ids.shape)  # padding: -1
+    return ndcg_at_k(codes, users.relevant, k)
 
 
 def validation_ndcg(
@@ -58,25 +120,9 @@ def validation_ndcg(
     max_users: int = VALIDATION_MAX_USERS,
     seed: int = 42,
 ) -> tuple[float, int]:
-    """(nDCG@k, users) of the fitted ``component`` on the ``valid`` pairs (``user_id, item_id``).
-
-    Users: those of ``training`` with at least one validation item of its catalogue, after removing
-    their training items when ``exclude_seen`` (which also filters them from the ranking); a sample of
-    ``max_users`` of them (``seed``: the same users for every component) when there are more.
-    """
-    entries = training.entries
-    policy = _policy(exclude_seen)
-    relevant = relevant_matrix(entries, valid, entries.exclusion(policy))
-    rows = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    if len(rows) == 0:
-        raise ValueError("no validation user with a relevant item in the fit part")
-    if len(rows) > max_users:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_users, replace=False))
-    users = entries.user_ids[rows]
-    ranked = component.recommend_aligned(UserHistory.align(training.history, users, training.item_ids), k, policy)
-    ids = ranked.item_ids
-    codes = component.item_rows(np.where(pd.isna(ids), "", ids).ravel()).reshape(ids.shape)  # padding: -1
-    return ndcg_at_k(codes, relevant[rows], k), len(rows)
+    """(nDCG@k, users) of the fitted ``component`` on the ``valid`` pairs (users: :func:`validation_users`)."""
+    users = validation_users(training, valid, exclude_seen=exclude_seen, max_users=max_users, seed=seed)
+    return users_ndcg(component, users, k), len(users.rows)
 
 
 def choose_params(
@@ -90,22 +136,24 @@ def choose_params(
     exclude_seen: bool = True,
 ) -> dict[str, Any]:
     """The grid point with the best validation nDCG@k (the earlier on ties) and the evidence:
-    ``{"params", "validation_ndcg_at_10", "n_validation_users", "trials": [{params, ndcg, seconds}]}``."""
+    ``{"params", "validation_ndcg_at_10", "n_validation_users", "trials": [{params, ndcg, seconds}]}``.
+
+    Every point ranks the same :func:`validation_users`, chosen once; a ``build`` with a ``fit_grid``
+    (:class:`RP3BetaBuilder`) fits the points in grid order sharing its work, which then counts in the
+    seconds of the first trial that needed it."""
     training = catalogue.evaluation_set(fit_part)
-    users: list[int] = []
+    users = validation_users(training, valid_part, exclude_seen=exclude_seen)
+    fit_grid = getattr(build, "fit_grid", None)
+    fitted = fit_grid(training, grid) if fit_grid is not None else (build(params).fit(training) for params in grid)
 
     def evaluate(params: dict[str, Any]) -> dict[str, float]:
-        value, n_users = validation_ndcg(
-            build(params).fit(training), training, valid_part, k=k, exclude_seen=exclude_seen
-        )
-        users.append(n_users)
-        return {f"ndcg_at_{k}": value}
+        return {f"ndcg_at_{k}": users_ndcg(next(fitted), users, k)}
 
     tuned = tune(evaluate, list(grid), metric=f"ndcg_at_{k}", budget_s=float("inf"))
     return {
         "params": tuned.best_params,
         f"validation_ndcg_at_{k}": tuned.best_value,
-        "n_validation_users": users[0],
+        "n_validation_users": len(users.rows),
         "n_fit_pairs": len(fit_part),
         "n_validation_pairs": len(valid_part),
         "trials": [{"params": t.params, **t.metrics, "seconds": round(t.seconds, 2)} for t in tuned.trials],

@@ -56,29 +56,44 @@ def rp3beta_similarity(
 ) -> sparse.csr_matrix:
     """Sparse items × items ``W`` (float32; zero diagonal, ``top_n`` largest per row) of the binary
     users × items ``x``; see the module docstring."""
+    return rp3beta_similarities(x, alpha=alpha, betas=(beta,), top_n=top_n, block_items=block_items)[0]
+
+
+def rp3beta_similarities(
+    x: sparse.csr_matrix, *, alpha: float, betas: Sequence[float], top_n: int = 100, block_items: int = 1024
+) -> list[sparse.csr_matrix]:
+    """:func:`rp3beta_similarity` for each of ``betas``: the walk's product depends on ``alpha`` alone, so
+    each block of it is computed once and penalised by each ``β`` in turn (the same ``W`` as one call
+    per ``β``)."""
     p_ui, p_iu = transition_matrices(x, alpha)
     n_items = x.shape[1]
-    penalty = popularity_penalty(np.diff(sparse.csc_matrix(x).indptr), beta)
-    rows_out, cols_out, vals_out = [], [], []
-    for start in range(0, n_items, block_items):
+    support = np.diff(sparse.csc_matrix(x).indptr)
+    penalties = [popularity_penalty(support, beta) for beta in betas]
+    kept: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in betas]
+    kk = min(top_n, n_items)
+    for start in range(0, n_items if kk > 0 else 0, block_items):
         stop = min(start + block_items, n_items)
-        dense = np.asarray((p_iu[start:stop] @ p_ui).toarray(), dtype=np.float32)
-        dense *= penalty[None, :]
-        dense[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        dense[dense <= 0] = -np.inf
-        kk = min(top_n, n_items)
-        if kk <= 0:
-            continue
-        picked, values = top_k(dense, kk)
-        keep = np.isfinite(values)
-        rows_out.append(np.nonzero(keep)[0] + start)
-        cols_out.append(picked[keep])
-        vals_out.append(values[keep])
-    if not rows_out:
+        walk = np.asarray((p_iu[start:stop] @ p_ui).toarray(), dtype=np.float32)
+        for penalty, entries in zip(penalties, kept, strict=True):
+            entries.append(_top_neighbours(walk * penalty[None, :], start, kk))
+    return [_assembled(entries, n_items) for entries in kept]
+
+
+def _top_neighbours(dense: np.ndarray, start: int, kk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, values)`` of the ``kk`` largest positive entries of each row of the block of rows
+    ``start …`` (its diagonal zeroed first)."""
+    dense[np.arange(len(dense)), np.arange(start, start + len(dense))] = 0.0
+    dense[dense <= 0] = -np.inf
+    picked, values = top_k(dense, kk)
+    keep = np.isfinite(values)
+    return np.nonzero(keep)[0] + start, picked[keep], values[keep]
+
+
+def _assembled(entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_items: int) -> sparse.csr_matrix:
+    if not entries:
         return sparse.csr_matrix((n_items, n_items), dtype=np.float32)
-    w = sparse.csr_matrix(
-        (np.concatenate(vals_out), (np.concatenate(rows_out), np.concatenate(cols_out))), shape=(n_items, n_items)
-    )
+    rows, cols, values = (np.concatenate(part) for part in zip(*entries, strict=True))
+    w = sparse.csr_matrix((values, (rows, cols)), shape=(n_items, n_items))
     w.sort_indices()
     return w
 
@@ -99,6 +114,20 @@ class RP3Beta(Recommender):
         x = training.entries.binary_matrix()
         self.similarity = rp3beta_similarity(x, alpha=self.alpha, beta=self.beta, top_n=self.top_n)
         return self
+
+    @classmethod
+    def fitted_for_betas(
+        cls, training: TrainingSet, *, alpha: float, betas: Sequence[float], top_n: int = 100
+    ) -> list[RP3Beta]:
+        """One component per ``β`` of ``betas``, each as :meth:`fit` would fit it, sharing the walk
+        (:func:`rp3beta_similarities`)."""
+        x = training.entries.binary_matrix()
+        fitted = []
+        for beta, similarity in zip(betas, rp3beta_similarities(x, alpha=alpha, betas=betas, top_n=top_n), strict=True):
+            component = cls(alpha=alpha, beta=beta, top_n=top_n)
+            component.item_ids, component.similarity = training.item_ids, similarity
+            fitted.append(component)
+        return fitted
 
     def score(self, history: UserHistory, rows: np.ndarray) -> np.ndarray:
         """float32[len(rows), n_items]: ``x_u W`` of the users' binary history."""
