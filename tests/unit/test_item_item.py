@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
+from recomart.ranking import item_item
 from recomart.ranking.base import TrainingSet
 from recomart.ranking.blend import BlendWeights
 from recomart.ranking.factors import FactorModel
@@ -20,6 +21,7 @@ from recomart.ranking.item_item import (
     similar_items_frame,
     top_n_per_row,
 )
+from recomart.ranking.kept import Kept
 from recomart.ranking.svd import BiasedSVD
 from recomart.tasks.common import repeat_purchases_allowed
 
@@ -205,3 +207,16 @@ def test_item_item_component_follows_the_recommender_interface() -> None:
     assert "a" not in ranked.item_ids[1] and "c" not in ranked.item_ids[1]
     assert ranked.item_ids[1][0] == "b"
     assert ranked.scores[0].tolist() == [0.0, 0.0]  # d has no co-buyers: nothing scores above zero
+
+
+def test_a_refit_on_the_same_incidence_and_settings_reuses_the_kept_similarity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(item_item, "SIMILARITIES", Kept(2))
+    ratings, users, products = _shop()
+    training = TrainingSet.build(ratings, products, users)
+    first = ItemItem(top_n=2).fit(training).similarity
+    assert ItemItem(top_n=2).fit(TrainingSet.build(ratings.iloc[::-1], products, users)).similarity is first
+    other = ItemItem(top_n=1).fit(training).similarity
+    assert other is not first and other.nnz < first.nnz
+    fewer = ItemItem(top_n=2).fit(TrainingSet.build(ratings.iloc[1:], products, users)).similarity  # drops `first`
+    assert fewer is not first and ItemItem(top_n=2).fit(training).similarity is not first
+    assert (ItemItem(top_n=2).fit(training).similarity != first).nnz == 0

@@ -4,7 +4,7 @@ depends on the rows alone, not their order, so a repeated fit is a lookup."""
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ from surprise import SVD, Trainset
 
 from recomart.ranking import svd
 from recomart.ranking.factors import FactorModel
+from recomart.ranking.kept import Kept
 from recomart.ranking.svd import SVDSettings, build_trainset, sample_negatives
 
 
@@ -102,9 +103,9 @@ def test_compiled_negatives_equal_the_sort_based_definition(scheme: str, ratio: 
 def test_a_fit_depends_on_the_rows_not_their_order_and_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     pairs = _pairs(3)
     settings = SVDSettings(params={"n_factors": 4, "n_epochs": 3})
-    monkeypatch.setattr(svd, "_FITTED", OrderedDict())
+    monkeypatch.setattr(svd, "FITTED", Kept(4))
     first, n_negatives = svd.fit_biased_svd(pairs, settings)
-    svd._FITTED.clear()
+    svd.FITTED.results.clear()
     shuffled, _ = svd.fit_biased_svd(pairs.sample(frac=1.0, random_state=9), settings)
     for key, value in first.to_arrays().items():
         np.testing.assert_array_equal(value, shuffled.to_arrays()[key], err_msg=key)
@@ -116,4 +117,4 @@ def test_a_fit_depends_on_the_rows_not_their_order_and_is_kept(monkeypatch: pyte
         pairs.assign(rating=pairs["rating"].where(pairs.index != pairs.index[0], 0.5)), settings
     )
     assert len({id(m) for m in (shuffled, other_settings, fewer_rows, changed_rating)}) == 4
-    assert len(svd._FITTED) == svd._FITTED_KEPT
+    assert len(svd.FITTED.results) == svd.FITTED.size

@@ -22,6 +22,7 @@ from scipy import sparse
 from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
 from recomart.ranking.exact_top_k import keep_best
 from recomart.ranking.history import HISTORY_HALF_LIFE_DAYS, UserHistory
+from recomart.ranking.kept import Kept, digest
 
 Similarity = Literal["jaccard", "cosine"]
 
@@ -140,6 +141,11 @@ def similar_items_frame(similarity: sparse.csr_matrix, item_ids: np.ndarray) -> 
     )
 
 
+#: the last similarities of this process by incidence and settings (a training round fits item-to-item
+#: on one window for each option set of the blend search and again for the ranker's candidates)
+SIMILARITIES: Kept[sparse.csr_matrix] = Kept(4)
+
+
 class ItemItem(Recommender):
     """ "Customers who bought this also bought": co-occurrence neighbours of the user's history items.
 
@@ -154,10 +160,13 @@ class ItemItem(Recommender):
         self.similarity = sparse.csr_matrix((0, 0), dtype=np.float32)
 
     def fit(self, training: TrainingSet) -> ItemItem:
+        """The neighbours of ``training``'s incidence (read-only; the same incidence and settings again
+        reuse the kept matrix, :data:`SIMILARITIES`)."""
         entries = training.entries
         self.item_ids = training.item_ids
         pairs = incidence(entries.rows, entries.cols, entries.n_users, entries.n_items)
-        self.similarity = item_similarity(pairs, top_n=self.top_n, method=self.method)
+        key = digest(pairs.indptr, pairs.indices, repr((pairs.shape, self.top_n, self.method)))
+        self.similarity = SIMILARITIES.get(key, lambda: item_similarity(pairs, top_n=self.top_n, method=self.method))
         return self
 
     def score(self, history: UserHistory, rows: np.ndarray) -> np.ndarray:

@@ -13,8 +13,6 @@ with one matrix product per user block (:mod:`recomart.ranking.scoring`).
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ import pandas as pd
 from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.history import ExcludePolicy, UserHistory
+from recomart.ranking.kept import Kept, digest
 from recomart.ranking.scoring import recommend_top_k, svd_scores
 
 if TYPE_CHECKING:
@@ -143,20 +142,17 @@ def build_trainset(
     return PairsTrainset(u_codes, i_codes, values, u_uniques, i_uniques, rating_scale)
 
 
-#: the last fits of this process, by :func:`_fit_key` (a training round fits the same SVD on the same
-#: window for its blend and for its ranker's candidates: the second is a lookup)
-_FITTED: OrderedDict[str, tuple[FactorModel, int]] = OrderedDict()
-_FITTED_KEPT = 4
+#: the last fits of this process (a training round fits the same SVD on the same window for its blend
+#: and for its ranker's candidates: the second is a lookup)
+FITTED: Kept[tuple[FactorModel, int]] = Kept(4)
 
 
 def _fit_key(pairs: pd.DataFrame, settings: SVDSettings) -> str:
     """A digest of ``settings`` and of the multiset of ``(user_id, item_id, rating)`` rows (row order does
     not change a fit: :func:`build_trainset` and :func:`sample_negatives` order by id)."""
     rows = pd.util.hash_pandas_object(pairs[["user_id", "item_id", "rating"]], index=False).to_numpy()
-    digest = hashlib.blake2b(np.sort(rows).tobytes(), digest_size=16)
     fitted_by = (sorted(settings.svd_params.items()), settings.seed, settings.implicit, settings.negative_ratio)
-    digest.update(repr((*fitted_by, settings.negative_rating, settings.negative_sampling)).encode())
-    return digest.hexdigest()
+    return digest(np.sort(rows), repr((*fitted_by, settings.negative_rating, settings.negative_sampling)))
 
 
 def fit_biased_svd(pairs: pd.DataFrame, settings: SVDSettings) -> tuple[FactorModel, int]:
@@ -164,15 +160,8 @@ def fit_biased_svd(pairs: pd.DataFrame, settings: SVDSettings) -> tuple[FactorMo
     negatives in implicit mode); returns (the factors, the number of negatives added).
 
     A fit is a function of the rows (in any order) and ``settings`` alone, so the last few fits are
-    kept: fitting the same rows with the same settings again returns the kept factors."""
-    key = _fit_key(pairs, settings)
-    if key in _FITTED:
-        _FITTED.move_to_end(key)
-        return _FITTED[key]
-    _FITTED[key] = _fit_surprise(pairs, settings)
-    while len(_FITTED) > _FITTED_KEPT:
-        _FITTED.popitem(last=False)
-    return _FITTED[key]
+    kept (:data:`FITTED`): fitting the same rows with the same settings again returns the kept factors."""
+    return FITTED.get(_fit_key(pairs, settings), lambda: _fit_surprise(pairs, settings))
 
 
 def _fit_surprise(pairs: pd.DataFrame, settings: SVDSettings) -> tuple[FactorModel, int]:
