@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from recomart.model.catalogue import Catalogue
-from recomart.model.component_search import CANDIDATES, choose_params, validation_ndcg
+from recomart.model.component_search import CANDIDATES, choose_params, users_ndcg, validation_users
 from recomart.model.evaluate import CURVE_KS, eval_set, metric_ks, ranking_summary
 from recomart.model.ranker_fit import RANKER_CANDIDATES, RANKER_THREADS, ranker_generators
 from recomart.model.split import Split
@@ -225,10 +225,10 @@ def _fit_and_compare(
     held = split.valid["user_id"].astype(str).isin(compare).to_numpy()
     ranker.fit_ranker(training, split.valid[~held])
     clock.lap("fit")
-    compared = split.valid[held]
+    compared = validation_users(training, split.valid[held], exclude_seen=exclude_seen)
     scores = {
-        "ranker": validation_ndcg(ranker, training, compared, k=k, exclude_seen=exclude_seen)[0],
-        "blend": validation_ndcg(blend_hybrid.fit(training), training, compared, k=k, exclude_seen=exclude_seen)[0],
+        "ranker": users_ndcg(ranker, compared, k),
+        "blend": users_ndcg(blend_hybrid.fit(training), compared, k),
     }
     clock.lap("compare")
     return scores
