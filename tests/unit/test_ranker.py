@@ -212,3 +212,15 @@ def test_offline_scorer_returns_k_unseen_ids_and_its_evidence(
     assert "svd" not in record["generators"] and "buy_again" not in record["generators"]
     choice = record["n_candidates_choice"]  # N chosen on the validation window, among the grid
     assert record["n_candidates"] == choice["n_candidates"] in {t["n_candidates"] for t in choice["trials"]}
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_early_stopping_keeps_a_user_on_each_side_whatever_the_share(
+    planted: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame], share: float
+) -> None:
+    train, valid, _ = planted
+    ranker = _ranker(seed=3)
+    ranker.valid_share = share  # all users would learn (0.0) or all would stop the learning (1.0)
+    ranker.max_label_users = 40
+    ranker.fit_ranker(TrainingSet.build(train), valid)
+    assert ranker.booster is not None and ranker.evidence["best_iteration"] >= 1

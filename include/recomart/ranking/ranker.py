@@ -10,9 +10,9 @@ Two stages (:mod:`recomart.ranking.ranker_features` builds the candidates and th
 **Protocol** (:meth:`LearnedRanker.fit_ranker`): generators fitted on a fit part (before the
 validation cutoff), labels = the pairs of the validation window (1 if the user interacted with the
 item in the window, else 0).  Users without a labelled candidate carry no ranking signal and are left
-out; a seeded share of the remaining users (``valid_share``) is held out for early stopping, so every
-choice is made on the validation window.  For the test window, :meth:`LearnedRanker.fit` refits the
-generators on the whole training part and keeps the learned model.
+out; a seeded share of the remaining users (``valid_share``, at least one user and never all of them) is
+held out for early stopping, so every choice is made on the validation window.  For the test window,
+:meth:`LearnedRanker.fit` refits the generators on the whole training part and keeps the learned model.
 
 :meth:`LearnedRanker.score` returns the model's score on the candidates and ``-inf`` elsewhere, so
 :meth:`~recomart.ranking.base.Recommender.recommend_aligned` ranks as any component does.  LightGBM
@@ -188,7 +188,7 @@ class LearnedRanker(Recommender):
         positive_users = np.unique(data.rows[y > 0])
         if len(positive_users) < 2:
             raise ValueError("fewer than two validation users have a labelled candidate: nothing to learn from")
-        held = np.random.default_rng(self.seed).random(len(positive_users)) < self.valid_share
+        held = _early_stopping_users(len(positive_users), self.valid_share, self.seed)
         fit_mask = np.isin(data.rows, positive_users[~held])
         stop_mask = np.isin(data.rows, positive_users[held])
         model = lgb.LGBMRanker(**self.params, random_state=self.seed, n_jobs=self.num_threads, deterministic=True)
@@ -334,3 +334,14 @@ def _is_sorted(rows: np.ndarray) -> bool:
 def _positions(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Position in ``rows`` (unique) of each of ``values``."""
     return np.asarray(pd.Index(rows).get_indexer(pd.Index(values)), dtype=np.int64)
+
+
+def _early_stopping_users(n_users: int, share: float, seed: int) -> np.ndarray:
+    """bool[n_users]: a seeded ``share`` of ``n_users`` (at least 2) held out for early stopping, moved
+    so that both the held and the learned parts have a user (LightGBM refuses an empty set)."""
+    held = np.random.default_rng(seed).random(n_users) < share
+    if not held.any():
+        held[-1] = True
+    if held.all():
+        held[0] = False
+    return held
