@@ -224,3 +224,23 @@ def test_early_stopping_keeps_a_user_on_each_side_whatever_the_share(
     ranker.max_label_users = 40
     ranker.fit_ranker(TrainingSet.build(train), valid)
     assert ranker.booster is not None and ranker.evidence["best_iteration"] >= 1
+
+
+def test_store_features_absent_at_a_cutoff_are_ranked_as_missing(
+    fitted: LearnedRanker, planted: tuple[pd.DataFrame, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    train, _, _ = planted
+    history = UserHistory.align(train, np.sort(train["user_id"].unique())[:30], fitted.item_ids)
+    rows = np.arange(history.n_users)
+    learned = fitted.item_features
+    try:
+        fitted.item_features = learned.assign(promoted=np.nan)  # the store has the column, no values
+        expected = fitted.score(history, rows)
+        fitted.item_features = None  # the store has nothing yet at this cutoff
+        np.testing.assert_array_equal(fitted.score(history, rows), expected)
+        assert "item_promoted" in caplog.text and "ranked as missing" in caplog.text
+        fitted.item_features = learned.assign(novel=1.0)
+        with pytest.raises(ValueError, match=r"\['item_novel'\] were not learned"):
+            fitted.score(history, rows)
+    finally:
+        fitted.item_features = learned

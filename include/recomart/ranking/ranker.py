@@ -21,6 +21,7 @@ runs with ``num_threads`` set explicitly and ``deterministic=True``: one seed gi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ from recomart.ranking.ranker_features import (
 )
 from recomart.ranking.rp3beta import RP3Beta
 from recomart.ranking.svd import BiasedSVD
+
+log = logging.getLogger(__name__)
 
 #: the generator classes a stored ranker can hold, by class name
 GENERATOR_CLASSES: dict[str, Any] = {
@@ -229,10 +232,9 @@ class LearnedRanker(Recommender):
         data = self.rows_for(history, rows)
         out = np.full((len(rows), history.n_items), -np.inf, dtype=np.float32)
         if len(data.rows):
-            if data.names != self.feature_names:
-                raise ValueError(f"features {data.names} differ from the learned {self.feature_names}")
+            x = _learned_columns(data, self.feature_names)
             local = np.searchsorted(rows, data.rows) if _is_sorted(rows) else _positions(rows, data.rows)
-            predicted = self.booster.predict(data.x, num_threads=self.num_threads)
+            predicted = self.booster.predict(x, num_threads=self.num_threads)
             out[local, data.cols] = np.asarray(predicted, dtype=np.float32)
         return out
 
@@ -345,3 +347,21 @@ def _early_stopping_users(n_users: int, share: float, seed: int) -> np.ndarray:
     if held.all():
         held[0] = False
     return held
+
+
+def _learned_columns(data: RankerRows, learned: list[str]) -> np.ndarray:
+    """``data.x`` with the ``learned`` feature columns in their order.  A learned column the rows lack
+    (a feature-store value that did not exist yet at this ranking's cutoff, such as the user features of
+    a shop's first days) is missing (NaN) for every row, with a warning; a column the model never
+    learned is an error."""
+    if data.names == learned:
+        return data.x
+    unknown = [name for name in data.names if name not in learned]
+    if unknown:
+        raise ValueError(f"features {unknown} were not learned (learned: {learned})")
+    missing = [name for name in learned if name not in data.names]
+    log.warning("features %s have no values at this cutoff: ranked as missing", missing)
+    x = np.full((len(data.x), len(learned)), np.nan, dtype=np.float32)
+    position = {name: n for n, name in enumerate(learned)}
+    x[:, [position[name] for name in data.names]] = data.x
+    return x
