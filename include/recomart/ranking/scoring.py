@@ -77,6 +77,15 @@ CHUNK = 64  # columns tested at once (vectorised) against a row's running k-th b
 
 
 @numba.njit(inline="always")
+def _mask_span(ex_indptr: np.ndarray, ex_rows: np.ndarray, b: int) -> tuple[int, int]:  # pragma: no cover - jit
+    """``(start, end)`` of score row ``b``'s mask in the mask's indices (empty when its row is ``-1``)."""
+    r = ex_rows[b]
+    if r < 0:
+        return 0, 0
+    return ex_indptr[r], ex_indptr[r + 1]
+
+
+@numba.njit(inline="always")
 def _take_segment(  # pragma: no cover - jit
     seg: np.ndarray,
     lo: int,
@@ -137,10 +146,7 @@ def _top_k_kernel(  # pragma: no cover - jit
         row = scores[b]
         vals = out_val[b]
         idxs = out_idx[b]
-        r = ex_rows[b]
-        p, end = 0, 0
-        if r >= 0:
-            p, end = ex_indptr[r], ex_indptr[r + 1]
+        p, end = _mask_span(ex_indptr, ex_rows, b)
         thr = np.float32(-np.inf)
         count = 0
         for lo in range(0, n_cols, CHUNK):
@@ -170,10 +176,7 @@ def _weighted_top_k_kernel(  # pragma: no cover - jit
     for b in numba.prange(n_rows):
         vals = out_val[b]
         idxs = out_idx[b]
-        r = ex_rows[b]
-        p, end = 0, 0
-        if r >= 0:
-            p, end = ex_indptr[r], ex_indptr[r + 1]
+        p, end = _mask_span(ex_indptr, ex_rows, b)
         thr = np.float32(-np.inf)
         count = 0
         buffer = np.empty(CHUNK, dtype=np.float32)
