@@ -35,8 +35,12 @@ inputs and seed:
   under the parent (params, validation metrics); a trial other than the first that starts after the
   tuning budget is spent is skipped;
 - `choose` (the reduce) picks the best trial on the validation metric, the lowest trial index on ties;
-- `fit_evaluate_register` fits the blend with the chosen SVD, scores the test window, gates and
-  registers the version into the parent run;
+- `blend` fits the blend's weights and options on validation with the chosen SVD while `refit` (one
+  mapped task per window) refits that SVD on train + validation and on all the data;
+- then `score_test_window` scores every contender on the test window and fits the hybrid to register
+  while `fit_ranker` fits the learned ranker and compares it with the blend on validation (both read
+  the refitted factors instead of fitting them again);
+- `register` assembles the round, gates it and registers the version into the parent run;
 - `discard_staging` (teardown) removes the folder and ends the parent run as failed unless a version
   was registered into it.
 
@@ -46,7 +50,7 @@ equal those of the last registered version (MLflow tag and `ops.model_promotions
 Each version is tagged with the DAG run that trained it (`airflow_run_id`), which is how the demo's
 report names the version its own run registered.
 
-`fit_evaluate_register` emits `recomart_model`, which starts `recommend` (not when skipped).
+`register` emits `recomart_model`, which starts `recommend` (not when skipped).
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ import pendulum
 from airflow.sdk import dag, task, teardown
 from recomart_dag_utils.assets import MARTS, MODEL
 from recomart_dag_utils.defaults import DEFAULT_ARGS, skip_when_unchanged, warehouse_dsn
+
+REFIT_WINDOWS = ("train_valid", "all")  # recomart.tasks.train_round.REFIT_WINDOWS
 
 
 @dag(
@@ -98,14 +104,47 @@ def train():
 
         return choose_params(settings(), list(results[:]))  # one XCom read
 
-    @task(outlets=[MODEL])
-    def fit_evaluate_register(specs: list[dict], chosen: dict, dag_run=None, outlet_events=None) -> dict:
-        """Fit the blend with the chosen SVD, evaluate against popularity and the champion, gate, register
-        (tagged with this DAG run's id)."""
+    @task
+    def blend(specs: list[dict], chosen: dict, dag_run=None) -> dict:
+        """Fit the blend's weights and component options on validation with the chosen SVD."""
         from recomart.config import settings
-        from recomart.tasks.train_trials import fit_and_register
+        from recomart.tasks.train_round import fit_blend
 
-        summary = fit_and_register(settings(), warehouse_dsn(), list(specs), chosen, airflow_run_id=dag_run.run_id)
+        return fit_blend(settings(), list(specs), chosen, airflow_run_id=dag_run.run_id)
+
+    @task
+    def refit(specs: list[dict], chosen: dict, window: str, dag_run=None) -> dict:
+        """Refit the chosen SVD on one window: train + validation, or all the data (the served SVD)."""
+        from recomart.config import settings
+        from recomart.tasks.train_round import refit_svd
+
+        return refit_svd(settings(), list(specs), chosen, window, airflow_run_id=dag_run.run_id)
+
+    @task
+    def score_test_window(specs: list[dict], chosen: dict, dag_run=None) -> dict:
+        """Score the blend, each component, popularity and the champion once on the test window; fit the
+        hybrid to register."""
+        from recomart.config import settings
+        from recomart.tasks.train_round import score_test_window
+
+        return score_test_window(settings(), list(specs), chosen, airflow_run_id=dag_run.run_id)
+
+    @task
+    def fit_ranker(specs: list[dict], chosen: dict, dag_run=None) -> dict:
+        """Fit the learned ranker on point-in-time features and compare it with the blend on validation."""
+        from recomart.config import settings
+        from recomart.tasks.train_round import fit_ranker
+
+        return fit_ranker(settings(), list(specs), chosen, airflow_run_id=dag_run.run_id)
+
+    @task(outlets=[MODEL])
+    def register(specs: list[dict], chosen: dict, dag_run=None, outlet_events=None) -> dict:
+        """Assemble the round, gate it against popularity and the champion, register it (tagged with this
+        DAG run's id)."""
+        from recomart.config import settings
+        from recomart.tasks.train_round import register_round
+
+        summary = register_round(settings(), warehouse_dsn(), list(specs), chosen, airflow_run_id=dag_run.run_id)
         outlet_events[MODEL].extra = summary
         return summary
 
@@ -118,7 +157,13 @@ def train():
         discard_trials(settings(), list(specs))
 
     specs = prepare()
-    registered = fit_evaluate_register(specs, choose(trial.expand(spec=specs)))
+    chosen = choose(trial.expand(spec=specs))
+    fitted = [blend(specs, chosen), refit.partial(specs=specs, chosen=chosen).expand(window=list(REFIT_WINDOWS))]
+    halves = [score_test_window(specs, chosen), fit_ranker(specs, chosen)]
+    registered = register(specs, chosen)
+    fitted >> halves[0]
+    fitted >> halves[1]
+    halves >> registered
     registered >> discard_staging(specs).as_teardown(setups=specs)
 
 

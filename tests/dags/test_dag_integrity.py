@@ -110,3 +110,18 @@ def test_dag_files_have_no_top_level_heavy_imports() -> None:
         top_level = [line for line in path.read_text().splitlines() if not line.startswith((" ", "\t"))]
         offenders = [line for line in top_level if line.startswith(heavy)]
         assert not offenders, f"{path.name}: move {offenders} inside the task"
+
+
+def test_the_train_dags_refit_windows_are_the_ones_its_task_bodies_know() -> None:
+    """The train DAG maps ``refit`` over a literal (its file imports no recomart code at parse time)."""
+    import ast
+
+    from recomart.tasks.train_round import REFIT_WINDOWS
+
+    tree = ast.parse((DAGS_DIR / "train.py").read_text())
+    literal = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "REFIT_WINDOWS" for t in node.targets)
+    )
+    assert ast.literal_eval(literal) == REFIT_WINDOWS

@@ -1,4 +1,5 @@
-"""The train DAG's fanned-out round (prepare, one task per trial, the reduce, fit and register, teardown)
+"""The train DAG's fanned-out round (prepare, one task per trial, the reduce, the blend and the SVD refits,
+the test window and the ranker, register, teardown)
 gives the single-task round's result: the same chosen SVD parameters and validation figures as
 ``tune_svd``, the same registered model and metrics; each trial is a nested MLflow run of the DAG run's
 parent run; unchanged inputs end as the logged no-op (real Postgres, MLflow, staged Parquet)."""
@@ -23,14 +24,15 @@ from recomart.model.train import prepared_split, train_tune_evaluate
 from recomart.model.trials import choose_trial, plan_trials, run_trial, tuned_from_choice
 from recomart.model.tuning import tune_svd
 from recomart.tasks.train import read_round_inputs, train_and_register
-from recomart.tasks.train_trials import (
-    choose_params,
-    discard_trials,
-    fit_and_register,
-    prepare_trials,
-    run_one_trial,
-    stage_folder,
+from recomart.tasks.train_round import (
+    REFIT_WINDOWS,
+    fit_blend,
+    fit_ranker,
+    refit_svd,
+    register_round,
+    score_test_window,
 )
+from recomart.tasks.train_trials import choose_params, discard_trials, prepare_trials, run_one_trial, stage_folder
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +69,12 @@ def mapped(marts_dsn: str, test_settings) -> dict:  # noqa: F811
     results = [run_one_trial(s, spec) for spec in specs]  # retried trials replace their nested runs
     results = json.loads(json.dumps(results[1:] + results[:1]))  # through XCom's JSON, out of order
     choice = choose_params(s, results)
-    summary = fit_and_register(s, marts_dsn, specs, choice, airflow_run_id=RUN_ID)
+    for window in reversed(REFIT_WINDOWS):  # the parallel tasks, in another order than the DAG lists them
+        refit_svd(s, specs, choice, window, airflow_run_id=RUN_ID)
+    fit_blend(s, specs, choice, airflow_run_id=RUN_ID)
+    fit_ranker(s, specs, choice, airflow_run_id=RUN_ID)
+    score_test_window(s, specs, choice, airflow_run_id=RUN_ID)
+    summary = register_round(s, marts_dsn, specs, choice, airflow_run_id=RUN_ID)
     discard_trials(s, specs)
     return {"settings": s, "specs": specs, "choice": choice, "summary": summary, "staged": staged}
 

@@ -92,6 +92,29 @@ def train_and_gate(
         feature_service=feature_service,
         tuned=tuned,
     )
+    return register_result(
+        result,
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        artifact_dir=artifact_dir,
+        feature_service=feature_service,
+        tags=tags,
+        run_id=run_id,
+    )
+
+
+def register_result(
+    result: TrainResult,
+    *,
+    tracking_uri: str,
+    model_name: str,
+    artifact_dir: Path,
+    feature_service: str = FEATURE_SERVICE,
+    tags: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> PromotionOutcome:
+    """Log and register a trained round (:func:`recomart.model.registry.log_and_register`): the gate
+    gives it ``@champion`` or ``@challenger`` against the champion ``result`` was scored with."""
     registered = log_and_register(
         result,
         tracking_uri=tracking_uri,
@@ -102,4 +125,4 @@ def train_and_gate(
         run_id=run_id,
     )
     log.info("model %s v%s: %s", model_name, registered.version, registered.reason)
-    return PromotionOutcome(result, registered, None if champion is None else champion.version)
+    return PromotionOutcome(result, registered, result.champion_version)

@@ -312,35 +312,112 @@ def train_tune_evaluate(
     else:
         timings["tuning_s"] = float(sum(trial["seconds"] for trial in tuned.trials))
     with _timed(timings, "blend_fit_s"):
-        blend = _fit_blend(split, tuned, catalogue, config, exclude_seen)
+        blend = fit_round_blend(split, tuned, catalogue, config)
+    scored = score_round(data, split, tuned, blend, catalogue, config, champion=champion, features_at=features_at)
+    stage = ranker_round(split, data, tuned, blend, catalogue, config, features_at, feature_service)
+    return round_result(
+        RoundSetup(config, catalogue, data, split, tuned, dataset_source, timings), blend, scored, stage
+    )
+
+
+@dataclass
+class ScoredRound:
+    """The test-window half of a round (:func:`score_round`): the tuned SVD refitted on train +
+    validation (``eval_model``, fitted with ``n_negatives`` sampled negatives), every contender's test
+    figures (``evaluation``, as :func:`evaluate_on_test` returns them, the champion's ranker re-scored
+    when it has one), the hybrid to register, the re-scored champion's version and the latest time its
+    factors saw, and the seconds of ``fit_train_s``, ``evaluate_s`` and ``fit_full_s``."""
+
+    eval_model: FactorModel
+    n_negatives: int
+    evaluation: dict[str, Any]
+    recommender: HybridRecommender
+    champion_version: str | None = None
+    champion_trained_through: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoundSetup:
+    """What every step of a round shares: the settings, the catalogue, the prepared pairs and their
+    split, the tuned SVD, where the pairs came from and the seconds spent so far (``prepare_s``,
+    ``tuning_s``, ``blend_fit_s``)."""
+
+    config: TrainingConfig
+    catalogue: Catalogue
+    data: pd.DataFrame
+    split: Split
+    tuned: TunedSVD
+    dataset_source: str = RATINGS_RELATION
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+def score_round(
+    data: pd.DataFrame,
+    split: Split,
+    tuned: TunedSVD,
+    blend: BlendFit,
+    catalogue: Catalogue,
+    config: TrainingConfig,
+    *,
+    champion: Champion | None = None,
+    features_at: FeaturesAt | None = None,
+) -> ScoredRound:
+    """Steps 3 and 4 of :func:`train_tune_evaluate`: refit the tuned SVD on train + validation, score
+    every contender on the test window once, fit the hybrid to register.  Independent of the ranker's
+    stage (:func:`ranker_round`): the train DAG runs the two as parallel tasks."""
+    timings: dict[str, float] = {}
     with _timed(timings, "fit_train_s"):
         eval_model, n_negatives = fit_biased_svd(split.train_valid, config.svd_settings(tuned.params))
     with _timed(timings, "evaluate_s"):
         evaluation = evaluate_on_test(split, eval_model, blend, champion, catalogue, config)
     with _timed(timings, "fit_full_s"):
         recommender = fit_served_recommender(data, eval_model, tuned.params, blend, catalogue, config)
-    stage = None
-    if config.ranker != "off":
-        stage = _ranker_stage(split, data, tuned, blend, catalogue, config, features_at, feature_service)
-        timings.update(stage.timings)
     if champion is not None and champion.ranker is not None:
         rescored = rescore_champion_ranker(champion.ranker, split, catalogue, features_at, config.k)
         if rescored is not None:
             evaluation["metrics"]["champion"] = rescored
+    return ScoredRound(
+        eval_model,
+        n_negatives,
+        evaluation,
+        recommender,
+        champion_version=None if champion is None else champion.version,
+        champion_trained_through=None if champion is None else champion.trained_through,
+        timings=timings,
+    )
+
+
+def round_result(setup: RoundSetup, blend: BlendFit, scored: ScoredRound, stage: RankerStage | None) -> TrainResult:
+    """The round's :class:`TrainResult` from its parts: the blend, the test-window half and the ranker's
+    stage (None when the ranker is off); logs the outcome."""
+    data, split = setup.data, setup.split
+    timings = {**setup.timings, **scored.timings, **(stage.timings if stage is not None else {})}
     timings["total_s"] = sum(timings.values())
     split_info = {
-        **_split_record(data, split, n_negatives, evaluation["info"]),
-        "champion_saw_test_data": _saw_test(None if champion is None else champion.trained_through, split.test),
+        **_split_record(data, split, scored.n_negatives, scored.evaluation["info"]),
+        "champion_saw_test_data": _saw_test(scored.champion_trained_through, split.test),
     }
-    result = _result(config, catalogue, data, split, tuned, blend, eval_model, recommender, evaluation, split_info)
-    result.timings, result.dataset_source = timings, dataset_source
-    result.champion_version = None if champion is None else champion.version
+    result = _result(
+        setup.config,
+        setup.catalogue,
+        data,
+        split,
+        setup.tuned,
+        blend,
+        scored.eval_model,
+        scored.recommender,
+        scored.evaluation,
+        split_info,
+    )
+    result.timings, result.dataset_source = timings, setup.dataset_source
+    result.champion_version = scored.champion_version
     with_ranker(result, stage)
     _log_outcome(result, blend)
     return result
 
 
-def _ranker_stage(
+def ranker_round(
     split: Split,
     data: pd.DataFrame,
     tuned: TunedSVD,
@@ -349,8 +426,11 @@ def _ranker_stage(
     config: TrainingConfig,
     features_at: FeaturesAt | None,
     feature_service: str | None,
-) -> RankerStage:
-    """:func:`recomart.model.ranker_stage.fit_ranker_stage` with the round's blend (train-part SVD)."""
+) -> RankerStage | None:
+    """Step 5 of :func:`train_tune_evaluate`: :func:`recomart.model.ranker_stage.fit_ranker_stage` with
+    the round's blend (train-part SVD); None when ``config.ranker`` is ``off``."""
+    if config.ranker == "off":
+        return None
     train_model = tuned.train_model or fit_biased_svd(split.train, config.svd_settings(tuned.params))[0]
     blend_hybrid = catalogue.hybrid(
         weights=BlendWeights.from_meta({"weights": blend.weights}),
@@ -394,10 +474,9 @@ def with_ranker(result: TrainResult, stage: RankerStage | None) -> None:
         result.beats_popularity = bool(result.metrics["model"][metric] > result.metrics["popularity"][metric])
 
 
-def _fit_blend(
-    split: Split, tuned: TunedSVD, catalogue: Catalogue, config: TrainingConfig, exclude_seen: bool
-) -> BlendFit:
-    """The blend chosen on validation with the tuned SVD fitted on the train part."""
+def fit_round_blend(split: Split, tuned: TunedSVD, catalogue: Catalogue, config: TrainingConfig) -> BlendFit:
+    """Step 2 of :func:`train_tune_evaluate`: the blend chosen on validation with the tuned SVD fitted on
+    the train part."""
     train_model = tuned.train_model
     if train_model is None and not split.valid.empty:
         train_model = fit_biased_svd(split.train, config.svd_settings(tuned.params))[0]
@@ -407,7 +486,7 @@ def _fit_blend(
         split.valid,
         catalogue,
         svd=svd,
-        exclude_seen=exclude_seen,
+        exclude_seen=not catalogue.repeat_purchases,
         search=config.blend,
         k=config.k,
         seed=config.seed,

@@ -46,3 +46,7 @@ class Kept(Generic[T]):
         while len(self.results) > self.size:
             self.results.popitem(last=False)
         return result
+
+    def put(self, key: str, result: T) -> None:
+        """Keep ``result`` under ``key`` (computed elsewhere, e.g. by another process)."""
+        self.get(key, lambda: result)

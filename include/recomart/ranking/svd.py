@@ -164,6 +164,12 @@ def fit_biased_svd(pairs: pd.DataFrame, settings: SVDSettings) -> tuple[FactorMo
     return FITTED.get(_fit_key(pairs, settings), lambda: _fit_surprise(pairs, settings))
 
 
+def remember_fit(pairs: pd.DataFrame, settings: SVDSettings, fitted: tuple[FactorModel, int]) -> None:
+    """Keep ``fitted`` (factors, negatives added) as :func:`fit_biased_svd`'s result for ``pairs`` and
+    ``settings``: a fit made by another process on the same rows (the train DAG's refit tasks)."""
+    FITTED.put(_fit_key(pairs, settings), fitted)
+
+
 def _fit_surprise(pairs: pd.DataFrame, settings: SVDSettings) -> tuple[FactorModel, int]:
     from surprise import SVD
 

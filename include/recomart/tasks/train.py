@@ -24,7 +24,7 @@ from recomart.marts import (
 )
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
-from recomart.model.promotion import train_and_gate
+from recomart.model.promotion import PromotionOutcome, train_and_gate
 from recomart.model.promotion_log import last_registered_digest, record_promotion
 from recomart.model.staging import RoundInputs
 from recomart.model.tuning import TunedSVD
@@ -123,6 +123,13 @@ def gate_and_record(
         tuned=tuned,
         run_id=run_id,
     )
+    return record_outcome(s, dsn, outcome, digest, airflow_run_id=airflow_run_id)
+
+
+def record_outcome(
+    s: Settings, dsn: str, outcome: PromotionOutcome, digest: str, *, airflow_run_id: str | None
+) -> dict[str, Any]:
+    """Log the gate's decision and append it to ``ops.model_promotions``; returns its row."""
     summary = {**outcome.summary(s.model_name), "inputs_digest": digest, "airflow_run_id": airflow_run_id}
     if outcome.registered.promoted:
         log.info("model %s v%s promoted: %s", s.model_name, summary["model_version"], summary["reason"])

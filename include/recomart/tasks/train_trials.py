@@ -1,8 +1,9 @@
 """Task bodies of the ``train`` DAG: one training round with its SVD trials fanned out.
 
 :func:`prepare_trials` (setup) -> :func:`run_one_trial` per trial (dynamic task mapping) ->
-:func:`choose_params` (the reduce) -> :func:`fit_and_register` (blend fit, test window, gate, register)
--> :func:`discard_trials` (teardown).  The round is the one :func:`recomart.tasks.train.train_and_register`
+:func:`choose_params` (the reduce) -> the round's remaining steps (:mod:`recomart.tasks.train_round`:
+blend fit and SVD refits, then test window and learned ranker, then gate and register) ->
+:func:`discard_trials` (teardown).  The round is the one :func:`recomart.tasks.train.train_and_register`
 runs in one process, with the same result for the same inputs and seed; the model code is in
 :mod:`recomart.model.trials` (the trials), :mod:`recomart.model.staging` (the run's folder) and
 :mod:`recomart.model.trial_runs` (the MLflow parent run and its nested trial runs).
@@ -18,19 +19,11 @@ from typing import Any
 
 from recomart.config import Settings
 from recomart.model.config import TrainingConfig
-from recomart.model.staging import (
-    StagedRound,
-    discard_stage,
-    peek_round,
-    read_inputs,
-    read_round,
-    stage_round,
-    write_round,
-)
+from recomart.model.staging import StagedRound, discard_stage, peek_round, read_round, stage_round, write_round
 from recomart.model.train import data_digest, prepared_split
 from recomart.model.trial_runs import end_open_run, log_trial_run, open_parent_run
-from recomart.model.trials import TrialSpec, choose_trial, plan_trials, run_trial, tuned_from_choice
-from recomart.tasks.train import gate_and_record, read_round_inputs, unchanged_summary
+from recomart.model.trials import TrialSpec, choose_trial, plan_trials, run_trial
+from recomart.tasks.train import read_round_inputs, unchanged_summary
 
 log = logging.getLogger(__name__)
 
@@ -110,29 +103,6 @@ def run_one_trial(s: Settings, spec: dict[str, Any]) -> dict[str, Any]:
 def choose_params(s: Settings, results: list[dict[str, Any]]) -> dict[str, Any]:
     """The reduce task: the best trial on validation (:func:`recomart.model.trials.choose_trial`)."""
     return choose_trial(results, TrainingConfig.from_settings(s))
-
-
-def fit_and_register(
-    s: Settings, dsn: str, specs: list[dict[str, Any]], choice: dict[str, Any], *, airflow_run_id: str
-) -> dict[str, Any]:
-    """The final task: the round on the staged inputs with the chosen parameters (blend fit, test window,
-    gate), logged into the parent run and registered; returns the decision row (``ops.model_promotions``)."""
-    config = TrainingConfig.from_settings(s)
-    folder = Path(specs[0]["stage"])
-    staged = read_round(folder, config)
-    if staged.airflow_run_id != airflow_run_id:
-        raise RuntimeError(f"{folder} holds the round of DAG run {staged.airflow_run_id}, not {airflow_run_id}")
-    summary = gate_and_record(
-        s,
-        dsn,
-        read_inputs(folder, staged),
-        config,
-        staged.inputs_digest,
-        airflow_run_id=airflow_run_id,
-        tuned=tuned_from_choice(choice),
-        run_id=staged.parent_run_id,
-    )
-    return {**summary, "tuning": {key: choice[key] for key in ("params", "best_index", "reason")}}
 
 
 def discard_trials(s: Settings, specs: list[dict[str, Any]]) -> None:
