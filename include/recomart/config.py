@@ -98,6 +98,8 @@ class Settings:
     generator_days: int
     api_port: int = 8000
     api_workers: int = 2
+    # lists each API process keeps in memory after reading them from Redis (about 0.5 KB each)
+    api_list_memory: int = 50_000
     train_ranker: str = "validation"
     metrics_multiproc_dir: str | None = None
     stream_max_len: int = 500_000
@@ -407,6 +409,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         generator_days=env.integer("RECOMART_DAYS", 60, minimum=1),
         api_port=env.port("RECOMART_API_PORT", 8000),
         api_workers=env.integer("RECOMART_API_WORKERS", 2, minimum=1, maximum=64),
+        api_list_memory=env.integer("RECOMART_API_LIST_MEMORY", 50_000, minimum=0),
         stream_max_len=env.integer("RECOMART_STREAM_MAX_LEN", 500_000, minimum=1),
         stream_batch_size=env.integer("RECOMART_STREAM_BATCH_SIZE", 1000, minimum=1, maximum=10_000),
         stream_claim_idle_s=env.number("RECOMART_STREAM_CLAIM_IDLE_S", 15.0),

@@ -407,3 +407,26 @@ def test_postgres_down_reads_keep_serving_from_redis(api: httpx.Client, deployme
     finally:
         local_postgres.start(s)
     _wait(lambda: api.get("/readyz").json()["checks"]["postgres"] == "ok", 15, "postgres back")
+
+
+def test_lists_are_kept_in_memory_until_an_erasure_deletes_them(api: httpx.Client, deployment) -> None:
+    """A repeated read is answered from the process's memory (counted as ``memory``); ``forget``'s
+    deletion empties every process's memory within a poll, so the erased user gets the cold start."""
+    import redis
+
+    from recomart.recommend.cache import cache_layout, delete_users
+
+    s, _ = deployment
+    for _ in range(8):  # both workers read the list, then answer from memory
+        assert _recs(api, "u013")["strategy"] != "popular_cold_start"
+    kept = [line for line in api.get("/metrics").text.splitlines() if 'source="memory"' in line]
+    assert kept and any(float(line.split()[-1]) > 0 for line in kept if "recommendations" in line)
+    client = redis.Redis.from_url(s.redis_url)
+    try:
+        assert delete_users(client, cache_layout(s.db_prefix), ["u013"]) >= 1
+    finally:
+        client.close()
+    gone = _wait(
+        lambda: all(_recs(api, "u013")["strategy"] == "popular_cold_start" for _ in range(8)), 5, "u013 forgotten"
+    )
+    assert gone < 3

@@ -97,6 +97,8 @@ def test_partial_order_is_the_head_of_the_full_stable_order_ties_included() -> N
     head = rerank(items, scores, boosts, 0.3)
     assert [head[n].item_id for n in range(10)] == want[:10]  # sorted only the head so far
     assert [r.item_id for r in head] == want  # reading on sorts the rest
+    assert [r.item_id for r in rerank(items, scores, boosts, 0.3)] == want  # iterated from the start
+    assert list(rerank(items, scores, boosts, 0.3)) == [head[n] for n in range(len(head))]
     assert [r.item_id for r in rerank(items, scores, boosts, 0.3)[-5:]] == want[-5:]
 
 

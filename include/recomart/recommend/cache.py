@@ -9,6 +9,7 @@ Keys (``ns`` = ``<db prefix>:reco``, ``g`` = generation id):
 =====================  ===========================================================================
 ``ns:live``            the generation id the API serves (flipped last)
 ``ns:previous``        the generation before it (kept for rollback: ``flip_pointer(previous)``)
+``ns:erasures``        how many erasures deleted lists (the API empties its kept lists when it changes)
 ``ns:g:<g>:meta``      generation id, model version, built_at, counts (written last: its presence
                        means the generation's keys are complete)
 ``ns:g:<g>:u:<user>``  the user's list, columnar: ``[item_ids, scores, svd, item_item, content,
@@ -69,6 +70,10 @@ class CacheLayout:
     @property
     def previous(self) -> str:
         return f"{self.namespace}:previous"
+
+    @property
+    def erasures(self) -> str:
+        return f"{self.namespace}:erasures"
 
     def generation(self, generation_id: int) -> str:
         return f"{self.namespace}:g:{generation_id}"
@@ -262,9 +267,12 @@ def _delete_generation(client: redis.Redis, layout: CacheLayout, generation_id: 
 
 def delete_users(client: redis.Redis, layout: CacheLayout, user_ids: Iterable[str]) -> int:
     """Delete the lists of ``user_ids`` from every generation kept in Redis (an erasure); returns keys
-    deleted.  The API then finds no list for them, as for a user Postgres does not know."""
+    deleted.  The API then finds no list for them, as for a user Postgres does not know (each process
+    drops the lists it kept within a poll, when it sees ``ns:erasures`` change)."""
     keys = [layout.user(gid, user) for gid in sorted(_generation_ids(client, layout)) for user in user_ids]
-    return int(client.unlink(*keys)) if keys else 0
+    deleted = int(client.unlink(*keys)) if keys else 0
+    client.incr(layout.erasures)  # after the deletion: an API process that sees it reads Redis again
+    return deleted
 
 
 def flip_pointer(client: redis.Redis, layout: CacheLayout, generation_id: int) -> FlipResult:

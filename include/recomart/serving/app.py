@@ -34,7 +34,7 @@ from recomart.serving.lists import Filters, build_recommendations
 from recomart.serving.lists import Request as ListRequest
 from recomart.serving.live import LiveState, Model
 from recomart.serving.params import openapi_parameters, validated
-from recomart.serving.reads import ListReader, postgres_pool
+from recomart.serving.reads import ListMemory, ListReader, postgres_pool
 from recomart.serving.rerank import DEFAULT_WEIGHT, Session
 from recomart.serving.schemas import (
     MAX_ID_LENGTH,
@@ -195,7 +195,13 @@ def create_app(s: Settings | None = None) -> FastAPI:
     list_cache = redis.asyncio.Redis.from_url(
         s.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, retry_on_timeout=False
     )
-    reader = ListReader(list_cache, cache_layout(s.db_prefix), postgres_pool(s.warehouse_url))
+    reader = ListReader(
+        list_cache,
+        cache_layout(s.db_prefix),
+        postgres_pool(s.warehouse_url),
+        ListMemory(s.api_list_memory),
+        lambda: state.erasures,
+    )
     intake = EventIntake(s)
     exposures = ExposureLog(s)
     search_index = SearchIndex(s.warehouse_url)

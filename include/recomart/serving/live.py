@@ -185,6 +185,8 @@ class LiveState:
         self.experiment: Experiment | None = None
         self.challenger: Model | None = None
         self.health = Health()
+        #: ``ns:erasures`` as last read: a change empties the lists each process keeps (serving.reads)
+        self.erasures: bytes | None = None
         self._connections = Connections()
         # called by the poller with each newly loaded generation (e.g. the search index's rebuild)
         self.on_new_generation: list[Callable[[Generation], None]] = []
@@ -252,12 +254,14 @@ class LiveState:
         self.experiment = experiment
 
     def _check_redis(self) -> int | None:
+        """The live pointer in Redis (None: none, or Redis unreachable); also reads the erasure count."""
         try:
-            pointer = self.redis.get(self.layout.live)
+            pointer, erasures = self.redis.mget(self.layout.live, self.layout.erasures)
         except redis.RedisError as exc:
             self.health.redis = f"unreachable: {exc}"
             return None
         self.health.redis = None
+        self.erasures = erasures
         return None if pointer is None else int(pointer)
 
     def _refresh_generation(self, pg_live: tuple[int, str | None, str | None] | None, redis_live: int | None) -> None:

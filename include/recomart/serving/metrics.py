@@ -20,7 +20,8 @@ REQUEST_SECONDS = Histogram(
 )
 LIST_READS = Counter(
     "recomart_api_list_reads",
-    "Where a list came from: redis (the precompute), postgres (fallback) or cold_start (user or item not in it).",
+    "Where a list came from: redis (the precompute), memory (this process's copy of an earlier Redis read),"
+    " postgres (fallback) or cold_start (user or item not in it).",
     ["route", "source"],
 )
 RERANKED = Counter("recomart_api_reranked", "Recommendation responses re-ranked with fresh session events.")

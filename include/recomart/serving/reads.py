@@ -1,13 +1,19 @@
 """Per-request reads of the live generation: Redis (one GET, asyncio) first, Postgres when Redis fails.
 
 A key missing from a complete generation in Redis means the user (or item) is not in it, so it
-needs no Postgres read. When Redis fails (or the process serves Postgres), one indexed query reads
-the list; its ``generation_id`` comes with the rows, so a response never mixes two generations.
+needs no Postgres read.  A generation's keys never change once it is complete, so each process keeps
+the values it read (:class:`ListMemory`, bounded, least recently used dropped first) and a repeated
+read needs no Redis round trip either; an erasure (``./recomart forget``) deletes keys and bumps the
+erasure count the poller reads each second, which empties the memory.  When Redis fails (or the
+process serves Postgres), one indexed query reads the list; its ``generation_id`` comes with the
+rows, so a response never mixes two generations.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,30 +66,77 @@ def postgres_pool(dsn: str) -> ConnectionPool:
     )
 
 
-class ListReader:
-    """Reads lists of the generation a request started with: Redis without blocking the event loop,
-    Postgres (a blocking driver) in the threadpool."""
+class ListMemory:
+    """The Redis values of generation keys this process read (``None``: the key does not exist), at most
+    ``size`` of them, least recently used dropped first; all dropped when ``epoch`` changes (an erasure
+    deleted keys).  ``size`` 0 keeps nothing."""
 
-    def __init__(self, client: redis.asyncio.Redis | None, layout: CacheLayout | None, pool: ConnectionPool) -> None:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.epoch: object = None
+        self.values: OrderedDict[str, bytes | None] = OrderedDict()
+
+    def get(self, key: str, epoch: object) -> bytes | None | bool:
+        """The kept value of ``key``, or ``False`` when none is kept."""
+        if epoch != self.epoch:
+            self.values.clear()
+            self.epoch = epoch
+            return False
+        values = self.values
+        if key not in values:
+            return False
+        values.move_to_end(key)
+        return values[key]
+
+    def put(self, key: str, value: bytes | None, epoch: object) -> None:
+        if self.size <= 0 or epoch != self.epoch:
+            return
+        self.values[key] = value
+        if len(self.values) > self.size:
+            self.values.popitem(last=False)
+
+
+class ListReader:
+    """Reads lists of the generation a request started with: kept values first, then Redis without
+    blocking the event loop, then Postgres (a blocking driver) in the threadpool.  ``erasures`` gives
+    the erasure count the live state last read (a change empties the memory)."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | None,
+        layout: CacheLayout | None,
+        pool: ConnectionPool,
+        memory: ListMemory | None = None,
+        erasures: Callable[[], object] = lambda: None,
+    ) -> None:
         self.redis = client
         self.layout = layout
         self.pool = pool
+        self.memory = memory or ListMemory(0)
+        self.erasures = erasures
 
-    async def _cached(self, generation: Generation, key: str) -> bytes | None | bool:
+    async def _cached(self, generation: Generation, key: str, route: str) -> bytes | None | bool:
         """The cached value (``None``: not in the generation), or ``False`` when Postgres must answer."""
         if generation.source != "redis" or self.redis is None:
             return False
+        epoch = self.erasures()
+        kept = self.memory.get(key, epoch)
+        if kept is not False:
+            LIST_READS.labels(route, "memory" if kept is not None else "cold_start").inc()
+            return kept
         try:
-            return await self.redis.get(key)
+            value = await self.redis.get(key)
         except redis.RedisError:
             return False
+        self.memory.put(key, value, epoch)
+        LIST_READS.labels(route, "redis" if value is not None else "cold_start").inc()
+        return value
 
     async def user(self, generation: Generation, user_id: str, route: str) -> UserList | None:
         """The user's list, or None when the user is not in the generation."""
         layout = self.layout
-        raw = await self._cached(generation, layout.user(generation.generation_id, user_id) if layout else "")
+        raw = await self._cached(generation, layout.user(generation.generation_id, user_id) if layout else "", route)
         if raw is not False:
-            LIST_READS.labels(route, "redis" if raw is not None else "cold_start").inc()
             return None if raw is None else _user_list(generation.generation_id, unpack(raw), "redis")
         found = await run_in_threadpool(self.pg_user, user_id)
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
@@ -94,9 +147,9 @@ class ListReader:
     ) -> SimilarList | None:
         """The item's neighbours of ``kind`` (``reco.similar_items.kind``), or None when the generation has none."""
         layout = self.layout
-        raw = await self._cached(generation, layout.similar(generation.generation_id, item_id, kind) if layout else "")
+        key = layout.similar(generation.generation_id, item_id, kind) if layout else ""
+        raw = await self._cached(generation, key, route)
         if raw is not False:
-            LIST_READS.labels(route, "redis" if raw is not None else "cold_start").inc()
             if raw is None:
                 return None
             items, scores = unpack(raw)

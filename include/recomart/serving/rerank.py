@@ -308,6 +308,15 @@ class RankedOrder(Sequence[Ranked]):
     def __len__(self) -> int:
         return len(self._scores)
 
+    def __iter__(self) -> Iterator[Ranked]:
+        """The rows best first, built a few at a time as they are read (without ``Sequence``'s
+        per-item ``__getitem__``)."""
+        read = 0
+        while read < len(self._scores):
+            rows = self._rows if read < len(self._rows) else self._build_rows(read)
+            yield from rows[read:]
+            read = len(rows)
+
     @overload
     def __getitem__(self, index: int) -> Ranked: ...
     @overload

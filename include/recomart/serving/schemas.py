@@ -73,7 +73,10 @@ class RecommendationsOut(BaseModel):
         description="The @champion whose item-to-item neighbours re-rank the session (null while none); "
         "follows the alias within seconds, before the next generation is published."
     )
-    list_source: Literal["redis", "postgres"]
+    list_source: Literal["redis", "postgres"] = Field(
+        description="Where the list was read: the Redis copy of the generation (or this process's memory of "
+        "an earlier read of it), or Postgres when Redis failed."
+    )
     filters: Filters
     backfilled: int
     items: list[RecommendedItem]
@@ -95,7 +98,10 @@ class SimilarOut(BaseModel):
     item_id: str
     generation_id: int
     model_version: str | None
-    list_source: Literal["redis", "postgres"]
+    list_source: Literal["redis", "postgres"] = Field(
+        description="Where the list was read: the Redis copy of the generation (or this process's memory of "
+        "an earlier read of it), or Postgres when Redis failed."
+    )
     items: list[SimilarItem]
     request_id: str
 
