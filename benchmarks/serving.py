@@ -13,7 +13,9 @@ private model name, so the API re-ranks with fresh sessions.
 The stream worker runs, and ``./recomart simulate`` sends the shop's next days at ``--stream-rate``
 (200) events/s to the API throughout; ``rerank_share`` is the share of answered recommendation
 requests that were re-ranked with fresh events (the API's own counters, before and after the fixed
-load and wrk runs of that route).
+load and wrk runs of that route); ``<route>.list_sources``: the share of that route's list reads
+answered from each worker's memory of earlier Redis reads, from Redis, from Postgres, or found absent
+(cold start), over the same runs (the distinct paths repeat, as a storefront's shoppers ask again).
 
 **Freshness** (``freshness``): a second API process (``--workers 1`` on port ``--port + 1``) serves the
 same deployment. Each probe picks a known user whose list carries no session boost yet (an unknown id
@@ -263,6 +265,22 @@ def rerank_counts(base: str) -> tuple[float, float]:
     return _metric(base, "recomart_api_reranked_total"), answered
 
 
+LIST_SOURCES = ("memory", "redis", "postgres", "cold_start")
+
+
+def list_source_counts(base: str, route: str) -> dict[str, float]:
+    """Lists read so far by ``route`` (``recommendations`` or ``similar``), by where they came from."""
+    name = "recomart_api_list_reads_total"
+    return {source: _metric(base, name, f'route="{route}"', f'source="{source}"') for source in LIST_SOURCES}
+
+
+def list_source_shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    """Each source's share of the lists read between two :func:`list_source_counts`."""
+    read = {source: after[source] - before[source] for source in LIST_SOURCES}
+    total = sum(read.values())
+    return {source: round(count / total, 4) if total else None for source, count in read.items()}
+
+
 WORKER_HISTOGRAMS = {"store": "recomart_stream_worker_batch_seconds", "push": "recomart_stream_worker_push_seconds"}
 SLOW_BATCH_LE = "0.25"  # a histogram bucket bound of both: batches slower than this
 
@@ -391,9 +409,10 @@ def measure(args: argparse.Namespace, s: Settings, base: str, data: dict, folder
     route_paths["bare"] = [f"/v1/_floor?size={size}"]
     result: dict = {}
     for route in ("recommendations", "similar"):
-        counts = rerank_counts(base)
+        counts, sources = rerank_counts(base), list_source_counts(base, route)
         fixed = hey_fixed_load(base, route_paths[route], args.rate, args.concurrency, args.duration)
         result[route] = {**fixed, **wrk_max(base, route_paths[route], args.concurrency, args.wrk_duration, folder)}
+        result[route]["list_sources"] = list_source_shares(sources, list_source_counts(base, route))
         if route == "recommendations":
             reranked, answered = (b - a for a, b in zip(counts, rerank_counts(base), strict=True))
             result["rerank_share"] = round(reranked / answered, 4) if answered else None
