@@ -23,8 +23,10 @@ from recomart.model.staging import RoundInputs, StagedRound, read_inputs, read_r
 from recomart.model.train import prepared_split, train_tune_evaluate
 from recomart.model.trials import choose_trial, plan_trials, run_trial, tuned_from_choice
 from recomart.model.tuning import tune_svd
+from recomart.ranking.svd import FITTED
 from recomart.tasks.train import read_round_inputs, train_and_register
 from recomart.tasks.train_round import (
+    OPENED,
     REFIT_WINDOWS,
     fit_blend,
     fit_ranker,
@@ -72,8 +74,11 @@ def mapped(marts_dsn: str, test_settings) -> dict:  # noqa: F811
     for window in reversed(REFIT_WINDOWS):  # the parallel tasks, in another order than the DAG lists them
         refit_svd(s, specs, choice, window, airflow_run_id=RUN_ID)
     fit_blend(s, specs, choice, airflow_run_id=RUN_ID)
-    fit_ranker(s, specs, choice, airflow_run_id=RUN_ID)
-    score_test_window(s, specs, choice, airflow_run_id=RUN_ID)
+    for task in (fit_ranker, score_test_window):  # each as in a process of its own: nothing kept
+        OPENED.results.clear()
+        FITTED.results.clear()
+        task(s, specs, choice, airflow_run_id=RUN_ID)
+    OPENED.results.clear()
     summary = register_round(s, marts_dsn, specs, choice, airflow_run_id=RUN_ID)
     discard_trials(s, specs)
     return {"settings": s, "specs": specs, "choice": choice, "summary": summary, "staged": staged}

@@ -13,12 +13,13 @@ result for the same inputs and seed:
    registers it into the DAG run's MLflow parent run.
 
 Parts go through the DAG run's staging folder (:mod:`recomart.model.round_parts`); every task reads
-the staged inputs and rebuilds the same split.
+the staged inputs and rebuilds the same split, once per process (:data:`OPENED`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -42,11 +43,17 @@ from recomart.model.round_parts import (
 from recomart.model.staging import StagedRound, read_inputs, read_round
 from recomart.model.train import RoundSetup, fit_round_blend, prepared_split, ranker_round, round_result, score_round
 from recomart.model.trials import tuned_from_choice
+from recomart.ranking.kept import Kept, digest
 from recomart.ranking.svd import fit_biased_svd, remember_fit
 from recomart.tasks.common import store_features_at
 from recomart.tasks.train import record_outcome
 
 log = logging.getLogger(__name__)
+
+#: the round last opened in this process: ``dag.test()`` (the demo's runner, the scale study) runs every
+#: task of a DAG run in one process, and the next task reuses the round instead of reading and splitting
+#: the staged inputs again; under an executor each task is its own process and reads them once
+OPENED: Kept[RoundSetup] = Kept(1)
 
 REFIT_WINDOWS = ("train_valid", "all")
 """The windows the chosen SVD is refitted on: train + validation (the test figures), all the data (served)."""
@@ -62,12 +69,17 @@ def _open_round(
     staged = read_round(folder, config)
     if staged.airflow_run_id != airflow_run_id:
         raise RuntimeError(f"{folder} holds the round of DAG run {staged.airflow_run_id}, not {airflow_run_id}")
+    key = digest(str(folder), json.dumps(dataclasses.asdict(staged)), json.dumps(choice, sort_keys=True, default=str))
+    return folder, staged, OPENED.get(key, lambda: _read_setup(folder, staged, config, choice))
+
+
+def _read_setup(folder: Path, staged: StagedRound, config: TrainingConfig, choice: dict[str, Any]) -> RoundSetup:
     inputs = read_inputs(folder, staged)
     started = time.perf_counter()
     data, split = prepared_split(inputs.ratings, inputs.events, config)
     tuned = tuned_from_choice(choice)
     timings = {"prepare_s": time.perf_counter() - started, "tuning_s": sum(t["seconds"] for t in tuned.trials)}
-    return folder, staged, RoundSetup(config, inputs.catalogue, data, split, tuned, inputs.dataset_source, timings)
+    return RoundSetup(config, inputs.catalogue, data, split, tuned, inputs.dataset_source, timings)
 
 
 def _window_pairs(setup: RoundSetup, window: str) -> Any:
