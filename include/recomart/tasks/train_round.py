@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from recomart.config import Settings
 from recomart.features.names import FEATURE_SERVICE
 from recomart.model.config import TrainingConfig
@@ -82,7 +84,7 @@ def _read_setup(folder: Path, staged: StagedRound, config: TrainingConfig, choic
     return RoundSetup(config, inputs.catalogue, data, split, tuned, inputs.dataset_source, timings)
 
 
-def _window_pairs(setup: RoundSetup, window: str) -> Any:
+def _window_pairs(setup: RoundSetup, window: str) -> pd.DataFrame:
     return setup.split.train_valid if window == "train_valid" else setup.data
 
 
@@ -108,9 +110,9 @@ def refit_svd(
     s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any], window: str, *, airflow_run_id: str
 ) -> dict:
     """Refit the chosen SVD on ``window`` (:data:`REFIT_WINDOWS`; ``all`` only with ``refit_full``)."""
-    folder, _, setup = _open_round(s, specs, choice, airflow_run_id)
     if window not in REFIT_WINDOWS:
         raise ValueError(f"unknown refit window {window!r}: expected one of {REFIT_WINDOWS}")
+    folder, _, setup = _open_round(s, specs, choice, airflow_run_id)
     if window == "all" and not setup.config.refit_full:
         return {"window": window, "skipped": "refit_full is off: the served SVD is the train + validation fit"}
     started = time.perf_counter()
