@@ -6,14 +6,19 @@ over the default 75 days); ``1day`` is one day of the 30k shop (``--one-day-of``
 are the fixed costs (the shortest of ``1day``, ``1day-2``, ...: another job's load only adds).  For
 each size a deployment of its own (database prefix ``recomart_scale_<hex>``, a state folder with its
 Airflow home and landing files, a catalog API on a free port) on the servers of ``RECOMART_PG_URL`` /
-``RECOMART_REDIS_URL`` (default: the checkout's) runs the demo's chain through Airflow
-(:mod:`recomart.airflow_runner`: ``ingest_catalog``, ``ingest_events``, ``transform``, ``train``,
-``recommend``), and is dropped afterwards.  With ``--daily`` the largest size keeps its last day back,
-then loads it and runs ``transform`` again: the incremental daily run, against the first (full) one.
+``RECOMART_REDIS_URL`` (default: the checkout's) runs the demo's chain through Airflow (``ingest_catalog``,
+``ingest_events``, ``transform``, ``train``, ``recommend``), and is dropped afterwards.  By default
+(``--runner scheduler``) each run is triggered over the REST API on the deployment's own api-server,
+scheduler and dag-processor (:mod:`benchmarks.scale_scheduler`): tasks run as they do under
+``./recomart up``, mapped shards and parallel branches side by side; ``--runner dag.test`` runs them
+one at a time in one process, as the demo does (:mod:`recomart.airflow_runner`).  With ``--daily`` the
+largest size keeps its last day back, then loads it and runs ``transform`` again: the incremental daily
+run, against the first (full) one.
 
 Per stage (ingest = ``ingest_catalog`` + ``ingest_events``): the wall seconds of its DAG runs, the peak
-RSS of the largest process and of the runner's whole process tree (psutil, sampled every 0.2 s), the
-warehouse's size on disk after it (``pg_database_size``) and the load average at its start and end.
+RSS of the largest process and of the whole process tree (the runner, or the Airflow components and
+their tasks; psutil, sampled every 0.2 s), the warehouse's size on disk after it
+(``pg_database_size``) and the load average at its start and end.
 
 Results are merged by size into ``benchmarks/results/scale.json`` (``--fresh`` starts over), then
 each stage's exponent is fitted (:mod:`benchmarks.scale_fit`) and ``scale.png`` drawn; with no size
@@ -64,6 +69,14 @@ PEAK_RSS_MB_MAX = 8000
 SAMPLE_S = 0.2
 LOADS = ("load_avg_start", "load_avg_end")
 CPU_SAMPLE_S = 1.0
+#: how the chain's DAG runs are run (``--runner``), as the result file's ``executor_note`` explains them
+RUNNERS = {
+    "scheduler": "each DAG run triggered over the REST API on the deployment's own Airflow api-server, "
+    "scheduler and dag-processor, the executor named here (tasks in processes of their own, up to "
+    "AIRFLOW__CORE__PARALLELISM=4 at once: mapped shards and the train DAG's branches in parallel)",
+    "dag.test": "the demo's runner: dag.test() of each DAG in one recomart.airflow_runner process, which "
+    "runs the tasks one at a time in that process (the configured executor is not asked)",
+}
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
 
 
@@ -104,6 +117,7 @@ def size_settings(base: Settings, work: Path, users: int, items: int, days: int)
         "RECOMART_ITEMS": str(items),
         "RECOMART_DAYS": str(days),
         "RECOMART_CATALOG_PORT": str(free_port()),
+        "RECOMART_AIRFLOW_PORT": str(free_port()),
     }
     return load_settings(env)
 
@@ -247,6 +261,37 @@ def run_chain(s: Settings, chain: list[dict], log_path: Path) -> tuple[dict[str,
     return runs, round(time.monotonic() - started, 1)
 
 
+def run_chain_scheduled(s: Settings, chain: list[dict]) -> tuple[dict[str, dict], float]:
+    """``chain``'s DAG runs triggered one after another on the deployment's own Airflow scheduler
+    (:mod:`benchmarks.scale_scheduler`); returns what :func:`run_chain` does.  Raises RuntimeError
+    naming the run and the logs when a run fails."""
+    from benchmarks import scale_scheduler
+    from recomart import processes
+    from recomart.stack import airflow_rest, stop_airflow
+
+    runs: dict[str, dict] = {}
+    started = time.monotonic()
+    scale_scheduler.start_components(s)
+    try:
+        with airflow_rest(s) as client, ChainMonitor(os.getpid(), s.db_prefix) as monitor:
+            scale_scheduler.wait_parsed(client, {run["dag_id"] for run in chain})
+            for run in chain:
+                _on_event(s, {"event": "start", "dag_id": run["dag_id"]}, monitor, runs)
+                key, done = monitor.dag or "", scale_scheduler.run_on_scheduler(client, run["dag_id"], run["conf"])
+                runs[key]["tasks"] = done.pop("tasks")
+                _on_event(s, {"event": "end", **done}, monitor, runs)
+                _log(f"{run['dag_id']}: {done['state']} {done['seconds']}s ({done['run_id']})")
+                if done["state"] != "success":
+                    logs = ", ".join(str(processes.logfile(s, f"airflow-{c}")) for c in scale_scheduler.COMPONENTS)
+                    raise RuntimeError(
+                        f"{run['dag_id']} run {done['run_id']} {done['state']}; task logs under "
+                        f"{s.airflow_home / 'logs'}, the components' in {logs}"
+                    )
+    finally:
+        stop_airflow(s, scale_scheduler.COMPONENTS)
+    return runs, round(time.monotonic() - started, 1)
+
+
 def stage_figures(runs: dict[str, dict]) -> dict[str, dict]:
     """Per stage: wall seconds, peaks, warehouse size after it, load at its start and end, its DAG runs."""
     stages: dict[str, dict] = {}
@@ -332,9 +377,11 @@ def daily_figures(runs: dict[str, dict], day_events: int) -> dict[str, Any]:
     }
 
 
-def measure_size(base: Settings, label: str, shape: tuple[int, int, int], daily: bool, keep: bool) -> dict:
+def measure_size(
+    base: Settings, label: str, shape: tuple[int, int, int], daily: bool, keep: bool, runner: str = "scheduler"
+) -> dict:
     """Generate one shop (``shape``: users, items, days; one day more with ``daily``), run the chain on it
-    in a deployment of its own, drop that deployment."""
+    in a deployment of its own with ``runner`` (one of :data:`RUNNERS`), drop that deployment."""
     from recomart import processes, services
     from recomart.datasets.generator import generate
     from recomart.stack import start_catalog_api
@@ -352,13 +399,17 @@ def measure_size(base: Settings, label: str, shape: tuple[int, int, int], daily:
         chain, day_events = chain_for(s, daily)
         start_catalog_api(s)
         try:
-            runs, runner_s = run_chain(s, chain, work / "chain.log")
+            if runner == "scheduler":
+                runs, runner_s = run_chain_scheduled(s, chain)
+            else:
+                runs, runner_s = run_chain(s, chain, work / "chain.log")
         finally:
             processes.stop(s, "catalog-api")
         stages = stage_figures(runs)
         stages["train"]["steps_s"] = train_steps(s)
         return {
             "label": label,
+            "runner": runner,
             "events": summary.events - day_events,
             "users": users,
             "items": items,
@@ -548,9 +599,12 @@ def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executo
         "sizes": sizes,
         **fit_figures(sizes),
         "executor": executor,
-        "executor_note": "the demo's runner: dag.test() of each DAG in one recomart.airflow_runner process, "
-        "which runs the tasks one at a time in that process (the configured executor, named here, is not "
-        "asked: mapped shard tasks do not run in parallel)",
+        "executor_note": "; ".join(
+            f"{runner} ({', '.join(s['label'] for s in sizes if s.get('runner', 'dag.test') == runner)}): "
+            f"{RUNNERS[runner]}"
+            for runner in RUNNERS
+            if any(s.get("runner", "dag.test") == runner for s in sizes)
+        ),
         "dag_run_ids": {size["label"]: size["dag_run_ids"] for size in sizes},
         **merged_extras(previous, merge_file, sizes),
         **at_10m(sizes),
@@ -583,6 +637,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="at the largest size: load one more day and run transform again (the incremental daily run)",
     )
+    parser.add_argument(
+        "--runner",
+        choices=tuple(RUNNERS),
+        default="scheduler",
+        help="scheduler: trigger the runs on Airflow's own scheduler (default); dag.test: the demo's runner",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
     args = parser.parse_args(argv)
@@ -596,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, target in targets.items():
         shape = shop_shape(target, args.days) if target else one_day
         daily = args.daily and target == max(targets.values())
-        sizes[label] = measure_size(base, label, shape, daily, args.keep)
+        sizes[label] = measure_size(base, label, shape, daily, args.keep, args.runner)
         result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         _log(f"{label}: total {sizes[label]['total_s']}s; wrote {args.out}")
