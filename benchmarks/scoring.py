@@ -21,8 +21,8 @@ its own child process with the same BLAS / numba thread counts and the same bloc
   an unindexed table, on a scratch database created and dropped here; a reader on another
   connection polls the row count throughout a second swap and must only see the old or new count.
 
-Keys that other benchmarks merge into the file (``historical_10k*``, :mod:`benchmarks.feast_lookup`) are
-kept from the file it replaces.
+Keys that other benchmarks merge into the file (``historical_10k*``, :mod:`benchmarks.feast_lookup`;
+``ranker_*`` and ``nightly_ranker_s``, :mod:`benchmarks.ranker_speed`) are kept from the file it replaces.
 
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are inherited unchanged by every child; the BLAS build and
 kernel in use (threadpoolctl) are recorded in the JSON.
@@ -54,7 +54,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "scoring.json"
 COMMAND = ".venv/bin/python -m benchmarks.scoring"
 #: Prefixes of the keys other benchmarks merge into scoring.json, kept when this one rewrites it.
-MERGED_BY_OTHERS = ("historical_10k",)
+MERGED_BY_OTHERS = ("historical_10k", "ranker_", "nightly_ranker_s")
+
+
+def merged_by_others(previous: dict[str, Any]) -> dict[str, Any]:
+    """The keys of the file being replaced that other benchmarks merged into it (:data:`MERGED_BY_OTHERS`)."""
+    return {key: value for key, value in previous.items() if key.startswith(MERGED_BY_OTHERS)}
 
 
 # --- shared data --------------------------------------------------------------------------------
@@ -550,8 +555,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(a.out.read_text()) if a.out.exists() else {}
-    kept = {key: value for key, value in previous.items() if key.startswith(MERGED_BY_OTHERS)}
-    a.out.write_text(json.dumps({**result, **kept}, indent=2, default=str) + "\n")
+    a.out.write_text(json.dumps({**result, **merged_by_others(previous)}, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("blas", "machine")}, indent=2, default=str))
     return result
 
