@@ -23,6 +23,7 @@ import numpy as np
 
 from recomart.model.blend_search import BlendFit
 from recomart.model.ranker_stage import RankerStage
+from recomart.model.serialization import read_arrays, write_arrays
 from recomart.model.train import ScoredRound
 from recomart.ranking.factors import FactorModel
 from recomart.ranking.hybrid import HybridRecommender
@@ -46,16 +47,6 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def _write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with path.open("wb") as fh:
-        np.savez(fh, **arrays)  # type: ignore[arg-type]
-
-
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
 def save_blend(folder: Path, blend: BlendFit, seconds: float) -> None:
     """``blend.json``: the fitted blend and the seconds its fit took."""
     _write_json(folder / "blend.json", {"blend": dataclasses.asdict(blend), "seconds": seconds})
@@ -70,7 +61,7 @@ def load_blend(folder: Path) -> tuple[BlendFit, float]:
 def save_refit(folder: Path, window: str, fitted: tuple[FactorModel, int], seconds: float) -> None:
     """The SVD refitted on ``window``: its factors and the negatives its fit added."""
     factors, n_negatives = fitted
-    _write_arrays(folder / f"refit-{window}.npz", factors.to_arrays())
+    write_arrays(folder / f"refit-{window}.npz", factors.to_arrays())
     _write_json(folder / f"refit-{window}.json", {"n_negatives": int(n_negatives), "seconds": seconds})
 
 
@@ -79,14 +70,14 @@ def load_refit(folder: Path, window: str) -> tuple[FactorModel, int] | None:
     if not (folder / f"refit-{window}.json").exists():
         return None
     stored = _read_json(folder / f"refit-{window}.json")
-    return FactorModel.from_arrays(_read_arrays(folder / f"refit-{window}.npz")), int(stored["n_negatives"])
+    return FactorModel.from_arrays(read_arrays(folder / f"refit-{window}.npz")), int(stored["n_negatives"])
 
 
 def save_scored(folder: Path, scored: ScoredRound) -> None:
     """The test-window half of the round (:class:`~recomart.model.train.ScoredRound`)."""
     hybrid_arrays, hybrid_settings = scored.recommender.state()
-    _write_arrays(folder / "scored-eval.npz", scored.eval_model.to_arrays())
-    _write_arrays(folder / "scored-hybrid.npz", dict(hybrid_arrays))
+    write_arrays(folder / "scored-eval.npz", scored.eval_model.to_arrays())
+    write_arrays(folder / "scored-hybrid.npz", dict(hybrid_arrays))
     fields = {f.name: getattr(scored, f.name) for f in dataclasses.fields(scored)}
     payload = {**fields, "eval_model": None, "recommender": hybrid_settings}
     _write_json(folder / "scored.json", payload)
@@ -94,8 +85,8 @@ def save_scored(folder: Path, scored: ScoredRound) -> None:
 
 def load_scored(folder: Path) -> ScoredRound:
     stored = _read_json(folder / "scored.json")
-    recommender = HybridRecommender.from_state(_read_arrays(folder / "scored-hybrid.npz"), stored["recommender"])
-    eval_model = FactorModel.from_arrays(_read_arrays(folder / "scored-eval.npz"))
+    recommender = HybridRecommender.from_state(read_arrays(folder / "scored-hybrid.npz"), stored["recommender"])
+    eval_model = FactorModel.from_arrays(read_arrays(folder / "scored-eval.npz"))
     return ScoredRound(**{**stored, "eval_model": eval_model, "recommender": recommender})
 
 
@@ -108,7 +99,7 @@ def save_ranker_stage(folder: Path, stage: RankerStage | None) -> None:
     served = None
     if stage.served is not None:
         arrays, served = stage.served.state()
-        _write_arrays(folder / "ranker.npz", arrays)
+        write_arrays(folder / "ranker.npz", arrays)
     _write_json(folder / "ranker.json", {**fields, "served": served})
 
 
@@ -118,5 +109,5 @@ def load_ranker_stage(folder: Path) -> RankerStage | None:
         return None
     served = stored["served"]
     if served is not None:
-        served = LearnedRanker.from_state(_read_arrays(folder / "ranker.npz"), served)
+        served = LearnedRanker.from_state(read_arrays(folder / "ranker.npz"), served)
     return RankerStage(**{**stored, "served": served})
