@@ -2,7 +2,7 @@
 
 Arrays are written uncompressed: a model's arrays are mostly floats that zlib hardly shrinks (a
 10,000 x 10,000 float32 EASE matrix: 370 MB compressed against 400 MB plain) but compresses at about
-20 MB/s (17.6 s to write it, 2.7 s to read it, against 0.4 s and 0.2 s plain: ``benchmarks.model_arrays``),
+20 MB/s (16.8 s to write it, 2.8 s to read it, against 0.4 s and 0.2 s plain: ``benchmarks.model_arrays``),
 and every task and API worker that serves the model reads them.  :func:`read_arrays` reads either form.
 
 A hybrid is stored as a directory holding ``hybrid.npz`` (every component's arrays, keyed
