@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ def cooccurrence_floor(x: sparse.csr_matrix) -> None:
         xt[start : start + BLOCK_ITEMS] @ xc
 
 
-def _median_s(run, repeats: int) -> float:
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    """The median wall seconds of ``repeats`` calls of ``run``."""
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -62,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     x = shop_incidence(args.users, args.items, args.pairs)
     item_similarity(x[:, :BLOCK_ITEMS], top_n=50)  # compiles the top-n kernel outside the timings
-    floor_s = _median_s(lambda: cooccurrence_floor(x), args.repeats)
-    fit_s = _median_s(lambda: item_similarity(x, top_n=50, block_items=BLOCK_ITEMS), args.repeats)
+    floor_s = median_seconds(lambda: cooccurrence_floor(x), args.repeats)
+    fit_s = median_seconds(lambda: item_similarity(x, top_n=50, block_items=BLOCK_ITEMS), args.repeats)
     result = {
         "incidence": {"users": args.users, "items": args.items, "pairs": int(x.nnz)},
         "fit_s": fit_s,

@@ -12,16 +12,15 @@ sizes, and the ratios compressed / plain.  The page cache holds the files, so th
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.item_similarity import median_seconds
 from benchmarks.results_file import ROOT, run_metadata, write_result
 from recomart.model.serialization import read_arrays, write_arrays
 
@@ -33,13 +32,9 @@ def _compressed(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
 
-def _timed(action: Callable[[], Any], repeat: int) -> float:
-    runs = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        runs.append(time.perf_counter() - started)
-    return round(statistics.median(runs), 3)
+def _ratio(slow: float, fast: float) -> float | None:
+    """``slow / fast`` to 1 decimal; None when ``fast`` rounded to 0 ms (a matrix too small to time)."""
+    return round(slow / fast, 1) if fast > 0 else None
 
 
 def measure(items: int, repeat: int) -> dict[str, Any]:
@@ -50,8 +45,8 @@ def measure(items: int, repeat: int) -> dict[str, Any]:
         for name, write in (("plain", write_arrays), ("compressed", _compressed)):
             path = Path(folder) / f"{name}.npz"
             figures[name] = {
-                "write_s": _timed(lambda path=path, write=write: write(path, arrays), repeat),
-                "read_s": _timed(lambda path=path: read_arrays(path), repeat),
+                "write_s": median_seconds(lambda path=path, write=write: write(path, arrays), repeat),
+                "read_s": median_seconds(lambda path=path: read_arrays(path), repeat),
                 "mb": round(path.stat().st_size / 1e6, 1),
             }
     plain, compressed = figures["plain"], figures["compressed"]
@@ -60,8 +55,8 @@ def measure(items: int, repeat: int) -> dict[str, Any]:
         "array_mb": round(arrays["ease/weights"].nbytes / 1e6, 1),
         "repeat": repeat,
         **figures,
-        "write_ratio_compressed_over_plain": round(compressed["write_s"] / plain["write_s"], 1),
-        "read_ratio_compressed_over_plain": round(compressed["read_s"] / plain["read_s"], 1),
+        "write_ratio_compressed_over_plain": _ratio(compressed["write_s"], plain["write_s"]),
+        "read_ratio_compressed_over_plain": _ratio(compressed["read_s"], plain["read_s"]),
         "size_ratio_compressed_over_plain": round(compressed["mb"] / plain["mb"], 3),
     }
 
