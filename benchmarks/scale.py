@@ -591,6 +591,15 @@ def merged_extras(previous: dict, merge_file: Path | None, sizes: list[dict]) ->
     return extras
 
 
+def executor_note(sizes: list[dict]) -> str:
+    """Which sizes ran with which runner (:data:`RUNNERS`; sizes measured before ``runner`` was recorded
+    ran with ``dag.test``), and what each runner does."""
+    by_runner: dict[str, list[str]] = {}
+    for size in sizes:
+        by_runner.setdefault(size.get("runner", "dag.test"), []).append(size["label"])
+    return "; ".join(f"{runner} ({', '.join(labels)}): {RUNNERS[runner]}" for runner, labels in by_runner.items())
+
+
 def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executor: str) -> dict[str, Any]:
     """The result file's content from every measured size."""
     sizes = sorted(sizes, key=lambda size: size["events"])
@@ -599,12 +608,7 @@ def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executo
         "sizes": sizes,
         **fit_figures(sizes),
         "executor": executor,
-        "executor_note": "; ".join(
-            f"{runner} ({', '.join(s['label'] for s in sizes if s.get('runner', 'dag.test') == runner)}): "
-            f"{RUNNERS[runner]}"
-            for runner in RUNNERS
-            if any(s.get("runner", "dag.test") == runner for s in sizes)
-        ),
+        "executor_note": executor_note(sizes),
         "dag_run_ids": {size["label"]: size["dag_run_ids"] for size in sizes},
         **merged_extras(previous, merge_file, sizes),
         **at_10m(sizes),

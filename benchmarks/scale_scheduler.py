@@ -15,7 +15,6 @@ mapped task's instances, which overlap).
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -32,8 +31,8 @@ RUN_TIMEOUT_S = 4 * 3600.0
 
 
 def scheduler_env() -> dict[str, str]:
-    """Settings of this process's environment that the Airflow components started from it inherit: no
-    runs but the triggered ones, and a free port for the scheduler's health-check server."""
+    """The study's Airflow settings on top of the deployment's: no runs but the triggered ones, and a
+    free port for the scheduler's health-check server."""
     return {
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
@@ -42,13 +41,13 @@ def scheduler_env() -> dict[str, str]:
 
 def wait_parsed(client: httpx.Client, dag_ids: set[str]) -> None:
     """Wait until the dag-processor has registered every DAG of ``dag_ids``; raises TimeoutError."""
-    deadline = time.monotonic() + PARSE_TIMEOUT_S
+    deadline, found = time.monotonic() + PARSE_TIMEOUT_S, set[str]()
     while time.monotonic() < deadline:
         found = {dag["dag_id"] for dag in client.get("/dags", params={"limit": 100}).json().get("dags", [])}
         if dag_ids <= found:
             return
         time.sleep(POLL_S)
-    raise TimeoutError(f"the dag-processor registered none of {sorted(dag_ids - found)} in {PARSE_TIMEOUT_S:.0f}s")
+    raise TimeoutError(f"the dag-processor had not registered {sorted(dag_ids - found)} after {PARSE_TIMEOUT_S:.0f}s")
 
 
 def trigger(client: httpx.Client, dag_id: str, conf: dict[str, Any] | None) -> str:
@@ -107,6 +106,5 @@ def start_components(s: Settings) -> None:
     from recomart.stack import start_airflow
     from recomart.tools import airflow_migrate
 
-    os.environ.update(scheduler_env())
     airflow_migrate(s)
-    start_airflow(s, COMPONENTS)
+    start_airflow(s, COMPONENTS, extra_env=scheduler_env())

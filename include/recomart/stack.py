@@ -8,7 +8,7 @@ stays unhealthy fails ``up`` with the end of its log (:class:`recomart.processes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -164,6 +164,7 @@ def start_airflow(
     board: Board | None = None,
     alongside: Sequence[Health] = (),
     log_from: dict[str, int] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> str:
     """Start Airflow components in the background; return the api-server URL once all are healthy.
 
@@ -171,10 +172,11 @@ def start_airflow(
     would fail its first task instances with "connection refused". ``paused_at_creation`` registers
     new DAGs paused (the backfill test unpauses only what its procedure needs); by default they are
     unpaused. ``alongside``: checks of processes started just before (``up``), waited for together with
-    the api-server; ``log_from``: their log offsets. Raises :class:`StartFailed` with the log tail of a
+    the api-server; ``log_from``: their log offsets; ``extra_env``: variables added to the components'
+    environment (``AIRFLOW__<SECTION>__<KEY>`` settings). Raises :class:`StartFailed` with the log tail of a
     component that dies or stays unhealthy.
     """
-    env = {**tool_env(s), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation)}
+    env = {**tool_env(s), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(paused_at_creation), **(extra_env or {})}
     log_from = {} if log_from is None else log_from
     with nullcontext(board) if board else Board() as shown:
         checks = list(alongside)
