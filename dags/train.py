@@ -37,9 +37,13 @@ inputs and seed:
 - `choose` (the reduce) picks the best trial on the validation metric, the lowest trial index on ties;
 - `blend` fits the blend's weights and options on validation with the chosen SVD while `refit` (one
   mapped task per window) refits that SVD on train + validation and on all the data;
+- `tune_ranker_generator` (one mapped task per generator, EASE and RP3β, beside the trials: it needs
+  only the staged split) chooses that generator's parameters on validation;
 - then `score_test_window` scores every contender on the test window and fits the hybrid to register
-  while `fit_ranker` fits the learned ranker and compares it with the blend on validation (both read
-  the refitted factors instead of fitting them again);
+  while `fit_ranker` fits the learned ranker on the train part and compares it with the blend on
+  validation; after it `ranker_test_window` scores the ranker once on the test window while
+  `ranker_serving_fit` refits its generators on all the data (only when the ranker is registered);
+  all of them read the refitted factors instead of fitting them again;
 - `register` assembles the round, gates it and registers the version into the parent run;
 - `discard_staging` (teardown) removes the folder and ends the parent run as failed unless a version
   was registered into it.
@@ -63,6 +67,7 @@ from recomart_dag_utils.assets import MARTS, MODEL
 from recomart_dag_utils.defaults import DEFAULT_ARGS, skip_when_unchanged, warehouse_dsn
 
 REFIT_WINDOWS = ("train_valid", "all")  # recomart.tasks.train_round.REFIT_WINDOWS
+RANKER_GENERATORS = ("ease", "rp3beta")  # recomart.tasks.train_ranker.RANKER_GENERATORS
 
 
 @dag(
@@ -130,12 +135,36 @@ def train():
         return score_test_window(settings(), list(specs), chosen, airflow_run_id=dag_run.run_id)
 
     @task
+    def tune_ranker_generator(specs: list[dict], name: str, dag_run=None) -> dict:
+        """Choose one of the ranker's generators' parameters (EASE or RP3β) on validation."""
+        from recomart.config import settings
+        from recomart.tasks.train_ranker import tune_ranker_generator
+
+        return tune_ranker_generator(settings(), list(specs), name, airflow_run_id=dag_run.run_id)
+
+    @task
     def fit_ranker(specs: list[dict], chosen: dict, dag_run=None) -> dict:
         """Fit the learned ranker on point-in-time features and compare it with the blend on validation."""
         from recomart.config import settings
-        from recomart.tasks.train_round import fit_ranker
+        from recomart.tasks.train_ranker import fit_ranker
 
         return fit_ranker(settings(), list(specs), chosen, airflow_run_id=dag_run.run_id)
+
+    @task
+    def ranker_test_window(specs: list[dict], chosen: dict, dag_run=None) -> dict:
+        """Score the fitted ranker once on the test window."""
+        from recomart.config import settings
+        from recomart.tasks.train_ranker import ranker_test_window
+
+        return ranker_test_window(settings(), list(specs), chosen, airflow_run_id=dag_run.run_id)
+
+    @task
+    def ranker_serving_fit(specs: list[dict], chosen: dict, dag_run=None) -> dict:
+        """Refit the ranker's generators on all the data, when the ranker is what is registered."""
+        from recomart.config import settings
+        from recomart.tasks.train_ranker import ranker_serving_fit
+
+        return ranker_serving_fit(settings(), list(specs), chosen, airflow_run_id=dag_run.run_id)
 
     @task(outlets=[MODEL])
     def register(specs: list[dict], chosen: dict, dag_run=None, outlet_events=None) -> dict:
@@ -157,13 +186,17 @@ def train():
         discard_trials(settings(), list(specs))
 
     specs = prepare()
+    tuned_generators = tune_ranker_generator.partial(specs=specs).expand(name=list(RANKER_GENERATORS))
     chosen = choose(trial.expand(spec=specs))
     fitted = [blend(specs, chosen), refit.partial(specs=specs, chosen=chosen).expand(window=list(REFIT_WINDOWS))]
-    halves = [score_test_window(specs, chosen), fit_ranker(specs, chosen)]
+    scored = score_test_window(specs, chosen)
+    ranker = fit_ranker(specs, chosen)
+    ranker_halves = [ranker_test_window(specs, chosen), ranker_serving_fit(specs, chosen)]
     registered = register(specs, chosen)
-    fitted >> halves[0]
-    fitted >> halves[1]
-    halves >> registered
+    fitted >> scored
+    [*fitted, tuned_generators] >> ranker
+    ranker >> ranker_halves
+    [scored, *ranker_halves] >> registered
     registered >> discard_staging(specs).as_teardown(setups=specs)
 
 

@@ -11,9 +11,10 @@ Runs when new raw events or products land (`recomart_raw_events` OR `recomart_ra
    target (manifest, partial parse) is kept under `.state/dbt/<warehouse>/`, so later builds re-parse
    only what changed.
 2. Great Expectations suites on the marts (critical failures stop here, naming the expectation).
-3. `feast apply` of `feature_repo/` (SQL registry in Postgres), skipped when the definitions are
-   unchanged since the last apply (their digest is kept in the registry's database).
-4. Materialize the feature views into Redis for an **explicit window**: the union of the windows in
+3. Beside them, `feast apply` of `feature_repo/` (SQL registry in Postgres), skipped when the
+   definitions are unchanged since the last apply (their digest is kept in the registry's database).
+   It registers definitions only, no data: materialize still waits for the validation.
+4. After both, materialize the feature views into Redis for an **explicit window**: the union of the windows in
    the triggering asset events' `extra`, extended to the load ledger's range; never `now()`.
 
 5. Beside Feast, after the mart validation: the data report (`recomart.data_report`) written to
@@ -97,8 +98,9 @@ def transform():
         day = report_day(logical_date, windows_from_asset_events(triggering_asset_events), warehouse_dsn())
         return write_data_report(settings(), warehouse_dsn(), day)
 
-    validated = dbt_build() >> validate_marts()
-    validated >> feast_apply() >> materialize()
+    built = dbt_build()
+    validated = built >> validate_marts()
+    [validated, built >> feast_apply()] >> materialize()
     validated >> data_report()
 
 

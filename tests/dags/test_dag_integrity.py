@@ -112,16 +112,24 @@ def test_dag_files_have_no_top_level_heavy_imports() -> None:
         assert not offenders, f"{path.name}: move {offenders} inside the task"
 
 
-def test_the_train_dags_refit_windows_are_the_ones_its_task_bodies_know() -> None:
-    """The train DAG maps ``refit`` over a literal (its file imports no recomart code at parse time)."""
+def _train_dag_literal(name: str):
     import ast
 
+    tree = ast.parse((DAGS_DIR / "train.py").read_text())
+    return ast.literal_eval(
+        next(
+            node.value
+            for node in tree.body
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets)
+        )
+    )
+
+
+def test_the_train_dags_mapped_literals_are_the_ones_its_task_bodies_know() -> None:
+    """The train DAG maps ``refit`` and ``tune_ranker_generator`` over literals (its file imports no
+    recomart code at parse time)."""
+    from recomart.tasks.train_ranker import RANKER_GENERATORS
     from recomart.tasks.train_round import REFIT_WINDOWS
 
-    tree = ast.parse((DAGS_DIR / "train.py").read_text())
-    literal = next(
-        node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "REFIT_WINDOWS" for t in node.targets)
-    )
-    assert ast.literal_eval(literal) == REFIT_WINDOWS
+    assert _train_dag_literal("REFIT_WINDOWS") == REFIT_WINDOWS
+    assert _train_dag_literal("RANKER_GENERATORS") == RANKER_GENERATORS

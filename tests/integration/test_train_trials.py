@@ -1,5 +1,6 @@
-"""The train DAG's fanned-out round (prepare, one task per trial, the reduce, the blend and the SVD refits,
-the test window and the ranker, register, teardown)
+"""The train DAG's fanned-out round (prepare, one task per trial and per tuned ranker generator, the
+reduce, the blend and the SVD refits, the test window, the ranker's fit, test window and serving fit,
+register, teardown)
 gives the single-task round's result: the same chosen SVD parameters and validation figures as
 ``tune_svd``, the same registered model and metrics; each trial is a nested MLflow run of the DAG run's
 parent run; unchanged inputs end as the logged no-op (real Postgres, MLflow, staged Parquet)."""
@@ -25,15 +26,14 @@ from recomart.model.trials import choose_trial, plan_trials, run_trial, tuned_fr
 from recomart.model.tuning import tune_svd
 from recomart.ranking.svd import FITTED
 from recomart.tasks.train import read_round_inputs, train_and_register
-from recomart.tasks.train_round import (
-    OPENED,
-    REFIT_WINDOWS,
-    fit_blend,
+from recomart.tasks.train_ranker import (
+    RANKER_GENERATORS,
     fit_ranker,
-    refit_svd,
-    register_round,
-    score_test_window,
+    ranker_serving_fit,
+    ranker_test_window,
+    tune_ranker_generator,
 )
+from recomart.tasks.train_round import OPENED, REFIT_WINDOWS, fit_blend, refit_svd, register_round, score_test_window
 from recomart.tasks.train_trials import choose_params, discard_trials, prepare_trials, run_one_trial, stage_folder
 
 pytestmark = pytest.mark.integration
@@ -59,29 +59,37 @@ def single(marts_dsn: str, test_settings) -> dict:  # noqa: F811
     )
 
 
-@pytest.fixture(scope="module")
-def mapped(marts_dsn: str, test_settings) -> dict:  # noqa: F811
-    """The DAG's tasks, in their order, on the same marts (model ``<name>_mapped``): the trials run in
-    reverse, each twice (a retry), and the reduce sees them out of order; the teardown runs last."""
-    s = dataclasses.replace(test_settings, model_name=f"{test_settings.model_name}_mapped")
-    plan = prepare_trials(s, marts_dsn, airflow_run_id=RUN_ID)
+def _mapped_round(s, marts_dsn: str, run_id: str) -> dict:  # noqa: F811
+    """The DAG's tasks, in their order, on the marts: the trials run in reverse, each twice (a retry), and
+    the reduce sees them out of order; the teardown runs last."""
+    plan = prepare_trials(s, marts_dsn, airflow_run_id=run_id)
     specs = plan["trials"]
-    staged = read_round(stage_folder(s, RUN_ID), TrainingConfig.from_settings(s))
+    staged = read_round(stage_folder(s, run_id), TrainingConfig.from_settings(s))
+    for name in reversed(RANKER_GENERATORS):  # beside the trials in the DAG
+        tune_ranker_generator(s, specs, name, airflow_run_id=run_id)
     results = [run_one_trial(s, spec) for spec in reversed(specs)]
     results = [run_one_trial(s, spec) for spec in specs]  # retried trials replace their nested runs
     results = json.loads(json.dumps(results[1:] + results[:1]))  # through XCom's JSON, out of order
     choice = choose_params(s, results)
     for window in reversed(REFIT_WINDOWS):  # the parallel tasks, in another order than the DAG lists them
-        refit_svd(s, specs, choice, window, airflow_run_id=RUN_ID)
-    fit_blend(s, specs, choice, airflow_run_id=RUN_ID)
-    for task in (fit_ranker, score_test_window):  # each as in a process of its own: nothing kept
+        refit_svd(s, specs, choice, window, airflow_run_id=run_id)
+    fit_blend(s, specs, choice, airflow_run_id=run_id)
+    # each as in a process of its own: nothing kept
+    for task in (fit_ranker, score_test_window, ranker_serving_fit, ranker_test_window):
         OPENED.results.clear()
         FITTED.results.clear()
-        task(s, specs, choice, airflow_run_id=RUN_ID)
+        task(s, specs, choice, airflow_run_id=run_id)
     OPENED.results.clear()
-    summary = register_round(s, marts_dsn, specs, choice, airflow_run_id=RUN_ID)
+    summary = register_round(s, marts_dsn, specs, choice, airflow_run_id=run_id)
     discard_trials(s, specs)
     return {"settings": s, "specs": specs, "choice": choice, "summary": summary, "staged": staged}
+
+
+@pytest.fixture(scope="module")
+def mapped(marts_dsn: str, test_settings) -> dict:  # noqa: F811
+    """The DAG's tasks on the same marts as :func:`single` (model ``<name>_mapped``)."""
+    s = dataclasses.replace(test_settings, model_name=f"{test_settings.model_name}_mapped")
+    return _mapped_round(s, marts_dsn, RUN_ID)
 
 
 def test_the_reduce_chooses_tune_svds_parameters_from_the_same_validation_figures(
@@ -104,6 +112,7 @@ def test_the_registered_model_and_its_metrics_equal_the_single_task_rounds(singl
     summary, s = mapped["summary"], mapped["settings"]
     assert summary["decision"] == single["decision"] == "promoted"
     assert summary["metrics"] == single["metrics"]
+    assert "ranker" in summary["metrics"]  # the ranker's tasks ran, with the single round's test figures
     assert summary["blend"] == single["blend"]
     assert summary["data_digest"] == single["data_digest"] == mapped["staged"].data_digest
     assert summary["inputs_digest"] == single["inputs_digest"] == mapped["staged"].inputs_digest
@@ -112,6 +121,27 @@ def test_the_registered_model_and_its_metrics_equal_the_single_task_rounds(singl
     assert ours is not None and theirs is not None
     np.testing.assert_array_equal(ours.recommender.svd.model.user_factors, theirs.recommender.svd.model.user_factors)
     np.testing.assert_array_equal(ours.recommender.svd.model.item_bias, theirs.recommender.svd.model.item_bias)
+
+
+def test_a_registered_ranker_is_the_single_task_rounds_ranker(marts_dsn, test_settings) -> None:  # noqa: F811
+    """With the ranker forced (``RECOMART_TRAIN_RANKER=ranker``), the ranker's tasks (fit, test window and
+    serving fit, each in a process of its own) register what the single-task round registers."""
+    forced = dataclasses.replace(test_settings, train_ranker="ranker")
+    single = train_and_register(dataclasses.replace(forced, model_name=f"{forced.model_name}_single_ranker"), marts_dsn)
+    s = dataclasses.replace(forced, model_name=f"{forced.model_name}_mapped_ranker")
+    summary = _mapped_round(s, marts_dsn, "manual__2026-12-06T11:00:00+00:00")["summary"]
+    assert summary["strategy"] == single["strategy"] == "ranker"
+    assert summary["metrics"] == single["metrics"]
+    assert summary["timings"]["ranker_serve_fit_s"] > 0
+    ours = load_champion(s.mlflow_tracking_uri, s.model_name)
+    theirs = load_champion(forced.mlflow_tracking_uri, f"{forced.model_name}_single_ranker")
+    assert ours is not None and theirs is not None and ours.recommender.ranker is not None
+    ranked, expected = ours.recommender.ranker, theirs.recommender.ranker
+    assert ranked.booster.model_to_string() == expected.booster.model_to_string()
+    arrays, expected_arrays = ranked.state()[0], expected.state()[0]
+    assert sorted(arrays) == sorted(expected_arrays)
+    for key, values in arrays.items():  # every generator refitted on all the data, as in one process
+        np.testing.assert_array_equal(values, expected_arrays[key], err_msg=key)
 
 
 def test_each_trial_is_one_nested_run_of_the_parent_run_the_model_is_logged_into(mapped) -> None:

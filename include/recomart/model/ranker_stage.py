@@ -16,6 +16,11 @@ Protocol (nothing is chosen on the test window):
 4. **Serving.** When the ranker won, its generators are refitted on all the data and it goes into the
    registered hybrid (:attr:`recomart.ranking.hybrid.HybridRecommender.ranker`).
 
+Each step is a function of its own (:func:`tune_generator` per tuned generator, :func:`fit_and_choose`,
+:func:`score_ranker_on_test`, :func:`serve_ranker`, then :func:`assemble_stage`), so that the train DAG
+runs them as tasks: each generator's tuning beside the SVD trials (it needs only the split), the test
+window beside the serving fit.  :func:`fit_ranker_stage` runs them one after another.
+
 User and item features come from ``features_at(cutoff, user_ids, item_ids)`` (a :data:`FeaturesAt`:
 the feature store's values point-in-time at ``cutoff``, see
 :func:`recomart.features.point_in_time.entity_frames_at`) at the validation cutoff for fitting and at
@@ -39,7 +44,6 @@ from recomart.model.component_search import CANDIDATES, choose_params, users_ndc
 from recomart.model.evaluate import CURVE_KS, eval_set, metric_ks, ranking_summary
 from recomart.model.ranker_fit import RANKER_CANDIDATES, RANKER_THREADS, ranker_generators
 from recomart.model.split import Split
-from recomart.ranking.base import Recommender
 from recomart.ranking.history import ExcludePolicy, UserHistory
 from recomart.ranking.hybrid import HybridRecommender
 from recomart.ranking.ranker import LearnedRanker
@@ -118,22 +122,169 @@ def _window_start(frame: pd.DataFrame) -> pd.Timestamp:
     return pd.Timestamp(pd.to_datetime(frame["event_timestamp"], utc=True).min())
 
 
-def _tuned_generators(
-    split: Split, catalogue: Catalogue, svd: SVDSettings, k: int, exclude_seen: bool
-) -> tuple[dict[str, Recommender], dict[str, Any]]:
-    """Unfitted generators (EASE and RP3β tuned on validation) and the chosen parameters."""
-    chosen: dict[str, Recommender] = {}
-    picked_params: dict[str, Any] = {}
-    for name, (build, grid) in CANDIDATES.items():
-        picked = choose_params(build, grid, split.train, split.valid, catalogue, k=k, exclude_seen=exclude_seen)
-        chosen[name], picked_params[f"{name}_params"] = build(picked["params"]), picked["params"]
-    return ranker_generators(catalogue, svd, chosen), picked_params
+@dataclass(frozen=True)
+class GeneratorChoice:
+    """Step 1 for one tuned generator (:data:`~recomart.model.component_search.CANDIDATES`): its name, the
+    ``params`` chosen on validation (None with ``skipped``: why no choice could be made) and the seconds."""
+
+    name: str
+    params: dict[str, Any] | None
+    seconds: float
+    skipped: str | None = None
+
+
+def tune_generator(
+    name: str, train: pd.DataFrame, valid: pd.DataFrame, catalogue: Catalogue, k: int = 10
+) -> GeneratorChoice:
+    """Step 1: choose ``name``'s parameters (EASE's λ, RP3β's α and β), fitted on the ``train`` part and
+    scored on the ``valid`` part of the split."""
+    build, grid = CANDIDATES[name]
+    started = time.perf_counter()
+    try:
+        picked = choose_params(build, grid, train, valid, catalogue, k=k, exclude_seen=not catalogue.repeat_purchases)
+    except ValueError as exc:  # too few validation users to tune on
+        return GeneratorChoice(name, None, time.perf_counter() - started, str(exc))
+    return GeneratorChoice(name, picked["params"], time.perf_counter() - started)
+
+
+@dataclass
+class FittedRanker:
+    """Step 2's outcome: the ``strategy`` to register and why (``validation``: nDCG@k of the ranker and of
+    the blend on the comparison users), the ranker fitted on the train part with its learned model (None,
+    with ``record["skipped"]``, when it could not be fitted), the ``record`` and the ``timings`` so far."""
+
+    strategy: str
+    validation: dict[str, float]
+    ranker: LearnedRanker | None
+    record: dict[str, Any]
+    timings: dict[str, float]
+
+
+def _skipped(record: dict[str, Any], rule: str, reason: str, timings: dict[str, float]) -> FittedRanker:
+    log.warning("learned ranker not fitted, the blend is registered: %s", reason)
+    record.update(strategy="blend", strategy_rule=rule, skipped=reason)
+    return FittedRanker("blend", {}, None, record, timings)
 
 
 def _compare_users(valid: pd.DataFrame, seed: int) -> np.ndarray:
     """The seeded :data:`COMPARE_SHARE` of the validation users that the ranker is not fitted on."""
     users = np.sort(valid["user_id"].astype(str).unique())
     return users[np.random.default_rng(seed).random(len(users)) < COMPARE_SHARE]
+
+
+def fit_and_choose(
+    split: Split,
+    blend_hybrid: HybridRecommender,
+    catalogue: Catalogue,
+    choices: list[GeneratorChoice],
+    *,
+    svd: SVDSettings,
+    features_at: FeaturesAt | None,
+    feature_service: str | None,
+    strategy: str = "validation",
+    k: int = 10,
+    seed: int = 42,
+) -> FittedRanker:
+    """Step 2 (module docstring) with the generators of ``choices`` (step 1).  ``blend_hybrid``: the
+    blend with the round's weights, options and train-part SVD, unfitted; ``strategy``: ``validation``
+    (whatever wins there), or ``blend`` / ``ranker`` to register that one whatever validation says."""
+    if strategy not in ("validation", "blend", "ranker"):
+        raise ValueError(f"ranker strategy {strategy!r} is not validation, blend or ranker")
+    tuned = {choice.name: choice.params for choice in choices if choice.params is not None}
+    record: dict[str, Any] = {f"{name}_params": params for name, params in tuned.items()}
+    clock = _Clock(features_at)
+    clock.steps["ranker_tune_s"] = sum(choice.seconds for choice in choices)
+    not_tuned = [f"{choice.name}: {choice.skipped}" for choice in choices if choice.skipped is not None]
+    if not_tuned:
+        return _skipped(record, strategy, "; ".join(not_tuned), clock.timings())
+    chosen = {name: CANDIDATES[name][0](params) for name, params in tuned.items()}
+    policy: ExcludePolicy = "interacted" if not catalogue.repeat_purchases else "none"
+    compare = _compare_users(split.valid, seed)
+    ranker = LearnedRanker(
+        ranker_generators(catalogue, svd, chosen),
+        n_candidates=RANKER_CANDIDATES,
+        exclude=policy,
+        seed=seed,
+        num_threads=RANKER_THREADS,
+    )
+    ranker.feature_service = feature_service if features_at is not None else None
+    try:
+        validation = _fit_and_compare(ranker, split, catalogue, blend_hybrid, clock, compare, k)
+    except ValueError as exc:  # too few validation users to learn from or compare on
+        clock.lap("fit")  # a stage that stopped early counts its last step's seconds as fitting
+        return _skipped(record, strategy, str(exc), clock.timings())
+    won = "ranker" if validation["ranker"] > validation["blend"] else "blend"
+    registered = won if strategy == "validation" else strategy
+    record.update(
+        strategy=registered,
+        strategy_rule=strategy,
+        validation_ndcg=validation,
+        n_compare_users=int(len(compare)),
+        feature_service=ranker.feature_service,
+        store_features=_store_columns(ranker),
+        generators=list(ranker.generators),
+        n_candidates=RANKER_CANDIDATES,
+        **ranker.evidence,
+        feature_importances=ranker.feature_importances(),
+    )
+    log.info(
+        "ranker nDCG@%d on %d validation users %.4f vs blend %.4f: registering the %s (%s)",
+        k,
+        len(compare),
+        validation["ranker"],
+        validation["blend"],
+        registered,
+        "validation winner" if strategy == "validation" else f"forced by the {strategy!r} setting",
+    )
+    return FittedRanker(registered, validation, ranker, record, clock.timings())
+
+
+@dataclass(frozen=True)
+class RankerTest:
+    """Step 3's outcome: the ranker's test ``metrics`` and ``curves`` and the ``timings``."""
+
+    metrics: dict[str, float]
+    curves: dict[str, Any]
+    timings: dict[str, float]
+
+
+def score_ranker_on_test(
+    ranker: LearnedRanker, split: Split, catalogue: Catalogue, features_at: FeaturesAt | None, k: int = 10
+) -> RankerTest:
+    """Step 3: the fitted ``ranker`` (its generators refitted on train + validation) scored once on the
+    test window."""
+    clock = _Clock(features_at)
+    policy: ExcludePolicy = "interacted" if not catalogue.repeat_purchases else "none"
+    metrics, curves = _test_figures(ranker, split, catalogue, clock, k, policy)
+    clock.lap("test")
+    return RankerTest(metrics, curves, clock.timings())
+
+
+def serve_ranker(ranker: LearnedRanker, data: pd.DataFrame, catalogue: Catalogue) -> tuple[LearnedRanker, float]:
+    """Step 4: (the ranker with its generators refitted on all the data and no feature frames, seconds)."""
+    started = time.perf_counter()
+    served = ranker.fit(catalogue.serving_set(data))
+    served.user_features = served.item_features = None  # read again at each ranking's cutoff
+    return served, time.perf_counter() - started
+
+
+def assemble_stage(
+    fitted: FittedRanker, tested: RankerTest | None, served: tuple[LearnedRanker, float] | None
+) -> RankerStage:
+    """The :class:`RankerStage` of steps 2-4 (``tested`` is None when the ranker was not fitted, ``served``
+    unless it is registered)."""
+    timings = dict(fitted.timings)
+    extra = dict(tested.timings) if tested is not None else {}
+    if served is not None:
+        extra["ranker_serve_fit_s"] = served[1]
+    for key, seconds in extra.items():
+        timings[key] = timings.get(key, 0.0) + seconds
+    if tested is None:
+        return RankerStage(fitted.strategy, {}, {}, {}, None, fitted.record, timings)
+    ranker = None if served is None else served[0]
+    return RankerStage(
+        fitted.strategy, fitted.validation, tested.metrics, tested.curves, ranker, fitted.record, timings
+    )
 
 
 def fit_ranker_stage(
@@ -149,61 +300,26 @@ def fit_ranker_stage(
     k: int = 10,
     seed: int = 42,
 ) -> RankerStage:
-    """Run the stage (module docstring).  ``blend_hybrid``: the blend with the round's weights, options
-    and train-part SVD, unfitted; ``strategy``: ``validation`` (whatever wins there), or ``blend`` /
-    ``ranker`` to register that one whatever validation says."""
-    if strategy not in ("validation", "blend", "ranker"):
-        raise ValueError(f"ranker strategy {strategy!r} is not validation, blend or ranker")
-    exclude_seen = not catalogue.repeat_purchases
-    policy: ExcludePolicy = "interacted" if exclude_seen else "none"
-    clock = _Clock(features_at)
-    compare = _compare_users(split.valid, seed)
-    record: dict[str, Any] = {}
-    try:
-        generators, record = _tuned_generators(split, catalogue, svd, k, exclude_seen)
-        clock.lap("tune")
-        ranker = LearnedRanker(
-            generators, n_candidates=RANKER_CANDIDATES, exclude=policy, seed=seed, num_threads=RANKER_THREADS
-        )
-        ranker.feature_service = feature_service if features_at is not None else None
-        validation = _fit_and_compare(ranker, split, catalogue, blend_hybrid, clock, compare, k)
-    except ValueError as exc:  # too few validation users to tune, learn from or compare on
-        clock.lap("fit")  # a stage that stopped early counts its last step's seconds as fitting
-        log.warning("learned ranker not fitted, the blend is registered: %s", exc)
-        record.update(strategy="blend", strategy_rule=strategy, skipped=str(exc))
-        return RankerStage("blend", {}, {}, {}, None, record, clock.timings())
-    won = "ranker" if validation["ranker"] > validation["blend"] else "blend"
-    chosen = won if strategy == "validation" else strategy
-    metrics, curves = _test_figures(ranker, split, catalogue, clock, k, policy)
-    clock.lap("test")
-    record.update(
-        strategy=chosen,
-        strategy_rule=strategy,
-        validation_ndcg=validation,
-        n_compare_users=int(len(compare)),
-        feature_service=ranker.feature_service,
-        store_features=_store_columns(ranker),
-        generators=list(ranker.generators),
-        n_candidates=RANKER_CANDIDATES,
-        **ranker.evidence,
-        feature_importances=ranker.feature_importances(),
+    """Run the stage's steps one after another in this process (module docstring; the train DAG runs
+    them as tasks of their own).  Arguments as :func:`fit_and_choose`'s."""
+    choices = [tune_generator(name, split.train, split.valid, catalogue, k) for name in CANDIDATES]
+    fitted = fit_and_choose(
+        split,
+        blend_hybrid,
+        catalogue,
+        choices,
+        svd=svd,
+        features_at=features_at,
+        feature_service=feature_service,
+        strategy=strategy,
+        k=k,
+        seed=seed,
     )
-    served = None
-    if chosen == "ranker":
-        served = ranker.fit(catalogue.serving_set(data))
-        served.user_features = served.item_features = None  # read again at each ranking's cutoff
-        clock.lap("serve_fit")
-    stage = RankerStage(chosen, validation, metrics, curves, served, record, clock.timings())
-    log.info(
-        "ranker nDCG@%d on %d validation users %.4f vs blend %.4f: registering the %s (%s)",
-        k,
-        len(compare),
-        validation["ranker"],
-        validation["blend"],
-        chosen,
-        "validation winner" if strategy == "validation" else f"forced by the {strategy!r} setting",
-    )
-    return stage
+    if fitted.ranker is None:
+        return assemble_stage(fitted, None, None)
+    tested = score_ranker_on_test(fitted.ranker, split, catalogue, features_at, k)
+    served = serve_ranker(fitted.ranker, data, catalogue) if fitted.strategy == "ranker" else None
+    return assemble_stage(fitted, tested, served)
 
 
 def _fit_and_compare(

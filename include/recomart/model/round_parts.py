@@ -1,28 +1,37 @@
 """The parts of a training round that the train DAG's parallel tasks hand on, as files of its stage.
 
-Once the SVD is chosen, the train DAG fits the blend and refits the chosen SVD (on train + validation,
-and on all the data) in parallel tasks; then it scores the test window and runs the learned ranker's
-stage in parallel; its last task assembles the round (:func:`recomart.model.train.round_result`),
+The learned ranker's generators are tuned beside the SVD trials.  Once the SVD is chosen, the train DAG
+fits the blend and refits the chosen SVD (on train + validation, and on all the data) in parallel tasks;
+then it scores the test window while it fits the learned ranker, whose test window and serving fit run
+in parallel after it; its last task assembles the round (:func:`recomart.model.train.round_result`),
 gates and registers it.  Each part goes into the DAG run's staging folder
 (:mod:`recomart.model.staging`): arrays as uncompressed ``.npz`` (a 10,000-item EASE matrix is
 written and read in seconds; no pickles), everything else as JSON.
 
 Files: ``blend.json``; ``refit-<window>.npz`` with ``refit-<window>.json``; ``scored.json``,
-``scored-eval.npz`` and ``scored-hybrid.npz``; ``ranker.json`` and ``ranker.npz`` (when a ranker is
-to be served).
+``scored-eval.npz`` and ``scored-hybrid.npz``; the ranker's parts: ``ranker-tune-<generator>.json``,
+``ranker-fitted.json`` with ``ranker-fitted.npz``, ``ranker-test.json``, and ``ranker-served.json`` with
+``ranker.npz`` (when a ranker is to be served).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recomart.model.blend_search import BlendFit
-from recomart.model.ranker_stage import RankerStage
+from recomart.model.ranker_stage import (
+    FittedRanker,
+    GeneratorChoice,
+    RankerStage,
+    RankerTest,
+    assemble_stage,
+)
 from recomart.model.serialization import read_arrays, write_arrays
 from recomart.model.train import ScoredRound
 from recomart.ranking.factors import FactorModel
@@ -90,24 +99,70 @@ def load_scored(folder: Path) -> ScoredRound:
     return ScoredRound(**{**stored, "eval_model": eval_model, "recommender": recommender})
 
 
-def save_ranker_stage(folder: Path, stage: RankerStage | None) -> None:
-    """The ranker's stage (``None``: the ranker is off), its served ranker's arrays apart."""
-    if stage is None:
-        _write_json(folder / "ranker.json", None)
+def save_generator_choice(folder: Path, choice: GeneratorChoice) -> None:
+    """``ranker-tune-<name>.json``: one generator's parameters chosen on validation."""
+    _write_json(folder / f"ranker-tune-{choice.name}.json", dataclasses.asdict(choice))
+
+
+def load_generator_choices(folder: Path, names: Iterable[str]) -> list[GeneratorChoice]:
+    """The choices of :func:`save_generator_choice` for ``names``, in that order."""
+    return [GeneratorChoice(**_read_json(folder / f"ranker-tune-{name}.json")) for name in names]
+
+
+def _save_ranker(folder: Path, name: str, ranker: LearnedRanker | None) -> dict[str, Any] | None:
+    """``ranker``'s arrays into ``<name>.npz``; returns its JSON-safe settings (None for no ranker)."""
+    if ranker is None:
+        return None
+    arrays, settings = ranker.state()
+    write_arrays(folder / f"{name}.npz", arrays)
+    return settings
+
+
+def _load_ranker(folder: Path, name: str, settings: dict[str, Any] | None) -> LearnedRanker | None:
+    return None if settings is None else LearnedRanker.from_state(read_arrays(folder / f"{name}.npz"), settings)
+
+
+def save_fitted_ranker(folder: Path, fitted: FittedRanker | None) -> None:
+    """``ranker-fitted.json`` (and ``.npz``): the ranker fitted on the train part and the strategy chosen
+    on validation (``None``: the ranker is off)."""
+    if fitted is None:
+        _write_json(folder / "ranker-fitted.json", None)
         return
-    fields = {f.name: getattr(stage, f.name) for f in dataclasses.fields(stage)}
-    served = None
-    if stage.served is not None:
-        arrays, served = stage.served.state()
-        write_arrays(folder / "ranker.npz", arrays)
-    _write_json(folder / "ranker.json", {**fields, "served": served})
+    settings = _save_ranker(folder, "ranker-fitted", fitted.ranker)
+    _write_json(folder / "ranker-fitted.json", {**dataclasses.asdict(fitted), "ranker": settings})
+
+
+def load_fitted_ranker(folder: Path) -> FittedRanker | None:
+    stored = _read_json(folder / "ranker-fitted.json")
+    if stored is None:
+        return None
+    return FittedRanker(**{**stored, "ranker": _load_ranker(folder, "ranker-fitted", stored["ranker"])})
+
+
+def save_ranker_test(folder: Path, tested: RankerTest) -> None:
+    """``ranker-test.json``: the ranker's test-window figures."""
+    _write_json(folder / "ranker-test.json", dataclasses.asdict(tested))
+
+
+def save_served_ranker(folder: Path, served: tuple[LearnedRanker, float]) -> None:
+    """``ranker-served.json`` and ``ranker.npz``: the ranker refitted on all the data, and its seconds."""
+    ranker, seconds = served
+    _write_json(folder / "ranker-served.json", {"ranker": _save_ranker(folder, "ranker", ranker), "seconds": seconds})
 
 
 def load_ranker_stage(folder: Path) -> RankerStage | None:
-    stored = _read_json(folder / "ranker.json")
-    if stored is None:
+    """The ranker's stage from its parts (None: the ranker is off)."""
+    fitted = load_fitted_ranker(folder)
+    if fitted is None:
         return None
-    served = stored["served"]
-    if served is not None:
-        served = LearnedRanker.from_state(read_arrays(folder / "ranker.npz"), served)
-    return RankerStage(**{**stored, "served": served})
+    if fitted.ranker is None:
+        return assemble_stage(fitted, None, None)
+    tested = RankerTest(**_read_json(folder / "ranker-test.json"))
+    served = None
+    if fitted.strategy == "ranker":
+        stored = _read_json(folder / "ranker-served.json")
+        served = (
+            LearnedRanker.from_state(read_arrays(folder / "ranker.npz"), stored["ranker"]),
+            float(stored["seconds"]),
+        )
+    return assemble_stage(fitted, tested, served)

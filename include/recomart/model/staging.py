@@ -29,7 +29,6 @@ from recomart.model.split import Split
 from recomart.ranking.embedding import ItemVectors
 
 ROUND_FILE = "round.json"
-_FRAMES = ("ratings", "events", "products", "users")
 _VECTORS = "vectors.npz"
 
 
@@ -112,18 +111,24 @@ def read_parts(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "valid.parquet")
 
 
-def read_inputs(folder: Path, staged: StagedRound) -> RoundInputs:
-    """The round's inputs as :func:`stage_round` wrote them."""
-    frames = {
-        name: pd.read_parquet(folder / f"{name}.parquet") if (folder / f"{name}.parquet").exists() else None
-        for name in _FRAMES
-    }
+def _read_frame(folder: Path, name: str) -> pd.DataFrame | None:
+    path = folder / f"{name}.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def read_catalogue(folder: Path, staged: StagedRound) -> Catalogue:
+    """The round's catalogue as :func:`stage_round` wrote it (products, users, feed policy, vectors)."""
     vectors = None
     if (folder / _VECTORS).exists():
         with np.load(folder / _VECTORS, allow_pickle=False) as data:
             vectors = ItemVectors(data["item_ids"].astype(object), data["vectors"])
-    catalogue = Catalogue(frames["products"], frames["users"], staged.repeat_purchases, vectors)
-    return RoundInputs(frames["ratings"], frames["events"], catalogue, staged.dataset_source)
+    return Catalogue(_read_frame(folder, "products"), _read_frame(folder, "users"), staged.repeat_purchases, vectors)
+
+
+def read_inputs(folder: Path, staged: StagedRound) -> RoundInputs:
+    """The round's inputs as :func:`stage_round` wrote them."""
+    catalogue = read_catalogue(folder, staged)
+    return RoundInputs(_read_frame(folder, "ratings"), _read_frame(folder, "events"), catalogue, staged.dataset_source)
 
 
 def discard_stage(folder: Path) -> None:

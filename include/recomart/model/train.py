@@ -431,17 +431,10 @@ def ranker_round(
     the round's blend (train-part SVD); None when ``config.ranker`` is ``off``."""
     if config.ranker == "off":
         return None
-    train_model = tuned.train_model or fit_biased_svd(split.train, config.svd_settings(tuned.params))[0]
-    blend_hybrid = catalogue.hybrid(
-        weights=BlendWeights.from_meta({"weights": blend.weights}),
-        options=blend.options,
-        svd=BiasedSVD.from_factors(train_model),
-        exclude_seen=not catalogue.repeat_purchases,
-    )
     return fit_ranker_stage(
         split,
         data,
-        blend_hybrid,
+        train_part_blend(split, tuned, blend, catalogue, config),
         catalogue,
         svd=config.svd_settings(tuned.params),
         features_at=features_at,
@@ -449,6 +442,20 @@ def ranker_round(
         strategy=config.ranker,
         k=config.k,
         seed=config.seed,
+    )
+
+
+def train_part_blend(
+    split: Split, tuned: TunedSVD, blend: BlendFit, catalogue: Catalogue, config: TrainingConfig
+) -> HybridRecommender:
+    """The round's blend (weights and options) over the tuned SVD fitted on the train part, unfitted: what
+    the learned ranker is compared with on validation."""
+    train_model = tuned.train_model or fit_biased_svd(split.train, config.svd_settings(tuned.params))[0]
+    return catalogue.hybrid(
+        weights=BlendWeights.from_meta({"weights": blend.weights}),
+        options=blend.options,
+        svd=BiasedSVD.from_factors(train_model),
+        exclude_seen=not catalogue.repeat_purchases,
     )
 
 

@@ -1,14 +1,15 @@
 """Task bodies of the ``train`` DAG after its reduce: the round's remaining steps as parallel tasks.
 
 After ``choose`` (:mod:`recomart.tasks.train_trials`), the round of
-:func:`recomart.model.train.train_tune_evaluate` runs as five tasks, two at a time, with the same
-result for the same inputs and seed:
+:func:`recomart.model.train.train_tune_evaluate` runs as parallel tasks, with the same result for the
+same inputs and seed:
 
 1. :func:`fit_blend` (the blend on validation) and :func:`refit_svd` (one mapped task per window:
    the chosen SVD refitted on train + validation, and on all the data) run in parallel;
-2. then :func:`score_test_window` (the test window, the hybrid to register) and
-   :func:`fit_ranker` (the learned ranker's stage) run in parallel, both reading the refitted factors
-   instead of fitting them again (:func:`recomart.ranking.svd.remember_fit`);
+2. then :func:`score_test_window` (the test window, the hybrid to register) runs beside the learned
+   ranker's tasks (:mod:`recomart.tasks.train_ranker`; its generators were tuned beside the trials),
+   all reading the refitted factors instead of fitting them again
+   (:func:`recomart.ranking.svd.remember_fit`);
 3. :func:`register_round` assembles the round (:func:`recomart.model.train.round_result`), gates and
    registers it into the DAG run's MLflow parent run.
 
@@ -38,12 +39,11 @@ from recomart.model.round_parts import (
     load_refit,
     load_scored,
     save_blend,
-    save_ranker_stage,
     save_refit,
     save_scored,
 )
 from recomart.model.staging import StagedRound, read_inputs, read_round
-from recomart.model.train import RoundSetup, fit_round_blend, prepared_split, ranker_round, round_result, score_round
+from recomart.model.train import RoundSetup, fit_round_blend, prepared_split, round_result, score_round
 from recomart.model.trials import tuned_from_choice
 from recomart.ranking.kept import Kept, digest
 from recomart.ranking.svd import fit_biased_svd, remember_fit
@@ -61,7 +61,7 @@ REFIT_WINDOWS = ("train_valid", "all")
 """The windows the chosen SVD is refitted on: train + validation (the test figures), all the data (served)."""
 
 
-def _open_round(
+def open_round(
     s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any], airflow_run_id: str
 ) -> tuple[Path, StagedRound, RoundSetup]:
     """The DAG run's staging folder, its staged round and the round's setup (the staged inputs' pairs
@@ -88,10 +88,10 @@ def _window_pairs(setup: RoundSetup, window: str) -> pd.DataFrame:
     return setup.split.train_valid if window == "train_valid" else setup.data
 
 
-def _remember_refits(folder: Path, setup: RoundSetup) -> None:
-    """Keep the refitted factors as this process's fits of their windows (no fit twice)."""
+def remember_refits(folder: Path, setup: RoundSetup, windows: tuple[str, ...] = REFIT_WINDOWS) -> None:
+    """Keep the refitted factors of ``windows`` as this process's fits of them (no fit twice)."""
     settings = setup.config.svd_settings(setup.tuned.params)
-    for window in REFIT_WINDOWS:
+    for window in windows:
         fitted = load_refit(folder, window)
         if fitted is not None:
             remember_fit(_window_pairs(setup, window), settings, fitted)
@@ -99,7 +99,7 @@ def _remember_refits(folder: Path, setup: RoundSetup) -> None:
 
 def fit_blend(s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any], *, airflow_run_id: str) -> dict:
     """Fit the blend on validation with the chosen SVD; returns its weights and why."""
-    folder, _, setup = _open_round(s, specs, choice, airflow_run_id)
+    folder, _, setup = open_round(s, specs, choice, airflow_run_id)
     started = time.perf_counter()
     blend = fit_round_blend(setup.split, setup.tuned, setup.catalogue, setup.config)
     save_blend(folder, blend, time.perf_counter() - started)
@@ -112,7 +112,7 @@ def refit_svd(
     """Refit the chosen SVD on ``window`` (:data:`REFIT_WINDOWS`; ``all`` only with ``refit_full``)."""
     if window not in REFIT_WINDOWS:
         raise ValueError(f"unknown refit window {window!r}: expected one of {REFIT_WINDOWS}")
-    folder, _, setup = _open_round(s, specs, choice, airflow_run_id)
+    folder, _, setup = open_round(s, specs, choice, airflow_run_id)
     if window == "all" and not setup.config.refit_full:
         return {"window": window, "skipped": "refit_full is off: the served SVD is the train + validation fit"}
     started = time.perf_counter()
@@ -125,9 +125,9 @@ def refit_svd(
 
 def score_test_window(s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any], *, airflow_run_id: str) -> dict:
     """Score every contender (and the champion) on the test window, fit the hybrid to register."""
-    folder, _, setup = _open_round(s, specs, choice, airflow_run_id)
+    folder, _, setup = open_round(s, specs, choice, airflow_run_id)
     blend, _ = load_blend(folder)
-    _remember_refits(folder, setup)
+    remember_refits(folder, setup)
     config = setup.config
     scored = score_round(
         setup.data,
@@ -143,26 +143,12 @@ def score_test_window(s: Settings, specs: list[dict[str, Any]], choice: dict[str
     return {"timings": scored.timings, "champion_version": scored.champion_version}
 
 
-def fit_ranker(s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any], *, airflow_run_id: str) -> dict:
-    """The learned ranker's stage (nothing when ``RECOMART_TRAIN_RANKER`` is ``off``)."""
-    folder, _, setup = _open_round(s, specs, choice, airflow_run_id)
-    blend, _ = load_blend(folder)
-    _remember_refits(folder, setup)
-    config = setup.config
-    features_at = store_features_at(s) if config.ranker != "off" else None
-    stage = ranker_round(
-        setup.split, setup.data, setup.tuned, blend, setup.catalogue, config, features_at, FEATURE_SERVICE
-    )
-    save_ranker_stage(folder, stage)
-    return {"strategy": None if stage is None else stage.strategy, "timings": {} if stage is None else stage.timings}
-
-
 def register_round(
     s: Settings, dsn: str, specs: list[dict[str, Any]], choice: dict[str, Any], *, airflow_run_id: str
 ) -> dict[str, Any]:
     """The last task: the round from its parts, logged into the parent run, gated and registered;
     returns the decision row (``ops.model_promotions``) with the tuning's choice."""
-    folder, staged, setup = _open_round(s, specs, choice, airflow_run_id)
+    folder, staged, setup = open_round(s, specs, choice, airflow_run_id)
     blend, blend_s = load_blend(folder)
     setup = dataclasses.replace(setup, timings={**setup.timings, "blend_fit_s": blend_s})
     result = round_result(setup, blend, load_scored(folder), load_ranker_stage(folder))
