@@ -12,7 +12,7 @@ from test_ranker import CUTOFF, _item_frame, _planted  # tests/unit is on sys.pa
 
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
-from recomart.model.ranker_stage import RANKER_STEPS, RankerStage, fit_ranker_stage
+from recomart.model.ranker_stage import RANKER_STEPS, RankerOptions, RankerStage, fit_ranker_stage
 from recomart.model.split import Split
 from recomart.model.train import prepare_ratings
 from recomart.ranking.blend import BlendWeights
@@ -43,16 +43,10 @@ def _split() -> tuple[Split, pd.DataFrame]:
 def _stage(strategy: str, store: _StoreAt | None) -> RankerStage:
     split, data = _split()
     blend = Catalogue().hybrid(weights=BlendWeights(), svd=None)
-    return fit_ranker_stage(
-        split,
-        data,
-        blend,
-        Catalogue(),
-        svd=TrainingConfig().svd_settings(),
-        features_at=store,
-        feature_service=FEATURE_SERVICE,
-        strategy=strategy,
+    options = RankerOptions(
+        svd=TrainingConfig().svd_settings(), features_at=store, feature_service=FEATURE_SERVICE, strategy=strategy
     )
+    return fit_ranker_stage(split, data, blend, Catalogue(), options)
 
 
 @pytest.fixture(scope="module")

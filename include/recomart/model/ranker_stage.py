@@ -160,6 +160,21 @@ class FittedRanker:
     timings: dict[str, float]
 
 
+@dataclass(frozen=True)
+class RankerOptions:
+    """How the stage runs: ``svd``, the round's tuned SVD settings (its SVD generator's); ``features_at``,
+    the feature-store reads (None: none) and ``feature_service``, the name the ranker records for them;
+    ``strategy``: ``validation`` (whatever wins there), or ``blend`` / ``ranker`` to register that one
+    whatever validation says; ``k`` of nDCG@k and the ``seed``."""
+
+    svd: SVDSettings
+    features_at: FeaturesAt | None
+    feature_service: str | None
+    strategy: str = "validation"
+    k: int = 10
+    seed: int = 42
+
+
 def _skipped(record: dict[str, Any], rule: str, reason: str, timings: dict[str, float]) -> FittedRanker:
     log.warning("learned ranker not fitted, the blend is registered: %s", reason)
     record.update(strategy="blend", strategy_rule=rule, skipped=reason)
@@ -177,17 +192,11 @@ def fit_and_choose(
     blend_hybrid: HybridRecommender,
     catalogue: Catalogue,
     choices: list[GeneratorChoice],
-    *,
-    svd: SVDSettings,
-    features_at: FeaturesAt | None,
-    feature_service: str | None,
-    strategy: str = "validation",
-    k: int = 10,
-    seed: int = 42,
+    options: RankerOptions,
 ) -> FittedRanker:
     """Step 2 (module docstring) with the generators of ``choices`` (step 1).  ``blend_hybrid``: the
-    blend with the round's weights, options and train-part SVD, unfitted; ``strategy``: ``validation``
-    (whatever wins there), or ``blend`` / ``ranker`` to register that one whatever validation says."""
+    blend with the round's weights, options and train-part SVD, unfitted."""
+    strategy, features_at, k, seed = options.strategy, options.features_at, options.k, options.seed
     if strategy not in ("validation", "blend", "ranker"):
         raise ValueError(f"ranker strategy {strategy!r} is not validation, blend or ranker")
     tuned = {choice.name: choice.params for choice in choices if choice.params is not None}
@@ -201,13 +210,13 @@ def fit_and_choose(
     policy: ExcludePolicy = "interacted" if not catalogue.repeat_purchases else "none"
     compare = _compare_users(split.valid, seed)
     ranker = LearnedRanker(
-        ranker_generators(catalogue, svd, chosen),
+        ranker_generators(catalogue, options.svd, chosen),
         n_candidates=RANKER_CANDIDATES,
         exclude=policy,
         seed=seed,
         num_threads=RANKER_THREADS,
     )
-    ranker.feature_service = feature_service if features_at is not None else None
+    ranker.feature_service = options.feature_service if features_at is not None else None
     try:
         validation = _fit_and_compare(ranker, split, catalogue, blend_hybrid, clock, compare, k)
     except ValueError as exc:  # too few validation users to learn from or compare on
@@ -288,36 +297,15 @@ def assemble_stage(
 
 
 def fit_ranker_stage(
-    split: Split,
-    data: pd.DataFrame,
-    blend_hybrid: HybridRecommender,
-    catalogue: Catalogue,
-    *,
-    svd: SVDSettings,
-    features_at: FeaturesAt | None,
-    feature_service: str | None,
-    strategy: str = "validation",
-    k: int = 10,
-    seed: int = 42,
+    split: Split, data: pd.DataFrame, blend_hybrid: HybridRecommender, catalogue: Catalogue, options: RankerOptions
 ) -> RankerStage:
     """Run the stage's steps one after another in this process (module docstring; the train DAG runs
     them as tasks of their own).  Arguments as :func:`fit_and_choose`'s."""
-    choices = [tune_generator(name, split.train, split.valid, catalogue, k) for name in CANDIDATES]
-    fitted = fit_and_choose(
-        split,
-        blend_hybrid,
-        catalogue,
-        choices,
-        svd=svd,
-        features_at=features_at,
-        feature_service=feature_service,
-        strategy=strategy,
-        k=k,
-        seed=seed,
-    )
+    choices = [tune_generator(name, split.train, split.valid, catalogue, options.k) for name in CANDIDATES]
+    fitted = fit_and_choose(split, blend_hybrid, catalogue, choices, options)
     if fitted.ranker is None:
         return assemble_stage(fitted, None, None)
-    tested = score_ranker_on_test(fitted.ranker, split, catalogue, features_at, k)
+    tested = score_ranker_on_test(fitted.ranker, split, catalogue, options.features_at, options.k)
     served = serve_ranker(fitted.ranker, data, catalogue) if fitted.strategy == "ranker" else None
     return assemble_stage(fitted, tested, served)
 

@@ -23,7 +23,13 @@ from recomart.model.blend_search import COMPONENT_KEYS, BlendFit, blend_record, 
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import DECISION_METRIC, TrainingConfig
 from recomart.model.evaluate import Contender, eval_set, evaluate_blends, evaluate_models
-from recomart.model.ranker_stage import FeaturesAt, RankerStage, fit_ranker_stage, rescore_champion_ranker
+from recomart.model.ranker_stage import (
+    FeaturesAt,
+    RankerOptions,
+    RankerStage,
+    fit_ranker_stage,
+    rescore_champion_ranker,
+)
 from recomart.model.split import Split, make_event_split, make_split, overlapping_pairs, pairs_from_events
 from recomart.model.tuning import TunedSVD, tune_svd
 from recomart.ranking.blend import BlendWeights
@@ -431,11 +437,17 @@ def ranker_round(
     the round's blend (train-part SVD); None when ``config.ranker`` is ``off``."""
     if config.ranker == "off":
         return None
+    blend_hybrid = train_part_blend(split, tuned, blend, catalogue, config)
     return fit_ranker_stage(
-        split,
-        data,
-        train_part_blend(split, tuned, blend, catalogue, config),
-        catalogue,
+        split, data, blend_hybrid, catalogue, ranker_options(config, tuned, features_at, feature_service)
+    )
+
+
+def ranker_options(
+    config: TrainingConfig, tuned: TunedSVD, features_at: FeaturesAt | None, feature_service: str | None
+) -> RankerOptions:
+    """The ranker stage's options for this round's settings and tuned SVD."""
+    return RankerOptions(
         svd=config.svd_settings(tuned.params),
         features_at=features_at,
         feature_service=feature_service,

@@ -41,7 +41,7 @@ from recomart.model.round_parts import (
     save_served_ranker,
 )
 from recomart.model.staging import read_catalogue, read_parts, read_round
-from recomart.model.train import train_part_blend
+from recomart.model.train import ranker_options, train_part_blend
 from recomart.tasks.common import store_features_at
 from recomart.tasks.train_round import open_round, remember_refits
 
@@ -82,12 +82,7 @@ def fit_ranker(s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any],
         train_part_blend(setup.split, setup.tuned, blend, setup.catalogue, config),
         setup.catalogue,
         load_generator_choices(folder, RANKER_GENERATORS),
-        svd=config.svd_settings(setup.tuned.params),
-        features_at=store_features_at(s),
-        feature_service=FEATURE_SERVICE,
-        strategy=config.ranker,
-        k=config.k,
-        seed=config.seed,
+        ranker_options(config, setup.tuned, store_features_at(s), FEATURE_SERVICE),
     )
     save_fitted_ranker(folder, fitted)
     return {"strategy": fitted.strategy, "timings": fitted.timings}
