@@ -128,8 +128,10 @@ def save_fitted_ranker(folder: Path, fitted: FittedRanker | None) -> None:
     if fitted is None:
         _write_json(folder / "ranker-fitted.json", None)
         return
-    settings = _save_ranker(folder, "ranker-fitted", fitted.ranker)
-    _write_json(folder / "ranker-fitted.json", {**dataclasses.asdict(fitted), "ranker": settings})
+    fields = {f.name: getattr(fitted, f.name) for f in dataclasses.fields(fitted)}  # no deep copy of the ranker
+    _write_json(
+        folder / "ranker-fitted.json", {**fields, "ranker": _save_ranker(folder, "ranker-fitted", fitted.ranker)}
+    )
 
 
 def load_fitted_ranker(folder: Path) -> FittedRanker | None:
