@@ -18,7 +18,9 @@ run, against the first (full) one.
 Per stage (ingest = ``ingest_catalog`` + ``ingest_events``): the wall seconds of its DAG runs, the peak
 RSS of the largest process and of the whole process tree (the runner, or the Airflow components and
 their tasks; psutil, sampled every 0.2 s), the warehouse's size on disk after it
-(``pg_database_size``) and the load average at its start and end.
+(``pg_database_size``) and the load average at its start and end.  Per size, ``speed_probe``: a fixed
+CPU workload timed before the size's processes start and after they end (:mod:`benchmarks.speed_probe`),
+so that two runs can be compared by the machine's speed too.
 
 Results are merged by size into ``benchmarks/results/scale.json`` (``--fresh`` starts over), then
 each stage's exponent is fitted (:mod:`benchmarks.scale_fit`) and ``scale.png`` drawn; with no size
@@ -50,6 +52,7 @@ import psycopg
 
 from benchmarks.results_file import ROOT, run_metadata
 from benchmarks.scale_fit import STAGES, GrowthFit, fit_growth, plot_growth
+from benchmarks.speed_probe import probe
 from recomart.airflow_runner import MARK
 from recomart.config import Settings, load_settings, settings
 from recomart.netcheck import free_port
@@ -392,6 +395,7 @@ def measure_size(
     _log(f"{label}: {users:,} users, {items:,} items, {days} days in {s.db_prefix} ({work})")
     try:
         services.ensure_services(s)
+        speed = probe()  # before the size's processes start: the machine's speed, for comparing runs
         started = time.monotonic()
         summary = generate(s.landing_dir / "generated", users=users, items=items, days=s.generator_days, seed=s.seed)
         generate_s = round(time.monotonic() - started, 1)
@@ -422,6 +426,7 @@ def measure_size(
             "dag_run_ids": {key: run["run_id"] for key, run in runs.items()},
             "databases_mb": {name: database_mb(s, name) for name in s.all_databases},
             "measured_at": run_metadata()["measured_at"],
+            "speed_probe": {"before": speed, "after": probe()},
         }
     finally:
         if not keep:
