@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
+
+from benchmarks.item_similarity import median_seconds
 
 #: the fixed workloads' sizes: about 0.1 to 0.2 s each on the reference machine
 SORT_VALUES = 5_000_000
@@ -35,23 +34,14 @@ def _python_loop() -> None:
         total += step * step % 7
 
 
-def _median_seconds(work: Callable[[], None], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return round(statistics.median(times), 4)
-
-
 def probe(repeats: int = 5) -> dict[str, float]:
     """``{"numpy_sort_s", "python_loop_s"}``: the median seconds of ``repeats`` runs of each fixed
     workload (lower is faster)."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, not {repeats}")
     return {
-        "numpy_sort_s": _median_seconds(_numpy_sort, repeats),
-        "python_loop_s": _median_seconds(_python_loop, repeats),
+        "numpy_sort_s": median_seconds(_numpy_sort, repeats),
+        "python_loop_s": median_seconds(_python_loop, repeats),
     }
 
 
