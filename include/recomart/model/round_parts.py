@@ -118,8 +118,9 @@ def _save_ranker(folder: Path, name: str, ranker: LearnedRanker | None) -> dict[
     return settings
 
 
-def _load_ranker(folder: Path, name: str, settings: dict[str, Any] | None) -> LearnedRanker | None:
-    return None if settings is None else LearnedRanker.from_state(read_arrays(folder / f"{name}.npz"), settings)
+def _load_ranker(folder: Path, name: str, settings: dict[str, Any]) -> LearnedRanker:
+    """The ranker of :func:`_save_ranker` (``settings``: what it returned)."""
+    return LearnedRanker.from_state(read_arrays(folder / f"{name}.npz"), settings)
 
 
 def save_fitted_ranker(folder: Path, fitted: FittedRanker | None) -> None:
@@ -138,7 +139,9 @@ def load_fitted_ranker(folder: Path) -> FittedRanker | None:
     stored = _read_json(folder / "ranker-fitted.json")
     if stored is None:
         return None
-    return FittedRanker(**{**stored, "ranker": _load_ranker(folder, "ranker-fitted", stored["ranker"])})
+    settings = stored["ranker"]
+    ranker = None if settings is None else _load_ranker(folder, "ranker-fitted", settings)
+    return FittedRanker(**{**stored, "ranker": ranker})
 
 
 def save_ranker_test(folder: Path, tested: RankerTest) -> None:
@@ -163,8 +166,5 @@ def load_ranker_stage(folder: Path) -> RankerStage | None:
     served = None
     if fitted.strategy == "ranker":
         stored = _read_json(folder / "ranker-served.json")
-        served = (
-            LearnedRanker.from_state(read_arrays(folder / "ranker.npz"), stored["ranker"]),
-            float(stored["seconds"]),
-        )
+        served = (_load_ranker(folder, "ranker", stored["ranker"]), float(stored["seconds"]))
     return assemble_stage(fitted, tested, served)

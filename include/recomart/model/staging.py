@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
+from recomart.model.serialization import read_arrays, write_arrays
 from recomart.model.split import Split
 from recomart.ranking.embedding import ItemVectors
 
@@ -76,7 +76,7 @@ def stage_round(folder: Path, inputs: RoundInputs, split: Split) -> None:
             frame.to_parquet(folder / f"{name}.parquet", index=False)
     if catalogue.item_vectors is not None:
         vectors = catalogue.item_vectors
-        np.savez(folder / _VECTORS, item_ids=vectors.item_ids.astype(str), vectors=vectors.vectors)
+        write_arrays(folder / _VECTORS, {"item_ids": vectors.item_ids.astype(str), "vectors": vectors.vectors})
     split.train.to_parquet(folder / "train.parquet", index=False)
     split.valid.to_parquet(folder / "valid.parquet", index=False)
 
@@ -120,8 +120,8 @@ def read_catalogue(folder: Path, staged: StagedRound) -> Catalogue:
     """The round's catalogue as :func:`stage_round` wrote it (products, users, feed policy, vectors)."""
     vectors = None
     if (folder / _VECTORS).exists():
-        with np.load(folder / _VECTORS, allow_pickle=False) as data:
-            vectors = ItemVectors(data["item_ids"].astype(object), data["vectors"])
+        stored = read_arrays(folder / _VECTORS)
+        vectors = ItemVectors(stored["item_ids"].astype(object), stored["vectors"])
     return Catalogue(_read_frame(folder, "products"), _read_frame(folder, "users"), staged.repeat_purchases, vectors)
 
 

@@ -17,7 +17,6 @@ the same result as :func:`recomart.model.ranker_stage.fit_ranker_stage` in one p
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from recomart.config import Settings
@@ -40,10 +39,10 @@ from recomart.model.round_parts import (
     save_ranker_test,
     save_served_ranker,
 )
-from recomart.model.staging import read_catalogue, read_parts, read_round
+from recomart.model.staging import read_catalogue, read_parts
 from recomart.model.train import ranker_options, train_part_blend
 from recomart.tasks.common import store_features_at
-from recomart.tasks.train_round import open_round, remember_refits
+from recomart.tasks.train_round import open_round, remember_refits, staged_round
 
 RANKER_GENERATORS = tuple(CANDIDATES)
 """The generators tuned on validation by a task each (``ease``, ``rp3beta``)."""
@@ -55,13 +54,10 @@ def tune_ranker_generator(s: Settings, specs: list[dict[str, Any]], name: str, *
     if name not in CANDIDATES:
         raise ValueError(f"unknown ranker generator {name!r}: expected one of {RANKER_GENERATORS}")
     config = TrainingConfig.from_settings(s)
-    folder = Path(specs[0]["stage"])
+    folder, staged = staged_round(specs, config, airflow_run_id)
     if config.ranker == "off":
         choice = GeneratorChoice(name, None, 0.0, "the learned ranker is off (RECOMART_TRAIN_RANKER)")
     else:
-        staged = read_round(folder, config)
-        if staged.airflow_run_id != airflow_run_id:
-            raise RuntimeError(f"{folder} holds the round of DAG run {staged.airflow_run_id}, not {airflow_run_id}")
         train, valid = read_parts(folder)
         choice = tune_generator(name, train, valid, read_catalogue(folder, staged), config.k)
     save_generator_choice(folder, choice)

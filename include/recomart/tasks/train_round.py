@@ -61,16 +61,22 @@ REFIT_WINDOWS = ("train_valid", "all")
 """The windows the chosen SVD is refitted on: train + validation (the test figures), all the data (served)."""
 
 
+def staged_round(specs: list[dict[str, Any]], config: TrainingConfig, airflow_run_id: str) -> tuple[Path, StagedRound]:
+    """The DAG run's staging folder and its staged round; raises when the folder holds another run's."""
+    folder = Path(specs[0]["stage"])
+    staged = read_round(folder, config)
+    if staged.airflow_run_id != airflow_run_id:
+        raise RuntimeError(f"{folder} holds the round of DAG run {staged.airflow_run_id}, not {airflow_run_id}")
+    return folder, staged
+
+
 def open_round(
     s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any], airflow_run_id: str
 ) -> tuple[Path, StagedRound, RoundSetup]:
     """The DAG run's staging folder, its staged round and the round's setup (the staged inputs' pairs
     and split, the chosen SVD; ``timings``: ``prepare_s`` and the trials' summed ``tuning_s``)."""
     config = TrainingConfig.from_settings(s)
-    folder = Path(specs[0]["stage"])
-    staged = read_round(folder, config)
-    if staged.airflow_run_id != airflow_run_id:
-        raise RuntimeError(f"{folder} holds the round of DAG run {staged.airflow_run_id}, not {airflow_run_id}")
+    folder, staged = staged_round(specs, config, airflow_run_id)
     key = digest(str(folder), json.dumps(dataclasses.asdict(staged)), json.dumps(choice, sort_keys=True, default=str))
     return folder, staged, OPENED.get(key, lambda: _read_setup(folder, staged, config, choice))
 
