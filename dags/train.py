@@ -39,11 +39,14 @@ inputs and seed:
   mapped task per window) refits that SVD on train + validation and on all the data;
 - `tune_ranker_generator` (one mapped task per generator, EASE and RP3β, beside the trials: it needs
   only the staged split) chooses that generator's parameters on validation;
-- then `score_test_window` scores every contender on the test window and fits the hybrid to register
-  while `fit_ranker` fits the learned ranker on the train part and compares it with the blend on
-  validation; after it `ranker_test_window` scores the ranker once on the test window while
-  `ranker_serving_fit` refits its generators on all the data (only when the ranker is registered);
-  all of them read the refitted factors instead of fitting them again;
+- `fit_ranker` (after the blend and the tuning, beside the refits) fits the learned ranker on the
+  train part, its SVD generator being the chosen trial's factors, and compares it with the blend on
+  validation;
+- after the blend and the refits, `score_test_window` scores every contender on the test window and
+  fits the hybrid to register; after `fit_ranker` and the refits, `ranker_test_window` scores the
+  ranker once on the test window while `ranker_serving_fit` refits its generators on all the data
+  (only when the ranker is registered); all of them read the refitted factors instead of fitting them
+  again;
 - `register` assembles the round, gates it and registers the version into the parent run;
 - `discard_staging` (teardown) removes the folder and ends the parent run as failed unless a version
   was registered into it.
@@ -188,14 +191,16 @@ def train():
     specs = prepare()
     tuned_generators = tune_ranker_generator.partial(specs=specs).expand(name=list(RANKER_GENERATORS))
     chosen = choose(trial.expand(spec=specs))
-    fitted = [blend(specs, chosen), refit.partial(specs=specs, chosen=chosen).expand(window=list(REFIT_WINDOWS))]
+    blended = blend(specs, chosen)
+    refits = refit.partial(specs=specs, chosen=chosen).expand(window=list(REFIT_WINDOWS))
     scored = score_test_window(specs, chosen)
     ranker = fit_ranker(specs, chosen)
     ranker_halves = [ranker_test_window(specs, chosen), ranker_serving_fit(specs, chosen)]
     registered = register(specs, chosen)
-    fitted >> scored
-    [*fitted, tuned_generators] >> ranker
+    [blended, refits] >> scored
+    [blended, tuned_generators] >> ranker  # beside the refits: it fits on the train part only
     ranker >> ranker_halves
+    refits >> ranker_halves
     [scored, *ranker_halves] >> registered
     registered >> discard_staging(specs).as_teardown(setups=specs)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from recomart.model.staging import RoundInputs, StagedRound, read_inputs, read_r
 from recomart.model.train import prepared_split, train_tune_evaluate
 from recomart.model.trials import choose_trial, plan_trials, run_trial, tuned_from_choice
 from recomart.model.tuning import tune_svd
+from recomart.ranking import svd
 from recomart.ranking.svd import FITTED
 from recomart.tasks.train import read_round_inputs, train_and_register
 from recomart.tasks.train_ranker import (
@@ -71,11 +73,16 @@ def _mapped_round(s, marts_dsn: str, run_id: str) -> dict:  # noqa: F811
     results = [run_one_trial(s, spec) for spec in specs]  # retried trials replace their nested runs
     results = json.loads(json.dumps(results[1:] + results[:1]))  # through XCom's JSON, out of order
     choice = choose_params(s, results)
+    fit_blend(s, specs, choice, airflow_run_id=run_id)
+    OPENED.results.clear()  # as in a process of its own: nothing kept
+    FITTED.results.clear()
+    # it needs the blend and the tuning, not the refits; its SVD generator is the chosen trial's factors
+    with mock.patch.object(svd, "_fit_surprise", side_effect=AssertionError("fit_ranker fitted an SVD")):
+        fit_ranker(s, specs, choice, airflow_run_id=run_id)
     for window in reversed(REFIT_WINDOWS):  # the parallel tasks, in another order than the DAG lists them
         refit_svd(s, specs, choice, window, airflow_run_id=run_id)
-    fit_blend(s, specs, choice, airflow_run_id=run_id)
     # each as in a process of its own: nothing kept
-    for task in (fit_ranker, score_test_window, ranker_serving_fit, ranker_test_window):
+    for task in (score_test_window, ranker_serving_fit, ranker_test_window):
         OPENED.results.clear()
         FITTED.results.clear()
         task(s, specs, choice, airflow_run_id=run_id)
@@ -106,6 +113,7 @@ def test_the_reduce_chooses_tune_svds_parameters_from_the_same_validation_figure
     assert choice["params"] == searched.params
     assert _without_seconds(choice["trials"]) == _without_seconds(searched.trials)
     assert choice["best_index"] == next(t["index"] for t in searched.trials if t["params"] == searched.params)
+    assert choice["n_negatives"] == searched.train_negatives > 0  # implicit feed: negatives were sampled
 
 
 def test_the_registered_model_and_its_metrics_equal_the_single_task_rounds(single, mapped, test_settings) -> None:

@@ -24,6 +24,7 @@ def _done(index: int, ndcg: float) -> dict:
         "metrics": {"ndcg_at_10": ndcg},
         "seconds": 1.0,
         "factors": f"/stage/trial-{index:02d}.npz",
+        "n_negatives": 100 + index,
     }
 
 
@@ -33,7 +34,7 @@ def test_the_best_on_validation_wins_and_the_lowest_index_breaks_ties(order) -> 
     results = [_done(i, figures[i]) for i in order]
     choice = choose_trial(results, CONFIG)
     assert choice["best_index"] == 1 and choice["params"] == {"n_factors": 1}
-    assert choice["factors"] == "/stage/trial-01.npz"
+    assert choice["factors"] == "/stage/trial-01.npz" and choice["n_negatives"] == 101
     assert [t["index"] for t in choice["trials"]] == [0, 1, 2, 3]  # in index order, as tune_svd lists them
     # the same choice as the one-process search over the same figures
     searched = tune(

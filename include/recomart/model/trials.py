@@ -71,9 +71,10 @@ def factors_path(stage: Path, index: int) -> Path:
 
 
 def run_trial(spec: TrialSpec, config: TrainingConfig, *, exclude_seen: bool) -> dict[str, Any]:
-    """Run one trial: ``{"index", "params", "metrics", "seconds", "factors"}`` (the path of its fitted
-    factors), or ``{"index", "skipped"}`` (no search, or the budget was spent before it started), or
-    ``{"index", "error"}`` (the validation part has no warm user)."""
+    """Run one trial: ``{"index", "params", "metrics", "seconds", "factors", "n_negatives"}`` (the path of
+    its fitted factors and the negatives the fit added), or ``{"index", "skipped"}`` (no search, or the
+    budget was spent before it started), or ``{"index", "error"}`` (the validation part has no warm
+    user)."""
     if not spec.search:
         return {"index": spec.index, "skipped": "no search: no validation window or a single candidate"}
     if spec.index > 0 and time.time() >= spec.deadline:
@@ -82,32 +83,40 @@ def run_trial(spec: TrialSpec, config: TrainingConfig, *, exclude_seen: bool) ->
     train, valid = read_parts(stage)
     started = time.perf_counter()
     try:
-        model, metrics = svd_trial(train, valid, config, dict(spec.params), exclude_seen=exclude_seen)
+        (model, negatives), metrics = svd_trial(train, valid, config, dict(spec.params), exclude_seen=exclude_seen)
     except ValueError as exc:
         return {"index": spec.index, "error": str(exc)}
     seconds = time.perf_counter() - started
     metric = config.effective_tuning_metric
     log.info("trial %d %s: %s=%.4f (%.1fs)", spec.index, spec.params, metric, metrics[metric], seconds)
     path = save_factors(model, factors_path(stage, spec.index))
-    return {"index": spec.index, "params": spec.params, "metrics": metrics, "seconds": seconds, "factors": str(path)}
+    return {
+        "index": spec.index,
+        "params": spec.params,
+        "metrics": metrics,
+        "seconds": seconds,
+        "factors": str(path),
+        "n_negatives": negatives,
+    }
 
 
 def choose_trial(results: Sequence[Mapping[str, Any]], config: TrainingConfig) -> dict[str, Any]:
-    """The reduce: ``{"params", "trials", "best_index", "factors", "reason"}`` (JSON-safe): the best
-    run trial's parameters and factors and every run trial (``TunedSVD.trials``); the base parameters,
-    no trials and no factors when no trial ran or one found no warm validation user."""
+    """The reduce: ``{"params", "trials", "best_index", "factors", "n_negatives", "reason"}`` (JSON-safe):
+    the best run trial's parameters, factors and negatives and every run trial (``TunedSVD.trials``);
+    the base parameters, no trials and no factors when no trial ran or one found no warm validation
+    user."""
     base = dict(config.svd_params)
     if errors := [r for r in results if "error" in r]:
         log.warning("tuning skipped: %s", errors[0]["error"])
-        return {"params": base, "trials": [], "best_index": None, "factors": None, "reason": errors[0]["error"]}
+        return _no_choice(base, errors[0]["error"])
     ran = sorted((r for r in results if "metrics" in r), key=lambda r: r["index"])
     if not ran:
         reason = next((r["skipped"] for r in results if "skipped" in r), "no trial ran")
-        return {"params": base, "trials": [], "best_index": None, "factors": None, "reason": reason}
+        return _no_choice(base, reason)
     trials = [Trial(int(r["index"]), dict(r["params"]), dict(r["metrics"]), float(r["seconds"])) for r in ran]
     metric = config.effective_tuning_metric
     best = best_trial(trials, metric)
-    factors = next(r["factors"] for r in ran if r["index"] == best.index)
+    chosen = next(r for r in ran if r["index"] == best.index)
     skipped = len(results) - len(ran)
     reason = f"trial {best.index} of {len(ran)} run ({skipped} skipped) is best on validation {metric}"
     log.info("%s: %s=%.4f %s", reason, metric, best.metrics[metric], best.params)
@@ -115,14 +124,19 @@ def choose_trial(results: Sequence[Mapping[str, Any]], config: TrainingConfig) -
         "params": best.params,
         "trials": trial_records(trials),
         "best_index": best.index,
-        "factors": factors,
+        "factors": chosen["factors"],
+        "n_negatives": int(chosen["n_negatives"]),
         "reason": reason,
     }
+
+
+def _no_choice(params: dict[str, Any], reason: str) -> dict[str, Any]:
+    """:func:`choose_trial`'s answer when no trial chose: ``params`` (the base ones), no factors."""
+    return {"params": params, "trials": [], "best_index": None, "factors": None, "n_negatives": 0, "reason": reason}
 
 
 def tuned_from_choice(choice: Mapping[str, Any]) -> TunedSVD:
     """The :class:`TunedSVD` of :func:`choose_trial`'s choice, its factors loaded from the stage."""
     factors = choice.get("factors")
-    return TunedSVD(
-        dict(choice["params"]), list(choice["trials"]), None if factors is None else load_factors(Path(factors))
-    )
+    model = None if factors is None else load_factors(Path(factors))
+    return TunedSVD(dict(choice["params"]), list(choice["trials"]), model, int(choice["n_negatives"]))

@@ -121,12 +121,14 @@ def best_trial(trials: Sequence[Trial], metric: str) -> Trial:
 
 @dataclass(frozen=True)
 class TunedSVD:
-    """The chosen SVD parameters, every trial (``index, params, metrics, seconds``) and the chosen
-    parameters' SVD fitted on the training part (``None`` when no search ran)."""
+    """The chosen SVD parameters, every trial (``index, params, metrics, seconds``), the chosen
+    parameters' SVD fitted on the training part (``None`` when no search ran) and the number of sampled
+    negatives that fit added (``train_negatives``)."""
 
     params: dict[str, Any]
     trials: list[dict[str, Any]]
     train_model: FactorModel | None
+    train_negatives: int = 0
 
 
 def svd_candidates(config: TrainingConfig) -> list[dict[str, Any]]:
@@ -141,16 +143,18 @@ def searches(valid: pd.DataFrame, candidates: Sequence[dict[str, Any]]) -> bool:
 
 def svd_trial(
     train: pd.DataFrame, valid: pd.DataFrame, config: TrainingConfig, params: dict[str, Any], *, exclude_seen: bool
-) -> tuple[FactorModel, dict[str, float]]:
-    """One trial of the SVD search: the candidate ``params`` fitted on ``train`` and its validation
-    metrics on ``valid`` (the model's, plus popularity's as ``popularity_<metric>``).  Raises
-    ``ValueError`` when the validation part has no warm user."""
-    model, _ = fit_biased_svd(train, config.svd_settings(params))
+) -> tuple[tuple[FactorModel, int], dict[str, float]]:
+    """One trial of the SVD search: the candidate ``params`` fitted on ``train`` (the factors and the
+    number of negatives the fit added, as :func:`~recomart.ranking.svd.fit_biased_svd` returns them) and
+    its validation metrics on ``valid`` (the model's, plus popularity's as ``popularity_<metric>``).
+    Raises ``ValueError`` when the validation part has no warm user."""
+    fitted = fit_biased_svd(train, config.svd_settings(params))
+    model = fitted[0]
     evaluation = evaluate_models(
         train, valid, {"model": model}, k=config.k, exclude_seen=exclude_seen, block_size=config.block_size
     )
     popularity = {f"popularity_{key}": value for key, value in evaluation["metrics"]["popularity"].items()}
-    return model, {**evaluation["metrics"]["model"], **popularity}
+    return fitted, {**evaluation["metrics"]["model"], **popularity}
 
 
 def trial_records(trials: Sequence[Trial]) -> list[dict[str, Any]]:
@@ -170,11 +174,11 @@ def tune_svd(train: pd.DataFrame, valid: pd.DataFrame, config: TrainingConfig, *
     base = dict(config.svd_params)
     if not searches(valid, candidates):
         return TunedSVD(base, [], None)
-    fitted: dict[str, FactorModel] = {}
+    fitted: dict[str, tuple[FactorModel, int]] = {}
 
     def evaluate_params(params: dict[str, Any]) -> dict[str, float]:
-        model, metrics = svd_trial(train, valid, config, params, exclude_seen=exclude_seen)
-        fitted[repr(sorted(params.items()))] = model
+        fit, metrics = svd_trial(train, valid, config, params, exclude_seen=exclude_seen)
+        fitted[repr(sorted(params.items()))] = fit
         return metrics
 
     try:
@@ -184,4 +188,5 @@ def tune_svd(train: pd.DataFrame, valid: pd.DataFrame, config: TrainingConfig, *
     except ValueError as exc:  # validation part without a warm user: keep the base parameters
         log.warning("tuning skipped: %s", exc)
         return TunedSVD(base, [], None)
-    return TunedSVD(tuned.best_params, trial_records(tuned.trials), fitted.get(repr(sorted(tuned.best_params.items()))))
+    model, negatives = fitted.get(repr(sorted(tuned.best_params.items())), (None, 0))
+    return TunedSVD(tuned.best_params, trial_records(tuned.trials), model, negatives)

@@ -4,10 +4,11 @@ The stage's steps run as tasks of their own so that no step waits for one it doe
 
 1. :func:`tune_ranker_generator` (one mapped task per tuned generator, EASE and RP3β) chooses its
    parameters on validation beside the SVD trials: it reads only the staged split;
-2. :func:`fit_ranker` (after the blend, the refits and the tuning) fits the ranker on the train part
-   and chooses the strategy on validation, beside ``score_test_window``;
-3. then :func:`ranker_test_window` (the ranker scored once on the test window) and
-   :func:`ranker_serving_fit` (its generators refitted on all the data, only when the ranker is
+2. :func:`fit_ranker` (after the blend and the tuning, beside the SVD's refits) fits the ranker on
+   the train part (its SVD generator is the chosen trial's factors, not fitted again) and chooses the
+   strategy on validation;
+3. then (after the refits too) :func:`ranker_test_window` (the ranker scored once on the test window)
+   and :func:`ranker_serving_fit` (its generators refitted on all the data, only when the ranker is
    registered) run in parallel.
 
 Each writes its part into the DAG run's staging folder (:mod:`recomart.model.round_parts`);
@@ -42,7 +43,7 @@ from recomart.model.round_parts import (
 from recomart.model.staging import read_catalogue, read_parts
 from recomart.model.train import ranker_options, train_part_blend
 from recomart.tasks.common import store_features_at
-from recomart.tasks.train_round import open_round, remember_refits, staged_round
+from recomart.tasks.train_round import open_round, remember_refits, remember_train_fit, staged_round
 
 RANKER_GENERATORS = tuple(CANDIDATES)
 """The generators tuned on validation by a task each (``ease``, ``rp3beta``)."""
@@ -73,6 +74,7 @@ def fit_ranker(s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any],
         save_fitted_ranker(folder, None)
         return {"strategy": None, "timings": {}}
     blend, _ = load_blend(folder)
+    remember_train_fit(setup)
     fitted = fit_and_choose(
         setup.split,
         train_part_blend(setup.split, setup.tuned, blend, setup.catalogue, config),

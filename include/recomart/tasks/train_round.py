@@ -103,6 +103,15 @@ def remember_refits(folder: Path, setup: RoundSetup, windows: tuple[str, ...] = 
             remember_fit(_window_pairs(setup, window), settings, fitted)
 
 
+def remember_train_fit(setup: RoundSetup) -> None:
+    """Keep the chosen trial's factors as this process's fit of the train part (the learned ranker's SVD
+    generator is fitted on it: a lookup instead of a fit)."""
+    tuned = setup.tuned
+    if tuned.train_model is not None:
+        settings = setup.config.svd_settings(tuned.params)
+        remember_fit(setup.split.train, settings, (tuned.train_model, tuned.train_negatives))
+
+
 def fit_blend(s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any], *, airflow_run_id: str) -> dict:
     """Fit the blend on validation with the chosen SVD; returns its weights and why."""
     folder, _, setup = open_round(s, specs, choice, airflow_run_id)
