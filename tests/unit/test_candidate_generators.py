@@ -8,7 +8,15 @@ import pytest
 from scipy import sparse
 
 from recomart.model.catalogue import Catalogue
-from recomart.model.component_search import CANDIDATES, choose_params, validation_ndcg
+from recomart.model.component_search import (
+    CANDIDATES,
+    choose_fitted,
+    choose_params,
+    fit_of,
+    remember_fit,
+    validation_ndcg,
+)
+from recomart.ranking import ease, rp3beta
 from recomart.ranking.base import Recommender, TrainingSet
 from recomart.ranking.ease import EASE, ease_weights, supported_items
 from recomart.ranking.rp3beta import RP3Beta, popularity_penalty, rp3beta_similarity, transition_matrices
@@ -165,6 +173,35 @@ def test_rp3beta_fitted_for_a_grid_equals_one_fit_per_point() -> None:
     shared_trials = choose_params(builder, grid, fit, valid, Catalogue(), k=5)["trials"]
     one_by_one = choose_params(lambda p: builder(p), grid, fit, valid, Catalogue(), k=5)["trials"]
     assert [(t["params"], t["ndcg_at_5"]) for t in shared_trials] == [(t["params"], t["ndcg_at_5"]) for t in one_by_one]
+
+
+@pytest.mark.parametrize(("name", "solver"), [("ease", "ease_weights"), ("rp3beta", "rp3beta_similarity")])
+def test_a_remembered_tuning_fit_is_the_next_fit_of_the_same_part(name, solver, monkeypatch) -> None:
+    x = _incidence(60, 15, seed=3, density=0.25)
+    frame = _history(x).assign(rating=1.0, event_timestamp=pd.Timestamp("2026-01-01", tz="UTC"))
+    valid = frame.sample(frac=0.2, random_state=1)
+    fit = frame.drop(valid.index)
+    build, grid = CANDIDATES[name]
+    record, fitted = choose_fitted(build, grid, fit, valid, Catalogue(), k=5)
+    again_record = choose_params(build, grid, fit, valid, Catalogue(), k=5)
+    assert [(t["params"], t["ndcg_at_5"]) for t in record["trials"]] == [
+        (t["params"], t["ndcg_at_5"]) for t in again_record["trials"]
+    ]
+    assert record["params"] == again_record["params"]
+    kept = fit_of(fitted)
+    assert kept is not None
+    expected = build(record["params"]).fit(Catalogue().evaluation_set(fit)).state()[0]
+    # the chosen point's fit, as one fit of its parameters gives it
+    assert kept[1].keys() == expected.keys() and all(np.array_equal(kept[1][key], expected[key]) for key in expected)
+    module = {"ease": ease, "rp3beta": rp3beta}[name]
+    module.FITTED.results.clear()  # another process: it knows only what it is told
+    remember_fit(name, *kept)
+    monkeypatch.setattr(module, solver, lambda *a, **k: pytest.fail(f"{name} was fitted again"))
+    again = build(record["params"]).fit(Catalogue().evaluation_set(fit)).state()[0]
+    assert all(np.array_equal(again[key], expected[key]) for key in expected)
+    module.FITTED.results.clear()
+    with pytest.raises(pytest.fail.Exception):  # without the remembered fit, it would fit again
+        build(record["params"]).fit(Catalogue().evaluation_set(fit))
 
 
 def test_validation_ndcg_measures_a_seeded_sample_beyond_its_user_cap() -> None:

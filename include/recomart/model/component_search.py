@@ -42,6 +42,23 @@ RP3BETA_GRID: tuple[dict[str, Any], ...] = tuple(
 )
 
 
+def fit_of(component: Recommender) -> tuple[str, dict[str, np.ndarray]] | None:
+    """``(fit key, state arrays)`` of a fitted tuned generator (:class:`EASE`, :class:`RP3Beta`; None for a
+    component that keeps no fit key)."""
+    key = getattr(component, "fit_key", None)
+    return None if key is None else (key, component.state()[0])
+
+
+def remember_fit(name: str, fit_key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Keep tuned generator ``name``'s fit (:func:`fit_of`, made by another process) as this process's fit
+    of ``fit_key``: fitting the same part with the same settings is then a lookup."""
+    remember: dict[str, Callable[[str, dict[str, np.ndarray]], None]] = {
+        "ease": EASE.remember,
+        "rp3beta": RP3Beta.remember,
+    }
+    remember[name](fit_key, arrays)
+
+
 class RP3BetaBuilder:
     """The RP3β :data:`Builder` (``{"alpha", "beta"}`` → an unfitted :class:`RP3Beta`), which can also fit
     a whole grid at once (:meth:`fit_grid`, used by :func:`choose_params`)."""
@@ -136,21 +153,41 @@ def choose_params(
     exclude_seen: bool = True,
 ) -> dict[str, Any]:
     """The grid point with the best validation nDCG@k (the earlier on ties) and the evidence:
-    ``{"params", "validation_ndcg_at_10", "n_validation_users", "trials": [{params, ndcg, seconds}]}``.
+    ``{"params", "validation_ndcg_at_10", "n_validation_users", "trials": [{params, ndcg, seconds}]}``
+    (:func:`choose_fitted`'s record)."""
+    return choose_fitted(build, grid, fit_part, valid_part, catalogue, k=k, exclude_seen=exclude_seen)[0]
+
+
+def choose_fitted(
+    build: Builder,
+    grid: Sequence[dict[str, Any]],
+    fit_part: pd.DataFrame,
+    valid_part: pd.DataFrame,
+    catalogue: Catalogue,
+    *,
+    k: int = 10,
+    exclude_seen: bool = True,
+) -> tuple[dict[str, Any], Recommender]:
+    """(:func:`choose_params`'s record, the chosen point's component as fitted on ``fit_part``).
 
     Every point ranks the same :func:`validation_users`, chosen once; a ``build`` with a ``fit_grid``
     (:class:`RP3BetaBuilder`) fits the points in grid order sharing its work, which then counts in the
-    seconds of the first trial that needed it."""
+    seconds of the first trial that needed it.  Only the best fit so far is held."""
     training = catalogue.evaluation_set(fit_part)
     users = validation_users(training, valid_part, exclude_seen=exclude_seen)
     fit_grid = getattr(build, "fit_grid", None)
     fitted = fit_grid(training, grid) if fit_grid is not None else (build(params).fit(training) for params in grid)
+    best: dict[str, Any] = {}
 
     def evaluate(params: dict[str, Any]) -> dict[str, float]:
-        return {f"ndcg_at_{k}": users_ndcg(next(fitted), users, k)}
+        component = next(fitted)
+        value = users_ndcg(component, users, k)
+        if not best or value > best["value"]:  # strictly better: the earlier point keeps a tie, as tune's
+            best.update(value=value, component=component)
+        return {f"ndcg_at_{k}": value}
 
     tuned = tune(evaluate, list(grid), metric=f"ndcg_at_{k}", budget_s=float("inf"))
-    return {
+    record = {
         "params": tuned.best_params,
         f"validation_ndcg_at_{k}": tuned.best_value,
         "n_validation_users": len(users.rows),
@@ -158,6 +195,7 @@ def choose_params(
         "n_validation_pairs": len(valid_part),
         "trials": [{"params": t.params, **t.metrics, "seconds": round(t.seconds, 2)} for t in tuned.trials],
     }
+    return record, best["component"]
 
 
 def tuned_component_scorer(

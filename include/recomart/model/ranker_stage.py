@@ -4,7 +4,8 @@ scored once on the test window, and attached to the served hybrid when it won.
 Protocol (nothing is chosen on the test window):
 
 1. **Generators.** :func:`recomart.model.ranker_fit.ranker_generators` with the round's tuned SVD
-   settings and EASE / RP3β tuned on validation (:func:`recomart.model.component_search.choose_params`).
+   settings and EASE / RP3β tuned on validation (:func:`recomart.model.component_search.choose_fitted`;
+   the chosen point's fit of the train part is kept, so step 2 does not fit it again).
 2. **Validation.** The validation users are split, seeded, into the ranker's users (its LambdaRank
    labels and early stopping) and the comparison users (``COMPARE_SHARE``).  The ranker is fitted on
    the train part with the labels of its users; the comparison users are ranked by the ranker and by
@@ -40,7 +41,14 @@ import numpy as np
 import pandas as pd
 
 from recomart.model.catalogue import Catalogue
-from recomart.model.component_search import CANDIDATES, choose_params, users_ndcg, validation_users
+from recomart.model.component_search import (
+    CANDIDATES,
+    choose_fitted,
+    fit_of,
+    remember_fit,
+    users_ndcg,
+    validation_users,
+)
 from recomart.model.evaluate import CURVE_KS, eval_set, metric_ks, ranking_summary
 from recomart.model.ranker_fit import RANKER_CANDIDATES, RANKER_THREADS, ranker_generators
 from recomart.model.split import Split
@@ -125,12 +133,15 @@ def _window_start(frame: pd.DataFrame) -> pd.Timestamp:
 @dataclass(frozen=True)
 class GeneratorChoice:
     """Step 1 for one tuned generator (:data:`~recomart.model.component_search.CANDIDATES`): its name, the
-    ``params`` chosen on validation (None with ``skipped``: why no choice could be made) and the seconds."""
+    ``params`` chosen on validation (None with ``skipped``: why no choice could be made), the seconds and
+    the chosen point's ``fit`` on the train part (its fit key and state arrays, which step 2 reuses
+    instead of fitting the same part again: :func:`~recomart.model.component_search.remember_fit`)."""
 
     name: str
     params: dict[str, Any] | None
     seconds: float
     skipped: str | None = None
+    fit: tuple[str, dict[str, np.ndarray]] | None = None
 
 
 def tune_generator(
@@ -141,10 +152,12 @@ def tune_generator(
     build, grid = CANDIDATES[name]
     started = time.perf_counter()
     try:
-        picked = choose_params(build, grid, train, valid, catalogue, k=k, exclude_seen=not catalogue.repeat_purchases)
+        picked, fitted = choose_fitted(
+            build, grid, train, valid, catalogue, k=k, exclude_seen=not catalogue.repeat_purchases
+        )
     except ValueError as exc:  # too few validation users to tune on
         return GeneratorChoice(name, None, time.perf_counter() - started, str(exc))
-    return GeneratorChoice(name, picked["params"], time.perf_counter() - started)
+    return GeneratorChoice(name, picked["params"], time.perf_counter() - started, fit=fit_of(fitted))
 
 
 @dataclass
@@ -206,6 +219,9 @@ def fit_and_choose(
     not_tuned = [f"{choice.name}: {choice.skipped}" for choice in choices if choice.skipped is not None]
     if not_tuned:
         return _skipped(record, strategy, "; ".join(not_tuned), clock.timings())
+    for choice in choices:
+        if choice.fit is not None:
+            remember_fit(choice.name, *choice.fit)
     chosen = {name: CANDIDATES[name][0](params) for name, params in tuned.items()}
     policy: ExcludePolicy = "interacted" if not catalogue.repeat_purchases else "none"
     compare = _compare_users(split.valid, seed)

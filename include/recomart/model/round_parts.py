@@ -100,13 +100,25 @@ def load_scored(folder: Path) -> ScoredRound:
 
 
 def save_generator_choice(folder: Path, choice: GeneratorChoice) -> None:
-    """``ranker-tune-<name>.json``: one generator's parameters chosen on validation."""
-    _write_json(folder / f"ranker-tune-{choice.name}.json", dataclasses.asdict(choice))
+    """``ranker-tune-<name>.json``: one generator's parameters chosen on validation (and ``.npz``: the
+    chosen point's fit on the train part, when there is one)."""
+    fit_key = None
+    if choice.fit is not None:
+        fit_key, arrays = choice.fit
+        write_arrays(folder / f"ranker-tune-{choice.name}.npz", arrays)
+    fields = {field.name: getattr(choice, field.name) for field in dataclasses.fields(choice) if field.name != "fit"}
+    _write_json(folder / f"ranker-tune-{choice.name}.json", {**fields, "fit_key": fit_key})
 
 
 def load_generator_choices(folder: Path, names: Iterable[str]) -> list[GeneratorChoice]:
     """The choices of :func:`save_generator_choice` for ``names``, in that order."""
-    return [GeneratorChoice(**_read_json(folder / f"ranker-tune-{name}.json")) for name in names]
+    choices = []
+    for name in names:
+        fields = _read_json(folder / f"ranker-tune-{name}.json")
+        fit_key = fields.pop("fit_key")
+        fit = None if fit_key is None else (fit_key, read_arrays(folder / f"ranker-tune-{name}.npz"))
+        choices.append(GeneratorChoice(**fields, fit=fit))
+    return choices
 
 
 def _save_ranker(folder: Path, name: str, ranker: LearnedRanker | None) -> dict[str, Any] | None:

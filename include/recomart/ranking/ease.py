@@ -29,11 +29,16 @@ from scipy.linalg import blas, lapack
 
 from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
 from recomart.ranking.history import UserHistory
+from recomart.ranking.kept import Kept, digest
 
 #: the most items EASE is fitted on (the top items by distinct training users)
 EASE_MAX_ITEMS = 10_000
 #: the default L2 weight λ (chosen on a validation window by the callers that can)
 EASE_DEFAULT_L2 = 500.0
+#: the last fit of this process, ``(columns, weights)`` by :attr:`EASE.fit_key` (the train DAG's tuning
+#: fits the chosen λ on the train part, and the learned ranker's fit of that part is then a lookup:
+#: :meth:`EASE.remember`)
+FITTED: Kept[tuple[np.ndarray, np.ndarray]] = Kept(1)
 
 
 def supported_items(support: np.ndarray, max_items: int, min_support: int = 1) -> np.ndarray:
@@ -122,14 +127,27 @@ class EASE(Recommender):
         self.item_ids = np.zeros(0, dtype=object)
         self.columns = np.zeros(0, dtype=np.int64)
         self.weights = np.zeros((0, 0), dtype=np.float32)
+        self.fit_key: str | None = None
 
     def fit(self, training: TrainingSet) -> EASE:
+        """Fit on ``training``'s binary incidence; the same incidence and settings as the process's last
+        fit (:data:`FITTED`, keyed by :attr:`fit_key`) reuse it."""
         self.item_ids = training.item_ids
         x = training.entries.binary_matrix()
-        support = np.diff(x.tocsc().indptr)
-        self.columns = supported_items(support, self.max_items, self.min_support)
-        self.weights = ease_weights(x[:, self.columns], self.l2)
+        self.fit_key = digest(x.indptr, x.indices, repr((x.shape, self.l2, self.max_items, self.min_support)))
+        self.columns, self.weights = FITTED.get(self.fit_key, lambda: self._solve(x))
         return self
+
+    def _solve(self, x: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        support = np.diff(x.tocsc().indptr)
+        columns = supported_items(support, self.max_items, self.min_support)
+        return columns, ease_weights(x[:, columns], self.l2)
+
+    @staticmethod
+    def remember(fit_key: str, arrays: dict[str, np.ndarray]) -> None:
+        """Keep the fitted ``arrays`` (:meth:`state`'s) of another process as this process's fit of
+        ``fit_key``."""
+        FITTED.put(fit_key, (np.asarray(arrays["columns"], np.int64), np.asarray(arrays["weights"], np.float32)))
 
     def _kept_history(self, history: UserHistory, rows: np.ndarray) -> sparse.csr_matrix:
         """Binary CSR [len(rows), m] of the users' history over the kept items."""

@@ -24,7 +24,12 @@ from scipy import sparse
 
 from recomart.ranking.base import RankedItems, Recommender, TrainingSet, top_neighbours
 from recomart.ranking.history import UserHistory
+from recomart.ranking.kept import Kept, digest
 from recomart.ranking.scoring import top_k
+
+#: the last fits of this process by :attr:`RP3Beta.fit_key` (the train DAG's tuning fits the chosen α and
+#: β on the train part, and the learned ranker's fit of that part is then a lookup: :meth:`RP3Beta.remember`)
+FITTED: Kept[sparse.csr_matrix] = Kept(2)
 
 
 def transition_matrices(x: sparse.csr_matrix, alpha: float = 1.0) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
@@ -98,6 +103,11 @@ def _assembled(entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_items
     return w
 
 
+def _fit_key(x: sparse.csr_matrix, alpha: float, beta: float, top_n: int) -> str:
+    """:attr:`RP3Beta.fit_key`: a digest of the incidence ``x`` and the settings."""
+    return digest(x.indptr, x.indices, repr((x.shape, float(alpha), float(beta), int(top_n))))
+
+
 class RP3Beta(Recommender):
     """RP3β item–item random walk (see the module docstring): ``alpha`` (exponent of the transition
     probabilities), ``beta`` (popularity penalty) and ``top_n`` neighbours per item."""
@@ -108,12 +118,25 @@ class RP3Beta(Recommender):
         self.top_n = int(top_n)
         self.item_ids = np.zeros(0, dtype=object)
         self.similarity = sparse.csr_matrix((0, 0), dtype=np.float32)
+        self.fit_key: str | None = None
 
     def fit(self, training: TrainingSet) -> RP3Beta:
+        """Fit on ``training``'s binary incidence; the same incidence and settings as one of the process's
+        last fits (:data:`FITTED`, keyed by :attr:`fit_key`) reuse it."""
         self.item_ids = training.item_ids
         x = training.entries.binary_matrix()
-        self.similarity = rp3beta_similarity(x, alpha=self.alpha, beta=self.beta, top_n=self.top_n)
+        self.fit_key = _fit_key(x, self.alpha, self.beta, self.top_n)
+        self.similarity = FITTED.get(
+            self.fit_key, lambda: rp3beta_similarity(x, alpha=self.alpha, beta=self.beta, top_n=self.top_n)
+        )
         return self
+
+    @staticmethod
+    def remember(fit_key: str, arrays: dict[str, np.ndarray]) -> None:
+        """Keep the fitted ``arrays`` (:meth:`state`'s) of another process as this process's fit of
+        ``fit_key``."""
+        shape = tuple(int(n) for n in arrays["shape"])
+        FITTED.put(fit_key, sparse.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape))
 
     @classmethod
     def fitted_for_betas(
@@ -126,6 +149,7 @@ class RP3Beta(Recommender):
         for beta, similarity in zip(betas, rp3beta_similarities(x, alpha=alpha, betas=betas, top_n=top_n), strict=True):
             component = cls(alpha=alpha, beta=beta, top_n=top_n)
             component.item_ids, component.similarity = training.item_ids, similarity
+            component.fit_key = _fit_key(x, alpha, beta, top_n)
             fitted.append(component)
         return fitted
 
