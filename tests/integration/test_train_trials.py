@@ -21,11 +21,11 @@ from test_train import planted_ratings
 from recomart.model.catalogue import Catalogue
 from recomart.model.config import TrainingConfig
 from recomart.model.registry import load_champion
-from recomart.model.staging import RoundInputs, StagedRound, read_inputs, read_round, stage_round
+from recomart.model.staging import StagedRound, read_catalogue, read_prepared, read_round, stage_round
 from recomart.model.train import prepared_split, train_tune_evaluate
 from recomart.model.trials import choose_trial, plan_trials, run_trial, tuned_from_choice
 from recomart.model.tuning import tune_svd
-from recomart.ranking import svd
+from recomart.ranking import ease, rp3beta, svd
 from recomart.ranking.svd import FITTED
 from recomart.tasks.train import read_round_inputs, train_and_register
 from recomart.tasks.train_ranker import (
@@ -74,17 +74,22 @@ def _mapped_round(s, marts_dsn: str, run_id: str) -> dict:  # noqa: F811
     results = json.loads(json.dumps(results[1:] + results[:1]))  # through XCom's JSON, out of order
     choice = choose_params(s, results)
     fit_blend(s, specs, choice, airflow_run_id=run_id)
-    OPENED.results.clear()  # as in a process of its own: nothing kept
-    FITTED.results.clear()
-    # it needs the blend and the tuning, not the refits; its SVD generator is the chosen trial's factors
-    with mock.patch.object(svd, "_fit_surprise", side_effect=AssertionError("fit_ranker fitted an SVD")):
+    for kept in (OPENED, FITTED, ease.FITTED, rp3beta.FITTED):  # as in a process of its own: nothing kept
+        kept.results.clear()
+    # it needs the blend and the tuning, not the refits; its SVD generator is the chosen trial's factors,
+    # its EASE and RP3β the tuning tasks' fits of the chosen points
+    with (
+        mock.patch.object(svd, "_fit_surprise", side_effect=AssertionError("fit_ranker fitted an SVD")),
+        mock.patch.object(ease, "ease_weights", side_effect=AssertionError("fit_ranker fitted EASE")),
+        mock.patch.object(rp3beta, "rp3beta_similarity", side_effect=AssertionError("fit_ranker fitted RP3β")),
+    ):
         fit_ranker(s, specs, choice, airflow_run_id=run_id)
     for window in reversed(REFIT_WINDOWS):  # the parallel tasks, in another order than the DAG lists them
         refit_svd(s, specs, choice, window, airflow_run_id=run_id)
     # each as in a process of its own: nothing kept
     for task in (score_test_window, ranker_serving_fit, ranker_test_window):
-        OPENED.results.clear()
-        FITTED.results.clear()
+        for kept in (OPENED, FITTED, ease.FITTED, rp3beta.FITTED):
+            kept.results.clear()
         task(s, specs, choice, airflow_run_id=run_id)
     OPENED.results.clear()
     summary = register_round(s, marts_dsn, specs, choice, airflow_run_id=run_id)
@@ -200,21 +205,26 @@ def _planted_events() -> pd.DataFrame:
 
 
 def test_a_repeat_feeds_staged_events_give_the_single_rounds_result(tmp_path) -> None:
-    """Events staged as Parquet and the trials run from the staged split: the same round as one process."""
+    """A repeat feed's event split staged as Parquet (its combined train + validation pairs too) reads back
+    as cut, and the trials run from the staged split give the same round as one process."""
     events = _planted_events()
     items = np.sort(events["item_id"].unique())
     products = pd.DataFrame({"item_id": items, "title": items, "description": "x", "category": "c", "brand": "b"})
     catalogue = Catalogue(products.assign(price=1.0), None, repeat_purchases=True)
     config = TrainingConfig(max_trials=2)
     single = train_tune_evaluate(None, config, events=events, catalogue=catalogue)
-    _, split = prepared_split(None, events, config)
-    stage_round(tmp_path, RoundInputs(None, events, catalogue, "marts.user_item_events"), split)
+    data, split = prepared_split(None, events, config)
+    stage_round(tmp_path, catalogue, data, split)
+    staged_data, staged_split = read_prepared(tmp_path)
+    pd.testing.assert_frame_equal(staged_data, data)
+    assert split.combined is not None and staged_split.info == split.info
+    for part in ("train", "valid", "test", "train_valid"):
+        pd.testing.assert_frame_equal(getattr(staged_split, part), getattr(split, part))
     specs = plan_trials(config, split, tmp_path, started=time.time())
     choice = choose_trial([run_trial(spec, config, exclude_seen=False) for spec in specs], config)
     staged = StagedRound("run", "inputs", "data", repr(config), "marts.user_item_events", True, "0", "0")
-    inputs = read_inputs(tmp_path, staged)
     mapped = train_tune_evaluate(
-        None, config, events=inputs.events, catalogue=inputs.catalogue, tuned=tuned_from_choice(choice)
+        None, config, events=events, catalogue=read_catalogue(tmp_path, staged), tuned=tuned_from_choice(choice)
     )
     assert _without_seconds(mapped.trials) == _without_seconds(single.trials) and len(single.trials) == 2
     assert mapped.params == single.params and mapped.metrics == single.metrics

@@ -14,7 +14,8 @@ same inputs and seed:
    registers it into the DAG run's MLflow parent run.
 
 Parts go through the DAG run's staging folder (:mod:`recomart.model.round_parts`); every task reads
-the staged inputs and rebuilds the same split, once per process (:data:`OPENED`).
+the staged catalogue, prepared pairs and split (:func:`recomart.model.staging.read_prepared`), once per
+process (:data:`OPENED`).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from recomart.model.round_parts import (
     save_refit,
     save_scored,
 )
-from recomart.model.staging import StagedRound, read_inputs, read_round
-from recomart.model.train import RoundSetup, fit_round_blend, prepared_split, round_result, score_round
+from recomart.model.staging import StagedRound, read_catalogue, read_prepared, read_round
+from recomart.model.train import RoundSetup, fit_round_blend, round_result, score_round
 from recomart.model.trials import tuned_from_choice
 from recomart.ranking.kept import Kept, digest
 from recomart.ranking.svd import fit_biased_svd, remember_fit
@@ -52,9 +53,9 @@ from recomart.tasks.train import record_outcome
 
 log = logging.getLogger(__name__)
 
-#: the round last opened in this process: ``dag.test()`` (the demo's runner, the scale study) runs every
-#: task of a DAG run in one process, and the next task reuses the round instead of reading and splitting
-#: the staged inputs again; under an executor each task is its own process and reads them once
+#: the round last opened in this process: ``dag.test()`` (the demo's runner) runs every task of a DAG run
+#: in one process, and the next task reuses the round instead of reading the staged split again; under
+#: an executor each task is its own process and reads it once
 OPENED: Kept[RoundSetup] = Kept(1)
 
 REFIT_WINDOWS = ("train_valid", "all")
@@ -82,12 +83,11 @@ def open_round(
 
 
 def _read_setup(folder: Path, staged: StagedRound, config: TrainingConfig, choice: dict[str, Any]) -> RoundSetup:
-    inputs = read_inputs(folder, staged)
     started = time.perf_counter()
-    data, split = prepared_split(inputs.ratings, inputs.events, config)
+    data, split = read_prepared(folder)
     tuned = tuned_from_choice(choice)
     timings = {"prepare_s": time.perf_counter() - started, "tuning_s": sum(t["seconds"] for t in tuned.trials)}
-    return RoundSetup(config, inputs.catalogue, data, split, tuned, inputs.dataset_source, timings)
+    return RoundSetup(config, read_catalogue(folder, staged), data, split, tuned, staged.dataset_source, timings)
 
 
 def _window_pairs(setup: RoundSetup, window: str) -> pd.DataFrame:

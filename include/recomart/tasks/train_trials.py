@@ -64,7 +64,7 @@ def prepare_trials(s: Settings, dsn: str, *, airflow_run_id: str) -> dict[str, A
     _discard(s, folder)  # a retried first task starts over
     inputs = read_round_inputs(s, dsn)
     data, split = prepared_split(inputs.ratings, inputs.events, config)
-    stage_round(folder, inputs, split)
+    stage_round(folder, inputs.catalogue, data, split)
     data_hash = data_digest(data)
     tags = {"dataset": s.dataset, "inputs_digest": digest, "airflow_run_id": airflow_run_id}
     experiment_id, parent_run_id = open_parent_run(
