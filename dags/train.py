@@ -26,8 +26,8 @@ and weights are in the log and in `ops.model_promotions`. The recommend DAG rank
 The SVD search fans out (dynamic task mapping), with the same result as one process for the same
 inputs and seed:
 
-- `prepare` (setup) checks the inputs (below), reads the marts once, and stages the round's inputs and
-  its split's train and validation parts as Parquet in a folder of this DAG run
+- `prepare` (setup) checks the inputs (below), reads the marts once, and stages the round's catalogue,
+  prepared pairs and split (every part) as Parquet in a folder of this DAG run
   (`<state>/staging/train/<run>`, shared by the workers as the MLflow artifacts are), and opens this
   DAG run's MLflow parent run;
 - `trial` (one mapped task per candidate of the seeded search, on any worker) fits one SVD on the

@@ -74,7 +74,7 @@ def staged_round(specs: list[dict[str, Any]], config: TrainingConfig, airflow_ru
 def open_round(
     s: Settings, specs: list[dict[str, Any]], choice: dict[str, Any], airflow_run_id: str
 ) -> tuple[Path, StagedRound, RoundSetup]:
-    """The DAG run's staging folder, its staged round and the round's setup (the staged inputs' pairs
+    """The DAG run's staging folder, its staged round and the round's setup (the staged prepared pairs
     and split, the chosen SVD; ``timings``: ``prepare_s`` and the trials' summed ``tuning_s``)."""
     config = TrainingConfig.from_settings(s)
     folder, staged = staged_round(specs, config, airflow_run_id)
