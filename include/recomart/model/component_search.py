@@ -61,7 +61,7 @@ def remember_fit(name: str, fit_key: str, arrays: dict[str, np.ndarray]) -> None
 
 class RP3BetaBuilder:
     """The RP3β :data:`Builder` (``{"alpha", "beta"}`` → an unfitted :class:`RP3Beta`), which can also fit
-    a whole grid at once (:meth:`fit_grid`, used by :func:`choose_params`)."""
+    a whole grid at once (:meth:`fit_grid`, used by :func:`choose_fitted`)."""
 
     def __call__(self, params: Mapping[str, Any]) -> Recommender:
         return RP3Beta(alpha=params["alpha"], beta=params["beta"])
@@ -142,22 +142,6 @@ def validation_ndcg(
     return users_ndcg(component, users, k), len(users.rows)
 
 
-def choose_params(
-    build: Builder,
-    grid: Sequence[dict[str, Any]],
-    fit_part: pd.DataFrame,
-    valid_part: pd.DataFrame,
-    catalogue: Catalogue,
-    *,
-    k: int = 10,
-    exclude_seen: bool = True,
-) -> dict[str, Any]:
-    """The grid point with the best validation nDCG@k (the earlier on ties) and the evidence:
-    ``{"params", "validation_ndcg_at_10", "n_validation_users", "trials": [{params, ndcg, seconds}]}``
-    (:func:`choose_fitted`'s record)."""
-    return choose_fitted(build, grid, fit_part, valid_part, catalogue, k=k, exclude_seen=exclude_seen)[0]
-
-
 def choose_fitted(
     build: Builder,
     grid: Sequence[dict[str, Any]],
@@ -168,7 +152,9 @@ def choose_fitted(
     k: int = 10,
     exclude_seen: bool = True,
 ) -> tuple[dict[str, Any], Recommender]:
-    """(:func:`choose_params`'s record, the chosen point's component as fitted on ``fit_part``).
+    """The grid point with the best validation nDCG@k (the earlier on ties): ``(record, component)``, the
+    record ``{"params", "validation_ndcg_at_10", "n_validation_users", "n_fit_pairs", "n_validation_pairs",
+    "trials": [{params, ndcg, seconds}]}`` and the chosen point's component as fitted on ``fit_part``.
 
     Every point ranks the same :func:`validation_users`, chosen once; a ``build`` with a ``fit_grid``
     (:class:`RP3BetaBuilder`) fits the points in grid order sharing its work, which then counts in the
@@ -209,12 +195,12 @@ def tuned_component_scorer(
     record: dict[str, Any] | None = None,
 ) -> Scorer:
     """A scorer ``fn(train, users) -> object[len(users), k]``: the component with the parameters
-    chosen on ``validation(train)`` (:func:`choose_params`, evidence to ``record``), refitted on all of
+    chosen on ``validation(train)`` (:func:`choose_fitted`, evidence to ``record``), refitted on all of
     ``train``, ranks ``users`` (their training items filtered when ``exclude_seen``)."""
 
     def score(train: pd.DataFrame, users: np.ndarray) -> np.ndarray:
         fit_part, valid_part = validation(train)
-        chosen = choose_params(build, grid, fit_part, valid_part, catalogue, k=k, exclude_seen=exclude_seen)
+        chosen, _ = choose_fitted(build, grid, fit_part, valid_part, catalogue, k=k, exclude_seen=exclude_seen)
         if record is not None:
             record.update(chosen)
         training = catalogue.evaluation_set(train)

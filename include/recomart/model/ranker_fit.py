@@ -2,7 +2,7 @@
 
 :func:`ranker_scorer` is the offline scorer of ``benchmarks/accuracy.py``: on ``validation(train)``
 (fit part, validation pairs) it chooses EASE's λ and RP3β's ``α`` / ``β``
-(:func:`recomart.model.component_search.choose_params`), fits every generator on the fit part and the
+(:func:`recomart.model.component_search.choose_fitted`), fits every generator on the fit part and the
 LambdaRank model on the validation labels; then it refits the generators on all of ``train`` and
 ranks the test users with the learned model.  Nothing is chosen on the test window.
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recomart.model.catalogue import Catalogue
-from recomart.model.component_search import CANDIDATES, Scorer, Splitter, choose_params, validation_ndcg
+from recomart.model.component_search import CANDIDATES, Scorer, Splitter, choose_fitted, validation_ndcg
 from recomart.ranking.base import Recommender, TrainingSet
 from recomart.ranking.buy_again import BuyAgain
 from recomart.ranking.content import Content
@@ -143,7 +143,7 @@ def ranker_scorer(
         chosen: dict[str, Recommender] = {}
         evidence: dict[str, Any] = {}
         for name, (build, grid) in CANDIDATES.items():
-            picked = choose_params(build, grid, fit_part, valid_part, catalogue, k=k, exclude_seen=exclude_seen)
+            picked, _ = choose_fitted(build, grid, fit_part, valid_part, catalogue, k=k, exclude_seen=exclude_seen)
             chosen[name] = build(picked["params"])
             evidence[f"{name}_params"] = picked["params"]
         fit_training = catalogue.evaluation_set(fit_part)
