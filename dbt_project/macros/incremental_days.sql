@@ -84,3 +84,50 @@
         'scan_from': [built[0], late] | reject('none') | min,
     }) }}
 {%- endmacro %}
+
+{#
+    The window of an incremental int_user_items build, read at compile time
+    (as literals, like interactions_window): a dict with
+      - first_day: the latest day of a built pair's last interaction minus
+        var('interactions_lookback_days');
+      - loaded_until: the latest loaded_at built.
+    A pair with an interaction on first_day or later, or loaded after
+    loaded_until, is recomputed from all its interactions. None (rebuild
+    every pair; the pre-hook empty_user_items_for_rebuild empties the table)
+    for a full build, a unit test, var('as_of') set or set on the last build
+    (built_as_of), a changed var('recency_half_life_days'), a table that lacks
+    a state column, or one that holds no row.
+#}
+{% macro user_items_window() -%}
+    {%- if var('as_of') or not execute or this is none or this is string or not is_incremental() -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {%- for column in ['last_interaction_at', 'loaded_at', 'half_life_days', 'built_as_of'] -%}
+        {%- if column not in names -%}
+            {{ return(none) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set built = run_query(
+        "select ((max(last_interaction_at) at time zone 'utc')::date - "
+        ~ (var('interactions_lookback_days') | int) ~ ")::text, max(loaded_at)::text,"
+        ~ " bool_and(half_life_days = " ~ (var('recency_half_life_days') | float) ~ "::float8"
+        ~ " and built_as_of is null) from " ~ this
+    ).rows[0] -%}
+    {%- if built[0] is none or built[1] is none or not built[2] -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return({'first_day': built[0], 'loaded_until': built[1]}) }}
+{%- endmacro %}
+
+{#
+    Pre-hook of int_user_items: an incremental build without a window
+    (user_items_window is None) recomputes every pair, so the rows built
+    before are deleted first (a pair may have no interaction up to the new
+    as_of).
+#}
+{% macro empty_user_items_for_rebuild() -%}
+    {%- if execute and is_incremental() and user_items_window() is none -%}
+        truncate table {{ this }}
+    {%- endif -%}
+{%- endmacro %}

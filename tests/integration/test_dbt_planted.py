@@ -244,4 +244,4 @@ def test_docs_generate_writes_catalog_and_site(
     assert "formula" in manifest["nodes"]["model.recomart.user_item_ratings"]["description"].lower()
     # the lineage graph of the docs site comes from the manifest's parent map
     parents = manifest["parent_map"]["model.recomart.user_item_ratings"]
-    assert {"model.recomart.int_as_of", "model.recomart.int_interactions"} <= set(parents)
+    assert {"model.recomart.int_as_of", "model.recomart.int_user_items"} <= set(parents)

@@ -76,7 +76,7 @@ def build(tool_env: dict[str, str], test_settings: Settings, tmp_path_factory):
             test_settings.dbt_project_dir,
             env,
             vars={"dataset": "generated", **vars},
-            select=" ".join(f"+{name}" for name in HISTORIES.split()) + " user_features",
+            select=" ".join(f"+{name}" for name in HISTORIES.split()) + " int_user_items user_features",
             full_refresh=full_refresh,
             log=lambda _line: None,
             target_path=work / "target",

@@ -18,30 +18,19 @@ products as (
 
 ),
 
-interactions as (
-
-    select interactions.*
-    from {{ ref('int_interactions') }} as interactions
-    cross join as_of
-    where interactions.event_time <= as_of.as_of
-
-),
-
 item_users as (
 
-    -- one row per item and user: the distinct counts below become plain
-    -- counts over these (hash aggregates, no sort of every interaction per
-    -- count(distinct))
+    -- one row per item and user (int_user_items): the distinct counts below
+    -- are plain counts over these
     select
         item_id,
         user_id,
-        max(event_time) as last_interaction_at,
-        bool_or(event_type = 'purchase') as bought,
-        sum(revenue) as revenue,
-        min(event_time) as first_interaction_at
+        last_interaction_at,
+        purchases > 0 as bought,
+        revenue,
+        first_interaction_at
 
-    from interactions
-    group by item_id, user_id
+    from {{ ref('int_user_items') }}
 
 ),
 

@@ -11,12 +11,18 @@ as_of as (
 
 ),
 
-interactions as (
+orders as (
 
-    select interactions.*
+    -- orders are not per pair (an order may hold several items)
+    select distinct
+        interactions.user_id,
+        interactions.order_id
+
     from {{ ref('int_interactions') }} as interactions
-    cross join as_of
-    where interactions.event_time <= as_of.as_of
+    where
+        interactions.event_type = 'purchase'
+        and interactions.order_id is not null
+        and interactions.event_time <= (select as_of.as_of from as_of)
 
 ),
 
@@ -46,19 +52,17 @@ products as (
 
 user_items as (
 
-    -- one row per user and item: the distinct item count and the category
-    -- counts below aggregate these (hash aggregates over the pairs, no sort
-    -- of every interaction per count(distinct))
+    -- one row per user and item (int_user_items): the distinct item count and
+    -- the category counts below aggregate these
     select
         user_id,
         item_id,
-        min(event_time) as first_interaction_at,
-        max(event_time) as last_interaction_at,
-        sum(revenue) as revenue,
-        count(*) as interactions
+        first_interaction_at,
+        last_interaction_at,
+        revenue,
+        interactions
 
-    from interactions
-    group by user_id, item_id
+    from {{ ref('int_user_items') }}
 
 ),
 
@@ -68,13 +72,7 @@ user_orders as (
         user_id,
         count(*) as frequency
 
-    from (
-        select distinct
-            user_id,
-            order_id
-        from interactions
-        where event_type = 'purchase' and order_id is not null
-    ) as orders
+    from orders
     group by user_id
 
 ),

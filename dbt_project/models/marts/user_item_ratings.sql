@@ -5,6 +5,8 @@
         decay    = 0.5 ^ (age_days / recency_half_life_days)
         score    = sum(strength * decay)
         rating   = 1 + 4 * (1 - exp(-score / rating_saturation))   in [1, 5)
+    computed per pair from int_user_items (its decayed sums by type, anchored
+    at the pair's last interaction), not from every interaction.
 #}
 
 {%- set half_life = var('recency_half_life_days') | float %}
@@ -17,65 +19,43 @@ as_of as (
 
 ),
 
-interactions as (
+pairs as (
 
-    select
-        interactions.user_id,
-        interactions.item_id,
-        interactions.event_time,
-        interactions.event_type,
-        greatest(interactions.quantity, 1) as quantity,
-        as_of.as_of
-
-    from {{ ref('int_interactions') }} as interactions
     -- only products of dim_products: a product the catalog marked inactive is
     -- neither trained on nor a candidate of the recommender
-    inner join {{ ref('dim_products') }} as products on interactions.item_id = products.item_id
-    cross join as_of
-    where interactions.event_time <= as_of.as_of
-
-),
-
-weighted as (
-
-    select
-        user_id,
-        item_id,
-        event_time,
-        event_type,
-        as_of,
-        case event_type
-            when 'view' then {{ var('rating_weight_view') }}::float8
-            when 'add_to_cart' then {{ var('rating_weight_add_to_cart') }}::float8
-            when 'purchase'
-                then {{ var('rating_weight_purchase') }}::float8 * (1 + ln(quantity::float8))
-        end as strength,
-        case
-            when {{ half_life }} > 0
-                then power(
-                    0.5::float8,
-                    extract(epoch from as_of - event_time)::float8 / 86400.0 / nullif({{ half_life }}, 0)
-                )
-            else 1.0::float8
-        end as decay
-
-    from interactions
+    select pairs.*
+    from {{ ref('int_user_items') }} as pairs
+    inner join {{ ref('dim_products') }} as products on pairs.item_id = products.item_id
 
 ),
 
 scored as (
 
+    -- the pair's decayed sums are anchored at its last interaction: one decay
+    -- factor from there to as_of gives sum(strength * decay)
     select
-        user_id,
-        item_id,
-        sum(strength * decay) as score,
-        count(*) as interactions,
-        count(*) filter (where event_type = 'purchase') as purchases,
-        max(event_time) as last_interaction_at,
-        max(as_of) as event_timestamp
+        pairs.user_id,
+        pairs.item_id,
+        (
+            {{ var('rating_weight_view') }}::float8 * pairs.views_decayed
+            + {{ var('rating_weight_add_to_cart') }}::float8 * pairs.carts_decayed
+            + {{ var('rating_weight_purchase') }}::float8 * pairs.purchases_decayed
+        ) * case
+            when {{ half_life }} > 0
+                then power(
+                    0.5::float8,
+                    extract(epoch from as_of.as_of - pairs.last_interaction_at)::float8
+                    / 86400.0 / nullif({{ half_life }}, 0)
+                )
+            else 1.0::float8
+        end as score,
+        pairs.interactions,
+        pairs.purchases,
+        pairs.last_interaction_at,
+        as_of.as_of as event_timestamp
 
-    from weighted
-    group by user_id, item_id
+    from pairs
+    cross join as_of
 
 ),
 
