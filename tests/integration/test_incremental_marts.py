@@ -175,3 +175,30 @@ def test_a_rerun_for_the_same_day_leaves_the_same_rows(daily_then_rerun_then_ful
     assert _count(dsn, sql.SQL("select count(*) from {}").format(sql.Identifier("public", f"rerun_{name}"))) >= 3
     daily, rerun = sql.Identifier("public", f"daily_{name}"), sql.Identifier("public", f"rerun_{name}")
     assert _differences(dsn, daily, rerun) == 0
+
+
+AS_OF = "2024-02-21 00:00:00"  # a past as_of: the pairs' later interactions leave int_user_items
+
+
+def test_an_as_of_build_rebuilds_the_pairs_and_the_next_build_catches_up(
+    daily_then_rerun_then_full: str, build
+) -> None:
+    """``int_user_items`` keeps no interaction after var ``as_of``: an incremental build with it rebuilds
+    every pair (equal to a ``--full-refresh`` with it), and the next build without it rebuilds them again
+    (equal to the full refresh without it). Runs last: it rebuilds the module's tables."""
+    dsn = daily_then_rerun_then_full
+    pairs, ratings = sql.Identifier("intermediate", "int_user_items"), sql.Identifier("marts", "user_item_ratings")
+    build(as_of=AS_OF)
+    _keep(dsn, "asof")
+    build(full_refresh=True, as_of=AS_OF)
+    assert _differences(dsn, sql.Identifier("public", "asof_int_user_items"), pairs) == 0
+    assert _differences(dsn, sql.Identifier("public", "asof_user_item_ratings"), ratings) == 0
+    later = sql.SQL("select count(*) from {} where last_interaction_at > %s::timestamptz").format(pairs)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(later, (AS_OF + "+00",)).fetchone()[0] == 0
+    assert _count(dsn, sql.SQL("select count(*) from {}").format(pairs)) < _count(
+        dsn, sql.SQL("select count(*) from public.daily_int_user_items")
+    )
+    build()
+    assert _differences(dsn, sql.Identifier("public", "daily_int_user_items"), pairs) == 0
+    assert _differences(dsn, sql.Identifier("public", "daily_user_item_ratings"), ratings) == 0
