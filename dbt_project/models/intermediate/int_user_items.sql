@@ -83,6 +83,7 @@ interactions as (
 anchored as (
 
     select
+        interaction_id,
         user_id,
         item_id,
         event_time,
@@ -115,10 +116,21 @@ pairs as (
         count(*)::integer as interactions,
         (count(*) filter (where event_type = 'purchase'))::integer as purchases,
         sum(revenue) as revenue,
-        coalesce(sum(decay_to_last) filter (where event_type = 'view'), 0) as views_decayed,
-        coalesce(sum(decay_to_last) filter (where event_type = 'add_to_cart'), 0) as carts_decayed,
+        -- float sums in a fixed order: an incremental build sums a pair's
+        -- interactions in the order a full build does, to the last bit
         coalesce(
-            sum((1 + ln(quantity::float8)) * decay_to_last) filter (where event_type = 'purchase'), 0
+            sum(decay_to_last order by event_time, interaction_id) filter (where event_type = 'view'), 0
+        ) as views_decayed,
+        coalesce(
+            sum(decay_to_last order by event_time, interaction_id)
+            filter (where event_type = 'add_to_cart'),
+            0
+        ) as carts_decayed,
+        coalesce(
+            sum(
+                (1 + ln(quantity::float8)) * decay_to_last order by event_time, interaction_id
+            ) filter (where event_type = 'purchase'),
+            0
         ) as purchases_decayed,
         max(loaded_at) as loaded_at,
         {{ half_life }}::float8 as half_life_days,
