@@ -88,8 +88,9 @@
 {#
     The window of an incremental int_user_items build, read at compile time
     (as literals, like interactions_window): a dict with
-      - first_day: the latest day of a built pair's last interaction minus
-        var('interactions_lookback_days');
+      - first_day: var('interactions_from') when set (the day int_interactions
+        is recomputed from), else the latest day of a built pair's last
+        interaction minus var('interactions_lookback_days');
       - loaded_until: the latest loaded_at built.
     A pair with an interaction on first_day or later, or loaded after
     loaded_until, is recomputed from all its interactions. None (rebuild
@@ -117,7 +118,7 @@
     {%- if built[0] is none or built[1] is none or not built[2] -%}
         {{ return(none) }}
     {%- endif -%}
-    {{ return({'first_day': built[0], 'loaded_until': built[1]}) }}
+    {{ return({'first_day': var('interactions_from', '') or built[0], 'loaded_until': built[1]}) }}
 {%- endmacro %}
 
 {#
