@@ -605,8 +605,27 @@ def executor_note(sizes: list[dict]) -> str:
     return "; ".join(f"{runner} ({', '.join(labels)}): {RUNNERS[runner]}" for runner, labels in by_runner.items())
 
 
-def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executor: str) -> dict[str, Any]:
-    """The result file's content from every measured size."""
+PROVENANCE = ("machine", "load_average", "git_commit", "measured_at")
+
+
+def provenance(previous: dict, meta: dict[str, Any], measured: bool, merge_file: Path | None) -> dict[str, Any]:
+    """Where the study's figures come from: this run's ``machine``, ``load_average``, ``git_commit`` and
+    ``measured_at`` when it measured a size; a merge-only run (no size given, ``--merge``) keeps the
+    study's and appends itself to ``merges`` (commit, time, file), so the file still names the run that
+    measured the sizes."""
+    merges = list(previous.get("merges", []))
+    if measured or not all(key in previous for key in PROVENANCE):
+        return {**{key: meta[key] for key in PROVENANCE}, "merges": merges}
+    if merge_file is not None:
+        merges.append({"file": str(merge_file), "git_commit": meta["git_commit"], "at": meta["measured_at"]})
+    return {**{key: previous[key] for key in PROVENANCE}, "merges": merges}
+
+
+def assemble(
+    sizes: list[dict], previous: dict, merge_file: Path | None, executor: str, measured: bool = True
+) -> dict[str, Any]:
+    """The result file's content from every size; ``measured``: whether this run measured any of them
+    (else the study's provenance is kept, see :func:`provenance`)."""
     sizes = sorted(sizes, key=lambda size: size["events"])
     meta = run_metadata()
     return {
@@ -617,13 +636,10 @@ def assemble(sizes: list[dict], previous: dict, merge_file: Path | None, executo
         "dag_run_ids": {size["label"]: size["dag_run_ids"] for size in sizes},
         **merged_extras(previous, merge_file, sizes),
         **at_10m(sizes),
-        "machine": meta["machine"],
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "load_average": meta["load_average"],
-        "git_commit": meta["git_commit"],
-        "command": meta["command"],
+        **provenance(previous, meta, measured, merge_file),
+        "command": meta["command"] if measured else previous.get("command", meta["command"]),
         "commands": list(dict.fromkeys([*previous.get("commands", []), meta["command"]])),
-        "measured_at": meta["measured_at"],
         "targets": {
             "exponent_max": 1.15,
             "peak_rss_mb_max": PEAK_RSS_MB_MAX,
@@ -669,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         _log(f"{label}: total {sizes[label]['total_s']}s; wrote {args.out}")
-    result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor)
+    result = assemble(list(sizes.values()), previous, args.merge, base.airflow_executor, measured=bool(targets))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     by_metric = {metric: f for metric in ("wall_s", "cpu_s") if (f := fits(result["sizes"], metric))}
     if by_metric:

@@ -94,3 +94,17 @@ def test_a_shop_of_about_10m_events_is_judged_instead_of_extrapolated() -> None:
     assert judged["label"] == "10m" and judged["total_met"] is False and judged["peak_rss_met"] is False
     assert judged["stages_met"] == {"ingest": False, "transform": False, "train": True, "recommend": False}
     assert "extrapolated_10m" not in S.fit_figures(sizes)
+
+
+def test_a_merge_only_run_keeps_the_studys_provenance_and_records_itself(tmp_path: Path) -> None:
+    sizes = [{**_size("1day", 400, 10.0), "dag_run_ids": {}}]
+    study = S.assemble(sizes, {}, None, "LocalExecutor")
+    study.update(git_commit="study", measured_at="2026-01-01T00:00:00+00:00", load_average=0.5)
+    merge = tmp_path / "daily.json"
+    merge.write_text('{"incremental_daily_ratio": 0.5}')
+    merged = S.assemble(sizes, study, merge, "LocalExecutor", measured=False)
+    assert (merged["git_commit"], merged["measured_at"], merged["load_average"]) == ("study", study["measured_at"], 0.5)
+    assert merged["incremental_daily_ratio"] == 0.5
+    assert [entry["file"] for entry in merged["merges"]] == [str(merge)]
+    remeasured = S.assemble(sizes, merged, None, "LocalExecutor")
+    assert remeasured["git_commit"] != "study" and remeasured["merges"] == merged["merges"]
