@@ -13,6 +13,7 @@ from psycopg import sql
 
 from recomart.config import Settings
 from recomart.transform import DbtBuildError, DbtResult, dbt_build
+from recomart.transform.dbt import run_dbt
 
 pytestmark = pytest.mark.integration
 
@@ -276,6 +277,44 @@ def test_planted_bad_rows_fail_the_build(
     }
     assert all(r.status == "fail" for r in caught.value.failures)
     assert _query(warehouse_dsn, "select count(*) from raw.events")[0][0] == 7
+
+
+def test_a_daily_build_tests_only_the_rows_loaded_after_the_last_build(
+    generated_build: DbtResult, warehouse_dsn: str, tool_env: dict[str, str], dbt_project_dir: Path, tmp_path
+) -> None:
+    """The whole-project build recorded int_interactions' latest loaded_at; a later `dbt build` tests the
+    event-grain models' rows loaded after it only (macros/tests/new_rows.sql), `dbt test` every row."""
+    recorded, built = _query(
+        warehouse_dsn,
+        "select (select loaded_until from ops.dbt_last_build where project = 'recomart'),"
+        " (select max(loaded_at) from intermediate.int_interactions)",
+    )[0]
+    assert recorded is not None and recorded == built
+    _execute(  # a bad row loaded before that build (as if it had been tested then)
+        warehouse_dsn,
+        "insert into raw.events values ('e9', '2024-03-01 08:00:00', 'u3', 'p2', 'click', 1, 20, '2024-03-01',"
+        f" 'planted_old', 'x.csv', 4, '{recorded.isoformat()}'::timestamptz - interval '1 day')",
+    )
+
+    def run(command: str) -> None:
+        run_dbt(
+            [command, "--vars", '{"dataset": "generated"}', "--select", "stg_shop__events"],
+            project_dir=dbt_project_dir,
+            env=tool_env,
+            log=lambda _line: None,
+            target_path=tmp_path / "target",
+            log_path=tmp_path / "logs",
+        )
+
+    try:
+        run("build")  # only rows loaded after `recorded`: none
+        with pytest.raises(DbtBuildError) as caught:
+            run("test")
+    finally:
+        _execute(warehouse_dsn, "delete from raw.events where _load_id = 'planted_old'")
+    assert {r.name.split(".")[0] for r in caught.value.failures} == {
+        "accepted_values_stg_shop__events_event_type__view__add_to_cart__purchase"
+    }
 
 
 @pytest.fixture(scope="module")

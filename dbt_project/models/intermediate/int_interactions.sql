@@ -36,6 +36,7 @@
         {'columns': ['event_date']},
         {'columns': ['user_id', 'item_id', 'event_date']},
         {'columns': ['order_id']},
+        {'columns': ['loaded_at']},
     ],
     post_hook='analyze {{ this }}',
 ) }}

@@ -50,19 +50,22 @@ products as (
 
 ),
 
-user_items as (
+user_categories as (
 
-    -- one row per user and item (int_user_items): the distinct item count and
-    -- the category counts below aggregate these
+    -- the pairs (int_user_items) aggregated once, per user and category (null: a product with none or
+    -- not in dim_products): the user's activity and favourite below aggregate these few rows
     select
-        user_id,
-        item_id,
-        first_interaction_at,
-        last_interaction_at,
-        revenue,
-        interactions
+        user_items.user_id,
+        products.category,
+        min(user_items.first_interaction_at) as first_interaction_at,
+        max(user_items.last_interaction_at) as last_interaction_at,
+        sum(user_items.revenue) as revenue,
+        count(*) as distinct_items,
+        sum(user_items.interactions) as category_interactions
 
-    from {{ ref('int_user_items') }}
+    from {{ ref('int_user_items') }} as user_items
+    left join products on user_items.item_id = products.item_id
+    group by user_items.user_id, products.category
 
 ),
 
@@ -80,31 +83,16 @@ user_orders as (
 activity as (
 
     select
-        user_items.user_id,
-        min(user_items.first_interaction_at) as first_interaction_at,
-        max(user_items.last_interaction_at) as last_interaction_at,
+        user_categories.user_id,
+        min(user_categories.first_interaction_at) as first_interaction_at,
+        max(user_categories.last_interaction_at) as last_interaction_at,
         coalesce(max(user_orders.frequency), 0) as frequency,
-        coalesce(sum(user_items.revenue), 0) as monetary,
-        count(*) as distinct_items
+        coalesce(sum(user_categories.revenue), 0) as monetary,
+        sum(user_categories.distinct_items) as distinct_items
 
-    from user_items
-    left join user_orders on user_items.user_id = user_orders.user_id
-    group by user_items.user_id
-
-),
-
-category_counts as (
-
-    select
-        user_items.user_id,
-        products.category,
-        sum(user_items.interactions) as category_interactions,
-        max(user_items.last_interaction_at) as last_category_interaction_at
-
-    from user_items
-    inner join products on user_items.item_id = products.item_id
-    where products.category is not null
-    group by user_items.user_id, products.category
+    from user_categories
+    left join user_orders on user_categories.user_id = user_orders.user_id
+    group by user_categories.user_id
 
 ),
 
@@ -114,11 +102,12 @@ favourite_categories as (
         user_id,
         category as favourite_category
 
-    from category_counts
+    from user_categories
+    where category is not null
     order by
         user_id asc,
         category_interactions desc,
-        last_category_interaction_at desc,
+        last_interaction_at desc,
         category asc
 
 ),

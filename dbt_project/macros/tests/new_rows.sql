@@ -1,0 +1,108 @@
+{#
+    Data tests of the rows new since the last build. A daily `dbt build`
+    (not --full-refresh) tests, of the event-grain models named in
+    var('tests_of_new_rows'), only the rows loaded (loaded_at) after the
+    latest loaded_at of int_interactions at the end of the last successful
+    whole-project build: the rows it did not build and test yet (the same
+    watermark as int_interactions' own window). A `unique` or
+    `unique_combination_of_columns` test keeps its meaning: it groups every
+    row that shares a key with a new row, so a new event that repeats an old
+    id still fails it. `not_empty` always sees
+    every row. `dbt test`, a full refresh and a first build test every row.
+
+    The watermark is kept in ops.dbt_last_build (macro
+    record_successful_build, an on-run-end hook); a build that fails keeps
+    the previous one, so its rows are tested again.
+#}
+
+{#
+    Replaces dbt's get_where_subquery (the relation a generic test reads):
+    the test's own `where` config, and the new-rows filter above.
+#}
+{% macro get_where_subquery(relation) -%}
+    {%- set conditions = [] -%}
+    {%- if config.get('where', '') -%}
+        {%- do conditions.append('(' ~ config.get('where') ~ ')') -%}
+    {%- endif -%}
+    {%- set new_rows = new_rows_condition(relation) -%}
+    {%- if new_rows -%}
+        {%- do conditions.append(new_rows) -%}
+    {%- endif -%}
+    {%- if conditions -%}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') dbt_subquery') -%}
+    {%- endif -%}
+    {%- do return(relation) -%}
+{%- endmacro %}
+
+{#
+    The SQL condition that keeps the rows of `relation` a test of the running
+    build needs (none: every row).
+#}
+{% macro new_rows_condition(relation) -%}
+    {%- set test = model.get('test_metadata') or {} -%}
+    {%- if relation.identifier not in var('tests_of_new_rows') or test.get('name') == 'not_empty' -%}
+        {%- do return(none) -%}
+    {%- endif -%}
+    {%- set since = new_rows_since() -%}
+    {%- if since is none -%}
+        {%- do return(none) -%}
+    {%- endif -%}
+    {%- set loaded = "loaded_at > '" ~ since ~ "'::timestamptz" -%}
+    {%- set keys = {
+        'unique': [model.get('column_name')],
+        'unique_combination_of_columns': (test.get('kwargs') or {}).get('combination_of_columns'),
+    }.get(test.get('name')) -%}
+    {%- if keys -%}
+        {%- set key = '(' ~ keys | join(', ') ~ ')' -%}
+        {%- do return(key ~ ' in (select ' ~ keys | join(', ') ~ ' from ' ~ relation ~ ' where ' ~ loaded ~ ')') -%}
+    {%- endif -%}
+    {%- do return(loaded) -%}
+{%- endmacro %}
+
+{#
+    The loaded_at after which the running `dbt build` tests rows (text, UTC),
+    or none to test every row: not a build, a full refresh, or no successful
+    build recorded.
+#}
+{% macro new_rows_since() -%}
+    {%- if not execute or flags.WHICH != 'build' or flags.FULL_REFRESH -%}
+        {%- do return(none) -%}
+    {%- endif -%}
+    {%- if adapter.get_relation(database=target.database, schema='ops', identifier='dbt_last_build') is none -%}
+        {%- do return(none) -%}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select loaded_until::text from ops.dbt_last_build where project = '" ~ project_name ~ "'"
+    ) -%}
+    {%- do return(found.rows[0][0] if found.rows else none) -%}
+{%- endmacro %}
+
+{#
+    on-run-end hook: after a `dbt build` of the whole project (no --select
+    or --exclude) in which every node succeeded, record the latest loaded_at
+    of int_interactions: the rows this build built and tested.
+#}
+{% macro record_successful_build(results) -%}
+    {%- if not execute or flags.WHICH != 'build' -%}
+        {%- do return('') -%}
+    {%- endif -%}
+    {%- set failed = results | rejectattr('status', 'in', ['success', 'pass', 'warn', 'skipped']) | list -%}
+    {%- set selected = invocation_args_dict.get('select') or invocation_args_dict.get('exclude') -%}
+    {%- set node = graph.nodes.get('model.' ~ project_name ~ '.int_interactions') -%}
+    {%- if not selected and not failed and node -%}
+        create schema if not exists ops;
+        create table if not exists ops.dbt_last_build (
+            project text primary key,
+            loaded_until timestamptz,
+            invocation_id text not null
+        );
+        insert into ops.dbt_last_build (project, loaded_until, invocation_id)
+        select
+            '{{ project_name }}',
+            max(loaded_at),
+            '{{ invocation_id }}'
+        from {{ adapter.quote(node.schema) }}.{{ adapter.quote(node.alias) }}
+        on conflict (project) do update
+        set loaded_until = excluded.loaded_until, invocation_id = excluded.invocation_id;
+    {%- endif -%}
+{%- endmacro %}
