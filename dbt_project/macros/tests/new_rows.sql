@@ -10,9 +10,10 @@
     id still fails it. `not_empty` always sees
     every row. `dbt test`, a full refresh and a first build test every row.
 
-    The watermark is kept in ops.dbt_last_build (macro
-    record_successful_build, an on-run-end hook); a build that fails keeps
-    the previous one, so its rows are tested again.
+    The watermark is kept in ops.dbt_last_build (warehouse migration 0016;
+    macro record_successful_build, an on-run-end hook); a build that fails
+    keeps the previous one, so its rows are tested again. A warehouse
+    without that table (no migration) tests every row.
 #}
 
 {#
@@ -89,13 +90,8 @@
     {%- set failed = results | rejectattr('status', 'in', ['success', 'pass', 'warn', 'skipped']) | list -%}
     {%- set selected = invocation_args_dict.get('select') or invocation_args_dict.get('exclude') -%}
     {%- set node = graph.nodes.get('model.' ~ project_name ~ '.int_interactions') -%}
-    {%- if not selected and not failed and node -%}
-        create schema if not exists ops;
-        create table if not exists ops.dbt_last_build (
-            project text primary key,
-            loaded_until timestamptz,
-            invocation_id text not null
-        );
+    {%- set log = adapter.get_relation(database=target.database, schema='ops', identifier='dbt_last_build') -%}
+    {%- if not selected and not failed and node and log is not none -%}
         insert into ops.dbt_last_build (project, loaded_until, invocation_id)
         select
             '{{ project_name }}',
