@@ -7,8 +7,8 @@
     watermark as int_interactions' own window). A `unique` or
     `unique_combination_of_columns` test keeps its meaning: it groups every
     row that shares a key with a new row, so a new event that repeats an old
-    id still fails it. `not_empty` always sees
-    every row. `dbt test`, a full refresh and a first build test every row.
+    id still fails it. `not_empty` always sees every row. `dbt test`, a full
+    refresh and a first build test every row.
 
     The watermark is kept in ops.dbt_last_build (warehouse migration 0016;
     macro record_successful_build, an on-run-end hook); a build that fails
