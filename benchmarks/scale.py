@@ -605,12 +605,12 @@ def executor_note(sizes: list[dict]) -> str:
     return "; ".join(f"{runner} ({', '.join(labels)}): {RUNNERS[runner]}" for runner, labels in by_runner.items())
 
 
-PROVENANCE = ("machine", "load_average", "git_commit", "measured_at")
+PROVENANCE = ("machine", "load_average", "git_commit", "measured_at", "command")
 
 
 def provenance(previous: dict, meta: dict[str, Any], measured: bool, merge_file: Path | None) -> dict[str, Any]:
-    """Where the study's figures come from: this run's ``machine``, ``load_average``, ``git_commit`` and
-    ``measured_at`` when it measured a size; a merge-only run (no size given, ``--merge``) keeps the
+    """Where the study's figures come from: this run's ``machine``, ``load_average``, ``git_commit``,
+    ``measured_at`` and ``command`` when it measured a size; a merge-only run (no size given, ``--merge``) keeps the
     study's and appends itself to ``merges`` (commit, time, file), so the file still names the run that
     measured the sizes."""
     merges = list(previous.get("merges", []))
@@ -638,7 +638,6 @@ def assemble(
         **at_10m(sizes),
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
         **provenance(previous, meta, measured, merge_file),
-        "command": meta["command"] if measured else previous.get("command", meta["command"]),
         "commands": list(dict.fromkeys([*previous.get("commands", []), meta["command"]])),
         "targets": {
             "exponent_max": 1.15,

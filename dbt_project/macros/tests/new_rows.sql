@@ -69,7 +69,7 @@
     {%- if not execute or flags.WHICH != 'build' or flags.FULL_REFRESH -%}
         {%- do return(none) -%}
     {%- endif -%}
-    {%- if adapter.get_relation(database=target.database, schema='ops', identifier='dbt_last_build') is none -%}
+    {%- if last_build_log() is none -%}
         {%- do return(none) -%}
     {%- endif -%}
     {%- set found = run_query(
@@ -90,7 +90,7 @@
     {%- set failed = results | rejectattr('status', 'in', ['success', 'pass', 'warn', 'skipped']) | list -%}
     {%- set selected = invocation_args_dict.get('select') or invocation_args_dict.get('exclude') -%}
     {%- set node = graph.nodes.get('model.' ~ project_name ~ '.int_interactions') -%}
-    {%- set log = adapter.get_relation(database=target.database, schema='ops', identifier='dbt_last_build') -%}
+    {%- set log = last_build_log() -%}
     {%- if not selected and not failed and node and log is not none -%}
         insert into ops.dbt_last_build (project, loaded_until, invocation_id)
         select
@@ -101,4 +101,9 @@
         on conflict (project) do update
         set loaded_until = excluded.loaded_until, invocation_id = excluded.invocation_id;
     {%- endif -%}
+{%- endmacro %}
+
+{# The relation ops.dbt_last_build (warehouse migration 0016), or none. #}
+{% macro last_build_log() -%}
+    {%- do return(adapter.get_relation(database=target.database, schema='ops', identifier='dbt_last_build')) -%}
 {%- endmacro %}
