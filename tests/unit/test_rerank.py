@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from recomart.serving.rerank import Neighbours, Session, rerank, session_boosts
+from recomart.features.session import SESSION_FIELDS
+from recomart.serving.rerank import SESSION_FEATURES, Neighbours, Session, rerank, session_boosts
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 
@@ -41,6 +42,11 @@ def test_boosted_neighbour_enters_and_bought_item_leaves() -> None:
 
 def test_unknown_session_item_has_no_neighbours_but_counts_itself() -> None:
     assert session_boosts(Session(carted=[("zz", NOW)]), _neighbours(), NOW) == {"zz": 1.0}
+
+
+def test_re_ranking_reads_only_features_of_the_session_contract() -> None:
+    assert set(SESSION_FEATURES) <= {field.name for field in SESSION_FIELDS}
+    assert len(SESSION_FEATURES) == 6
 
 
 def test_session_from_features() -> None:

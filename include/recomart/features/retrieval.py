@@ -37,10 +37,17 @@ class OnlineReader:
     each). That is the store-level read ``get_online_features`` makes, without its per-call work
     of resolving references, grouping views and building a response proto (about 0.4 ms of the
     API's request, measured in ``benchmarks/serving.py``'s setup). The API keeps one per
-    process; :func:`online_features` builds one per call.
+    process; :func:`online_features` builds one per call. ``only``: read just these features of the
+    service's projections (a caller that needs a few of a view's features parses no others).
     """
 
-    def __init__(self, store: FeatureStore, views: Sequence[str], feature_service: str = FEATURE_SERVICE) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        views: Sequence[str],
+        feature_service: str = FEATURE_SERVICE,
+        only: Sequence[str] | None = None,
+    ) -> None:
         service = store.get_feature_service(feature_service)
         projections = {p.name: p for p in service.feature_view_projections}
         missing = [name for name in views if name not in projections]
@@ -51,6 +58,11 @@ class OnlineReader:
         self.views = tuple(views)
         self.tables = {v: store.get_feature_view(v) for v in self.views}
         self.features = {v: [f.name for f in projections[v].features] for v in self.views}
+        if only is not None:
+            unknown = set(only) - {name for names in self.features.values() for name in names}
+            if unknown:
+                raise ValueError(f"feature service {feature_service!r} has no feature(s) {sorted(unknown)} in {views}")
+            self.features = {v: [name for name in names if name in only] for v, names in self.features.items()}
         self.ttls = {v: table.ttl or timedelta(0) for v, table in self.tables.items()}
         join_keys = {store.get_entity(e).join_key for table in self.tables.values() for e in table.entities}
         if len(join_keys) != 1:
@@ -71,14 +83,22 @@ class OnlineReader:
         return self._rows(found, now)
 
     async def read_async(self, entity_id: str, now: datetime | None = None) -> dict[str, dict[str, Any]]:
-        """:meth:`read` on the event loop (Feast's asyncio Redis client): the API's per-request read."""
-        key = self._entity_key(entity_id)
+        """:meth:`read` on the event loop (Feast's asyncio Redis client)."""
+        return (await self.read_many_async([entity_id], now))[0]
+
+    async def read_many_async(
+        self, entity_ids: Sequence[str], now: datetime | None = None
+    ) -> list[dict[str, dict[str, Any]]]:
+        """:meth:`read` of several entities at once, one ``online_read_async`` of all of them per view
+        (Feast's Redis store pipelines their ``HMGET`` s): one result per entity, in order. The API's
+        concurrent requests share these reads (:class:`recomart.serving.batching.Coalescer`)."""
+        keys = [self._entity_key(entity_id) for entity_id in entity_ids]
         read = self._provider.online_read_async
         found = {
-            view: await read(self.store.config, table, [key], list(self.features[view]))
+            view: await read(self.store.config, table, keys, list(self.features[view]))
             for view, table in self.tables.items()
         }
-        return self._rows(found, now)
+        return [self._rows({view: [rows[n]] for view, rows in found.items()}, now) for n in range(len(keys))]
 
     def _entity_key(self, entity_id: str) -> Any:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey

@@ -25,16 +25,16 @@ from recomart.config import Settings, load_settings
 from recomart.dashboard.app import mount as mount_dashboard
 from recomart.experiments.assignment import assign
 from recomart.experiments.definitions import DEFAULT_POLICY, POLICIES, Policy, Variant
-from recomart.features.retrieval import OnlineReader
 from recomart.recommend.cache import cache_layout
 from recomart.serving import metrics
 from recomart.serving.exposures import ExposureLog
 from recomart.serving.heap import tune_collector
 from recomart.serving.lists import Filters, build_recommendations
 from recomart.serving.lists import Request as ListRequest
-from recomart.serving.live import LiveState, Model
+from recomart.serving.live import Generation, LiveState, Model
+from recomart.serving.online_rows import OnlineRows
 from recomart.serving.params import openapi_parameters, validated
-from recomart.serving.reads import ListMemory, ListReader, postgres_pool
+from recomart.serving.reads import ListMemory, ListReader, UserList, postgres_pool
 from recomart.serving.rerank import DEFAULT_WEIGHT, Session
 from recomart.serving.schemas import (
     MAX_ID_LENGTH,
@@ -101,36 +101,6 @@ class LatencyMiddleware:
             name, seconds = getattr(route, "path", "unmatched"), time.perf_counter() - began
             metrics.REQUEST_SECONDS.labels(name, str(status["code"])).observe(seconds)
             SERVING_STATS.observe(name, status["code"], seconds)
-
-
-async def _online_row(state: LiveState, reader: OnlineReader | None, user_id: str) -> dict[str, Any] | None:
-    """The user's row of ``reader``'s one view (None if the store is down or the read fails)."""
-    if reader is None or state.health.redis is not None:
-        # Redis failed the last poll (at most a second ago): Feast's client would retry it with backoff
-        # for seconds per request, so serve without features until the poller sees Redis again
-        return None
-    try:
-        rows = await reader.read_async(user_id)
-    except Exception:  # Feast raises Redis, registry and conversion errors: serve without features
-        metrics.SESSION_READ_ERRORS.inc()
-        return None
-    return rows[reader.views[0]]
-
-
-async def _session_of(state: LiveState, user_id: str) -> Session | None:
-    """The user's fresh session (None if absent, stale or unreadable)."""
-    row = await _online_row(state, state.session_reader, user_id)
-    return Session.from_features(row["features"]) if row and row["freshness"] == "fresh" else None
-
-
-async def _segment_of(state: LiveState, user_id: str) -> str | None:
-    """The segment of a user not in the generation, from the nightly user features (None if unknown)."""
-    row = await _online_row(state, state.segment_reader, user_id)
-    return row["features"].get("segment") if row else None
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _filters(category: str | None, min_price: float | None, max_price: float | None, exclude: list[str]) -> Filters:
@@ -202,6 +172,7 @@ def create_app(s: Settings | None = None) -> FastAPI:
         ListMemory(s.api_list_memory),
         lambda: state.erasures,
     )
+    online = OnlineRows(state)
     intake = EventIntake(s)
     exposures = ExposureLog(s)
     search_index = SearchIndex(s.warehouse_url)
@@ -236,6 +207,19 @@ def create_app(s: Settings | None = None) -> FastAPI:
     dashboard = mount_dashboard(app, s)  # /ui: the dashboard (recomart.dashboard)
     install_search(app, search_index, _json)
 
+    async def _list_and_session(
+        generation: Generation, user_id: str, personal: bool, reranker: Model | None
+    ) -> tuple[UserList | None, Session | None]:
+        """The user's list (``personal`` policies) and, to re-rank with, their fresh session: a list this
+        process keeps needs no await, and the others are read in one round trip's time."""
+        kept = reader.kept_user(generation, user_id, "recommendations") if personal else None
+        read_list = reader.user(generation, user_id, "recommendations") if kept is False else None
+        if reranker is None:
+            return (await read_list if read_list else kept or None), None
+        if read_list is None:
+            return kept or None, await online.session(user_id)
+        return await asyncio.gather(read_list, online.session(user_id))
+
     def generation_or_503():
         generation = state.generation
         if generation is None:
@@ -260,12 +244,8 @@ def create_app(s: Settings | None = None) -> FastAPI:
         generation = generation_or_503()
         experiment, variant, policy = _variant(state, user_id)
         reranker = _reranker(state, policy)
-        read_list = reader.user(generation, user_id, "recommendations") if policy.source == "personal" else None
-        if reranker is not None:  # the session is needed whatever the list: both reads in one round trip's time
-            user_list, session = await asyncio.gather(read_list or _nothing(), _session_of(state, user_id))
-        else:
-            user_list, session = (await read_list if read_list else None), None
-        segment = await _segment_of(state, user_id) if user_list is None else None
+        user_list, session = await _list_and_session(generation, user_id, policy.source == "personal", reranker)
+        segment = await online.segment(user_id) if user_list is None else None
         now = datetime.now(UTC)
         request = ListRequest(user_id, k, filters, segment, session, DEFAULT_WEIGHT, now)
         body = build_recommendations(generation, user_list, reranker, request)

@@ -58,8 +58,9 @@ class Request:
     now: datetime
 
 
-def _item(generation: Generation, ranked: Ranked, rank: int, reasons: dict[str, Any], source: str) -> dict[str, Any]:
-    title, category, price = generation.catalogue.get(ranked.item_id) or (None, None, None)
+def _item(product: Sequence[Any], ranked: Ranked, rank: int, reasons: dict[str, Any], source: str) -> dict[str, Any]:
+    """The response's entry of ``ranked`` (``product``: its catalogue entry ``[title, category, price]``)."""
+    title, category, price = product
     return {
         "rank": rank,
         "item_id": ranked.item_id,
@@ -72,15 +73,10 @@ def _item(generation: Generation, ranked: Ranked, rank: int, reasons: dict[str, 
     }
 
 
-def _reasons(ranked: Ranked, components: dict[str, list[float | None]], at: int | None) -> dict[str, float]:
+def _reasons(ranked: Ranked, user_list: UserList | None, at: int | None) -> dict[str, float]:
     """The item's per-component scores (``at``: its place on the nightly list; None if not on it) and
     its session boost, rounded for the response."""
-    reasons: dict[str, float] = {}
-    if at is not None:
-        for name, column in components.items():
-            value = column[at]
-            if value is not None:
-                reasons[name] = round(value, 6)
+    reasons = dict(user_list.reasons[at]) if user_list is not None and at is not None else {}
     if ranked.session_boost:
         reasons["session_boost"] = round(ranked.session_boost, 6)
     return reasons
@@ -92,25 +88,27 @@ def build_recommendations(
     """The response body (without ``request_id``) for ``req`` against ``generation``."""
     if user_list is not None:
         items, scores, strategy = user_list.items, user_list.scores, user_list.strategy
-        components, cold_segment = user_list.components, None
+        cold_segment, listed_at = None, user_list.places
     else:
         cold_segment, items, scores = generation.cold_start(req.segment)
-        strategy, components = COLD_START, {}
-    listed_at = {item: n for n, item in enumerate(items)} if user_list is not None else {}
+        strategy, listed_at = COLD_START, {}
     session = req.session
     boosts = session_boosts(session, model.neighbours, req.now) if session and model else {}
     bought = {item for item, _ in session.bought} if session and model and not model.repeat_purchases else set()
     exclude = set(req.filters.exclude) | bought
     ranked = rerank(items, scores, boosts, req.weight if boosts else 0.0, exclude)
     chosen: list[dict[str, Any]] = []
+    catalogue, filters = generation.catalogue, req.filters
+    filtered = filters.active
     for entry in ranked:
         if len(chosen) == req.k:
             break
-        if req.filters.admits(generation.catalogue.get(entry.item_id)):
+        product = catalogue.get(entry.item_id)  # an item the catalogue lacks is never served
+        if product is not None and (not filtered or filters.admits(product)):
             at = listed_at.get(entry.item_id)
             source = "nightly" if at is not None or user_list is None else "session"
-            reasons = _reasons(entry, components, at)
-            chosen.append(_item(generation, entry, len(chosen) + 1, reasons, source))
+            reasons = _reasons(entry, user_list, at)
+            chosen.append(_item(product, entry, len(chosen) + 1, reasons, source))
     backfilled = _backfill(generation, req, chosen, exclude)
     used = session.events if session and (boosts or bought) else 0
     return {
@@ -131,6 +129,8 @@ def build_recommendations(
 
 def _backfill(generation: Generation, req: Request, chosen: list[dict[str, Any]], exclude: set[str]) -> int:
     """Top up ``chosen`` to ``k`` from the cold-start lists (segment, then overall); returns how many."""
+    if len(chosen) >= req.k:
+        return 0
     taken = {item["item_id"] for item in chosen} | exclude
     added = 0
     for segment in dict.fromkeys([req.segment, None]):
@@ -138,10 +138,11 @@ def _backfill(generation: Generation, req: Request, chosen: list[dict[str, Any]]
         for item, score in zip(items, scores, strict=True):
             if len(chosen) == req.k:
                 return added
-            if item in taken or not req.filters.admits(generation.catalogue.get(item)):
+            product = generation.catalogue.get(item)
+            if item in taken or not req.filters.admits(product):
                 continue
             taken.add(item)
             entry = Ranked(item, float(score), float(score), 0.0)
-            chosen.append(_item(generation, entry, len(chosen) + 1, {"popularity": round(float(score), 6)}, "backfill"))
+            chosen.append(_item(product, entry, len(chosen) + 1, {"popularity": round(float(score), 6)}, "backfill"))
             added += 1
     return added

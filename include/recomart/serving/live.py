@@ -39,7 +39,7 @@ from recomart.features.session import SERVING_FEATURE_SERVICE, SESSION_FEATURE_V
 from recomart.model.registry import CHALLENGER, CHAMPION, current_champion_version, load_champion, read_champion_alias
 from recomart.recommend.cache import OVERALL_SEGMENT, CacheLayout, cache_layout, unpack
 from recomart.serving.heap import freeze_long_lived
-from recomart.serving.rerank import Neighbours
+from recomart.serving.rerank import SESSION_FEATURES, Neighbours
 from recomart.tools import tool_env
 
 log = logging.getLogger(__name__)
@@ -345,9 +345,12 @@ class LiveState:
         try:
             store = serving_store(s.feature_repo_dir, tool_env(s))
             user_view = entity_spec("user").feature_view
-            self.segment_reader = OnlineReader(store, [user_view], SERVING_FEATURE_SERVICE)
+            self.segment_reader = OnlineReader(store, [user_view], SERVING_FEATURE_SERVICE, only=["segment"])
             self.user_reader = OnlineReader(store, [user_view, SESSION_FEATURE_VIEW], SERVING_FEATURE_SERVICE)
-            self.session_reader = OnlineReader(store, [SESSION_FEATURE_VIEW], SERVING_FEATURE_SERVICE)
+            # re-ranking reads the session's item lists and their times, not its counts
+            self.session_reader = OnlineReader(
+                store, [SESSION_FEATURE_VIEW], SERVING_FEATURE_SERVICE, only=SESSION_FEATURES
+            )
             self.health.features = None
         except Exception as exc:  # Feast raises many kinds (registry, missing service, connection)
             self.health.features = f"feature store not ready: {str(exc).splitlines()[0][:200]}"

@@ -1,21 +1,24 @@
-"""Per-request reads of the live generation: Redis (one GET, asyncio) first, Postgres when Redis fails.
+"""Per-request reads of the live generation: Redis (asyncio) first, Postgres when Redis fails.
 
 A key missing from a complete generation in Redis means the user (or item) is not in it, so it
-needs no Postgres read.  A generation's keys never change once it is complete, so each process keeps
-the values it read (:class:`ListMemory`, bounded, least recently used dropped first) and a repeated
-read needs no Redis round trip either; an erasure (``./recomart forget``) deletes keys and bumps the
-erasure count the poller reads each second, which empties the memory.  When Redis fails (or the
+needs no Postgres read.  Concurrent requests' keys go out together in one ``MGET``
+(:class:`~recomart.serving.batching.Coalescer`).  A generation's keys never change once it is
+complete, so each process keeps the lists it read, parsed (:class:`ListMemory`, bounded, least
+recently used dropped first), and a repeated read needs no Redis round trip and no parsing; an
+erasure (``./recomart forget``) deletes keys and bumps the erasure count the poller reads each
+second, which empties the memory.  When Redis fails (or the
 process serves Postgres), one indexed query reads the list; its ``generation_id`` comes with the
 rows, so a response never mixes two generations.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -24,8 +27,11 @@ from starlette.concurrency import run_in_threadpool
 
 from recomart.recommend.cache import COMPONENT_COLUMNS, CacheLayout, unpack
 from recomart.recommend.tables import ALSO_BOUGHT
+from recomart.serving.batching import Coalescer
 from recomart.serving.live import CONNECT_TIMEOUT_S, Generation
 from recomart.serving.metrics import LIST_READS
+
+Parsed = TypeVar("Parsed")
 
 COMPONENTS = tuple(c.removesuffix("_score") for c in COMPONENT_COLUMNS)
 
@@ -40,6 +46,21 @@ class UserList:
     components: dict[str, list[float | None]]
     strategy: str
     source: str
+
+    @functools.cached_property
+    def reasons(self) -> list[dict[str, float]]:
+        """Each item's per-component scores, rounded for the response (a missing score left out);
+        built once per list, which the process keeps while the generation is live."""
+        columns = self.components.items()
+        return [
+            {name: round(value, 6) for name, column in columns if (value := column[n]) is not None}
+            for n in range(len(self.items))
+        ]
+
+    @functools.cached_property
+    def places(self) -> dict[str, int]:
+        """Each item's place on the list (the last, for an item listed twice)."""
+        return {item: n for n, item in enumerate(self.items)}
 
 
 @dataclass(frozen=True)
@@ -67,16 +88,17 @@ def postgres_pool(dsn: str) -> ConnectionPool:
 
 
 class ListMemory:
-    """The Redis values of generation keys this process read (``None``: the key does not exist), at most
+    """The lists of generation keys this process read from Redis, parsed (``None``: the key does not
+    exist), at most
     ``size`` of them, least recently used dropped first; all dropped when ``epoch`` changes (an erasure
     deleted keys).  ``size`` 0 keeps nothing."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.epoch: object = None
-        self.values: OrderedDict[str, bytes | None] = OrderedDict()
+        self.values: OrderedDict[str, Any] = OrderedDict()
 
-    def get(self, key: str, epoch: object) -> bytes | None | bool:
+    def get(self, key: str, epoch: object) -> Any:
         """The kept value of ``key``, or ``False`` when none is kept."""
         if epoch != self.epoch:
             self.values.clear()
@@ -88,7 +110,7 @@ class ListMemory:
         values.move_to_end(key)
         return values[key]
 
-    def put(self, key: str, value: bytes | None, epoch: object) -> None:
+    def put(self, key: str, value: Any, epoch: object) -> None:
         if self.size <= 0 or epoch != self.epoch:
             return
         self.values[key] = value
@@ -114,30 +136,51 @@ class ListReader:
         self.pool = pool
         self.memory = memory or ListMemory(0)
         self.erasures = erasures
+        self._gets: Coalescer[str, bytes | None] = Coalescer(self._mget)
 
-    async def _cached(self, generation: Generation, key: str, route: str) -> bytes | None | bool:
-        """The cached value (``None``: not in the generation), or ``False`` when Postgres must answer."""
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        assert self.redis is not None
+        return await self.redis.mget(keys)
+
+    async def _cached(
+        self, generation: Generation, key: str, route: str, parse: Callable[[bytes], Parsed]
+    ) -> Parsed | None | bool:
+        """The parsed list (``None``: not in the generation), or ``False`` when Postgres must answer."""
         if generation.source != "redis" or self.redis is None:
             return False
-        epoch = self.erasures()
-        kept = self.memory.get(key, epoch)
+        kept = self._kept(key, route)
         if kept is not False:
-            LIST_READS.labels(route, "memory" if kept is not None else "cold_start").inc()
             return kept
+        epoch = self.erasures()
         try:
-            value = await self.redis.get(key)
+            value = await self._gets.get(key)
         except redis.RedisError:
             return False
-        self.memory.put(key, value, epoch)
+        parsed = None if value is None else parse(value)
+        self.memory.put(key, parsed, epoch)
         LIST_READS.labels(route, "redis" if value is not None else "cold_start").inc()
-        return value
+        return parsed
+
+    def _kept(self, key: str, route: str) -> Any:
+        """The list this process keeps for ``key`` (``None``: not in the generation), or ``False``."""
+        kept = self.memory.get(key, self.erasures())
+        if kept is not False:
+            LIST_READS.labels(route, "memory" if kept is not None else "cold_start").inc()
+        return kept
+
+    def kept_user(self, generation: Generation, user_id: str, route: str) -> UserList | None | bool:
+        """:meth:`user` when this process keeps the list (no await), else ``False``."""
+        if generation.source != "redis" or self.layout is None:
+            return False
+        return self._kept(self.layout.user(generation.generation_id, user_id), route)
 
     async def user(self, generation: Generation, user_id: str, route: str) -> UserList | None:
         """The user's list, or None when the user is not in the generation."""
-        layout = self.layout
-        raw = await self._cached(generation, layout.user(generation.generation_id, user_id) if layout else "", route)
-        if raw is not False:
-            return None if raw is None else _user_list(generation.generation_id, unpack(raw), "redis")
+        layout, generation_id = self.layout, generation.generation_id
+        key = layout.user(generation_id, user_id) if layout else ""
+        kept = await self._cached(generation, key, route, lambda raw: _user_list(generation_id, unpack(raw), "redis"))
+        if kept is not False:
+            return kept  # type: ignore[return-value]  # a UserList or None
         found = await run_in_threadpool(self.pg_user, user_id)
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
         return found
@@ -148,12 +191,11 @@ class ListReader:
         """The item's neighbours of ``kind`` (``reco.similar_items.kind``), or None when the generation has none."""
         layout = self.layout
         key = layout.similar(generation.generation_id, item_id, kind) if layout else ""
-        raw = await self._cached(generation, key, route)
-        if raw is not False:
-            if raw is None:
-                return None
-            items, scores = unpack(raw)
-            return SimilarList(generation.generation_id, items, scores, "redis")
+        kept = await self._cached(
+            generation, key, route, lambda raw: _similar_list(generation.generation_id, unpack(raw))
+        )
+        if kept is not False:
+            return kept  # type: ignore[return-value]  # a SimilarList or None
         found = await run_in_threadpool(self._pg_similar, item_id, kind)
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
         return found
@@ -190,3 +232,8 @@ def _user_list(generation_id: int, packed: list[Any], source: str) -> UserList:
     items, scores, *component_columns, strategy = packed
     components = {name: [_score(v) for v in col] for name, col in zip(COMPONENTS, component_columns, strict=True)}
     return UserList(generation_id, list(items), [float(s) for s in scores], components, strategy, source)
+
+
+def _similar_list(generation_id: int, packed: list[Any]) -> SimilarList:
+    items, scores = packed
+    return SimilarList(generation_id, items, scores, "redis")

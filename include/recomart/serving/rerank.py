@@ -26,8 +26,6 @@ SESSION_HALF_LIFE_S = 1800.0
 """Half-life of a session item's weight (30 minutes, the session features' count window)."""
 SELF_SIMILARITY = 1.0
 """A session item counts as its own neighbour: shoppers often buy what they just viewed or carted."""
-HEAD = 64
-"""How many re-ranked candidates are sorted first (a response reads ``k`` of them, plus the filtered)."""
 DEFAULT_WEIGHT = 0.9
 """The re-ranking weight ``w`` (chosen by the held-out-day replay; see README, Serving API)."""
 
@@ -66,6 +64,11 @@ class Neighbours:
         return self.item_ids[self.similarity.indices[start:stop]], self.similarity.data[start:stop]
 
 
+SESSION_KINDS = ("viewed", "carted", "bought")
+SESSION_FEATURES = tuple(f"{kind}_{field}" for kind in SESSION_KINDS for field in ("item_ids", "at"))
+"""The session features re-ranking reads (``recomart.features.session`` field names)."""
+
+
 @dataclass(frozen=True)
 class Session:
     """What re-ranking uses of the session features: ``(item_id, time)`` lists, newest first."""
@@ -83,7 +86,8 @@ class Session:
             times = features.get(f"{kind}_at") or []
             return list(zip(items, times, strict=False))
 
-        return cls(pairs("viewed"), pairs("carted"), pairs("bought"))
+        viewed, carted, bought = (pairs(kind) for kind in SESSION_KINDS)
+        return cls(viewed, carted, bought)
 
     @property
     def events(self) -> int:
@@ -267,35 +271,21 @@ ROWS_AT_ONCE = 16
 
 
 class RankedOrder(Sequence[Ranked]):
-    """The re-ranked candidates, best first; :class:`Ranked` rows are built as they are read, a few at a
-    time (a caller usually reads the first ``k`` of a thousand candidates)."""
+    """The re-ranked candidates, best first (``order``: the candidates' indices, ties in the candidates'
+    order); :class:`Ranked` rows are built as they are read, a few at a time (a caller usually reads
+    the first ``k`` of hundreds of candidates)."""
 
-    def __init__(self, items: np.ndarray, scores: np.ndarray, nightly: np.ndarray, boosts: np.ndarray) -> None:
+    def __init__(
+        self, items: np.ndarray, scores: np.ndarray, nightly: np.ndarray, boosts: np.ndarray, order: np.ndarray
+    ) -> None:
         self._items, self._scores, self._nightly, self._boosts = items, scores, nightly, boosts
-        self._order = np.zeros(0, dtype=np.int64)
+        self._order = order
         self._rows: list[Ranked] = []
 
-    def _ordered(self, upto: int) -> np.ndarray:
-        """The candidates' order (ties keep the candidates' order), sorted at least up to ``upto``.
-
-        The first reads sort only the candidates scoring at least the :data:`HEAD`-th best score
-        (ties included, so they are exactly the head of the full order); reading past them sorts all."""
-        if upto < len(self._order):
-            return self._order
-        scores = self._scores
-        if not len(self._order) and len(scores) > HEAD and upto < HEAD:
-            threshold = np.partition(scores, len(scores) - HEAD)[len(scores) - HEAD]
-            head = np.flatnonzero(scores >= threshold)
-            self._order = head[np.lexsort((head, -scores[head]))]
-        else:
-            self._order = np.argsort(-scores, kind="stable")
-        return self._order
-
     def _build_rows(self, upto: int) -> list[Ranked]:
-        """The rows built so far, at least up to ``upto`` (the head of the order never changes)."""
+        """The rows built so far, at least up to ``upto``."""
         built = len(self._rows)
-        order = self._ordered(upto)
-        at = order[built : min(max(upto + 1, built + ROWS_AT_ONCE), len(order))]
+        at = self._order[built : min(max(upto + 1, built + ROWS_AT_ONCE), len(self._order))]
         self._rows += map(
             Ranked,
             self._items[at].tolist(),
@@ -332,6 +322,48 @@ class RankedOrder(Sequence[Ranked]):
         return rows[index]
 
 
+@numba.njit(cache=True)
+def _merged(  # pragma: no cover - jit
+    raw: np.ndarray, score_at: np.ndarray, keep: np.ndarray, at: np.ndarray, boosts: np.ndarray, weight: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(sources, nightly, boost, final, order)`` of the candidates: the listed items ``n`` with ``keep[n]``, in
+    order, then the boosted items that no listed or excluded item took (``at``: each listed item's
+    position in ``boosts``, then each excluded item's; -1 for none), in the boosts' order.
+
+    ``sources[c]`` is a listed item's index ``n``, or ``len(keep) + q`` for boost ``q``. A listed item's
+    nightly score is ``raw[score_at[n]]`` over the largest non-NaN raw score (1 when that is 0 or
+    none is; NaN counts as 0); ``final = (1 - weight) * nightly + weight * boost``; ``order``: the
+    candidates best first, equal scores in the candidates' order (a stable sort)."""
+    top, found = 0.0, False
+    for v in raw:
+        if not np.isnan(v) and (not found or v > top):
+            top, found = v, True
+    if top == 0.0:
+        top = 1.0
+    listed = len(keep)
+    added = np.ones(len(boosts), np.bool_)
+    for p in at:
+        if p >= 0:
+            added[p] = False
+    count = keep.sum() + added.sum()
+    sources = np.empty(count, np.int64)
+    nightly, boost, final = np.empty(count), np.empty(count), np.empty(count)
+    c = 0
+    for n in range(listed):
+        if keep[n]:
+            v = raw[score_at[n]]
+            sources[c], nightly[c] = n, 0.0 if np.isnan(v) else v / top
+            boost[c] = boosts[at[n]] if at[n] >= 0 else 0.0
+            c += 1
+    for q in range(len(boosts)):
+        if added[q]:
+            sources[c], nightly[c], boost[c] = listed + q, 0.0, boosts[q]
+            c += 1
+    for c in range(count):
+        final[c] = (1 - weight) * nightly[c] + weight * boost[c]
+    return sources, nightly, boost, final, np.argsort(-final, kind="mergesort")
+
+
 def rerank(
     items: Sequence[str],
     scores: Sequence[float],
@@ -342,27 +374,18 @@ def rerank(
     """The nightly ``items`` (with ``scores``) and the boosted neighbours, best first, without ``exclude``.
 
     With no boosts (or ``weight`` 0) the nightly order is kept (minus ``exclude``); equal scores keep
-    the nightly order, then the boosts' order.
+    the nightly order, then the boosts' order. One compiled pass builds the candidates.
     """
     excluded = set(exclude)
-    nightly = np.asarray(scores, dtype=np.float64)
-    known = ~np.isnan(nightly)
-    top = (float(nightly[known].max()) if known.any() else 0.0) or 1.0
-    nightly = np.where(known, nightly / top, 0.0)
+    raw = np.asarray(scores, dtype=np.float64)
+    score_at = np.arange(len(items))
     if len(set(items)) < len(items):  # a repeated item keeps its first place and its last score
-        by_item = dict(zip(items, nightly.tolist(), strict=True))
-        items, nightly = list(by_item), np.asarray(list(by_item.values()), dtype=np.float64)
-    kept = np.asarray([item not in excluded for item in items], dtype=bool)
-    listed, nightly = np.asarray(items, dtype=object)[kept], nightly[kept]
+        last = {item: n for n, item in enumerate(items)}
+        items, score_at = list(last), np.fromiter(last.values(), dtype=np.int64, count=len(last))
+    keep = np.fromiter((item not in excluded for item in items), dtype=np.bool_, count=len(items))
     boosted = Boosts.from_dict(boosts)
-    # the boosted neighbours that are neither listed nor excluded join the candidates, in the boosts' order
-    at = boosted.positions([*listed.tolist(), *excluded])
-    listed_at = at[: len(listed)]
-    added = np.ones(len(boosted), dtype=bool)
-    added[at[at >= 0]] = False
-    candidates = np.concatenate([listed, boosted.names[added]])
-    nightly_scores = np.concatenate([nightly, np.zeros(int(added.sum()))])
-    listed_boosts = np.where(listed_at >= 0, np.append(boosted.values, 0.0)[listed_at], 0.0)
-    boost_scores = np.concatenate([listed_boosts, boosted.values[added]])
-    final = (1 - weight) * nightly_scores + weight * boost_scores
-    return RankedOrder(candidates, final, nightly_scores, boost_scores)
+    at = boosted.positions([*items, *excluded])
+    values = np.asarray(boosted.values, dtype=np.float64)
+    sources, nightly, boost, final, order = _merged(raw, score_at, keep, at, values, weight)
+    candidates = np.concatenate([np.asarray(items, dtype=object), boosted.names])[sources]
+    return RankedOrder(candidates, final, nightly, boost, order)
