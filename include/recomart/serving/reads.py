@@ -3,11 +3,12 @@
 A key missing from a complete generation in Redis means the user (or item) is not in it, so it
 needs no Postgres read.  Concurrent requests' keys go out together in one ``MGET``
 (:class:`~recomart.serving.batching.Coalescer`).  A generation's keys never change once it is
-complete, so each process keeps the lists it read, parsed (:class:`ListMemory`, bounded, least
-recently used dropped first), and a repeated read needs no Redis round trip and no parsing; an
-erasure (``./recomart forget``) deletes keys and bumps the erasure count the poller reads each
-second, which empties the memory.  When Redis fails (or the
-process serves Postgres), one indexed query reads the list; its ``generation_id`` comes with the
+complete, so each process keeps the values it read (:class:`ListMemory`, bounded, least recently
+used dropped first), and a repeated read needs no Redis round trip.  It keeps Redis's bytes (a list
+of 10 is about 0.6 KB so, about 8 KB parsed into Python objects with its reasons) and parses them
+per request.  An erasure (``./recomart forget``) deletes keys and bumps the erasure count the
+poller reads each second, which empties the memory.  When Redis fails (or the process serves
+Postgres), one indexed query reads the list; its ``generation_id`` comes with the
 rows, so a response never mixes two generations.
 """
 
@@ -49,8 +50,7 @@ class UserList:
 
     @functools.cached_property
     def reasons(self) -> list[dict[str, float]]:
-        """Each item's per-component scores, rounded for the response (a missing score left out);
-        built once per list, which the process keeps while the generation is live."""
+        """Each item's per-component scores, rounded for the response (a missing score left out)."""
         columns = self.components.items()
         return [
             {name: round(value, 6) for name, column in columns if (value := column[n]) is not None}
@@ -88,17 +88,16 @@ def postgres_pool(dsn: str) -> ConnectionPool:
 
 
 class ListMemory:
-    """The lists of generation keys this process read from Redis, parsed (``None``: the key does not
-    exist), at most
+    """The Redis values of generation keys this process read (``None``: the key does not exist), at most
     ``size`` of them, least recently used dropped first; all dropped when ``epoch`` changes (an erasure
     deleted keys).  ``size`` 0 keeps nothing."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.epoch: object = None
-        self.values: OrderedDict[str, Any] = OrderedDict()
+        self.values: OrderedDict[str, bytes | None] = OrderedDict()
 
-    def get(self, key: str, epoch: object) -> Any:
+    def get(self, key: str, epoch: object) -> bytes | None | bool:
         """The kept value of ``key``, or ``False`` when none is kept."""
         if epoch != self.epoch:
             self.values.clear()
@@ -110,7 +109,7 @@ class ListMemory:
         values.move_to_end(key)
         return values[key]
 
-    def put(self, key: str, value: Any, epoch: object) -> None:
+    def put(self, key: str, value: bytes | None, epoch: object) -> None:
         if self.size <= 0 or epoch != self.epoch:
             return
         self.values[key] = value
@@ -148,22 +147,20 @@ class ListReader:
         """The parsed list (``None``: not in the generation), or ``False`` when Postgres must answer."""
         if generation.source != "redis" or self.redis is None:
             return False
-        kept = self._kept(key, route)
-        if kept is not False:
-            return kept
         epoch = self.erasures()
-        try:
-            value = await self._gets.get(key)
-        except redis.RedisError:
-            return False
-        parsed = None if value is None else parse(value)
-        self.memory.put(key, parsed, epoch)
-        LIST_READS.labels(route, "redis" if value is not None else "cold_start").inc()
-        return parsed
+        value = self._kept(key, route, epoch)
+        if value is False:
+            try:
+                value = await self._gets.get(key)
+            except redis.RedisError:
+                return False
+            self.memory.put(key, value, epoch)
+            LIST_READS.labels(route, "redis" if value is not None else "cold_start").inc()
+        return None if value is None else parse(value)
 
-    def _kept(self, key: str, route: str) -> Any:
-        """The list this process keeps for ``key`` (``None``: not in the generation), or ``False``."""
-        kept = self.memory.get(key, self.erasures())
+    def _kept(self, key: str, route: str, epoch: object) -> bytes | None | bool:
+        """The value this process keeps for ``key`` (``None``: not in the generation), or ``False``."""
+        kept = self.memory.get(key, epoch)
         if kept is not False:
             LIST_READS.labels(route, "memory" if kept is not None else "cold_start").inc()
         return kept
@@ -172,7 +169,11 @@ class ListReader:
         """:meth:`user` when this process keeps the list (no await), else ``False``."""
         if generation.source != "redis" or self.layout is None:
             return False
-        return self._kept(self.layout.user(generation.generation_id, user_id), route)
+        generation_id = generation.generation_id
+        value = self._kept(self.layout.user(generation_id, user_id), route, self.erasures())
+        if value is False or value is None:
+            return value
+        return _user_list(generation_id, unpack(value), "redis")
 
     async def user(self, generation: Generation, user_id: str, route: str) -> UserList | None:
         """The user's list, or None when the user is not in the generation."""
