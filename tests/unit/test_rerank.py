@@ -91,7 +91,7 @@ def test_vectorised_boosts_and_order_match_the_item_by_item_definition() -> None
     assert len(ranked) == len(expected) and ranked[-1].item_id == ranked[len(ranked) - 1].item_id
 
 
-def test_partial_order_is_the_head_of_the_full_stable_order_ties_included() -> None:
+def test_rows_read_in_any_order_follow_the_stable_order_of_the_scores_ties_included() -> None:
     rng = np.random.default_rng(3)
     items = [f"n{k}" for k in range(300)]
     scores = rng.integers(0, 20, 300).astype(float).tolist()  # many ties, also across the head's edge
@@ -101,8 +101,8 @@ def test_partial_order_is_the_head_of_the_full_stable_order_ties_included() -> N
     order = np.argsort(-expected._scores, kind="stable")  # the definition: ties keep the candidates' order
     want = [expected._items[at] for at in order]
     head = rerank(items, scores, boosts, 0.3)
-    assert [head[n].item_id for n in range(10)] == want[:10]  # sorted only the head so far
-    assert [r.item_id for r in head] == want  # reading on sorts the rest
+    assert [head[n].item_id for n in range(10)] == want[:10]  # only the first rows built so far
+    assert [r.item_id for r in head] == want  # reading on builds the rest
     assert [r.item_id for r in rerank(items, scores, boosts, 0.3)] == want  # iterated from the start
     assert list(rerank(items, scores, boosts, 0.3)) == [head[n] for n in range(len(head))]
     assert [r.item_id for r in rerank(items, scores, boosts, 0.3)[-5:]] == want[-5:]

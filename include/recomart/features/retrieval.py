@@ -82,16 +82,13 @@ class OnlineReader:
         }
         return self._rows(found, now)
 
-    async def read_async(self, entity_id: str, now: datetime | None = None) -> dict[str, dict[str, Any]]:
-        """:meth:`read` on the event loop (Feast's asyncio Redis client)."""
-        return (await self.read_many_async([entity_id], now))[0]
-
     async def read_many_async(
         self, entity_ids: Sequence[str], now: datetime | None = None
     ) -> list[dict[str, dict[str, Any]]]:
-        """:meth:`read` of several entities at once, one ``online_read_async`` of all of them per view
-        (Feast's Redis store pipelines their ``HMGET`` s): one result per entity, in order. The API's
-        concurrent requests share these reads (:class:`recomart.serving.batching.Coalescer`)."""
+        """:meth:`read` of several entities at once, on the event loop (Feast's asyncio Redis client): one
+        ``online_read_async`` of all of them per view (Feast's Redis store pipelines their ``HMGET`` s),
+        one result per entity, in order. The API's concurrent requests share these reads
+        (:class:`recomart.serving.batching.Coalescer`)."""
         keys = [self._entity_key(entity_id) for entity_id in entity_ids]
         read = self._provider.online_read_async
         found = {
