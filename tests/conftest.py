@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -30,6 +33,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if UNIT_TESTS in item.path.parents:
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def run_coroutine() -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    """Run a coroutine to its end on a new event loop in a thread of its own, and return its result
+    (the browser tests' Playwright leaves an event loop running on the main thread, where
+    ``asyncio.run`` refuses to start)."""
+
+    def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
+
+    return run
 
 
 @pytest.fixture(scope="session")

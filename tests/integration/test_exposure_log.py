@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from typing import Any
 
 import redis
 
@@ -16,7 +18,9 @@ def _exposure(n: int) -> dict[str, object]:
     return {"request_id": f"r{n}", "user_id": "u1", "item_ids": ["p1"]}
 
 
-def test_exposures_stop_at_the_stream_cap_and_resume_once_the_worker_drained_it(test_settings: Settings) -> None:
+def test_exposures_stop_at_the_stream_cap_and_resume_once_the_worker_drained_it(
+    test_settings: Settings, run_coroutine: Callable[[Coroutine[Any, Any, Any]], Any]
+) -> None:
     s = replace(test_settings, stream_max_len=3, log_exposures=True)
     stream = stream_layout(s.db_prefix).stream
     client = redis.Redis.from_url(s.redis_url)
@@ -41,6 +45,6 @@ def test_exposures_stop_at_the_stream_cap_and_resume_once_the_worker_drained_it(
         return lengths
 
     try:
-        assert asyncio.run(scenario()) == [2, 4, 4, 1]
+        assert run_coroutine(scenario()) == [2, 4, 4, 1]
     finally:
         client.delete(stream)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -26,7 +28,9 @@ class Store:
         return [key.upper() for key in keys]
 
 
-def test_reads_arriving_while_a_batch_is_in_flight_go_out_together_in_the_next() -> None:
+def test_reads_arriving_while_a_batch_is_in_flight_go_out_together_in_the_next(
+    run_coroutine: Callable[[Coroutine[Any, Any, Any]], Any],
+) -> None:
     async def scenario() -> None:
         store = Store()
         reads = Coalescer(store.fetch_many)
@@ -40,10 +44,12 @@ def test_reads_arriving_while_a_batch_is_in_flight_go_out_together_in_the_next()
         assert await asyncio.gather(*later) == ["B", "C", "D"]
         assert store.batches == [["a"], ["b", "c", "d"]]
 
-    asyncio.run(scenario())
+    run_coroutine(scenario())
 
 
-def test_a_failed_batch_fails_each_of_its_reads_and_the_next_batch_reads_again() -> None:
+def test_a_failed_batch_fails_each_of_its_reads_and_the_next_batch_reads_again(
+    run_coroutine: Callable[[Coroutine[Any, Any, Any]], Any],
+) -> None:
     async def scenario() -> None:
         store = Store()
         store.fail_next = True
@@ -54,10 +60,12 @@ def test_a_failed_batch_fails_each_of_its_reads_and_the_next_batch_reads_again()
         assert await reads.get("c") == "C"
         assert store.batches == [["a", "b"], ["c"]]
 
-    asyncio.run(scenario())
+    run_coroutine(scenario())
 
 
-def test_a_cancelled_read_leaves_the_others_of_its_batch_answered() -> None:
+def test_a_cancelled_read_leaves_the_others_of_its_batch_answered(
+    run_coroutine: Callable[[Coroutine[Any, Any, Any]], Any],
+) -> None:
     async def scenario() -> None:
         store = Store()
         reads = Coalescer(store.fetch_many)
@@ -69,10 +77,12 @@ def test_a_cancelled_read_leaves_the_others_of_its_batch_answered() -> None:
         with pytest.raises(asyncio.CancelledError):
             await gone
 
-    asyncio.run(scenario())
+    run_coroutine(scenario())
 
 
-def test_a_batched_read_returning_the_wrong_number_of_values_fails_its_reads() -> None:
+def test_a_batched_read_returning_the_wrong_number_of_values_fails_its_reads(
+    run_coroutine: Callable[[Coroutine[Any, Any, Any]], Any],
+) -> None:
     async def short(keys: list[str]) -> list[str]:
         return keys[:1]
 
@@ -81,10 +91,10 @@ def test_a_batched_read_returning_the_wrong_number_of_values_fails_its_reads() -
         results = await asyncio.gather(reads.get("a"), reads.get("b"), return_exceptions=True)
         assert all(isinstance(result, ValueError) for result in results)
 
-    asyncio.run(scenario())
+    run_coroutine(scenario())
 
 
-def test_batches_hold_at_most_max_batch_keys() -> None:
+def test_batches_hold_at_most_max_batch_keys(run_coroutine: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
     async def scenario() -> None:
         store = Store()
         store.release.set()
@@ -92,4 +102,4 @@ def test_batches_hold_at_most_max_batch_keys() -> None:
         assert await asyncio.gather(*(reads.get(key) for key in "abcde")) == list("ABCDE")
         assert [len(batch) for batch in store.batches] == [2, 2, 1]
 
-    asyncio.run(scenario())
+    run_coroutine(scenario())
