@@ -19,7 +19,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -31,8 +31,6 @@ from recomart.recommend.tables import ALSO_BOUGHT
 from recomart.serving.batching import Coalescer
 from recomart.serving.live import CONNECT_TIMEOUT_S, Generation
 from recomart.serving.metrics import LIST_READS
-
-Parsed = TypeVar("Parsed")
 
 COMPONENTS = tuple(c.removesuffix("_score") for c in COMPONENT_COLUMNS)
 
@@ -141,10 +139,8 @@ class ListReader:
         assert self.redis is not None
         return await self.redis.mget(keys)
 
-    async def _cached(
-        self, generation: Generation, key: str, route: str, parse: Callable[[bytes], Parsed]
-    ) -> Parsed | None | bool:
-        """The parsed list (``None``: not in the generation), or ``False`` when Postgres must answer."""
+    async def _cached(self, generation: Generation, key: str, route: str) -> bytes | None | bool:
+        """The cached value (``None``: not in the generation), or ``False`` when Postgres must answer."""
         if generation.source != "redis" or self.redis is None:
             return False
         epoch = self.erasures()
@@ -156,7 +152,7 @@ class ListReader:
                 return False
             self.memory.put(key, value, epoch)
             LIST_READS.labels(route, "redis" if value is not None else "cold_start").inc()
-        return None if value is None else parse(value)
+        return value
 
     def _kept(self, key: str, route: str, epoch: object) -> bytes | None | bool:
         """The value this process keeps for ``key`` (``None``: not in the generation), or ``False``."""
@@ -170,18 +166,16 @@ class ListReader:
         if generation.source != "redis" or self.layout is None:
             return False
         generation_id = generation.generation_id
-        value = self._kept(self.layout.user(generation_id, user_id), route, self.erasures())
-        if value is False or value is None:
-            return value
-        return _user_list(generation_id, unpack(value), "redis")
+        raw = self._kept(self.layout.user(generation_id, user_id), route, self.erasures())
+        return _cached_user_list(generation_id, raw)
 
     async def user(self, generation: Generation, user_id: str, route: str) -> UserList | None:
         """The user's list, or None when the user is not in the generation."""
         layout, generation_id = self.layout, generation.generation_id
         key = layout.user(generation_id, user_id) if layout else ""
-        kept = await self._cached(generation, key, route, lambda raw: _user_list(generation_id, unpack(raw), "redis"))
-        if kept is not False:
-            return kept  # type: ignore[return-value]  # a UserList or None
+        raw = await self._cached(generation, key, route)
+        if raw is not False:
+            return _cached_user_list(generation_id, raw)  # type: ignore[return-value]  # not False here
         found = await run_in_threadpool(self.pg_user, user_id)
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
         return found
@@ -192,11 +186,12 @@ class ListReader:
         """The item's neighbours of ``kind`` (``reco.similar_items.kind``), or None when the generation has none."""
         layout = self.layout
         key = layout.similar(generation.generation_id, item_id, kind) if layout else ""
-        kept = await self._cached(
-            generation, key, route, lambda raw: _similar_list(generation.generation_id, unpack(raw))
-        )
-        if kept is not False:
-            return kept  # type: ignore[return-value]  # a SimilarList or None
+        raw = await self._cached(generation, key, route)
+        if raw is not False:
+            if raw is None:
+                return None
+            items, scores = unpack(raw)
+            return SimilarList(generation.generation_id, items, scores, "redis")
         found = await run_in_threadpool(self._pg_similar, item_id, kind)
         LIST_READS.labels(route, "postgres" if found is not None else "cold_start").inc()
         return found
@@ -235,6 +230,8 @@ def _user_list(generation_id: int, packed: list[Any], source: str) -> UserList:
     return UserList(generation_id, list(items), [float(s) for s in scores], components, strategy, source)
 
 
-def _similar_list(generation_id: int, packed: list[Any]) -> SimilarList:
-    items, scores = packed
-    return SimilarList(generation_id, items, scores, "redis")
+def _cached_user_list(generation_id: int, raw: bytes | None | bool) -> UserList | None | bool:
+    """The user's list from its Redis value (``None`` and ``False`` passed through)."""
+    if raw is None or raw is False:
+        return raw
+    return _user_list(generation_id, unpack(raw), "redis")
