@@ -358,14 +358,6 @@ def test_planted_raw_row_fails_the_right_expectation(warehouse: str, case: str) 
 
 
 MART_CASES = {
-    "duplicate user x item": (
-        "insert into marts.user_item_ratings values ('u1', 'i1', 2.0, 1.5, 2, 0,"
-        " '2024-03-01 10:00+00', '2024-03-02 00:00+00')",
-        "delete from marts.user_item_ratings where rating = 2.0",
-        "marts.user_item_ratings",
-        "user_item_unique",
-        None,
-    ),
     "rating above 5": (
         "update marts.user_item_ratings set rating = 6.5 where user_id = 'u2'",
         "update marts.user_item_ratings set rating = 4.1 where user_id = 'u2'",

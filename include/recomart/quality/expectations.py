@@ -419,13 +419,10 @@ def _user_item_ratings() -> SuiteSpec:
             "event_timestamp": TIMESTAMPTZ,
         }
     ) + [
+        # One row per user x item is dbt's test (unique_combination_of_columns in user_item_ratings.yml), which
+        # fails `dbt build` before this suite runs; GX's compound uniqueness was the same check at twice its
+        # cost (about 30 s of the 6M-row suite at 10M events).
         *_not_null(["user_id", "item_id", "rating", "interactions", "purchases", "event_timestamp"]),
-        tag(
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id"]),
-            "user_item_unique",
-            CRITICAL,
-            "one row per user x item",
-        ),
         _not_empty(),
         _between("rating", "rating_range", CRITICAL, min_value=1, max_value=5),
         _between("interactions", "interactions_min", CRITICAL, min_value=1),
