@@ -34,7 +34,7 @@ from recomart.catalog_api.app import serve_in_thread
 from recomart.config import Settings
 from recomart.data_report.charts import PLOTS
 from recomart.data_report.nightly import DAY_TAG, EXPERIMENT, nightly_path
-from recomart.data_report.render import KNOWN_DIRT, write_report
+from recomart.data_report.render import KNOWN_DIRT, collect, write_report
 from recomart.ingest.catalog import ingest_catalog
 from recomart.ingest.feeds import UCI_ORDERS
 from recomart.ingest.load import load_feed_date
@@ -111,7 +111,9 @@ def embedded(report: Path) -> dict[str, list[dict]]:
     return {name: json.loads(spec)["data"]["values"] for name, spec in SPEC.findall(report.read_text())}
 
 
-def test_uci_dirt_and_figures_equal_sql(report: Path, uci_warehouse: str, gx_summary: ValidationSummary) -> None:
+def test_uci_dirt_and_figures_equal_sql(
+    report: Path, uci_warehouse: str, gx_summary: ValidationSummary, report_settings: Settings
+) -> None:
     data, dsn = embedded(report), uci_warehouse
     assert set(data) == {p.name for p in PLOTS}, "every plot has data on ten UCI days"
 
@@ -145,6 +147,17 @@ def test_uci_dirt_and_figures_equal_sql(report: Path, uci_warehouse: str, gx_sum
         tail = [r for r in data["long_tail"] if r["entity"] == entity]
         assert sum(r["interactions"] * r["entities"] for r in tail) == interactions
     assert sum(r["interactions"] for r in data["weekday_hour"]) == interactions
+    # the headline figures (counted from the long tail, first and last from the event_date index)
+    totals = collect(dsn, "uci", report_settings.gx_docs_dir).totals
+    names = ("interactions", "users", "items", "first_interaction", "last_interaction")
+    assert (
+        tuple(totals[name] for name in names)
+        == rows(
+            dsn,
+            "select count(*), count(distinct user_id), count(distinct item_id), min(event_time), max(event_time)"
+            " from intermediate.int_interactions",
+        )[0]
+    )
 
     # volumes are the ledger's live loads; the quarantine is the malformed day's four records
     ledger = rows(dsn, "select logical_date::text, records_loaded from ops.loaded_files where is_live order by 1")

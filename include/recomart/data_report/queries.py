@@ -197,15 +197,25 @@ def dbt_exclusions(conn: Conn, dataset: str) -> Rows:
     )
 
 
-def totals(conn: Conn) -> dict[str, Any]:
+def totals(conn: Conn, tail: Rows) -> dict[str, Any]:
     """The headline figures: interactions, users, items (of the interactions), products, first and
-    last interaction time."""
+    last interaction time. The counts come from ``tail``, the rows of :func:`long_tail` (a second pass
+    over every interaction with two distinct counts took 18 s at 10M interactions); the first and
+    last times from the interactions of their first and last day (the ``event_date`` index)."""
     out: dict[str, Any] = {}
     if existing(conn, INTERACTIONS):
+        users = [row for row in tail if row["entity"] == "user"]
+        out |= {
+            "interactions": sum(row["interactions"] * row["entities"] for row in users),
+            "users": sum(row["entities"] for row in users),
+            "items": sum(row["entities"] for row in tail if row["entity"] == "item"),
+        }
         out |= (
             conn.execute(
-                "select count(*) as interactions, count(distinct user_id) as users, count(distinct item_id) as items,"
-                f" min(event_time) as first_interaction, max(event_time) as last_interaction from {INTERACTIONS}"
+                f"select (select min(event_time) from {INTERACTIONS}"
+                f" where event_date = (select min(event_date) from {INTERACTIONS})) as first_interaction,"
+                f" (select max(event_time) from {INTERACTIONS}"
+                f" where event_date = (select max(event_date) from {INTERACTIONS})) as last_interaction"
             ).fetchone()
             or {}
         )

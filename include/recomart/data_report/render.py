@@ -68,7 +68,7 @@ def collect(dsn: str, dataset: str, gx_docs_dir: Path) -> ReportData:
             "quarantine_reasons": queries.quarantine_reasons(conn),
             "dbt_exclusions": queries.dbt_exclusions(conn, dataset),
         }
-        data.totals = queries.totals(conn)
+        data.totals = queries.totals(conn, data.rows["long_tail"])
     data.gx_runs = gx_results.last_runs(gx_docs_dir)
     data.rows["gx_results"] = gx_results.outcome_rows(data.gx_runs)
     return data
