@@ -13,12 +13,16 @@
     those indexes at once.
 
     generated: incremental by event day (delete+insert keyed on event_date).
-    A build recomputes every day from the latest one built minus
-    var('interactions_lookback_days') (3), or from var('interactions_from'),
-    and also every day with an event loaded (loaded_at) after the latest
-    loaded_at already built, however old that day: a late file or stream
-    event brings its whole day back. Each day's rows depend on that day's
-    events only, so recomputing a day gives the rows a full build gives it.
+    A build recomputes every day with an event loaded (loaded_at) after the
+    latest loaded_at already built, however old that day: a late file or
+    stream event brings its whole day back. Of the days from the latest one
+    built minus var('interactions_lookback_days') (3), it recomputes those
+    whose number of events differs from the rows built (a new day; an event
+    committed after the last build but stamped before its latest
+    loaded_at); the others are built already and stay. With
+    var('interactions_from') it recomputes every day from that one. Each
+    day's rows depend on that day's events only, so recomputing a day gives
+    the rows a full build gives it.
     Only the window's events are read: its bounds are literals (macro
     interactions_window), so the BRIN indexes of raw.events on event_time
     and _loaded_at skip the blocks of the other days.
@@ -83,6 +87,42 @@ late_days as (
 
 ),
 
+built_days as (
+
+    select
+        event_date,
+        count(*) as built_rows
+
+    from {{ this }}
+    where event_date >= (select built.first_day from built)
+    group by event_date
+
+),
+
+changed_days as (
+
+    -- the lookback window's days whose events differ in number from the rows built: a new day, or an
+    -- event that committed after the last build but is stamped before its latest loaded_at. A day whose
+    -- events are all built is left as it is (a replaced or late event has a newer loaded_at: late_days)
+    select window_events.event_date
+    from (
+        select
+            all_events.event_date,
+            count(*) as event_rows
+        from all_events
+        cross join built
+        where
+            all_events.event_date >= built.first_day
+            {%- if window %}
+            and all_events.event_time >= '{{ window.first_day }}'::timestamp at time zone 'utc'
+            {%- endif %}
+        group by all_events.event_date
+    ) as window_events
+    left join built_days on window_events.event_date = built_days.event_date
+    where built_days.built_rows is distinct from window_events.event_rows
+
+),
+
 events as (
 
     select all_events.*
@@ -91,7 +131,12 @@ events as (
     where
         (
             built.first_day is null
+            {%- if var('interactions_from', '') %}
+            -- a backfill recomputes every day from interactions_from
             or all_events.event_date >= built.first_day
+            {%- else %}
+            or all_events.event_date in (select changed_days.event_date from changed_days)
+            {%- endif %}
             or all_events.event_date in (select late_days.event_date from late_days)
         )
         {%- if window %}
