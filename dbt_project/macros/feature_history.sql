@@ -32,8 +32,15 @@
     literal rendered at compile time (a value known only at run time makes
     the planner assume a third of int_interactions and scan all of it):
     '-infinity' for a full build, and for a table that lacks one of
-    `state_columns` (its pre-hook empties it) or holds no day; else the day
-    of feature_history_start.
+    `state_columns` (its pre-hook empties it) or holds no day. Else, for
+    the generated data set, the day after the latest built one (days
+    without events have rows too: a popularity window ends, a user signs
+    up) or, if earlier, the first event day of the int_interactions rows
+    written after the latest built_at of the table (macro
+    interactions_rebuilt_since: late events however old, and the days of
+    a build that failed before this model); for uci (int_interactions is
+    rebuilt whole) and with var('feature_history_from'), the day of
+    feature_history_start.
 #}
 {% macro feature_history_window_start(state_columns) -%}
     {%- set start = [] -%}
@@ -44,7 +51,13 @@
             {%- do missing.append(column) -%}
         {%- endfor -%}
         {%- if not missing -%}
-            {%- set day = run_query('select (' ~ feature_history_start() ~ ')::text').columns[0].values()[0] -%}
+            {%- if dataset_is('generated') and 'built_at' in state_columns and not var('feature_history_from', '') -%}
+                {%- set first = 'least(' ~ interactions_rebuilt_since('(select max(built_at) from ' ~ this ~ ')')
+                    ~ ', (select max(as_of_date) + 1 from ' ~ this ~ '))' -%}
+            {%- else -%}
+                {%- set first = feature_history_start() -%}
+            {%- endif -%}
+            {%- set day = run_query('select (' ~ first ~ ')::text').columns[0].values()[0] -%}
             {%- if day -%}
                 {%- do start.append(day) -%}
             {%- endif -%}

@@ -64,7 +64,7 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
-    {%- if 'event_date' not in names or 'loaded_at' not in names -%}
+    {%- if 'event_date' not in names or 'loaded_at' not in names or 'built_at' not in names -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set built = run_query(
@@ -87,15 +87,14 @@
 
 {#
     The window of an incremental int_user_items build, read at compile time
-    (as literals, like interactions_window): a dict with
-      - first_day: var('interactions_from') when set (the day int_interactions
-        is recomputed from), else the latest day of a built pair's last
-        interaction minus var('interactions_lookback_days');
-      - loaded_until: the latest loaded_at built.
-    A pair with an interaction on first_day or later, or loaded after
-    loaded_until, is recomputed from all its interactions. None (rebuild
-    every pair; the pre-hook empty_user_items_for_rebuild empties the table)
-    for a full build, a unit test, var('as_of') set or set on the last build
+    (as a literal, like interactions_window): a dict with
+      - built_until: the latest built_at of the table, the start of the last
+        invocation that recomputed a pair.
+    A pair with an int_interactions row written after built_until (a day
+    int_interactions rewrote since: macro interactions_rebuilt_since) is
+    recomputed from all its interactions. None (rebuild every pair; the
+    pre-hook empty_user_items_for_rebuild empties the table) for a full
+    build, a unit test, var('as_of') set or set on the last build
     (built_as_of), a changed var('recency_half_life_days'), a table that lacks
     a state column, or one that holds no row.
 #}
@@ -104,21 +103,20 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
-    {%- for column in ['last_interaction_at', 'loaded_at', 'half_life_days', 'built_as_of'] -%}
+    {%- for column in ['last_interaction_at', 'loaded_at', 'half_life_days', 'built_as_of', 'built_at'] -%}
         {%- if column not in names -%}
             {{ return(none) }}
         {%- endif -%}
     {%- endfor -%}
     {%- set built = run_query(
-        "select ((max(last_interaction_at) at time zone 'utc')::date - "
-        ~ (var('interactions_lookback_days') | int) ~ ")::text, max(loaded_at)::text,"
+        "select max(built_at)::text,"
         ~ " bool_and(half_life_days = " ~ (var('recency_half_life_days') | float) ~ "::float8"
         ~ " and built_as_of is null) from " ~ this
     ).rows[0] -%}
-    {%- if built[0] is none or built[1] is none or not built[2] -%}
+    {%- if built[0] is none or not built[1] -%}
         {{ return(none) }}
     {%- endif -%}
-    {{ return({'first_day': var('interactions_from', '') or built[0], 'loaded_until': built[1]}) }}
+    {{ return({'built_until': built[0]}) }}
 {%- endmacro %}
 
 {#
@@ -131,4 +129,30 @@
     {%- if execute and is_incremental() and user_items_window() is none -%}
         truncate table {{ this }}
     {%- endif -%}
+{%- endmacro %}
+
+{#
+    The start of this dbt invocation, as a SQL timestamptz: the built_at of
+    the rows it writes into int_interactions and the models incremental on
+    it (a later invocation starts later).
+#}
+{% macro build_time() -%}
+    '{{ run_started_at.isoformat() }}'::timestamptz
+{%- endmacro %}
+
+{#
+    The first event day of the int_interactions rows written by an
+    invocation after `since` (a SQL timestamptz expression; null: every
+    row), as a SQL date expression (null when there is none): where a model
+    incremental on int_interactions starts recomputing. int_interactions
+    rewrites a day when its events changed (a new day, late or replaced
+    events, an event stamped before the last build's latest loaded_at), so
+    every change since `since` is on that day or later. Indexed (built_at).
+#}
+{% macro interactions_rebuilt_since(since) -%}
+    (
+        select min(rebuilt.event_date)
+        from {{ ref('int_interactions') }} as rebuilt
+        where rebuilt.built_at > coalesce({{ since }}, '-infinity'::timestamptz)
+    )
 {%- endmacro %}

@@ -15,6 +15,12 @@ SCHEMAS = ("raw", "quarantine", "staging", "intermediate", "marts", "snapshots",
 # Columns that record *when* or *by which run* something was done, not what the data is.
 RUN_METADATA_COLUMNS: dict[str, set[str]] = {
     "*": {"_load_id", "_loaded_at", "load_id", "loaded_at", "quarantined_at"},
+    # the dbt invocation that wrote the row's day or pair (the incremental models' state)
+    "intermediate.int_interactions": {"built_at"},
+    "intermediate.int_user_items": {"built_at"},
+    "intermediate.int_user_category_history": {"built_at"},
+    "marts.user_features_history": {"built_at"},
+    "marts.item_features_history": {"built_at"},
     # attempt_id: a serial; its values follow the order of attempts (two runs loading dates concurrently)
     "ops.loaded_files": {"started_at", "finished_at", "attempt_id"},
     "ops.schema_migrations": {"applied_at"},

@@ -3,9 +3,10 @@
 The raw events of ``test_dbt.py`` arrive as a daily ingest would deliver them (one load per event
 day, the last day in two parts, so its first build sees a partial day), each load followed by an
 incremental ``dbt build`` of the two history marts. A ``--full-refresh`` of the same raw rows must
-then give exactly the same rows, every column. A late event for an old day is missed by the
-incremental window (``feature_history_lookback_days``) until a backfill from its day
-(``feature_history_from``), which again equals a full build.
+then give exactly the same rows, every column. A late event for an old day reaches the histories in the
+next daily build (``int_interactions`` rewrites its day, and the histories recompute from the first day
+it rewrote since their own last build), which again equals a full build; so does a backfill from a day
+(``feature_history_from``).
 """
 
 from __future__ import annotations
@@ -158,19 +159,18 @@ def _days(rows: dict[str, list[tuple]], as_of_date: str) -> dict[str, list[str]]
     return {name: sorted(row[0] for row in table if str(row[2]) == as_of_date) for name, table in rows.items()}
 
 
-@pytest.mark.slow  # 32 s: two more dbt builds
-def test_late_events_need_a_backfill_from_their_day(
+@pytest.mark.slow  # 45 s: three more dbt builds
+def test_late_events_reach_the_histories_in_the_next_build(
     incremental_then_full: tuple[dict, dict], warehouse_dsn: str, build
 ) -> None:
     _execute(warehouse_dsn, LATE_EVENT)
-    build()  # the lookback (3 days before 03-01) does not reach 01-20
-    missed = _rows(warehouse_dsn)
-    assert _days(missed, "2024-01-20") == {"user_features_history": [], "item_features_history": []}
-    build(feature_history_from="2024-01-20")
-    backfilled = _rows(warehouse_dsn)
-    assert _days(backfilled, "2024-01-20") == {"user_features_history": ["u3"], "item_features_history": ["p2"]}
+    build()  # 01-20 is 41 days before the last day, far behind the lookback (3 days)
+    caught = _rows(warehouse_dsn)
+    assert _days(caught, "2024-01-20") == {"user_features_history": ["u3"], "item_features_history": ["p2"]}
+    build(feature_history_from="2024-01-20")  # a backfill from the day gives the same rows
+    assert caught == _rows(warehouse_dsn)
     build(full_refresh=True)
-    assert backfilled == _rows(warehouse_dsn)
+    assert caught == _rows(warehouse_dsn)
 
 
 def test_a_table_of_the_former_models_is_rebuilt_from_raw(

@@ -23,6 +23,9 @@
     var('interactions_from') it recomputes every day from that one. Each
     day's rows depend on that day's events only, so recomputing a day gives
     the rows a full build gives it.
+    built_at is the start of the dbt invocation that wrote the row: the
+    incremental models built from it recompute what changed after their own
+    latest built_at (macro interactions_rebuilt_since).
     Only the window's events are read: its bounds are literals (macro
     interactions_window), so the BRIN indexes of raw.events on event_time
     and _loaded_at skip the blocks of the other days.
@@ -33,7 +36,7 @@
     incremental_strategy='delete+insert',
     unique_key='event_date',
     on_schema_change='append_new_columns',
-    pre_hook="{{ upgrade_to_incremental([['event_date', 'date'], ['loaded_at', 'timestamptz']]) }}",
+    pre_hook="{{ upgrade_to_incremental([['event_date', 'date'], ['loaded_at', 'timestamptz'], ['built_at', 'timestamptz']]) }}",
     indexes=[
         {'columns': ['user_id', 'event_time']},
         {'columns': ['item_id', 'event_time']},
@@ -41,6 +44,7 @@
         {'columns': ['user_id', 'item_id', 'event_date']},
         {'columns': ['order_id']},
         {'columns': ['loaded_at']},
+        {'columns': ['built_at']},
     ],
     post_hook='analyze {{ this }}',
 ) }}
@@ -175,7 +179,8 @@ interactions as (
         null::text as item_description,
         request_id,
         event_date,
-        loaded_at
+        loaded_at,
+        {{ build_time() }} as built_at
 
     from events
 
@@ -207,7 +212,8 @@ interactions as (
         description as item_description,
         null::text as request_id,
         (invoiced_at at time zone 'utc')::date as event_date,
-        null::timestamptz as loaded_at
+        null::timestamptz as loaded_at,
+        {{ build_time() }} as built_at
 
     from order_lines
 

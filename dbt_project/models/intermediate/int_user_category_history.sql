@@ -12,7 +12,7 @@
     (user, category) continuing from its latest row before the window, so
     a day's rows equal those of a full build.
 #}
-{%- set window_start = feature_history_window_start(['as_of_date']) -%}
+{%- set window_start = feature_history_window_start(['as_of_date', 'built_at']) -%}
 {{
     config(
         materialized='incremental',
@@ -107,7 +107,8 @@ running as (
                 order by daily_categories.as_of_date
             )
         )::bigint as interactions,
-        daily_categories.last_interaction_at
+        daily_categories.last_interaction_at,
+        {{ build_time() }} as built_at
 
     from daily_categories
     left join carried

@@ -10,8 +10,9 @@
 
     generated: incremental, delete+insert keyed on the pair. A build
     recomputes, from all their interactions, the pairs with an interaction
-    on a day from the latest built one minus var('interactions_lookback_days')
-    or loaded after the latest loaded_at built (macro user_items_window).
+    on a day int_interactions rewrote after the latest built_at of this
+    table (macro user_items_window): the days with new, late or replaced
+    events, also those of a build that failed before this model.
     It rebuilds every pair (its pre-hook empties the table) when var('as_of')
     is set, after a build with it, when the half-life changed, or when the
     table lacks a state column or holds no row. uci: a table, as
@@ -50,9 +51,7 @@ changed_pairs as (
         item_id
 
     from {{ ref('int_interactions') }}
-    where
-        event_date >= '{{ window.first_day }}'::date
-        or loaded_at > '{{ window.loaded_until }}'::timestamptz
+    where built_at > '{{ window.built_until }}'::timestamptz
 
 ),
 
@@ -134,7 +133,8 @@ pairs as (
         ) as purchases_decayed,
         max(loaded_at) as loaded_at,
         {{ half_life }}::float8 as half_life_days,
-        {{ built_as_of }} as built_as_of
+        {{ built_as_of }} as built_as_of,
+        {{ build_time() }} as built_at
 
     from anchored
     group by user_id, item_id

@@ -22,14 +22,14 @@
     (index lookup on int_interactions). So a day's rows equal those of a
     full build.
 #}
-{%- set window_start = feature_history_window_start(['as_of_date', 'revenue_to_date']) -%}
+{%- set window_start = feature_history_window_start(['as_of_date', 'revenue_to_date', 'built_at']) -%}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='as_of_date',
         on_schema_change='append_new_columns',
-        pre_hook="{{ upgrade_feature_history() }}",
+        pre_hook="{{ upgrade_feature_history([['built_at', 'timestamptz']]) }}",
         post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['item_id', 'event_timestamp'], 'unique': true},
@@ -377,7 +377,8 @@ with_text as (
             concat_ws(' ', title, description, category, brand, 'price_' || price_band)
         ) as content_text,
         first_seen_at,
-        revenue_to_date
+        revenue_to_date,
+        {{ build_time() }} as built_at
 
     from features
 

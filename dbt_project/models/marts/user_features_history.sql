@@ -18,7 +18,7 @@
     rows.
 #}
 {%- set window_start = feature_history_window_start(
-    ['as_of_date', 'first_interaction_at', 'revenue_to_date']
+    ['as_of_date', 'first_interaction_at', 'revenue_to_date', 'built_at']
 ) -%}
 {{
     config(
@@ -26,7 +26,7 @@
         incremental_strategy='delete+insert',
         unique_key='as_of_date',
         on_schema_change='append_new_columns',
-        pre_hook="{{ upgrade_feature_history([['first_interaction_at', 'timestamptz']]) }}",
+        pre_hook="{{ upgrade_feature_history([['first_interaction_at', 'timestamptz'], ['built_at', 'timestamptz']]) }}",
         post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['user_id', 'event_timestamp'], 'unique': true},
@@ -68,6 +68,8 @@ interactions as (
 
 profiles as (
 
+    -- the current users snapshot: a row's country and segment do not depend on as_of, so a day built
+    -- before the user's signup date carries them as a full build does
     select
         user_profiles.user_id,
         user_profiles.country,
@@ -75,8 +77,6 @@ profiles as (
         user_profiles.signup_date
 
     from {{ ref('int_users') }} as user_profiles
-    cross join as_of
-    where user_profiles.signup_date is null or user_profiles.signup_date <= as_of.last_date
 
 ),
 
@@ -206,7 +206,8 @@ user_days as (
         profiles.user_id,
         profiles.signup_date as as_of_date
     from profiles
-    where profiles.signup_date >= {{ window_start }}
+    cross join as_of
+    where profiles.signup_date >= {{ window_start }} and profiles.signup_date <= as_of.last_date
 
 ),
 
@@ -375,7 +376,8 @@ features as (
         )::float8 as days_since_first_seen,
         running.last_interaction_at,
         running.first_interaction_at,
-        running.revenue_to_date
+        running.revenue_to_date,
+        {{ build_time() }} as built_at
 
     from running
     cross join as_of
