@@ -15,7 +15,9 @@ Runs when new raw events or products land (`recomart_raw_events` OR `recomart_ra
    definitions are unchanged since the last apply (their digest is kept in the registry's database).
    It registers definitions only, no data: materialize still waits for the validation.
 4. After both, materialize the feature views into Redis for an **explicit window**: the union of the windows in
-   the triggering asset events' `extra`, extended to the load ledger's range; never `now()`.
+   the triggering asset events' `extra`, extended to the feature-history rows dbt wrote since the mark the last
+   complete materialization left in Redis (without one: the load ledger's range and the whole histories);
+   never `now()`.
 
 5. Beside Feast, after the mart validation: the data report (`recomart.data_report`) written to
    `.state/reports/<day>.html` (the run's logical date; an asset-triggered run has none, so the last

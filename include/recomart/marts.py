@@ -9,6 +9,8 @@ frames and their columns are the data contracts between the warehouse and the mo
   segments from ``marts.user_features``;
 - :func:`read_ranking_inputs`: the users to rank and their history (:mod:`recomart.ranking.history`);
 - :func:`feature_history_span`: the first and last Feast event timestamps of the feature histories;
+- :func:`feature_history_built_at` / :func:`feature_history_rebuilt_from`: when dbt last wrote them, and
+  the first event timestamp it wrote after a given time (what a materialization has to load);
 - :func:`marts_digest`: a digest of the rows training and ranking read (unchanged data, same digest);
 - :func:`load_item_vectors` / :func:`read_item_embeddings`: the item vectors of ``reco.item_embeddings``
   (written by :mod:`recomart.search`), for the searcher, "looks like" neighbours and the content component.
@@ -170,6 +172,38 @@ def feature_history_span(dsn: str) -> tuple[datetime, datetime] | None:
             "(select max(event_timestamp) from marts.item_features_history))"
         ).fetchone()
     return None if row is None or row[0] is None else (row[0], row[1])
+
+
+_HISTORIES = ("marts.user_features_history", "marts.item_features_history")
+
+
+def feature_history_built_at(dsn: str) -> datetime | None:
+    """The latest ``built_at`` of the feature histories (when dbt last wrote a day of either), or None
+    while either lacks the column or holds no row."""
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(
+            "select count(*) from information_schema.columns where table_schema = 'marts'"
+            " and table_name in ('user_features_history', 'item_features_history') and column_name = 'built_at'"
+        ).fetchone()
+        if found is None or found[0] < len(_HISTORIES):
+            return None
+        row = conn.execute(
+            "select greatest((select max(built_at) from marts.user_features_history),"
+            " (select max(built_at) from marts.item_features_history))"
+        ).fetchone()
+    return None if row is None else row[0]
+
+
+def feature_history_rebuilt_from(dsn: str, since: datetime) -> datetime | None:
+    """The earliest ``event_timestamp`` of the feature-history rows dbt wrote after ``since`` (their
+    ``built_at``), or None when it wrote none."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select least((select min(event_timestamp) from marts.user_features_history where built_at > %(since)s),"
+            " (select min(event_timestamp) from marts.item_features_history where built_at > %(since)s))",
+            {"since": since},
+        ).fetchone()
+    return None if row is None else row[0]
 
 
 #: the marts whose rows decide a model and its lists: what training and the nightly ranking read

@@ -250,3 +250,36 @@ def test_redis_killed_mid_materialize_then_restore_heals(filled, settings_: Sett
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_healed(settings_, env, private_redis)
+
+
+def test_transform_materializes_the_history_rows_written_since_its_mark(
+    filled, settings_: Settings, env, private_redis, warehouse_dsn: str
+) -> None:
+    """With ``built_at`` on the histories, ``transform`` loads only the rows dbt wrote after the mark its
+    last complete materialization left in Redis; Redis restarted empty has no mark and gets every entity.
+    Runs last: it adds ``built_at`` to the module's histories."""
+    from recomart.tasks.transform import materialize_features
+
+    built, later = AS_OF + timedelta(hours=1), AS_OF + timedelta(days=1, hours=1)
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        for table in ("user_features_history", "item_features_history"):
+            conn.execute(f"alter table marts.{table} add column built_at timestamptz")
+            conn.execute(f"update marts.{table} set built_at = %s", (built,))
+    private_redis.restart_empty()
+    assert materialize_features(settings_, warehouse_dsn, [])["start"] == OLD_AS_OF.isoformat()  # no mark: all
+
+    # u2 corrected in place by hand (no later built_at), u3 given a next day's row by a later build
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("update marts.user_features_history set frequency = 500 where user_id = 'u2' and frequency = 2")
+        conn.execute(
+            "insert into marts.user_features_history (user_id, event_timestamp, frequency, built_at)"
+            " values ('u3', %s, 600, %s)",
+            (AS_OF + timedelta(days=1), later),
+        )
+    narrow = materialize_features(settings_, warehouse_dsn, [])
+    assert (narrow["start"], narrow["end"]) == ((AS_OF + timedelta(days=1)).isoformat(),) * 2
+    assert _online_frequencies(settings_, env, ["u2", "u3", "u4"]) == {"u2": 2, "u3": 600, "u4": 4}
+
+    private_redis.restart_empty()  # the mark is lost with the data
+    assert materialize_features(settings_, warehouse_dsn, [])["start"] == OLD_AS_OF.isoformat()
+    assert _online_frequencies(settings_, env, ["u2", "u3", "u4"]) == {"u2": 500, "u3": 600, "u4": 4}

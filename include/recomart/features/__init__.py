@@ -11,9 +11,11 @@ from recomart.features.materialize import (
     delete_online_entities,
     invalidate_online_entities,
     materialize_window,
+    materialized_mark,
     rematerialize_entities,
     rematerialize_window,
     restore_online_store,
+    set_materialized_mark,
 )
 from recomart.features.names import ENTITIES, FEATURE_SERVICE, EntitySpec, entity_spec
 from recomart.features.point_in_time import ViewRead, entity_frames_at, service_view_reads, training_features
@@ -53,6 +55,7 @@ __all__ = [
     "invalidate_online_entities",
     "load_repo_config",
     "materialize_window",
+    "materialized_mark",
     "online_features",
     "overwriting_store",
     "plan",
@@ -63,5 +66,6 @@ __all__ = [
     "service_feature_refs",
     "service_view_reads",
     "serving_store",
+    "set_materialized_mark",
     "training_features",
 ]

@@ -229,6 +229,30 @@ def materialized_span(view) -> tuple[datetime, datetime] | None:
     return min(start for start, _ in intervals).astimezone(UTC), max(end for _, end in intervals).astimezone(UTC)
 
 
+def _mark_key(store) -> str:
+    return f"recomart:{store.project}:materialized_built_at"
+
+
+def materialized_mark(repo_dir: Path, env: Mapping[str, str]) -> datetime | None:
+    """The ``built_at`` of the feature histories that the last complete ``transform`` materialization
+    wrote to Redis (:func:`set_materialized_mark`), or None: never, or Redis lost it with its data."""
+    store = feature_store(repo_dir, env)
+    client = store.provider.online_store._get_client(store.config.online_store)
+    value = client.get(_mark_key(store))
+    return datetime.fromisoformat(value.decode()) if value else None
+
+
+def set_materialized_mark(repo_dir: Path, env: Mapping[str, str], built_at: datetime) -> None:
+    """Record in Redis, after a materialization, the latest ``built_at`` of the history rows it read.
+
+    Written last, so it is in Redis only with the writes before it: an append-only file or a snapshot
+    replays a prefix of the writes, and a Redis restarted empty or flushed has no mark, so the next
+    materialization loads every entity again."""
+    store = feature_store(repo_dir, env)
+    client = store.provider.online_store._get_client(store.config.online_store)
+    client.set(_mark_key(store), _utc(built_at, "built_at").isoformat())
+
+
 def count_online_keys(store) -> int:
     """Redis keys of ``store``'s project (Feast's keys end with the project name)."""
     client = store.provider.online_store._get_client(store.config.online_store)
@@ -246,9 +270,10 @@ def restore_online_store(
     For each batch view (default: all, see :func:`batch_views`), re-materializes the span of every window Feast
     recorded as materialized for it in the registry (:func:`materialized_span`), through
     the overwriting store: each entity gets its latest row of that span, which is what the
-    runs that filled Redis left there (``transform``'s windows all start at the first
-    loaded day), without waiting for new data. Safe on a healthy store (the same values
-    are written again) and after a partial write (Redis killed mid-materialize).
+    runs that filled Redis left there (``transform``'s first window starts at the first
+    loaded day; later ones at the first day rebuilt since), without waiting for new data.
+    Safe on a healthy store (the same values are written again) and after a partial write
+    (Redis killed mid-materialize).
     ``progress`` receives one line per step. Raises ``ValueError`` for an unknown view and
     ``RuntimeError`` naming the views that were never materialized (run ``transform`` first).
     """

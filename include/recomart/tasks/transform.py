@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from recomart.config import Settings
-from recomart.marts import feature_history_span
+from recomart.marts import feature_history_built_at, feature_history_rebuilt_from, feature_history_span
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +83,25 @@ def ledger_window(dsn: str) -> tuple[datetime, datetime] | None:
     return datetime.combine(first, time(), UTC), datetime.combine(last + timedelta(days=1), time(), UTC)
 
 
-def materialization_window(dsn: str, windows: list[tuple[datetime, datetime]]) -> tuple[datetime, datetime]:
+def materialization_window(
+    dsn: str, windows: list[tuple[datetime, datetime]], since: datetime | None = None
+) -> tuple[datetime, datetime]:
     """One explicit window: the asset events' windows and the ledger's range, stretched to the span of
     the feature histories (so every entity's latest row is in it, also a signup day before the first
-    load or today's row stamped with tomorrow's midnight). Derived from data only, never from the wall
-    clock."""
+    load or today's row stamped with tomorrow's midnight). With ``since`` (the ``built_at`` of the
+    history rows the last complete materialization read), the ledger's range and the histories' start
+    give way to the first day of the history rows dbt wrote after it: only an entity with such a row
+    can have changed. Derived from data only, never from the wall clock."""
     candidates = list(windows)
     from_ledger = ledger_window(dsn)
-    if from_ledger:
-        candidates.append(from_ledger)
     span = feature_history_span(dsn)
-    if span:
-        candidates.append(span)
+    if since is not None and span:
+        candidates.append((feature_history_rebuilt_from(dsn, since) or span[1], span[1]))
+    else:
+        if from_ledger:
+            candidates.append(from_ledger)
+        if span:
+            candidates.append(span)
     if not candidates:
         raise RuntimeError("nothing to materialize: no loaded files in ops.loaded_files and empty feature histories")
     return min(w[0] for w in candidates), max(w[1] for w in candidates)
@@ -102,12 +109,23 @@ def materialization_window(dsn: str, windows: list[tuple[datetime, datetime]]) -
 
 def materialize_features(s: Settings, dsn: str, windows: list[tuple[datetime, datetime]]) -> dict[str, Any]:
     """Write every entity's latest feature row in the window to Redis, overwriting same-time rows so
-    that a rebuilt mart's corrections reach the online store (Feast's Redis writer skips them)."""
-    from recomart.features import rematerialize_window
+    that a rebuilt mart's corrections reach the online store (Feast's Redis writer skips them).
+
+    The window (:func:`materialization_window`) starts at the first history row dbt wrote since the
+    mark the last complete run left in Redis (:func:`recomart.features.materialized_mark`); without a
+    mark (a first run, a Redis that lost its data) it spans the whole histories. An entity whose rows
+    from that day on a rebuild deleted without replacing them keeps its online row until a full refresh
+    (which writes every history row again) or a run without a mark."""
+    from recomart.features import materialized_mark, rematerialize_window, set_materialized_mark
     from recomart.tools import tool_env
 
-    start, end = materialization_window(dsn, windows)
-    result = rematerialize_window(s.feature_repo_dir, tool_env(s), start, end)
+    env = tool_env(s)
+    built_at = feature_history_built_at(dsn)
+    since = materialized_mark(s.feature_repo_dir, env) if built_at else None
+    start, end = materialization_window(dsn, windows, since)
+    result = rematerialize_window(s.feature_repo_dir, env, start, end)
+    if built_at:
+        set_materialized_mark(s.feature_repo_dir, env, built_at)
     log.info("materialized %s for [%s, %s] in %.1fs", result.feature_views, start, end, result.seconds)
     return {
         "start": start.isoformat(),
