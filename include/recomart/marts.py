@@ -174,18 +174,15 @@ def feature_history_span(dsn: str) -> tuple[datetime, datetime] | None:
     return None if row is None or row[0] is None else (row[0], row[1])
 
 
-_HISTORIES = ("marts.user_features_history", "marts.item_features_history")
-
-
 def feature_history_built_at(dsn: str) -> datetime | None:
     """The latest ``built_at`` of the feature histories (when dbt last wrote a day of either), or None
-    while either lacks the column or holds no row."""
+    while either lacks the column (tables not built by dbt) or both are empty."""
     with psycopg.connect(dsn) as conn:
         found = conn.execute(
             "select count(*) from information_schema.columns where table_schema = 'marts'"
             " and table_name in ('user_features_history', 'item_features_history') and column_name = 'built_at'"
         ).fetchone()
-        if found is None or found[0] < len(_HISTORIES):
+        if found is None or found[0] < 2:
             return None
         row = conn.execute(
             "select greatest((select max(built_at) from marts.user_features_history),"
