@@ -1,14 +1,24 @@
 {#
     One row per product of dim_products, as of int_as_of: popularity over
-    the 7/30/90 days before as_of (distinct users who interacted), buyers,
-    revenue, price band and the text used for content similarity.
+    the 7/30/90 event days up to as_of's day (distinct users who interacted),
+    buyers, revenue, price band and the text used for content similarity.
+
+    The counts are those of the product's latest item_features_history row
+    up to as_of's day (one index lookup per product), so a daily build costs
+    the size of the catalogue, not the length of the history; the catalogue
+    attributes are dim_products' current ones.
+
+    Analyzed once built, for the tests and readers that follow.
 #}
+
+{{ config(post_hook='analyze {{ this }}') }}
 
 with
 
 as_of as (
 
-    select as_of from {{ ref('int_as_of') }}
+    select (as_of at time zone 'utc')::date as last_date
+    from {{ ref('int_as_of') }}
 
 ),
 
@@ -18,42 +28,30 @@ products as (
 
 ),
 
-item_users as (
+latest as (
 
-    -- one row per item and user (int_user_items): the distinct counts below
-    -- are plain counts over these
+    -- each product's latest item_features_history row up to as_of's day: the history has a row on
+    -- every day a window count changes, so its counts hold until as_of
     select
-        item_id,
-        user_id,
-        last_interaction_at,
-        purchases > 0 as bought,
-        revenue,
-        first_interaction_at
+        products.item_id,
+        latest_row.pop_7d,
+        latest_row.pop_30d,
+        latest_row.pop_90d,
+        latest_row.distinct_buyers,
+        latest_row.revenue_to_date as revenue,
+        latest_row.first_seen_at
 
-    from {{ ref('int_user_items') }}
-
-),
-
-activity as (
-
-    select
-        item_users.item_id,
-        count(*) filter (
-            where item_users.last_interaction_at > as_of.as_of - interval '7 days'
-        ) as pop_7d,
-        count(*) filter (
-            where item_users.last_interaction_at > as_of.as_of - interval '30 days'
-        ) as pop_30d,
-        count(*) filter (
-            where item_users.last_interaction_at > as_of.as_of - interval '90 days'
-        ) as pop_90d,
-        count(*) filter (where item_users.bought) as distinct_buyers,
-        coalesce(sum(item_users.revenue), 0) as revenue,
-        min(item_users.first_interaction_at) as first_seen_at
-
-    from item_users
+    from products
     cross join as_of
-    group by item_users.item_id
+    cross join lateral (
+        select history.*
+        from {{ ref('item_features_history') }} as history
+        where
+            history.item_id = products.item_id
+            and history.event_timestamp <= (as_of.last_date + 1)::timestamp at time zone 'utc'
+        order by history.event_timestamp desc
+        limit 1
+    ) as latest_row
 
 ),
 
@@ -73,11 +71,11 @@ features as (
     select
         products.item_id,
         products.event_timestamp,
-        coalesce(activity.pop_7d, 0)::integer as pop_7d,
-        coalesce(activity.pop_30d, 0)::integer as pop_30d,
-        coalesce(activity.pop_90d, 0)::integer as pop_90d,
-        coalesce(activity.distinct_buyers, 0)::integer as distinct_buyers,
-        round(coalesce(activity.revenue, 0)::numeric, 2)::float8 as revenue,
+        coalesce(latest.pop_7d, 0)::integer as pop_7d,
+        coalesce(latest.pop_30d, 0)::integer as pop_30d,
+        coalesce(latest.pop_90d, 0)::integer as pop_90d,
+        coalesce(latest.distinct_buyers, 0)::integer as distinct_buyers,
+        round(coalesce(latest.revenue, 0)::numeric, 2)::float8 as revenue,
         products.price::float8 as price,
         case price_quartiles.price_quartile
             when 1 then 'budget'
@@ -88,12 +86,12 @@ features as (
         end as price_band,
         products.category,
         products.brand,
-        activity.first_seen_at,
+        latest.first_seen_at,
         products.title,
         products.description
 
     from products
-    left join activity on products.item_id = activity.item_id
+    left join latest on products.item_id = latest.item_id
     left join price_quartiles on products.item_id = price_quartiles.item_id
 
 ),

@@ -7,7 +7,11 @@
         rating   = 1 + 4 * (1 - exp(-score / rating_saturation))   in [1, 5)
     computed per pair from int_user_items (its decayed sums by type, anchored
     at the pair's last interaction), not from every interaction.
+
+    Analyzed once built, for the tests and readers that follow.
 #}
+
+{{ config(post_hook='analyze {{ this }}') }}
 
 {%- set half_life = var('recency_half_life_days') | float %}
 
@@ -64,10 +68,10 @@ rated as (
     select
         user_id,
         item_id,
-        round(
-            (1 + 4 * (1 - exp(-score / {{ var('rating_saturation') }}::float8)))::numeric, 4
-        )::float8 as rating,
-        round(score::numeric, 6)::float8 as score,
+        -- rounded in float8 (half to even), not through numeric: numeric's conversions took 8.6 of the
+        -- 15.6 CPU seconds of this select at 6M pairs
+        round((1 + 4 * (1 - exp(-score / {{ var('rating_saturation') }}::float8))) * 1e4) / 1e4 as rating,
+        round(score * 1e6) / 1e6 as score,
         interactions::integer as interactions,
         purchases::integer as purchases,
         last_interaction_at,
