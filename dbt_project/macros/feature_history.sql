@@ -65,3 +65,13 @@
     {%- endif -%}
     '{{ start[0] if start else "-infinity" }}'::date
 {%- endmacro %}
+
+{#
+    Post-hook of the day-keyed histories: an index on built_at, which the
+    tests of the rows a build wrote (var tests_of_built_rows) and the window
+    start's max(built_at) read. Created once, after the first build's rows;
+    dbt's `indexes` config would create it only with a new table.
+#}
+{% macro built_at_index() -%}
+    create index if not exists {{ adapter.quote(this.identifier ~ '_built_at') }} on {{ this }} (built_at)
+{%- endmacro %}

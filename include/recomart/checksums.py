@@ -25,7 +25,7 @@ RUN_METADATA_COLUMNS: dict[str, set[str]] = {
     "ops.loaded_files": {"started_at", "finished_at", "attempt_id"},
     "ops.schema_migrations": {"applied_at"},
     # dbt's record of its last successful build (dbt_project/macros/tests/new_rows.sql)
-    "ops.dbt_last_build": {"loaded_until", "invocation_id"},
+    "ops.dbt_last_build": {"loaded_until", "invocation_id", "built_until"},
     # the watermark itself is business state; the rest describes the last run (full, then incremental)
     # and the last full snapshot (when, which run)
     "ops.catalog_watermark": {

@@ -317,6 +317,49 @@ def test_a_daily_build_tests_only_the_rows_loaded_after_the_last_build(
     }
 
 
+def test_a_daily_build_tests_only_the_history_rows_written_after_the_last_build(
+    generated_build: DbtResult, warehouse_dsn: str, tool_env: dict[str, str], dbt_project_dir: Path, tmp_path
+) -> None:
+    """The whole-project build recorded its start; a later `dbt build` tests the feature histories' rows
+    written (built_at) after it only, `dbt test` every row, and a history row written later is tested."""
+    (recorded,) = _query(warehouse_dsn, "select built_until from ops.dbt_last_build where project = 'recomart'")[0]
+    assert recorded is not None
+    planted = "update marts.user_features_history set frequency = -1 where user_id = 'u1' and as_of_date = {day}"
+    first_day = "(select min(as_of_date) from marts.user_features_history where user_id = 'u1')"
+    _execute(warehouse_dsn, planted.format(day=first_day))  # a bad row that build wrote (and tested)
+
+    def run(command: str) -> None:
+        run_dbt(
+            [
+                command,
+                "--vars",
+                '{"dataset": "generated"}',
+                "--select",
+                "user_features_history",
+                "--resource-type",
+                "test",
+            ],
+            project_dir=dbt_project_dir,
+            env=tool_env,
+            log=lambda _line: None,
+            target_path=tmp_path / "target",
+            log_path=tmp_path / "logs",
+        )
+
+    failing = "accepted_range_user_features_history_frequency__0"
+    try:
+        run("build")  # only rows written after `recorded`: none
+        with pytest.raises(DbtBuildError) as caught:
+            run("test")
+        assert {r.name.split(".")[0] for r in caught.value.failures} == {failing}
+        _execute(warehouse_dsn, "update marts.user_features_history set built_at = now() where frequency = -1")
+        with pytest.raises(DbtBuildError) as caught:
+            run("build")  # the row is now newer than the last successful build
+        assert {r.name.split(".")[0] for r in caught.value.failures} == {failing}
+    finally:
+        _execute(warehouse_dsn, "update marts.user_features_history set frequency = 0 where frequency = -1")
+
+
 @pytest.fixture(scope="module")
 def uci_dsn(test_settings: Settings) -> Iterator[str]:
     """A second private database holding only the UCI data set's raw tables (as a UCI deployment has)."""

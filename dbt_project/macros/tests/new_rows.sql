@@ -9,6 +9,10 @@
     row that shares a key with a new row, so a new event that repeats an old
     id still fails it. `not_empty` always sees every row. `dbt test`, a full
     refresh and a first build test every row.
+    The day-keyed models named in var('tests_of_built_rows') (the feature
+    histories, which recompute their window's days) are tested the same
+    way on their rows written (built_at) after the start of that last
+    successful build.
 
     The watermark is kept in ops.dbt_last_build (warehouse migration 0016;
     macro record_successful_build, an on-run-end hook); a build that fails
@@ -41,14 +45,19 @@
 #}
 {% macro new_rows_condition(relation) -%}
     {%- set test = model.get('test_metadata') or {} -%}
-    {%- if relation.identifier not in var('tests_of_new_rows') or test.get('name') == 'not_empty' -%}
+    {%- set watermarks = {'loaded_at': 'loaded_until', 'built_at': 'built_until'} -%}
+    {%- if relation.identifier in var('tests_of_new_rows') -%}
+        {%- set column = 'loaded_at' -%}
+    {%- elif relation.identifier in var('tests_of_built_rows') -%}
+        {%- set column = 'built_at' -%}
+    {%- else -%}
         {%- do return(none) -%}
     {%- endif -%}
-    {%- set since = new_rows_since() -%}
+    {%- set since = new_rows_since(watermarks[column]) if test.get('name') != 'not_empty' else none -%}
     {%- if since is none -%}
         {%- do return(none) -%}
     {%- endif -%}
-    {%- set loaded = "loaded_at > '" ~ since ~ "'::timestamptz" -%}
+    {%- set loaded = column ~ " > '" ~ since ~ "'::timestamptz" -%}
     {%- set keys = {
         'unique': [model.get('column_name')],
         'unique_combination_of_columns': (test.get('kwargs') or {}).get('combination_of_columns'),
@@ -61,11 +70,11 @@
 {%- endmacro %}
 
 {#
-    The loaded_at after which the running `dbt build` tests rows (text, UTC),
-    or none to test every row: not a build, a full refresh, or no successful
-    build recorded.
+    The watermark (`watermark`: loaded_until or built_until) after which
+    the running `dbt build` tests rows (text, UTC), or none to test every
+    row: not a build, a full refresh, or no successful build recorded.
 #}
-{% macro new_rows_since() -%}
+{% macro new_rows_since(watermark) -%}
     {%- if not execute or flags.WHICH != 'build' or flags.FULL_REFRESH -%}
         {%- do return(none) -%}
     {%- endif -%}
@@ -73,7 +82,7 @@
         {%- do return(none) -%}
     {%- endif -%}
     {%- set found = run_query(
-        "select loaded_until::text from ops.dbt_last_build where project = '" ~ project_name ~ "'"
+        "select " ~ watermark ~ "::text from ops.dbt_last_build where project = '" ~ project_name ~ "'"
     ) -%}
     {%- do return(found.rows[0][0] if found.rows else none) -%}
 {%- endmacro %}
@@ -81,7 +90,8 @@
 {#
     on-run-end hook: after a `dbt build` of the whole project (no --select
     or --exclude) in which every node succeeded, record the latest loaded_at
-    of int_interactions: the rows this build built and tested.
+    of int_interactions and the build's start (the built_at it stamped):
+    the rows this build built and tested.
 #}
 {% macro record_successful_build(results) -%}
     {%- if not execute or flags.WHICH != 'build' -%}
@@ -92,14 +102,18 @@
     {%- set node = graph.nodes.get('model.' ~ project_name ~ '.int_interactions') -%}
     {%- set log = last_build_log() -%}
     {%- if not selected and not failed and node and log is not none -%}
-        insert into ops.dbt_last_build (project, loaded_until, invocation_id)
+        insert into ops.dbt_last_build (project, loaded_until, invocation_id, built_until)
         select
             '{{ project_name }}',
             max(loaded_at),
-            '{{ invocation_id }}'
+            '{{ invocation_id }}',
+            {{ build_time() }}
         from {{ adapter.quote(node.schema) }}.{{ adapter.quote(node.alias) }}
         on conflict (project) do update
-        set loaded_until = excluded.loaded_until, invocation_id = excluded.invocation_id;
+        set
+            loaded_until = excluded.loaded_until,
+            invocation_id = excluded.invocation_id,
+            built_until = excluded.built_until;
     {%- endif -%}
 {%- endmacro %}
 
