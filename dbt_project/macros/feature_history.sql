@@ -75,3 +75,47 @@
 {% macro built_at_index() -%}
     create index if not exists {{ adapter.quote(this.identifier ~ '_built_at') }} on {{ this }} (built_at)
 {%- endmacro %}
+
+{#
+    `cross join lateral (...) as latest_row`: the latest row of the history
+    relation `history` whose `key` equals `entity`.`key`, up to the end of
+    as_of's day (the CTE `as_of` with its `last_date`), one probe of the
+    history's (key, event_timestamp) index per entity; an entity without one
+    drops out of the join.
+#}
+{% macro cross_join_latest_history_row(history, key, entity) -%}
+    cross join lateral (
+        select history.*
+        from {{ history }} as history
+        where
+            history.{{ key }} = {{ entity }}.{{ key }}
+            and history.event_timestamp <= (as_of.last_date + 1)::timestamp at time zone 'utc'
+        order by history.event_timestamp desc
+        limit 1
+    ) as latest_row
+{%- endmacro %}
+
+{#
+    The body of the recursive CTE `cte` (`cte (column) as (...)`): the
+    distinct values of `column` in `relation` and a final null, one probe of
+    an index on `column` each (a loose index scan: Postgres 15 has no skip
+    scan, and a distinct over the table would read every row).
+#}
+{% macro loose_index_scan(relation, column, cte) -%}
+    (
+        select scanned.{{ column }}
+        from {{ relation }} as scanned
+        order by scanned.{{ column }} asc
+        limit 1
+    )
+    union all
+    select (
+        select scanned.{{ column }}
+        from {{ relation }} as scanned
+        where scanned.{{ column }} > {{ cte }}.{{ column }}
+        order by scanned.{{ column }} asc
+        limit 1
+    )
+    from {{ cte }}
+    where {{ cte }}.{{ column }} is not null
+{%- endmacro %}

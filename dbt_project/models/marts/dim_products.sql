@@ -39,22 +39,7 @@ interacted_items as (
 
     -- every item of the interactions, one probe of the item_id index each (a loose index scan): a
     -- read of every interaction costs far more than the catalogue has items
-    (
-        select interactions.item_id
-        from {{ ref('int_interactions') }} as interactions
-        order by interactions.item_id asc
-        limit 1
-    )
-    union all
-    select (
-        select interactions.item_id
-        from {{ ref('int_interactions') }} as interactions
-        where interactions.item_id > interacted_items.item_id
-        order by interactions.item_id asc
-        limit 1
-    )
-    from interacted_items
-    where interacted_items.item_id is not null
+    {{ loose_index_scan(ref('int_interactions'), 'item_id', 'interacted_items') }}
 
 ),
 

@@ -43,15 +43,7 @@ latest as (
 
     from products
     cross join as_of
-    cross join lateral (
-        select history.*
-        from {{ ref('item_features_history') }} as history
-        where
-            history.item_id = products.item_id
-            and history.event_timestamp <= (as_of.last_date + 1)::timestamp at time zone 'utc'
-        order by history.event_timestamp desc
-        limit 1
-    ) as latest_row
+    {{ cross_join_latest_history_row(ref('item_features_history'), 'item_id', 'products') }}
 
 ),
 

@@ -41,24 +41,8 @@ profiles as (
 
 history_users (user_id) as (
 
-    -- the history's distinct users, one index probe each (Postgres 15 has no skip scan: a distinct
-    -- over the table would read every row of the history)
-    (
-        select history.user_id
-        from {{ ref('user_features_history') }} as history
-        order by history.user_id asc
-        limit 1
-    )
-    union all
-    select (
-        select history.user_id
-        from {{ ref('user_features_history') }} as history
-        where history.user_id > history_users.user_id
-        order by history.user_id asc
-        limit 1
-    )
-    from history_users
-    where history_users.user_id is not null
+    -- the history's distinct users, one index probe each
+    {{ loose_index_scan(ref('user_features_history'), 'user_id', 'history_users') }}
 
 ),
 
@@ -85,15 +69,7 @@ latest as (
 
     from all_users
     cross join as_of
-    cross join lateral (
-        select history.*
-        from {{ ref('user_features_history') }} as history
-        where
-            history.user_id = all_users.user_id
-            and history.event_timestamp <= (as_of.last_date + 1)::timestamp at time zone 'utc'
-        order by history.event_timestamp desc
-        limit 1
-    ) as latest_row
+    {{ cross_join_latest_history_row(ref('user_features_history'), 'user_id', 'all_users') }}
 
 ),
 
