@@ -13,7 +13,7 @@ from psycopg import sql
 
 from recomart.config import Settings
 from recomart.transform import DbtBuildError, DbtResult, dbt_build
-from recomart.transform.dbt import DBT_SESSION_OPTIONS, run_dbt
+from recomart.transform.dbt import run_dbt
 
 pytestmark = pytest.mark.integration
 
@@ -431,24 +431,3 @@ def test_unknown_dataset_is_rejected(tool_env: dict[str, str], dbt_project_dir: 
             target_path=tmp_path / "target",
             log_path=tmp_path / "logs",
         )
-
-
-def test_dbt_sessions_get_the_session_options(
-    generated_build: DbtResult, tool_env: dict[str, str], dbt_project_dir: Path, tmp_path: Path
-) -> None:
-    """Every dbt session runs with DBT_SESSION_OPTIONS (work_mem), and a PGOPTIONS of the caller still wins."""
-
-    def work_mem(env: dict[str, str]) -> str:
-        lines: list[str] = []
-        run_dbt(
-            ["show", "--vars", '{"dataset": "generated"}', "--inline", "select current_setting('work_mem') as wm"],
-            project_dir=dbt_project_dir,
-            env=env,
-            log=lines.append,
-            target_path=tmp_path / "target",
-            log_path=tmp_path / "logs",
-        )
-        return next(line.split("|")[1].strip() for line in lines if line.count("|") == 2 and "MB" in line)
-
-    assert DBT_SESSION_OPTIONS == "-c work_mem=64MB" and work_mem(tool_env) == "64MB"
-    assert work_mem({**tool_env, "PGOPTIONS": "-c work_mem=8MB"}) == "8MB"

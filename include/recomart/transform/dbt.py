@@ -22,12 +22,6 @@ from typing import Any
 FAILED_STATUSES = frozenset({"error", "fail"})
 WARNED_STATUSES = frozenset({"warn"})
 _TAIL_LINES = 30
-# Options of every dbt session (libpq's PGOPTIONS), ahead of any the caller's environment gives (a later -c
-# wins). The histories' windows and the marts' uniqueness tests sort and hash millions of rows: with
-# Postgres's default 4MB per sort or hash they spilled to disk (user_features_history's daily select 5.7 s
-# against 3.2 s with 64MB, the ratings' uniqueness test over 6M pairs 12.4 s on three processes against
-# 7.0 s on one, on the 10M-event warehouse).
-DBT_SESSION_OPTIONS = "-c work_mem=64MB"
 _MESSAGE_CHARS = 400
 
 
@@ -184,8 +178,7 @@ def run_dbt(
     log_path: Path | None = None,
     check: bool = True,
 ) -> DbtResult:
-    """Run ``dbt <args>`` for ``project_dir`` with ``env`` (its ``PGOPTIONS`` after
-    :data:`DBT_SESSION_OPTIONS`); stream output lines to ``log``.
+    """Run ``dbt <args>`` for ``project_dir`` with exactly ``env``; stream output lines to ``log``.
 
     ``profiles_dir`` defaults to ``project_dir`` (where profiles.yml lives).
     ``target_path``/``log_path`` (absolute, or relative to ``project_dir``) let
@@ -204,7 +197,6 @@ def run_dbt(
     run_results.unlink(missing_ok=True)  # never report a previous run's results
 
     child_env = {"DBT_USE_COLORS": "False", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", **env}
-    child_env["PGOPTIONS"] = f"{DBT_SESSION_OPTIONS} {env.get('PGOPTIONS', '')}".strip()
     tail: deque[str] = deque(maxlen=_TAIL_LINES)
     started = time.monotonic()
     with subprocess.Popen(
