@@ -57,16 +57,16 @@
     {%- if since is none -%}
         {%- do return(none) -%}
     {%- endif -%}
-    {%- set loaded = column ~ " > '" ~ since ~ "'::timestamptz" -%}
+    {%- set newer = column ~ " > '" ~ since ~ "'::timestamptz" -%}
     {%- set keys = {
         'unique': [model.get('column_name')],
         'unique_combination_of_columns': (test.get('kwargs') or {}).get('combination_of_columns'),
     }.get(test.get('name')) -%}
     {%- if keys -%}
         {%- set key = '(' ~ keys | join(', ') ~ ')' -%}
-        {%- do return(key ~ ' in (select ' ~ keys | join(', ') ~ ' from ' ~ relation ~ ' where ' ~ loaded ~ ')') -%}
+        {%- do return(key ~ ' in (select ' ~ keys | join(', ') ~ ' from ' ~ relation ~ ' where ' ~ newer ~ ')') -%}
     {%- endif -%}
-    {%- do return(loaded) -%}
+    {%- do return(newer) -%}
 {%- endmacro %}
 
 {#
