@@ -14,8 +14,8 @@
     way on their rows written (built_at) after the start of that last
     successful build.
 
-    The watermark is kept in ops.dbt_last_build (warehouse migration 0016;
-    macro record_successful_build, an on-run-end hook); a build that fails
+    The watermarks are kept in ops.dbt_last_build (warehouse migrations 0016
+    and 0017; macro record_successful_build, an on-run-end hook); a build that fails
     keeps the previous one, so its rows are tested again. A warehouse
     without that table (no migration) tests every row.
 #}
