@@ -13,6 +13,7 @@ from recomart.ranking.item_item import ItemItem
 from recomart.ranking.metrics import ndcg_at_k
 from recomart.ranking.popularity import Popularity
 from recomart.ranking.ranker import LearnedRanker
+from recomart.ranking.ranker_features import history_features
 
 N_CLUSTERS, PER_CLUSTER, N_USERS = 8, 60, 400
 #: 9 promoted items per cluster (the last ones by popularity rank: rarely bought before the cutoff)
@@ -244,3 +245,39 @@ def test_store_features_absent_at_a_cutoff_are_ranked_as_missing(
             fitted.score(history, rows)
     finally:
         fitted.item_features = learned
+
+
+def test_brand_popularity_and_repeat_features_count_the_history() -> None:
+    products = pd.DataFrame(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "title": "",
+            "description": "",
+            "category": ["mugs", "mugs", "mugs", ""],
+            "brand": ["Oak", "Oak", "Elm", ""],
+            "price": [2.0, 4.0, 8.0, np.nan],
+        }
+    )
+    at = pd.Timestamp("2026-01-10", tz="UTC")
+    history = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2", "u2", "u3"],
+            "item_id": ["a", "b", "c", "a", "d", "a"],
+            "purchases": [2, 1, 0, 1, 3, 0],
+            "last_interaction_at": at,
+        }
+    )
+    training = TrainingSet.build(history, products)
+    ranker = LearnedRanker({"popularity": Popularity()}).fit(training)
+    aligned = UserHistory.align(history, np.array(["u1", "u2"], dtype=object), training.item_ids)
+    rows, cols = np.array([0, 0, 1, 1]), np.array([0, 2, 1, 3])  # (u1, a), (u1, c), (u2, b), (u2, d)
+    features = history_features(aligned, rows, cols, ranker.stats)
+    # u1 has two Oak items of three, u2 one Oak item of two; d has no brand
+    np.testing.assert_allclose(features["brand_share"], [2 / 3, 1 / 3, 1 / 2, np.nan])
+    # distinct users: a 3, b 1, c 1 (mugs: 5; Oak: 4; Elm: 1); d has no category or brand
+    np.testing.assert_allclose(features["item_category_pop_share"], [3 / 5, 1 / 5, 1 / 5, np.nan])
+    np.testing.assert_allclose(features["item_brand_pop_share"], [3 / 4, 1.0, 1 / 4, np.nan])
+    # buyers: a u1 (twice) and u2 (once); b u1 once; c none; d u2 three times
+    np.testing.assert_allclose(features["item_repeat_rate"], [1 / 2, np.nan, 0.0, 1.0])
+    # u1 bought a twice and b once; u2 bought a once and d three times
+    np.testing.assert_allclose(features["user_repeat_share"], [1 / 2, 1 / 2, 1 / 2, 1 / 2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_ranker import _planted, _ranker  # tests/unit is on sys.path (rootdir import mode)
 
 from recomart.model.gate import strategy_note
@@ -45,3 +46,11 @@ def test_the_gate_note_names_the_strategy_and_the_figures() -> None:
     )
     skipped = strategy_note({"popularity": {"ndcg_at_10": 0.1}}, "ndcg_at_10", "blend", {"skipped": "too few"})
     assert skipped == "registered the blend (ranker not fitted: too few); test ndcg_at_10: popularity 0.1000"
+
+
+def test_a_ranker_stored_without_the_brand_statistics_asks_to_be_retrained() -> None:
+    train, valid, _ = _planted()
+    arrays, settings = _ranker().fit_ranker(TrainingSet.build(train), valid).state()
+    older = {key: value for key, value in arrays.items() if key != "stats/brand_pop_share"}
+    with pytest.raises(ValueError, match="retrain it"):
+        LearnedRanker.from_state(older, settings)

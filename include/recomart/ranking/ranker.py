@@ -258,6 +258,10 @@ class LearnedRanker(Recommender):
                 "stats/log_recent_users": stats.log_recent_users,
                 "stats/category": stats.category,
                 "stats/price": stats.price,
+                "stats/brand": stats.brand,
+                "stats/repeat_rate": stats.repeat_rate,
+                "stats/category_pop_share": stats.category_pop_share,
+                "stats/brand_pop_share": stats.brand_pop_share,
             }
         )
         settings = {
@@ -273,6 +277,7 @@ class LearnedRanker(Recommender):
             "evidence": self.evidence,
             "stats": {
                 "n_categories": stats.n_categories,
+                "n_brands": stats.n_brands,
                 "reference_time": None if stats.reference_time is None else stats.reference_time.isoformat(),
             },
             "booster": self.booster.model_to_string(),
@@ -298,15 +303,7 @@ class LearnedRanker(Recommender):
             seed=settings["seed"],
             num_threads=settings["num_threads"],
         )
-        reference = settings["stats"]["reference_time"]
-        ranker.stats = ItemStats(
-            np.asarray(arrays["stats/log_users"]),
-            np.asarray(arrays["stats/log_recent_users"]),
-            np.asarray(arrays["stats/category"]),
-            int(settings["stats"]["n_categories"]),
-            np.asarray(arrays["stats/price"]),
-            None if reference is None else pd.Timestamp(reference),
-        )
+        ranker.stats = _stored_stats(arrays, settings["stats"])
         ranker.item_ids = item_ids
         ranker.booster = lgb.Booster(model_str=settings["booster"])
         ranker.feature_names = list(settings["feature_names"])
@@ -321,6 +318,29 @@ class LearnedRanker(Recommender):
         gains = self.booster.feature_importance(importance_type="gain")
         pairs = sorted(zip(self.feature_names, gains.tolist(), strict=True), key=lambda p: -p[1])
         return {name: round(float(gain), 3) for name, gain in pairs}
+
+
+def _stored_stats(arrays: Mapping[str, np.ndarray], settings: Mapping[str, Any]) -> ItemStats:
+    """The :class:`ItemStats` of a stored ranker (``stats/*`` arrays and the ``stats`` settings)."""
+    if "stats/brand_pop_share" not in arrays:
+        raise ValueError(
+            "this ranker was stored without the brand, popularity-share and repeat statistics of its features "
+            "(an older RecoMart): retrain it"
+        )
+    reference = settings["reference_time"]
+    return ItemStats(
+        np.asarray(arrays["stats/log_users"]),
+        np.asarray(arrays["stats/log_recent_users"]),
+        np.asarray(arrays["stats/category"]),
+        int(settings["n_categories"]),
+        np.asarray(arrays["stats/price"]),
+        None if reference is None else pd.Timestamp(reference),
+        np.asarray(arrays["stats/brand"]),
+        int(settings["n_brands"]),
+        np.asarray(arrays["stats/repeat_rate"]),
+        np.asarray(arrays["stats/category_pop_share"]),
+        np.asarray(arrays["stats/brand_pop_share"]),
+    )
 
 
 def _group_sizes(rows: np.ndarray) -> np.ndarray:

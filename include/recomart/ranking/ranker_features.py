@@ -15,10 +15,16 @@ training history (so only from data before the cutoff; :func:`history_before` dr
   ``pair_age_days`` (days from the pair's last interaction to the user's latest; NaN if unseen);
 - user features: ``user_n_items``, ``user_days_inactive`` (days from the user's latest interaction to
   the training reference time);
+- user features: ``user_repeat_share`` (share of the user's bought items bought more than once; NaN
+  without a purchase);
 - item features (:class:`ItemStats`, fitted): ``item_log_users``, ``item_log_recent_users`` (last
-  ``recent_days`` before the reference time);
-- cross features: ``category_share`` (share of the user's items in the item's category) and
-  ``price_ratio`` (item price / mean price of the user's priced items; NaN without prices);
+  ``recent_days`` before the reference time), ``item_category_pop_share`` / ``item_brand_pop_share``
+  (the item's share of the distinct users of its category's / brand's items: its popularity within
+  them; NaN for an unknown category / brand), ``item_repeat_rate`` (share of the item's buyers who
+  bought it more than once; NaN without a buyer);
+- cross features: ``category_share`` and ``brand_share`` (share of the user's items in the item's
+  category / of the item's brand) and ``price_ratio`` (item price / mean price of the user's priced
+  items; NaN without prices);
 - external columns (:func:`frame_columns`): a user-feature frame indexed by ``user_id`` and an
   item-feature frame indexed by ``item_id`` (e.g. point-in-time feature-store values at the cutoff),
   joined as ``user_<column>`` / ``item_<column>``; unknown ids get NaN.
@@ -54,8 +60,12 @@ def history_before(history: pd.DataFrame, cutoff: pd.Timestamp | None) -> pd.Dat
 @dataclass(frozen=True)
 class ItemStats:
     """Item state fitted on the training history: ``log_users`` / ``log_recent_users`` (float32[n_items],
-    ``log1p`` of distinct users, all time / last ``RECENT_DAYS``), ``category`` (int64[n_items], ``-1``
-    unknown), ``price`` (float64[n_items], NaN unknown) and the ``reference_time`` (latest interaction)."""
+    ``log1p`` of distinct users, all time / last ``RECENT_DAYS``), ``category`` and ``brand``
+    (int64[n_items] codes, ``-1`` unknown), ``price`` (float64[n_items], NaN unknown), ``repeat_rate``
+    (float32[n_items], share of the item's buyers with more than one purchase, NaN without a buyer),
+    ``category_pop_share`` / ``brand_pop_share`` (float32[n_items], the item's share of the users of
+    its category's / brand's items, NaN for an unknown code) and the ``reference_time`` (latest
+    interaction)."""
 
     log_users: np.ndarray
     log_recent_users: np.ndarray
@@ -63,6 +73,11 @@ class ItemStats:
     n_categories: int
     price: np.ndarray
     reference_time: pd.Timestamp | None
+    brand: np.ndarray
+    n_brands: int
+    repeat_rate: np.ndarray
+    category_pop_share: np.ndarray
+    brand_pop_share: np.ndarray
 
     @classmethod
     def from_training(cls, training: TrainingSet) -> ItemStats:
@@ -75,18 +90,44 @@ class ItemStats:
         if reference is not None:
             keep = (ts >= reference - pd.Timedelta(days=RECENT_DAYS)).to_numpy()
             recent = np.bincount(entries.cols[keep], minlength=n_items)
-        categories = training.products["category"].fillna("").astype(str).to_numpy(dtype=object)
-        codes, uniques = pd.factorize(pd.Series(categories).mask(categories == ""))  # empty: NaN, code -1
+        categories, n_categories = _codes(training.products["category"])
+        brands, n_brands = _codes(training.products["brand"])
         price = pd.to_numeric(training.products["price"], errors="coerce").to_numpy(dtype=np.float64)
         price[~(price > 0)] = np.nan
+        purchases = entries.purchase_counts()
+        buyers = np.bincount(entries.cols, weights=purchases > 0, minlength=n_items)
+        repeaters = np.bincount(entries.cols, weights=purchases > 1, minlength=n_items)
+        repeat_rate = np.divide(repeaters, buyers, out=np.full(n_items, np.nan), where=buyers > 0)
         return cls(
             np.log1p(users).astype(np.float32),
             np.log1p(recent).astype(np.float32),
-            codes.astype(np.int64),
-            len(uniques),
+            categories,
+            n_categories,
             price,
             reference,
+            brands,
+            n_brands,
+            repeat_rate.astype(np.float32),
+            _share_within(users, categories),
+            _share_within(users, brands),
         )
+
+
+def _share_within(users: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """float32[n_items]: each item's share of the ``users`` (per item) of the items with its code; NaN
+    for code ``-1``."""
+    known = codes >= 0
+    totals = np.bincount(codes[known], weights=users[known], minlength=1)
+    share = np.full(len(codes), np.nan)
+    share[known] = users[known] / np.maximum(totals[codes[known]], 1.0)
+    return share.astype(np.float32)
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
+    """(int64 code of each value, ``-1`` for missing or empty; number of distinct values)."""
+    text = values.fillna("").astype(str)
+    codes, uniques = pd.factorize(text.mask(text == ""))
+    return codes.astype(np.int64), len(uniques)
 
 
 @dataclass(frozen=True)
@@ -141,8 +182,9 @@ class UserContext:
     statistics (:func:`user_context`): the users × items CSRs ``binary`` (1 per pair), ``purchases`` and
     ``ages`` (days from the pair's last interaction to the user's latest, plus 1, so that 0 means
     unseen); per user (float64[n_users]) ``n_items``, ``days_inactive`` (NaN without history or
-    reference time) and ``mean_price`` (NaN without a priced item); ``category_counts`` (users ×
-    categories CSR of the user's items per category) and the ``stats`` it was built with."""
+    reference time), ``mean_price`` (NaN without a priced item) and ``repeat_share`` (NaN without a
+    purchase); ``category_counts`` / ``brand_counts`` (users × categories / brands CSR of the user's
+    items per category / brand) and the ``stats`` it was built with."""
 
     binary: sparse.csr_matrix
     purchases: sparse.csr_matrix
@@ -150,7 +192,9 @@ class UserContext:
     n_items: np.ndarray
     days_inactive: np.ndarray
     mean_price: np.ndarray
+    repeat_share: np.ndarray
     category_counts: sparse.csr_matrix
+    brand_counts: sparse.csr_matrix
     stats: ItemStats
 
     @classmethod
@@ -164,21 +208,29 @@ class UserContext:
         priced = np.isfinite(stats.price)
         total = binary @ np.where(priced, stats.price, 0.0)
         count = binary @ priced.astype(np.float64)
-        known = stats.category >= 0
-        onehot = sparse.csr_matrix(
-            (np.ones(int(known.sum())), (np.flatnonzero(known), stats.category[known])),
-            shape=(len(stats.category), max(stats.n_categories, 1)),
-        )
+        purchases = history.purchase_counts()
+        bought = np.bincount(history.rows, weights=purchases > 0, minlength=history.n_users)
+        repeated = np.bincount(history.rows, weights=purchases > 1, minlength=history.n_users)
         return cls(
             binary=binary,
-            purchases=pair_matrix(history.rows, history.cols, history.purchase_counts(), history.shape),
+            purchases=pair_matrix(history.rows, history.cols, purchases, history.shape),
             ages=pair_matrix(history.rows, history.cols, np.nan_to_num(age) + 1.0, history.shape),
             n_items=np.diff(binary.indptr).astype(np.float64),
             days_inactive=inactive,
             mean_price=np.divide(total, count, out=np.full(len(total), np.nan), where=count > 0),
-            category_counts=sparse.csr_matrix(binary @ onehot),
+            repeat_share=np.divide(repeated, bought, out=np.full(history.n_users, np.nan), where=bought > 0),
+            category_counts=sparse.csr_matrix(binary @ _one_hot(stats.category, stats.n_categories)),
+            brand_counts=sparse.csr_matrix(binary @ _one_hot(stats.brand, stats.n_brands)),
             stats=stats,
         )
+
+
+def _one_hot(codes: np.ndarray, n_codes: int) -> sparse.csr_matrix:
+    """Items × codes CSR with a 1 at each item's code (no entry for code ``-1``)."""
+    known = codes >= 0
+    return sparse.csr_matrix(
+        (np.ones(int(known.sum())), (np.flatnonzero(known), codes[known])), shape=(len(codes), max(n_codes, 1))
+    )
 
 
 def user_context(history: UserHistory, stats: ItemStats) -> UserContext:
@@ -197,22 +249,31 @@ def history_features(
     context = user_context(history, stats)
     n_user_items = context.n_items[rows]
     seen_age = _gather(context.ages, rows, cols)
-    category = stats.category[cols]
-    share = _gather(context.category_counts, rows, np.maximum(category, 0)) / np.maximum(n_user_items, 1.0)
     out = {
         "pair_seen": _gather(context.binary, rows, cols),
         "pair_purchases": _gather(context.purchases, rows, cols),
         "pair_age_days": np.where(seen_age > 0, seen_age - 1.0, np.nan),
         "user_n_items": n_user_items,
         "user_days_inactive": context.days_inactive[rows],
+        "user_repeat_share": context.repeat_share[rows],
         "item_log_users": stats.log_users[cols],
         "item_log_recent_users": stats.log_recent_users[cols],
-        # share of the user's items in the candidate's category (NaN: unknown category or no history)
-        "category_share": np.where((category >= 0) & (n_user_items > 0), share, np.nan),
+        "item_repeat_rate": stats.repeat_rate[cols],
+        "item_category_pop_share": stats.category_pop_share[cols],
+        "item_brand_pop_share": stats.brand_pop_share[cols],
+        "category_share": _share(context.category_counts, rows, stats.category[cols], n_user_items),
+        "brand_share": _share(context.brand_counts, rows, stats.brand[cols], n_user_items),
         # candidate price / mean price of the user's priced items (NaN when either is unknown)
         "price_ratio": stats.price[cols] / context.mean_price[rows],
     }
     return {name: np.asarray(value, dtype=np.float32) for name, value in out.items()}
+
+
+def _share(counts: sparse.csr_matrix, rows: np.ndarray, codes: np.ndarray, n_user_items: np.ndarray) -> np.ndarray:
+    """Share of the user's items that carry the candidate's code (``counts``: users × codes); NaN for an
+    unknown code (``-1``) or a user without history."""
+    share = _gather(counts, rows, np.maximum(codes, 0)) / np.maximum(n_user_items, 1.0)
+    return np.where((codes >= 0) & (n_user_items > 0), share, np.nan)
 
 
 def frame_columns(frame: pd.DataFrame | None, ids: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
