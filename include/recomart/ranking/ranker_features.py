@@ -14,9 +14,8 @@ training history (so only from data before the cutoff; :func:`history_before` dr
 - pair features: ``pair_seen`` (1 if the user interacted with the item), ``pair_purchases``,
   ``pair_age_days`` (days from the pair's last interaction to the user's latest; NaN if unseen);
 - user features: ``user_n_items``, ``user_days_inactive`` (days from the user's latest interaction to
-  the training reference time);
-- user features: ``user_repeat_share`` (share of the user's bought items bought more than once; NaN
-  without a purchase);
+  the training reference time), ``user_repeat_share`` (share of the user's bought items bought more
+  than once; NaN without a purchase);
 - item features (:class:`ItemStats`, fitted): ``item_log_users``, ``item_log_recent_users`` (last
   ``recent_days`` before the reference time), ``item_category_pop_share`` / ``item_brand_pop_share``
   (the item's share of the distinct users of its category's / brand's items: its popularity within
