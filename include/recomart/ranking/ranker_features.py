@@ -226,10 +226,8 @@ class UserContext:
 
 def _one_hot(codes: np.ndarray, n_codes: int) -> sparse.csr_matrix:
     """Items × codes CSR with a 1 at each item's code (no entry for code ``-1``)."""
-    known = codes >= 0
-    return sparse.csr_matrix(
-        (np.ones(int(known.sum())), (np.flatnonzero(known), codes[known])), shape=(len(codes), max(n_codes, 1))
-    )
+    known = np.flatnonzero(codes >= 0)
+    return pair_matrix(known, codes[known], np.ones(len(known)), (len(codes), max(n_codes, 1)))
 
 
 def user_context(history: UserHistory, stats: ItemStats) -> UserContext:

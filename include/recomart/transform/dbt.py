@@ -178,7 +178,8 @@ def run_dbt(
     log_path: Path | None = None,
     check: bool = True,
 ) -> DbtResult:
-    """Run ``dbt <args>`` for ``project_dir`` with exactly ``env``; stream output lines to ``log``.
+    """Run ``dbt <args>`` for ``project_dir`` with ``env`` (over colours and usage statistics turned off);
+    stream output lines to ``log``.
 
     ``profiles_dir`` defaults to ``project_dir`` (where profiles.yml lives).
     ``target_path``/``log_path`` (absolute, or relative to ``project_dir``) let
