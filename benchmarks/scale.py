@@ -3,7 +3,8 @@
 Each size (``1day``, or a target number of events such as ``300k`` or ``3M``) is a generated shop with
 ``users = events / (days x 1.33)`` and ``items = users / 5`` (100k users x 20k items at 10M events
 over the default 75 days); ``1day`` is one day of the 30k shop (``--one-day-of``), whose stage times
-are the fixed costs (the shortest of ``1day``, ``1day-2``, ...: another job's load only adds).  For
+are the fixed costs (the shortest of ``1day``, ``1day-2``, ...: another job's load only adds; any size
+repeated, ``30k-2``, counts once in the fits, with its shortest time, for the same reason).  For
 each size a deployment of its own (database prefix ``recomart_scale_<hex>``, a state folder with its
 Airflow home and landing files, a catalog API on a free port) on the servers of ``RECOMART_PG_URL`` /
 ``RECOMART_REDIS_URL`` (default: the checkout's) runs the demo's chain through Airflow (``ingest_catalog``,
@@ -42,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,10 @@ def _log(message: str) -> None:
 
 
 def parse_size(text: str) -> int:
-    """``"300k"`` -> 300000, ``"3M"`` -> 3000000, ``"1day"`` -> 0 (the 1-day shop; ``1day-2`` and so on
-    repeat it)."""
-    text = text.strip().lower()
-    if text.startswith("1day"):
+    """``"300k"`` -> 300000, ``"3M"`` -> 3000000, ``"1day"`` -> 0 (the 1-day shop); a suffix ``-2``,
+    ``-3``, ... repeats a size (``1day-2``, ``30k-2``: the same seeded shop measured again)."""
+    text = text.strip().lower().split("-")[0]
+    if text == "1day":
         return 0
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
     return int(float(text.rstrip("km")) * scale)
@@ -437,24 +438,31 @@ def is_fixed_cost(size: dict) -> bool:
     return bool(size["label"].startswith("1day"))
 
 
+def shortest_per_shop(sizes: list[dict], value: Callable[[dict], float]) -> tuple[list[int], list[float]]:
+    """``(events, values)``, one point per distinct shop in order of events: the shortest ``value`` of
+    the shop's runs (a size and its repeats, ``30k``, ``30k-2``, ..., measure the same seeded shop; the
+    load of other jobs only adds to a time, as for the fixed costs)."""
+    shortest: dict[int, float] = {}
+    for size in sizes:
+        shortest[size["events"]] = min(shortest.get(size["events"], math.inf), value(size))
+    events = sorted(shortest)
+    return events, [shortest[n] for n in events]
+
+
 def fits(sizes: list[dict], metric: str = "wall_s") -> dict[str, GrowthFit] | None:
     """Each stage's growth fit of ``metric`` (``wall_s`` or ``cpu_s``) over the sizes that measured it,
-    other than the 1-day shops; a stage's fixed cost is its shortest value over the 1-day shops (the
-    load of other jobs only adds to it).  None without one."""
+    other than the 1-day shops, one point per shop (:func:`shortest_per_shop`); a stage's fixed cost is
+    its shortest value over the 1-day shops.  None without one."""
     sizes = [size for size in sizes if all(metric in size["stages"][stage] for stage in STAGES)]
     one_day = [size for size in sizes if is_fixed_cost(size)]
-    grown = sorted((size for size in sizes if not is_fixed_cost(size)), key=lambda size: size["events"])
+    grown = [size for size in sizes if not is_fixed_cost(size)]
     if not one_day:
         return None
-    events = [size["events"] for size in grown]
-    return {
-        stage: fit_growth(
-            events,
-            [size["stages"][stage][metric] for size in grown],
-            min(size["stages"][stage][metric] for size in one_day),
-        )
-        for stage in STAGES
-    }
+    out = {}
+    for stage in STAGES:
+        events, seconds = shortest_per_shop(grown, lambda size, stage=stage: size["stages"][stage][metric])
+        out[stage] = fit_growth(events, seconds, min(size["stages"][stage][metric] for size in one_day))
+    return out
 
 
 def fit_figures(sizes: list[dict]) -> dict[str, Any]:
@@ -545,14 +553,13 @@ def train_step_fits(sizes: list[dict]) -> dict[str, Any] | None:
     if not one_day or not grown:
         return None
     steps = [step for step in grown[-1]["stages"]["train"]["steps_s"] if step != "total_s"]
-    step_fits = {
-        step: fit_growth(
-            [size["events"] for size in grown],
-            [size["stages"]["train"]["steps_s"].get(step, 0.0) for size in grown],
-            min(size["stages"]["train"]["steps_s"].get(step, 0.0) for size in one_day),
+    step_fits = {}
+    for step in steps:
+        events, seconds = shortest_per_shop(
+            grown, lambda size, step=step: size["stages"]["train"]["steps_s"].get(step, 0.0)
         )
-        for step in steps
-    }
+        fixed = min(size["stages"]["train"]["steps_s"].get(step, 0.0) for size in one_day)
+        step_fits[step] = fit_growth(events, seconds, fixed)
     return {
         "note": "the train stage's steps (its MLflow run's time_* metrics), fitted as the stages are",
         "exponents": {step: fit.exponent for step, fit in step_fits.items()},

@@ -49,6 +49,7 @@ def test_sizes_not_above_the_fixed_cost_are_dropped_and_too_few_points_give_no_f
 
 def test_sizes_parse_and_scale_users_and_items_with_events() -> None:
     assert [S.parse_size(t) for t in ("1day", "300k", "1M", "2.5m", "5000")] == [0, 300_000, 1_000_000, 2_500_000, 5000]
+    assert [S.parse_size(t) for t in ("1day-2", "30k-2", "1M-3")] == [0, 30_000, 1_000_000]
     users, items, days = S.shop_shape(10_000_000, 75)
     assert days == 75 and 95_000 < users < 105_000 and items == users // 5
 
@@ -66,6 +67,16 @@ def test_the_fixed_cost_is_the_shortest_one_day_shop_and_one_day_shops_are_not_f
     assert {fit.fixed_s for fit in fits.values()} == {10.0}
     assert [fit.exponent for fit in fits.values()] == pytest.approx([1.0] * len(F.STAGES), abs=1e-3)
     assert S.fits(sizes[2:]) is None
+
+
+def test_a_repeated_size_is_one_point_of_the_fit_with_its_shortest_time() -> None:
+    sizes = [_size("1day", 400, 10.0)] + [_size(f"{x:.0f}", int(x), 10.0 + 1e-3 * x) for x in EVENTS]
+    slower = [_size(f"{x:.0f}-2", int(x), 10.0 + 3e-3 * x**1.2) for x in EVENTS[:2]]
+    fits = S.fits(sizes + slower)
+    assert fits is not None
+    assert {(fit.points, fit.dropped) for fit in fits.values()} == {(len(EVENTS), 0)}
+    assert [fit.exponent for fit in fits.values()] == pytest.approx([1.0] * len(F.STAGES), abs=1e-3)
+    assert S.fits(sizes[:1] + slower[:1] + sizes[1:])["transform"].exponent == pytest.approx(1.0, abs=1e-3)
 
 
 def test_the_daily_ratio_comes_from_the_largest_size_only() -> None:
