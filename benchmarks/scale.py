@@ -21,7 +21,8 @@ RSS of the largest process and of the whole process tree (the runner, or the Air
 their tasks; psutil, sampled every 0.2 s), the warehouse's size on disk after it
 (``pg_database_size``) and the load average at its start and end.  Per size, ``speed_probe``: a fixed
 CPU workload timed before the size's processes start and after they end (:mod:`benchmarks.speed_probe`),
-so that two runs can be compared by the machine's speed too.
+so that two runs can be compared by the machine's speed too; ``published``: the generation ``recommend``
+published, with its model version and users per strategy (ranker or blend).
 
 Results are merged by size into ``benchmarks/results/scale.json`` (``--fresh`` starts over), then
 each stage's exponent is fitted (:mod:`benchmarks.scale_fit`) and ``scale.png`` drawn; with no size
@@ -331,6 +332,19 @@ def train_steps(s: Settings) -> dict[str, float]:
     }
 
 
+def published_generation(s: Settings) -> dict[str, Any] | None:
+    """The live recommendation generation the size's ``recommend`` published: ``generation_id``,
+    ``model_version`` and ``strategy_summary`` (users per strategy, e.g. ``{"ranker": 96129, ...}``), so a
+    reader can tell which strategy ``recommend``'s time belongs to; None when none is live."""
+    with psycopg.connect(s.warehouse_url) as conn:
+        row = conn.execute(
+            "select generation_id, model_version, strategy_summary from reco.generations where is_live"
+        ).fetchone()
+    if row is None:
+        return None
+    return {"generation_id": int(row[0]), "model_version": row[1], "strategy_summary": dict(row[2] or {})}
+
+
 def drop_size(s: Settings, work: Path) -> None:
     """Drop the size's databases, its Feast project's and its prefix's Redis keys and its state folder."""
     import redis
@@ -412,6 +426,7 @@ def measure_size(
             processes.stop(s, "catalog-api")
         stages = stage_figures(runs)
         stages["train"]["steps_s"] = train_steps(s)
+        published = published_generation(s)
         return {
             "label": label,
             "runner": runner,
@@ -424,6 +439,7 @@ def measure_size(
             "generate_s": generate_s,
             "stages": stages,
             "daily": daily_figures(runs, day_events) if daily else None,
+            "published": published,
             "dag_run_ids": {key: run["run_id"] for key, run in runs.items()},
             "databases_mb": {name: database_mb(s, name) for name in s.all_databases},
             "measured_at": run_metadata()["measured_at"],
