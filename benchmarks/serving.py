@@ -32,8 +32,9 @@ load phases would delay the probes);
 feature-freshness figures (``intake``, ``stream``) come from ``benchmarks/stream.py``'s run (``--stream-results``).
 
 hey takes one URL, so the fixed load is ``--concurrency`` hey processes of one connection each,
-every one on its own user or item at ``rate / concurrency`` requests/s; their latencies are pooled.
-wrk's Lua script walks all the distinct paths.
+every one on its own user or item at ``rate / concurrency`` requests/s; their latencies are pooled
+(``fixed_load_paths``: that many users or items).  wrk's Lua script walks all the distinct paths
+(``wrk_paths``).  Runs before these two keys recorded one ``distinct_paths``, wrk's, which hid hey's.
 
     .venv/bin/python -m benchmarks.serving --smoke          # small and short: a check, not the result
     .venv/bin/python -m benchmarks.serving --out benchmarks/results/serving.json --stream-results PATH
@@ -195,7 +196,7 @@ def hey_fixed_load(
         "achieved_rps": round(total / duration_s, 1),
         "answered_share": round(ok / total, 4) if total else 0.0,
         "requests": total,
-        "distinct_paths": len(procs),
+        "fixed_load_paths": len(procs),
     }
 
 
@@ -221,7 +222,7 @@ def wrk_max(base: str, route_paths: list[str], concurrency: int, duration_s: int
     return {
         "max_rps": round(rps, 1),
         "non_2xx": int(errors.group(1)) if errors else 0,
-        "distinct_paths": len(route_paths),
+        "wrk_paths": len(route_paths),
     }
 
 
