@@ -67,13 +67,15 @@
 {%- endmacro %}
 
 {#
-    Post-hook of the day-keyed histories: an index on built_at, which the
-    tests of the rows a build wrote (var tests_of_built_rows) and the window
-    start's max(built_at) read. Created once, after the first build's rows;
-    dbt's `indexes` config would create it only with a new table.
+    Post-hook: an index on `column` of the model, created once, after the
+    first build's rows (dbt's `indexes` config would create it only with a
+    new table). The day-keyed histories index built_at, which the tests of
+    the rows a build wrote (var tests_of_built_rows) and the window start's
+    max(built_at) read; int_user_items indexes loaded_at, which the tests of
+    the pairs loaded since the last build (var tests_of_new_rows) read.
 #}
-{% macro built_at_index() -%}
-    create index if not exists {{ adapter.quote(this.identifier ~ '_built_at') }} on {{ this }} (built_at)
+{% macro column_index(column) -%}
+    create index if not exists {{ adapter.quote(this.identifier ~ '_' ~ column) }} on {{ this }} ({{ column }})
 {%- endmacro %}
 
 {#

@@ -317,28 +317,49 @@ def test_a_daily_build_tests_only_the_rows_loaded_after_the_last_build(
     }
 
 
-def test_a_daily_build_tests_only_the_history_rows_written_after_the_last_build(
-    generated_build: DbtResult, warehouse_dsn: str, tool_env: dict[str, str], dbt_project_dir: Path, tmp_path
+#: (model, the watermark of ops.dbt_last_build its daily tests read, its column compared with it, a bad
+#: value planted on one of its rows written by the recorded build, the condition that finds that row, the
+#: test that fails on it, the restore)
+NEWER_ROW_CASES = {
+    "history": (
+        "user_features_history",
+        "built_until",
+        "built_at",
+        "update marts.user_features_history set frequency = -1 where user_id = 'u1' and as_of_date ="
+        " (select min(as_of_date) from marts.user_features_history where user_id = 'u1')",
+        "frequency = -1",
+        "accepted_range_user_features_history_frequency__0",
+        "update marts.user_features_history set frequency = 0 where frequency = -1",
+    ),
+    "ratings": (
+        "user_item_ratings",
+        "loaded_until",
+        "loaded_at",
+        "update marts.user_item_ratings set purchases = -1 where (user_id, item_id) ="
+        " (select user_id, item_id from marts.user_item_ratings order by 1, 2 limit 1)",
+        "purchases = -1",
+        "accepted_range_user_item_ratings_purchases__0",
+        "update marts.user_item_ratings set purchases = 0 where purchases = -1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEWER_ROW_CASES))
+def test_a_daily_build_tests_only_the_rows_newer_than_the_last_build(
+    case: str, generated_build: DbtResult, warehouse_dsn: str, tool_env: dict[str, str], dbt_project_dir: Path, tmp_path
 ) -> None:
-    """The whole-project build recorded its start; a later `dbt build` tests the feature histories' rows
-    written (built_at) after it only, `dbt test` every row, and a history row written later is tested."""
-    (recorded,) = _query(warehouse_dsn, "select built_until from ops.dbt_last_build where project = 'recomart'")[0]
+    """The whole-project build recorded its start (built_until) and int_interactions' latest loaded_at
+    (loaded_until); a later `dbt build` tests the feature histories' rows written (built_at) after the
+    first and the ratings' pairs loaded (loaded_at) after the second only, `dbt test` every row, and a
+    row that becomes newer than the watermark is tested."""
+    model, watermark, column, planted, bad, failing, restore = NEWER_ROW_CASES[case]
+    (recorded,) = _query(warehouse_dsn, f"select {watermark} from ops.dbt_last_build where project = 'recomart'")[0]
     assert recorded is not None
-    planted = "update marts.user_features_history set frequency = -1 where user_id = 'u1' and as_of_date = {day}"
-    first_day = "(select min(as_of_date) from marts.user_features_history where user_id = 'u1')"
-    _execute(warehouse_dsn, planted.format(day=first_day))  # a bad row that build wrote (and tested)
+    _execute(warehouse_dsn, planted)  # a bad row that build wrote (and tested)
 
     def run(command: str) -> None:
         run_dbt(
-            [
-                command,
-                "--vars",
-                '{"dataset": "generated"}',
-                "--select",
-                "user_features_history",
-                "--resource-type",
-                "test",
-            ],
+            [command, "--vars", '{"dataset": "generated"}', "--select", model, "--resource-type", "test"],
             project_dir=dbt_project_dir,
             env=tool_env,
             log=lambda _line: None,
@@ -346,18 +367,18 @@ def test_a_daily_build_tests_only_the_history_rows_written_after_the_last_build(
             log_path=tmp_path / "logs",
         )
 
-    failing = "accepted_range_user_features_history_frequency__0"
     try:
-        run("build")  # only rows written after `recorded`: none
+        assert _query(warehouse_dsn, f"select max({column}) <= %s from marts.{model}", (recorded,))[0][0]
+        run("build")  # only rows newer than `recorded`: none
         with pytest.raises(DbtBuildError) as caught:
             run("test")
         assert {r.name.split(".")[0] for r in caught.value.failures} == {failing}
-        _execute(warehouse_dsn, "update marts.user_features_history set built_at = now() where frequency = -1")
+        _execute(warehouse_dsn, f"update marts.{model} set {column} = now() where {bad}")
         with pytest.raises(DbtBuildError) as caught:
             run("build")  # the row is now newer than the last successful build
         assert {r.name.split(".")[0] for r in caught.value.failures} == {failing}
     finally:
-        _execute(warehouse_dsn, "update marts.user_features_history set frequency = 0 where frequency = -1")
+        _execute(warehouse_dsn, restore)
 
 
 @pytest.fixture(scope="module")

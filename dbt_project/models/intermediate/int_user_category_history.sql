@@ -19,7 +19,7 @@
         incremental_strategy='delete+insert',
         unique_key='as_of_date',
         on_schema_change='append_new_columns',
-        post_hook=['{{ built_at_index() }}', 'analyze {{ this }}'],
+        post_hook=["{{ column_index('built_at') }}", 'analyze {{ this }}'],
         indexes=[
             {'columns': ['user_id', 'category', 'as_of_date'], 'unique': true},
             {'columns': ['as_of_date']},

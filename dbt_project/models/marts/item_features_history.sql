@@ -30,7 +30,7 @@
         unique_key='as_of_date',
         on_schema_change='append_new_columns',
         pre_hook="{{ upgrade_feature_history([['built_at', 'timestamptz']]) }}",
-        post_hook=['{{ built_at_index() }}', 'analyze {{ this }}'],
+        post_hook=["{{ column_index('built_at') }}", 'analyze {{ this }}'],
         indexes=[
             {'columns': ['item_id', 'event_timestamp'], 'unique': true},
             {'columns': ['as_of_date']},

@@ -8,10 +8,15 @@
     computed per pair from int_user_items (its decayed sums by type, anchored
     at the pair's last interaction), not from every interaction.
 
-    Analyzed once built, for the tests and readers that follow.
+    Analyzed once built, for the tests and readers that follow. loaded_at is
+    the pair's latest load (int_user_items), indexed: a daily `dbt build`
+    tests the pairs loaded since the last build only (var tests_of_new_rows;
+    16 tests of about 0.9 s each over 6M rows, 0.1 s by the index, which
+    costs about 2.4 s to build); the others differ from the last build's
+    rows by their decay to as_of.
 #}
 
-{{ config(post_hook='analyze {{ this }}') }}
+{{ config(indexes=[{'columns': ['loaded_at']}], post_hook='analyze {{ this }}') }}
 
 {%- set half_life = var('recency_half_life_days') | float %}
 
@@ -56,6 +61,7 @@ scored as (
         pairs.interactions,
         pairs.purchases,
         pairs.last_interaction_at,
+        pairs.loaded_at,
         as_of.as_of as event_timestamp
 
     from pairs
@@ -75,6 +81,7 @@ rated as (
         interactions::integer as interactions,
         purchases::integer as purchases,
         last_interaction_at,
+        loaded_at,
         event_timestamp
 
     from scored
