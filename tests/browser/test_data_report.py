@@ -45,7 +45,7 @@ from recomart.transform.dbt import run_dbt
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.shared_data]
 
-MODELS = "+int_interactions +dim_products +data_quality_exclusions"
+MODELS = "+int_interactions +int_user_items +dim_products +data_quality_exclusions"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".state" / "test-artifacts" / "data_report"
 SPEC = re.compile(r'<script type="application/json" class="spec" data-plot="(\w+)">(.*?)</script>')
 
