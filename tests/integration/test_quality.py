@@ -460,11 +460,11 @@ def test_warning_failures_are_returned_not_raised(warehouse: str, caplog: pytest
 
     with planted(
         warehouse,
-        "update marts.user_item_ratings set score = 0 where user_id = 'u1' and item_id = 'i1'",
+        "update marts.user_item_ratings set score = -1 where user_id = 'u1' and item_id = 'i1'",
         "update marts.user_item_ratings set score = 1 where user_id = 'u1' and item_id = 'i1'",
     ):
         marts = validate_marts(warehouse, "generated", tables=["user_item_ratings"])
-    assert marts.success and marts.failed() == {("marts.user_item_ratings", "score_positive")}
+    assert marts.success and marts.failed() == {("marts.user_item_ratings", "score_non_negative")}
 
 
 def test_missing_table_is_a_critical_failure(warehouse: str) -> None:
