@@ -317,29 +317,25 @@ def test_a_daily_build_tests_only_the_rows_loaded_after_the_last_build(
     }
 
 
-#: (model, the watermark of ops.dbt_last_build its daily tests read, its column compared with it, a bad
-#: value planted on one of its rows written by the recorded build, the condition that finds that row, the
-#: test that fails on it, the restore)
+#: (model, the watermark of ops.dbt_last_build its daily tests read, its column compared with it, the
+#: non-negative column a bad value is planted in, the row planted, the test that fails on it)
 NEWER_ROW_CASES = {
     "history": (
         "user_features_history",
         "built_until",
         "built_at",
-        "update marts.user_features_history set frequency = -1 where user_id = 'u1' and as_of_date ="
+        "frequency",
+        "user_id = 'u1' and as_of_date ="
         " (select min(as_of_date) from marts.user_features_history where user_id = 'u1')",
-        "frequency = -1",
         "accepted_range_user_features_history_frequency__0",
-        "update marts.user_features_history set frequency = 0 where frequency = -1",
     ),
     "ratings": (
         "user_item_ratings",
         "loaded_until",
         "loaded_at",
-        "update marts.user_item_ratings set purchases = -1 where (user_id, item_id) ="
-        " (select user_id, item_id from marts.user_item_ratings order by 1, 2 limit 1)",
-        "purchases = -1",
+        "purchases",
+        "(user_id, item_id) = (select user_id, item_id from marts.user_item_ratings order by 1, 2 limit 1)",
         "accepted_range_user_item_ratings_purchases__0",
-        "update marts.user_item_ratings set purchases = 0 where purchases = -1",
     ),
 }
 
@@ -352,10 +348,12 @@ def test_a_daily_build_tests_only_the_rows_newer_than_the_last_build(
     (loaded_until); a later `dbt build` tests the feature histories' rows written (built_at) after the
     first and the ratings' pairs loaded (loaded_at) after the second only, `dbt test` every row, and a
     row that becomes newer than the watermark is tested."""
-    model, watermark, column, planted, bad, failing, restore = NEWER_ROW_CASES[case]
+    model, watermark, column, value, row, failing = NEWER_ROW_CASES[case]
     (recorded,) = _query(warehouse_dsn, f"select {watermark} from ops.dbt_last_build where project = 'recomart'")[0]
     assert recorded is not None
-    _execute(warehouse_dsn, planted)  # a bad row that build wrote (and tested)
+    # x -> -x - 1 makes a non-negative value negative and, applied again, restores it
+    flip = f"update marts.{model} set {value} = -{value} - 1 where"
+    _execute(warehouse_dsn, f"{flip} {row}")  # a bad row that build wrote (and tested)
 
     def run(command: str) -> None:
         run_dbt(
@@ -373,12 +371,12 @@ def test_a_daily_build_tests_only_the_rows_newer_than_the_last_build(
         with pytest.raises(DbtBuildError) as caught:
             run("test")
         assert {r.name.split(".")[0] for r in caught.value.failures} == {failing}
-        _execute(warehouse_dsn, f"update marts.{model} set {column} = now() where {bad}")
+        _execute(warehouse_dsn, f"update marts.{model} set {column} = now() where {value} < 0")
         with pytest.raises(DbtBuildError) as caught:
             run("build")  # the row is now newer than the last successful build
         assert {r.name.split(".")[0] for r in caught.value.failures} == {failing}
     finally:
-        _execute(warehouse_dsn, restore)
+        _execute(warehouse_dsn, f"{flip} {value} < 0")
 
 
 @pytest.fixture(scope="module")
