@@ -147,11 +147,15 @@
     incremental on int_interactions starts recomputing. int_interactions
     rewrites a day when its events changed (a new day, late or replaced
     events, an event stamped before the last build's latest loaded_at), so
-    every change since `since` is on that day or later. Indexed (built_at).
+    every change since `since` is on that day or later. Indexed (built_at):
+    min(event_date + 0), not min(event_date), so the planner reads the few
+    rows written since through that index; for min(event_date) it walked
+    the event_date index from the oldest day, filtering every row until the
+    first rewritten one (1.6 s at 10M events, all of them before it).
 #}
 {% macro interactions_rebuilt_since(since) -%}
     (
-        select min(rebuilt.event_date)
+        select min(rebuilt.event_date + 0)
         from {{ ref('int_interactions') }} as rebuilt
         where rebuilt.built_at > coalesce({{ since }}, '-infinity'::timestamptz)
     )
