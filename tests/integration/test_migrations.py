@@ -143,6 +143,19 @@ def test_a_second_migrate_applies_nothing_and_changes_nothing(private_database) 
     assert ledger == [(m.version, m.name, m.checksum) for m in available_migrations()]
 
 
+def test_the_warehouse_sessions_compile_without_inlining_or_optimization(private_database) -> None:
+    """Migration 0018 sets the database's defaults, which a session opened after it gets."""
+    dsn = private_database("jit")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("show jit_inline_above_cost").fetchone() == ("500000",)
+    migrate(dsn)
+    with psycopg.connect(dsn) as conn:
+        settings = [
+            conn.execute(f"show {name}").fetchone()[0] for name in ("jit_inline_above_cost", "jit_optimize_above_cost")
+        ]
+    assert settings == ["-1", "-1"]
+
+
 def test_the_command_says_when_there_is_nothing_to_do(test_settings: Settings) -> None:
     """``./recomart migrate`` on the module's warehouse, which the fixture already migrated."""
     env = {**os.environ, "RECOMART_DB_PREFIX": test_settings.db_prefix}
