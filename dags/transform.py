@@ -64,13 +64,15 @@ def transform():
         return build_warehouse_models(settings(), full_refresh=bool((params or {}).get("full_refresh")))
 
     @task
-    def validate_marts() -> dict:
-        """Great Expectations on the marts; a critical failure stops Feast and training."""
+    def validate_marts(params=None) -> dict:
+        """Great Expectations on the marts; a critical failure stops Feast and training. The ratings'
+        suite reads the pairs loaded since its last pass, every pair after a full refresh."""
         from recomart.config import settings
         from recomart.tasks.transform import validate_mart_tables
 
         with fail_fast_on_bad_data():
-            return validate_mart_tables(warehouse_dsn(), settings())
+            every_row = bool((params or {}).get("full_refresh"))
+            return validate_mart_tables(warehouse_dsn(), settings(), every_row=every_row)
 
     @task
     def feast_apply():

@@ -317,6 +317,26 @@ def test_a_daily_build_tests_only_the_rows_loaded_after_the_last_build(
     }
 
 
+def test_ratings_refuse_a_negative_weight(dbt_project_dir: Path, tool_env: dict[str, str], tmp_path: Path) -> None:
+    """Daily tests read only the pairs loaded since the last build: the ratings stay in range for the
+    others by construction, which a negative weight would break, so the model refuses to compile."""
+    with pytest.raises(DbtBuildError, match="rating_weight_purchase must be >= 0, not -1"):
+        run_dbt(
+            [
+                "compile",
+                "--vars",
+                '{"dataset": "generated", "rating_weight_purchase": -1}',
+                "--select",
+                "user_item_ratings",
+            ],
+            project_dir=dbt_project_dir,
+            env=tool_env,
+            log=lambda _line: None,
+            target_path=tmp_path / "target",
+            log_path=tmp_path / "logs",
+        )
+
+
 #: (model, the watermark of ops.dbt_last_build its daily tests read, its column compared with it, the
 #: non-negative column a bad value is planted in, the row planted, the test that fails on it)
 NEWER_ROW_CASES = {

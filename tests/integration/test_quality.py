@@ -467,6 +467,55 @@ def test_warning_failures_are_returned_not_raised(warehouse: str, caplog: pytest
     assert marts.success and marts.failed() == {("marts.user_item_ratings", "score_non_negative")}
 
 
+RATINGS = "marts.user_item_ratings"
+
+
+def _ratings_mark(dsn: str) -> datetime | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("select loaded_until from ops.gx_validated_until where suite = %s", (RATINGS,)).fetchone()
+    return row[0] if row else None
+
+
+def test_a_daily_run_reads_the_ratings_loaded_since_its_last_pass(private_database) -> None:
+    """The ratings' suite reads the pairs loaded after its last pass; a failing run keeps that mark, so
+    the next run reads the bad pair again; a run over every row (after a full refresh) reads all."""
+    dsn = private_database("new_pairs")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_tables(conn, GENERATED_EVENTS)  # migrates: ops.gx_validated_until
+        conn.execute(MART_DDL)
+        conn.execute(f"alter table {RATINGS} add column loaded_at timestamptz default '2024-03-02 01:00+00'")
+
+    def daily() -> ValidationSummary:
+        return validate_marts(dsn, "generated", tables=["user_item_ratings"])
+
+    assert _ratings_mark(dsn) is None
+    assert daily().success
+    first_mark = datetime(2024, 3, 2, 1, tzinfo=UTC)
+    assert _ratings_mark(dsn) == first_mark
+
+    old_pair = f"update {RATINGS} set rating = {{}} where user_id = 'u2'"
+    with planted(dsn, old_pair.format(6.5), old_pair.format(4.1)):
+        assert daily().success  # loaded before the mark: not read again
+        everything = _critical_failure(
+            lambda: validate_marts(dsn, "generated", tables=["user_item_ratings"], every_row=True)
+        )
+        assert everything.failed("critical") == {(RATINGS, "rating_range")}
+    assert _ratings_mark(dsn) == first_mark
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"insert into {RATINGS} values ('u2', 'i1', 6.0, 2.0, 1, 2, '2024-03-03 09:00+00',"
+            " '2024-03-04 00:00+00', '2024-03-03 10:00+00')"
+        )
+    failed = _critical_failure(daily)
+    assert failed.failed("critical") == {(RATINGS, "rating_range"), (RATINGS, "purchases_le_interactions")}
+    assert _ratings_mark(dsn) == first_mark
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"update {RATINGS} set rating = 3.0, purchases = 1 where user_id = 'u2' and item_id = 'i1'")
+    assert daily().success
+    assert _ratings_mark(dsn) == datetime(2024, 3, 3, 10, tzinfo=UTC)
+
+
 def test_missing_table_is_a_critical_failure(warehouse: str) -> None:
     with planted(
         warehouse,

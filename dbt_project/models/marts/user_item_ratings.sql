@@ -26,6 +26,22 @@
 {{ config(unlogged=true, indexes=[{'columns': ['loaded_at']}], post_hook='analyze {{ this }}') }}
 
 {%- set half_life = var('recency_half_life_days') | float %}
+{#-
+    Non-negative weights and a positive saturation keep every score >= 0 and every rating in [1, 5) by
+    construction, whatever the pair: the daily tests (dbt's and Great Expectations') read only the pairs
+    loaded since the last build, so the rows that merely decay further are not read again.
+#}
+{%- for name in ['rating_weight_view', 'rating_weight_add_to_cart', 'rating_weight_purchase'] -%}
+{%- if (var(name) | float) < 0 -%}
+{{- exceptions.raise_compiler_error(name ~ ' must be >= 0, not ' ~ var(name)) -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if (var('rating_saturation') | float) <= 0 or half_life < 0 -%}
+{{- exceptions.raise_compiler_error(
+    'rating_saturation must be > 0 and recency_half_life_days >= 0, not '
+    ~ var('rating_saturation') ~ ' and ' ~ var('recency_half_life_days')
+) -}}
+{%- endif %}
 
 with
 

@@ -43,6 +43,7 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
 from recomart.errors import BadInputError
+from recomart.quality import watermarks
 from recomart.quality.docs_assets import localise_docs
 from recomart.quality.expectations import (
     CRITICAL,
@@ -187,14 +188,30 @@ def validate_raw(
 
 
 def validate_marts(
-    dsn: str, dataset: str, *, docs_dir: Path | None = None, tables: Sequence[str] | None = None
+    dsn: str,
+    dataset: str,
+    *,
+    docs_dir: Path | None = None,
+    tables: Sequence[str] | None = None,
+    every_row: bool = False,
 ) -> ValidationSummary:
     """Validate ``marts.user_item_ratings``, ``user_features``, ``item_features`` and ``dim_products``
     (or the subset ``tables``).  Raises :class:`DataQualityError` on a critical failure.
+
+    The ratings are read from the pairs loaded after those of the last run that passed
+    (:mod:`recomart.quality.watermarks`), unless ``every_row`` (after a full refresh) or there is no
+    such run; a run that passes moves that mark to the table's latest load.
     """
-    suites = mart_suites(dataset, tables=tables)
+    with psycopg.connect(dsn) as conn:
+        loaded = watermarks.latest_load(conn, watermarks.RATINGS_TABLE)
+        since = None if every_row or loaded is None else watermarks.validated_until(conn, watermarks.RATINGS_TABLE)
+    suites = mart_suites(dataset, tables=tables, ratings_newer_than=since)
     existing = _existing_tables(dsn, [s.qualified_table for s in suites])
-    return _validate("marts", dataset, dsn, suites, docs_dir, None, existing)
+    summary = _validate("marts", dataset, dsn, suites, docs_dir, None, existing)
+    if loaded is not None and any(s.qualified_table == watermarks.RATINGS_TABLE for s in suites):
+        with psycopg.connect(dsn) as conn:
+            watermarks.record_validated(conn, watermarks.RATINGS_TABLE, loaded)
+    return summary
 
 
 # --- running --------------------------------------------------------------------------------
@@ -248,11 +265,12 @@ def _validate(
 
 def _run_suite(context, datasource, spec: SuiteSpec, run_id: RunIdentifier):
     asset_name = spec.name.replace(".", "_")
-    if spec.partition_date is None:
+    if spec.partition_filter == "true":
         asset = datasource.add_table_asset(asset_name, table_name=spec.table, schema_name=spec.schema)
     else:
-        # One logical date, served by the raw tables' _logical_date index.  (GX's column-value
-        # partitioner binds dates as varchar, and its daily partitioner scans the whole table.)
+        # One logical date, served by the raw tables' _logical_date index, or the rows loaded since a
+        # mark, by the ratings' loaded_at index.  (GX's column-value partitioner binds dates as varchar,
+        # and its daily partitioner scans the whole table.)
         asset = datasource.add_query_asset(
             asset_name, query=f"select * from {spec.qualified_table} where {spec.partition_filter}"
         )

@@ -41,11 +41,12 @@ def build_warehouse_models(s: Settings, full_refresh: bool = False) -> dict[str,
     return result.as_dict() if hasattr(result, "as_dict") else {"ok": True}
 
 
-def validate_mart_tables(dsn: str, s: Settings) -> dict[str, Any]:
-    """Run the mart suites after ``dbt build``; a critical failure stops Feast and training."""
+def validate_mart_tables(dsn: str, s: Settings, every_row: bool = False) -> dict[str, Any]:
+    """Run the mart suites after ``dbt build``; a critical failure stops Feast and training. The ratings'
+    suite reads the pairs loaded since its last pass unless ``every_row`` (a full refresh)."""
     from recomart.quality import validate_marts
 
-    return validate_marts(dsn, s.dataset, docs_dir=s.gx_docs_dir).to_dict()
+    return validate_marts(dsn, s.dataset, docs_dir=s.gx_docs_dir, every_row=every_row).to_dict()
 
 
 def apply_feature_repo(s: Settings) -> None:
