@@ -26,6 +26,8 @@ RUN_METADATA_COLUMNS: dict[str, set[str]] = {
     "ops.schema_migrations": {"applied_at"},
     # dbt's record of its last successful build (dbt_project/macros/tests/new_rows.sql)
     "ops.dbt_last_build": {"loaded_until", "invocation_id", "built_until"},
+    # how far Great Expectations' ratings suite has validated, and when (recomart.quality.watermarks)
+    "ops.gx_validated_until": {"loaded_until", "validated_at"},
     # the watermark itself is business state; the rest describes the last run (full, then incremental)
     # and the last full snapshot (when, which run)
     "ops.catalog_watermark": {
