@@ -68,6 +68,10 @@ class SuiteSpec:
         return f"{self.schema}.{self.table}"
 
     @property
+    def whole_table(self) -> bool:
+        return self.partition_date is None and self.newer_than is None
+
+    @property
     def partition_filter(self) -> str:
         """SQL condition selecting the partition (``true`` for the whole table): one logical date, or
         the rows loaded after ``newer_than``."""

@@ -265,7 +265,7 @@ def _validate(
 
 def _run_suite(context, datasource, spec: SuiteSpec, run_id: RunIdentifier):
     asset_name = spec.name.replace(".", "_")
-    if spec.partition_filter == "true":
+    if spec.whole_table:
         asset = datasource.add_table_asset(asset_name, table_name=spec.table, schema_name=spec.schema)
     else:
         # One logical date, served by the raw tables' _logical_date index, or the rows loaded since a

@@ -20,23 +20,18 @@ WATERMARKS = "ops.gx_validated_until"
 _WATERMARKS = sql.Identifier("ops", "gx_validated_until")
 
 
-def _has_loaded_at(conn: psycopg.Connection, table: str) -> bool:
-    schema, name = table.split(".")
-    row = conn.execute(
-        "select exists (select 1 from information_schema.columns"
-        " where table_schema = %s and table_name = %s and column_name = 'loaded_at')",
-        (schema, name),
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def latest_load(conn: psycopg.Connection, table: str) -> datetime | None:
     """The latest ``loaded_at`` of ``table`` (a trusted ``schema.name``), or None when the table, the
     column or a row is missing."""
-    if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None or not _has_loaded_at(conn, table):
+    schema, name = table.split(".")
+    has_column = conn.execute(
+        "select exists (select 1 from information_schema.columns"
+        " where table_schema = %s and table_name = %s and column_name = 'loaded_at')",
+        (schema, name),
+    ).fetchone()[0]
+    if not has_column:
         return None
-    query = sql.SQL("select max(loaded_at) from {}").format(sql.Identifier(*table.split(".")))
-    return conn.execute(query).fetchone()[0]
+    return conn.execute(sql.SQL("select max(loaded_at) from {}").format(sql.Identifier(schema, name))).fetchone()[0]
 
 
 def validated_until(conn: psycopg.Connection, suite: str) -> datetime | None:
