@@ -10,8 +10,8 @@
     Each day's rows only depend on the events up to its end, so recomputing
     a day gives the rows a full build gives it.
 #}
-{% macro feature_history_start() -%}
-    {{ incremental_first_day('as_of_date', 'feature_history_lookback_days', 'feature_history_from') }}
+{% macro feature_history_start(day_column='as_of_date') -%}
+    {{ incremental_first_day(day_column, 'feature_history_lookback_days', 'feature_history_from') }}
 {%- endmacro %}
 
 {#
@@ -40,9 +40,10 @@
     interactions_rebuilt_since: late events however old, and the days of
     a build that failed before this model); for uci (int_interactions is
     rebuilt whole) and with var('feature_history_from'), the day of
-    feature_history_start.
+    feature_history_start. `day_column` is the model's day key (the data
+    report's aggregates key on activity_date).
 #}
-{% macro feature_history_window_start(state_columns) -%}
+{% macro feature_history_window_start(state_columns, day_column='as_of_date') -%}
     {%- set start = [] -%}
     {%- if execute and is_incremental() -%}
         {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
@@ -53,9 +54,9 @@
         {%- if not missing -%}
             {%- if dataset_is('generated') and 'built_at' in state_columns and not var('feature_history_from', '') -%}
                 {%- set first = 'least(' ~ interactions_rebuilt_since('(select max(built_at) from ' ~ this ~ ')')
-                    ~ ', (select max(as_of_date) + 1 from ' ~ this ~ '))' -%}
+                    ~ ', (select max(' ~ day_column ~ ') + 1 from ' ~ this ~ '))' -%}
             {%- else -%}
-                {%- set first = feature_history_start() -%}
+                {%- set first = feature_history_start(day_column) -%}
             {%- endif -%}
             {%- set day = run_query('select (' ~ first ~ ')::text').columns[0].values()[0] -%}
             {%- if day -%}

@@ -45,7 +45,10 @@ from recomart.transform.dbt import run_dbt
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.shared_data]
 
-MODELS = "+int_interactions +int_user_items +dim_products +data_quality_exclusions"
+MODELS = (
+    "+int_interactions +int_user_items +dim_products +data_quality_exclusions +report_hourly_interactions"
+    " +report_daily_baskets"
+)
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".state" / "test-artifacts" / "data_report"
 SPEC = re.compile(r'<script type="application/json" class="spec" data-plot="(\w+)">(.*?)</script>')
 
@@ -172,6 +175,14 @@ def test_uci_dirt_and_figures_equal_sql(
     assert sum(r["baskets"] for r in data["basket_sizes"]) == invoices
     assert sum(r["items"] * r["baskets"] for r in data["basket_sizes"]) == lines
     assert sum(r["purchases"] for r in data["repeat_purchases"]) == lines
+    # a repeat: the customer bought the item on an earlier invoice (by time, then invoice number)
+    ((repeats,),) = rows(
+        dsn,
+        "select count(*) filter (where n > 1) from (select row_number() over (partition by user_id, item_id"
+        " order by bought_at, order_id) as n from (select user_id, item_id, order_id, min(event_time) as bought_at"
+        " from intermediate.int_interactions where event_type = 'purchase' group by 1, 2, 3) as l) as r",
+    )
+    assert 0 < sum(r["repeats"] for r in data["repeat_purchases"]) == repeats
     (products,) = rows(dsn, "select count(*) from marts.dim_products where price > 0")[0]
     assert sum(r["products"] for r in data["price_distribution"]) == products
 

@@ -31,6 +31,8 @@ INCREMENTAL_MARTS = (
     ("intermediate", "int_user_category_history"),
     ("marts", "user_features_history"),
     ("marts", "item_features_history"),
+    ("marts", "report_hourly_interactions"),
+    ("marts", "report_daily_baskets"),
     ("intermediate", "int_user_items"),
     # tables, built from int_user_items' pairs
     ("marts", "user_item_ratings"),
@@ -39,6 +41,7 @@ INCREMENTAL_MARTS = (
 )
 SELECT = (
     "+int_interactions +user_features_history +item_features_history +user_item_ratings +user_features +item_features"
+    " +report_hourly_interactions +report_daily_baskets"
 )
 _RAW_COLUMNS = (
     "event_id, event_time, user_id, item_id, event_type, quantity, unit_price, _logical_date, _load_id,"
@@ -139,6 +142,7 @@ def daily_then_rerun_then_full(warehouse_dsn: str, build) -> str:
         if number == STREAM_AFTER_LOAD:
             _execute(warehouse_dsn, STREAM_ROWS)
         build()
+    _keep(warehouse_dsn, "loaded")  # before the late event, whose build recomputes every day after it
     _execute(warehouse_dsn, LATE_EVENT)
     build()  # int_interactions rewrites the late day, and the histories recompute from it
     _keep(warehouse_dsn, "daily")
@@ -165,6 +169,17 @@ def test_late_events_are_in_the_daily_build(daily_then_rerun_then_full: str) -> 
     assert ("e3", "shop_events", "2024-03-01") in rows and ("e3", "shop_stream", "2024-03-01") not in rows
     assert len(rows) == 9
     assert u3_late == (1, 20.0)
+
+
+def test_a_daily_build_finds_a_repeat_purchase_of_an_earlier_build(daily_then_rerun_then_full: str) -> None:
+    """u2 bought p3 on 02-28 and again on 03-01: the last load's build recomputes 03-01 only, where the
+    repeat is seen by a lookup of the days before its window (kept as ``loaded_*``, before the late
+    event's build recomputes every day from 01-20)."""
+    with psycopg.connect(daily_then_rerun_then_full) as conn:
+        repeats = conn.execute(
+            "select basket_date::text, repeat_lines from public.loaded_report_daily_baskets where repeat_lines > 0"
+        ).fetchall()
+    assert repeats == [("2024-03-01", 1)]
 
 
 @pytest.mark.parametrize(("schema", "name"), INCREMENTAL_MARTS)

@@ -2,7 +2,9 @@
 
 Each function takes an open psycopg connection returning ``dict_row`` rows and returns the plot's
 rows (a few hundred at most: counts per day, per bucket, per reason).  Interactions are
-``intermediate.int_interactions`` (every data set's cleaned interactions in one shape); counts per
+``intermediate.int_interactions`` (every data set's cleaned interactions in one shape), counted per day
+and hour, and their purchase baskets per day and size, by the incremental dbt models of :data:`HOURLY`
+and :data:`BASKETS` (a daily build adds the new day's rows, so the report sums a few thousand); counts per
 user or per product come from its user-item pairs, ``intermediate.int_user_items`` (each pair's
 interactions and purchases up to ``as_of``: 6M pairs to group instead of 10M interactions at 10M
 events); products are ``marts.dim_products``.  A relation a young warehouse does not have yet reads as
@@ -23,13 +25,10 @@ INTERACTIONS = "intermediate.int_interactions"
 PAIRS = "intermediate.int_user_items"
 PRODUCTS = "marts.dim_products"
 EXCLUSIONS = "marts.data_quality_exclusions"
-
-#: A basket: an order where the feed has order numbers (UCI's invoices); the generated shop's
-#: purchase events carry none, so there it is one user's purchases on one UTC day (one session a day).
-BASKET_KEYS = {
-    "uci": sql.SQL("order_id"),
-    "generated": sql.SQL("user_id || ':' || (event_time at time zone 'UTC')::date"),
-}
+#: per day: interactions by hour, and purchase baskets by size with their repeat lines (dbt builds them
+#: incrementally, so a daily report does not group every interaction again)
+HOURLY = "marts.report_hourly_interactions"
+BASKETS = "marts.report_daily_baskets"
 
 #: A quarantine reason without its record's specifics: no ``line N:`` prefix, only the first of
 #: several problems, quoted values as ``'…'`` and numbers as ``N``, so reasons group into kinds.
@@ -92,50 +91,40 @@ def long_tail(conn: Conn) -> Rows:
 
 def weekday_hour(conn: Conn) -> Rows:
     """``weekday (1 = Monday .. 7), hour (0..23, UTC), interactions``."""
-    if not existing(conn, INTERACTIONS):
+    if not existing(conn, HOURLY):
         return []
     return _rows(
         conn,
-        "select extract(isodow from event_time at time zone 'UTC')::int as weekday,"
-        " extract(hour from event_time at time zone 'UTC')::int as hour, count(*) as interactions"
-        f" from {INTERACTIONS} group by 1, 2 order by 1, 2",
+        "select extract(isodow from activity_date)::int as weekday, hour_of_day as hour,"
+        " sum(interactions)::bigint as interactions"
+        f" from {HOURLY} group by 1, 2 order by 1, 2",
     )
 
 
-def _purchase_baskets(dataset: str) -> sql.Composed:
-    """``user_id, item_id, basket, bought_at``: each item once per basket (see :data:`BASKET_KEYS`)."""
-    return sql.SQL(
-        "select user_id, item_id, {key} as basket, min(event_time) as bought_at"
-        " from intermediate.int_interactions where event_type = 'purchase' group by 1, 2, 3"
-    ).format(key=BASKET_KEYS[dataset])
-
-
-def basket_sizes(conn: Conn, dataset: str) -> Rows:
-    """``items`` (distinct products in a basket), ``baskets``: the distribution of basket sizes."""
-    if not existing(conn, INTERACTIONS):
+def basket_sizes(conn: Conn) -> Rows:
+    """``items`` (distinct products in a basket), ``baskets``: the distribution of basket sizes (a
+    basket: an order, or in the generated shop a user's purchases of one UTC day; see the dbt model)."""
+    if not existing(conn, BASKETS):
         return []
-    query = sql.SQL(
-        "with lines as ({lines}), sizes as (select basket, count(*) as items from lines group by basket)"
-        " select items, count(*) as baskets from sizes group by items order by items"
-    ).format(lines=_purchase_baskets(dataset))
-    return _rows(conn, query)
+    return _rows(
+        conn,
+        f"select basket_items as items, sum(baskets)::bigint as baskets from {BASKETS} group by 1 order by 1",
+    )
 
 
-def repeat_purchases(conn: Conn, dataset: str) -> Rows:
+def repeat_purchases(conn: Conn) -> Rows:
     """``week`` (Monday, UTC), ``purchases`` (item-in-basket lines), ``repeats`` (of those, the user
     had bought the item in an earlier basket), ``repeat_share``."""
-    if not existing(conn, INTERACTIONS):
+    if not existing(conn, BASKETS):
         return []
-    query = sql.SQL(
-        "with lines as ({lines}),"
-        " ranked as (select date_trunc('week', bought_at at time zone 'UTC')::date as week,"
-        " row_number() over (partition by user_id, item_id order by bought_at, basket) > 1 as is_repeat"
-        " from lines)"
-        " select week, count(*) as purchases, count(*) filter (where is_repeat) as repeats,"
-        " round(count(*) filter (where is_repeat)::numeric / count(*), 4)::float8 as repeat_share"
-        " from ranked group by week order by week"
-    ).format(lines=_purchase_baskets(dataset))
-    return _rows(conn, query)
+    return _rows(
+        conn,
+        "with weekly as (select date_trunc('week', basket_date)::date as week,"
+        " sum(baskets * basket_items)::bigint as purchases, sum(repeat_lines)::bigint as repeats"
+        f" from {BASKETS} group by 1)"
+        " select week, purchases, repeats, round(repeats::numeric / purchases, 4)::float8 as repeat_share"
+        " from weekly order by week",
+    )
 
 
 def price_distribution(conn: Conn) -> Rows:
