@@ -21,6 +21,8 @@ RUN_METADATA_COLUMNS: dict[str, set[str]] = {
     "intermediate.int_user_category_history": {"built_at"},
     "marts.user_features_history": {"built_at"},
     "marts.item_features_history": {"built_at"},
+    "marts.report_hourly_interactions": {"built_at"},
+    "marts.report_daily_baskets": {"built_at"},
     # attempt_id: a serial; its values follow the order of attempts (two runs loading dates concurrently)
     "ops.loaded_files": {"started_at", "finished_at", "attempt_id"},
     "ops.schema_migrations": {"applied_at"},
