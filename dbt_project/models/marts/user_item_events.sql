@@ -37,7 +37,8 @@ events as (
         interactions.event_time,
         interactions.event_type,
         interactions.order_id,
-        interactions.quantity
+        interactions.quantity,
+        interactions.loaded_at
 
     from interactions
     inner join products on interactions.item_id = products.item_id
