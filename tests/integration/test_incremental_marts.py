@@ -71,6 +71,10 @@ LATE_EVENT = (
     " '2024-01-20', 'l9', '2024-01-20.csv', 2, clock_timestamp())"
 )
 
+PLANTED_INDEX = "int_interactions_user_time_planted"
+PLANTED_INDEX_LEFT = f"select count(*) from pg_indexes where indexname = '{PLANTED_INDEX}'"
+AFTER_RERUN: dict[str, int] = {}  # what the fixture saw after the re-run's build
+
 
 def _execute(dsn: str, statement: str | sql.Composable) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -146,10 +150,18 @@ def daily_then_rerun_then_full(warehouse_dsn: str, build) -> str:
     _execute(warehouse_dsn, LATE_EVENT)
     build()  # int_interactions rewrites the late day, and the histories recompute from it
     _keep(warehouse_dsn, "daily")
+    # an index an earlier version of int_interactions created; the same day's build drops it
+    _execute(warehouse_dsn, f"create index {PLANTED_INDEX} on intermediate.int_interactions (user_id, event_time)")
     build()  # the same day again
     _keep(warehouse_dsn, "rerun")
+    AFTER_RERUN["planted_index"] = _count(warehouse_dsn, sql.SQL(PLANTED_INDEX_LEFT))
     build(full_refresh=True)
     return warehouse_dsn
+
+
+def test_a_build_drops_the_index_an_earlier_int_interactions_had(daily_then_rerun_then_full: str) -> None:
+    # (user_id, event_time) is no longer configured: the post-hook drop_index_on removes it from an older table
+    assert AFTER_RERUN["planted_index"] == 0
 
 
 def test_late_events_are_in_the_daily_build(daily_then_rerun_then_full: str) -> None:
