@@ -64,6 +64,16 @@ values
     ('e3', '2024-03-01 12:00:00+00', 'u1', 'p1', 'purchase', 2, 10, '2024-03-01 12:00:01+00', '1-0', 's1'),
     ('s1', '2024-02-28 23:00:00+00', 'u3', 'p4', 'view', null, null, '2024-03-01 11:30:00+00', '2-0', 's1')
 """
+# u3's views of p2 (02-26, 03-01) and p3 (02-22, 02-25), in the 3rd and 4th loads: the last loads' builds
+# (window 02-28 or 03-01) need p2's day before their window (its 03-01 is no return within 7 days) and
+# p3's day after 02-22 (its pop_7d does not end on 03-01)
+PROBED_EVENTS = """
+insert into public.pending_events values
+    ('x1', '2024-02-26 10:00:00', 'u3', 'p2', 'view', 1, 20, '2024-02-26', 'l6', '2024-02-26.csv', 2, now()),
+    ('x2', '2024-03-01 10:30:00', 'u3', 'p2', 'view', 1, 20, '2024-03-01', 'l2', '2024-03-01.csv', 6, now()),
+    ('x3', '2024-02-22 10:00:00', 'u3', 'p3', 'view', 1, 30, '2024-02-22', 'l7', '2024-02-22.csv', 2, now()),
+    ('x4', '2024-02-25 10:00:00', 'u3', 'p3', 'view', 1, 30, '2024-02-25', 'l8', '2024-02-25.csv', 2, now())
+"""
 # 41 days before the last day: far outside the lookback windows (3 days)
 LATE_DAY = "2024-01-20"
 LATE_EVENT = (
@@ -137,6 +147,7 @@ def daily_then_rerun_then_full(warehouse_dsn: str, build) -> str:
         conn.execute((MIGRATIONS_DIR / "0009_stream_events.sql").read_text())
         conn.execute((MIGRATIONS_DIR / "0012_exposures_experiments.sql").read_text())  # stream_events.request_id
         conn.execute("create table public.pending_events as select * from raw.events; truncate raw.events")
+        conn.execute(PROBED_EVENTS)
     for number, condition in enumerate(LOADS):
         _execute(
             warehouse_dsn,
@@ -179,7 +190,7 @@ def test_late_events_are_in_the_daily_build(daily_then_rerun_then_full: str) -> 
     assert ("e8", "shop_events", LATE_DAY) in rows  # 41 days late: its day came back by loaded_at
     assert ("s1", "shop_stream", "2024-02-28") in rows  # late stream event inside the lookback
     assert ("e3", "shop_events", "2024-03-01") in rows and ("e3", "shop_stream", "2024-03-01") not in rows
-    assert len(rows) == 9
+    assert len(rows) == 13
     assert u3_late == (1, 20.0)
 
 
@@ -192,6 +203,25 @@ def test_a_daily_build_finds_a_repeat_purchase_of_an_earlier_build(daily_then_re
             "select basket_date::text, repeat_lines from public.loaded_report_daily_baskets where repeat_lines > 0"
         ).fetchall()
     assert repeats == [("2024-03-01", 1)]
+
+
+def test_the_daily_builds_popularity_windows_count_the_users_active_in_them(daily_then_rerun_then_full: str) -> None:
+    """Every row the daily builds left before the late event (``loaded_*``: the last ones recomputed 02-28
+    or 03-01 only) against the definition: pop_<n>d of a day counts the users with an interaction in
+    the n days up to it."""
+    with psycopg.connect(daily_then_rerun_then_full) as conn:
+        rows, wrong = conn.execute(
+            "select count(*),"
+            " count(*) filter (where (h.pop_7d, h.pop_30d, h.pop_90d) is distinct from (d.n7, d.n30, d.n90))"
+            " from public.loaded_item_features_history as h cross join lateral ("
+            "  select count(distinct i.user_id) filter (where i.event_date > h.as_of_date - 7) as n7,"
+            "         count(distinct i.user_id) filter (where i.event_date > h.as_of_date - 30) as n30,"
+            "         count(distinct i.user_id) as n90"
+            "  from public.loaded_int_interactions as i"
+            "  where i.item_id = h.item_id and i.event_date <= h.as_of_date and i.event_date > h.as_of_date - 90) as d"
+        ).fetchone()
+    assert rows >= 10
+    assert wrong == 0
 
 
 @pytest.mark.parametrize(("schema", "name"), INCREMENTAL_MARTS)

@@ -12,10 +12,12 @@
 
     Incremental (delete+insert keyed on as_of_date): a build recomputes the
     days from the window start (macro feature_history_start) on. The window
-    changes of those days need, of the (item, user) pairs active on one of
-    them or 7, 30 or 90 days before one, the activity days from 90 days
-    before the window start on (a +1 needs the previous day within 90, a -1
-    the next day after the one n days before); everything else comes from
+    changes of those days need the activity days on them and 7, 30 or 90
+    days before one, the pair's previous day of each of its first days in
+    the window (a +1: the latest day before the window, one backward probe
+    of the pair's index on int_interactions) and the next day of each day
+    whose -1 can fall in the window (one forward probe), not the pairs'
+    whole history; everything else comes from
     those days' interactions, continued from the item's latest row before
     the window (pop_<n>d, distinct_buyers, revenue_to_date, first_seen_at).
     A buyer counts as new unless a purchase before the window has the pair
@@ -74,15 +76,15 @@ window_interactions as (
 
 ),
 
-{% if is_incremental() %}
+{% if is_incremental() and '-infinity' not in window_start %}
 
-changing_pairs as (
+range_days as (
 
-    -- the (item, user) pairs that can change a window on the build's days: active on one of them
-    -- (a +1) or 7, 30 or 90 days before one (a -1); no other pair has a change on those days
+    -- the activity days of the build's days and of the days 7, 30 or 90 before one (a -1 on one of them)
     select distinct
         interactions.item_id,
-        interactions.user_id
+        interactions.user_id,
+        interactions.event_date as activity_date
 
     from {{ ref('int_interactions') }} as interactions
     cross join as_of
@@ -97,29 +99,79 @@ changing_pairs as (
 
 ),
 
-{% endif %}
+window_pairs as (
+
+    select distinct
+        item_id,
+        user_id
+
+    from range_days
+    where activity_date >= {{ window_start }}
+
+),
 
 item_user_activity as (
 
-    -- the activity days from 90 days before the window start on (a full build: all), of the pairs that
-    -- can change a window in an incremental build: their previous and next days, as in a full build
+    -- those days, the latest day before the window of each pair active in it, and the next day of each
+    -- day at least 7 days before as_of's: every day whose change can fall on the build's days has its
+    -- previous and next day here, so lag and lead below give them what a full build gives. A next day
+    -- on as_of's day or later is at least 7 days after such a day, so the probe stops before it (and
+    -- reads the pair's index only: the rows of as_of's day may end at as_of)
+    select * from range_days
+    union
+    select
+        window_pairs.item_id,
+        window_pairs.user_id,
+        earlier.event_date as activity_date
+    from window_pairs
+    cross join lateral (
+        select interactions.event_date
+        from {{ ref('int_interactions') }} as interactions
+        where
+            interactions.user_id = window_pairs.user_id
+            and interactions.item_id = window_pairs.item_id
+            and interactions.event_date < {{ window_start }}
+        order by interactions.event_date desc
+        limit 1
+    ) as earlier
+    union
+    select
+        range_days.item_id,
+        range_days.user_id,
+        later.event_date as activity_date
+    from range_days
+    cross join as_of
+    cross join lateral (
+        select interactions.event_date
+        from {{ ref('int_interactions') }} as interactions
+        where
+            interactions.user_id = range_days.user_id
+            and interactions.item_id = range_days.item_id
+            and interactions.event_date > range_days.activity_date
+            and interactions.event_date < as_of.last_date
+        order by interactions.event_date asc
+        limit 1
+    ) as later
+    where range_days.activity_date <= as_of.last_date - 7
+
+),
+
+{% else %}
+
+item_user_activity as (
+
+    -- every activity day (a full build, or a table with no day built yet)
     select distinct
         interactions.item_id,
         interactions.user_id,
         interactions.event_date as activity_date
 
     from {{ ref('int_interactions') }} as interactions
-    {%- if is_incremental() %}
-    inner join changing_pairs
-        on
-            interactions.item_id = changing_pairs.item_id
-            and interactions.user_id = changing_pairs.user_id
-    {%- endif %}
-    where
-        interactions.event_time <= (select as_of.as_of from as_of)
-        and interactions.event_date >= {{ window_start }} - 90
+    where interactions.event_time <= (select as_of.as_of from as_of)
 
 ),
+
+{% endif %}
 
 item_user_days as (
 
