@@ -161,6 +161,26 @@ def test_build_passes_every_model_and_test(generated_build: DbtResult) -> None:
     assert not any(name.startswith(uci_models) for name in names)
 
 
+def test_the_nightly_build_leaves_the_unit_tests_to_ci(
+    generated_build: DbtResult, tool_env: dict[str, str], dbt_project_dir: Path, tmp_path
+) -> None:
+    """This module's build runs the unit tests; the transform task's (build_warehouse_models) excludes
+    them, as here: their inputs are fixed rows, so a nightly run would only repeat them."""
+    assert any(result.unique_id.startswith("unit_test.") for result in generated_build.results)
+    nightly = dbt_build(
+        dbt_project_dir,
+        tool_env,
+        vars={"dataset": "generated"},
+        select="report_hourly_interactions",  # incremental, read by no model: the run changes nothing
+        exclude_resource_types=("unit_test",),
+        log=lambda _line: None,
+        target_path=tmp_path / "target",
+        log_path=tmp_path / "logs",
+    )
+    kinds = {result.unique_id.split(".")[0] for result in nightly.results}
+    assert "model" in kinds and "unit_test" not in kinds
+
+
 def test_schemas_are_verbatim(generated_build: DbtResult, warehouse_dsn: str) -> None:
     rows = _query(
         warehouse_dsn,

@@ -238,17 +238,21 @@ def dbt_build(
     target_path: Path | None = None,
     log_path: Path | None = None,
     full_refresh: bool = False,
+    exclude_resource_types: Sequence[str] = (),
 ) -> DbtResult:
     """``dbt build`` (models, snapshots, unit and data tests) with optional ``--vars`` and ``--select``.
 
     ``select`` is dbt selection syntax; several space-separated selectors are
-    passed as one ``--select`` list. Raises :class:`DbtBuildError` on failure.
+    passed as one ``--select`` list; ``exclude_resource_types`` (such as
+    ``unit_test``) become ``--exclude-resource-type``. Raises :class:`DbtBuildError` on failure.
     """
     args = ["build"]
     if vars:
         args += ["--vars", json.dumps(dict(vars), sort_keys=True)]
     if select:
         args += ["--select", *select.split()]
+    if exclude_resource_types:
+        args += ["--exclude-resource-type", *exclude_resource_types]
     if full_refresh:
         args.append("--full-refresh")
     return run_dbt(args, project_dir=project_dir, env=env, log=log, target_path=target_path, log_path=log_path)
